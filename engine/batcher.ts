@@ -1,0 +1,114 @@
+// Records dispatches into one command encoder and submits in chunks. Uniform parameters
+// come from a slot pool: one uniform buffer, 256-byte slots, written once per submit.
+import type { Device } from './device.ts';
+
+const SLOTS = 64; // dispatches per submit at most ("tens of dispatches per submit")
+const UNIFORM = 0x40 | 0x08; // GPUBufferUsage.UNIFORM | COPY_DST
+const MAP_READ_DST = 0x01 | 0x08; // GPUBufferUsage.MAP_READ | COPY_DST
+const MAP_READ = 0x01; // GPUMapMode.READ
+
+export interface Dispatch {
+  op: string;
+  pipeline: GPUComputePipeline;
+  /** Storage buffers bound at @binding(1), (2), ... in order. */
+  buffers: GPUBuffer[];
+  /** Uniform Params at @binding(0): u32 fields, then f32 fields (each 4 bytes, WGSL struct order). */
+  u32?: readonly number[];
+  f32?: readonly number[];
+  groups: readonly [number, number?, number?];
+}
+
+export interface BatchStats {
+  dispatches: number;
+  submits: number;
+  readbacks: number;
+}
+
+export class Batcher {
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly uniform: GPUBuffer;
+  private readonly mirror = new ArrayBuffer(SLOTS * 256);
+  private readonly slotStride: number;
+  private slots = 0;
+  private readonly staging: GPUBuffer[] = [];
+  readonly stats: BatchStats = { dispatches: 0, submits: 0, readbacks: 0 };
+  lastOp = '(none)';
+
+  constructor(private readonly device: Device) {
+    this.slotStride = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
+    this.uniform = device.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM });
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    this.encoder ??= this.device.gpu.createCommandEncoder();
+    this.pass ??= this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  dispatch(d: Dispatch): void {
+    if (this.slots === SLOTS) this.flush();
+    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const [x, y = 1, z = 1] = d.groups;
+    if (x > maxGroups || y > maxGroups || z > maxGroups) {
+      throw new Error(`${d.op}: dispatch of ${x}×${y}×${z} workgroups exceeds the device limit ${maxGroups} per dimension`);
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    const hasParams = (d.u32?.length ?? 0) + (d.f32?.length ?? 0) > 0;
+    if (hasParams) {
+      const off = this.slots * this.slotStride;
+      const nu = d.u32?.length ?? 0;
+      new Uint32Array(this.mirror, off, nu).set(d.u32 ?? []);
+      if (d.f32) new Float32Array(this.mirror, off + nu * 4, d.f32.length).set(d.f32);
+      entries.push({ binding: 0, resource: { buffer: this.uniform, offset: off, size: 256 } });
+    }
+    d.buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+    const bindGroup = this.device.gpu.createBindGroup({ label: d.op, layout: d.pipeline.getBindGroupLayout(0), entries });
+    const pass = this.computePass();
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.slots++; // every dispatch takes a slot, so a submit never holds more than SLOTS dispatches
+    this.stats.dispatches++;
+    this.lastOp = d.op;
+  }
+
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    this.pass?.end();
+    this.pass = null;
+    this.encoder ??= this.device.gpu.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Submits everything recorded so far (no wait). */
+  flush(): void {
+    if (!this.encoder) return;
+    this.pass?.end();
+    this.pass = null;
+    if (this.slots > 0) this.device.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
+    this.device.gpu.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.slots = 0;
+    this.stats.submits++;
+    this.device.pool.afterSubmit();
+  }
+
+  /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data. */
+  async read(src: GPUBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
+    const size = Math.max(256, Math.ceil(bytes / 256) * 256);
+    const i = this.staging.findIndex((b) => b.size >= size);
+    const stage = i >= 0 ? this.staging.splice(i, 1)[0]! : this.device.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST });
+    this.copy(src, srcOffset, stage, 0, Math.ceil(bytes / 4) * 4);
+    this.flush();
+    this.stats.readbacks++;
+    try {
+      await this.device.wait(stage.mapAsync(MAP_READ, 0, size));
+      const out = stage.getMappedRange(0, size).slice(0, bytes);
+      stage.unmap();
+      return out;
+    } finally {
+      if (stage.mapState === 'mapped') stage.unmap();
+      this.staging.push(stage);
+    }
+  }
+}

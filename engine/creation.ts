@@ -1,0 +1,77 @@
+// Tensor creation: from host arrays (one queue.writeBuffer), constants, and random draws.
+import { EngineError } from './device.ts';
+import { empty, getDevice, sizeOf, type DType, type Shape, type Tensor } from './tensor.ts';
+import { defaultGenerator, type Generator } from './random.ts';
+import { fill } from './ops/elementwise.ts';
+import type { Device } from './device.ts';
+
+export interface CreateOptions {
+  dtype?: DType;
+  requiresGrad?: boolean;
+  device?: Device;
+}
+
+type Nested = number | readonly Nested[];
+function flatten(x: Nested, out: number[], shape: number[], depth: number): void {
+  if (typeof x === 'number') {
+    out.push(x);
+    return;
+  }
+  if (shape.length === depth) shape.push(x.length);
+  else if (shape[depth] !== x.length) throw new EngineError('tensor: ragged nested array');
+  for (const v of x) flatten(v, out, shape, depth + 1);
+}
+
+/** A tensor from a flat typed array/array plus shape, or from a nested array. */
+export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: CreateOptions = {}): Tensor {
+  let flat: ArrayLike<number>;
+  let shp: Shape;
+  if (typeof data === 'number' || (Array.isArray(data) && shape === undefined)) {
+    const out: number[] = [];
+    const s: number[] = [];
+    flatten(data as Nested, out, s, 0);
+    flat = out;
+    shp = shape ?? s;
+  } else {
+    flat = data as ArrayLike<number>;
+    shp = shape ?? [flat.length];
+  }
+  if (sizeOf(shp) !== flat.length) throw new EngineError(`tensor: ${flat.length} values do not fill shape [${shp.join(', ')}]`);
+  const dtype = opts.dtype ?? (flat instanceof Int32Array ? 'int32' : 'float32');
+  if (dtype === 'int32') {
+    for (let i = 0; i < flat.length; i++) if (!Number.isInteger(flat[i])) throw new EngineError(`tensor: int32 tensor given non-integer value ${flat[i]} at ${i}`);
+  }
+  const t = empty(shp, dtype, opts.device ?? getDevice());
+  const arr = dtype === 'int32' ? Int32Array.from(flat) : Float32Array.from(flat);
+  if (arr.length) t.device.gpu.queue.writeBuffer(t.rawBuffer, 0, arr.buffer, arr.byteOffset, arr.byteLength);
+  t.requiresGrad = opts.requiresGrad ?? false;
+  return t;
+}
+
+export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
+  const t = fill(shape, value, opts.device ?? getDevice(), opts.dtype ?? 'float32');
+  t.requiresGrad = opts.requiresGrad ?? false;
+  return t;
+}
+export const zeros = (shape: Shape, opts?: CreateOptions): Tensor => full(shape, 0, opts);
+export const ones = (shape: Shape, opts?: CreateOptions): Tensor => full(shape, 1, opts);
+
+export interface RandomOptions extends CreateOptions {
+  generator?: Generator;
+}
+/** Standard normal samples (times `std`, plus `mean`). */
+export function randn(shape: Shape, opts: RandomOptions & { mean?: number; std?: number } = {}): Tensor {
+  const g = opts.generator ?? defaultGenerator;
+  const a = new Float32Array(sizeOf(shape));
+  for (let i = 0; i < a.length; i++) a[i] = (opts.mean ?? 0) + (opts.std ?? 1) * g.normal();
+  return tensor(a, shape, { ...opts, dtype: 'float32' });
+}
+/** Uniform samples in [low, high). */
+export function rand(shape: Shape, opts: RandomOptions & { low?: number; high?: number } = {}): Tensor {
+  const g = opts.generator ?? defaultGenerator;
+  const lo = opts.low ?? 0;
+  const hi = opts.high ?? 1;
+  const a = new Float32Array(sizeOf(shape));
+  for (let i = 0; i < a.length; i++) a[i] = lo + (hi - lo) * g.uniform();
+  return tensor(a, shape, { ...opts, dtype: 'float32' });
+}

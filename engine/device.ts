@@ -1,0 +1,193 @@
+// The GPU device, and the one place that creates pipelines and waits on the queue.
+// Browser-safe: Dawn's Node binding is loaded by a dynamic import only when no
+// `navigator.gpu` exists.
+import { BufferPool } from './buffer-pool.ts';
+import { Batcher } from './batcher.ts';
+
+/** Limits the engine needs; requested at creation and checked against the adapter. */
+const REQUIRED = {
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxStorageBufferBindingSize: 64 * 1024 * 1024,
+} as const;
+type LimitName = keyof typeof REQUIRED | 'maxBufferSize';
+
+export class EngineError extends Error {
+  override name = 'EngineError';
+}
+
+export interface DeviceOptions {
+  /** A `GPU` object (navigator.gpu or Dawn's). Defaults to navigator.gpu, else Dawn via the `webgpu` package. */
+  gpu?: GPU;
+  powerPreference?: GPUPowerPreference;
+}
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+let quietWaiters = 0;
+let savedSetImmediate: ((cb: () => void) => unknown) | undefined;
+
+export class Device {
+  readonly gpu: GPUDevice;
+  readonly adapterName: string;
+  readonly pool: BufferPool;
+  readonly batcher: Batcher;
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly compileChecks: Promise<void>[] = [];
+  private deviceError: Error | null = null;
+  private lost = false;
+  private readonly ownsDevice: boolean;
+
+  // Dawn's Node instance must outlive its devices: if it is garbage collected, the process crashes.
+  private instance: GPU | null = null;
+
+  private constructor(gpu: GPUDevice, adapterName: string, owns: boolean) {
+    this.gpu = gpu;
+    this.adapterName = adapterName;
+    this.ownsDevice = owns;
+    this.pool = new BufferPool(gpu);
+    this.batcher = new Batcher(this);
+    gpu.addEventListener('uncapturederror', (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.deviceError ??= new EngineError(`WebGPU error (near op '${this.batcher.lastOp}'): ${e.message}`);
+    });
+    void gpu.lost.then((info) => {
+      this.lost = true;
+      if (info.reason !== 'destroyed') this.deviceError ??= new EngineError(`GPU device lost: ${info.message}`);
+    });
+  }
+
+  /** Creates a device on the best adapter: navigator.gpu in a browser, Dawn in Node. */
+  static async create(opts: DeviceOptions = {}): Promise<Device> {
+    const gpu = opts.gpu ?? (await defaultGPU());
+    const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    if (!adapter) {
+      throw new EngineError(
+        'No WebGPU adapter found. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux the software ' +
+          "Vulkan driver: 'npm run setup' (Debian: libvulkan1 + mesa-vulkan-drivers >= 23, from bookworm-backports on Debian 12).",
+      );
+    }
+    const requiredLimits: Record<string, number> = {};
+    for (const [name, need] of Object.entries(REQUIRED)) {
+      const have = adapter.limits[name as LimitName];
+      if (have < need) throw new EngineError(`Adapter limit ${name} = ${have} is below the engine's minimum ${need}.`);
+      requiredLimits[name] = have; // take all the adapter offers
+    }
+    requiredLimits.maxBufferSize = adapter.limits.maxBufferSize;
+    const dev = await adapter.requestDevice({ requiredLimits });
+    const i = adapter.info;
+    const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ') || 'unknown adapter';
+    const d = new Device(dev, name, true);
+    d.instance = gpu;
+    return d;
+  }
+
+  /** Wraps a GPUDevice that an application already owns; the engine never destroys it. */
+  static fromGPUDevice(gpu: GPUDevice, name = 'external device'): Device {
+    for (const [lim, need] of Object.entries(REQUIRED)) {
+      const have = gpu.limits[lim as LimitName];
+      if (have < need) throw new EngineError(`GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice().`);
+    }
+    return new Device(gpu, name, false);
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.gpu.limits;
+  }
+
+  /** Throws a pending device/validation/compile error, if any. Called at every sync point. */
+  checkErrors(): void {
+    if (this.deviceError) {
+      const e = this.deviceError;
+      this.deviceError = null;
+      throw e;
+    }
+    if (this.lost) throw new EngineError('GPU device was destroyed or lost.');
+  }
+
+  /** Pipeline cache keyed by the final WGSL source; compile errors are reported with the op name and line. */
+  pipeline(op: string, code: string, entryPoint = 'main'): GPUComputePipeline {
+    const key = `${entryPoint}\u0000${code}`;
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    let mod = this.modules.get(code);
+    if (!mod) {
+      mod = this.gpu.createShaderModule({ label: op, code });
+      this.modules.set(code, mod);
+      const m = mod;
+      this.compileChecks.push(
+        m.getCompilationInfo().then((info) => {
+          const errs = info.messages.filter((x) => x.type === 'error');
+          if (errs.length === 0) return;
+          const lines = code.split('\n');
+          const text = errs.map((x) => `  line ${x.lineNum}: ${x.message}\n    ${lines[x.lineNum - 1]?.trim() ?? ''}`).join('\n');
+          this.deviceError ??= new EngineError(`WGSL compile error in op '${op}':\n${text}`);
+        }),
+      );
+    }
+    p = this.gpu.createComputePipeline({ label: op, layout: 'auto', compute: { module: mod, entryPoint } });
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  /** Submits pending work and waits until the GPU finished it. */
+  async sync(): Promise<void> {
+    this.batcher.flush();
+    await this.wait(this.gpu.queue.onSubmittedWorkDone());
+  }
+
+  /**
+   * Awaits a GPU promise. Dawn's Node binding polls by re-arming the global setImmediate, which keeps a
+   * core busy; while we wait, setImmediate is swapped for a 1 ms timer so a software GPU gets that core.
+   */
+  async wait<T>(p: Promise<T>): Promise<T> {
+    const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
+    const quiet = this.quietWait && typeof g.setImmediate === 'function';
+    if (quiet && quietWaiters++ === 0) {
+      savedSetImmediate = g.setImmediate;
+      g.setImmediate = (cb: () => void) => setTimeout(cb, 1);
+    }
+    try {
+      const r = await p;
+      if (this.compileChecks.length) await Promise.all(this.compileChecks.splice(0));
+      this.checkErrors();
+      return r;
+    } finally {
+      if (quiet && --quietWaiters === 0) g.setImmediate = savedSetImmediate;
+    }
+  }
+
+  /** Whether waits use the quiet (timer-based) polling described in `wait`. */
+  quietWait = true;
+
+  destroy(): void {
+    this.batcher.flush();
+    this.pool.destroyAll();
+    if (this.ownsDevice) this.gpu.destroy();
+  }
+}
+
+async function defaultGPU(): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  const spec = 'webgpu'; // a variable specifier keeps bundlers from pulling Dawn into a browser build
+  let mod: DawnModule;
+  try {
+    mod = (await import(spec)) as DawnModule;
+  } catch (e) {
+    throw new EngineError(`No navigator.gpu and the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}`);
+  }
+  for (const [k, v] of Object.entries(mod.globals)) {
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  }
+  return mod.create([]);
+}

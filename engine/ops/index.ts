@@ -1,0 +1,13 @@
+// The op table: every op named in rules.ts must have a backward rule here, or tsc fails.
+import { setRules, type RuleTable } from '../rules.ts';
+import { elementwiseRules } from './elementwise.ts';
+import { reduceRules } from './reduce.ts';
+import { shapeRules } from './shape.ts';
+import { matmulRules } from './matmul.ts';
+
+setRules((): RuleTable => ({ ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules }));
+
+export * from './elementwise.ts';
+export { sum, mean, max } from './reduce.ts';
+export { reshape, permute, transpose, slice, concat, expand } from './shape.ts';
+export { matmul, linear, matmulKernel, type MatmulOptions } from './matmul.ts';

@@ -1,0 +1,94 @@
+// matmul (2-D and batched 3-D, optional transposed operands) and linear (torch layout).
+import { record } from '../autograd.ts';
+import { EngineError } from '../device.ts';
+import type { Rule } from '../rules.ts';
+import type { Tensor } from '../tensor.ts';
+import { matmulNaiveShader, matmulShader } from '../../shaders/matmul.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
+import { add } from './elementwise.ts';
+import { reshape } from './shape.ts';
+import { sum } from './reduce.ts';
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+}
+
+interface Plan {
+  batch: number; m: number; n: number; k: number; sa: number; sb: number; outShape: number[];
+}
+
+function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
+  if (a.rank < 2 || a.rank > 3 || b.rank < 2 || b.rank > 3) {
+    throw new EngineError(`${op}: operands must be 2-D or 3-D, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
+  }
+  const [ba, ra, ca] = a.rank === 3 ? a.shape : [1, ...a.shape];
+  const [bb, rb, cb] = b.rank === 3 ? b.shape : [1, ...b.shape];
+  const [m, ka] = transA ? [ca!, ra!] : [ra!, ca!];
+  const [kb, n] = transB ? [cb!, rb!] : [rb!, cb!];
+  if (ka !== kb) throw new EngineError(`${op}: inner dimensions differ: ${fmt(a.shape)}${transA ? 'ᵀ' : ''} · ${fmt(b.shape)}${transB ? 'ᵀ' : ''} (${ka} vs ${kb})`);
+  if (ba !== bb && ba !== 1 && bb !== 1) throw new EngineError(`${op}: batch sizes ${ba} and ${bb} of ${fmt(a.shape)} and ${fmt(b.shape)} differ`);
+  const batch = Math.max(ba!, bb!);
+  const is3d = a.rank === 3 || b.rank === 3;
+  return { batch, m, n, k: ka!, sa: ba === 1 ? 0 : ra! * ca!, sb: bb === 1 ? 0 : rb! * cb!, outShape: is3d ? [batch, m, n] : [m, n] };
+}
+
+/** Runs the tiled kernel (or the naive one, for benchmarks) without autograd. */
+export function matmulKernel(a: Tensor, b: Tensor, transA = false, transB = false, naive = false): Tensor {
+  checkLive('matmul', a, b);
+  checkFloat('matmul', a, b);
+  const dev = checkSameDevice('matmul', a, b);
+  const p = plan('matmul', a, b, transA, transB);
+  if (p.batch > 65535) throw new EngineError(`matmul: batch ${p.batch} above 65535`);
+  const c = output(dev, p.outShape);
+  const groups: [number, number, number] = naive ? [Math.ceil(p.n / 16), Math.ceil(p.m / 16), p.batch] : [Math.ceil(p.n / 64), Math.ceil(p.m / 64), p.batch];
+  launch(dev, {
+    op: naive ? 'matmulNaive' : 'matmul',
+    code: naive ? matmulNaiveShader() : matmulShader(transA, transB),
+    buffers: [a.rawBuffer, b.rawBuffer, c.rawBuffer],
+    u32: [p.m, p.n, p.k, p.sa, p.sb, 0, 0, 0],
+    groups,
+  });
+  return c;
+}
+
+/** op(a) · op(b): (M,K)·(K,N), or batched (B,M,K)·(B,K,N) where a 2-D operand or batch 1 is shared. */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  return record('matmul', [a, b], matmulKernel(a, b, transA, transB), { transA, transB });
+}
+
+/** y = x wᵀ + b with w of shape (out, in), as torch.nn.functional.linear; x may have leading batch dims. */
+export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
+  checkLive('linear', x, w);
+  if (w.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== w.shape[1]) {
+    throw new EngineError(`linear: input ${fmt(x.shape)} does not match weight ${fmt(w.shape)} (expected last dim ${w.shape[1]})`);
+  }
+  if (b && (b.rank !== 1 || b.shape[0] !== w.shape[0])) throw new EngineError(`linear: bias ${fmt(b.shape)} does not match weight ${fmt(w.shape)}`);
+  const lead = x.shape.slice(0, -1);
+  const x2 = x.rank === 2 ? x : reshape(x, [-1, w.shape[1]!]);
+  const y2 = matmul(x2, w, { transB: true });
+  if (x2 !== x) x2.dispose();
+  const yb = b ? add(y2, b) : y2;
+  if (yb !== y2) y2.dispose();
+  if (x.rank === 2) return yb;
+  const y = reshape(yb, [...lead, w.shape[0]!]);
+  yb.dispose();
+  return y;
+}
+
+/** Sums a batched gradient over the batch axis when the operand was shared (2-D or batch 1). */
+function unbatch(g: Tensor, like: Tensor): Tensor {
+  if (g.rank === like.rank && g.shape[0] === like.shape[0]) return g;
+  const s = sum(g, 0, like.rank === 3);
+  g.dispose();
+  return s;
+}
+
+export const matmulRules = {
+  matmul: ({ inputs: [a, b], attrs: { transA, transB } }, gy) => [
+    unbatch(transA ? matmulKernel(b!, gy, transB, true) : matmulKernel(gy, b!, false, !transB), a!),
+    unbatch(transB ? matmulKernel(gy, a!, true, transA) : matmulKernel(a!, gy, !transA, false), b!),
+  ],
+} satisfies { matmul: Rule<'matmul'> };

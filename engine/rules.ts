@@ -1,0 +1,41 @@
+// The op table's types. Every differentiable op is named in OpAttrs; the table of backward
+// rules in ops/index.ts is typed { [P in OpName]: Rule<P> }, so an op without a backward
+// rule is a compile error. This module imports nothing, so it is always initialised first.
+import type { Tensor } from './tensor.ts';
+
+export interface OpAttrs {
+  add: object; sub: object; mul: object; div: object;
+  neg: object; exp: object; log: object; sqrt: object; relu: object; sigmoid: object; tanh: object;
+  powScalar: { p: number }; addScalar: { c: number }; mulScalar: { c: number };
+  sum: { axes: number[]; keepdim: boolean };
+  max: { axes: number[]; keepdim: boolean };
+  reshape: object;
+  permute: { perm: number[] };
+  slice: { starts: number[] };
+  concat: { axis: number };
+  expand: object;
+  matmul: { transA: boolean; transB: boolean };
+}
+export type OpName = keyof OpAttrs;
+
+export interface OpContext<P extends OpName> {
+  inputs: readonly Tensor[];
+  out: Tensor;
+  saved: readonly Tensor[];
+  attrs: OpAttrs[P];
+}
+/** Given the upstream gradient, returns one gradient per input (null where none is needed). */
+export type Rule<P extends OpName> = (ctx: OpContext<P>, gy: Tensor) => (Tensor | null)[];
+export type RuleTable = { [P in OpName]: Rule<P> };
+
+// Built on first use: the op modules import each other, so the table is assembled lazily.
+let build: (() => RuleTable) | null = null;
+let table: RuleTable | null = null;
+export function setRules(make: () => RuleTable): void {
+  build = make;
+}
+export function ruleFor<P extends OpName>(op: P): Rule<P> {
+  table ??= build?.() ?? null;
+  if (!table) throw new Error('engine op table not initialised (import from engine/index.ts)');
+  return table[op] as Rule<P>;
+}

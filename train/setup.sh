@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Idempotent set-up for `npm start` / `npm test`: npm packages, then a WebGPU adapter.
+# On Linux with no adapter it installs Mesa's software Vulkan driver (lavapipe).
+# Debian 12's Mesa 22.3 is refused by Dawn, so there it comes from bookworm-backports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "[setup] $*"; }
+
+if [ ! -d node_modules/webgpu ] || [ ! -d node_modules/tsx ]; then
+  say "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+probe() { XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} node train/probe-adapter.mjs 2>/dev/null; }
+if name=$(probe); then say "WebGPU adapter: $name"; exit 0; fi
+
+if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null; then
+  echo "[setup] no WebGPU adapter found. Install a GPU driver with Vulkan (Linux), Metal (macOS) or D3D12 (Windows)," >&2
+  echo "[setup] or a software Vulkan driver such as Mesa lavapipe (>= 23)." >&2
+  exit 1
+fi
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+. /etc/os-release
+suite=""
+if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+  suite=bookworm-backports
+  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    # Reuse the URI of the machine's own Debian entry (mirrors and snapshots are honoured).
+    uri=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | grep -v security | head -n1 | awk '{print $2}')
+    [ -n "$uri" ] || uri=$(grep -hs '^deb ' /etc/apt/sources.list | grep -v security | head -n1 | awk '{print $2}')
+    [ -n "$uri" ] || uri=http://deb.debian.org/debian
+    say "adding bookworm-backports from $uri"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+      | $sudo tee /etc/apt/sources.list.d/mmpareto-backports.sources >/dev/null
+  fi
+fi
+say "no WebGPU adapter: installing the software Vulkan driver (libvulkan1, mesa-vulkan-drivers${suite:+ from $suite})"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends ${suite:+-t $suite} libvulkan1 mesa-vulkan-drivers >/dev/null
+if name=$(probe); then say "WebGPU adapter: $name"; exit 0; fi
+echo "[setup] still no WebGPU adapter after installing Mesa; check 'vulkaninfo --summary' (Dawn needs Mesa >= 23)." >&2
+exit 1
