@@ -3,7 +3,7 @@
 // accumulates gradients with +=. The graph keeps the storage of the tensors it
 // needs alive, and lets go of it as soon as backward used it.
 import { ruleFor, type OpAttrs, type OpName } from './rules.ts';
-import { Tensor, keep } from './tensor.ts';
+import { Tensor, keep, backwardState } from './tensor.ts';
 import { EngineError } from './device.ts';
 import { add, fill } from './ops/index.ts';
 
@@ -94,7 +94,13 @@ function propagate(seeds: Map<Tensor, Tensor>, retainGraph: boolean, want: (t: T
       const node = t.node;
       if (node) {
         if (node.released) throw new EngineError(`backward: the graph through '${node.op}' was already freed; pass { retainGraph: true } to the first backward`);
-        const gin = ruleFor(node.op)({ inputs: node.inputs, out: t, saved: node.saved, attrs: node.attrs as never }, g);
+        backwardState.depth++;
+        let gin: (Tensor | null)[];
+        try {
+          gin = ruleFor(node.op)({ inputs: node.inputs, out: t, saved: node.saved, attrs: node.attrs as never }, g);
+        } finally {
+          backwardState.depth--;
+        }
         node.inputs.forEach((x, i) => {
           const gi = gin[i];
           if (!gi) return;

@@ -82,7 +82,10 @@ export class Batcher {
 
   /** Submits everything recorded so far (no wait). */
   flush(): void {
-    if (!this.encoder) return;
+    if (!this.encoder) {
+      this.device.pool.afterSubmit(); // nothing unsubmitted can still reference a released buffer
+      return;
+    }
     this.pass?.end();
     this.pass = null;
     if (this.slots > 0) this.device.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);

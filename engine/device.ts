@@ -53,6 +53,7 @@ export class Device {
     this.pool = new BufferPool(gpu);
     this.batcher = new Batcher(this);
     gpu.addEventListener('uncapturederror', (ev) => {
+      ev.preventDefault(); // reported through checkErrors() instead of Dawn's console print
       const e = (ev as GPUUncapturedErrorEvent).error;
       this.deviceError ??= new EngineError(`WebGPU error (near op '${this.batcher.lastOp}'): ${e.message}`);
     });

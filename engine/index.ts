@@ -1,9 +1,10 @@
 // Public API of the engine (browser-safe: no Node modules).
 export { Device, EngineError, type DeviceOptions } from './device.ts';
-export { Tensor, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
+export { Tensor, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
 export { noGrad, isGradEnabled, grad, releaseGraph, type GradOptions } from './autograd.ts';
 export * from './ops/index.ts';
 export { tensor, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
 export { Generator, manualSeed, defaultGenerator } from './random.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';
 export type { OpName } from './rules.ts';
+export { SGD, type SGDOptions } from './optim.ts';

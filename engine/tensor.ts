@@ -40,6 +40,8 @@ export async function init(opts?: Parameters<typeof Device.create>[0]): Promise<
 // Scopes: tensors created inside tidy() are disposed at its end unless returned or kept.
 const scopes: Set<Tensor>[] = [];
 export const liveTensors = { count: 0 };
+/** > 0 while backward rules run: they may read tensors the user disposed but the graph kept alive. */
+export const backwardState = { depth: 0 };
 let nextId = 1;
 
 export function sizeOf(shape: Shape): number {
@@ -85,8 +87,11 @@ export class Tensor {
   }
   /** The GPU buffer; throws if the tensor was disposed. `op` names the caller in the error. */
   buffer(op = 'use'): GPUBuffer {
-    if (this._disposed) throw new EngineError(`${op}: tensor #${this.id} [${this.shape.join(', ')}] was disposed`);
-    return this.storage.buffer!;
+    const b = this.storage.buffer;
+    if (!b || (this._disposed && backwardState.depth === 0)) {
+      throw new EngineError(`${op}: tensor #${this.id} [${this.shape.join(', ')}] was disposed`);
+    }
+    return b;
   }
   /** The buffer, even after the user disposed the tensor (the graph keeps the storage alive). */
   get rawBuffer(): GPUBuffer {
