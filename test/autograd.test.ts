@@ -6,7 +6,7 @@ import { add, exp, grad, liveTensors, mul, noGrad, ones, sum, tanh, tensor, tidy
 import { backwardState } from '../engine/tensor.ts';
 
 const test = suite('autograd');
-const vals = async (t: { toArray(): Promise<ArrayLike<number>> }) => [...(await t.toArray())];
+const vals = async (t: { toArray(): Promise<Float32Array | Int32Array> }) => [...(await t.toArray())];
 
 test('a tensor used twice gets the sum of both paths', async () => {
   const x = tensor([1.5, -2, 3], [3], { requiresGrad: true });

@@ -31,17 +31,24 @@ export function binaryKernel(code: BinaryCode, a: Tensor, b: Tensor, s = 0): Ten
 type Operand = Tensor | number;
 function binary(code: 'add' | 'sub' | 'mul' | 'div', a: Operand, b: Operand): Tensor {
   if (typeof a === 'number' && typeof b === 'number') throw new TypeError(`${code}: at least one operand must be a tensor`);
+  // Scalar operands: validate under this op's name, then map to the scalar kernels.
+  const t = typeof a === 'number' ? (b as Tensor) : a;
+  checkLive(code, t);
+  checkFloat(code, t);
   if (typeof b === 'number') {
-    if (code === 'add') return addScalar(a as Tensor, b);
-    if (code === 'sub') return addScalar(a as Tensor, -b);
-    if (code === 'mul') return mulScalar(a as Tensor, b);
-    return mulScalar(a as Tensor, 1 / b);
+    if (code === 'add') return addScalar(t, b);
+    if (code === 'sub') return addScalar(t, -b);
+    if (code === 'mul') return mulScalar(t, b);
+    return mulScalar(t, 1 / b);
   }
   if (typeof a === 'number') {
-    if (code === 'add') return addScalar(b, a);
-    if (code === 'mul') return mulScalar(b, a);
-    if (code === 'sub') return addScalar(neg(b), a);
-    return mulScalar(powScalar(b, -1), a);
+    if (code === 'add') return addScalar(t, a);
+    if (code === 'mul') return mulScalar(t, a);
+    // c - x and c / x: the intermediate is disposed here (the graph retains its storage).
+    const inner = code === 'sub' ? neg(t) : powScalar(t, -1);
+    const y = code === 'sub' ? addScalar(inner, a) : mulScalar(inner, a);
+    inner.dispose();
+    return y;
   }
   return record(code, [a, b], binaryKernel(code, a, b), {});
 }

@@ -3,7 +3,7 @@ import { record } from '../autograd.ts';
 import { EngineError } from '../device.ts';
 import type { Rule } from '../rules.ts';
 import type { Tensor } from '../tensor.ts';
-import { matmulNaiveShader, matmulShader } from '../../shaders/matmul.ts';
+import { MATMUL_TM, matmulNaiveShader, matmulShader, matmulWorkgroupSize } from '../../shaders/matmul.ts';
 import { checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
 import { add } from './elementwise.ts';
 import { reshape } from './shape.ts';
@@ -41,13 +41,33 @@ export function matmulKernel(a: Tensor, b: Tensor, transA = false, transB = fals
   const p = plan('matmul', a, b, transA, transB);
   if (p.batch > 65535) throw new EngineError(`matmul: batch ${p.batch} above 65535`);
   const c = output(dev, p.outShape);
-  const groups: [number, number, number] = naive ? [Math.ceil(p.n / 16), Math.ceil(p.m / 16), p.batch] : [Math.ceil(p.n / 64), Math.ceil(p.m / 64), p.batch];
+  if (c.size === 0) return c;
+  if (naive) {
+    if (transA || transB) throw new EngineError('matmul: the naive kernel has no transposed variants');
+    launch(dev, {
+      op: 'matmulNaive',
+      code: matmulNaiveShader(),
+      buffers: [a.rawBuffer, b.rawBuffer, c.rawBuffer],
+      u32: [p.m, p.n, p.k, p.sa, p.sb, 0, 0, 0],
+      groups: [Math.ceil(p.n / 16), Math.ceil(p.m / 16), p.batch],
+    });
+    return c;
+  }
+  // vec4 fast paths: the dimension contiguous in memory (and so every row start) is a multiple of 4.
+  const vecA = p.k > 0 && (transA ? p.m : p.k) % 4 === 0;
+  const vecB = p.k > 0 && (transB ? p.k : p.n) % 4 === 0;
+  const wg = matmulWorkgroupSize(p.n);
+  const gx = Math.ceil(p.n / (4 * wg));
+  const rowGroups = Math.ceil(p.m / MATMUL_TM);
+  const maxGroups = dev.limits.maxComputeWorkgroupsPerDimension;
+  const fy = Math.ceil(rowGroups / maxGroups); // split row groups over x past the per-dimension limit
+  if (gx * fy > maxGroups) throw new EngineError(`matmul: output ${fmt(p.outShape)} too large for one dispatch`);
   launch(dev, {
-    op: naive ? 'matmulNaive' : 'matmul',
-    code: naive ? matmulNaiveShader() : matmulShader(transA, transB),
+    op: 'matmul',
+    code: matmulShader(transA, transB, vecA, vecB, wg),
     buffers: [a.rawBuffer, b.rawBuffer, c.rawBuffer],
-    u32: [p.m, p.n, p.k, p.sa, p.sb, 0, 0, 0],
-    groups,
+    u32: [p.m, p.n, p.k, p.sa, p.sb, gx, fy, 0],
+    groups: [gx * fy, Math.ceil(rowGroups / fy), p.batch],
   });
   return c;
 }
@@ -61,7 +81,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 
 /** y = x wᵀ + b with w of shape (out, in), as torch.nn.functional.linear; x may have leading batch dims. */
 export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
-  checkLive('linear', x, w);
+  checkLive('linear', x, w, ...(b ? [b] : []));
+  checkFloat('linear', x, w, ...(b ? [b] : []));
   if (w.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== w.shape[1]) {
     throw new EngineError(`linear: input ${fmt(x.shape)} does not match weight ${fmt(w.shape)} (expected last dim ${w.shape[1]})`);
   }

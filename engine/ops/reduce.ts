@@ -81,6 +81,8 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepdim = fals
 }
 
 export function mean(x: Tensor, axes?: number | readonly number[], keepdim = false): Tensor {
+  checkLive('mean', x);
+  checkFloat('mean', x);
   const ax = normAxes('mean', axes, x.rank, x.shape);
   const n = prod(ax.map((a) => x.shape[a]!));
   const s = sum(x, ax, keepdim);

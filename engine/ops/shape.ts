@@ -49,6 +49,7 @@ export function permute(x: Tensor, perm: readonly number[], grad = true): Tensor
 
 /** Swaps two axes (default: the last two). */
 export function transpose(x: Tensor, a = -2, b = -1): Tensor {
+  checkLive('transpose', x);
   const [i, j] = [a, b].map((v) => normAxes('transpose', v, x.rank, x.shape)[0]!);
   const perm = [...x.shape.keys()];
   perm[i!] = j!;
@@ -85,7 +86,8 @@ export function concat(ts: readonly Tensor[], axis = 0): Tensor {
   const first = ts[0]!;
   const ax = normAxes('concat', axis, first.rank, first.shape)[0]!;
   for (const t of ts) {
-    if (t.rank !== first.rank || t.dtype !== first.dtype || t.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
+    if (t.dtype !== first.dtype) throw new EngineError(`concat: ${t.dtype} ${fmt(t.shape)} does not match ${first.dtype} ${fmt(first.shape)} (same dtype needed)`);
+    if (t.rank !== first.rank || t.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
       throw new EngineError(`concat: ${fmt(t.shape)} does not match ${fmt(first.shape)} outside axis ${ax}`);
     }
   }
