@@ -37,7 +37,7 @@ export class Device {
   readonly pool: BufferPool;
   readonly batcher: Batcher;
   private readonly modules = new Map<string, GPUShaderModule>();
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, Map<string, GPUComputePipeline>>(); // source → entry point → pipeline
   private readonly compileChecks: Promise<void>[] = [];
   private deviceError: Error | null = null;
   private lost = false;
@@ -113,8 +113,8 @@ export class Device {
 
   /** Pipeline cache keyed by the final WGSL source; compile errors are reported with the op name and line. */
   pipeline(op: string, code: string, entryPoint = 'main'): GPUComputePipeline {
-    const key = `${entryPoint}\u0000${code}`;
-    let p = this.pipelines.get(key);
+    let byEntry = this.pipelines.get(code);
+    let p = byEntry?.get(entryPoint);
     if (p) return p;
     let mod = this.modules.get(code);
     if (!mod) {
@@ -132,13 +132,14 @@ export class Device {
       );
     }
     p = this.gpu.createComputePipeline({ label: op, layout: 'auto', compute: { module: mod, entryPoint } });
-    this.pipelines.set(key, p);
+    if (!byEntry) this.pipelines.set(code, (byEntry = new Map()));
+    byEntry.set(entryPoint, p);
+    this.pipelineCount++;
     return p;
   }
 
-  get pipelineCount(): number {
-    return this.pipelines.size;
-  }
+  /** Number of distinct compute pipelines compiled so far. */
+  pipelineCount = 0;
 
   /** Submits pending work and waits until the GPU finished it. */
   async sync(): Promise<void> {

@@ -2,9 +2,9 @@
 // coordinate c of `shape`. One kernel serves permute, slice, expand (stride 0), concat
 // and the scatter of slice/concat backward. int32 has its own variant: label bit patterns
 // read as f32 are denormals, which a GPU may flush to zero.
-import { DIM, ENTRY_1D } from './common.ts';
+import { DIM, ENTRY_1D, variants } from './common.ts';
 
-export const stridedCopyShader = (t: 'f32' | 'i32'): string => /* wgsl */ `
+export const stridedCopyShader = variants((t: 'f32' | 'i32'): string => /* wgsl */ `
 struct Params { n: u32, rank: u32, src_off: u32, dst_off: u32,
                 shape: array<vec4<u32>, 2>, ss: array<vec4<u32>, 2>, ds: array<vec4<u32>, 2> }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -24,4 +24,4 @@ ${ENTRY_1D}
     di += c * dim(params.ds, u32(d));
   }
   ys[di] = xs[si];
-}`;
+}`);

@@ -1,7 +1,7 @@
 // Elementwise kernels: unary maps, binary maps with numpy broadcasting, fill.
 // The op's expression is a compile-time variant; sizes and strides come in Params.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { DIM, ENTRY_1D } from './common.ts';
+import { DIM, ENTRY_1D, variants } from './common.ts';
 
 /** WGSL expressions of x (input) and s (scalar parameter). */
 export const UNARY = {
@@ -45,7 +45,7 @@ fn pow_signed(x: f32, p: f32) -> f32 {
   return select(r, -r, fract(p * 0.5) != 0.0);
 }`;
 
-export function unaryShader(code: UnaryCode): string {
+function buildUnaryShader(code: UnaryCode): string {
   return wgsl`
 struct Params { n: u32, nan: u32, s: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -61,7 +61,7 @@ ${ENTRY_1D}
 }
 
 /** Binary map. `broadcast` false: both inputs have the output's shape (no index arithmetic). */
-export function binaryShader(code: BinaryCode, broadcast: boolean): string {
+function buildBinaryShader(code: BinaryCode, broadcast: boolean): string {
   return wgsl`
 struct Params { n: u32, rank: u32, nan: u32, _pad: u32, shape: array<vec4<u32>, 2>, sa: array<vec4<u32>, 2>, sb: array<vec4<u32>, 2>, s: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -94,7 +94,7 @@ ${ENTRY_1D}
 }`;
 }
 
-export function fillShader(dtype: 'f32' | 'i32'): string {
+function buildFillShader(dtype: 'f32' | 'i32'): string {
   return wgsl`
 struct Params { n: u32, bits: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -104,3 +104,6 @@ ${ENTRY_1D}
   ys[i] = bitcast<${dtype}>(params.bits);
 }`;
 }
+export const unaryShader = variants(buildUnaryShader);
+export const binaryShader = variants(buildBinaryShader);
+export const fillShader = variants(buildFillShader);

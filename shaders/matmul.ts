@@ -18,6 +18,7 @@
 //   branches; out-of-range results are simply not stored.
 // Shapes, batch strides and the grid split live in the uniform Params.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import { variants } from './common.ts';
 
 /** Rows of C per workgroup (each invocation holds this many vec4 accumulators). */
 export const MATMUL_TM = 8;
@@ -39,7 +40,7 @@ const PARAMS = `struct Params { m: u32, n: u32, k: u32, sa: u32, sb: u32, gx: u3
  * Grid: x = gx·fy, y = ceil(row groups / fy), z = batch, with gx = ceil(N / (4·wg)) column groups and fy
  * the split of row groups over x (fy > 1 only past 65535 row groups); gx and fy are in Params.
  */
-export function matmulShader(transA: boolean, transB: boolean, vecA = false, vecB = false, wg = 64, tm = MATMUL_TM): string {
+function buildMatmulShader(transA: boolean, transB: boolean, vecA = false, vecB = false, wg = 64, tm = MATMUL_TM): string {
   const L: string[] = [];
   const rows = [...Array(tm).keys()];
   const q4 = [0, 1, 2, 3];
@@ -111,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 /** One invocation per output, a plain loop over K: the baseline that bench/ compares against. */
-export function matmulNaiveShader(): string {
+function buildMatmulNaiveShader(): string {
   return wgsl`${PARAMS}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
@@ -136,3 +137,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   C[gid.z * params.m * params.n + m * params.n + n] = acc;
 }`;
 }
+const matmulVariant = variants((transA: boolean, transB: boolean, vecA: boolean, vecB: boolean, wg: number, tm: number) => buildMatmulShader(transA, transB, vecA, vecB, wg, tm));
+export const matmulShader = (transA: boolean, transB: boolean, vecA = false, vecB = false, wg = 64, tm = MATMUL_TM): string => matmulVariant(transA, transB, vecA, vecB, wg, tm);
+export const matmulNaiveShader = variants(buildMatmulNaiveShader);

@@ -3,12 +3,12 @@
 //  - tree: one 256-wide workgroup per (row, chunk) of a (rows, R) view, a shared-memory tree,
 //    writing one partial per chunk; a second pass reduces the partials (DESIGN rule 6).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, WG } from './common.ts';
+import { ENTRY_1D, WG, variants } from './common.ts';
 
 export type ReduceKind = 'sum' | 'max';
 const COMBINE = { sum: 'acc + v', max: 'max(acc, v)' } as const;
 
-export function reduceStridedShader(kind: ReduceKind): string {
+function buildReduceStridedShader(kind: ReduceKind): string {
   return wgsl`
 struct Params { n: u32, r: u32, inner: u32, init: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -29,7 +29,7 @@ ${ENTRY_1D}
 }`;
 }
 
-export function reduceTreeShader(kind: ReduceKind): string {
+function buildReduceTreeShader(kind: ReduceKind): string {
   return wgsl`
 struct Params { r: u32, chunk: u32, nchunks: u32, init: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
@@ -60,3 +60,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (lid == 0u) { ys[row * params.nchunks + c] = part[0]; }
 }`;
 }
+export const reduceStridedShader = variants(buildReduceStridedShader);
+export const reduceTreeShader = variants(buildReduceTreeShader);
