@@ -5,7 +5,7 @@
 import { ruleFor, type OpAttrs, type OpName } from './rules.ts';
 import { Tensor, keep, backwardState } from './tensor.ts';
 import { EngineError } from './device.ts';
-import { add, fill } from './ops/index.ts';
+import { add, copyOf, fill } from './ops/index.ts';
 
 export interface Node {
   readonly op: OpName;
@@ -142,7 +142,7 @@ export function backward(root: Tensor, opts: { retainGraph?: boolean; gradient?:
       t.grad.dispose();
       if (g !== seed) g.dispose();
       t.grad = keep(sum);
-    } else t.grad = keep(g === opts.gradient ? noGrad(() => add(g, fill([], 0, g.device))) : g);
+    } else t.grad = keep(g === opts.gradient ? copyOf(g) : g); // never alias the caller's tensor
   }
   if (!opts.gradient && !grads.has(root)) seed.dispose();
 }
@@ -159,18 +159,20 @@ export interface GradOptions {
 export function grad(outputs: Tensor | readonly Tensor[], inputs: readonly Tensor[], opts: GradOptions = {}): Tensor[] {
   const outs = outputs instanceof Tensor ? [outputs] : outputs;
   const seeds = new Map<Tensor, Tensor>();
+  const caller = new Set(opts.gradOutputs ?? []);
   outs.forEach((o, i) => {
     const s = seedFor(o, opts.gradOutputs?.[i], 'grad');
     const prev = seeds.get(o);
-    seeds.set(o, prev ? add(prev, s) : s);
+    if (!prev) return seeds.set(o, s);
+    seeds.set(o, noGrad(() => add(prev, s))); // the same output listed twice
+    for (const t of [prev, s]) if (!caller.has(t)) t.dispose();
   });
   const wanted = new Set(inputs);
   const got = propagate(seeds, opts.retainGraph ?? false, (t) => wanted.has(t));
-  const caller = new Set(opts.gradOutputs ?? []);
   for (const [t, s] of seeds) if (!got.has(t) && !caller.has(s)) s.dispose();
   return inputs.map((x, i) => {
     const g = got.get(x);
-    if (g) return caller.has(g) ? noGrad(() => add(g, fill([], 0, g.device))) : g;
+    if (g) return caller.has(g) ? copyOf(g) : g;
     if (!opts.allowUnused) throw new EngineError(`grad: input ${i} [${x.shape}] is not reached from the outputs (pass allowUnused: true for zeros)`);
     return fill(x.shape, 0, x.device);
   });

@@ -59,7 +59,7 @@ export class Device {
     });
     void gpu.lost.then((info) => {
       this.lost = true;
-      if (info.reason !== 'destroyed') this.deviceError ??= new EngineError(`GPU device lost: ${info.message}`);
+      if (info.reason !== 'destroyed') this.deviceError ??= new EngineError(`GPU device lost (last op '${this.batcher.lastOp}'): ${info.message}`);
     });
   }
 

@@ -77,6 +77,18 @@ test('grad() with an explicit upstream gradient (vector-Jacobian product)', asyn
   for (const t of [x, y, v, gx!]) t.dispose();
 });
 
+test('grad() of several outputs sums them, and leaks nothing', async () => {
+  await device.sync();
+  const live = liveTensors.count;
+  const x = tensor([1, 2], [2], { requiresGrad: true });
+  const y = tidy(() => sum(mul(x, x)));
+  const z = sum(x);
+  const [gx] = grad([y, y, z], [x]); // 2·(2x) + 1
+  assert.equal(await vals(gx!), [5, 9]);
+  for (const t of [x, y, z, gx!]) t.dispose();
+  assert.is(liveTensors.count, live);
+});
+
 test('noGrad records nothing', () => {
   const x = tensor([1, 2], [2], { requiresGrad: true });
   const y = noGrad(() => mul(x, x));
