@@ -15,6 +15,7 @@ export interface OpAttrs {
   concat: { axis: number };
   expand: object;
   matmul: { transA: boolean; transB: boolean };
+  crossEntropy: { labelSmoothing: number };
 }
 export type OpName = keyof OpAttrs;
 

@@ -4,10 +4,12 @@ import { elementwiseRules } from './elementwise.ts';
 import { reduceRules } from './reduce.ts';
 import { shapeRules } from './shape.ts';
 import { matmulRules } from './matmul.ts';
+import { crossEntropyRules } from './cross-entropy.ts';
 
-setRules((): RuleTable => ({ ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules }));
+setRules((): RuleTable => ({ ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules, ...crossEntropyRules }));
 
 export * from './elementwise.ts';
 export { sum, mean, max } from './reduce.ts';
 export { reshape, permute, transpose, slice, concat, expand } from './shape.ts';
 export { matmul, linear, matmulKernel, type MatmulOptions } from './matmul.ts';
+export { crossEntropy, type CrossEntropyOptions } from './cross-entropy.ts';

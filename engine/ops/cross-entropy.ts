@@ -1,0 +1,110 @@
+// crossEntropy: fused log-softmax + negative log-likelihood over the rows of (N, C) logits,
+// with the semantics of torch.nn.functional.cross_entropy for class-index targets
+// (ignore_index is not supported). With ε = labelSmoothing and w the class weights (1 if absent),
+// the per-row loss is (PyTorch's cross_entropy_loss_label_smoothing):
+//   ℓ_i = (1 − ε)·w_{y_i}·(−log p_{i,y_i}) + (ε/C)·Σ_c w_c·(−log p_{i,c})
+// and the reductions are
+//   'none': ℓ (N),  'sum': Σ_i ℓ_i,  'mean': Σ_i ℓ_i / Σ_i w_{y_i}  (= Σ ℓ_i / N without weights).
+// Note PyTorch divides both the nll and the smoothing part of a weighted mean by Σ w_{y_i}, as here.
+//
+// The kernel produces the per-row losses (op 'crossEntropy', gradient to logits only); 'sum'
+// and 'mean' compose with `sum` / `mulScalar` / `div`, so autograd flows through them.
+// Labels get no gradient; class weights get none either, and a weight that requires grad is
+// refused (PyTorch has no derivative for `weight` either).
+// Labels outside [0, C) are not checked on the host (that would read the labels back every
+// call): the kernel writes a NaN loss for such a row (and a NaN weight term, so 'mean' and
+// 'sum' are NaN, and a NaN gradient row), never a silently finite wrong value.
+import { record, isGradEnabled } from '../autograd.ts';
+import { EngineError } from '../device.ts';
+import type { Rule } from '../rules.ts';
+import type { Tensor } from '../tensor.ts';
+import { crossEntropyBackwardShader, crossEntropyForwardShader } from '../../shaders/cross-entropy.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, launch, NAN_BITS, output } from './kernel.ts';
+import { sum } from './reduce.ts';
+import { div, mulScalar } from './elementwise.ts';
+
+export interface CrossEntropyOptions {
+  reduction?: 'mean' | 'sum' | 'none';
+  /** ε in [0, 1): the target distribution is (1 − ε)·onehot + ε/C (default 0). */
+  labelSmoothing?: number;
+  /** float32 (C) class weights (no gradient). */
+  weight?: Tensor;
+}
+
+/** One workgroup per row; rows past 65535 continue on grid y. */
+function rowGrid(n: number): [number, number] {
+  if (n <= 65535) return [n, 1];
+  const y = Math.ceil(n / 65535);
+  return [Math.ceil(n / y), y];
+}
+
+function params(n: number, c: number, eps: number): { u32: number[]; f32: number[] } {
+  return { u32: [n, c, NAN_BITS, 0xff800000 /* -inf */], f32: [1 - eps, eps / c] };
+}
+
+export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  const op = 'crossEntropy';
+  const w = opts.weight;
+  checkLive(op, logits, labels, ...(w ? [w] : []));
+  checkFloat(op, logits);
+  const dev = checkSameDevice(op, logits, labels, ...(w ? [w] : []));
+  if (logits.rank !== 2) throw new EngineError(`${op}: logits must be 2-D (N, C), got ${fmt(logits.shape)}`);
+  const [n, c] = logits.shape as [number, number];
+  if (n === 0 || c === 0) throw new EngineError(`${op}: logits ${fmt(logits.shape)} are empty`);
+  if (labels.dtype !== 'int32') throw new EngineError(`${op}: non-integer labels: expected int32 labels, got ${labels.dtype} ${fmt(labels.shape)}`);
+  if (labels.rank !== 1 || labels.shape[0] !== n) throw new EngineError(`${op}: labels ${fmt(labels.shape)} do not match logits ${fmt(logits.shape)} (expected [${n}])`);
+  if (w) {
+    checkFloat(op, w);
+    if (w.rank !== 1 || w.shape[0] !== c) throw new EngineError(`${op}: weight ${fmt(w.shape)} does not match logits ${fmt(logits.shape)} (expected [${c}])`);
+    if (w.requiresGrad && isGradEnabled()) throw new EngineError(`${op}: weight ${fmt(w.shape)} requires grad, but class weights get no gradient`);
+  }
+  const eps = opts.labelSmoothing ?? 0;
+  if (typeof eps !== 'number' || !(eps >= 0 && eps < 1)) throw new EngineError(`${op}: labelSmoothing ${eps} outside [0, 1) (logits ${fmt(logits.shape)})`);
+  const reduction = opts.reduction ?? 'mean';
+  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none') throw new EngineError(`${op}: unknown reduction '${String(reduction)}'`);
+
+  const rows = output(dev, [n]);
+  const tw = output(dev, [n]);
+  const stats = output(dev, [n, 2]);
+  const buffers = [logits.rawBuffer, labels.rawBuffer, rows.rawBuffer, tw.rawBuffer, stats.rawBuffer];
+  if (w) buffers.push(w.rawBuffer);
+  launch(dev, { op, code: crossEntropyForwardShader(!!w), buffers, ...params(n, c, eps), groups: rowGrid(n) });
+  const saved = [labels, stats, ...(w ? [w] : [])];
+  const loss = record(op, [logits], rows, { labelSmoothing: eps }, saved);
+  stats.dispose(); // the graph (if any) retains its storage
+  if (reduction === 'none') {
+    tw.dispose();
+    return loss;
+  }
+  const total = sum(loss);
+  loss.dispose();
+  if (reduction === 'sum') {
+    tw.dispose();
+    return total;
+  }
+  if (!w) {
+    // Without weights, Σ_i w_{y_i} = N; tw still carries the NaN of an out-of-range label, but
+    // that row's loss is NaN already.
+    tw.dispose();
+    const m = mulScalar(total, 1 / n);
+    total.dispose();
+    return m;
+  }
+  const denom = sum(tw); // no grad: tw is a plain tensor
+  tw.dispose();
+  const m = div(total, denom);
+  total.dispose();
+  denom.dispose();
+  return m;
+}
+
+export const crossEntropyRules = {
+  crossEntropy: ({ inputs: [x], saved: [labels, stats, w], attrs }, gy) => {
+    const [n, c] = x!.shape as [number, number];
+    const dx = output(x!.device, x!.shape);
+    const buffers = [x!.rawBuffer, labels!.rawBuffer, stats!.rawBuffer, gy.rawBuffer, dx.rawBuffer];
+    if (w) buffers.push(w.rawBuffer);
+    launch(x!.device, { op: 'crossEntropyGrad', code: crossEntropyBackwardShader(!!w), buffers, ...params(n, c, attrs.labelSmoothing), groups: rowGrid(n) });
+    return [dx];
+  },
+} satisfies { crossEntropy: Rule<'crossEntropy'> };
