@@ -6,7 +6,7 @@ import type { Tensor } from './tensor.ts';
 export interface OpAttrs {
   add: object; sub: object; mul: object; div: object;
   neg: object; exp: object; log: object; sqrt: object; relu: object; sigmoid: object; tanh: object;
-  powScalar: { p: number }; addScalar: { c: number }; mulScalar: { c: number };
+  powScalar: { p: number }; addScalar: { c: number }; mulScalar: { c: number }; rdivScalar: { c: number };
   sum: { axes: number[]; keepdim: boolean };
   max: { axes: number[]; keepdim: boolean };
   reshape: object;

@@ -16,6 +16,7 @@ export const UNARY = {
   powScalar: 'pow_signed(x, s)',
   addScalar: 'x + s',
   mulScalar: 'x * s',
+  rdivScalar: 's / x',
   copy: 'x',
 } as const;
 export type UnaryCode = keyof typeof UNARY;
@@ -31,6 +32,7 @@ export const BINARY = {
   sigmoidGrad: 'a * b * (1.0 - b)', // b = sigmoid output
   tanhGrad: 'a * (1.0 - b * b)', // b = tanh output
   powGrad: 'a * s * pow_signed(b, s - 1.0)', // b = input
+  rdivGrad: '-(a * s) / (b * b)', // d(s/x)/dx, b = input
 } as const;
 export type BinaryCode = keyof typeof BINARY;
 

@@ -44,9 +44,10 @@ function binary(code: 'add' | 'sub' | 'mul' | 'div', a: Operand, b: Operand): Te
   if (typeof a === 'number') {
     if (code === 'add') return addScalar(t, a);
     if (code === 'mul') return mulScalar(t, a);
-    // c - x and c / x: the intermediate is disposed here (the graph retains its storage).
-    const inner = code === 'sub' ? neg(t) : powScalar(t, -1);
-    const y = code === 'sub' ? addScalar(inner, a) : mulScalar(inner, a);
+    if (code === 'div') return rdivScalar(t, a);
+    // c - x: the intermediate is disposed here (the graph retains its storage).
+    const inner = neg(t);
+    const y = addScalar(inner, a);
     inner.dispose();
     return y;
   }
@@ -81,6 +82,8 @@ export const tanh = (x: Tensor): Tensor => {
 export const powScalar = (x: Tensor, p: number): Tensor => record('powScalar', [x], unaryKernel('powScalar', x, p), { p });
 export const addScalar = (x: Tensor, c: number): Tensor => record('addScalar', [x], unaryKernel('addScalar', x, c), { c });
 export const mulScalar = (x: Tensor, c: number): Tensor => record('mulScalar', [x], unaryKernel('mulScalar', x, c), { c });
+/** c / x, one correctly rounded division per element. */
+export const rdivScalar = (x: Tensor, c: number): Tensor => record('rdivScalar', [x], unaryKernel('rdivScalar', x, c), { c });
 export const square = (x: Tensor): Tensor => powScalar(x, 2);
 
 /** A fresh copy with the same values (no graph). */
@@ -133,5 +136,6 @@ export const elementwiseRules = {
   powScalar: ({ inputs: [x], attrs }, gy) => [binaryKernel('powGrad', gy, x!, attrs.p)],
   addScalar: (_c, gy) => [copyOf(gy)],
   mulScalar: ({ attrs }, gy) => [unaryKernel('mulScalar', gy, attrs.c)],
-} satisfies { [P in 'add' | 'sub' | 'mul' | 'div' | 'neg' | 'exp' | 'log' | 'sqrt' | 'relu' | 'sigmoid' | 'tanh' | 'powScalar' | 'addScalar' | 'mulScalar']: Rule<P> };
+  rdivScalar: ({ inputs: [x], attrs }, gy) => [binaryKernel('rdivGrad', gy, x!, attrs.c)],
+} satisfies { [P in 'add' | 'sub' | 'mul' | 'div' | 'neg' | 'exp' | 'log' | 'sqrt' | 'relu' | 'sigmoid' | 'tanh' | 'powScalar' | 'addScalar' | 'mulScalar' | 'rdivScalar']: Rule<P> };
 
