@@ -33,26 +33,32 @@ const tree = (dst: string, value: string, op: string) => `
   let ${dst} = part[0];
   workgroupBarrier();`;
 
-const ENTRY = `
+/** Entry point: one workgroup per row; `row`, `c` and `base` (the row's first logit) in scope. */
+const MAIN = `
 fn add2(a: f32, b: f32) -> f32 { return a + b; }
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= params.n) { return; }
   let c = params.c;
-  let base = row * c;
+  let base = row * c;`;
+
+/** The row's label: `ok` when in [0, C), `y` clamped into range for loads, `nan` for bad rows. */
+const LABEL = `
+  let yl = labels[row];
+  let ok = yl >= 0 && u32(yl) < c;
+  let y = select(0u, u32(yl), ok);
+  let nan = bitcast<f32>(params.nan);`;
+
+/** Forward statistics: m = row max, ls = log Σ exp(x − m). */
+const STATS = `
   var mx = bitcast<f32>(params.ninf); // -inf (no -inf literal in WGSL)
   for (var j = lid; j < c; j += ${WG}u) { mx = max(mx, xs[base + j]); }
   ${tree('m', 'mx', 'max')}
   var se = 0.0;
   for (var j = lid; j < c; j += ${WG}u) { se += exp(xs[base + j] - m); }
   ${tree('total', 'se', 'add2')}
-  let ls = log(total);
-  let yl = labels[row];
-  let ok = yl >= 0 && u32(yl) < c;
-  let y = select(0u, u32(yl), ok);
-  let nan = bitcast<f32>(params.nan);
-  let wy = select(nan, weight_of(y), ok);`;
+  let ls = log(total);`;
 
 function buildForward(weighted: boolean): string {
   return wgsl`${HEAD(
@@ -63,7 +69,8 @@ function buildForward(weighted: boolean): string {
 @group(0) @binding(4) var<storage, read_write> tw: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 ${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<f32>;' : ''}`,
-  )}${ENTRY}
+  )}${MAIN}${STATS}${LABEL}
+  let wy = select(nan, weight_of(y), ok);
   // Σ_c w_c·(−log p_c) for label smoothing: a sum of non-negative terms.
   var sm = 0.0;
   for (var j = lid; j < c; j += ${WG}u) { sm += weight_of(j) * ((m - xs[base + j]) + ls); }
@@ -89,23 +96,12 @@ function buildBackward(weighted: boolean): string {
 @group(0) @binding(4) var<storage, read> gy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 ${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<f32>;' : ''}`,
-  )}
-fn add2(a: f32, b: f32) -> f32 { return a + b; }
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.n) { return; }
-  let c = params.c;
-  let base = row * c;
+  )}${MAIN}
   var sw = 0.0;
   for (var j = lid; j < c; j += ${WG}u) { sw += weight_of(j); }
   ${tree('wsum', 'sw', 'add2')}
   let m = stats[2u * row];
-  let ls = stats[2u * row + 1u];
-  let yl = labels[row];
-  let ok = yl >= 0 && u32(yl) < c;
-  let y = select(0u, u32(yl), ok);
-  let nan = bitcast<f32>(params.nan);
+  let ls = stats[2u * row + 1u];${LABEL}
   let ty = params.one_minus_eps * weight_of(y);
   let a = ty + params.eps_over_c * wsum;
   let g = select(nan, gy[row], ok);
