@@ -16,6 +16,10 @@ export interface OpAttrs {
   expand: object;
   matmul: { transA: boolean; transB: boolean };
   crossEntropy: { labelSmoothing: number };
+  // -- conv (issue 3)
+  // -- batchnorm, pooling (issue 3)
+  // -- layerNorm, gelu, softmax, dropout (issue 4)
+  // -- attention (issue 4)
 }
 export type OpName = keyof OpAttrs;
 
