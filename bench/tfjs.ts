@@ -2,7 +2,9 @@
 // Both libraries then share one GPUDevice and queue, so interleaved timings see the same
 // machine load; each side's work is timed up to its own completion (tf: dataSync of a
 // scalar it computed last; ours: device.sync()).
-import * as tf from '@tensorflow/tfjs-core';
+// The union package, as tfjs users load it in Node: tfjs-core's Node bundle alone registers
+// no gradient functions (tf.grads would fail), the union bundle does.
+import * as tf from '@tensorflow/tfjs';
 import { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import type { Device } from '../engine/index.ts';
 

@@ -38,19 +38,28 @@ export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: Cr
   }
   if (sizeOf(shp) !== flat.length) throw new EngineError(`tensor: ${flat.length} values do not fill shape [${shp.join(', ')}]`);
   const dtype = opts.dtype ?? (flat instanceof Int32Array ? 'int32' : 'float32');
+  let lo = Infinity;
+  let hi = -Infinity;
   if (dtype === 'int32') {
-    for (let i = 0; i < flat.length; i++) if (!Number.isInteger(flat[i])) throw new EngineError(`tensor: int32 tensor given non-integer value ${flat[i]} at ${i}`);
+    for (let i = 0; i < flat.length; i++) {
+      const v = flat[i]!;
+      if (!Number.isInteger(v)) throw new EngineError(`tensor: int32 tensor given non-integer value ${v} at ${i}`);
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
   }
   const t = empty(shp, dtype, opts.device ?? getDevice());
   const arr = dtype === 'int32' ? Int32Array.from(flat) : Float32Array.from(flat);
   if (arr.length) t.device.gpu.queue.writeBuffer(t.rawBuffer, 0, arr.buffer, arr.byteOffset, arr.byteLength);
   t.requiresGrad = opts.requiresGrad ?? false;
+  if (dtype === 'int32' && flat.length) t.valueRange = [lo, hi];
   return t;
 }
 
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {
   const t = fill(shape, value, opts.device ?? getDevice(), opts.dtype ?? 'float32');
   t.requiresGrad = opts.requiresGrad ?? false;
+  if (t.dtype === 'int32') t.valueRange = [value, value];
   return t;
 }
 export const zeros = (shape: Shape, opts?: CreateOptions): Tensor => full(shape, 0, opts);

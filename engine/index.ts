@@ -8,3 +8,4 @@ export { Generator, manualSeed, defaultGenerator } from './random.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';
 export type { OpName } from './rules.ts';
 export { SGD, type SGDOptions } from './optim.ts';
+export * from './nn/index.ts';

@@ -16,10 +16,18 @@ export interface OpAttrs {
   expand: object;
   matmul: { transA: boolean; transB: boolean };
   crossEntropy: { labelSmoothing: number };
-  // -- conv (issue 3)
-  // -- batchnorm, pooling (issue 3)
-  // -- layerNorm, gelu, softmax, dropout (issue 4)
-  // -- attention (issue 4)
+  // CNN
+  conv2d: { stride: [number, number]; padding: [number, number]; dilation: [number, number] };
+  batchNorm2d: { training: boolean; eps: number; hasWeight: boolean; hasBias: boolean };
+  maxPool2d: { kernel: [number, number]; stride: [number, number]; padding: [number, number] };
+  avgPool2d: { kernel: [number, number]; stride: [number, number]; padding: [number, number]; countIncludePad: boolean };
+  adaptiveAvgPool2d: object;
+  // transformer
+  layerNorm: { eps: number; weight: boolean; bias: boolean };
+  gelu: { approximate: 'none' | 'tanh' };
+  softmax: { axis: number }; logSoftmax: { axis: number };
+  dropout: { p: number; seed: number };
+  attention: { scale: number };
 }
 export type OpName = keyof OpAttrs;
 

@@ -63,6 +63,11 @@ export class Tensor {
   grad: Tensor | null = null;
   /** The op that produced this tensor, while the graph is alive. */
   node: Node | null = null;
+  /**
+   * [min, max] of the values, when known on the host without a readback (int32 tensors made
+   * from host data): lets ops such as crossEntropy refuse bad labels before any dispatch.
+   */
+  valueRange: readonly [number, number] | null = null;
   private _disposed = false;
 
   constructor(

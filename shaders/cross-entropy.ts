@@ -1,5 +1,5 @@
-// Fused softmax cross-entropy over the rows of a (N, C) logits matrix, one 256-wide workgroup
-// per row (rows past 65535 continue on grid y). Per row i with label y = labels[i]:
+// Fused softmax cross-entropy over the rows of a (N, C) logits matrix. Per row i with label
+// y = labels[i]:
 //   m = max_c x_c,  ls = log Σ_c exp(x_c − m)   (every term ≤ 1, the sum ≥ 1: no overflow at any
 //   magnitude), and −log p_c = (m − x_c) + ls, computed without forming lse = m + ls, so logits
 //   of ±1000 lose nothing to cancellation.
@@ -8,40 +8,68 @@
 //   dx_j = g_i · (p_j·A − (1−ε)·w_y·[j = y] − (ε/C)·w_j),   A = (1−ε)·w_y + (ε/C)·Σ_c w_c,
 // the derivative of the per-row loss (1−ε)·w_y·(−log p_y) + (ε/C)·Σ_c w_c·(−log p_c).
 // A label outside [0, C) makes loss, tw and the whole gradient row NaN (never a finite value).
+//
+// Two layouts, chosen by shape on the host (engine/ops/cross-entropy.ts), one source (`entry`):
+//  - `rows` (the default, tuned for lavapipe as in shaders/layernorm.ts): one invocation per row,
+//    serial reductions, no workgroup memory or barriers. The weight loads are workgroup-uniform
+//    (same column in every lane).
+//  - `wide`: one 64-invocation workgroup per row, each lane a strided share of the row, the lanes'
+//    partials combined in workgroup memory (one barrier pair per reduction), for a few very long
+//    rows, where one invocation per row would leave a real GPU nearly idle.
+// When C % 4 == 0 (`vec`) logits, weights and dx are bound as array<vec4<f32>>: one vec4 load per
+// 4 elements and 4 partial sums per lane. Backward writes the row without the label term, then
+// the lane that wrote the label's V rewrites that entry with it.
 // Weights are a compile-time variant: unweighted kernels use w = 1 and bind no weight buffer.
-// All loads of labels happen outside the barrier loops' control flow (uniformity).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { WG, variants } from './common.ts';
+import { variants } from './common.ts';
 
-const HEAD = (weighted: boolean, bindings: string) => `
-struct Params { n: u32, c: u32, nan: u32, ninf: u32, one_minus_eps: f32, eps_over_c: f32 }
+export type CrossEntropyLayout = 'rows' | 'wide';
+
+/** Rows per workgroup of the `rows` layout (one invocation per row). */
+export const CE_ROW_WG = 16;
+/** Invocations per row (one workgroup) of the `wide` layout. */
+const CE_WIDE_WG = 64;
+
+const FORWARD_BINDINGS = (weighted: boolean) => `
+@group(0) @binding(1) var<storage, read> xs: array<V>;
+@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<storage, read_write> tw: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<V>;' : ''}`;
+
+const BACKWARD_BINDINGS = (weighted: boolean) => `
+@group(0) @binding(1) var<storage, read> xs: array<V>;
+@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> gy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<V>;
+${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<V>;' : ''}`;
+
+/**
+ * Params (cv = row length in V units), `V` (f32 or vec4<f32>) with its horizontal sum and max,
+ * and element access by flat index: x_at / w_at (scalar), wv (a V of weights), and, for
+ * backward, dx_set.
+ */
+const HEAD = (weighted: boolean, vec: boolean, backward: boolean, bindings: string) => `
+struct Params { n: u32, c: u32, cv: u32, nan: u32, ninf: u32, one_minus_eps: f32, eps_over_c: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
+${
+  vec
+    ? `alias V = vec4<f32>;
+fn hsum(v: V) -> f32 { return (v.x + v.y) + (v.z + v.w); }
+fn hmax(v: V) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }`
+    : `alias V = f32;
+fn hsum(v: V) -> f32 { return v; }
+fn hmax(v: V) -> f32 { return v; }`
+}
 ${bindings}
+fn x_at(k: u32) -> f32 { return ${vec ? 'xs[k / 4u][k % 4u]' : 'xs[k]'}; }
+${backward ? `fn dx_set(k: u32, v: f32) { ${vec ? 'dx[k / 4u][k % 4u]' : 'dx[k]'} = v; }` : ''}
 ${weighted ? '' : '// unweighted variant: w = 1'}
-var<workgroup> part: array<f32, ${WG}>;
-fn weight_of(c: u32) -> f32 { ${weighted ? 'return weights[c];' : 'return 1.0;'} }
+fn w_at(k: u32) -> f32 { return ${weighted ? (vec ? 'weights[k / 4u][k % 4u]' : 'weights[k]') : '1.0'}; }
+fn wv(j: u32) -> V { return ${weighted ? 'weights[j]' : 'V(1.0)'}; }
 `;
-
-/** Tree-reduces `part` (filled with each invocation's value) with `op`; leaves the result in `dst`. */
-const tree = (dst: string, value: string, op: string) => `
-  part[lid] = ${value};
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { part[lid] = ${op}(part[lid], part[lid + s]); }
-    workgroupBarrier();
-  }
-  let ${dst} = part[0];
-  workgroupBarrier();`;
-
-/** Entry point: one workgroup per row; `row`, `c` and `base` (the row's first logit) in scope. */
-const MAIN = `
-fn add2(a: f32, b: f32) -> f32 { return a + b; }
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
-  if (row >= params.n) { return; }
-  let c = params.c;
-  let base = row * c;`;
 
 /** The row's label: `ok` when in [0, C), `y` clamped into range for loads, `nan` for bad rows. */
 const LABEL = `
@@ -50,35 +78,88 @@ const LABEL = `
   let y = select(0u, u32(yl), ok);
   let nan = bitcast<f32>(params.nan);`;
 
-/** Forward statistics: m = row max, ls = log Σ exp(x − m). */
-const STATS = `
-  var mx = bitcast<f32>(params.ninf); // -inf (no -inf literal in WGSL)
-  for (var j = lid; j < c; j += ${WG}u) { mx = max(mx, xs[base + j]); }
-  ${tree('m', 'mx', 'max')}
-  var se = 0.0;
-  for (var j = lid; j < c; j += ${WG}u) { se += exp(xs[base + j] - m); }
-  ${tree('total', 'se', 'add2')}
-  let ls = log(total);`;
+/**
+ * Entry point with `row`, `c`, `cv`, `base` (the row's first V), `lane` and LANES in scope: lane
+ * `lane` of the row's LANES invocations takes V columns lane, lane + LANES, …, and reduce_max /
+ * reduce_sum combine the lanes' partials (every lane gets the result).
+ *  - rows: LANES = 1, CE_ROW_WG rows per workgroup, the reductions are the identity.
+ *  - wide: one workgroup of LANES invocations per row (rows past 65535 continue on grid y); the
+ *    partials meet in workgroup memory, one barrier each way, and every lane adds them in the same
+ *    order (uniform loads). Barriers sit in uniform control flow: `row` is per workgroup and the
+ *    smoothing branch depends on a uniform.
+ */
+const entry = (layout: CrossEntropyLayout) =>
+  layout === 'rows'
+    ? `
+const LANES = 1u;
+fn reduce_max(v: V) -> V { return v; }
+fn reduce_sum(v: V) -> V { return v; }
+@compute @workgroup_size(${CE_ROW_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = gid.x + gid.y * nwg.x * ${CE_ROW_WG}u;
+  if (row >= params.n) { return; }
+  let lane = 0u;
+  let c = params.c;
+  let cv = params.cv;
+  let base = row * cv;`
+    : `
+const LANES = ${CE_WIDE_WG}u;
+var<workgroup> part: array<V, LANES>;
+var<private> lane: u32;
+fn reduce_max(v: V) -> V {
+  part[lane] = v;
+  workgroupBarrier();
+  var r = part[0];
+  for (var i = 1u; i < LANES; i++) { r = max(r, part[i]); }
+  workgroupBarrier();
+  return r;
+}
+fn reduce_sum(v: V) -> V {
+  part[lane] = v;
+  workgroupBarrier();
+  var r = part[0];
+  for (var i = 1u; i < LANES; i++) { r += part[i]; }
+  workgroupBarrier();
+  return r;
+}
+@compute @workgroup_size(${CE_WIDE_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= params.n) { return; }
+  lane = lid;
+  let c = params.c;
+  let cv = params.cv;
+  let base = row * cv;
+  let full = cv - cv % LANES;`;
 
-function buildForward(weighted: boolean): string {
-  return wgsl`${HEAD(
-    weighted,
-    `@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<i32>;
-@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(4) var<storage, read_write> tw: array<f32>;
-@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
-${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<f32>;' : ''}`,
-  )}${MAIN}${STATS}${LABEL}
-  let wy = select(nan, weight_of(y), ok);
-  // Σ_c w_c·(−log p_c) for label smoothing: a sum of non-negative terms.
-  var sm = 0.0;
-  for (var j = lid; j < c; j += ${WG}u) { sm += weight_of(j) * ((m - xs[base + j]) + ls); }
-  ${tree('smooth_sum', 'sm', 'add2')}
-  if (lid == 0u) {
-    let nll = (m - xs[base + y]) + ls;
-    var l = params.one_minus_eps * wy * nll;
-    if (params.eps_over_c != 0.0) { l += params.eps_over_c * smooth_sum; }
+/**
+ * `body` for every V column j of this lane. The wide layout walks whole LANES-wide blocks with a
+ * lane-independent loop counter (divergent loop control is costly on lavapipe's SIMD lanes), then
+ * the tail block.
+ */
+const eachColumn = (layout: CrossEntropyLayout, body: string) =>
+  layout === 'rows'
+    ? `for (var j = 0u; j < cv; j++) { ${body} }`
+    : `for (var k = 0u; k < full; k += LANES) { let j = k + lane; ${body} }
+  if (full + lane < cv) { let j = full + lane; ${body} }`;
+
+function buildForward(layout: CrossEntropyLayout, weighted: boolean, vec: boolean): string {
+  return wgsl`${HEAD(weighted, vec, false, FORWARD_BINDINGS(weighted))}${entry(layout)}
+  var mx = V(bitcast<f32>(params.ninf)); // -inf (no -inf literal in WGSL)
+  ${eachColumn(layout, `mx = max(mx, xs[base + j]);`)}
+  let m = hmax(reduce_max(mx));
+  var se = V(0.0);
+  ${eachColumn(layout, `se += exp(xs[base + j] - m);`)}
+  let ls = log(hsum(reduce_sum(se)));${LABEL}
+  let wy = select(nan, w_at(y), ok);
+  var l = params.one_minus_eps * wy * ((m - x_at(row * c + y)) + ls);
+  if (params.eps_over_c != 0.0) {
+    // Σ_c w_c·(−log p_c) for label smoothing: a sum of non-negative terms.
+    var sm = V(0.0);
+    ${eachColumn(layout, `sm += wv(j) * ((m - xs[base + j]) + ls);`)}
+    l += params.eps_over_c * hsum(reduce_sum(sm));
+  }
+  if (lane == 0u) {
     loss[row] = select(nan, l, ok);
     tw[row] = wy;
     stats[2u * row] = m;
@@ -87,31 +168,31 @@ ${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<f32>;' : '
 }`;
 }
 
-function buildBackward(weighted: boolean): string {
-  return wgsl`${HEAD(
-    weighted,
-    `@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> labels: array<i32>;
-@group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read> gy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
-${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<f32>;' : ''}`,
-  )}${MAIN}
-  var sw = 0.0;
-  for (var j = lid; j < c; j += ${WG}u) { sw += weight_of(j); }
-  ${tree('wsum', 'sw', 'add2')}
+function buildBackward(layout: CrossEntropyLayout, weighted: boolean, vec: boolean): string {
+  return wgsl`${HEAD(weighted, vec, true, BACKWARD_BINDINGS(weighted))}${entry(layout)}
   let m = stats[2u * row];
   let ls = stats[2u * row + 1u];${LABEL}
-  let ty = params.one_minus_eps * weight_of(y);
+  let ty = params.one_minus_eps * w_at(y);
+  var wsum = f32(c);
+#if ${weighted}
+  if (params.eps_over_c != 0.0) {
+    var sw = V(0.0);
+    ${eachColumn(layout, `sw += weights[j];`)}
+    wsum = hsum(reduce_sum(sw));
+  }
+#endif
   let a = ty + params.eps_over_c * wsum;
   let g = select(nan, gy[row], ok);
-  for (var j = lid; j < c; j += ${WG}u) {
-    let p = exp((xs[base + j] - m) - ls);
-    let t = select(0.0, ty, j == y) + params.eps_over_c * weight_of(j);
-    dx[base + j] = g * (p * a - t);
+  ${eachColumn(layout, 'dx[base + j] = g * (exp((xs[base + j] - m) - ls) * a - params.eps_over_c * wv(j));')}
+  // The label's entry gets its (1−ε)·w_y term, written by the lane that wrote its V above.
+  if (lane == (y / ${vec ? 4 : 1}u) % LANES) {
+    let k = row * c + y;
+    let py = exp((x_at(k) - m) - ls);
+    dx_set(k, g * (py * a - (ty + params.eps_over_c * w_at(y))));
   }
 }`;
 }
 
+/** (layout, weighted, vec): `vec` when C % 4 == 0. */
 export const crossEntropyForwardShader = variants(buildForward);
 export const crossEntropyBackwardShader = variants(buildBackward);

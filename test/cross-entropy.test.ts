@@ -14,7 +14,7 @@
 //  because float32 itself cannot do better (u·2000 ≈ 1.2e-4 per rounding).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith } from './helpers.ts';
+import { assertClose, check, device, randArray, throwsWith } from './helpers.ts';
 import { crossEntropy, grad, releaseGraph, tensor, liveTensors, type Tensor, type CrossEntropyOptions } from '../engine/index.ts';
 
 const test = suite('cross-entropy');
@@ -201,9 +201,28 @@ test('bad input is refused at the call, naming the op and shapes', () => {
   rejects(() => crossEntropy(x, y), 'crossEntropy', 'disposed');
 });
 
-test('a label outside [0, C) gives NaN loss and NaN gradient row, never a finite value', async () => {
+/** Labels whose values the host does not know (as if computed on the GPU): no host range check. */
+function gpuLabels(v: readonly number[]): Tensor {
+  const t = int32(v);
+  t.valueRange = null;
+  return t;
+}
+
+test('labels from host data outside [0, C) throw before any dispatch', () => {
+  const x = tensor(Float32Array.from(randArray(N * C, 52)), [N, C]);
+  for (const bad of [[0, C, 2, 1, 0], [0, 1, -1, 2, 3]]) {
+    const y = int32(bad);
+    const before = device.batcher.stats.dispatches;
+    rejects(() => crossEntropy(x, y), 'crossEntropy', `labels outside [0, ${C})`, `found ${bad.includes(-1) ? -1 : C}`);
+    assert.is(device.batcher.stats.dispatches, before);
+    y.dispose();
+  }
+  x.dispose();
+});
+
+test('a label outside [0, C) computed on the GPU gives NaN loss and NaN gradient row, never a finite value', async () => {
   const x = tensor(Float32Array.from(randArray(N * C, 50, -2, 2)), [N, C], { requiresGrad: true });
-  const y = int32([0, C, 2, -1, 6]);
+  const y = gpuLabels([0, C, 2, -1, 6]);
   const w = tensor(Float32Array.from(randArray(C, 51, 0.5, 2)), [C]);
   const rows = crossEntropy(x, y, { reduction: 'none' });
   const r = await rows.toArray();
@@ -226,6 +245,68 @@ test('a label outside [0, C) gives NaN loss and NaN gradient row, never a finite
   releaseGraph(rows);
   rows.dispose();
   for (const t of [x, y, w]) t.dispose();
+});
+
+/**
+ * Forward (every reduction, ε, weights) and backward (mean/sum) against float64 at (n, c) with the
+ * given labels. Forward tolerances are tolFor's (derived for any C above). Gradient: as in the
+ * backward test, p's error is exp's 5·u plus ls's ((C + 8)·u + 2^-21 = (C + 16)·u), so
+ * atol = 2·(C + 32)·u·max w keeps that test's factor-2 margin (it gives 78·u for C = 7).
+ */
+async function layoutCases(n: number, c: number, y: number[], lim: number, seed: number, what: string): Promise<void> {
+  const x = randArray(n * c, seed, -lim, lim);
+  const w = randArray(c, seed + 1, 0.5, 2);
+  for (const red of ['mean', 'sum', 'none'] as const)
+    for (const eps of [0, 0.3])
+      for (const weight of [undefined, w]) {
+        const lt = tensor(Float32Array.from(x), [n, c], { requiresGrad: true });
+        const yt = int32(y);
+        const wt = weight ? tensor(Float32Array.from(weight), [c]) : undefined;
+        const tag = `${what} ±${lim}, ${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`;
+        const out = crossEntropy(lt, yt, { reduction: red, labelSmoothing: eps, ...(wt ? { weight: wt } : {}) });
+        const ref = ceRef(x, n, c, y, red, eps, weight);
+        const [rtol, atol] = tolFor(red, c, n, weight);
+        assertClose(await out.toArray(), ref.out, rtol, atol, `forward ${tag}`);
+        if (red !== 'none') {
+          const [g] = grad([out], [lt]);
+          const wmax = weight ? Math.max(...weight) : 1;
+          assertClose(await g!.toArray(), ref.grad, 0, 2 * (c + 32) * U * wmax, `grad ${tag}`);
+          g!.dispose();
+        }
+        for (const t of [lt, yt, out, ...(wt ? [wt] : [])]) t.dispose();
+      }
+}
+
+test('vec4 rows (C % 4 == 0): labels in every lane of a vec4, ±3 and ±1000', async () => {
+  const y = [0, 5, 2, 7, 3]; // positions 0, 1, 2, 3, 3 within their vec4
+  await layoutCases(5, 8, y, 3, 60, 'C=8');
+  await layoutCases(5, 8, y, 1000, 62, 'C=8');
+});
+
+test('few long rows (one workgroup per row: C ≥ 64·N and C ≥ 4096), vec4 and scalar, with a tail block', async () => {
+  // C = 4096 (vec4): the labels' vec4s fall on lanes 63 and 52 of the 64. C = 4099 (scalar): 4098
+  // is in the partial last block of 64 columns.
+  await layoutCases(2, 4096, [4095, 1234], 3, 70, 'C=4096');
+  await layoutCases(2, 4099, [4098, 70], 3, 72, 'C=4099');
+});
+
+test('out-of-range labels give NaN rows in the vec4 and one-workgroup-per-row layouts too', async () => {
+  for (const [n, c, y] of [[4, 8, [0, 8, 3, -1]], [2, 4096, [-1, 17]], [2, 4099, [4099, 4098]]] as const) {
+    const x = tensor(Float32Array.from(randArray(n * c, 80, -2, 2)), [n, c], { requiresGrad: true });
+    const yt = gpuLabels(y);
+    const rows = crossEntropy(x, yt, { reduction: 'none' });
+    const ones = tensor(new Float32Array(n).fill(1), [n]);
+    const [g] = grad([rows], [x], { gradOutputs: [ones] });
+    const r = await rows.toArray();
+    const gv = await g!.toArray();
+    for (let i = 0; i < n; i++) {
+      const bad = y[i]! < 0 || y[i]! >= c;
+      const row = [...gv.subarray(i * c, (i + 1) * c)];
+      assert.ok(bad ? Number.isNaN(r[i]) : Number.isFinite(r[i]), `C=${c} loss row ${i}`);
+      assert.ok(bad ? row.every(Number.isNaN) : row.every(Number.isFinite), `C=${c} grad row ${i}`);
+    }
+    for (const t of [x, yt, ones, rows, g!]) t.dispose();
+  }
 });
 
 test('no tensor leaked by this file', () => {

@@ -11,17 +11,20 @@
 // and 'mean' compose with `sum` / `mulScalar` / `div`, so autograd flows through them.
 // Labels get no gradient; class weights get none either, and a weight that requires grad is
 // refused (PyTorch has no derivative for `weight` either).
-// Labels outside [0, C) are not checked on the host (that would read the labels back every
-// call): the kernel writes a NaN loss for such a row (and a NaN weight term, so 'mean' and
-// 'sum' are NaN, and a NaN gradient row), never a silently finite wrong value.
+// Labels outside [0, C): when the labels came from host data (`tensor(Int32Array…)`), their
+// range is known without a readback and a bad label throws before any dispatch. Labels computed
+// on the GPU are not read back to check (that would stall every call): the kernel writes a NaN
+// loss for such a row (and a NaN weight term, so 'mean' and 'sum' are NaN, and a NaN gradient
+// row), never a silently finite wrong value.
 import { record, isGradEnabled } from '../autograd.ts';
 import { EngineError } from '../device.ts';
 import type { Rule } from '../rules.ts';
 import type { Tensor } from '../tensor.ts';
-import { crossEntropyBackwardShader, crossEntropyForwardShader } from '../../shaders/cross-entropy.ts';
+import { CE_ROW_WG, crossEntropyBackwardShader, crossEntropyForwardShader, type CrossEntropyLayout } from '../../shaders/cross-entropy.ts';
 import { checkFloat, checkLive, checkSameDevice, fmt, launch, NAN_BITS, output } from './kernel.ts';
 import { sum } from './reduce.ts';
 import { div, mulScalar } from './elementwise.ts';
+import { rowGroups } from './layernorm.ts';
 
 export interface CrossEntropyOptions {
   reduction?: 'mean' | 'sum' | 'none';
@@ -31,15 +34,27 @@ export interface CrossEntropyOptions {
   weight?: Tensor;
 }
 
-/** One workgroup per row; rows past 65535 continue on grid y. */
-function rowGrid(n: number): [number, number] {
-  if (n <= 65535) return [n, 1];
-  const y = Math.ceil(n / 65535);
-  return [Math.ceil(n / y), y];
+/**
+ * Kernel layout and grid (shaders/cross-entropy.ts): one invocation per row (CE_ROW_WG rows per
+ * workgroup), unless the rows are few and very long (C ≥ WIDE_RATIO·N and C ≥ WIDE_MIN_C), where
+ * that would leave most of a real GPU idle; then one workgroup per row.
+ */
+const WIDE_RATIO = 64;
+const WIDE_MIN_C = 4096;
+
+interface Plan {
+  layout: CrossEntropyLayout;
+  vec: boolean;
+  groups: [number, number];
+  u32: number[];
+  f32: number[];
 }
 
-function params(n: number, c: number, eps: number): { u32: number[]; f32: number[] } {
-  return { u32: [n, c, NAN_BITS, 0xff800000 /* -inf */], f32: [1 - eps, eps / c] };
+function plan(n: number, c: number, eps: number): Plan {
+  const layout: CrossEntropyLayout = c >= WIDE_RATIO * n && c >= WIDE_MIN_C ? 'wide' : 'rows';
+  const vec = c % 4 === 0;
+  const groups = rowGroups(n, layout === 'rows' ? CE_ROW_WG : 1);
+  return { layout, vec, groups, u32: [n, c, vec ? c / 4 : c, NAN_BITS, 0xff800000 /* -inf */], f32: [1 - eps, eps / c] };
 }
 
 export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
@@ -53,6 +68,8 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   if (n === 0 || c === 0) throw new EngineError(`${op}: logits ${fmt(logits.shape)} are empty`);
   if (labels.dtype !== 'int32') throw new EngineError(`${op}: non-integer labels: expected int32 labels, got ${labels.dtype} ${fmt(labels.shape)}`);
   if (labels.rank !== 1 || labels.shape[0] !== n) throw new EngineError(`${op}: labels ${fmt(labels.shape)} do not match logits ${fmt(logits.shape)} (expected [${n}])`);
+  const r = labels.valueRange;
+  if (r && (r[0] < 0 || r[1] >= c)) throw new EngineError(`${op}: labels outside [0, ${c}): found ${r[0] < 0 ? r[0] : r[1]} for logits ${fmt(logits.shape)}`);
   if (w) {
     checkFloat(op, w);
     if (w.rank !== 1 || w.shape[0] !== c) throw new EngineError(`${op}: weight ${fmt(w.shape)} does not match logits ${fmt(logits.shape)} (expected [${c}])`);
@@ -68,7 +85,8 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   const stats = output(dev, [n, 2]);
   const buffers = [logits.rawBuffer, labels.rawBuffer, rows.rawBuffer, tw.rawBuffer, stats.rawBuffer];
   if (w) buffers.push(w.rawBuffer);
-  launch(dev, { op, code: crossEntropyForwardShader(!!w), buffers, ...params(n, c, eps), groups: rowGrid(n) });
+  const p = plan(n, c, eps);
+  launch(dev, { op, code: crossEntropyForwardShader(p.layout, !!w, p.vec), buffers, u32: p.u32, f32: p.f32, groups: p.groups });
   const saved = [labels, stats, ...(w ? [w] : [])];
   const loss = record(op, [logits], rows, { labelSmoothing: eps }, saved);
   stats.dispose(); // the graph (if any) retains its storage
@@ -104,7 +122,8 @@ export const crossEntropyRules = {
     const dx = output(x!.device, x!.shape);
     const buffers = [x!.rawBuffer, labels!.rawBuffer, stats!.rawBuffer, gy.rawBuffer, dx.rawBuffer];
     if (w) buffers.push(w.rawBuffer);
-    launch(x!.device, { op: 'crossEntropyGrad', code: crossEntropyBackwardShader(!!w), buffers, ...params(n, c, attrs.labelSmoothing), groups: rowGrid(n) });
+    const p = plan(n, c, attrs.labelSmoothing);
+    launch(x!.device, { op: 'crossEntropyGrad', code: crossEntropyBackwardShader(p.layout, !!w, p.vec), buffers, u32: p.u32, f32: p.f32, groups: p.groups });
     return [dx];
   },
 } satisfies { crossEntropy: Rule<'crossEntropy'> };

@@ -5,16 +5,21 @@ import { reduceRules } from './reduce.ts';
 import { shapeRules } from './shape.ts';
 import { matmulRules } from './matmul.ts';
 import { crossEntropyRules } from './cross-entropy.ts';
-// -- conv imports
-// -- batchnorm, pooling imports
-// -- layerNorm, gelu, softmax, dropout imports
-// -- attention imports
+import { convRules } from './conv.ts';
+import { batchNormRules } from './batchnorm.ts';
+import { poolRules } from './pool.ts';
+import { layerNormRules } from './layernorm.ts';
+import { geluRules } from './gelu.ts';
+import { softmaxRules } from './softmax.ts';
+import { dropoutRules } from './dropout.ts';
+import { attentionRules } from './attention.ts';
 
-setRules((): RuleTable => ({ ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules, ...crossEntropyRules,
-  // -- conv rules
-  // -- batchnorm, pooling rules
-  // -- layerNorm, gelu, softmax, dropout rules
-  // -- attention rules
+setRules((): RuleTable => ({
+  ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules, ...crossEntropyRules,
+  ...convRules,
+  ...batchNormRules, ...poolRules,
+  ...layerNormRules, ...geluRules, ...softmaxRules, ...dropoutRules,
+  ...attentionRules,
 }));
 
 export * from './elementwise.ts';
@@ -22,7 +27,11 @@ export { sum, mean, max } from './reduce.ts';
 export { reshape, permute, transpose, slice, concat, expand } from './shape.ts';
 export { matmul, linear, matmulKernel, type MatmulOptions } from './matmul.ts';
 export { crossEntropy, type CrossEntropyOptions } from './cross-entropy.ts';
-// -- conv exports
-// -- batchnorm, pooling exports
-// -- layerNorm, gelu, softmax, dropout exports
-// -- attention exports
+export { conv2d, type Conv2dOptions } from './conv.ts';
+export { batchNorm2d, type BatchNormOptions } from './batchnorm.ts';
+export { maxPool2d, avgPool2d, adaptiveAvgPool2d, type Pool2dOptions } from './pool.ts';
+export { layerNorm, type LayerNormOptions } from './layernorm.ts';
+export { gelu, type GeluOptions } from './gelu.ts';
+export { softmax, logSoftmax } from './softmax.ts';
+export { dropout, type DropoutOptions } from './dropout.ts';
+export { scaledDotProductAttention, type AttentionOptions } from './attention.ts';

@@ -1,0 +1,75 @@
+// ResNet-18 training step (forward, cross-entropy, backward, SGD momentum 0.9), batch 4,
+// 10 classes: ours (models/resnet.ts + a Linear head) against tfjs-webgpu 4.22 on the same
+// Dawn device, interleaved step by step so machine noise hits both. One JSON line per input
+// size. Usage: tsx bench/resnet.ts [sizes, default 32,64,112] [rounds, default 3]
+import { crossEntropy, init, randn, SGD, tensor, tidy } from '../engine/index.ts';
+import { Linear } from '../engine/nn/index.ts';
+import { ResNet18 } from '../models/resnet.ts';
+import { tf, tfjsOn, tfSync } from './tfjs.ts';
+import { TfResNet18 } from './tfjs-resnet.ts';
+import { emit, median, round } from './util.ts';
+
+const sizes = (process.argv[2] ?? '32,64,112').split(',').map(Number);
+const rounds = Number(process.argv[3] ?? 3);
+const batch = 4;
+const classes = 10;
+
+const device = await init();
+await tfjsOn(device);
+
+for (const size of sizes) {
+  const model = new ResNet18({ inChannels: 3, seed: 1 });
+  const head = new Linear(512, classes);
+  const params = [...model.parameters(), ...head.parameters()];
+  const opt = new SGD(params, { lr: 0.01, momentum: 0.9 });
+  const x = randn([batch, 3, size, size]);
+  const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+  let dispatches = 0;
+  const ours = async (): Promise<number> => {
+    const d0 = device.batcher.stats.dispatches;
+    const t0 = performance.now();
+    const loss = tidy(() => crossEntropy(head.forward(model.forward(x)), labels));
+    loss.backward();
+    opt.step();
+    opt.zeroGrad();
+    await loss.item(); // waits for the whole step
+    loss.dispose();
+    dispatches = device.batcher.stats.dispatches - d0;
+    return performance.now() - t0;
+  };
+
+  const tfModel = new TfResNet18(3, classes);
+  const tx = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
+  const onehot = tf.cast(tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32'), classes), 'float32') as tf.Tensor2D;
+  const theirs = async (): Promise<number> => {
+    const t0 = performance.now();
+    const loss = tfModel.step(tx, onehot);
+    await tfSync(loss);
+    loss.dispose();
+    return performance.now() - t0;
+  };
+
+  const warm = [await ours(), await theirs()]; // first steps compile every shader
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    a.push(await ours());
+    b.push(await theirs());
+  }
+  const oursMs = median(a);
+  const tfMs = median(b);
+  emit({
+    bench: 'resnet18_train_step', size, batch, classes, rounds,
+    ours_ms: round(oursMs, 1), tfjs_ms: round(tfMs, 1), ratio: round(oursMs / tfMs),
+    first_step_ms: { ours: round(warm[0]!, 0), tfjs: round(warm[1]!, 0) },
+    ours_dispatches_per_step: dispatches, peak_gpu_mb: round(device.pool.stats.peakBytesInUse / 2 ** 20, 1), adapter: device.adapterName,
+  });
+  model.dispose();
+  head.dispose();
+  opt.dispose();
+  x.dispose();
+  labels.dispose();
+  tfModel.dispose();
+  tx.dispose();
+  onehot.dispose();
+}

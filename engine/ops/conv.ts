@@ -1,0 +1,233 @@
+// conv2d with the semantics of torch.nn.functional.conv2d (groups = 1): x NCHW, w OIHW
+// (Cout, Cin, kh, kw), cross-correlation, zero padding, optional bias (Cout), per-axis stride,
+// padding and dilation; out = ⌊(H + 2p − d·(k − 1) − 1) / s⌋ + 1 per axis.
+// Three implicit-GEMM kernels (shaders/conv.ts, shaders/conv-backward.ts): forward with the bias
+// fused, input gradient, weight gradient with the bias gradient fused. The backward rule only runs
+// the kernels whose input requires grad.
+import { record } from '../autograd.ts';
+import { EngineError, type Device } from '../device.ts';
+import type { Rule } from '../rules.ts';
+import type { Tensor } from '../tensor.ts';
+import { convForwardShader, convPackWeightsShader, convTileRows, convWorkgroupSize } from '../../shaders/conv.ts';
+import { convInputGradShader, convWeightGradShader } from '../../shaders/conv-backward.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, grid1d, launch, output } from './kernel.ts';
+import { sum } from './reduce.ts';
+
+export interface Conv2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  dilation?: number | [number, number];
+  groups?: number;
+}
+
+/** Per-axis geometry, as recorded in the op's attrs. */
+interface Conv2dAttrs {
+  stride: [number, number];
+  padding: [number, number];
+  dilation: [number, number];
+}
+
+interface Geometry {
+  n: number; cin: number; h: number; w: number;
+  cout: number; ho: number; wo: number; kh: number; kw: number;
+  s: [number, number]; p: [number, number]; d: [number, number];
+}
+
+/** The uniform Params of every conv kernel (see CONV_PARAMS); aux = kernel-specific fields. */
+function params(g: Geometry, aux: number[]): number[] {
+  const u = [g.n, g.cin, g.h, g.w, g.cout, g.ho, g.wo, g.kh, g.kw, g.s[0], g.s[1], g.p[0], g.p[1], g.d[0], g.d[1]];
+  return [...u, ...aux, ...new Array<number>(5 - aux.length).fill(0)];
+}
+
+function pair(op: string, name: string, v: number | [number, number] | undefined, dflt: number, min: number, shapes: string): [number, number] {
+  const p: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= min)) {
+    const what = min > 0 ? 'positive integers' : 'non-negative integers';
+    throw new EngineError(`${op}: ${name} must be ${what}, got ${JSON.stringify(v)} (${shapes})`);
+  }
+  return p;
+}
+
+function geometry(x: Tensor, w: Tensor, b: Tensor | null, a: Conv2dAttrs): Geometry {
+  const op = 'conv2d';
+  const shapes = `input ${fmt(x.shape)}, weight ${fmt(w.shape)}`;
+  if (x.rank !== 4) throw new EngineError(`${op}: input must be 4-D (N, C, H, W), got ${fmt(x.shape)} (weight ${fmt(w.shape)})`);
+  if (w.rank !== 4) throw new EngineError(`${op}: weight must be 4-D (Cout, Cin, kh, kw), got ${fmt(w.shape)} (input ${fmt(x.shape)})`);
+  const [n, cin, h, wd] = x.shape as [number, number, number, number];
+  const [cout, wcin, kh, kw] = w.shape as [number, number, number, number];
+  if (wcin !== cin) throw new EngineError(`${op}: channel mismatch: input ${fmt(x.shape)} has ${cin} channels, weight ${fmt(w.shape)} expects ${wcin}`);
+  if (b && (b.rank !== 1 || b.shape[0] !== cout)) throw new EngineError(`${op}: bias ${fmt(b.shape)} does not match weight ${fmt(w.shape)} (expected [${cout}])`);
+  const [s, p, d] = [a.stride, a.padding, a.dilation];
+  const ho = Math.floor((h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0]) + 1;
+  const wo = Math.floor((wd + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1]) + 1;
+  if (n * cin * cout * kh * kw === 0) throw new EngineError(`${op}: empty ${shapes}`);
+  if (ho < 1 || wo < 1) {
+    throw new EngineError(`${op}: kernel ${kh}×${kw} (dilation ${d.join('×')}) is larger than the padded input ${h + 2 * p[0]}×${wd + 2 * p[1]} (${shapes}, padding ${p.join('×')})`);
+  }
+  return { n, cin, h, w: wd, cout, ho, wo, kh, kw, s, p, d };
+}
+
+/** Column workgroups for `cols` columns of 4 per invocation; throws past the grid limit. */
+function columnGrid(dev: Device, cols: number, what: string): [number, number] {
+  const wg = convWorkgroupSize(cols);
+  const gx = Math.ceil(cols / (4 * wg));
+  if (gx > dev.limits.maxComputeWorkgroupsPerDimension) throw new EngineError(`conv2d: ${what} of ${cols} pixels too large for one dispatch`);
+  return [wg, gx];
+}
+
+/**
+ * Whether the row-quad kernels (4 neighbours of one row per invocation, shaders/conv.ts) apply to
+ * rows of `width` pixels: unit stride and dilation along w, and at most 25 % padding to a multiple of 4.
+ */
+const rowQuadsFit = (g: Geometry, width: number): boolean => g.s[1] === 1 && g.d[1] === 1 && (width % 4 === 0 || width >= 7);
+
+/**
+ * Packs a GEMM row operand for a row tile of tm (see convPackWeightsShader): [k, Mp] with Mp = m
+ * rounded up to tm, element (k, r) = src[r·sm + ⌊k / kk⌋·sa + k mod kk] (0 for padding rows).
+ */
+function packRows(dev: Device, src: Tensor, m: number, tm: number, k: number, kk: number, sm: number, sa: number): Tensor {
+  const mp = Math.ceil(m / tm) * tm;
+  const packed = output(dev, [k, mp]);
+  launch(dev, {
+    op: 'conv2dPack', code: convPackWeightsShader(), buffers: [src.rawBuffer, packed.rawBuffer],
+    u32: [m, mp, k, kk, sm, sa, 0, 0], groups: grid1d(packed.size),
+  });
+  return packed;
+}
+
+/** Weights for the forward (rows Cout, taps (Cin, kh, kw)) or for dx (rows Cin, taps (Cout, kh, kw)). */
+function packWeights(dev: Device, w: Tensor, g: Geometry, tm: number, forInput: boolean): Tensor {
+  const kk = g.kh * g.kw;
+  return forInput ? packRows(dev, w, g.cin, tm, g.cout * kk, kk, kk, g.cin * kk) : packRows(dev, w, g.cout, tm, g.cin * kk, kk, g.cin * kk, kk);
+}
+
+/** Forward kernel: y = conv(x, w) + b. */
+function forwardKernel(dev: Device, x: Tensor, w: Tensor, b: Tensor | null, g: Geometry): Tensor {
+  const y = output(dev, [g.n, g.cout, g.ho, g.wo]);
+  const rows = rowQuadsFit(g, g.wo);
+  const wq4 = Math.ceil(g.wo / 4);
+  const [wg, gx] = columnGrid(dev, rows ? g.n * g.ho * wq4 * 4 : g.n * g.ho * g.wo, 'output');
+  const tm = convTileRows(g.cout);
+  const wp = packWeights(dev, w, g, tm, false);
+  const buffers = [x.rawBuffer, wp.rawBuffer, y.rawBuffer, ...(b ? [b.rawBuffer] : [])];
+  launch(dev, {
+    op: 'conv2d', code: convForwardShader(!!b, wg, tm, rows), buffers,
+    u32: params(g, [wp.shape[1]! / 4, wq4]), groups: [gx, Math.ceil(g.cout / tm), 1],
+  });
+  wp.dispose(); // the batcher keeps the buffer until the dispatch ran
+  return y;
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** Input gradient: dx = conv_transpose(gy, w), one phase class of the stride per grid z slice. */
+function inputGradKernel(dev: Device, gy: Tensor, w: Tensor, g: Geometry): Tensor {
+  const dx = output(dev, [g.n, g.cin, g.h, g.w]);
+  const hq = Math.ceil(g.h / g.s[0]);
+  const wq = Math.ceil(g.w / g.s[1]);
+  const steps = [g.s[0] / gcd(g.s[0], g.d[0]), g.s[1] / gcd(g.s[1], g.d[1])];
+  const rows = rowQuadsFit(g, g.w); // quads along the input rows
+  const wq4 = Math.ceil(g.w / 4);
+  const [wg, gx] = columnGrid(dev, rows ? g.n * hq * wq4 * 4 : g.n * hq * wq, 'input');
+  const tm = convTileRows(g.cin);
+  const wp = packWeights(dev, w, g, tm, true);
+  const mp4 = wp.shape[1]! / 4;
+  launch(dev, {
+    op: 'conv2dBackwardInput', code: convInputGradShader(wg, tm, rows), buffers: [gy.rawBuffer, wp.rawBuffer, dx.rawBuffer],
+    u32: params(g, rows ? [mp4, wq4, hq, steps[0]!] : [mp4, wq, hq, ...steps]),
+    groups: [gx, Math.ceil(g.cin / tm), rows ? g.s[0] : g.s[0] * g.s[1]],
+  });
+  wp.dispose();
+  return dx;
+}
+
+/** Workgroups the weight gradient aims for: enough to keep every core of a CPU device busy. */
+const WEIGHT_GRAD_GROUPS = 64;
+/** Fewest output pixels one slice of the weight gradient's reduction sums (amortises the partials). */
+const WEIGHT_GRAD_MIN_PIXELS = 1024;
+
+/** Weight (and bias) gradient: [dW, db | null]. */
+function weightGradKernel(dev: Device, x: Tensor, gy: Tensor, g: Geometry, withBias: boolean): [Tensor, Tensor | null] {
+  const nc = g.cin * g.kh * g.kw;
+  const wg = convWorkgroupSize(nc, 32);
+  const gx = Math.ceil(nc / (4 * wg));
+  const tm = convTileRows(g.cout);
+  const gyGroups = Math.ceil(g.cout / tm);
+  const rows = g.n * g.ho;
+  // Split the reduction over output rows until the grid is wide enough, keeping each slice long.
+  const maxSlices = Math.max(1, Math.min(rows, Math.floor((rows * g.wo) / WEIGHT_GRAD_MIN_PIXELS), 65535));
+  const want = Math.min(maxSlices, Math.ceil(WEIGHT_GRAD_GROUPS / (gx * gyGroups)));
+  const chunk = Math.ceil(rows / want);
+  const slices = Math.ceil(rows / chunk);
+  const wShape = [g.cout, g.cin, g.kh, g.kw];
+  const dwp = output(dev, slices > 1 ? [slices, ...wShape] : wShape);
+  const dbp = withBias ? output(dev, slices > 1 ? [slices, g.cout] : [g.cout]) : null;
+  const p = g.ho * g.wo;
+  const gp = packRows(dev, gy, g.cout, tm, g.n * p, p, p, g.cout * p); // gy as [N·Ho·Wo, Cout padded]
+  launch(dev, {
+    op: 'conv2dBackwardWeight', code: convWeightGradShader(withBias, wg, tm),
+    buffers: [x.rawBuffer, gp.rawBuffer, dwp.rawBuffer, ...(dbp ? [dbp.rawBuffer] : [])],
+    u32: params(g, [gp.shape[1]! / 4, chunk]), groups: [gx, gyGroups, slices],
+  });
+  gp.dispose();
+  if (slices === 1) return [dwp, dbp];
+  const dw = sum(dwp, 0);
+  dwp.dispose();
+  const db = dbp ? sum(dbp, 0) : null;
+  dbp?.dispose();
+  return [dw, db];
+}
+
+function attrsOf(op: string, opts: Conv2dOptions, shapes: string): Conv2dAttrs {
+  if ((opts.groups ?? 1) !== 1) throw new EngineError(`${op}: groups > 1 not supported (groups ${opts.groups}, ${shapes})`);
+  return {
+    stride: pair(op, 'stride', opts.stride, 1, 1, shapes),
+    padding: pair(op, 'padding', opts.padding, 0, 0, shapes),
+    dilation: pair(op, 'dilation', opts.dilation, 1, 1, shapes),
+  };
+}
+
+/** The three kernels of one geometry without autograd (benchmarks). */
+export interface Conv2dKernels {
+  outShape: number[];
+  forward(b?: Tensor | null): Tensor;
+  inputGrad(gy: Tensor): Tensor;
+  /** [dW, db | null]. */
+  weightGrad(gy: Tensor, withBias?: boolean): [Tensor, Tensor | null];
+}
+
+export function conv2dKernels(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Conv2dKernels {
+  const g = geometry(x, w, null, attrsOf('conv2d', opts, `input ${fmt(x.shape)}, weight ${fmt(w.shape)}`));
+  return {
+    outShape: [g.n, g.cout, g.ho, g.wo],
+    forward: (b = null) => forwardKernel(x.device, x, w, b, g),
+    inputGrad: (gy) => inputGradKernel(x.device, gy, w, g),
+    weightGrad: (gy, withBias = false) => weightGradKernel(x.device, x, gy, g, withBias),
+  };
+}
+
+/** y = conv2d(x, w) + b in PyTorch semantics (groups = 1 only). */
+export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const op = 'conv2d';
+  const bias = b ?? null;
+  const ts = bias ? [x, w, bias] : [x, w];
+  checkLive(op, ...ts);
+  checkFloat(op, ...ts);
+  const dev = checkSameDevice(op, ...ts);
+  const attrs = attrsOf(op, opts, `input ${fmt(x.shape)}, weight ${fmt(w.shape)}`);
+  const g = geometry(x, w, bias, attrs);
+  const y = forwardKernel(dev, x, w, bias, g);
+  return record(op, ts, y, attrs);
+}
+
+export const convRules = {
+  conv2d: ({ inputs: [x, w, b], attrs }, gy) => {
+    const g = geometry(x!, w!, b ?? null, attrs);
+    const dx = x!.requiresGrad ? inputGradKernel(x!.device, gy, w!, g) : null;
+    const needW = w!.requiresGrad;
+    const needB = !!b && b.requiresGrad;
+    if (!needW) return [dx, null, needB ? sum(gy, [0, 2, 3]) : null]; // bias alone: one reduction
+    const [dw, db] = weightGradKernel(x!.device, x!, gy, g, needB);
+    return [dx, dw, db];
+  },
+} satisfies { conv2d: Rule<'conv2d'> };

@@ -1,0 +1,84 @@
+// layerNorm: torch.nn.functional.layer_norm with normalized_shape = [D] (the last axis), optional
+// weight and bias (D). Fused forward (one kernel, saving per-row mean and 1/std) and a fused
+// backward: one kernel for dx, one for dweight and dbias together (shaders/layernorm.ts).
+// The variance is the biased one (divided by D), as in PyTorch. The saved row statistics are
+// (mean of x − x₀, 1/std), x₀ the row's first element (see shaders/layernorm.ts for why).
+import { record } from '../autograd.ts';
+import { EngineError } from '../device.ts';
+import type { Rule } from '../rules.ts';
+import type { Tensor } from '../tensor.ts';
+import {
+  LN_COLS, LN_ROW_WG, layerNormBackwardInputShader, layerNormBackwardParamsShader, layerNormForwardShader,
+} from '../../shaders/layernorm.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
+
+export interface LayerNormOptions {
+  /** Added to the variance before the square root (default 1e-5). */
+  eps?: number;
+}
+
+/** Grid for `n` rows handled one per invocation by `wg`-wide workgroups (rows past 65535 groups continue on y). */
+export function rowGroups(n: number, wg: number): [number, number] {
+  const g = Math.max(1, Math.ceil(n / wg));
+  if (g <= 65535) return [g, 1];
+  const y = Math.ceil(g / 65535);
+  return [Math.ceil(g / y), y];
+}
+
+/** Uniform Params: n rows, the row length in vector units and in elements, eps. */
+function params(n: number, d: number, eps: number): { u32: number[]; f32: number[] } {
+  return { u32: [n, d % 4 === 0 ? d / 4 : d, d, 0], f32: [eps] };
+}
+
+export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, opts: LayerNormOptions = {}): Tensor {
+  const op = 'layerNorm';
+  const affine = [weight, bias].filter((t): t is Tensor => t !== null && t !== undefined);
+  checkLive(op, x, ...affine);
+  checkFloat(op, x, ...affine);
+  const dev = checkSameDevice(op, x, ...affine);
+  if (x.rank < 1 || x.size === 0) throw new EngineError(`${op}: x ${fmt(x.shape)} is empty or a scalar; expected (..., D) with D > 0`);
+  const d = x.shape[x.rank - 1]!;
+  for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
+    if (t && (t.rank !== 1 || t.shape[0] !== d)) {
+      throw new EngineError(`${op}: ${name} ${fmt(t.shape)} does not match the last axis of x ${fmt(x.shape)} (expected [${d}])`);
+    }
+  }
+  const eps = opts.eps ?? 1e-5;
+  if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps)) throw new EngineError(`${op}: eps ${eps} must be a finite number >= 0 (x ${fmt(x.shape)})`);
+  const n = x.size / d;
+  if (Math.ceil(params(n, d, eps).u32[1]! / LN_COLS) > 65535) throw new EngineError(`${op}: last axis ${d} of x ${fmt(x.shape)} is too long for the dweight/dbias grid`);
+  const y = output(dev, x.shape);
+  const stats = output(dev, [n, 2]);
+  const buffers = [x.rawBuffer, y.rawBuffer, stats.rawBuffer, ...affine.map((t) => t.rawBuffer)];
+  launch(dev, { op, code: layerNormForwardShader(d % 4 === 0, !!weight, !!bias), buffers, ...params(n, d, eps), groups: rowGroups(n, LN_ROW_WG) });
+  const out = record(op, [x, ...affine], y, { eps, weight: !!weight, bias: !!bias }, [stats]);
+  stats.dispose(); // the graph (if any) retains its storage
+  return out;
+}
+
+export const layerNormRules = {
+  layerNorm: ({ inputs, saved: [stats], attrs }, gy) => {
+    const x = inputs[0]!;
+    const w = attrs.weight ? inputs[1]! : null;
+    const b = attrs.bias ? inputs[attrs.weight ? 2 : 1]! : null;
+    const dev = x.device;
+    const d = x.shape[x.rank - 1]!;
+    const n = x.size / d;
+    const vec = d % 4 === 0;
+    const p = params(n, d, attrs.eps);
+    let dx: Tensor | null = null;
+    if (x.requiresGrad) {
+      dx = output(dev, x.shape);
+      const buffers = [x.rawBuffer, gy.rawBuffer, stats!.rawBuffer, dx.rawBuffer, ...(w ? [w.rawBuffer] : [])];
+      launch(dev, { op: 'layerNormGrad', code: layerNormBackwardInputShader(vec, !!w), buffers, ...p, groups: rowGroups(n, LN_ROW_WG) });
+    }
+    const dw = w?.requiresGrad ? output(dev, [d]) : null;
+    const db = b?.requiresGrad ? output(dev, [d]) : null;
+    if (dw || db) {
+      const buffers = [gy.rawBuffer, ...(dw ? [x.rawBuffer, stats!.rawBuffer, dw.rawBuffer] : []), ...(db ? [db.rawBuffer] : [])];
+      const cols = Math.ceil(p.u32[1]! / LN_COLS);
+      launch(dev, { op: 'layerNormParamGrad', code: layerNormBackwardParamsShader(vec, !!dw, !!db), buffers, ...p, groups: [cols] });
+    }
+    return [dx, ...(w ? [dw] : []), ...(b ? [db] : [])];
+  },
+} satisfies { layerNorm: Rule<'layerNorm'> };

@@ -1,0 +1,154 @@
+// Fused scaled-dot-product attention, backward (FlashAttention-2 style, deterministic, no atomics).
+// With s = Q·Kᵀ·scale + mask, P = exp(s − lse) recomputed from the forward's saved logsumexp,
+// dP = dO·Vᵀ and Δ_i = Σ_c dO[i][c]·O[i][c] (= Σ_j P[i][j]·dP[i][j]):
+//   dS = P ∘ (dP − Δ),  dQ = scale·dS·K,  dK = scale·dSᵀ·Q,  dV = Pᵀ·dO.
+// Two kernels, the same building blocks as the forward (shaders/attention.ts):
+//  - attentionBackwardQuery: a workgroup owns TM query rows, writes their Δ (for the second kernel)
+//    and walks key blocks: scores and dP for 4 keys per invocation, dS to workgroup memory, then
+//    dQ += dS·K with invocation i owning dQ columns 4i..4i+3. WG from D.
+//  - attentionBackwardKey: a workgroup owns TM key rows and walks query blocks: Sᵀ and dPᵀ for 4
+//    queries per invocation, Pᵀ and dSᵀ to workgroup memory, then dV += Pᵀ·dO and dK += dSᵀ·Q with
+//    invocation i owning columns 4i..4i+3 of both. WG from max(D, Dv).
+// The dot products are unrolled (vec4 loads) for WG ≥ 16, as in the forward; the dS·K / Pᵀ·dO / dSᵀ·Q
+// accumulations always use the rolled loop: unrolling them too measured ~10% faster at D = 64 but
+// made lavapipe's LLVM take 2-3× longer (tens of seconds) to compile each kernel.
+// Rows whose mask is −inf everywhere have lse = +inf, so P = 0 there and every gradient is 0.
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import { variants } from './common.ts';
+import { ATTN_PARAMS, ATTN_TM, accumulateRows, bindFloats, columnOffsets, dotRows, maskQuad, storeRows } from './attention.ts';
+
+const R = [...Array(ATTN_TM).keys()];
+const J = [0, 1, 2, 3];
+const lines = (f: (r: number) => string) => R.map(f).join('\n');
+const quad = (f: (j: number) => string) => J.map(f).join('\n');
+
+function buildBackwardQuery(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
+  const kb = 4 * wg;
+  return wgsl`${ATTN_PARAMS}
+${bindFloats(1, 'q', vecD)}
+${bindFloats(2, 'k', vecD)}
+${bindFloats(3, 'v', vecDv)}
+${bindFloats(4, 'o', vecDv)}
+${bindFloats(5, 'go', vecDv)}
+@group(0) @binding(6) var<storage, read> lse: array<f32>;
+@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dq: array<f32>;
+${masked ? '@group(0) @binding(9) var<storage, read> mask: array<f32>;' : ''}
+var<workgroup> ds: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>;
+${masked ? `var<workgroup> dpb: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>; // dP, masked variant only` : ''}
+var<workgroup> rowdelta: array<f32, ${ATTN_TM}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
+  let bh = wid.z * params.heads + wid.y;
+  let m0 = wid.x * ${ATTN_TM}u;
+  let c = lid * 4u;
+  let qbase = bh * Lq * D;
+  let kbase = bh * Lk * D;
+  let vbase = bh * Lk * Dv;
+  let obase = bh * Lq * Dv;
+  let mbase = wid.z * params.mb + wid.y * params.mh;
+${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase + qi${r} * D;\n  let gr${r} = obase + qi${r} * Dv;\n  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`)}
+  // Δ of row lid: invocations lid < TM, one SIMD batch.
+  if (lid < ${ATTN_TM}u) {
+    let row = obase + min(m0 + lid, Lq - 1u) * Dv;
+    var acc = 0.0;
+    for (var t = 0u; t < Dv; t++) { acc = fma(go_at(row + t), o_at(row + t), acc); }
+    rowdelta[lid] = acc;
+    if (m0 + lid < Lq) { delta[bh * Lq + m0 + lid] = acc; }
+  }
+  workgroupBarrier();
+${lines((r) => `  let delta${r} = vec4<f32>(rowdelta[${r}]);`)}
+${columnOffsets('D', vecD)}
+${lines((r) => `  var acc${r} = vec4<f32>(0.0);`)}
+  for (var k0 = 0u; k0 < Lk; k0 += ${kb}u) {
+${quad((j) => `    let kj${j} = min(k0 + c + ${j}u, Lk - 1u);\n    let kr${j} = kbase + kj${j} * D;\n    let vr${j} = vbase + kj${j} * Dv;`)}
+    let valid = vec4<bool>(${J.map((j) => `k0 + c + ${j}u < Lk`).join(', ')});
+${dotRows('s', 'q', 'qr', 'k', 'kr', 'D', vecD, unroll)}
+${dotRows('dp', 'go', 'gr', 'v', 'vr', 'Dv', vecDv, unroll)}
+${
+  masked
+    ? `${lines((r) => `    ds[(${r * kb}u + c) / 4u] = s${r} * params.scale;\n    dpb[(${r * kb}u + c) / 4u] = dp${r};`)}
+    for (var r = 0u; r < params.tm; r++) { // tm = TM from Params: a loop LLVM does not unroll
+      let i = (r * ${kb}u + c) / 4u;
+      let qi = min(m0 + r, Lq - 1u);
+      let p = select(vec4<f32>(0.0), exp(ds[i] + ${maskQuad('qi', 'kj')} - vec4<f32>(lse[bh * Lq + qi])), valid);
+      ds[i] = p * (dpb[i] - vec4<f32>(rowdelta[r])) * params.scale;
+    }`
+    : lines((r) => `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);\n    ds[(${r * kb}u + c) / 4u] = p${r} * (dp${r} - delta${r}) * params.scale;`)
+}
+    workgroupBarrier();
+    let n = min(${kb}u, Lk - k0);
+${accumulateRows('acc', 'ds', kb, 'k', (j) => `kbase + (k0 + ${j}) * D`, 'n', vecD, false)}
+    workgroupBarrier();
+  }
+${storeRows('acc', 'dq', 'qbase', 'm0', 'Lq', 'D')}
+}`;
+}
+
+function buildBackwardKey(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
+  const qb = 4 * wg;
+  return wgsl`${ATTN_PARAMS}
+${bindFloats(1, 'q', vecD)}
+${bindFloats(2, 'k', vecD)}
+${bindFloats(3, 'v', vecDv)}
+${bindFloats(4, 'go', vecDv)}
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read> delta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
+${masked ? '@group(0) @binding(9) var<storage, read> mask: array<f32>;' : ''}
+var<workgroup> pt: array<vec4<f32>, ${(ATTN_TM * qb) / 4}>;
+var<workgroup> dst: array<vec4<f32>, ${(ATTN_TM * qb) / 4}>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
+  let bh = wid.z * params.heads + wid.y;
+  let n0 = wid.x * ${ATTN_TM}u;
+  let c = lid * 4u;
+  let qbase = bh * Lq * D;
+  let kbase = bh * Lk * D;
+  let vbase = bh * Lk * Dv;
+  let obase = bh * Lq * Dv;
+  let mbase = wid.z * params.mb + wid.y * params.mh;
+${lines((r) => `  let ki${r} = min(n0 + ${r}u, Lk - 1u);\n  let kr${r} = kbase + ki${r} * D;\n  let vr${r} = vbase + ki${r} * Dv;`)}
+${lines((r) => `  var gk${r} = vec4<f32>(0.0);\n  var gv${r} = vec4<f32>(0.0);`)}
+  for (var q0 = 0u; q0 < Lq; q0 += ${qb}u) {
+${quad((j) => `    let qj${j} = min(q0 + c + ${j}u, Lq - 1u);\n    let qr${j} = qbase + qj${j} * D;\n    let gr${j} = obase + qj${j} * Dv;`)}
+    let valid = vec4<bool>(${J.map((j) => `q0 + c + ${j}u < Lq`).join(', ')});
+    let lseq = vec4<f32>(${J.map((j) => `lse[bh * Lq + qj${j}]`).join(', ')});
+    let deltaq = vec4<f32>(${J.map((j) => `delta[bh * Lq + qj${j}]`).join(', ')});
+${dotRows('s', 'k', 'kr', 'q', 'qr', 'D', vecD, unroll)}
+${dotRows('dp', 'v', 'vr', 'go', 'gr', 'Dv', vecDv, unroll)}
+${
+  masked
+    ? `${lines((r) => `    pt[(${r * qb}u + c) / 4u] = s${r} * params.scale;\n    dst[(${r * qb}u + c) / 4u] = dp${r};`)}
+    for (var r = 0u; r < params.tm; r++) { // tm = TM from Params: a loop LLVM does not unroll
+      let i = (r * ${qb}u + c) / 4u;
+      let p = select(vec4<f32>(0.0), exp(pt[i] + ${maskQuad('min(n0 + r, Lk - 1u)', 'qj', true)} - lseq), valid);
+      pt[i] = p;
+      dst[i] = p * (dst[i] - deltaq) * params.scale;
+    }`
+    : lines((r) => `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lseq), valid);\n    pt[(${r * qb}u + c) / 4u] = p${r};\n    dst[(${r * qb}u + c) / 4u] = p${r} * (dp${r} - deltaq) * params.scale;`)
+}
+    workgroupBarrier();
+    let n = min(${qb}u, Lq - q0);
+    {
+${columnOffsets('Dv', vecDv)}
+${accumulateRows('gv', 'pt', qb, 'go', (j) => `obase + (q0 + ${j}) * Dv`, 'n', vecDv, false)}
+    }
+    {
+${columnOffsets('D', vecD)}
+${accumulateRows('gk', 'dst', qb, 'q', (j) => `qbase + (q0 + ${j}) * D`, 'n', vecD, false)}
+    }
+    workgroupBarrier();
+  }
+${storeRows('gk', 'dk', 'kbase', 'n0', 'Lk', 'D')}
+${storeRows('gv', 'dv', 'vbase', 'n0', 'Lk', 'Dv')}
+}`;
+}
+
+export const attentionBackwardQueryShader = variants(buildBackwardQuery);
+export const attentionBackwardKeyShader = variants(buildBackwardKey);

@@ -1,0 +1,243 @@
+// 2-D pooling over (P, H, W) planes (P = N·C): one invocation per output element (forward) or
+// per input element (backward). Grid: x = position within the plane, y (then z) = plane, so the
+// plane is workgroup-uniform. Window geometry lives in Params.
+// Tuned for lavapipe, where u32 division is scalarised: a first version of these kernels, with
+// 6–20 integer divisions per element and per-lane loop bounds, ran 10–20× slower than a copy of
+// the same tensor. So:
+// - every quotient of a plane coordinate goes through qdiv (float division, exact below 2^20;
+//   the host keeps plane sizes below 2^19);
+// - every loop runs a Params-uniform number of steps (kh·kw taps forward, the ⌈k/s⌉ candidate
+//   windows per axis backward, unrolled when small) and masks what falls outside, with clamped
+//   loads and selects.
+// Measured at x[4, 64, 56, 56], 3×3/2 pad 1: forward ≈ 1×, backward ≈ 3× a copy of x.
+//
+// - maxPool2d forward: the window [oy·sy − py, +ky) × [ox·sx − px, +kx); padding counts as −inf.
+//   Writes the maximum and its plane index y·W + x as int32. Ties keep the FIRST maximum in
+//   row-major window order (strict >); a NaN wins over numbers (the output is NaN, as in PyTorch).
+// - Backward kernels are gathers: each input element visits the windows that contain it and
+//   sums their share of gy, so the result is deterministic and needs no atomics. Max pool: the
+//   gy of the windows whose argmax is this element. Avg pool: gy / divisor of every window.
+//   Along an axis, the windows containing p are o = ⌊(p + pad)/s⌋ − a for a < ⌈k/s⌉, kept when
+//   0 ≤ o < O and p < o·s − pad + k.
+// - avgPool2d divisor: the window clipped to the padded input (countIncludePad) or to the input.
+// - adaptiveAvgPool2d: bin i along an axis of length L → O is [⌊i·L/O⌋, ⌈(i+1)·L/O⌉), at most
+//   ⌈L/O⌉ + 1 long; position p lies in bins ⌊p·O/L⌋ + a for a < ⌈O/L⌉ + 1 (checked against
+//   the bin bounds). The host passes those maxima as kh/kw (forward) or ny/nx (backward).
+import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
+import { variants } from './common.ts';
+
+/** Lanes per workgroup for planes of n elements (small planes would leave most of 256 idle). */
+export function poolWorkgroupSize(n: number): number {
+  return n <= 1024 ? 64 : 256;
+}
+
+const PARAMS = `struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, ph: u32, pw: u32, include_pad: u32, ny: u32, nx: u32 }
+@group(0) @binding(0) var<uniform> params: Params;`;
+
+/**
+ * ⌊a / d⌋ for a < 2^20: (a + ½)/d lies ≥ ½/d from an integer, and f32 division's 2.5 ULP error
+ * is below 2.5·2^-23·(2^20/d + 1) < ½/d. Converts through i32: x86 has signed float conversions
+ * only, so u32 ↔ f32 would be emulated.
+ */
+const QDIV = `fn qdiv(a: u32, d: u32) -> u32 { return u32(i32((f32(i32(a)) + 0.5) / f32(i32(d)))); }`;
+
+/** Entry: `plane` (workgroup-uniform) and (`r`, `c`) = position within a rows × cols plane. */
+const ENTRY = (wg: number, rows: string, cols: string, r: string, c: string) => `${QDIV}
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let plane = wid.y + wid.z * nwg.y;
+  let pos = gid.x;
+  if (plane >= params.planes || pos >= ${rows} * ${cols}) { return; }
+  let ${r} = qdiv(pos, ${cols});
+  let ${c} = pos - ${r} * ${cols};`;
+
+/** Output element → its index `i`, its plane's input base (forward). */
+const OUTPUT_ENTRY = (wg: number) => `${ENTRY(wg, 'params.oh', 'params.ow', 'oy', 'ox')}
+  let i = plane * params.oh * params.ow + pos;
+  let base = plane * params.h * params.w;`;
+
+/** Input element → its index `i`, its plane's output base (backward). */
+const INPUT_ENTRY = (wg: number) => `${ENTRY(wg, 'params.h', 'params.w', 'y', 'x')}
+  let i = plane * params.h * params.w + pos;
+  let obase = plane * params.oh * params.ow;`;
+
+/** Window origin (x, y) (may be negative: padding) and divisor of output (oy, ox), max/avg pooling. */
+const WINDOW_FN = `
+fn origin(oy: u32, ox: u32) -> vec2<i32> {
+  return vec2<i32>(i32(ox * params.sw) - i32(params.pw), i32(oy * params.sh) - i32(params.ph)); // (x, y)
+}
+fn divisor(o: vec2<i32>) -> f32 {
+  let h = i32(params.h);
+  let w = i32(params.w);
+  let kh = i32(params.kh);
+  let kw = i32(params.kw);
+  if (params.include_pad != 0u) {
+    return f32((min(o.y + kh, h + i32(params.ph)) - o.y) * (min(o.x + kw, w + i32(params.pw)) - o.x));
+  }
+  return f32((min(o.y + kh, h) - max(o.y, 0)) * (min(o.x + kw, w) - max(o.x, 0)));
+}`;
+
+/** Bin [lo, hi) of index o along an axis of length l pooled to n, adaptive pooling. */
+const BIN_FN = `
+fn bin(o: u32, l: u32, n: u32) -> vec2<u32> { return vec2<u32>(qdiv(o * l, n), qdiv((o + 1u) * l + n - 1u, n)); }`;
+
+function buildMaxForward(wg: number): string {
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
+@group(0) @binding(3) var<storage, read_write> argmax: array<i32>;
+${WINDOW_FN}
+fn is_nan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+${OUTPUT_ENTRY(wg)}
+  let o = origin(oy, ox);
+  let h = i32(params.h);
+  let w = i32(params.w);
+  // Start from the first tap inside the input (padding is −inf, never above it); strict > below
+  // keeps it on ties.
+  var arg = max(o.y, 0) * w + max(o.x, 0);
+  var best = xs[base + u32(arg)];
+  for (var ky = 0; ky < i32(params.kh); ky++) {
+    let y = o.y + ky;
+    let row_ok = y >= 0 && y < h;
+    for (var kx = 0; kx < i32(params.kw); kx++) {
+      let x = o.x + kx;
+      let at = clamp(y, 0, h - 1) * w + clamp(x, 0, w - 1);
+      let v = xs[base + u32(at)];
+      let take = row_ok && x >= 0 && x < w && (v > best || (is_nan(v) && !is_nan(best)));
+      best = select(best, v, take);
+      arg = select(arg, at, take);
+    }
+  }
+  ys[i] = best;
+  argmax[i] = arg;
+}`;
+}
+
+/**
+ * Trip counts of the backward kernels' candidate loops: a compile-time unroll count when the
+ * launcher passes one (ny, nx ≤ POOL_UNROLL_MAX: constant-trip loops are unrolled, which measured
+ * ~2× faster on lavapipe), else the Params value. The geometry itself always comes from Params.
+ */
+export const POOL_UNROLL_MAX = 3;
+const trips = (n: number, field: string, signed: boolean) => (n ? `${n}${signed ? '' : 'u'}` : signed ? `i32(params.${field})` : `params.${field}`);
+
+/**
+ * Sums over the windows containing input (y, x) (max/avg backward): `body` sees ok (the window
+ * exists and contains (y, x)), cy, cx (its output position, clamped in range) and o (its index
+ * in gy), and adds to acc, which is stored to dx[i].
+ */
+const windowsContaining = (ny: number, nx: number, body: string) => `
+  let last_y = i32(qdiv(y + params.ph, params.sh));
+  let last_x = i32(qdiv(x + params.pw, params.sw));
+  var acc = 0.0;
+  for (var a = 0; a < ${trips(ny, 'ny', true)}; a++) {
+    let oy = last_y - a;
+    let y_ok = oy >= 0 && oy < i32(params.oh) && i32(y) < oy * i32(params.sh) - i32(params.ph) + i32(params.kh);
+    let cy = u32(clamp(oy, 0, i32(params.oh) - 1));
+    for (var b = 0; b < ${trips(nx, 'nx', true)}; b++) {
+      let ox = last_x - b;
+      let ok = y_ok && ox >= 0 && ox < i32(params.ow) && i32(x) < ox * i32(params.sw) - i32(params.pw) + i32(params.kw);
+      let cx = u32(clamp(ox, 0, i32(params.ow) - 1));
+      let o = obase + cy * params.ow + cx;
+      ${body}
+    }
+  }
+  dx[i] = acc;`;
+
+function buildMaxBackward(wg: number, ny: number, nx: number): string {
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read> argmax: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+${INPUT_ENTRY(wg)}
+  let me = i32(y * params.w + x);
+  ${windowsContaining(ny, nx, 'acc += select(0.0, gy[o], ok && argmax[o] == me);')}
+}`;
+}
+
+function buildAvgForward(wg: number): string {
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
+${WINDOW_FN}
+${OUTPUT_ENTRY(wg)}
+  let o = origin(oy, ox);
+  let h = i32(params.h);
+  let w = i32(params.w);
+  var acc = 0.0;
+  for (var ky = 0; ky < i32(params.kh); ky++) {
+    let y = o.y + ky;
+    let row_ok = y >= 0 && y < h;
+    for (var kx = 0; kx < i32(params.kw); kx++) {
+      let x = o.x + kx;
+      let v = xs[base + u32(clamp(y, 0, h - 1) * w + clamp(x, 0, w - 1))];
+      acc += select(0.0, v, row_ok && x >= 0 && x < w);
+    }
+  }
+  ys[i] = acc / divisor(o);
+}`;
+}
+
+function buildAvgBackward(wg: number, ny: number, nx: number): string {
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+${WINDOW_FN}
+${INPUT_ENTRY(wg)}
+  ${windowsContaining(ny, nx, 'acc += select(0.0, gy[o] / divisor(origin(cy, cx)), ok);')}
+}`;
+}
+
+function buildAdaptiveForward(wg: number): string {
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
+${BIN_FN}
+${OUTPUT_ENTRY(wg)}
+  let by = bin(oy, params.h, params.oh);
+  let bx = bin(ox, params.w, params.ow);
+  var acc = 0.0;
+  for (var ky = 0u; ky < params.kh; ky++) {
+    let y = by[0] + ky;
+    for (var kx = 0u; kx < params.kw; kx++) {
+      let x = bx[0] + kx;
+      let v = xs[base + min(y, params.h - 1u) * params.w + min(x, params.w - 1u)];
+      acc += select(0.0, v, y < by[1] && x < bx[1]);
+    }
+  }
+  ys[i] = acc / f32((by[1] - by[0]) * (bx[1] - bx[0]));
+}`;
+}
+
+function buildAdaptiveBackward(wg: number, ny: number, nx: number): string {
+  const NY = trips(ny, 'ny', false);
+  const NX = trips(nx, 'nx', false);
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+${BIN_FN}
+${INPUT_ENTRY(wg)}
+  let first_y = qdiv(y * params.oh, params.h);
+  let first_x = qdiv(x * params.ow, params.w);
+  var acc = 0.0;
+  for (var a = 0u; a < ${NY}; a++) {
+    let oy = min(first_y + a, params.oh - 1u);
+    let by = bin(oy, params.h, params.oh);
+    let y_ok = first_y + a < params.oh && y >= by[0] && y < by[1];
+    for (var b = 0u; b < ${NX}; b++) {
+      let ox = min(first_x + b, params.ow - 1u);
+      let bx = bin(ox, params.w, params.ow);
+      let ok = y_ok && first_x + b < params.ow && x >= bx[0] && x < bx[1];
+      acc += select(0.0, gy[obase + oy * params.ow + ox] / f32((by[1] - by[0]) * (bx[1] - bx[0])), ok);
+    }
+  }
+  dx[i] = acc;
+}`;
+}
+
+export const maxPoolForwardShader = variants(buildMaxForward);
+export const maxPoolBackwardShader = variants(buildMaxBackward);
+export const avgPoolForwardShader = variants(buildAvgForward);
+export const avgPoolBackwardShader = variants(buildAvgBackward);
+export const adaptiveAvgPoolForwardShader = variants(buildAdaptiveForward);
+export const adaptiveAvgPoolBackwardShader = variants(buildAdaptiveBackward);
