@@ -24,3 +24,18 @@ export function variants<A extends (string | number | boolean)[]>(build: (...arg
     return src;
   };
 }
+
+/**
+ * `alias V` = vec4<f32> (rows whose length is a multiple of 4) or f32, with its horizontal sum,
+ * max and first element: lets one row-kernel source serve both widths.
+ */
+export const vectorHelpers = (vec: boolean): string =>
+  vec
+    ? `alias V = vec4<f32>;
+fn hsum(v: V) -> f32 { return (v.x + v.y) + (v.z + v.w); }
+fn hmax(v: V) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }
+fn first(v: V) -> f32 { return v.x; }`
+    : `alias V = f32;
+fn hsum(v: V) -> f32 { return v; }
+fn hmax(v: V) -> f32 { return v; }
+fn first(v: V) -> f32 { return v; }`;

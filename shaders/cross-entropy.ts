@@ -21,7 +21,7 @@
 // the lane that wrote the label's V rewrites that entry with it.
 // Weights are a compile-time variant: unweighted kernels use w = 1 and bind no weight buffer.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
+import { variants, vectorHelpers } from './common.ts';
 
 export type CrossEntropyLayout = 'rows' | 'wide';
 
@@ -54,15 +54,7 @@ ${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<V>;' : ''}
 const HEAD = (weighted: boolean, vec: boolean, backward: boolean, bindings: string) => `
 struct Params { n: u32, c: u32, cv: u32, nan: u32, ninf: u32, one_minus_eps: f32, eps_over_c: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
-${
-  vec
-    ? `alias V = vec4<f32>;
-fn hsum(v: V) -> f32 { return (v.x + v.y) + (v.z + v.w); }
-fn hmax(v: V) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }`
-    : `alias V = f32;
-fn hsum(v: V) -> f32 { return v; }
-fn hmax(v: V) -> f32 { return v; }`
-}
+${vectorHelpers(vec)}
 ${bindings}
 fn x_at(k: u32) -> f32 { return ${vec ? 'xs[k / 4u][k % 4u]' : 'xs[k]'}; }
 ${backward ? `fn dx_set(k: u32, v: f32) { ${vec ? 'dx[k / 4u][k % 4u]' : 'dx[k]'} = v; }` : ''}

@@ -20,23 +20,13 @@
 // Affine parameters, the vec4 layout and which gradients are wanted are compile-time variants;
 // bindings are numbered in the order the launcher passes the buffers.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
+import { variants, vectorHelpers } from './common.ts';
 
 /** Rows per workgroup of the per-row kernels (one invocation per row). */
 export const LN_ROW_WG = 64;
 /** Column lanes and row slices of the dweight/dbias kernel (workgroup = LN_COLS × LN_SLICES). */
 export const LN_COLS = 8;
 const LN_SLICES = 8;
-
-/** `alias V` (f32 or vec4<f32>), its horizontal sum and its first element. */
-const vector = (vec: boolean) =>
-  vec
-    ? `alias V = vec4<f32>;
-fn hsum(v: V) -> f32 { return (v.x + v.y) + (v.z + v.w); }
-fn first(v: V) -> f32 { return v.x; }`
-    : `alias V = f32;
-fn hsum(v: V) -> f32 { return v; }
-fn first(v: V) -> f32 { return v; }`;
 
 /** Storage bindings numbered from 1 in list order; null entries are skipped. */
 function bindings(list: ([string, string, 'read' | 'read_write'] | null)[]): string {
@@ -62,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 function buildForward(vec: boolean, weight: boolean, bias: boolean): string {
   return wgsl`${PARAMS}
-${vector(vec)}
+${vectorHelpers(vec)}
 ${bindings([
   ['xs', 'array<V>', 'read'],
   ['ys', 'array<V>', 'read_write'],
@@ -98,7 +88,7 @@ ${ROW_ENTRY}
 
 function buildBackwardInput(vec: boolean, weight: boolean): string {
   return wgsl`${PARAMS}
-${vector(vec)}
+${vectorHelpers(vec)}
 ${bindings([
   ['xs', 'array<V>', 'read'],
   ['gy', 'array<V>', 'read'],
@@ -139,7 +129,7 @@ ${ROW_ENTRY}
 /** dweight (when `dw`) and dbias (when `db`) in one pass over the rows. */
 function buildBackwardParams(vec: boolean, dw: boolean, db: boolean): string {
   return wgsl`${PARAMS}
-${vector(vec)}
+${vectorHelpers(vec)}
 ${bindings([
   ['gy', 'array<V>', 'read'],
   dw ? ['xs', 'array<V>', 'read'] : null,

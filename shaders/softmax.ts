@@ -12,26 +12,17 @@
 //   softmax:    dx = y·(g − Σ g·y)
 //   logSoftmax: dx = g − exp(y)·Σ g
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
+import { variants, vectorHelpers } from './common.ts';
 
 export type SoftmaxKind = 'softmax' | 'logSoftmax';
 
 /** Rows per workgroup (one invocation per row). */
 export const SOFTMAX_ROW_WG = 64;
 
-const vector = (vec: boolean) =>
-  vec
-    ? `alias V = vec4<f32>;
-fn hsum(v: V) -> f32 { return (v.x + v.y) + (v.z + v.w); }
-fn hmax(v: V) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }`
-    : `alias V = f32;
-fn hsum(v: V) -> f32 { return v; }
-fn hmax(v: V) -> f32 { return v; }`;
-
 // n rows, dv = row length in V units, inner = stride between a row's elements (in V units).
 const HEAD = (vec: boolean) => `struct Params { n: u32, dv: u32, inner: u32, ninf: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
-${vector(vec)}`;
+${vectorHelpers(vec)}`;
 
 /** Entry point: `row`, `dv`, `st` (element stride) and `base` (the row's first element) in scope. */
 const ROW_ENTRY = `

@@ -14,7 +14,7 @@
 // gradient entry (computed by the reference, so no cancellation hides in it).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith } from './helpers.ts';
+import { assertClose, check, randArray, throwsWith, rejects } from './helpers.ts';
 import { grad, liveTensors, releaseGraph, scaledDotProductAttention, tensor, type Tensor } from '../engine/index.ts';
 
 const test = suite('attention');
@@ -278,12 +278,6 @@ test('bigger forward: B = 2, H = 3, L = 197, D = 64 against float64', async () =
   assertClose(await out.toArray(), ref.out, 0, 4 * errBound(c.d, ref.sAbs, c.lk) * ref.mOut, 'L=197 out');
   for (const t of [q, k, v, out]) t.dispose();
 });
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
-}
 
 test('bad input is refused at the call, naming the op and shapes', () => {
   const z = (s: number[], requiresGrad = false) => tensor(new Float32Array(s.reduce((a, b) => a * b, 1)), s, { requiresGrad });

@@ -21,7 +21,7 @@
 //  within 2·D·u·Σ|gy·x̂| + (mean error)·invstd·|Σgy| (both doubled).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith } from './helpers.ts';
+import { assertClose, check, randArray, throwsWith, rejects } from './helpers.ts';
 import { batchNorm2d, grad, liveTensors, tensor, type BatchNormOptions, type Tensor } from '../engine/index.ts';
 import { BATCHNORM_SERIAL_MAX } from '../shaders/batchnorm.ts';
 
@@ -273,12 +273,6 @@ test('gradcheck of x, weight, bias: train and eval, affine or not, (N, C)', asyn
       rvt.dispose();
     }
 });
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
-}
 
 test('bad input is refused before any dispatch, naming the op and shapes', () => {
   const x = f32(new Float64Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);

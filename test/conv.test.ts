@@ -8,7 +8,7 @@
 // final roundings; a misplaced tap or a missing term is off by a whole product, far above that.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randTensor, throwsWith } from './helpers.ts';
+import { assertClose, check, randTensor, throwsWith, rejects } from './helpers.ts';
 import { conv2d, grad, liveTensors, tensor, type Conv2dOptions } from '../engine/index.ts';
 
 const test = suite('conv');
@@ -200,12 +200,6 @@ test('only the gradients asked for: weight alone, bias alone', async () => {
   assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), 'db');
   for (const t of [xt, wt0, bt0, gyt, w, y, dw!, b, y2, db!]) t.dispose();
 });
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
-}
 
 test('bad input is refused before any dispatch, naming the shapes', () => {
   const x = tensor(new Float32Array(2 * 3 * 5 * 5), [2, 3, 5, 5]);

@@ -14,7 +14,7 @@
 //  because float32 itself cannot do better (u·2000 ≈ 1.2e-4 per rounding).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, device, randArray, throwsWith } from './helpers.ts';
+import { assertClose, check, device, randArray, throwsWith, rejects } from './helpers.ts';
 import { crossEntropy, grad, releaseGraph, tensor, liveTensors, type Tensor, type CrossEntropyOptions } from '../engine/index.ts';
 
 const test = suite('cross-entropy');
@@ -171,12 +171,6 @@ test('gradcheck (moderate logits)', async () => {
   y.dispose();
   w.dispose();
 });
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
-}
 
 test('bad input is refused at the call, naming the op and shapes', () => {
   const x = tensor(new Float32Array(N * C), [N, C]);

@@ -10,7 +10,7 @@
 //    relative error (p ≤ 3 here: ≈ 1e-6), plus exp2's few ULP: rtol 1e-5.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, randTensor, throwsWith } from './helpers.ts';
+import { assertClose, check, randArray, randTensor, throwsWith, rejects } from './helpers.ts';
 import {
   add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh, powScalar, addScalar, mulScalar, sum,
   tensor, tidy, liveTensors, type Tensor,
@@ -58,13 +58,6 @@ async function expectClose(y: Tensor, ref: ArrayLike<number>, shape: Shape, rtol
   assert.equal([...y.shape], shape, `${what}: shape`);
   assertClose(await y.toArray(), ref, rtol, atol, what);
   y.dispose();
-}
-
-/** The op must throw at the call, before allocating its output (so before any dispatch). */
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
 }
 
 const BIN = {

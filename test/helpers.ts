@@ -1,6 +1,6 @@
 // Shared by the tests: one device, float64 reference helpers, closeness assertions.
 import * as assert from 'uvu/assert';
-import { init, getDevice, gradcheck, tensor, type Device, type Tensor, Generator } from '../engine/index.ts';
+import { init, getDevice, gradcheck, liveTensors, tensor, type Device, type Tensor, Generator } from '../engine/index.ts';
 
 let dev: Device;
 try {
@@ -60,4 +60,11 @@ export function throwsWith(fn: () => unknown, ...fragments: string[]): void {
     return;
   }
   assert.unreachable(`expected an error mentioning ${fragments.join(', ')}`);
+}
+
+/** throwsWith, and checks that no tensor was allocated before the error (refused before any work). */
+export function rejects(fn: () => unknown, ...fragments: string[]): void {
+  const n = liveTensors.count;
+  throwsWith(fn, ...fragments);
+  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
 }

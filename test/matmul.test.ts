@@ -4,7 +4,7 @@
 // atol = K·u·max over outputs of Σ|a·b|; linear adds the bias: K + 1 terms, Σ|a·b| + |bias|.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randTensor, throwsWith } from './helpers.ts';
+import { assertClose, check, randTensor, throwsWith, rejects } from './helpers.ts';
 import { matmul, linear, tensor, liveTensors, type Tensor } from '../engine/index.ts';
 
 const test = suite('matmul');
@@ -54,12 +54,6 @@ async function expectMatmul(sa: Shape, sb: Shape, transA: boolean, transB: boole
   assert.equal([...y.shape], ref.shape, `${what}: shape`);
   assertClose(await y.toArray(), ref.y, 0, ref.atol, what);
   for (const t of [a, b, y]) t.dispose();
-}
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
 }
 
 const T = (s: Shape) => [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!];

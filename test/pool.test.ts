@@ -7,7 +7,7 @@
 // the gathers in backward add at most ⌈k/s⌉²·k² such terms: 64·u again.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith } from './helpers.ts';
+import { assertClose, check, randArray, throwsWith, rejects } from './helpers.ts';
 import { adaptiveAvgPool2d, avgPool2d, grad, liveTensors, maxPool2d, tensor, type Pool2dOptions, type Tensor } from '../engine/index.ts';
 
 const test = suite('pool');
@@ -204,12 +204,6 @@ test('gradcheck: max (distinct values), avg (both divisors), adaptive', async ()
     await check((x) => adaptiveAvgPool2d(x!, out), [tensor(Float32Array.from(randArray(2 * 2 * 7 * 5, seed++)), [2, 2, 7, 5])]);
   }
 });
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
-}
 
 test('bad input is refused before any dispatch, naming the op and shapes', () => {
   const x = tensor(new Float32Array(2 * 3 * 4 * 5), [2, 3, 4, 5]);

@@ -9,7 +9,7 @@
 //  - mean = sum · fl(1/n): two more roundings, rtol 3u on top of the sum's atol / n.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, randTensor, throwsWith } from './helpers.ts';
+import { assertClose, check, randArray, randTensor, throwsWith, rejects } from './helpers.ts';
 import { sum, mean, max, grad, tensor, liveTensors, Generator } from '../engine/index.ts';
 
 const test = suite('reduce');
@@ -75,12 +75,6 @@ function distinct(n: number, seed: number): Float32Array {
 /** Dyadic values k/8, k in [-8, 8]: sums of up to 2^21 of them are exact in float32. */
 function dyadic(n: number, seed: number): Float64Array {
   return randArray(n, seed, -8, 9).map((v) => Math.floor(v) / 8);
-}
-
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
 }
 
 const CASES: [Shape, number | number[] | undefined][] = [

@@ -3,7 +3,7 @@
 // backward by gradcheck; bad input must throw at the call naming the op and the shapes.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { check, randTensor, throwsWith } from './helpers.ts';
+import { check, randTensor, throwsWith, rejects } from './helpers.ts';
 import { reshape, permute, transpose, slice, concat, expand, mul, tensor, tidy, liveTensors, type Tensor } from '../engine/index.ts';
 
 const test = suite('shape');
@@ -62,12 +62,6 @@ async function exact(y: Tensor, values: number[], shape: Shape, what: string): P
   assert.equal([...(await y.toArray())], values, `${what}: values`);
   y.dispose();
 }
-function rejects(fn: () => unknown, ...fragments: string[]): void {
-  const n = liveTensors.count;
-  throwsWith(fn, ...fragments);
-  assert.is(liveTensors.count, n, 'no tensor allocated before the error');
-}
-
 test('reshape: values kept, -1 inferred, gradcheck', async () => {
   const [x, h] = randTensor([2, 3, 4], 1);
   for (const s of [[6, 4], [4, -1], [-1], [2, 1, 12], [24, 1, 1], [-1, 2, 3]]) {
