@@ -41,7 +41,8 @@ export function record<P extends OpName>(op: P, inputs: readonly Tensor[], out: 
   return out;
 }
 
-function release(node: Node): void {
+/** Frees the storage a node retained for its backward (internal: also used by per-loss.ts). */
+export function release(node: Node): void {
   node.released = true;
   for (const t of node.inputs) t.storage.release();
   for (const t of node.saved) t.storage.release();
@@ -52,26 +53,33 @@ export function releaseGraph(t: Tensor): void {
   for (const n of topoOrder([t])) if (n.node && !n.node.released) release(n.node);
 }
 
-function topoOrder(roots: readonly Tensor[]): Tensor[] {
+/** Tensors reachable from `roots` through inputs that require grad, inputs before outputs (internal). */
+export function topoOrder(roots: readonly Tensor[]): Tensor[] {
   const order: Tensor[] = [];
   const seen = new Set<Tensor>();
-  // Iterative DFS (post-order), so deep graphs do not overflow the JS stack.
-  const stack: [Tensor, number][] = roots.map((r) => [r, 0]);
-  for (const r of roots) seen.add(r);
-  while (stack.length) {
-    const top = stack[stack.length - 1]!;
-    const [t, i] = top;
-    const inputs = t.node?.inputs ?? [];
-    if (i < inputs.length) {
-      top[1]++;
-      const c = inputs[i]!;
-      if (c.requiresGrad && !seen.has(c)) {
-        seen.add(c);
-        stack.push([c, 0]);
+  // Iterative DFS (post-order), so deep graphs do not overflow the JS stack. Roots are walked
+  // one after another (never pre-marked), so a root that is an ancestor of another root still
+  // comes before it.
+  const stack: [Tensor, number][] = [];
+  for (const r of roots) {
+    if (seen.has(r)) continue;
+    seen.add(r);
+    stack.push([r, 0]);
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      const [t, i] = top;
+      const inputs = t.node?.inputs ?? [];
+      if (i < inputs.length) {
+        top[1]++;
+        const c = inputs[i]!;
+        if (c.requiresGrad && !seen.has(c)) {
+          seen.add(c);
+          stack.push([c, 0]);
+        }
+      } else {
+        stack.pop();
+        order.push(t);
       }
-    } else {
-      stack.pop();
-      order.push(t);
     }
   }
   return order;
