@@ -8,5 +8,6 @@ export { tensor, full, zeros, ones, randn, rand, type CreateOptions, type Random
 export { Generator, manualSeed, defaultGenerator } from './random.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';
 export type { OpName } from './rules.ts';
-export { SGD, type SGDOptions } from './optim.ts';
+export { SGD, type SGDOptions, AdamW, type AdamWOptions, type FusedOptimizer, type FusedUpdate } from './optim.ts';
+export * from './integrate/index.ts';
 export * from './nn/index.ts';

@@ -1,9 +1,39 @@
 // Optimizers as shaders: parameters and state are updated in place on the GPU.
+// Both optimizers also expose `fusedUpdate(i)`, which the gradient integrators
+// (engine/integrate) use to run "combine the per-loss gradients + update" as one kernel.
 import { EngineError } from './device.ts';
 import { fill } from './ops/elementwise.ts';
 import { grid1d, launch } from './ops/kernel.ts';
 import type { Tensor } from './tensor.ts';
-import { SGD_MOMENTUM } from '../shaders/optim.ts';
+import { optimizerShader, type OptimizerKind } from '../shaders/optim.ts';
+
+/**
+ * What a fused combine+update kernel needs to update parameter i: the rule, its state buffers
+ * (bound after the parameter) and its uniform fields (shaders/optim.ts OPTIMIZER_PARAMS order).
+ */
+export interface FusedUpdate {
+  kind: OptimizerKind;
+  state: GPUBuffer[];
+  u32: number[];
+  f32: number[];
+}
+
+/** An optimizer whose update can be fused with a gradient integrator's combine kernel. */
+export interface FusedOptimizer {
+  readonly params: readonly Tensor[];
+  /** Advances parameter i's own step count (if any) and returns the fused-kernel inputs for one update. */
+  fusedUpdate(i: number): FusedUpdate;
+}
+
+function checkParams(op: string, params: readonly Tensor[]): void {
+  const seen = new Set<Tensor>();
+  for (const p of params) {
+    if (!p.requiresGrad || p.node) throw new EngineError(`${op}: ${p} is not a leaf tensor with requiresGrad`);
+    if (p.dtype !== 'float32') throw new EngineError(`${op}: ${p} is not float32`);
+    if (seen.has(p)) throw new EngineError(`${op}: ${p} appears twice in the parameter list`);
+    seen.add(p);
+  }
+}
 
 export interface SGDOptions {
   lr: number;
@@ -13,26 +43,32 @@ export interface SGDOptions {
 }
 
 /** torch.optim.SGD: momentum buffers start at zero, so the first step applies g (dampening 0). */
-export class SGD {
+export class SGD implements FusedOptimizer {
   readonly params: readonly Tensor[];
   private readonly buffers: Tensor[];
   constructor(params: readonly Tensor[], readonly opts: SGDOptions) {
     if (!(opts.lr > 0)) throw new EngineError(`SGD: lr must be > 0, got ${opts.lr}`);
-    for (const p of params) if (!p.requiresGrad || p.node) throw new EngineError(`SGD: ${p} is not a leaf tensor with requiresGrad`);
+    checkParams('SGD', params);
     this.params = params;
     this.buffers = params.map((p) => fill(p.shape, 0, p.device));
   }
 
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
   step(): void {
-    const { lr, momentum = 0, weightDecay = 0, nesterov = false } = this.opts;
     this.params.forEach((p, i) => {
       if (!p.grad) return;
+      const f = this.fusedUpdate(i);
+      const n4 = Math.ceil(p.size / 4);
       launch(p.device, {
-        op: 'sgd', code: SGD_MOMENTUM, buffers: [p.buffer('sgd'), p.grad.buffer('sgd'), this.buffers[i]!.rawBuffer],
-        u32: [p.size, nesterov ? 1 : 0], f32: [lr, momentum, weightDecay], groups: grid1d(p.size),
+        op: 'sgd', code: optimizerShader('sgd'), buffers: [p.buffer('sgd'), ...f.state, p.grad.buffer('sgd')],
+        u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
       });
     });
+  }
+
+  fusedUpdate(i: number): FusedUpdate {
+    const { lr, momentum = 0, weightDecay = 0, nesterov = false } = this.opts;
+    return { kind: 'sgd', state: [this.buffers[i]!.rawBuffer], u32: [nesterov ? 1 : 0], f32: [lr, momentum, weightDecay] };
   }
 
   zeroGrad(): void {
@@ -44,5 +80,82 @@ export class SGD {
 
   dispose(): void {
     for (const b of this.buffers) b.dispose();
+  }
+}
+
+export interface AdamWOptions {
+  /** Default 1e-3. */
+  lr?: number;
+  /** (β1, β2), default (0.9, 0.999). */
+  betas?: readonly [number, number];
+  /** Added to √v̂ (outside the square root), default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay λ: p ← p·(1 − lr·λ) before the Adam step. Default 1e-2 (as torch). */
+  weightDecay?: number;
+}
+
+/**
+ * torch.optim.AdamW (amsgrad off, maximize off): moments start at zero, bias correction uses
+ * each parameter's own step count (a parameter without a gradient does not advance).
+ */
+export class AdamW implements FusedOptimizer {
+  readonly params: readonly Tensor[];
+  private readonly m: Tensor[];
+  private readonly v: Tensor[];
+  private readonly steps: number[];
+  private readonly lr: number;
+  private readonly beta1: number;
+  private readonly beta2: number;
+  private readonly eps: number;
+  private readonly weightDecay: number;
+
+  constructor(params: readonly Tensor[], opts: AdamWOptions = {}) {
+    const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 1e-2 } = opts;
+    if (!(lr > 0)) throw new EngineError(`AdamW: lr must be > 0, got ${lr}`);
+    for (const b of betas) if (!(b >= 0 && b < 1)) throw new EngineError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
+    if (!(eps >= 0)) throw new EngineError(`AdamW: eps must be >= 0, got ${eps}`);
+    if (!(weightDecay >= 0)) throw new EngineError(`AdamW: weightDecay must be >= 0, got ${weightDecay}`);
+    checkParams('AdamW', params);
+    this.params = params;
+    [this.lr, this.beta1, this.beta2, this.eps, this.weightDecay] = [lr, betas[0], betas[1], eps, weightDecay];
+    this.m = params.map((p) => fill(p.shape, 0, p.device));
+    this.v = params.map((p) => fill(p.shape, 0, p.device));
+    this.steps = params.map(() => 0);
+  }
+
+  /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
+  step(): void {
+    this.params.forEach((p, i) => {
+      if (!p.grad) return;
+      const f = this.fusedUpdate(i);
+      const n4 = Math.ceil(p.size / 4);
+      launch(p.device, {
+        op: 'adamw', code: optimizerShader('adamw'), buffers: [p.buffer('adamw'), ...f.state, p.grad.buffer('adamw')],
+        u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
+      });
+    });
+  }
+
+  fusedUpdate(i: number): FusedUpdate {
+    const t = ++this.steps[i]!;
+    const bc1 = 1 - this.beta1 ** t;
+    const bc2 = 1 - this.beta2 ** t;
+    return {
+      kind: 'adamw',
+      state: [this.m[i]!.rawBuffer, this.v[i]!.rawBuffer],
+      u32: [0],
+      f32: [1 - this.lr * this.weightDecay, this.beta1, this.beta2, this.eps, this.lr / bc1, Math.sqrt(bc2)],
+    };
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  dispose(): void {
+    for (const b of [...this.m, ...this.v]) b.dispose();
   }
 }

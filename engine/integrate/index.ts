@@ -1,0 +1,4 @@
+// Gradient integrators (MMPareto and peers), their telemetry, and PCGrad's host-side order.
+export { GradientIntegrator, INTEGRATOR_METHODS, type IntegratorMethod, type IntegratorOptions, type GroupGradients } from './integrator.ts';
+export { IntegratorTelemetry, magnitudeHistogram, type MagnitudeHistogram, type TelemetryRecord, type TelemetryReadout, type TelemetryReadOptions, type NonFiniteReport } from './telemetry.ts';
+export { pcgradOrder } from './pcgrad-order.ts';
