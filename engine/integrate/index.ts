@@ -2,3 +2,4 @@
 export { GradientIntegrator, INTEGRATOR_METHODS, type IntegratorMethod, type IntegratorOptions, type GroupGradients } from './integrator.ts';
 export { IntegratorTelemetry, magnitudeHistogram, type MagnitudeHistogram, type TelemetryRecord, type TelemetryReadout, type TelemetryReadOptions, type NonFiniteReport } from './telemetry.ts';
 export { pcgradOrder } from './pcgrad-order.ts';
+export { MultimodalStep, type MultimodalStepOptions } from './multimodal-step.ts';

@@ -1,0 +1,92 @@
+// Per-loss gradients on a two-encoder late-fusion model (ResNet-18 audio and visual encoders,
+// concat → linear multimodal head, one linear head per encoder; batch 4, 64², 10 classes):
+// perLossGrads (one sweep, stacked cotangents; and one rule call per slot) against the
+// official recipe on our own engine — forward, a retained-graph backward per loss, then a
+// backward of the sum — interleaved in one process. Usage: tsx bench/per-loss.ts [size] [rounds]
+import { add, concat, crossEntropy, grad, init, perLossGrads, randn, tensor, tidy, type Tensor } from '../engine/index.ts';
+import { Linear, Module } from '../engine/nn/index.ts';
+import { ResNet18 } from '../models/resnet.ts';
+import { emit, median, round } from './util.ts';
+
+const size = Number(process.argv[2] ?? 64);
+const rounds = Number(process.argv[3] ?? 3);
+const batch = 4;
+const classes = 10;
+const device = await init();
+
+class TwoEncoders extends Module {
+  readonly audio = this.child('audio', new ResNet18({ inChannels: 1, seed: 1 }));
+  readonly visual = this.child('visual', new ResNet18({ inChannels: 3, seed: 2 }));
+  readonly head = this.child('head', new Linear(1024, classes));
+  readonly headAudio = this.child('head_audio', new Linear(512, classes));
+  readonly headVisual = this.child('head_visual', new Linear(512, classes));
+  losses(a: Tensor, v: Tensor, y: Tensor): Record<'mm' | 'audio' | 'visual', Tensor> {
+    const fa = this.audio.forward(a);
+    const fv = this.visual.forward(v);
+    return {
+      mm: crossEntropy(this.head.forward(concat([fa, fv], 1)), y),
+      audio: crossEntropy(this.headAudio.forward(fa), y),
+      visual: crossEntropy(this.headVisual.forward(fv), y),
+    };
+  }
+}
+
+const model = new TwoEncoders();
+const params = model.parameters();
+const a = randn([batch, 1, size, size]);
+const v = randn([batch, 3, size, size]);
+const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+
+const dispose = (gs: Iterable<Tensor | null>) => {
+  for (const g of gs) g?.dispose();
+};
+
+/** Forward + per-loss gradients; returns ms and the pool's peak bytes during the call. */
+async function measure(run: (l: Record<string, Tensor>) => void): Promise<[number, number]> {
+  await device.sync();
+  device.pool.stats.peakBytesInUse = device.pool.stats.bytesInUse;
+  const t0 = performance.now();
+  const losses = tidy(() => model.losses(a, v, y));
+  run(losses);
+  for (const l of Object.values(losses)) l.dispose();
+  await device.sync();
+  return [performance.now() - t0, device.pool.stats.peakBytesInUse];
+}
+
+const variants: Record<string, () => Promise<[number, number]>> = {
+  official: () => measure((l) => {
+    for (const n of ['mm', 'audio', 'visual']) dispose(grad(l[n]!, params, { retainGraph: true, allowUnused: true }));
+    const total = tidy(() => add(add(l.mm!, l.audio!), l.visual!));
+    total.backward();
+    total.dispose();
+    for (const p of params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }),
+  stacked: () => measure((l) => {
+    for (const gs of Object.values(perLossGrads(l, params, { stacked: true }))) dispose(gs);
+  }),
+  per_slot: () => measure((l) => {
+    for (const gs of Object.values(perLossGrads(l, params, { stacked: false }))) dispose(gs);
+  }),
+};
+
+for (const [k, run] of Object.entries(variants)) console.error(`warm-up ${k}: ${(await run())[0].toFixed(0)} ms`); // compiles everything
+const ms: Record<string, number[]> = {};
+const peak: Record<string, number> = {};
+for (let r = 0; r < rounds; r++) {
+  for (const [k, run] of Object.entries(variants)) {
+    const [t, p] = await run();
+    (ms[k] ??= []).push(t);
+    peak[k] = p;
+  }
+}
+const med = Object.fromEntries(Object.entries(ms).map(([k, xs]) => [k, median(xs)]));
+emit({
+  bench: 'per_loss_grads', model: 'late-fusion 2×ResNet-18', batch, size, rounds,
+  official_ms: round(med.official!, 1), stacked_ms: round(med.stacked!, 1), per_slot_ms: round(med.per_slot!, 1),
+  stacked_ratio: round(med.stacked! / med.official!), per_slot_ratio: round(med.per_slot! / med.official!), target_ratio: 0.75,
+  peak_mb: Object.fromEntries(Object.entries(peak).map(([k, b]) => [k, round(b / 2 ** 20, 1)])),
+  adapter: device.adapterName,
+});
