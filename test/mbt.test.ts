@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randTensor, throwsWith } from './helpers.ts';
 import { add, crossEntropy, liveTensors, SGD, tensor, tidy, type Tensor } from '../engine/index.ts';
-import { MBT, type MBTConfig } from '../models/mbt.ts';
+import { MBT, MBT_VIT_BASE, type MBTConfig } from '../models/mbt.ts';
 
 const test = suite('mbt');
 
@@ -33,6 +33,14 @@ test('parameter count: the stated formula, checked against a count by hand', () 
   }
   m.dispose();
   mc.dispose();
+});
+
+test('the formula at ViT-B/16 size: each stream has exactly timm vit_base_patch16_224 without its head (85,798,656)', () => {
+  // timm's vit_base_patch16_224 has 86,567,656 parameters, of which the 1000-class head is
+  // 768·1000 + 1000 = 769,000: 85,798,656 for patch embedding, CLS, positions, 12 blocks, norm.
+  const rgb = { channels: 3, height: 224, width: 224, patch: 16 };
+  const cfg: MBTConfig = { modalities: { a: rgb, b: rgb }, ...MBT_VIT_BASE };
+  assert.is(MBT.expectedParameters(cfg), 2 * 85_798_656 + 4 * 768);
 });
 
 async function finite(t: Tensor): Promise<boolean> {
