@@ -34,6 +34,8 @@ export class Batcher {
   private readonly staging: GPUBuffer[] = [];
   readonly stats: BatchStats = { dispatches: 0, submits: 0, readbacks: 0 };
   lastOp = '(none)';
+  /** Optional observer of every recorded dispatch (profiling, bench/profile.ts); null: none. */
+  trace: ((d: Dispatch, bindGroup: GPUBindGroup) => void) | null = null;
 
   constructor(private readonly device: Device) {
     this.slotStride = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
@@ -68,6 +70,7 @@ export class Batcher {
     pass.setPipeline(d.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    this.trace?.(d, bindGroup);
     this.slots++; // every dispatch takes a slot, so a submit never holds more than SLOTS dispatches
     this.stats.dispatches++;
     this.lastOp = d.op;

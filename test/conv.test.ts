@@ -108,6 +108,10 @@ const cases: Case[] = [
   { x: [1, 3, 4, 4], w: [2, 3, 4, 4], bias: false, opts: {}, what: 'kernel = input (1×1 output)' },
   { x: [2, 2, 5, 11], w: [5, 2, 3, 3], bias: true, opts: { padding: 1 }, what: '3×3 s1 p1, rows of 11 (row quads, last one partial)' },
   { x: [1, 2, 8, 9], w: [3, 2, 3, 5], bias: false, opts: { stride: [2, 1], padding: [1, 2] }, what: 'stride 2 × 1, 3×5 kernel, width 9' },
+  // Tiny images (≤ 16 pixels in all: shaders/conv-small.ts, taps that hit nothing skipped).
+  { x: [4, 3, 1, 1], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 }, what: 'tiny: 1×1 maps, batch 4 (only the centre tap hits)' },
+  { x: [2, 3, 2, 3], w: [6, 3, 3, 3], bias: false, opts: { stride: 2, padding: 1 }, what: 'tiny: 2×3 maps, stride 2 (dx phases)' },
+  { x: [1, 2, 3, 4], w: [3, 2, 3, 2], bias: true, opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] }, what: 'tiny: mixed per-axis geometry' },
 ];
 
 async function forwardCase(c: Case, seed: number): Promise<void> {
@@ -178,6 +182,30 @@ test('larger stride-1 case (several column workgroups, split weight-gradient red
   assertClose(await dx!.toArray(), r.dx, ...tol(10 * 9, r.dxm), 'dx');
   assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), 'dW');
   for (const t of [xt0, wt0, gyt, x, w, y, dx!, dw!]) t.dispose();
+});
+
+test('tiny images, many channels (split-K partial sums, rows not a multiple of 4): forward, dx, dW, db against float64', async () => {
+  const opts: Conv2dOptions = { padding: 1 };
+  const xs = [4, 40, 2, 2];
+  const ws = [70, 40, 3, 3];
+  const g = geo(xs, ws, opts);
+  const [xt0, xh] = randTensor(xs, 500);
+  const [wt0, wh] = randTensor(ws, 501);
+  const [bt0, bh] = randTensor([70], 502);
+  const [gyt, gyh] = randTensor([g.n, g.o, g.ho, g.wo], 503);
+  const x = tensor(await xt0.toArray(), xs, { requiresGrad: true });
+  const w = tensor(await wt0.toArray(), ws, { requiresGrad: true });
+  const b = tensor(await bt0.toArray(), [70], { requiresGrad: true });
+  const y = conv2d(x, w, b, opts);
+  const f = refForward(g, xh, wh, bh);
+  // Split-K only regroups the same K terms (slice partials, then their sum): the γ_K bound holds.
+  assertClose(await y.toArray(), f.y, ...tol(40 * 9, f.mag), 'forward');
+  const [dx, dw, db] = grad([y], [x, w, b], { gradOutputs: [gyt] });
+  const r = refBackward(g, xh, wh, gyh);
+  assertClose(await dx!.toArray(), r.dx, ...tol(70 * 9, r.dxm), 'dx');
+  assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), 'dW');
+  assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), 'db');
+  for (const t of [xt0, wt0, bt0, gyt, x, w, b, y, dx!, dw!, db!]) t.dispose();
 });
 
 test('only the gradients asked for: weight alone, bias alone', async () => {

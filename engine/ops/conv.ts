@@ -3,13 +3,16 @@
 // padding and dilation; out = ⌊(H + 2p − d·(k − 1) − 1) / s⌋ + 1 per axis.
 // Three implicit-GEMM kernels (shaders/conv.ts, shaders/conv-backward.ts): forward with the bias
 // fused, input gradient, weight gradient with the bias gradient fused. The backward rule only runs
-// the kernels whose input requires grad.
+// the kernels whose input requires grad. Forward and input gradient of tiny images (≤ 16 result
+// pixels in all: late ResNet layers at small inputs) take shaders/conv-small.ts instead (channels
+// per invocation, split-K, taps that hit nothing skipped; measured 45× faster on 1×1 maps).
 import { record } from '../autograd.ts';
 import { EngineError, type Device } from '../device.ts';
 import type { Rule } from '../rules.ts';
 import type { Tensor } from '../tensor.ts';
 import { convForwardShader, convPackWeightsShader, convTileRows, convWorkgroupSize } from '../../shaders/conv.ts';
 import { convInputGradShader, convWeightGradShader } from '../../shaders/conv-backward.ts';
+import { CONV_SMALL_MAX_PIXELS, CONV_SMALL_ROWS, convSmallShader } from '../../shaders/conv-small.ts';
 import { checkFloat, checkLive, checkSameDevice, fmt, grid1d, launch, output } from './kernel.ts';
 import { sum } from './reduce.ts';
 
@@ -101,8 +104,57 @@ function packWeights(dev: Device, w: Tensor, g: Geometry, tm: number, forInput: 
   return forInput ? packRows(dev, w, g.cin, tm, g.cout * kk, kk, kk, g.cin * kk) : packRows(dev, w, g.cout, tm, g.cin * kk, kk, g.cin * kk, kk);
 }
 
+/** Workgroups the tiny-image kernels aim for (split-K), like the weight gradient's. */
+const SMALL_GROUPS = 48;
+/** Fewest reduction channels per split-K slice of the tiny-image kernels. */
+const SMALL_MIN_CHUNK = 8;
+
+/**
+ * The interval [k0, k1) of taps along one axis that hit at least one pixel, packed as k0 | k1 << 16:
+ * forward, a tap k reaches source o·s − p + k·d of some output o < O inside [0, I); transposed
+ * (dx), output pixel i reads source (i + p − k·d) / s when exact and inside [0, I).
+ */
+function tapRange(transposed: boolean, k: number, outLen: number, srcLen: number, s: number, p: number, d: number): number {
+  const hits = (t: number): boolean => {
+    for (let o = 0; o < outLen; o++) {
+      const v = transposed ? o + p - t * d : o * s - p + t * d;
+      const src = transposed ? v / s : v;
+      if (v >= 0 && Number.isInteger(src) && src < srcLen) return true;
+    }
+    return false;
+  };
+  const valid = [...Array(k).keys()].filter(hits);
+  return valid.length === 0 ? 0 : valid[0]! | ((valid[valid.length - 1]! + 1) << 16);
+}
+
+/**
+ * Tiny images (shaders/conv-small.ts): the forward (transposed = false, src = x) or the input
+ * gradient (src = gy) when the result has at most CONV_SMALL_MAX_PIXELS pixels in all.
+ */
+function smallKernel(dev: Device, src: Tensor, w: Tensor, b: Tensor | null, g: Geometry, transposed: boolean): Tensor {
+  const [rows, chans, oh, ow, sh, sw] = transposed ? [g.cin, g.cout, g.h, g.w, g.ho, g.wo] : [g.cout, g.cin, g.ho, g.wo, g.h, g.w];
+  const wg = rows <= 64 ? 16 : 32;
+  const gx = Math.ceil(rows / (CONV_SMALL_ROWS * wg));
+  const chunk = Math.max(SMALL_MIN_CHUNK, Math.ceil(chans / Math.ceil(SMALL_GROUPS / gx)));
+  const slices = Math.ceil(chans / chunk);
+  const taps = [tapRange(transposed, g.kh, oh, sh, g.s[0], g.p[0], g.d[0]), tapRange(transposed, g.kw, ow, sw, g.s[1], g.p[1], g.d[1])];
+  const shape = [g.n, rows, oh, ow];
+  const out = output(dev, slices > 1 ? [slices, ...shape] : shape);
+  const cq = Math.ceil((g.n * oh * ow) / 4);
+  launch(dev, {
+    op: transposed ? 'conv2dBackwardInputSmall' : 'conv2dSmall', code: convSmallShader(transposed, !!b, wg, cq),
+    buffers: [src.rawBuffer, w.rawBuffer, out.rawBuffer, ...(b ? [b.rawBuffer] : [])],
+    u32: params(g, [chunk, ...taps]), groups: [gx, 1, slices],
+  });
+  if (slices === 1) return out;
+  const summed = sum(out, 0);
+  out.dispose();
+  return summed;
+}
+
 /** Forward kernel: y = conv(x, w) + b. */
 function forwardKernel(dev: Device, x: Tensor, w: Tensor, b: Tensor | null, g: Geometry): Tensor {
+  if (g.n * g.ho * g.wo <= CONV_SMALL_MAX_PIXELS) return smallKernel(dev, x, w, b, g, false);
   const y = output(dev, [g.n, g.cout, g.ho, g.wo]);
   const rows = rowQuadsFit(g, g.wo);
   const wq4 = Math.ceil(g.wo / 4);
@@ -122,6 +174,7 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /** Input gradient: dx = conv_transpose(gy, w), one phase class of the stride per grid z slice. */
 function inputGradKernel(dev: Device, gy: Tensor, w: Tensor, g: Geometry): Tensor {
+  if (g.n * g.h * g.w <= CONV_SMALL_MAX_PIXELS) return smallKernel(dev, gy, w, null, g, true);
   const dx = output(dev, [g.n, g.cin, g.h, g.w]);
   const hq = Math.ceil(g.h / g.s[0]);
   const wq = Math.ceil(g.w / g.s[1]);

@@ -1,0 +1,120 @@
+// Per-kernel profile of one ResNet-18 training step (the step of bench/resnet.ts: ResNet-18 +
+// Linear(512, 10), cross-entropy, backward, SGD momentum 0.9, batch 4). After 2 warm-up steps, one
+// step's dispatches are recorded through the batcher's trace hook; each is then replayed alone R
+// times (its own encoder and submit, then onSubmittedWorkDone). The pool keeps released buffers,
+// so every recorded binding still exists; their contents do not matter for timing, but the
+// uniform Params do (loop bounds), so each replay binds a copy of the recorded Params.
+// GPU time of a dispatch = median replay time − median time of an empty submit (printed as
+// overhead_ms). JSON lines: the whole step, the top 15 dispatches, and totals per op name.
+// Usage: tsx bench/profile.ts [size, default 32] [R, default 5]
+import { crossEntropy, init, randn, SGD, tensor, tidy } from '../engine/index.ts';
+import type { Dispatch } from '../engine/batcher.ts';
+import { Linear } from '../engine/nn/index.ts';
+import { ResNet18 } from '../models/resnet.ts';
+import { emit, median, round } from './util.ts';
+
+const size = Number(process.argv[2] ?? 32);
+const R = Number(process.argv[3] ?? 5);
+const batch = 4;
+const classes = 10;
+const UNIFORM_COPY_DST = 0x40 | 0x08;
+
+const device = await init();
+const gpu = device.gpu;
+const model = new ResNet18({ inChannels: 3, seed: 1 });
+const head = new Linear(512, classes);
+const opt = new SGD([...model.parameters(), ...head.parameters()], { lr: 0.01, momentum: 0.9 });
+const x = randn([batch, 3, size, size]);
+const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+
+async function step(): Promise<number> {
+  const t0 = performance.now();
+  const loss = tidy(() => crossEntropy(head.forward(model.forward(x)), labels));
+  loss.backward();
+  opt.step();
+  opt.zeroGrad();
+  await loss.item(); // waits for the whole step
+  loss.dispose();
+  return performance.now() - t0;
+}
+
+for (let i = 0; i < 2; i++) await step();
+const stepMs = median([await step(), await step(), await step()]);
+
+// Record one step.
+const recorded: Dispatch[] = [];
+device.batcher.trace = (d) => recorded.push({ ...d, buffers: [...d.buffers] });
+await step();
+device.batcher.trace = null;
+await device.sync();
+
+/** A bind group like the batcher's, with the recorded Params in a buffer of its own. */
+function bindGroupOf(d: Dispatch): GPUBindGroup {
+  const entries: GPUBindGroupEntry[] = [];
+  const nu = d.u32?.length ?? 0;
+  const nf = d.f32?.length ?? 0;
+  if (nu + nf > 0) {
+    const data = new ArrayBuffer(256);
+    new Uint32Array(data, 0, nu).set(d.u32 ?? []);
+    if (d.f32) new Float32Array(data, nu * 4, nf).set(d.f32);
+    const params = gpu.createBuffer({ label: 'profile-params', size: 256, usage: UNIFORM_COPY_DST });
+    gpu.queue.writeBuffer(params, 0, data);
+    entries.push({ binding: 0, resource: { buffer: params } });
+  }
+  d.buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+  return gpu.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
+}
+
+/** Median wall time of R submits of one dispatch (or of nothing, for the overhead). */
+async function replay(d: Dispatch | null, bg: GPUBindGroup | null): Promise<number> {
+  const times: number[] = [];
+  for (let r = 0; r < R; r++) {
+    const t0 = performance.now();
+    const enc = gpu.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    if (d && bg) {
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, bg);
+      pass.dispatchWorkgroups(d.groups[0], d.groups[1] ?? 1, d.groups[2] ?? 1);
+    }
+    pass.end();
+    gpu.queue.submit([enc.finish()]);
+    await gpu.queue.onSubmittedWorkDone();
+    times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+device.quietWait = false; // precise waits: a 1 ms polling timer would swamp sub-millisecond kernels
+await replay(null, null);
+const overhead = median([await replay(null, null), await replay(null, null), await replay(null, null)]);
+const rows: { i: number; op: string; groups: number[]; ms: number }[] = [];
+for (const [i, d] of recorded.entries()) {
+  const bg = bindGroupOf(d);
+  await replay(d, bg); // first use of the bind group
+  rows.push({ i, op: d.op, groups: [d.groups[0], d.groups[1] ?? 1, d.groups[2] ?? 1], ms: Math.max(0, (await replay(d, bg)) - overhead) });
+}
+device.quietWait = true;
+const total = rows.reduce((s, r) => s + r.ms, 0);
+
+emit({ bench: 'profile_step', size, batch, R, step_ms: round(stepMs, 1), dispatches: recorded.length, sum_of_dispatches_ms: round(total, 1), overhead_ms: round(overhead, 3), adapter: device.adapterName });
+for (const r of [...rows].sort((a, b) => b.ms - a.ms).slice(0, 15)) {
+  const d = recorded[r.i]!;
+  emit({ top: r.i, op: r.op, groups: r.groups, ms: round(r.ms, 3), share: round(r.ms / total), u32: d.u32 ?? [] });
+}
+const byOp = new Map<string, { ms: number; count: number }>();
+for (const r of rows) {
+  const e = byOp.get(r.op) ?? { ms: 0, count: 0 };
+  e.ms += r.ms;
+  e.count++;
+  byOp.set(r.op, e);
+}
+for (const [op, e] of [...byOp].sort((a, b) => b[1].ms - a[1].ms)) {
+  emit({ op, count: e.count, ms: round(e.ms, 2), share: round(e.ms / total) });
+}
+
+model.dispose();
+head.dispose();
+opt.dispose();
+x.dispose();
+labels.dispose();
