@@ -2,7 +2,8 @@
 export { Device, EngineError, type DeviceOptions } from './device.ts';
 export { Tensor, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
 export { noGrad, isGradEnabled, grad, releaseGraph, type GradOptions } from './autograd.ts';
-export { perLossGrads, perLossStats, setStackedRule, type PerLossOptions, type StackedRule } from './per-loss.ts';
+export { perLossGrads, perLossStats, type PerLossOptions } from './per-loss.ts';
+export { setStackedRule, type StackedRule } from './rules.ts';
 export * from './ops/index.ts';
 export { tensor, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
 export { Generator, manualSeed, defaultGenerator } from './random.ts';

@@ -7,7 +7,8 @@
 // the slots never mix). A node reached by one loss runs its backward rule once, exactly as
 // `backward()` would; a node reached by several runs them as one stacked call where the op has
 // a stacked rule (its upstream gradients concatenated so that, e.g., the weight gradient of a
-// conv for two losses is one GEMM with 2·Cout rows), and once per slot otherwise.
+// conv for two losses is one GEMM with 2·Cout rows; conv2d has one, used on small feature maps
+// where a single slot leaves the device idle), and once per slot otherwise.
 //
 // Cost model, for L losses where encoder k is reached by the multimodal loss and its own
 // unimodal loss (2 slots) and each head by one: one forward, then one backward sweep whose
@@ -18,17 +19,8 @@
 import { release, noGrad, topoOrder } from './autograd.ts';
 import { EngineError } from './device.ts';
 import { add, fill } from './ops/index.ts';
-import { ruleFor, type OpContext, type OpName } from './rules.ts';
+import { ruleFor, stackedRuleFor, type OpName, type StackedRule } from './rules.ts';
 import { backwardState, Tensor } from './tensor.ts';
-
-/** Backward for several upstream gradients at once: per cotangent, one gradient per input. */
-export type StackedRule<P extends OpName> = (ctx: OpContext<P>, gys: readonly Tensor[]) => (Tensor | null)[][];
-const stackedRules: { [P in OpName]?: StackedRule<P> } = {};
-
-/** Registers the stacked backward of an op (used when several losses reach one node). */
-export function setStackedRule<P extends OpName>(op: P, rule: StackedRule<P>): void {
-  (stackedRules as Record<string, unknown>)[op] = rule;
-}
 
 export interface PerLossOptions {
   /** Keep the graph for another backward (default false: it is freed as the sweep goes). */
@@ -97,7 +89,7 @@ export function perLossGrads(losses: Readonly<Record<string, Tensor>>, params: r
       if (node) {
         const ctx = { inputs: node.inputs, out: t, saved: node.saved, attrs: node.attrs as never };
         const rule = ruleFor(node.op);
-        const multi = stacked && live.length > 1 ? stackedRules[node.op] : undefined;
+        const multi = stacked && live.length > 1 ? stackedRuleFor(node.op) : undefined;
         backwardState.depth++;
         let gins: (Tensor | null)[][];
         try {

@@ -52,3 +52,16 @@ export function ruleFor<P extends OpName>(op: P): Rule<P> {
   if (!table) throw new Error('engine op table not initialised (import from engine/index.ts)');
   return table[op] as Rule<P>;
 }
+
+/**
+ * Backward for several upstream gradients at once (one per loss reaching the node, see
+ * per-loss.ts): per cotangent, one gradient per input. Optional, per op.
+ */
+export type StackedRule<P extends OpName> = (ctx: OpContext<P>, gys: readonly Tensor[]) => (Tensor | null)[][];
+const stacked: { [P in OpName]?: StackedRule<P> } = {};
+export function setStackedRule<P extends OpName>(op: P, rule: StackedRule<P>): void {
+  (stacked as Record<string, unknown>)[op] = rule;
+}
+export function stackedRuleFor<P extends OpName>(op: P): StackedRule<P> | undefined {
+  return stacked[op] as StackedRule<P> | undefined;
+}

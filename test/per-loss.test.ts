@@ -44,7 +44,9 @@ for (const stacked of [true, false]) {
     }
     // Encoders are reached by two losses each, heads by one: every encoder node ran for 2 slots.
     assert.ok(perLossStats.singleCalls > 0);
-    assert.ok(stacked ? perLossStats.perSlotCalls + perLossStats.stackedCalls > 0 : perLossStats.stackedCalls === 0);
+    // conv2d has a stacked rule (used on small maps like these): the encoders' convs ran as one call for both slots.
+    assert.ok(stacked ? perLossStats.stackedCalls >= 4 : perLossStats.stackedCalls === 0, `stacked calls ${perLossStats.stackedCalls}`);
+    assert.ok(perLossStats.perSlotCalls > 0, 'ops without a stacked rule ran once per slot');
     for (const gs of Object.values(got)) for (const g of gs) g?.dispose();
     for (const gs of Object.values(ref)) for (const g of gs) g.dispose();
     for (const t of [a, v, y, ...Object.values(losses)]) t.dispose();

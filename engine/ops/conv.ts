@@ -8,13 +8,14 @@
 // per invocation, split-K, taps that hit nothing skipped; measured 45× faster on 1×1 maps).
 import { record } from '../autograd.ts';
 import { EngineError, type Device } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import type { Rule, StackedRule } from '../rules.ts';
 import type { Tensor } from '../tensor.ts';
 import { convForwardShader, convPackWeightsShader, convTileRows, convWorkgroupSize } from '../../shaders/conv.ts';
 import { convInputGradShader, convWeightGradShader } from '../../shaders/conv-backward.ts';
 import { CONV_SMALL_MAX_PIXELS, CONV_SMALL_ROWS, convSmallShader } from '../../shaders/conv-small.ts';
 import { checkFloat, checkLive, checkSameDevice, fmt, grid1d, launch, output } from './kernel.ts';
 import { sum } from './reduce.ts';
+import { concat, slice } from './shape.ts';
 
 export interface Conv2dOptions {
   stride?: number | [number, number];
@@ -284,3 +285,43 @@ export const convRules = {
     return [dx, dw, db];
   },
 } satisfies { conv2d: Rule<'conv2d'> };
+
+/**
+ * conv2d backward for K upstream gradients (one per loss, see engine/per-loss.ts) as one
+ * kernel call per gradient kind: the input gradients as one input-gradient pass over the K
+ * gradients stacked along the batch (K·N images), the weight and bias gradients as one
+ * weight-gradient GEMM with the K gradients stacked along the output channels (K·Cout rows).
+ * Used on small feature maps only, where one pass per slot leaves the device idle: on large
+ * maps the concatenations cost more than the larger GEMM saves (bench/per-loss.ts).
+ */
+export const convStackedRule: StackedRule<'conv2d'> = (ctx, gys) => {
+  const { inputs: [x, w, b], attrs } = ctx;
+  const g = geometry(x!, w!, b ?? null, attrs);
+  if (g.n * g.ho * g.wo > CONV_STACK_MAX_PIXELS) return gys.map((gy) => convRules.conv2d(ctx, gy));
+  const k = gys.length;
+  const dev = x!.device;
+  const out: (Tensor | null)[][] = gys.map(() => [null, null, null]);
+  if (x!.requiresGrad) {
+    const stacked = concat(gys, 0);
+    const dxs = inputGradKernel(dev, stacked, w!, { ...g, n: k * g.n });
+    stacked.dispose();
+    gys.forEach((_, j) => (out[j]![0] = slice(dxs, [j * g.n, 0, 0, 0], [(j + 1) * g.n, g.cin, g.h, g.w])));
+    dxs.dispose();
+  }
+  const needB = !!b && b.requiresGrad;
+  if (w!.requiresGrad) {
+    const stacked = concat(gys, 1);
+    const [dws, dbs] = weightGradKernel(dev, x!, stacked, { ...g, cout: k * g.cout }, needB);
+    stacked.dispose();
+    gys.forEach((_, j) => {
+      out[j]![1] = slice(dws, [j * g.cout, 0, 0, 0], [(j + 1) * g.cout, g.cin, g.kh, g.kw]);
+      if (dbs) out[j]![2] = slice(dbs, [j * g.cout], [(j + 1) * g.cout]);
+    });
+    dws.dispose();
+    dbs?.dispose();
+  } else if (needB) gys.forEach((gy, j) => (out[j]![2] = sum(gy, [0, 2, 3])));
+  return out;
+};
+
+/** Output pixels (N·Ho·Wo) up to which the stacked rule is used. */
+export const CONV_STACK_MAX_PIXELS = 256;

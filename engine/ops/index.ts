@@ -1,11 +1,11 @@
 // The op table: every op named in rules.ts must have a backward rule here, or tsc fails.
-import { setRules, type RuleTable } from '../rules.ts';
+import { setRules, setStackedRule, type RuleTable } from '../rules.ts';
 import { elementwiseRules } from './elementwise.ts';
 import { reduceRules } from './reduce.ts';
 import { shapeRules } from './shape.ts';
 import { matmulRules } from './matmul.ts';
 import { crossEntropyRules } from './cross-entropy.ts';
-import { convRules } from './conv.ts';
+import { convRules, convStackedRule } from './conv.ts';
 import { batchNormRules } from './batchnorm.ts';
 import { poolRules } from './pool.ts';
 import { layerNormRules } from './layernorm.ts';
@@ -21,6 +21,8 @@ setRules((): RuleTable => ({
   ...layerNormRules, ...geluRules, ...softmaxRules, ...dropoutRules,
   ...attentionRules,
 }));
+// Backward for several losses at once (engine/per-loss.ts), where stacking pays.
+setStackedRule('conv2d', convStackedRule);
 
 export * from './elementwise.ts';
 export { sum, mean, max } from './reduce.ts';
