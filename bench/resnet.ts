@@ -50,11 +50,13 @@ for (const size of sizes) {
   };
 
   const warm = [await ours(), await theirs()]; // first steps compile every shader
+  if (process.env.VERBOSE) console.error(`size ${size}: warm-up ours ${warm[0]!.toFixed(0)} ms, tfjs ${warm[1]!.toFixed(0)} ms`);
   const a: number[] = [];
   const b: number[] = [];
   for (let r = 0; r < rounds; r++) {
     a.push(await ours());
     b.push(await theirs());
+    if (process.env.VERBOSE) console.error(`size ${size} round ${r}: ours ${a[r]!.toFixed(0)} ms, tfjs ${b[r]!.toFixed(0)} ms`);
   }
   const oursMs = median(a);
   const tfMs = median(b);
