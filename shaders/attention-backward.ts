@@ -9,9 +9,12 @@
 //  - attentionBackwardKey: a workgroup owns TM key rows and walks query blocks: Sᵀ and dPᵀ for 4
 //    queries per invocation, Pᵀ and dSᵀ to workgroup memory, then dV += Pᵀ·dO and dK += dSᵀ·Q with
 //    invocation i owning columns 4i..4i+3 of both. WG from max(D, Dv).
-// The dot products are unrolled (vec4 loads) for WG ≥ 16, as in the forward; the dS·K / Pᵀ·dO / dSᵀ·Q
-// accumulations always use the rolled loop: unrolling them too measured ~10% faster at D = 64 but
-// made lavapipe's LLVM take 2-3× longer (tens of seconds) to compile each kernel.
+//  - attentionBackwardKeyScratch: when P and dS fit a scratch buffer (the launcher decides), the
+//    query kernel also writes them there and this kernel replaces attentionBackwardKey, reading them
+//    instead of recomputing Sᵀ and dPᵀ.
+// The dot products and the dS·K / Pᵀ·dO / dSᵀ·Q accumulations are unrolled (vec4 loads) for WG ≥ 16,
+// as in the forward: unrolling the accumulations is ~10-20% faster at D = 64 and, with a cold Mesa
+// cache, the unrolled scratch-path kernels compile in about 5 s (the recompute path in about 11 s).
 // Rows whose mask is −inf everywhere have lse = +inf, so P = 0 there and every gradient is 0.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { variants } from './common.ts';
@@ -22,8 +25,13 @@ const J = [0, 1, 2, 3];
 const lines = (f: (r: number) => string) => R.map(f).join('\n');
 const quad = (f: (j: number) => string) => J.map(f).join('\n');
 
-function buildBackwardQuery(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
+function buildBackwardQuery(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean, scratch: boolean): string {
   const kb = 4 * wg;
+  const mb = scratch ? 8 : 9;
+  const sb = masked ? mb + 1 : mb;
+  // Scratch P and dS, rows of lkp = Lk rounded up to 8 floats (see attentionBackwardKeyScratch).
+  const keep = (r: string, p: string, d: string) =>
+    scratch ? `    if (m0 + ${r} < Lq && k0 + c < lkp) { let si = ((bh * Lq + m0 + ${r}) * lkp + k0 + c) / 4u; pscr[si] = ${p}; dsscr[si] = ${d}; }` : '';
   return wgsl`${ATTN_PARAMS}
 ${bindFloats(1, 'q', vecD)}
 ${bindFloats(2, 'k', vecD)}
@@ -31,9 +39,10 @@ ${bindFloats(3, 'v', vecDv)}
 ${bindFloats(4, 'o', vecDv)}
 ${bindFloats(5, 'go', vecDv)}
 @group(0) @binding(6) var<storage, read> lse: array<f32>;
-@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dq: array<f32>;
-${masked ? '@group(0) @binding(9) var<storage, read> mask: array<f32>;' : ''}
+@group(0) @binding(7) var<storage, read_write> dq: array<f32>;
+${scratch ? '' : '@group(0) @binding(8) var<storage, read_write> delta: array<f32>; // for attentionBackwardKey'}
+${masked ? `@group(0) @binding(${mb}) var<storage, read> mask: array<f32>;` : ''}
+${scratch ? `@group(0) @binding(${sb}) var<storage, read_write> pscr: array<vec4<f32>>;\n@group(0) @binding(${sb + 1}) var<storage, read_write> dsscr: array<vec4<f32>>;` : ''}
 var<workgroup> ds: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>;
 ${masked ? `var<workgroup> dpb: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>; // dP, masked variant only` : ''}
 var<workgroup> rowdelta: array<f32, ${ATTN_TM}>;
@@ -49,6 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let vbase = bh * Lk * Dv;
   let obase = bh * Lq * Dv;
   let mbase = wid.z * params.mb + wid.y * params.mh;
+  let lkp = (Lk + 7u) & ~7u;
 ${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase + qi${r} * D;\n  let gr${r} = obase + qi${r} * Dv;\n  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`)}
   // Δ of row lid: invocations lid < TM, one SIMD batch.
   if (lid < ${ATTN_TM}u) {
@@ -56,7 +66,7 @@ ${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase +
     var acc = 0.0;
     for (var t = 0u; t < Dv; t++) { acc = fma(go_at(row + t), o_at(row + t), acc); }
     rowdelta[lid] = acc;
-    if (m0 + lid < Lq) { delta[bh * Lq + m0 + lid] = acc; }
+    ${scratch ? '' : 'if (m0 + lid < Lq) { delta[bh * Lq + m0 + lid] = acc; }'}
   }
   workgroupBarrier();
 ${lines((r) => `  let delta${r} = vec4<f32>(rowdelta[${r}]);`)}
@@ -75,12 +85,13 @@ ${
       let qi = min(m0 + r, Lq - 1u);
       let p = select(vec4<f32>(0.0), exp(ds[i] + ${maskQuad('qi', 'kj')} - vec4<f32>(lse[bh * Lq + qi])), valid);
       ds[i] = p * (dpb[i] - vec4<f32>(rowdelta[r])) * params.scale;
+${keep('r', 'p', 'ds[i]')}
     }`
-    : lines((r) => `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);\n    ds[(${r * kb}u + c) / 4u] = p${r} * (dp${r} - delta${r}) * params.scale;`)
+    : lines((r) => `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);\n    let g${r} = p${r} * (dp${r} - delta${r}) * params.scale;\n    ds[(${r * kb}u + c) / 4u] = g${r};\n${keep(`${r}u`, `p${r}`, `g${r}`)}`)
 }
     workgroupBarrier();
     let n = min(${kb}u, Lk - k0);
-${accumulateRows('acc', 'ds', kb, 'k', (j) => `kbase + (k0 + ${j}) * D`, 'n', vecD, false)}
+${accumulateRows('acc', 'ds', kb, 'k', (j) => `kbase + (k0 + ${j}) * D`, 'n', vecD, unroll)}
     workgroupBarrier();
   }
 ${storeRows('acc', 'dq', 'qbase', 'm0', 'Lq', 'D')}
@@ -137,11 +148,11 @@ ${
     let n = min(${qb}u, Lq - q0);
     {
 ${columnOffsets('Dv', vecDv)}
-${accumulateRows('gv', 'pt', qb, 'go', (j) => `obase + (q0 + ${j}) * Dv`, 'n', vecDv, false)}
+${accumulateRows('gv', 'pt', qb, 'go', (j) => `obase + (q0 + ${j}) * Dv`, 'n', vecDv, unroll)}
     }
     {
 ${columnOffsets('D', vecD)}
-${accumulateRows('gk', 'dst', qb, 'q', (j) => `qbase + (q0 + ${j}) * D`, 'n', vecD, false)}
+${accumulateRows('gk', 'dst', qb, 'q', (j) => `qbase + (q0 + ${j}) * D`, 'n', vecD, unroll)}
     }
     workgroupBarrier();
   }
@@ -150,5 +161,50 @@ ${storeRows('gv', 'dv', 'vbase', 'n0', 'Lk', 'Dv')}
 }`;
 }
 
+/**
+ * dV = Pᵀ·dO and dK = dSᵀ·Q from the P and dS that attentionBackwardQuery (scratch variant) left in
+ * global memory as (B·H, Lq, lkp) rows: a workgroup owns TM key rows (two uniform vec4 loads of P and
+ * of dS per query) and invocation i columns 4i..4i+3 of both; no score recomputation, no barriers.
+ */
+function buildBackwardKeyScratch(vecD: boolean, vecDv: boolean, wg: number): string {
+  const half = (x: string, r: number) => `${x}${r >> 2}[${r & 3}]`;
+  const step = (j: string) => `    {
+      let si = (pbase + (${j}) * lkp) / 4u;
+      let p0 = pscr[si]; let p1 = pscr[si + 1u];
+      let s0 = dsscr[si]; let s1 = dsscr[si + 1u];
+      let g = ${vecDv ? `go[(obase + (${j}) * Dv + xv) / 4u]` : `vec4<f32>(${J.map((t) => `go[obase + (${j}) * Dv + xv${t}]`).join(', ')})`};
+      let x = ${vecD ? `q[(qbase + (${j}) * D + xk) / 4u]` : `vec4<f32>(${J.map((t) => `q[qbase + (${j}) * D + xk${t}]`).join(', ')})`};
+${lines((r) => `      gv${r} = fma(vec4<f32>(${half('p', r)}), g, gv${r});\n      gk${r} = fma(vec4<f32>(${half('s', r)}), x, gk${r});`)}
+    }`;
+  return wgsl`${ATTN_PARAMS}
+${bindFloats(1, 'q', vecD)}
+${bindFloats(2, 'go', vecDv)}
+@group(0) @binding(3) var<storage, read> pscr: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> dsscr: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dv: array<f32>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
+  let bh = wid.z * params.heads + wid.y;
+  let n0 = wid.x * ${ATTN_TM}u;
+  let c = lid * 4u;
+  let lkp = (Lk + 7u) & ~7u;
+  let qbase = bh * Lq * D;
+  let obase = bh * Lq * Dv;
+  let pbase = bh * Lq * lkp + n0;
+${vecD ? '  let xk = min(c, D - 4u);' : J.map((t) => `  let xk${t} = min(c + ${t}u, D - 1u);`).join('\n')}
+${vecDv ? '  let xv = min(c, Dv - 4u);' : J.map((t) => `  let xv${t} = min(c + ${t}u, Dv - 1u);`).join('\n')}
+${lines((r) => `  var gk${r} = vec4<f32>(0.0);\n  var gv${r} = vec4<f32>(0.0);`)}
+  for (var j = 0u; j < Lq; j++) {
+${step('j')}
+  }
+${storeRows('gk', 'dk', 'bh * Lk * D', 'n0', 'Lk', 'D')}
+${storeRows('gv', 'dv', 'bh * Lk * Dv', 'n0', 'Lk', 'Dv')}
+}`;
+}
+
+export const attentionBackwardKeyScratchShader = variants(buildBackwardKeyScratch);
 export const attentionBackwardQueryShader = variants(buildBackwardQuery);
 export const attentionBackwardKeyShader = variants(buildBackwardKey);

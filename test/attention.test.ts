@@ -16,6 +16,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, check, randArray, throwsWith, rejects } from './helpers.ts';
 import { grad, liveTensors, releaseGraph, scaledDotProductAttention, tensor, type Tensor } from '../engine/index.ts';
+import { attentionTuning } from '../engine/ops/attention.ts';
 
 const test = suite('attention');
 let live0 = 0;
@@ -277,6 +278,19 @@ test('bigger forward: B = 2, H = 3, L = 197, D = 64 against float64', async () =
   const ref = attnRef(c, x.q, x.k, x.v, null, x.g);
   assertClose(await out.toArray(), ref.out, 0, 4 * errBound(c.d, ref.sAbs, c.lk) * ref.mOut, 'L=197 out');
   for (const t of [q, k, v, out]) t.dispose();
+});
+
+test('the recompute backward (used when the P/dS scratch would be too large): D = 64 and a masked case against float64', async () => {
+  const saved = attentionTuning.scratchMaxFloats;
+  attentionTuning.scratchMaxFloats = 0; // force the path that recomputes P and dS
+  try {
+    const c = { b: 1, h: 2, lq: 9, lk: 70, d: 64, dv: 64 };
+    await compareCase(c, inputsFor(c, 40), null, 'recompute D=64');
+    const cm = { b: 2, h: 2, lq: 5, lk: 7, d: 4, dv: 3 };
+    await compareCase(cm, inputsFor(cm, 41), causal(5, 7, -Infinity), 'recompute causal');
+  } finally {
+    attentionTuning.scratchMaxFloats = saved;
+  }
 });
 
 test('bad input is refused at the call, naming the op and shapes', () => {

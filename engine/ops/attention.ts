@@ -11,7 +11,7 @@ import { EngineError } from '../device.ts';
 import type { Rule } from '../rules.ts';
 import type { Tensor } from '../tensor.ts';
 import { ATTN_MAX_WIDTH, ATTN_TM, attentionForwardShader, attentionWorkgroupSize } from '../../shaders/attention.ts';
-import { attentionBackwardKeyShader, attentionBackwardQueryShader } from '../../shaders/attention-backward.ts';
+import { attentionBackwardKeyScratchShader, attentionBackwardKeyShader, attentionBackwardQueryShader } from '../../shaders/attention-backward.ts';
 import { broadcastShapes, broadcastStrides, checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
 
 export interface AttentionOptions {
@@ -21,6 +21,8 @@ export interface AttentionOptions {
   scale?: number;
 }
 
+/** Above this many floats per scratch buffer (64 MiB; WebGPU's default binding limit is 128 MiB) the backward recomputes P and dS instead. */
+export const attentionTuning = { scratchMaxFloats: 1 << 24 };
 const NINF_BITS = 0xff800000;
 const PINF_BITS = 0x7f800000;
 
@@ -106,26 +108,43 @@ export const attentionRules = {
     const s = dimsOf(q!, k!, v!);
     const dev = q!.device;
     const p = params(s, mask, scale);
-    const delta = output(dev, [s.b, s.h, s.lq]);
     const dq = output(dev, q!.shape);
     const dk = output(dev, k!.shape);
     const dv = output(dev, v!.shape);
     const m = mask ? [mask.rawBuffer] : [];
+    // The query kernel leaves P and dS in scratch (rows padded to 8 keys) so the key kernel need not
+    // recompute S and dP: 5 matmul-sized passes instead of 7 (about 1.6× faster at the bench shape).
+    const lkp = Math.ceil(s.lk / ATTN_TM) * ATTN_TM;
+    const useScratch = s.b * s.h * s.lq * lkp <= attentionTuning.scratchMaxFloats;
+    const pscr = useScratch ? output(dev, [s.b * s.h, s.lq, lkp]) : null;
+    const dsscr = useScratch ? output(dev, [s.b * s.h, s.lq, lkp]) : null;
+    const delta = useScratch ? null : output(dev, [s.b, s.h, s.lq]); // Δ for attentionBackwardKey
     launch(dev, {
       op: 'attentionGradQuery',
-      code: attentionBackwardQueryShader(...backwardVariant(s.d, s), !!mask, attentionWorkgroupSize(s.d), attentionWorkgroupSize(s.d) >= 16),
-      buffers: [q!.rawBuffer, k!.rawBuffer, v!.rawBuffer, o!.rawBuffer, go.rawBuffer, lse!.rawBuffer, delta.rawBuffer, dq.rawBuffer, ...m],
+      code: attentionBackwardQueryShader(...backwardVariant(s.d, s), !!mask, attentionWorkgroupSize(s.d), attentionWorkgroupSize(s.d) >= 16, useScratch),
+      buffers: [q!.rawBuffer, k!.rawBuffer, v!.rawBuffer, o!.rawBuffer, go.rawBuffer, lse!.rawBuffer, dq.rawBuffer, ...(pscr && dsscr ? [...m, pscr.rawBuffer, dsscr.rawBuffer] : [delta!.rawBuffer, ...m])],
       ...p,
       groups: grid(s.lq, s),
     });
-    launch(dev, {
+    if (pscr && dsscr) {
+      const vd = s.d % 4 === 0, vdv = s.dv % 4 === 0;
+      launch(dev, {
+        op: 'attentionGradKeyScratch',
+        code: attentionBackwardKeyScratchShader(vd, vdv, attentionWorkgroupSize(Math.max(s.d, s.dv))),
+        buffers: [q!.rawBuffer, go.rawBuffer, pscr.rawBuffer, dsscr.rawBuffer, dk.rawBuffer, dv.rawBuffer],
+        ...p,
+        groups: grid(s.lk, s),
+      });
+      pscr.dispose();
+      dsscr.dispose();
+    } else launch(dev, {
       op: 'attentionGradKey',
       code: attentionBackwardKeyShader(...backwardVariant(Math.max(s.d, s.dv), s), !!mask, attentionWorkgroupSize(Math.max(s.d, s.dv)), attentionWorkgroupSize(Math.max(s.d, s.dv)) >= 16),
-      buffers: [q!.rawBuffer, k!.rawBuffer, v!.rawBuffer, go.rawBuffer, lse!.rawBuffer, delta.rawBuffer, dk.rawBuffer, dv.rawBuffer, ...m],
+      buffers: [q!.rawBuffer, k!.rawBuffer, v!.rawBuffer, go.rawBuffer, lse!.rawBuffer, delta!.rawBuffer, dk.rawBuffer, dv.rawBuffer, ...m],
       ...p,
       groups: grid(s.lk, s),
     });
-    delta.dispose();
+    delta?.dispose();
     return [dq, dk, dv];
   },
 } satisfies { attention: Rule<'attention'> };

@@ -291,13 +291,15 @@ export const convRules = {
  * kernel call per gradient kind: the input gradients as one input-gradient pass over the K
  * gradients stacked along the batch (K·N images), the weight and bias gradients as one
  * weight-gradient GEMM with the K gradients stacked along the output channels (K·Cout rows).
- * Used on small feature maps only, where one pass per slot leaves the device idle: on large
- * maps the concatenations cost more than the larger GEMM saves (bench/per-loss.ts).
+ * Used only while the stacked maps still fit the tiny-map kernels (K·N·max(H·W, Ho·Wo) ≤ 16 pixels), where
+ * one pass per slot leaves the device idle. Stacking beyond that pushed ResNet-18's small maps
+ * out of the tiny-map path and made per-loss gradients 2.5× slower (bench/per-loss.ts at 64²:
+ * 5030 ms stacked vs 2048 ms per slot); larger maps run one pass per slot.
  */
 export const convStackedRule: StackedRule<'conv2d'> = (ctx, gys) => {
   const { inputs: [x, w, b], attrs } = ctx;
   const g = geometry(x!, w!, b ?? null, attrs);
-  if (g.n * g.ho * g.wo > CONV_STACK_MAX_PIXELS) return gys.map((gy) => convRules.conv2d(ctx, gy));
+  if (gys.length * g.n * Math.max(g.ho * g.wo, g.h * g.w) > CONV_SMALL_MAX_PIXELS) return gys.map((gy) => convRules.conv2d(ctx, gy));
   const k = gys.length;
   const dev = x!.device;
   const out: (Tensor | null)[][] = gys.map(() => [null, null, null]);
@@ -322,6 +324,3 @@ export const convStackedRule: StackedRule<'conv2d'> = (ctx, gys) => {
   } else if (needB) gys.forEach((gy, j) => (out[j]![2] = sum(gy, [0, 2, 3])));
   return out;
 };
-
-/** Output pixels (N·Ho·Wo) up to which the stacked rule is used. */
-export const CONV_STACK_MAX_PIXELS = 256;
