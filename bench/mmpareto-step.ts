@@ -101,3 +101,6 @@ emit({
   peak_ratio: round(peak.mmpareto! / peak.uniform!),
   adapter: device.adapterName,
 });
+
+// Destroying the device ends Dawn's polling, so the process exits as soon as the bench is done.
+device.destroy();

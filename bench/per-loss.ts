@@ -90,3 +90,6 @@ emit({
   peak_mb: Object.fromEntries(Object.entries(peak).map(([k, b]) => [k, round(b / 2 ** 20, 1)])),
   adapter: device.adapterName,
 });
+
+// Destroying the device ends Dawn's polling, so the process exits as soon as the bench is done.
+device.destroy();

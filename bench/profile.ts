@@ -118,3 +118,6 @@ head.dispose();
 opt.dispose();
 x.dispose();
 labels.dispose();
+
+// Destroying the device ends Dawn's polling, so the process exits as soon as the bench is done.
+device.destroy();

@@ -75,3 +75,6 @@ for (const size of sizes) {
   tx.dispose();
   onehot.dispose();
 }
+
+// Destroying the device ends Dawn's polling, so the process exits as soon as the bench is done.
+device.destroy();
