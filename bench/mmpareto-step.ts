@@ -4,9 +4,8 @@
 // of L_m + Σ L_u), interleaved; the share of the step spent in integration + update kernels
 // (timed after a sync that waits for the gradients); and the pool's peak bytes of each step.
 // Usage: tsx bench/mmpareto-step.ts [size] [rounds]
-import { concat, crossEntropy, init, MultimodalStep, perLossGrads, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor } from '../engine/index.ts';
-import { Linear, Module } from '../engine/nn/index.ts';
-import { ResNet18 } from '../models/resnet.ts';
+import { init, MultimodalStep, perLossGrads, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor } from '../engine/index.ts';
+import { TwoEncoders } from './two-encoders.ts';
 import { emit, median, round } from './util.ts';
 
 const size = Number(process.argv[2] ?? 64);
@@ -15,24 +14,7 @@ const batch = 4;
 const classes = 10;
 const device = await init();
 
-class TwoEncoders extends Module {
-  readonly audio = this.child('audio', new ResNet18({ inChannels: 1, seed: 1 }));
-  readonly visual = this.child('visual', new ResNet18({ inChannels: 3, seed: 2 }));
-  readonly head = this.child('head', new Linear(1024, classes));
-  readonly headAudio = this.child('head_audio', new Linear(512, classes));
-  readonly headVisual = this.child('head_visual', new Linear(512, classes));
-  losses(a: Tensor, v: Tensor, y: Tensor): Record<'mm' | 'audio' | 'visual', Tensor> {
-    const fa = this.audio.forward(a);
-    const fv = this.visual.forward(v);
-    return {
-      mm: crossEntropy(this.head.forward(concat([fa, fv], 1)), y),
-      audio: crossEntropy(this.headAudio.forward(fa), y),
-      visual: crossEntropy(this.headVisual.forward(fv), y),
-    };
-  }
-}
-
-const model = new TwoEncoders();
+const model = new TwoEncoders(classes);
 const a = randn([batch, 1, size, size]);
 const v = randn([batch, 3, size, size]);
 const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });

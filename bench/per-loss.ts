@@ -3,9 +3,8 @@
 // perLossGrads (one sweep, stacked cotangents; and one rule call per slot) against the
 // official recipe on our own engine — forward, a retained-graph backward per loss, then a
 // backward of the sum — interleaved in one process. Usage: tsx bench/per-loss.ts [size] [rounds]
-import { add, concat, crossEntropy, grad, init, perLossGrads, randn, tensor, tidy, type Tensor } from '../engine/index.ts';
-import { Linear, Module } from '../engine/nn/index.ts';
-import { ResNet18 } from '../models/resnet.ts';
+import { add, grad, init, perLossGrads, randn, tensor, tidy, type Tensor } from '../engine/index.ts';
+import { TwoEncoders } from './two-encoders.ts';
 import { emit, median, round } from './util.ts';
 
 const size = Number(process.argv[2] ?? 64);
@@ -14,24 +13,7 @@ const batch = 4;
 const classes = 10;
 const device = await init();
 
-class TwoEncoders extends Module {
-  readonly audio = this.child('audio', new ResNet18({ inChannels: 1, seed: 1 }));
-  readonly visual = this.child('visual', new ResNet18({ inChannels: 3, seed: 2 }));
-  readonly head = this.child('head', new Linear(1024, classes));
-  readonly headAudio = this.child('head_audio', new Linear(512, classes));
-  readonly headVisual = this.child('head_visual', new Linear(512, classes));
-  losses(a: Tensor, v: Tensor, y: Tensor): Record<'mm' | 'audio' | 'visual', Tensor> {
-    const fa = this.audio.forward(a);
-    const fv = this.visual.forward(v);
-    return {
-      mm: crossEntropy(this.head.forward(concat([fa, fv], 1)), y),
-      audio: crossEntropy(this.headAudio.forward(fa), y),
-      visual: crossEntropy(this.headVisual.forward(fv), y),
-    };
-  }
-}
-
-const model = new TwoEncoders();
+const model = new TwoEncoders(classes);
 const params = model.parameters();
 const a = randn([batch, 1, size, size]);
 const v = randn([batch, 3, size, size]);

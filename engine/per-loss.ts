@@ -6,9 +6,9 @@
 // cotangent slot per loss that reaches it (backward is linear in the upstream gradient, so
 // the slots never mix). A node reached by one loss runs its backward rule once, exactly as
 // `backward()` would; a node reached by several runs them as one stacked call where the op has
-// a stacked rule (its upstream gradients concatenated so that, e.g., the weight gradient of a
-// conv for two losses is one GEMM with 2·Cout rows; conv2d has one, used on small feature maps
-// where a single slot leaves the device idle), and once per slot otherwise.
+// a stacked rule when asked (`stacked: true`: its upstream gradients concatenated so that, e.g.,
+// the weight gradient of a conv for two losses is one GEMM with 2·Cout rows; conv2d has one, for
+// tiny feature maps), and once per slot otherwise — the default, which measured faster here.
 //
 // Cost model, for L losses where encoder k is reached by the multimodal loss and its own
 // unimodal loss (2 slots) and each head by one: one forward, then one backward sweep whose
@@ -25,7 +25,11 @@ import { backwardState, Tensor } from './tensor.ts';
 export interface PerLossOptions {
   /** Keep the graph for another backward (default false: it is freed as the sweep goes). */
   retainGraph?: boolean;
-  /** Use stacked rules where an op has one (default true); false runs one rule call per slot. */
+  /**
+   * Use stacked rules where an op has one (default false: one rule call per slot). On the
+   * software GPU the stacked conv backward measured slower than per-slot calls (bench/per-loss.ts:
+   * 1626 vs 674 ms at 32², equal at 64²), so it is opt-in until a device shows a gain.
+   */
   stacked?: boolean;
 }
 
@@ -76,7 +80,7 @@ export function perLossGrads(losses: Readonly<Record<string, Tensor>>, params: r
   };
   noGrad(() => roots.forEach((r, j) => accumulate(r, j, fill(r.shape, 1, r.device))));
   perLossStats.singleCalls = perLossStats.stackedCalls = perLossStats.perSlotCalls = 0;
-  const stacked = opts.stacked ?? true;
+  const stacked = opts.stacked ?? false;
 
   noGrad(() => {
     for (let k = order.length - 1; k >= 0; k--) {
