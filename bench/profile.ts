@@ -7,10 +7,9 @@
 // GPU time of a dispatch = median replay time − median time of an empty submit (printed as
 // overhead_ms). JSON lines: the whole step, the top 15 dispatches, and totals per op name.
 // Usage: tsx bench/profile.ts [size, default 32] [R, default 5]
-import { crossEntropy, init, randn, SGD, tensor, tidy } from '../engine/index.ts';
+import { init } from '../engine/index.ts';
 import type { Dispatch } from '../engine/batcher.ts';
-import { Linear } from '../engine/nn/index.ts';
-import { ResNet18 } from '../models/resnet.ts';
+import { resnetStep } from './resnet-step.ts';
 import { emit, median, round } from './util.ts';
 
 const size = Number(process.argv[2] ?? 32);
@@ -21,22 +20,8 @@ const UNIFORM_COPY_DST = 0x40 | 0x08;
 
 const device = await init();
 const gpu = device.gpu;
-const model = new ResNet18({ inChannels: 3, seed: 1 });
-const head = new Linear(512, classes);
-const opt = new SGD([...model.parameters(), ...head.parameters()], { lr: 0.01, momentum: 0.9 });
-const x = randn([batch, 3, size, size]);
-const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
-
-async function step(): Promise<number> {
-  const t0 = performance.now();
-  const loss = tidy(() => crossEntropy(head.forward(model.forward(x)), labels));
-  loss.backward();
-  opt.step();
-  opt.zeroGrad();
-  await loss.item(); // waits for the whole step
-  loss.dispose();
-  return performance.now() - t0;
-}
+const ours = resnetStep(size, batch, classes);
+const step = (): Promise<number> => ours.run();
 
 for (let i = 0; i < 2; i++) await step();
 const stepMs = median([await step(), await step(), await step()]);
@@ -113,11 +98,7 @@ for (const [op, e] of [...byOp].sort((a, b) => b[1].ms - a[1].ms)) {
   emit({ op, count: e.count, ms: round(e.ms, 2), share: round(e.ms / total) });
 }
 
-model.dispose();
-head.dispose();
-opt.dispose();
-x.dispose();
-labels.dispose();
+ours.dispose();
 
 // Destroying the device ends Dawn's polling, so the process exits as soon as the bench is done.
 device.destroy();

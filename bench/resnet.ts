@@ -2,9 +2,8 @@
 // 10 classes: ours (models/resnet.ts + a Linear head) against tfjs-webgpu 4.22 on the same
 // Dawn device, interleaved step by step so machine noise hits both. One JSON line per input
 // size. Usage: tsx bench/resnet.ts [sizes, default 32,64,112] [rounds, default 3]
-import { crossEntropy, init, randn, SGD, tensor, tidy } from '../engine/index.ts';
-import { Linear } from '../engine/nn/index.ts';
-import { ResNet18 } from '../models/resnet.ts';
+import { init } from '../engine/index.ts';
+import { resnetStep } from './resnet-step.ts';
 import { tf, tfjsOn, tfSync } from './tfjs.ts';
 import { TfResNet18 } from './tfjs-resnet.ts';
 import { emit, median, round } from './util.ts';
@@ -18,24 +17,13 @@ const device = await init();
 await tfjsOn(device);
 
 for (const size of sizes) {
-  const model = new ResNet18({ inChannels: 3, seed: 1 });
-  const head = new Linear(512, classes);
-  const params = [...model.parameters(), ...head.parameters()];
-  const opt = new SGD(params, { lr: 0.01, momentum: 0.9 });
-  const x = randn([batch, 3, size, size]);
-  const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+  const ours0 = resnetStep(size, batch, classes);
   let dispatches = 0;
   const ours = async (): Promise<number> => {
     const d0 = device.batcher.stats.dispatches;
-    const t0 = performance.now();
-    const loss = tidy(() => crossEntropy(head.forward(model.forward(x)), labels));
-    loss.backward();
-    opt.step();
-    opt.zeroGrad();
-    await loss.item(); // waits for the whole step
-    loss.dispose();
+    const ms = await ours0.run();
     dispatches = device.batcher.stats.dispatches - d0;
-    return performance.now() - t0;
+    return ms;
   };
 
   const tfModel = new TfResNet18(3, classes);
@@ -66,11 +54,7 @@ for (const size of sizes) {
     first_step_ms: { ours: round(warm[0]!, 0), tfjs: round(warm[1]!, 0) },
     ours_dispatches_per_step: dispatches, peak_gpu_mb: round(device.pool.stats.peakBytesInUse / 2 ** 20, 1), adapter: device.adapterName,
   });
-  model.dispose();
-  head.dispose();
-  opt.dispose();
-  x.dispose();
-  labels.dispose();
+  ours0.dispose();
   tfModel.dispose();
   tx.dispose();
   onehot.dispose();

@@ -43,6 +43,19 @@ export interface SGDOptions {
 }
 
 /** torch.optim.SGD: momentum buffers start at zero, so the first step applies g (dampening 0). */
+/** One in-place update kernel per parameter that has a .grad, from the optimizer's fused-update inputs. */
+function applyUpdates(opt: FusedOptimizer): void {
+  opt.params.forEach((p, i) => {
+    if (!p.grad) return;
+    const f = opt.fusedUpdate(i);
+    const n4 = Math.ceil(p.size / 4);
+    launch(p.device, {
+      op: f.kind, code: optimizerShader(f.kind), buffers: [p.buffer(f.kind), ...f.state, p.grad.buffer(f.kind)],
+      u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
+    });
+  });
+}
+
 export class SGD implements FusedOptimizer {
   readonly params: readonly Tensor[];
   private readonly buffers: Tensor[];
@@ -55,15 +68,7 @@ export class SGD implements FusedOptimizer {
 
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
   step(): void {
-    this.params.forEach((p, i) => {
-      if (!p.grad) return;
-      const f = this.fusedUpdate(i);
-      const n4 = Math.ceil(p.size / 4);
-      launch(p.device, {
-        op: 'sgd', code: optimizerShader('sgd'), buffers: [p.buffer('sgd'), ...f.state, p.grad.buffer('sgd')],
-        u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
-      });
-    });
+    applyUpdates(this);
   }
 
   fusedUpdate(i: number): FusedUpdate {
@@ -125,15 +130,7 @@ export class AdamW implements FusedOptimizer {
 
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
   step(): void {
-    this.params.forEach((p, i) => {
-      if (!p.grad) return;
-      const f = this.fusedUpdate(i);
-      const n4 = Math.ceil(p.size / 4);
-      launch(p.device, {
-        op: 'adamw', code: optimizerShader('adamw'), buffers: [p.buffer('adamw'), ...f.state, p.grad.buffer('adamw')],
-        u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
-      });
-    });
+    applyUpdates(this);
   }
 
   fusedUpdate(i: number): FusedUpdate {
