@@ -3,11 +3,11 @@
 // multiples of 4, one > 65536 elements) and on hand-made cases; telemetry, non-finite input,
 // the fused optimizer path, readback counts, bad input and leaks.
 // Tolerances (u = 2^-24 ≈ 6e-8): the kernels compute h = Σ_j c_j·g_j with c_j from the Gram sums
-// g_a·g_b. A Gram sum over n ≤ 7·10^4 products is accumulated in 64 lanes × vec4 of ≤ 64 terms,
-// a serial sum of the 64 lanes and of ≤ 5 partial rows, so its error is ≲ 135·u·Σ|a_i b_i|
-// ≈ 8e-6·Σ|a_i b_i| (worst case; random rounding gives ~√ of that). The coefficients depend on
+// g_a·g_b. A Gram sum over n ≤ 7·10^4 products is accumulated in 64 lanes × vec4 of ≤ 256 terms,
+// a serial sum of the 64 lanes and of ≤ 2 partial rows, so its error is ≲ 322·u·Σ|a_i b_i|
+// ≈ 2e-5·Σ|a_i b_i| (worst case; random rounding gives ~√ of that). The coefficients depend on
 // the entries through well-conditioned ratios such as (|g_u|² − g_m·g_u)/|g_m − g_u|², whose
-// denominators are ≥ the diagonal entries' scale Σ|a_i b_i|, so c_j is good to ~1e-5 relative.
+// denominators are ≥ the diagonal entries' scale Σ|a_i b_i|, so c_j is good to ~2e-5 relative.
 // Each output element is then K float32 FMAs.
 // We therefore check h with rtol 1e-4 and atol 1e-4·max|h| (the atol covers elements where the
 // c_j·g_j cancel), and the telemetry scalars with rtol 1e-4.
