@@ -25,6 +25,17 @@ const J = [0, 1, 2, 3];
 const lines = (f: (r: number) => string) => R.map(f).join('\n');
 const quad = (f: (j: number) => string) => J.map(f).join('\n');
 
+/** Sizes, the (batch, head) index, the block's first row `tile`, and the per-head base offsets. */
+const bases = (tile: string) => `  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
+  let bh = wid.z * params.heads + wid.y;
+  let ${tile} = wid.x * ${ATTN_TM}u;
+  let c = lid * 4u;
+  let qbase = bh * Lq * D;
+  let kbase = bh * Lk * D;
+  let vbase = bh * Lk * Dv;
+  let obase = bh * Lq * Dv;
+  let mbase = wid.z * params.mb + wid.y * params.mh;`;
+
 function buildBackwardQuery(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean, scratch: boolean): string {
   const kb = 4 * wg;
   const mb = scratch ? 8 : 9;
@@ -49,15 +60,7 @@ var<workgroup> rowdelta: array<f32, ${ATTN_TM}>;
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
-  let bh = wid.z * params.heads + wid.y;
-  let m0 = wid.x * ${ATTN_TM}u;
-  let c = lid * 4u;
-  let qbase = bh * Lq * D;
-  let kbase = bh * Lk * D;
-  let vbase = bh * Lk * Dv;
-  let obase = bh * Lq * Dv;
-  let mbase = wid.z * params.mb + wid.y * params.mh;
+${bases('m0')}
   let lkp = (Lk + 7u) & ~7u;
 ${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase + qi${r} * D;\n  let gr${r} = obase + qi${r} * Dv;\n  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`)}
   // Δ of row lid: invocations lid < TM, one SIMD batch.
@@ -115,15 +118,7 @@ var<workgroup> dst: array<vec4<f32>, ${(ATTN_TM * qb) / 4}>;
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
-  let bh = wid.z * params.heads + wid.y;
-  let n0 = wid.x * ${ATTN_TM}u;
-  let c = lid * 4u;
-  let qbase = bh * Lq * D;
-  let kbase = bh * Lk * D;
-  let vbase = bh * Lk * Dv;
-  let obase = bh * Lq * Dv;
-  let mbase = wid.z * params.mb + wid.y * params.mh;
+${bases('n0')}
 ${lines((r) => `  let ki${r} = min(n0 + ${r}u, Lk - 1u);\n  let kr${r} = kbase + ki${r} * D;\n  let vr${r} = vbase + ki${r} * Dv;`)}
 ${lines((r) => `  var gk${r} = vec4<f32>(0.0);\n  var gv${r} = vec4<f32>(0.0);`)}
   for (var q0 = 0u; q0 < Lq; q0 += ${qb}u) {
@@ -186,13 +181,8 @@ ${bindFloats(2, 'go', vecDv)}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
-  let bh = wid.z * params.heads + wid.y;
-  let n0 = wid.x * ${ATTN_TM}u;
-  let c = lid * 4u;
+${bases('n0')}
   let lkp = (Lk + 7u) & ~7u;
-  let qbase = bh * Lq * D;
-  let obase = bh * Lq * Dv;
   let pbase = bh * Lq * lkp + n0;
 ${vecD ? '  let xk = min(c, D - 4u);' : J.map((t) => `  let xk${t} = min(c + ${t}u, D - 1u);`).join('\n')}
 ${vecDv ? '  let xv = min(c, Dv - 4u);' : J.map((t) => `  let xv${t} = min(c + ${t}u, Dv - 1u);`).join('\n')}

@@ -85,6 +85,17 @@ ${bias ? `    if (withBias && lid.x == 0u) { DB[wid.z * params.cout + co0 + ${r}
 
 export const convWeightGradShader = variants((bias: boolean, wg: number, tm: number) => buildWeightGrad(bias, wg, tm));
 
+/** Params, bindings and entry point shared by both input-gradient variants (H, W, KH, KW, Ho, Wo in scope). */
+const inputGradHead = (wg: number) => `${CONV_PARAMS}
+@group(0) @binding(1) var<storage, read> GY: array<f32>;
+@group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
+  let Ho = params.ho; let Wo = params.wo;`;
+
 /**
  * Input-gradient kernel. Grid: x = column workgroups over N × one phase class, y = ⌈Cin / tm⌉,
  * z = s_h · s_w phases. A phase class (a, b) holds the input pixels (a + s_h·i, b + s_w·j) for
@@ -103,15 +114,7 @@ function buildInputGrad(wg: number, tm: number): string {
     let th = i32(${ph}) - i32(t * ${d});
     if (th % i32(${s}) == 0) { ${ax}0 = t; ${ax}off = u32(th / i32(${s})); break; }
   }`;
-  return wgsl`${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> GY: array<f32>;
-@group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
-  let Ho = params.ho; let Wo = params.wo;
+  return wgsl`${inputGradHead(wg)}
   let wq = params.aux1;
   let Q = params.aux2 * wq;
   let NQ = params.n * Q;
@@ -180,15 +183,7 @@ ${Q4.map((j) => `    if (ok${j}) { DX[o + off${j}] = c${r}[${j}]; }`).join('\n')
 function buildInputGradRows(wg: number, tm: number): string {
   const R = rowsOf(tm);
   const ld = (x: string) => `select(0.0, GY[rb + min(${x}, Wo - 1u)], rok && ${x} < Wo)`;
-  return wgsl`${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> GY: array<f32>;
-@group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
-  let Ho = params.ho; let Wo = params.wo;
+  return wgsl`${inputGradHead(wg)}
   let P = Ho * Wo;
   let wq4 = params.aux1;
   let hq = params.aux2;

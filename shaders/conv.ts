@@ -70,14 +70,8 @@ export const fmas = (tm: number, ind: string) => rowsOf(tm).map((r) => `${ind}c$
 export const weightLoads = (tm: number, at: string, arr = 'Wp') =>
   `        let wi = ${at};\n` + rowsOf(tm / 4).map((q) => `        let a${q} = ${arr}[wi + ${q}u];`).join('\n');
 
-/**
- * Forward kernel. Grid: x = column workgroups over the N·Ho·Wo output pixels (the batch is folded
- * into the columns, so small late-layer images still fill whole workgroups), y = ⌈Cout / tm⌉.
- * Bias (one per output channel) is a variant.
- */
-function buildForward(bias: boolean, wg: number, tm: number): string {
-  const R = rowsOf(tm);
-  return wgsl`${CONV_PARAMS}
+/** Params, bindings and entry point shared by both forward variants (H, W, KH, KW in scope). */
+const forwardHead = (bias: boolean, wg: number) => `${CONV_PARAMS}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
@@ -85,7 +79,16 @@ ${bias ? '@group(0) @binding(4) var<storage, read> Bias: array<f32>;' : ''}
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
+  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;`;
+
+/**
+ * Forward kernel. Grid: x = column workgroups over the N·Ho·Wo output pixels (the batch is folded
+ * into the columns, so small late-layer images still fill whole workgroups), y = ⌈Cout / tm⌉.
+ * Bias (one per output channel) is a variant.
+ */
+function buildForward(bias: boolean, wg: number, tm: number): string {
+  const R = rowsOf(tm);
+  return wgsl`${forwardHead(bias, wg)}
   let P = params.ho * params.wo;
   let NP = params.n * P;
   let HW = H * W;
@@ -142,15 +145,7 @@ ${Q4.map((j) => `    if (p + ${j}u < NP) { Y[o${j} + co] = c${r}[${j}] + bv; }`)
 function buildForwardRows(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
   const ld = (x: string) => `select(0.0, X[rb + min(${x}, W - 1u)], rok && ${x} < W)`;
-  return wgsl`${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> Bias: array<f32>;' : ''}
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
+  return wgsl`${forwardHead(bias, wg)}
   let Ho = params.ho; let Wo = params.wo;
   let P = Ho * Wo;
   let HW = H * W;

@@ -86,6 +86,10 @@ ${ROW_ENTRY}
 }`;
 }
 
+/** In the backward loops over j: x̂_j and the upstream gradient times the weight (if any), g_j. */
+const normalisedAndGrad = (weight: boolean) => `    let xh = ((xs[base + j] - x0) - mean) * rstd;
+    let g = gy[base + j]${weight ? ' * weight[j]' : ''};`;
+
 function buildBackwardInput(vec: boolean, weight: boolean): string {
   return wgsl`${PARAMS}
 ${vectorHelpers(vec)}
@@ -103,24 +107,14 @@ ${ROW_ENTRY}
   var sg = V(0.0);
   var sgx = V(0.0);
   for (var j = 0u; j < dv; j++) {
-    let xh = ((xs[base + j] - x0) - mean) * rstd;
-#if ${weight}
-    let g = gy[base + j] * weight[j];
-#else
-    let g = gy[base + j];
-#endif
+${normalisedAndGrad(weight)}
     sg += g;
     sgx += g * xh;
   }
   let mg = hsum(sg) / d;
   let mgx = hsum(sgx) / d;
   for (var j = 0u; j < dv; j++) {
-    let xh = ((xs[base + j] - x0) - mean) * rstd;
-#if ${weight}
-    let g = gy[base + j] * weight[j];
-#else
-    let g = gy[base + j];
-#endif
+${normalisedAndGrad(weight)}
     dx[base + j] = ((g - mg) - xh * mgx) * rstd;
   }
 }`;
