@@ -1,19 +1,12 @@
 // float64 references of the gradient integrators (engine/integrate), written from the papers and
 // the method descriptions in engine/integrate/integrator.ts, independently of the WGSL solvers.
 // A group's gradients are gs[j][t]: loss j, tensor t (flat Float64Arrays).
-import { pcgradOrder, type IntegratorMethod } from '../engine/index.ts';
+import { pcgradOrder, type IntegratorMethod, type IntegratorOptions } from '../engine/index.ts';
 
 export type Grads = Float64Array[][];
 
-export interface RefOptions {
-  gamma?: number;
-  fwIters?: number;
-  seed?: number;
-  gradnormAlpha?: number;
-  gradnormLr?: number;
-  relax?: number;
-  beta?: number;
-}
+/** The integrator's numeric options (the reference takes the method and K separately). */
+export type RefOptions = Omit<IntegratorOptions, 'method' | 'losses' | 'telemetrySteps'>;
 
 /** Per-group state carried across steps (gradnorm weights and first losses, metabalance averages). */
 export interface RefState {
