@@ -84,3 +84,16 @@ export function rand(shape: Shape, opts: RandomOptions & { low?: number; high?: 
   for (let i = 0; i < a.length; i++) a[i] = lo + (hi - lo) * g.uniform();
   return tensor(a, shape, { ...opts, dtype: 'float32' });
 }
+
+/**
+ * Overwrites a tensor's values from host data. Work recorded but not yet submitted is submitted
+ * first: a queue write would otherwise land before it (e.g. before the dispatch that zero-fills
+ * a fresh buffer) and be overwritten.
+ */
+export function writeTensor(t: Tensor, data: Float32Array | Int32Array): void {
+  const buf = t.buffer('writeTensor');
+  if (data.length !== t.size) throw new EngineError(`writeTensor: ${data.length} values for ${t} [${t.shape.join(', ')}]`);
+  if ((t.dtype === 'int32') !== data instanceof Int32Array) throw new EngineError(`writeTensor: ${data instanceof Int32Array ? 'int32' : 'float32'} data for a ${t.dtype} tensor`);
+  t.device.batcher.flush();
+  if (data.length) t.device.gpu.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+}

@@ -5,7 +5,7 @@ export { noGrad, isGradEnabled, grad, releaseGraph, type GradOptions } from './a
 export { perLossGrads, perLossStats, type PerLossOptions } from './per-loss.ts';
 export { setStackedRule, type StackedRule } from './rules.ts';
 export * from './ops/index.ts';
-export { tensor, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
+export { tensor, writeTensor, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
 export { Generator, manualSeed, defaultGenerator } from './random.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';
 export type { OpName } from './rules.ts';

@@ -5,6 +5,7 @@ import { EngineError } from './device.ts';
 import { fill } from './ops/elementwise.ts';
 import { grid1d, launch } from './ops/kernel.ts';
 import type { Tensor } from './tensor.ts';
+import { writeTensor } from './creation.ts';
 import { optimizerShader, type OptimizerKind } from '../shaders/optim.ts';
 
 /**
@@ -33,6 +34,29 @@ function checkParams(op: string, params: readonly Tensor[]): void {
     if (seen.has(p)) throw new EngineError(`${op}: ${p} appears twice in the parameter list`);
     seen.add(p);
   }
+}
+
+/** An optimizer's state as host arrays, torch-style keys '<param index>.<name>' (for checkpoints). */
+export type OptimizerState = Map<string, Float32Array | Int32Array>;
+
+async function readState(entries: [string, Tensor][]): Promise<OptimizerState> {
+  const out: OptimizerState = new Map();
+  for (const [k, t] of entries) out.set(k, (await t.toArray()) as Float32Array);
+  return out;
+}
+
+function loadState(op: string, entries: [string, Tensor][], state: OptimizerState, extra: string[] = []): void {
+  const known = new Map(entries);
+  const problems: string[] = [];
+  for (const k of state.keys()) if (!known.has(k) && !extra.includes(k)) problems.push(`unexpected key '${k}'`);
+  for (const [k, t] of entries) {
+    const v = state.get(k);
+    if (!v) problems.push(`missing key '${k}'`);
+    else if (v.length !== t.size || !(v instanceof Float32Array)) problems.push(`'${k}' has ${v.length} ${v instanceof Float32Array ? 'float32' : 'int32'} values, expected ${t.size} float32`);
+  }
+  for (const k of extra) if (!state.has(k)) problems.push(`missing key '${k}'`);
+  if (problems.length) throw new EngineError(`${op}.loadStateDict: ${problems.join('; ')}`);
+  for (const [k, t] of entries) writeTensor(t, state.get(k)!);
 }
 
 export interface SGDOptions {
@@ -69,6 +93,17 @@ export class SGD implements FusedOptimizer {
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
   step(): void {
     applyUpdates(this);
+  }
+
+  /** Momentum buffers, read back: keys '<i>.momentum_buffer'. */
+  stateDict(): Promise<OptimizerState> {
+    return readState(this.stateEntries());
+  }
+  loadStateDict(state: OptimizerState): void {
+    loadState('SGD', this.stateEntries(), state);
+  }
+  private stateEntries(): [string, Tensor][] {
+    return this.buffers.map((b, i) => [`${i}.momentum_buffer`, b]);
   }
 
   fusedUpdate(i: number): FusedUpdate {
@@ -131,6 +166,22 @@ export class AdamW implements FusedOptimizer {
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
   step(): void {
     applyUpdates(this);
+  }
+
+  /** Moments and step counts, read back: keys '<i>.exp_avg', '<i>.exp_avg_sq', and 'step' (one count per parameter). */
+  stateDict(): Promise<OptimizerState> {
+    return readState(this.stateEntries()).then((m) => m.set('step', Int32Array.from(this.steps)));
+  }
+  loadStateDict(state: OptimizerState): void {
+    const steps = state.get('step');
+    if (steps && (!(steps instanceof Int32Array) || steps.length !== this.steps.length)) {
+      throw new EngineError(`AdamW.loadStateDict: 'step' must hold ${this.steps.length} int32 counts`);
+    }
+    loadState('AdamW', this.stateEntries(), state, ['step']);
+    this.steps.splice(0, this.steps.length, ...steps!);
+  }
+  private stateEntries(): [string, Tensor][] {
+    return this.params.flatMap((_, i): [string, Tensor][] => [[`${i}.exp_avg`, this.m[i]!], [`${i}.exp_avg_sq`, this.v[i]!]]);
   }
 
   fusedUpdate(i: number): FusedUpdate {

@@ -33,7 +33,7 @@
 // and the step is counted in the telemetry buffer; IntegratorTelemetry.read() reports it.
 import { EngineError, type Device } from '../device.ts';
 import { Tensor } from '../tensor.ts';
-import { tensor } from '../creation.ts';
+import { tensor, writeTensor } from '../creation.ts';
 import { fill } from '../ops/elementwise.ts';
 import { checkSameDevice, fmt, grid1d, launch, output } from '../ops/kernel.ts';
 import type { FusedOptimizer } from '../optim.ts';
@@ -230,6 +230,27 @@ export class GradientIntegrator {
         });
       }),
     );
+  }
+
+  /**
+   * The integrator's GPU state, read back (for checkpoints): 'state' (learned loss weights,
+   * moving averages, gradnorm's initial losses) and 'telemetry' (step counters and the ring).
+   */
+  async stateDict(): Promise<Map<string, Float32Array | Int32Array>> {
+    return new Map<string, Float32Array | Int32Array>([
+      ['state', (await this.state.toArray()) as Float32Array],
+      ['telemetry', (await this.telemetryBuffer.toArray()) as Int32Array],
+    ]);
+  }
+  loadStateDict(entries: Map<string, Float32Array | Int32Array>): void {
+    const op = 'GradientIntegrator.loadStateDict';
+    const s = entries.get('state');
+    const t = entries.get('telemetry');
+    if (!(s instanceof Float32Array) || s.length !== this.state.size) throw new EngineError(`${op}: 'state' must hold ${this.state.size} float32 values (same method, groups and tensors), got ${s ? s.length : 'none'}`);
+    if (!(t instanceof Int32Array) || t.length !== this.telemetryBuffer.size) throw new EngineError(`${op}: 'telemetry' must hold ${this.telemetryBuffer.size} int32 values (same groups and telemetrySteps), got ${t ? t.length : 'none'}`);
+    writeTensor(this.state, s);
+    writeTensor(this.telemetryBuffer, t);
+    this.telemetry.markReported(t);
   }
 
   dispose(): void {

@@ -73,6 +73,8 @@ export class MultimodalStep {
       return;
     }
     const params = opt.params;
+    // gradnorm weighs the gradients by the loss values (the loss tensors outlive the graph).
+    const lossValues = this.method === 'gradnorm' ? this.names.map((n) => [losses[this.main]!, losses[n]!]) : undefined;
     const grads = perLossGrads(losses, params);
     const index = new Map(params.map((p, i) => [p, i]));
     const groupGrads = this.names.map((n) => {
@@ -100,10 +102,19 @@ export class MultimodalStep {
         if (acc) p.grad = acc;
       });
     });
-    this.integrator.step(opt, groupGrads);
+    this.integrator.step(opt, groupGrads, lossValues);
     for (const gs of groupGrads) for (const list of gs) for (const g of list) g?.dispose();
     opt.step(); // the other parameters (encoder parameters have no .grad and are skipped)
     opt.zeroGrad();
+  }
+
+  /** The integrator's state (empty for 'uniform' / 'one-joint-loss'), for checkpoints. */
+  async stateDict(): Promise<Map<string, Float32Array | Int32Array>> {
+    return this.integrator ? this.integrator.stateDict() : new Map();
+  }
+  loadStateDict(entries: Map<string, Float32Array | Int32Array>): void {
+    if (this.integrator) this.integrator.loadStateDict(entries);
+    else if (entries.size) throw new EngineError(`MultimodalStep.loadStateDict: method '${this.method}' keeps no integrator state, got ${[...entries.keys()].join(', ')}`);
   }
 
   dispose(): void {

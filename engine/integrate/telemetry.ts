@@ -71,6 +71,11 @@ export class IntegratorTelemetry {
     this.seen = new Array<number>(groups).fill(0);
   }
 
+  /** After a checkpoint load: non-finite steps counted in `header` were reported before the save. */
+  markReported(buffer: Int32Array): void {
+    for (let g = 0; g < this.groups; g++) this.seen[g] = buffer[g * TELEMETRY_HEADER]!;
+  }
+
   /** Fetches the ring and counters with one buffer map; see TelemetryReadOptions for non-finite steps. */
   async read(opts: TelemetryReadOptions = {}): Promise<TelemetryReadout> {
     const onNonFinite = opts.onNonFinite ?? 'throw';

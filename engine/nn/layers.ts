@@ -4,6 +4,7 @@ import { EngineError } from '../device.ts';
 import { fill } from '../ops/elementwise.ts';
 import { relu, linear, reshape, conv2d, batchNorm2d, maxPool2d, adaptiveAvgPool2d, layerNorm, gelu, dropout, type Conv2dOptions, type Pool2dOptions } from '../ops/index.ts';
 import { getDevice, type Tensor } from '../tensor.ts';
+import { tensor } from '../creation.ts';
 import type { Generator } from '../random.ts';
 import { Layer } from './module.ts';
 import { defaultWeight, fans, uniform, type InitOptions } from './init.ts';
@@ -65,7 +66,13 @@ export class BatchNorm2d extends Layer {
     this.runningMean = this.buffer('running_mean', fill([numFeatures], 0, dev));
     this.runningVar = this.buffer('running_var', fill([numFeatures], 1, dev));
     // PyTorch keeps an int64 counter; int32 here (it only counts training batches).
-    this.tracked = this.buffer('num_batches_tracked', fill([], 0, dev, 'int32'));
+    // Uploaded (not a fill dispatch), so the queue writes in forward() stay in order with it.
+    this.tracked = this.buffer('num_batches_tracked', tensor(Int32Array.of(0), [], { device: dev }));
+  }
+  protected override stateLoaded(name: string, value: Float32Array | Int32Array | null): void {
+    // The counter lives on the host; a GPU-to-GPU load (value null) cannot be seen here without
+    // a readback, so then counting goes on from this module's own value.
+    if (name === 'num_batches_tracked' && value) this.batches = value[0]!;
   }
   forward(x: Tensor): Tensor {
     if (this.training) {

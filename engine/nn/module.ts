@@ -74,28 +74,48 @@ export abstract class Module {
    * Copies values into this module's parameters and buffers (uploads host arrays; GPU tensors
    * are copied on the queue). Every key must be known and every shape must match; with
    * `strict` (default) every entry of the module must be given, as torch's load_state_dict.
+   * Nothing is written unless everything matches; the error lists every mismatch.
    */
   loadStateDict(entries: Map<string, Tensor | Float32Array | Int32Array>, strict = true): void {
-    const own = this.stateDict();
+    const own = this.ownedEntries();
+    const problems: string[] = [];
     const unknown = [...entries.keys()].filter((k) => !own.has(k));
     const missing = strict ? [...own.keys()].filter((k) => !entries.has(k)) : [];
-    if (unknown.length || missing.length) {
-      throw new EngineError(`loadStateDict: ${unknown.length ? `unexpected keys ${unknown.join(', ')}` : ''}${unknown.length && missing.length ? '; ' : ''}${missing.length ? `missing keys ${missing.join(', ')}` : ''}`);
-    }
+    if (unknown.length) problems.push(`unexpected keys ${unknown.join(', ')}`);
+    if (missing.length) problems.push(`missing keys ${missing.join(', ')}`);
     for (const [k, v] of entries) {
-      const dst = own.get(k)!;
-      const n = v instanceof Float32Array || v instanceof Int32Array ? v.length : v.size;
-      if (n !== dst.size || (!(v instanceof Float32Array || v instanceof Int32Array) && v.shape.join() !== dst.shape.join())) {
-        throw new EngineError(`loadStateDict: '${k}' has ${v instanceof Float32Array || v instanceof Int32Array ? `${n} values` : `shape [${v.shape.join(', ')}]`}, the module expects [${dst.shape.join(', ')}]`);
-      }
+      const dst = own.get(k)?.[2];
+      if (!dst) continue;
+      const host = v instanceof Float32Array || v instanceof Int32Array;
+      const n = host ? v.length : v.size;
+      if (n !== dst.size || (!host && v.shape.join() !== dst.shape.join())) {
+        problems.push(`'${k}' has ${host ? `${n} values` : `shape [${v.shape.join(', ')}]`}, the module expects [${dst.shape.join(', ')}]`);
+      } else if (!host && v.dtype !== dst.dtype) problems.push(`'${k}' is ${v.dtype}, the module expects ${dst.dtype}`);
+    }
+    if (problems.length) throw new EngineError(`loadStateDict: ${problems.join('; ')}`);
+    // Recorded work (e.g. the zero-fill of a fresh buffer) must run before the queue writes below.
+    if (entries.size) own.values().next().value![2].device.batcher.flush();
+    for (const [k, v] of entries) {
+      const [module, name, dst] = own.get(k)!;
       if (v instanceof Float32Array || v instanceof Int32Array) {
         const arr = dst.dtype === 'int32' ? Int32Array.from(v) : Float32Array.from(v);
         dst.device.gpu.queue.writeBuffer(dst.buffer('loadStateDict'), 0, arr.buffer, arr.byteOffset, arr.byteLength);
+        module.stateLoaded(name, arr);
       } else {
-        if (v.dtype !== dst.dtype) throw new EngineError(`loadStateDict: '${k}' is ${v.dtype}, the module expects ${dst.dtype}`);
         dst.device.batcher.copy(v.buffer('loadStateDict'), 0, dst.buffer('loadStateDict'), 0, dst.size * 4);
+        module.stateLoaded(name, null);
       }
     }
+  }
+
+  /** Called after loadStateDict wrote entry `name` of this module (host values, or null for a GPU copy). */
+  protected stateLoaded(_name: string, _value: Float32Array | Int32Array | null): void {}
+
+  private ownedEntries(prefix = '', out = new Map<string, [Module, string, Tensor]>()): Map<string, [Module, string, Tensor]> {
+    for (const [n, t] of this.params) out.set(prefix + n, [this, n, t]);
+    for (const [n, t] of this.buffers) out.set(prefix + n, [this, n, t]);
+    for (const [n, m] of this.children) m.ownedEntries(`${prefix}${n}.`, out);
+    return out;
   }
 
   /** Sets training mode on this module and its descendants. */

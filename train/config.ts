@@ -1,0 +1,40 @@
+// A training run's configuration: what `mmpareto train` parses from its flags and writes to
+// the run directory's config.json (with `version` and `device` added at the start of a run).
+import type { IntegratorMethod } from '../engine/index.ts';
+
+export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av'] as const;
+export const MODELS = ['cnn', 'resnet18', 'mbt'] as const;
+export const OPTIMIZERS = ['sgd', 'adamw'] as const;
+export type DatasetName = (typeof DATASETS)[number];
+export type ModelName = (typeof MODELS)[number];
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+export interface RunConfig {
+  dataset: DatasetName;
+  model: ModelName;
+  method: IntegratorMethod;
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerName;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  /** 'none' or 'cosine' (cosine decay to 0 over all steps). */
+  lrSchedule: 'none' | 'cosine';
+  /** MMPareto's magnitude factor γ. */
+  gamma: number;
+  /** Late-fusion combination of the modality features. */
+  fusion: 'concat' | 'sum';
+  seed: number;
+  /** Fashion-MNIST directory (the gzipped IDX files). */
+  dataDir: string;
+  /** Use at most this many training items (0: all), for quick runs. */
+  trainLimit: number;
+  /** Training items held out for validation. */
+  valSize: number;
+  /** Log mean losses (and read telemetry) every this many steps. */
+  logEvery: number;
+  outDir: string;
+}
+
+export const DEFAULT_DATA_DIR = '/usr/share/datasets/fashion-mnist';
