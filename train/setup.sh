@@ -11,8 +11,27 @@ if [ ! -d node_modules/webgpu ] || [ ! -d node_modules/tsx ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
+# Fashion-MNIST for `npm start` (tests do not need it): installed from Debian when missing; a
+# failure only warns, and the trainer then says how to get the data or point --data-dir at it.
+FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+ensure_dataset() {
+  [ -f "$FMNIST" ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "[setup] warning: Fashion-MNIST not found at $(dirname "$FMNIST") and no apt-get; pass --data-dir DIR to train on it" >&2
+    return 0
+  fi
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing the Fashion-MNIST data set (dataset-fashion-mnist)"
+  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 \
+    || { $sudo apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1; }; then
+    [ -f "$FMNIST" ] && return 0
+  fi
+  echo "[setup] warning: could not install dataset-fashion-mnist; \`npm start\` needs it (or --data-dir DIR with the four Fashion-MNIST IDX files)" >&2
+  return 0
+}
+
 probe() { XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} node train/probe-adapter.mjs 2>/dev/null; }
-if name=$(probe); then say "WebGPU adapter: $name"; exit 0; fi
+if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; exit 0; fi
 
 if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null; then
   echo "[setup] no WebGPU adapter found. Install a GPU driver with Vulkan (Linux), Metal (macOS) or D3D12 (Windows)," >&2
@@ -38,6 +57,6 @@ say "no WebGPU adapter: installing the software Vulkan driver (libvulkan1, mesa-
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends ${suite:+-t $suite} libvulkan1 mesa-vulkan-drivers >/dev/null
-if name=$(probe); then say "WebGPU adapter: $name"; exit 0; fi
+if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; exit 0; fi
 echo "[setup] still no WebGPU adapter after installing Mesa; check 'vulkaninfo --summary' (Dawn needs Mesa >= 23)." >&2
 exit 1
