@@ -1,0 +1,338 @@
+// `mmpareto report RUN...`: one self-contained HTML page (inline CSS and SVG, no network) that
+// compares training runs: a results table, loss and validation-accuracy curves, and the
+// integrator telemetry of the paper's Fig. 1 — cos β between the multimodal and unimodal
+// gradients over steps (1a), α, and the distributions of |g_m| and |g_u| (1d) — per encoder.
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { RunConfig } from './config.ts';
+import type { EvalRecord, FinalRecord, RunRecord, StepRecord, TelemetryLine } from './run-log.ts';
+import { escapeHtml, finiteRange, histogram, histogramChart, lineChart, type LineSeries } from './svg.ts';
+
+/** config.json as written at the start of a run; fields are shown as found (a missing one as '—'). */
+export interface RunConfigFile extends Partial<RunConfig> {
+  version?: string;
+  device?: string;
+}
+
+/** One run directory, read back: records by type, in step order, the last write of each step kept. */
+export interface RunData {
+  dir: string;
+  config: RunConfigFile;
+  steps: StepRecord[];
+  telemetry: TelemetryLine[];
+  evals: EvalRecord[];
+  /** null while the run is still going or after a crash: the page marks it incomplete. */
+  final: FinalRecord | null;
+}
+
+/** Bins of the gradient-magnitude histograms. */
+export const MAGNITUDE_BINS = 20;
+const RECORD_TYPES = ['step', 'telemetry', 'eval', 'final'];
+const SPLITS = ['train', 'val', 'test'];
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Checks that the fields are numbers; JSON writes NaN/±Inf as null, read back as NaN. */
+function numbers(r: Obj, keys: string[], where: string): void {
+  for (const k of keys) {
+    if (r[k] === null) r[k] = NaN;
+    else if (typeof r[k] !== 'number') throw new Error(`${where}: field '${k}' must be a number, got ${JSON.stringify(r[k])}`);
+  }
+}
+
+function numberMaps(r: Obj, keys: string[], where: string): void {
+  for (const k of keys) {
+    const m = r[k];
+    if (!isObj(m)) throw new Error(`${where}: field '${k}' must be an object of numbers by name, got ${JSON.stringify(m)}`);
+    numbers(m, Object.keys(m), `${where}: ${k}`);
+  }
+}
+
+function checkEval(r: Obj, where: string): void {
+  numbers(r, ['epoch', 'step'], where);
+  if (!SPLITS.includes(r.split as string)) throw new Error(`${where}: split must be one of ${SPLITS.join(', ')}, got ${JSON.stringify(r.split)}`);
+  numberMaps(r, ['loss', 'acc', 'macro_f1'], where);
+  if (!Array.isArray(r.confusion) || !r.confusion.every((row) => Array.isArray(row) && row.every((v) => typeof v === 'number'))) {
+    throw new Error(`${where}: field 'confusion' must be an array of rows of numbers`);
+  }
+}
+
+/** Validates one parsed line in place (the fields the report reads) and returns it typed. */
+function checkRecord(r: unknown, where: string): RunRecord {
+  if (!isObj(r)) throw new Error(`${where}: a record must be a JSON object, got ${JSON.stringify(r)}`);
+  switch (r.type) {
+    case 'step':
+      numbers(r, ['epoch', 'step', 'time_s'], where);
+      numberMaps(r, ['loss'], where);
+      break;
+    case 'telemetry':
+      numbers(r, ['step', 'cos', 'alpha', 'norm_m', 'norm_u'], where);
+      if (typeof r.group !== 'string') throw new Error(`${where}: field 'group' must be a string, got ${JSON.stringify(r.group)}`);
+      break;
+    case 'eval':
+      checkEval(r, where);
+      break;
+    case 'final':
+      numbers(r, ['best_epoch', 'best_val', 'wall_s', 'steps_per_s'], where);
+      if (!isObj(r.test)) throw new Error(`${where}: field 'test' must be an eval record`);
+      checkEval(r.test, `${where}: test`);
+      break;
+    default:
+      throw new Error(`${where}: unknown record type ${JSON.stringify(r.type)} (expected one of ${RECORD_TYPES.join(', ')})`);
+  }
+  return r as unknown as RunRecord;
+}
+
+/** The last record per key, sorted by `order`: a resumed run rewrites the steps after its checkpoint. */
+function latestBy<T>(records: T[], key: (r: T) => string, order: (r: T) => number): T[] {
+  const m = new Map<string, T>();
+  for (const r of records) {
+    const k = key(r);
+    m.delete(k);
+    m.set(k, r);
+  }
+  return [...m.values()].sort((a, b) => order(a) - order(b));
+}
+
+/** Reads a run directory's config.json and metrics.jsonl; errors name the file (and line). */
+export function loadRun(dir: string): RunData {
+  if (!existsSync(dir)) throw new Error(`report: run directory '${dir}' does not exist`);
+  if (!statSync(dir).isDirectory()) throw new Error(`report: '${dir}' is not a directory (give run directories, which hold config.json and metrics.jsonl)`);
+  const configPath = join(dir, 'config.json');
+  const metricsPath = join(dir, 'metrics.jsonl');
+  for (const p of [configPath, metricsPath]) {
+    if (!existsSync(p)) throw new Error(`report: ${p} is missing (a run directory holds config.json and metrics.jsonl, written by 'mmpareto train')`);
+  }
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch (e) {
+    throw new Error(`${configPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!isObj(config)) throw new Error(`${configPath}: must hold a JSON object, got ${JSON.stringify(config)}`);
+  // Same rule as readRecords: only a torn last line (no newline after it: a crash mid-write) is skipped.
+  const lines = readFileSync(metricsPath, 'utf8').split('\n');
+  const records: RunRecord[] = [];
+  lines.forEach((line, i) => {
+    if (!line.trim()) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch (e) {
+      if (i === lines.length - 1) return;
+      throw new Error(`${metricsPath}:${i + 1}: not a JSON record (${(e as Error).message})`);
+    }
+    records.push(checkRecord(parsed, `${metricsPath}:${i + 1}`));
+  });
+  const of = <T extends RunRecord['type']>(t: T) => records.filter((r): r is Extract<RunRecord, { type: T }> => r.type === t);
+  const finals = of('final');
+  return {
+    dir,
+    config: config as RunConfigFile,
+    steps: latestBy(of('step'), (r) => String(r.step), (r) => r.step),
+    telemetry: latestBy(of('telemetry'), (r) => `${r.step}\u0000${r.group}`, (r) => r.step),
+    evals: latestBy(of('eval'), (r) => `${r.split}\u0000${r.epoch}`, (r) => r.epoch),
+    final: finals.length ? finals[finals.length - 1]! : null,
+  };
+}
+
+// ---- formatting --------------------------------------------------------------------------
+
+/** Any config value as escaped text; missing as '—'. */
+const text = (v: unknown): string => (v === undefined || v === null ? '—' : escapeHtml(String(v)));
+/** Accuracies as percentages with two decimals: 0.8125 → "81.25%". */
+export const formatAccuracy = (a: number): string => `${(100 * a).toFixed(2)}%`;
+/** Macro-F1 with four decimals; steps/s with two. */
+export const formatF1 = (f: number): string => f.toFixed(4);
+export const formatRate = (r: number): string => r.toFixed(2);
+
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return '—';
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  return h ? `${h} h ${String(m).padStart(2, '0')} min` : `${m} min ${String(sec).padStart(2, '0')} s`;
+}
+
+const label = (run: RunData, i: number): string => `#${i + 1} ${String(run.config.method ?? '?')}`;
+
+/** Names in first-seen order over all runs; 'mm' (the multimodal head) first. */
+function unionKeys(maps: Array<Record<string, unknown>>): string[] {
+  const keys = [...new Set(maps.flatMap((m) => Object.keys(m)))];
+  return keys.includes('mm') ? ['mm', ...keys.filter((k) => k !== 'mm')] : keys;
+}
+
+/** The main logits name of an evaluation: 'mm' when present, else its first. */
+const mainKey = (e: EvalRecord): string | undefined => ('mm' in e.acc ? 'mm' : Object.keys(e.acc)[0]);
+
+// ---- sections ----------------------------------------------------------------------------
+
+function header(runs: RunData[]): string {
+  const rows = runs.map((r, i) => {
+    const c = r.config;
+    const wall = r.final ? formatDuration(r.final.wall_s) : r.steps.length ? `${formatDuration(r.steps[r.steps.length - 1]!.time_s)} so far` : '—';
+    const status = r.final ? 'complete' : '<span class="incomplete">incomplete</span>';
+    return `<tr><td>#${i + 1}</td><td class="path">${text(r.dir)}</td><td>${text(c.dataset)}</td><td>${text(c.model)}</td><td>${text(c.method)}</td><td>${text(c.seed)}</td><td>${text(c.epochs)}</td><td>${text(c.device)}</td><td>${text(c.version)}</td><td>${wall}</td><td>${status}</td></tr>`;
+  });
+  return `<h1>Training report: ${runs.length} run${runs.length === 1 ? '' : 's'}</h1>
+<table class="runs"><tr><th>#</th><th>run directory</th><th>dataset</th><th>model</th><th>method</th><th>seed</th><th>epochs</th><th>device</th><th>version</th><th>wall time</th><th>status</th></tr>
+${rows.join('\n')}</table>`;
+}
+
+interface Column {
+  name: string;
+  values: Array<number | undefined>;
+  format: (v: number) => string;
+  /** Highlight the largest value. */
+  best: boolean;
+}
+
+function comparisonTable(runs: RunData[]): string {
+  // Best by validation: the final record's; for an incomplete run, the best validation evaluation so far.
+  const best = runs.map((r) => {
+    if (r.final) return { epoch: r.final.best_epoch, val: r.final.best_val };
+    const vals = r.evals.filter((e) => e.split === 'val' && mainKey(e) !== undefined);
+    const top = vals.reduce<EvalRecord | undefined>((b, e) => (!b || e.acc[mainKey(e)!]! > b.acc[mainKey(b)!]! ? e : b), undefined);
+    return top ? { epoch: top.epoch, val: top.acc[mainKey(top)!]! } : { epoch: undefined, val: undefined };
+  });
+  const accKeys = unionKeys(runs.map((r) => r.final?.test.acc ?? {}));
+  const cols: Column[] = [
+    { name: 'best epoch', values: best.map((b) => b.epoch), format: String, best: false },
+    { name: 'val acc', values: best.map((b) => b.val), format: formatAccuracy, best: true },
+    ...accKeys.map((k) => ({ name: `test acc ${k}`, values: runs.map((r) => r.final?.test.acc[k]), format: formatAccuracy, best: true })),
+    { name: 'test macro-F1', values: runs.map((r) => (r.final ? r.final.test.macro_f1[mainKey(r.final.test) ?? ''] : undefined)), format: formatF1, best: true },
+    { name: 'steps/s', values: runs.map((r) => r.final?.steps_per_s), format: formatRate, best: true },
+  ];
+  const head = `<tr><th>run</th><th>status</th>${cols.map((c) => `<th>${escapeHtml(c.name)}</th>`).join('')}</tr>`;
+  const tops = cols.map((c) => Math.max(...c.values.filter((v): v is number => v !== undefined && Number.isFinite(v))));
+  const rows = runs.map((r, i) => {
+    const cells = cols.map((c, j) => {
+      const v = c.values[i];
+      if (v === undefined) return '<td>—</td>';
+      return `<td${c.best && v === tops[j] ? ' class="best"' : ''}>${escapeHtml(c.format(v))}</td>`;
+    });
+    return `<tr class="run"><td>${escapeHtml(label(r, i))}</td><td>${r.final ? 'complete' : '<span class="incomplete">incomplete</span>'}</td>${cells.join('')}</tr>`;
+  });
+  return `<h2>Comparison</h2>
+<p class="note">Best epoch and val acc by validation (the main head: 'mm', or the first task); test columns from the final test evaluation of the best epoch; the best value per column is highlighted. An incomplete run shows its best validation so far.</p>
+<table class="compare">${head}
+${rows.join('\n')}</table>`;
+}
+
+function lossCurves(runs: RunData[]): string {
+  const names = unionKeys(runs.flatMap((r) => r.steps.map((s) => s.loss)));
+  if (!names.length) return '<h2>Training losses</h2><p class="note">No step records yet.</p>';
+  const charts = names.map((n) => {
+    const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: r.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const) }));
+    return lineChart(series, { title: `training loss '${n}'`, xLabel: 'step', yLabel: 'mean loss over the interval' });
+  });
+  return `<h2>Training losses</h2>\n${charts.join('\n')}`;
+}
+
+function accuracyCurves(runs: RunData[]): string {
+  const vals = runs.map((r) => r.evals.filter((e) => e.split === 'val'));
+  const names = unionKeys(vals.flat().map((e) => e.acc));
+  if (!names.length) return '<h2>Validation accuracy</h2><p class="note">No validation evaluations yet.</p>';
+  const charts = names.map((n) => {
+    const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: vals[i]!.map((e) => [e.epoch, 100 * (e.acc[n] ?? NaN)] as const) }));
+    return lineChart(series, { title: `validation accuracy '${n}'`, xLabel: 'epoch', yLabel: 'accuracy (%)' });
+  });
+  return `<h2>Validation accuracy</h2>\n${charts.join('\n')}`;
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const std = (xs: number[]) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
+const stat = (xs: number[]) => (xs.length ? `mean ${mean(xs).toPrecision(3)}, std ${std(xs).toPrecision(3)}` : 'none');
+
+function telemetrySections(runs: RunData[]): string {
+  const withT = runs.map((r, i) => ({ r, i })).filter(({ r }) => r.telemetry.length > 0);
+  const notes = runs
+    .map((r, i) => (r.telemetry.length ? '' : `<p class="note">${escapeHtml(label(r, i))}: no integrator telemetry in its metrics.jsonl (methods such as 'uniform' and 'one-joint-loss' log none); skipped in the charts below.</p>`))
+    .join('');
+  const head = '<h2>Gradient telemetry per encoder</h2>';
+  if (!withT.length) return `${head}${notes}`;
+  const groups = [...new Set(withT.flatMap(({ r }) => r.telemetry.map((t) => t.group)))];
+  const parts = groups.map((g) => {
+    const per = withT.map(({ r, i }) => ({ name: label(r, i), t: r.telemetry.filter((t) => t.group === g) })).filter((p) => p.t.length);
+    const cos = lineChart(per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.cos] as const) })), { title: `cos β, encoder '${g}'`, xLabel: 'step', yLabel: 'cos(g_m, g_u)', yRange: [-1, 1], zeroLine: true });
+    const conflicts = per.map((p) => {
+      const finite = p.t.filter((t) => Number.isFinite(t.cos));
+      const n = finite.filter((t) => t.cos < 0).length;
+      return `${escapeHtml(p.name)}: ${finite.length ? formatAccuracy(n / finite.length) : '—'} of ${finite.length} logged steps with cos β &lt; 0`;
+    });
+    const alpha = lineChart(per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.alpha] as const) })), { title: `α, encoder '${g}'`, xLabel: 'step', yLabel: 'α' });
+    const hists = per.map((p) => {
+      const ok = p.t.filter((t) => !t.non_finite);
+      const m = ok.map((t) => t.norm_m);
+      const u = ok.map((t) => t.norm_u);
+      const range = finiteRange([...m, ...u]);
+      if (!range) return `<p class="note">${escapeHtml(p.name)}: no finite gradient norms for '${escapeHtml(g)}'.</p>`;
+      const edges = Array.from({ length: MAGNITUDE_BINS + 1 }, (_, k) => range[0] + ((range[1] - range[0]) * k) / MAGNITUDE_BINS);
+      const chart = histogramChart(edges, [{ name: '|g_m| multimodal', counts: histogram(m, MAGNITUDE_BINS, range) }, { name: '|g_u| unimodal', counts: histogram(u, MAGNITUDE_BINS, range) }], {
+        title: `|g_m| vs |g_u|, encoder '${g}', ${p.name}`, xLabel: 'gradient norm over the encoder', yLabel: 'logged steps',
+      });
+      return `<figure class="hist" data-group="${escapeHtml(g)}" data-run="${escapeHtml(p.name)}">${chart}<figcaption>${escapeHtml(p.name)}: |g_m| ${stat(m)}; |g_u| ${stat(u)} (${ok.length} logged steps)</figcaption></figure>`;
+    });
+    return `<h3>Encoder '${escapeHtml(g)}'</h3>
+<figure>${cos}<figcaption>Paper Fig. 1a. Conflicts: ${conflicts.join('; ')}.</figcaption></figure>
+<figure>${alpha}<figcaption>α: MMPareto's α_m (0.5 where the plain sum was taken), MGDA's weight of the multimodal loss, else its share of the coefficients.</figcaption></figure>
+<p class="note">Paper Fig. 1d: distributions of the gradient norms over logged steps, on a shared bin range per run.</p>
+${hists.join('\n')}`;
+  });
+  return `${head}${notes}\n${parts.join('\n')}`;
+}
+
+function confusionTables(runs: RunData[]): string {
+  const parts = runs.map((r, i) => {
+    const title = `<h3>${escapeHtml(label(r, i))}</h3>`;
+    if (!r.final) return `${title}<p class="note">No final test evaluation (incomplete run).</p>`;
+    const m = r.final.test.confusion;
+    const head = `<tr><th>true \\ pred</th>${m.map((_, c) => `<th>${c}</th>`).join('')}</tr>`;
+    const rows = m.map((row, t) => {
+      const total = row.reduce((a, b) => a + b, 0) || 1;
+      // White text on the darker half of the shades.
+      const cells = row.map((v, p) => `<td style="background:rgba(0,114,178,${(v / total).toFixed(3)})${v / total > 0.5 ? ';color:#fff' : ''}"${p === t ? ' class="diag"' : ''}>${v}</td>`);
+      return `<tr><th>${t}</th>${cells.join('')}</tr>`;
+    });
+    return `${title}<table class="confusion">${head}${rows.join('')}</table>`;
+  });
+  return `<h2>Confusion matrices (final test evaluation; shade = share of the true class's row)</h2>\n${parts.join('\n')}`;
+}
+
+const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.path{text-align:left;font-family:monospace}td.best{background:#d8f0d8;font-weight:bold}
+.incomplete{color:#b00;font-weight:bold}.note{color:#555;font-size:13px}figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}
+figcaption{font-size:12px;color:#444;max-width:640px}table.confusion td{min-width:28px}table.confusion td.diag{font-weight:bold}
+svg.chart text{font-size:11px;fill:#333}svg.chart .title{font-size:13px;font-weight:bold}svg.chart .label{font-size:12px}
+svg.chart .grid{stroke:#e4e4e4}svg.chart .axis{stroke:#555}svg.chart .plot{fill:none;stroke:#555}svg.chart .zero{stroke:#900;stroke-dasharray:5 4}`;
+
+/** The whole page for these runs (pure: data in, HTML out). */
+export function renderReport(runs: RunData[]): string {
+  if (!runs.length) throw new Error('renderReport: no runs to report');
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>MMPareto training report</title><style>${STYLE}</style></head>
+<body>
+${header(runs)}
+${comparisonTable(runs)}
+${lossCurves(runs)}
+${accuracyCurves(runs)}
+${telemetrySections(runs)}
+${confusionTables(runs)}
+</body></html>
+`;
+}
+
+/** Loads the run directories and writes the page to `outFile` (temp file + rename, so no half-written page). */
+export function writeReport(runDirs: string[], outFile: string): { path: string; runs: number } {
+  if (!runDirs.length) throw new Error('report: no run directories given (usage: mmpareto report RUN_DIR...)');
+  const html = renderReport(runDirs.map(loadRun));
+  const path = resolve(outFile);
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  writeFileSync(tmp, html);
+  renameSync(tmp, path);
+  return { path, runs: runDirs.length };
+}
