@@ -1,12 +1,13 @@
 // A training run's configuration: what `mmpareto train` parses from its flags and writes to
 // the run directory's config.json (with `version` and `device` added at the start of a run).
 import type { IntegratorMethod } from '../engine/index.ts';
+import { MODELS, type ModelName } from '../models/registry.ts';
+
+export { MODELS, type ModelName };
 
 export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av'] as const;
-export const MODELS = ['cnn', 'resnet18', 'mbt'] as const;
 export const OPTIMIZERS = ['sgd', 'adamw'] as const;
 export type DatasetName = (typeof DATASETS)[number];
-export type ModelName = (typeof MODELS)[number];
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 
 export interface RunConfig {

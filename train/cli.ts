@@ -1,0 +1,237 @@
+// `mmpareto` — train, evaluate and compare multimodal runs. See `mmpareto --help`.
+// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, divergence), 2 bad usage.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { INTEGRATOR_METHODS, init, type Device, type IntegratorMethod } from '../engine/index.ts';
+import { DATASETS, DEFAULT_DATA_DIR, MODELS, OPTIMIZERS, type RunConfig } from './config.ts';
+import { loadModelState, readCheckpoint } from './checkpoint.ts';
+import { ProgressBar, formatDuration, progressLine } from './progress.ts';
+import { writeReport } from './report.ts';
+import { appendRecord } from './run-log.ts';
+import { VERSION, buildSetup, evaluate, formatEval, readRunConfig, runFiles, train } from './trainer.ts';
+
+export class UsageError extends Error {}
+
+const HELP = `mmpareto ${VERSION} — multimodal training with MMPareto (Wei & Hu, ICML 2024) on WebGPU
+
+Usage:
+  mmpareto train [options]            train a model; writes a run directory
+  mmpareto eval RUN_DIR [options]     evaluate a run's checkpoint on a split
+  mmpareto report RUN_DIR... [--out FILE]
+                                      one self-contained HTML page comparing runs
+  mmpareto --help | --version
+
+train options (default in brackets):
+  --dataset NAME      ${DATASETS.join(' | ')} [cg-fmnist]
+  --model NAME        ${MODELS.join(' | ')} [cnn]
+  --method NAME       ${INTEGRATOR_METHODS.join(' | ')} [mmpareto]
+  --epochs N          training epochs [10]
+  --batch-size N      items per step [64]
+  --optimizer NAME    sgd (momentum) | adamw [sgd]
+  --lr X              learning rate [0.001, the paper's]
+  --momentum X        SGD momentum [0.9]
+  --weight-decay X    weight decay (SGD: L2 added to the gradient; AdamW: decoupled) [0.0001]
+  --lr-schedule NAME  none | cosine (cosine decay to 0 over the run) [none]
+  --gamma X           MMPareto's magnitude factor γ [1.5]
+  --fusion NAME       late fusion of modality features: concat | sum [concat]
+  --seed N            initialisation, split and shuffling seed [0]
+  --data-dir DIR      Fashion-MNIST IDX files [${DEFAULT_DATA_DIR}]
+  --train-limit N     use at most N training items, 0 = all [0]
+  --val-size N        training items held out for validation [5000]
+  --log-every N       log mean losses and MMPareto telemetry every N steps [20]
+  --out DIR           run directory [runs/DATASET-MODEL-METHOD-sSEED]
+  --resume            continue the run in --out from its latest checkpoint (same config;
+                      only --epochs may be raised); the result equals an uninterrupted run
+  --no-report         do not write report.html into the run directory at the end
+
+eval options:
+  --checkpoint WHICH  best | latest | a .safetensors path [best]
+  --split NAME        train | val | test [test]
+  --data-dir DIR      where the data set lives, if not where the run found it
+
+common:
+  --quiet             no progress bar; only epoch summaries and results
+  -h, --help          this text
+
+A run directory holds config.json, metrics.jsonl (losses every --log-every steps, the
+integrator's cos β, α and gradient norms per encoder, one evaluation per epoch, the final
+test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
+optimizer and integrator state; written atomically), and report.html.
+Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, divergence),
+2 bad usage (unknown command, flag or name).
+`;
+
+const OPTIONS = {
+  dataset: { type: 'string' }, model: { type: 'string' }, method: { type: 'string' }, epochs: { type: 'string' },
+  'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, momentum: { type: 'string' },
+  'weight-decay': { type: 'string' }, 'lr-schedule': { type: 'string' }, gamma: { type: 'string' }, fusion: { type: 'string' },
+  seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'train-limit': { type: 'string' }, 'val-size': { type: 'string' },
+  'log-every': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
+  checkpoint: { type: 'string' }, split: { type: 'string' }, quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
+} satisfies ParseArgsConfig['options'];
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+
+function choice<T extends string>(flag: string, v: string | undefined, valid: readonly T[], dflt: T): T {
+  if (v === undefined) return dflt;
+  if (!(valid as readonly string[]).includes(v)) throw new UsageError(`--${flag}: unknown '${v}' (valid: ${valid.join(', ')})`);
+  return v as T;
+}
+function num(flag: string, v: string | undefined, dflt: number, check: (x: number) => boolean, what: string): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isFinite(x) || !check(x)) throw new UsageError(`--${flag}: '${v}' is not ${what}`);
+  return x;
+}
+const int = (x: number) => Number.isInteger(x);
+
+export function trainConfig(v: Values): RunConfig {
+  const dataset = choice('dataset', v.dataset, DATASETS, 'cg-fmnist');
+  const model = choice('model', v.model, MODELS, 'cnn');
+  const method = choice<IntegratorMethod>('method', v.method, INTEGRATOR_METHODS, 'mmpareto');
+  const seed = num('seed', v.seed, 0, (x) => int(x) && x >= 0, 'an integer >= 0');
+  return {
+    dataset, model, method, seed,
+    epochs: num('epochs', v.epochs, 10, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    batchSize: num('batch-size', v['batch-size'], 64, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    optimizer: choice('optimizer', v.optimizer, OPTIMIZERS, 'sgd'),
+    lr: num('lr', v.lr, 1e-3, (x) => x > 0, 'a number > 0'),
+    momentum: num('momentum', v.momentum, 0.9, (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    weightDecay: num('weight-decay', v['weight-decay'], 1e-4, (x) => x >= 0, 'a number >= 0'),
+    lrSchedule: choice('lr-schedule', v['lr-schedule'], ['none', 'cosine'] as const, 'none'),
+    gamma: num('gamma', v.gamma, 1.5, (x) => x > 0, 'a number > 0'),
+    fusion: choice('fusion', v.fusion, ['concat', 'sum'] as const, 'concat'),
+    dataDir: v['data-dir'] ?? DEFAULT_DATA_DIR,
+    trainLimit: num('train-limit', v['train-limit'], 0, (x) => int(x) && x >= 0, 'an integer >= 0'),
+    valSize: num('val-size', v['val-size'], 5000, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    logEvery: num('log-every', v['log-every'], 20, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    outDir: resolve(v.out ?? join('runs', `${dataset}-${model}-${method}-s${seed}`)),
+  };
+}
+
+/** For --resume: the saved config, with --epochs allowed to change and anything else refused. */
+function resumeConfig(v: Values, argv: string[]): RunConfig {
+  const asked = trainConfig(v);
+  const saved = readRunConfig(asked.outDir);
+  const given = new Set(argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!));
+  const flagOf: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', outDir: 'out' };
+  const out = { ...saved, outDir: asked.outDir } as RunConfig;
+  for (const k of Object.keys(asked) as (keyof RunConfig)[]) {
+    const flag = flagOf[k] ?? k;
+    if (!given.has(flag) || k === 'outDir') continue;
+    if (k === 'epochs' || k === 'dataDir') (out as unknown as Record<string, unknown>)[k] = asked[k];
+    else if (asked[k] !== saved[k]) throw new UsageError(`--resume: --${flag} ${String(asked[k])} differs from the run's ${String(saved[k])} (only --epochs may change)`);
+  }
+  delete (out as unknown as Record<string, unknown>).version;
+  delete (out as unknown as Record<string, unknown>).device;
+  return out;
+}
+
+interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise<Device>): Promise<void> {
+  const config = v.resume ? resumeConfig(v, argv) : trainConfig(v);
+  const dev = await device();
+  const bar = new ProgressBar(process.stderr, !v.quiet && process.stderr.isTTY === true);
+  let lastPrinted = 0;
+  const final = await train(config, {
+    device: dev,
+    resume: v.resume,
+    events: {
+      log: (s) => {
+        bar.clear();
+        io.err(s);
+      },
+      progress: (p) => {
+        if (bar.enabled) return bar.update(p);
+        // Not a terminal: a plain progress line every ~10 s unless quiet.
+        if (v.quiet || performance.now() - lastPrinted < 10_000) return;
+        lastPrinted = performance.now();
+        io.err(progressLine(p));
+      },
+    },
+  });
+  bar.clear();
+  const t = final.test;
+  io.out(`test (best epoch ${final.best_epoch} by validation): ${formatEval(t)}; macro-F1 ${(100 * t.macro_f1[Object.keys(t.macro_f1)[0]!]!).toFixed(2)}%`);
+  io.out(`wall ${formatDuration(final.wall_s)} (${final.steps_per_s.toFixed(2)} steps/s); run directory ${config.outDir}`);
+  if (!v['no-report']) {
+    const r = writeReport([config.outDir], join(config.outDir, 'report.html'));
+    io.out(`report: ${r.path}`);
+  }
+}
+
+async function cmdEval(v: Values, positionals: string[], io: Io, device: () => Promise<Device>): Promise<void> {
+  if (positionals.length !== 1) throw new UsageError('eval takes one run directory');
+  const dir = resolve(positionals[0]!);
+  const config = readRunConfig(dir);
+  if (v['data-dir']) config.dataDir = v['data-dir'];
+  const which = v.checkpoint ?? 'best';
+  const path = which === 'best' || which === 'latest' ? runFiles(dir)[which] : resolve(which);
+  const split = choice('split', v.split, ['train', 'val', 'test'] as const, 'test');
+  const ckpt = readCheckpoint(path);
+  await device();
+  const setup = buildSetup(config);
+  try {
+    loadModelState(ckpt, setup.model);
+    const rec = await evaluate(setup, setup.dataset[split], split, ckpt.meta.epoch, ckpt.meta.step, 256);
+    if (existsSync(runFiles(dir).metrics) && !v.quiet) io.err(`${split} of ${path}: ${formatEval(rec)}`);
+    io.out(JSON.stringify(rec));
+  } finally {
+    setup.model.dispose();
+  }
+}
+
+function cmdReport(v: Values, positionals: string[], io: Io): void {
+  if (positionals.length === 0) throw new UsageError('report takes one or more run directories');
+  const out = resolve(v.out ?? (positionals.length === 1 ? join(positionals[0]!, 'report.html') : 'report.html'));
+  const r = writeReport(positionals.map((p) => resolve(p)), out);
+  io.out(`report of ${r.runs} run(s): ${r.path}`);
+}
+
+/** Runs the CLI; returns the exit code (never calls process.exit). */
+export async function main(argv: string[], io: Io = { out: (s) => console.log(s), err: (s) => console.error(s) }, given?: Device): Promise<number> {
+  let device: Device | null = null; // created here on first need (usage errors create none), destroyed at the end
+  const getDevice = async () => given ?? (device ??= await init());
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const { values: v, positionals } = parsed;
+    if (v.version) return io.out(VERSION), 0;
+    const [cmd, ...rest] = positionals;
+    if (v.help || !cmd) {
+      io.out(HELP);
+      return v.help ? 0 : 2;
+    }
+    if (cmd === 'train') {
+      if (rest.length) throw new UsageError(`train takes no positional arguments, got ${rest.join(' ')}`);
+      await cmdTrain(v, argv, io, getDevice);
+    } else if (cmd === 'eval') await cmdEval(v, rest, io, getDevice);
+    else if (cmd === 'report') cmdReport(v, rest, io);
+    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report)`);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`mmpareto: ${e.message}\nRun 'mmpareto --help' for the options.`);
+      return 2;
+    }
+    io.err(`mmpareto: ${(e as Error).message}`);
+    if (process.env.MMPARETO_DEBUG) io.err((e as Error).stack ?? '');
+    return 1;
+  } finally {
+    (device as Device | null)?.destroy();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/train/cli.ts')) {
+  process.exitCode = await main(process.argv.slice(2));
+}
