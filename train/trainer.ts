@@ -81,7 +81,8 @@ export async function evaluate(setup: Setup, split: Split, which: EvalRecord['sp
       const out = model.logits(b.inputs);
       return concat(names.map((n) => out[n]!), 1);
     }));
-    const labelArrays = await Promise.all(names.map((n) => b.labels[model.targets[n]!]!.toArray()));
+    // Unshuffled batches: the labels are the split's own host arrays, in order (no readback).
+    const labelArrays = names.map((n) => split.labels[model.targets[n]!]!.subarray(at, at + b.size));
     const logits = (await cat.toArray()) as Float32Array;
     cat.dispose();
     disposeBatch(b);
@@ -237,6 +238,7 @@ export async function train(config: RunConfig, opts: TrainOptions): Promise<Fina
     // Test once, with the best-by-validation weights.
     const best = readCheckpoint(existsSync(files.best) ? files.best : files.latest);
     loadModelState(best, model);
+    log(`testing epoch ${best.meta.epoch} (best by validation) on ${dataset.test.n} test items…`);
     const test = await evaluate(setup, dataset.test, 'test', best.meta.epoch, best.meta.step, 256);
     const wall = (performance.now() - t0) / 1000;
     const final: FinalRecord = { type: 'final', best_epoch: bestEpoch, best_val: bestVal, test, wall_s: wall, steps_per_s: stepsThisRun / wall };
