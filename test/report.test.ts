@@ -9,20 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadRun, MAGNITUDE_BINS, renderReport, writeReport } from '../train/report.ts';
 import { histogram, niceDomain, niceTicks } from '../train/svg.ts';
+import { throwsWith } from './helpers.ts';
 import type { EvalRecord, RunRecord } from '../train/run-log.ts';
 
 const test = suite('report');
-
-function throwsWith(fn: () => unknown, ...fragments: string[]): void {
-  try {
-    fn();
-  } catch (e) {
-    const msg = (e as Error).message;
-    for (const f of fragments) assert.ok(msg.includes(f), `error message "${msg}" lacks "${f}"`);
-    return;
-  }
-  assert.unreachable(`expected an error containing ${fragments.join(', ')}`);
-}
 
 /** Host reference: bin i of `bins` over [lo, hi] holds lo + i·w ≤ v < lo + (i+1)·w (the last bin also hi), by comparison with the edges. */
 function hostCounts(values: number[], bins: number, lo: number, hi: number): number[] {

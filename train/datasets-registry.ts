@@ -70,15 +70,7 @@ function cgFmnist(opts: BuildDatasetOptions): Dataset {
     return { n: gray.n, inputs: { gray: gray.images, color: color.images }, labels: { label: gray.labels } };
   };
   const side = sets.train.h;
-  return {
-    name: 'cg-fmnist',
-    inputs: { gray: [1, side, side], color: [3, side, side] },
-    tasks: { label: FASHION_MNIST_CLASSES },
-    train: split('train'),
-    val: split('val'),
-    test: split('test'),
-    description: `CG-FMNIST (gray + class-coloured in train, randomly coloured in val/test) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
-  };
+  return { name: 'cg-fmnist', inputs: { gray: [1, side, side], color: [3, side, side] }, tasks: { label: FASHION_MNIST_CLASSES }, ...splits(split), description: `CG-FMNIST (gray + class-coloured in train, randomly coloured in val/test) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}` };
 }
 
 function multiFmnist(opts: BuildDatasetOptions): Dataset {
@@ -89,15 +81,7 @@ function multiFmnist(opts: BuildDatasetOptions): Dataset {
     return { n: items.n, inputs: { image: m.image.images }, labels: { left: m.left, right: m.right } };
   };
   const side = sets.train.h;
-  return {
-    name: 'multi-fmnist',
-    inputs: { image: [1, side, 2 * side] },
-    tasks: { left: FASHION_MNIST_CLASSES, right: FASHION_MNIST_CLASSES },
-    train: split('train'),
-    val: split('val'),
-    test: split('test'),
-    description: `Multi-FMNIST (pairs side by side, right half 50% salt-and-pepper, pairs drawn within each split) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
-  };
+  return { name: 'multi-fmnist', inputs: { image: [1, side, 2 * side] }, tasks: { left: FASHION_MNIST_CLASSES, right: FASHION_MNIST_CLASSES }, ...splits(split), description: `Multi-FMNIST (pairs side by side, right half 50% salt-and-pepper, pairs drawn within each split) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}` };
 }
 
 function syntheticDataset(opts: BuildDatasetOptions): Dataset {
@@ -115,18 +99,15 @@ function syntheticDataset(opts: BuildDatasetOptions): Dataset {
     return { n: sizes[s], inputs: { audio: d.audio, visual: d.visual }, labels: { label: d.labels } };
   };
   const S = SYNTHETIC_SIDE;
-  return {
-    name: 'synthetic-av',
-    inputs: { audio: [1, S, S], visual: [3, S, S] },
-    tasks: { label: SYNTHETIC_DEFAULT_CLASSES },
-    train: split('train'),
-    val: split('val'),
-    test: split('test'),
-    description: `synthetic audio-visual (generated; audio dominant): train ${sizes.train}, val ${sizes.val}, test ${sizes.test}, each from its own derived seed; seed ${opts.seed}`,
-  };
+  return { name: 'synthetic-av', inputs: { audio: [1, S, S], visual: [3, S, S] }, tasks: { label: SYNTHETIC_DEFAULT_CLASSES }, ...splits(split), description: `synthetic audio-visual (generated; audio dominant): train ${sizes.train}, val ${sizes.val}, test ${sizes.test}, each from its own derived seed; seed ${opts.seed}` };
 }
 
 /** The items at `idx`, copied into a new set. */
+/** The three splits from one builder. */
+function splits(split: (s: SplitName) => Split): Pick<Dataset, SplitName> {
+  return { train: split('train'), val: split('val'), test: split('test') };
+}
+
 function takeItems(set: ImageSet, idx: Int32Array): ImageSet {
   const len = set.c * set.h * set.w;
   const images = new Float32Array(idx.length * len);

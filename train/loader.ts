@@ -66,15 +66,18 @@ export function deriveSeed(seed: number, ...salts: (number | string)[]): number 
 
 /** A uniformly random permutation of 0..n-1 (Fisher–Yates) drawn from `g`. */
 export function permutation(n: number, g: Random): Int32Array {
-  const p = new Int32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  for (let i = n - 1; i > 0; i--) {
+  return shuffleInPlace(Int32Array.from({ length: n }, (_, i) => i), g);
+}
+
+/** Fisher–Yates shuffle of `a` in place, drawn from `g`; returns `a`. */
+export function shuffleInPlace(a: Int32Array, g: Random): Int32Array {
+  for (let i = a.length - 1; i > 0; i--) {
     const j = g.int(i + 1);
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
+    const t = a[i]!;
+    a[i] = a[j]!;
+    a[j] = t;
   }
-  return p;
+  return a;
 }
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);

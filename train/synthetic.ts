@@ -8,6 +8,7 @@
 // noise, so they set each modality's signal-to-noise ratio; the defaults make audio the clearly
 // dominant modality, as in the paper's setting where one modality learns much faster.
 import { Generator } from '../engine/index.ts';
+import { shuffleInPlace } from './loader.ts';
 
 export const SYNTHETIC_SIDE = 16;
 export const SYNTHETIC_DEFAULT_CLASSES = 4;
@@ -84,14 +85,7 @@ export function syntheticAV(opts: SyntheticAVOptions): SyntheticAV {
 
 /** n labels, each class ⌊n/classes⌋ or ⌈n/classes⌉ times, in a random order. */
 function balancedLabels(n: number, classes: number, g: Generator): Int32Array {
-  const y = Int32Array.from({ length: n }, (_, i) => i % classes);
-  for (let i = n - 1; i > 0; i--) {
-    const j = g.int(i + 1);
-    const t = y[i]!;
-    y[i] = y[j]!;
-    y[j] = t;
-  }
-  return y;
+  return shuffleInPlace(Int32Array.from({ length: n }, (_, i) => i % classes), g);
 }
 
 /** A fully saturated colour of hue h ∈ [0, 1) (HSV with s = v = 1). */
