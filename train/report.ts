@@ -237,7 +237,7 @@ function accuracyCurves(runs: RunData[]): string {
   if (!names.length) return '<h2>Validation accuracy</h2><p class="note">No validation evaluations yet.</p>';
   const charts = names.map((n) => {
     const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: vals[i]!.map((e) => [e.epoch, 100 * (e.acc[n] ?? NaN)] as const) }));
-    return lineChart(series, { title: `validation accuracy '${n}'`, xLabel: 'epoch', yLabel: 'accuracy (%)' });
+    return lineChart(series, { title: `validation accuracy '${n}'`, xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true });
   });
   return `<h2>Validation accuracy</h2>\n${charts.join('\n')}`;
 }

@@ -64,6 +64,8 @@ export interface ChartOptions {
   yRange?: readonly [number, number];
   /** Draw a dashed horizontal line at y = 0 (cos β = 0 separates conflict from agreement). */
   zeroLine?: boolean;
+  /** Only whole-number x ticks (epochs). */
+  integerX?: boolean;
   width?: number;
   height?: number;
 }
@@ -95,7 +97,7 @@ function frame(opts: ChartOptions, xData: readonly [number, number], yData: read
   // A data-driven axis ends on ticks; a fixed one (cos ∈ [-1, 1], histogram edges) keeps its bounds.
   const xr = fixed.x ? xData : niceDomain(xData[0], xData[1]);
   const [y0, y1] = fixed.y ? yData : niceDomain(yData[0], yData[1]);
-  const xt = niceTicks(xr[0], xr[1]);
+  const xt = opts.integerX ? niceTicks(xr[0], xr[1]).filter(Number.isInteger) : niceTicks(xr[0], xr[1]);
   const yt = niceTicks(y0, y1);
   const x = (v: number) => MARGIN.left + ((v - xr[0]) / (xr[1] - xr[0] || 1)) * pw;
   const y = (v: number) => MARGIN.top + ph - ((v - y0) / (y1 - y0 || 1)) * ph;
