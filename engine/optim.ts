@@ -83,11 +83,22 @@ function applyUpdates(opt: FusedOptimizer): void {
 export class SGD implements FusedOptimizer {
   readonly params: readonly Tensor[];
   private readonly buffers: Tensor[];
-  constructor(params: readonly Tensor[], readonly opts: SGDOptions) {
+  readonly opts: SGDOptions;
+  constructor(params: readonly Tensor[], opts: SGDOptions) {
     if (!(opts.lr > 0)) throw new EngineError(`SGD: lr must be > 0, got ${opts.lr}`);
     checkParams('SGD', params);
     this.params = params;
     this.buffers = params.map((p) => fill(p.shape, 0, p.device));
+    this.opts = { ...opts };
+  }
+
+  /** The learning rate of the next updates (for schedules). */
+  get lr(): number {
+    return this.opts.lr;
+  }
+  set lr(v: number) {
+    if (!(v >= 0)) throw new EngineError(`SGD: lr must be >= 0, got ${v}`);
+    this.opts.lr = v;
   }
 
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
@@ -143,7 +154,7 @@ export class AdamW implements FusedOptimizer {
   private readonly m: Tensor[];
   private readonly v: Tensor[];
   private readonly steps: number[];
-  private readonly lr: number;
+  private lrValue: number;
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly eps: number;
@@ -157,7 +168,7 @@ export class AdamW implements FusedOptimizer {
     if (!(weightDecay >= 0)) throw new EngineError(`AdamW: weightDecay must be >= 0, got ${weightDecay}`);
     checkParams('AdamW', params);
     this.params = params;
-    [this.lr, this.beta1, this.beta2, this.eps, this.weightDecay] = [lr, betas[0], betas[1], eps, weightDecay];
+    [this.lrValue, this.beta1, this.beta2, this.eps, this.weightDecay] = [lr, betas[0], betas[1], eps, weightDecay];
     this.m = params.map((p) => fill(p.shape, 0, p.device));
     this.v = params.map((p) => fill(p.shape, 0, p.device));
     this.steps = params.map(() => 0);
@@ -166,6 +177,15 @@ export class AdamW implements FusedOptimizer {
   /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
   step(): void {
     applyUpdates(this);
+  }
+
+  /** The learning rate of the next updates (for schedules). */
+  get lr(): number {
+    return this.lrValue;
+  }
+  set lr(v: number) {
+    if (!(v >= 0)) throw new EngineError(`AdamW: lr must be >= 0, got ${v}`);
+    this.lrValue = v;
   }
 
   /** Moments and step counts, read back: keys '<i>.exp_avg', '<i>.exp_avg_sq', and 'step' (one count per parameter). */
@@ -192,7 +212,7 @@ export class AdamW implements FusedOptimizer {
       kind: 'adamw',
       state: [this.m[i]!.rawBuffer, this.v[i]!.rawBuffer],
       u32: [0],
-      f32: [1 - this.lr * this.weightDecay, this.beta1, this.beta2, this.eps, this.lr / bc1, Math.sqrt(bc2)],
+      f32: [1 - this.lrValue * this.weightDecay, this.beta1, this.beta2, this.eps, this.lrValue / bc1, Math.sqrt(bc2)],
     };
   }
 
