@@ -5,26 +5,35 @@
 // so every recorded binding still exists; their contents do not matter for timing, but the
 // uniform Params do (loop bounds), so each replay binds a copy of the recorded Params.
 // GPU time of a dispatch = median replay time − median time of an empty submit (printed as
-// overhead_ms). JSON lines: the whole step, the top 15 dispatches, and totals per op name.
-// Usage: tsx bench/profile.ts [size, default 32] [R, default 5]
-import { init } from '../engine/index.ts';
+// overhead_ms). JSON lines: the whole step (median of 5 steps), the top 15 dispatches, totals per
+// op name, and totals per conv layer and pack (op + geometry); conv and matmul rows carry GFLOP/s
+// computed from the recorded Params (nominal FLOPs: 2 per multiply-add of the GEMM, padding taps
+// included). A dispatch replayed alone runs slower than inside the step's batched submits (the sum
+// of dispatches exceeds step_ms, about 1.9× on lavapipe for the CG step): compare shares and ratios.
+// Usage: tsx bench/profile.ts [size, default 32] [R, default 5]   (ResNet-18 step, batch 4)
+//        tsx bench/profile.ts cg [R, default 5] [method, default mmpareto] [batch, default 64]
+//        (the CG-FMNIST step of `npm start`, bench/cg-step.ts)
+import { init, type IntegratorMethod } from '../engine/index.ts';
 import type { Dispatch } from '../engine/batcher.ts';
+import { cgStep } from './cg-step.ts';
 import { resnetStep } from './resnet-step.ts';
 import { emit, median, round } from './util.ts';
 
-const size = Number(process.argv[2] ?? 32);
+const cg = process.argv[2] === 'cg';
+const size = cg ? 28 : Number(process.argv[2] ?? 32);
 const R = Number(process.argv[3] ?? 5);
-const batch = 4;
+const method = (process.argv[4] ?? 'mmpareto') as IntegratorMethod;
+const batch = cg ? Number(process.argv[5] ?? 64) : 4;
 const classes = 10;
 const UNIFORM_COPY_DST = 0x40 | 0x08;
 
 const device = await init();
 const gpu = device.gpu;
-const ours = resnetStep(size, batch, classes);
+const ours = cg ? cgStep(batch, method) : resnetStep(size, batch, classes);
 const step = (): Promise<number> => ours.run();
 
 for (let i = 0; i < 2; i++) await step();
-const stepMs = median([await step(), await step(), await step()]);
+const stepMs = median([await step(), await step(), await step(), await step(), await step()]);
 
 // Record one step.
 const recorded: Dispatch[] = [];
@@ -82,20 +91,50 @@ for (const [i, d] of recorded.entries()) {
 device.quietWait = true;
 const total = rows.reduce((s, r) => s + r.ms, 0);
 
-emit({ bench: 'profile_step', size, batch, R, step_ms: round(stepMs, 1), dispatches: recorded.length, sum_of_dispatches_ms: round(total, 1), overhead_ms: round(overhead, 3), adapter: device.adapterName });
+/** Conv kernels' Params (engine/ops/conv.ts): n, cin, h, w, cout, ho, wo, kh, kw, … */
+const CONV_OPS = ['conv2d', 'conv2dSmall', 'conv2dBackwardInput', 'conv2dBackwardInputSmall', 'conv2dBackwardWeight'];
+/** Nominal FLOPs of a dispatch, or 0 where the Params do not say (every conv GEMM: 2·N·Cout·Ho·Wo·Cin·KH·KW). */
+function flopsOf(d: Dispatch): number {
+  const u = d.u32 ?? [];
+  if (CONV_OPS.includes(d.op)) return 2 * u[0]! * u[4]! * u[5]! * u[6]! * u[1]! * u[7]! * u[8]!;
+  if (d.op === 'matmul') return 2 * u[0]! * u[1]! * u[2]! * (d.groups[2] ?? 1); // m, n, k per batch (grid z)
+  return 0;
+}
+/** A conv dispatch's layer: op, batch, channels, input size, kernel/stride. */
+function layerOf(d: Dispatch): string {
+  const u = d.u32 ?? [];
+  return `${d.op} n${u[0]} ${u[1]}→${u[4]} ${u[2]}×${u[3]} k${u[7]}×${u[8]}/${u[9]}`;
+}
+const gflops = (flops: number, ms: number) => (flops > 0 && ms > 0 ? round(flops / ms / 1e6, 2) : undefined);
+
+emit({ bench: cg ? 'profile_cg_step' : 'profile_step', size, batch, R, ...(cg ? { method } : {}), step_ms: round(stepMs, 1), dispatches: recorded.length, sum_of_dispatches_ms: round(total, 1), overhead_ms: round(overhead, 3), adapter: device.adapterName });
 for (const r of [...rows].sort((a, b) => b.ms - a.ms).slice(0, 15)) {
   const d = recorded[r.i]!;
-  emit({ top: r.i, op: r.op, groups: r.groups, ms: round(r.ms, 3), share: round(r.ms / total), u32: d.u32 ?? [] });
+  emit({ top: r.i, op: r.op, groups: r.groups, ms: round(r.ms, 3), share: round(r.ms / total), gflops: gflops(flopsOf(d), r.ms), u32: d.u32 ?? [] });
 }
-const byOp = new Map<string, { ms: number; count: number }>();
-for (const r of rows) {
-  const e = byOp.get(r.op) ?? { ms: 0, count: 0 };
-  e.ms += r.ms;
-  e.count++;
-  byOp.set(r.op, e);
+/** Totals of the rows grouped by `key` (undefined: not grouped), largest first. */
+function totals(key: (d: Dispatch) => string | undefined): [string, { ms: number; count: number; flops: number }][] {
+  const by = new Map<string, { ms: number; count: number; flops: number }>();
+  for (const r of rows) {
+    const d = recorded[r.i]!;
+    const k = key(d);
+    if (k === undefined) continue;
+    const e = by.get(k) ?? { ms: 0, count: 0, flops: 0 };
+    e.ms += r.ms;
+    e.count++;
+    e.flops += flopsOf(d);
+    by.set(k, e);
+  }
+  return [...by].sort((a, b) => b[1].ms - a[1].ms);
 }
-for (const [op, e] of [...byOp].sort((a, b) => b[1].ms - a[1].ms)) {
-  emit({ op, count: e.count, ms: round(e.ms, 2), share: round(e.ms / total) });
+for (const [op, e] of totals((d) => d.op)) {
+  emit({ op, count: e.count, ms: round(e.ms, 2), share: round(e.ms / total), gflops: gflops(e.flops, e.ms) });
+}
+/** Conv and pack dispatches by geometry (pack Params: rows m, reduction k). */
+const layerKey = (d: Dispatch): string | undefined =>
+  CONV_OPS.includes(d.op) ? layerOf(d) : d.op === 'conv2dPack' ? `conv2dPack ${d.u32![0]}×${d.u32![2]}` : undefined;
+for (const [layer, e] of totals(layerKey)) {
+  emit({ layer, count: e.count, ms: round(e.ms, 2), share: round(e.ms / total), gflops: gflops(e.flops, e.ms) });
 }
 
 ours.dispose();

@@ -1,5 +1,6 @@
 // conv2d backward as implicit GEMM: input gradient (two layouts, see conv.ts's header for dx and
-// for the lavapipe layout all conv kernels share) and weight gradient (with the bias gradient).
+// for the lavapipe layout all conv kernels share, plus runs of neighbours for ≤ 3 input channels)
+// and weight gradient (with the bias gradient).
 //
 //   dW[co, ci, kh, kw] = Σ_{n,oh,ow} gy[n, co, oh, ow] · x[n, ci, oh·s_h − p_h + kh·d_h, ow·s_w − p_w + kw·d_w]
 //   db[co]             = Σ_{n,oh,ow} gy[n, co, oh, ow]
@@ -240,5 +241,74 @@ ${Q4.map((j) => `    if (iw0 + ${j}u < W) { DX[oc + ${j}u] = c${r}[${j}]; }`).jo
 }`;
 }
 
+/**
+ * Input-gradient kernel for an image's first conv (Cin ≤ 3: a 4-row tile would leave a quarter to
+ * three quarters of its FMAs on zero padding), s_w = d_w = 1: every invocation computes all `nc` =
+ * Cin channels of a run of 4·qn neighbours of one input row (nc·qn vec4 accumulators), sliding over
+ * gy like the row-quad variant: each gathered value feeds nc·qn vec4 FMAs with workgroup-uniform
+ * weights (read unpacked, OIHW). Rows go by phase class as there (aux2 = hq, aux3 = stepH);
+ * aux1 = runs per input row. Grid: x = column workgroups over N·hq·runs, z = s_h phases.
+ */
+function buildInputGradRuns(wg: number, qn: number, nc: number): string {
+  const Q = [...Array(qn).keys()];
+  const C = [...Array(nc).keys()];
+  const ld = (x: string) => `select(0.0, GY[rb + min(${x}, Wo - 1u)], rok && ${x} < Wo)`;
+  const window = Q.flatMap((q) => Q4.map((j) => ld(`col0 + ${q * 4 + j}u`)));
+  return wgsl`${inputGradHead(wg).replace('array<vec4<f32>>', 'array<f32>')}
+  let P = Ho * Wo;
+  let runs = params.aux1;
+  let hq = params.aux2;
+  let pa = wid.z;
+  let u = wid.x * ${wg}u + lid.x;
+  let row = min(u / runs, params.n * hq - 1u);
+  let iw0 = (u % runs) * ${4 * qn}u;
+  let n = row / hq;
+  let i = row % hq;
+  let KK = KH * KW;
+${C.flatMap((r) => Q.map((q) => `  var c${r}${q} = vec4<f32>(0.0);`)).join('\n')}
+  var kh0 = KH;
+  var khoff = 0u;
+  for (var t = 0u; t < KH; t++) {
+    let th = i32(pa + params.ph) - i32(t * params.dh);
+    if (th % i32(params.sh) == 0) { kh0 = t; khoff = u32(th / i32(params.sh)); break; }
+  }
+  let stepH = params.aux3;
+  let dyStep = stepH * params.dh / params.sh;
+  let col0 = iw0 + params.pw;
+  var gc = n * params.cout * P;
+  var wc = 0u;
+  for (var co = 0u; co < params.cout; co++) {
+    var oy = khoff;
+    for (var kh = kh0; kh < KH; kh += stepH) {
+      let y = i + oy;
+      let rok = y < Ho;
+      let rb = gc + min(y, Ho - 1u) * Wo;
+${Q.map((q) => `      var b${q} = vec4<f32>(${window.slice(4 * q, 4 * q + 4).join(', ')});`).join('\n')}
+      let wk = wc + kh * KW;
+      for (var kw = 0u; kw < KW; kw++) {
+${C.map((r) => `        let a${r} = vec4<f32>(Wp[wk + ${r === 0 ? '' : `${r}u * KK + `}kw]);
+${Q.map((q) => `        c${r}${q} = fma(a${r}, b${q}, c${r}${q});`).join('\n')}`).join('\n')}
+        let xl = col0 - kw - 1u;
+${Q.slice().reverse().map((q) => `        b${q} = vec4<f32>(${q === 0 ? ld('xl') : `b${q - 1}.w`}, b${q}.xyz);`).join('\n')}
+      }
+      oy -= dyStep;
+    }
+    gc += P;
+    wc += ${nc}u * KK;
+  }
+  let ih = pa + i * params.sh;
+  let ok = u / runs < params.n * hq && ih < H;
+  let HW = H * W;
+  let o = n * ${nc}u * HW + ih * W + iw0;
+  if (ok) {
+${C.flatMap((r) => Q.flatMap((q) => Q4.map((j) => `    if (iw0 + ${q * 4 + j}u < W) { DX[o + ${r === 0 ? '' : `${r}u * HW + `}${q * 4 + j}u] = c${r}${q}[${j}]; }`))).join('\n')}
+  }
+}`;
+}
+
 export const convInputGradShader = variants((wg: number, tm: number, rowQuads: boolean) =>
   rowQuads ? buildInputGradRows(wg, tm) : buildInputGrad(wg, tm));
+
+/** Most vec4 accumulators (channels × quads) of the few-channel input gradient per invocation. */
+export const CONV_RUN_ACCUMULATORS = 8;
+export const convInputGradRunsShader = variants(buildInputGradRuns);

@@ -38,9 +38,9 @@ export function convTileRows(channels: number): number {
 }
 
 /**
- * Invocations per workgroup: each covers 4 columns; narrow outputs use fewer lanes. `max`: 64 for
- * forward and dx (32 and 128 measured within noise), 32 for the weight gradient (measured 1.2-1.3×
- * faster than 64 at the bench's and ResNet-18's shapes).
+ * Invocations per workgroup of forward and dx: each covers 4 columns; narrow outputs use fewer
+ * lanes. `max` 64 (32 and 128 measured within noise). The weight gradient picks its own size in
+ * 8..32 (weightGradColumns in engine/ops/conv.ts; 32 measured 1.2-1.3× faster than 64 there).
  */
 export function convWorkgroupSize(columns: number, max = 64): number {
   const lanes = Math.ceil(columns / 4);
@@ -201,18 +201,23 @@ export const convForwardShader = variants((bias: boolean, wg: number, tm: number
  * Wp[k·Mp + m] for rows m zero-padded to Mp (a multiple of the tile), read from source index
  * m·sm + ⌊k / KK⌋·sa + k mod KK. Used for the OIHW weights (forward: rows Cout, k = (ci, kh, kw);
  * dx: rows Cin, k = (co, kh, kw)) and for gy in the weight gradient (rows Cout, k = (n, oh, ow)).
+ * One invocation writes one vec4 (4 rows of one k): u32 division is scalarised on lavapipe, and
+ * the per-element version's four divisions cost more than the strided copy itself.
  */
 function buildPackWeights(): string {
   return wgsl`struct Params { m: u32, mp: u32, k: u32, kk: u32, sm: u32, sa: u32, _p0: u32, _p1: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> Wt: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Wp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Wp: array<vec4<f32>>;
 ${ENTRY_1D}
-  if (i >= params.k * params.mp) { return; }
-  let k = i / params.mp;
-  let m = i % params.mp;
-  let src = min(m, params.m - 1u) * params.sm + (k / params.kk) * params.sa + k % params.kk;
-  Wp[i] = select(0.0, Wt[src], m < params.m);
+  let mp4 = params.mp / 4u;
+  if (i >= params.k * mp4) { return; }
+  let k = i / mp4;
+  let m0 = (i - k * mp4) * 4u;
+  let kq = k / params.kk;
+  let base = kq * params.sa + (k - kq * params.kk);
+  let last = params.m - 1u;
+  Wp[i] = vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, Wt[min(m0 + ${j}u, last) * params.sm + base], m0 + ${j}u < params.m)`).join(',\n    ')});
 }`;
 }
 

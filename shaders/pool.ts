@@ -19,6 +19,14 @@
 //   gy of the windows whose argmax is this element. Avg pool: gy / divisor of every window.
 //   Along an axis, the windows containing p are o = ⌊(p + pad)/s⌋ − a for a < ⌈k/s⌉, kept when
 //   0 ≤ o < O and p < o·s − pad + k.
+// - maxPool2d backward, block variant (strides ≤ POOL_BLOCK_MAX): one invocation per block of
+//   s_h × s_w input elements [t·s − pad, t·s − pad + s) per axis, which all share the same ⌈k/s⌉
+//   candidate windows t, t − 1, …; each window's gy and argmax is loaded once per block instead of
+//   once per element (gathers dominate on lavapipe: 3×3/2 pad 1 goes from 8 to 2 loads per
+//   element). An element takes a window's gy when the window's argmax is that element (argmax
+//   always lies inside its window, so no containment test is needed).
+// - adaptiveAvgPool2d backward to a 1×1 output (global average): dx = gy[plane] / (H·W), a
+//   workgroup-uniform load per element.
 // - avgPool2d divisor: the window clipped to the padded input (countIncludePad) or to the input.
 // - adaptiveAvgPool2d: bin i along an axis of length L → O is [⌊i·L/O⌋, ⌈(i+1)·L/O⌉), at most
 //   ⌈L/O⌉ + 1 long; position p lies in bins ⌊p·O/L⌋ + a for a < ⌈O/L⌉ + 1 (checked against
@@ -155,6 +163,51 @@ ${INPUT_ENTRY(wg)}
 }`;
 }
 
+/** Largest stride (per axis) of the block variant of the max-pool backward (its block is s_h × s_w elements). */
+export const POOL_BLOCK_MAX = 4;
+
+/**
+ * Max-pool backward, block variant (see the header). Params as PARAMS plus nby, nbx = blocks per
+ * plane column / row (⌈(H + p_h) / s_h⌉, ⌈(W + p_w) / s_w⌉); bh, bw = s_h, s_w and ny, nx are
+ * compile-time. Grid: x over the nby·nbx blocks of a plane, y (then z) over planes.
+ */
+function buildMaxBackwardBlocks(wg: number, ny: number, nx: number, bh: number, bw: number): string {
+  const I = [...Array(ny).keys()];
+  const J = [...Array(nx).keys()];
+  const windows = I.flatMap((i) => J.map((j) => [i, j] as const));
+  const pixels = [...Array(bh).keys()].flatMap((a) => [...Array(bw).keys()].map((b) => [a, b] as const));
+  return wgsl`${PARAMS.replace('nx: u32 }', 'nx: u32, nby: u32, nbx: u32 }')}
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read> argmax: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+${ENTRY(wg, 'params.nby', 'params.nbx', 'ty', 'tx')}
+  let obase = plane * params.oh * params.ow;
+  let base = plane * params.h * params.w;
+  let oh = i32(params.oh);
+  let ow = i32(params.ow);
+  let h = i32(params.h);
+  let w = i32(params.w);
+  // The candidate windows (ty − i, tx − j): gy (0 where the window does not exist) and argmax.
+${I.map((i) => `  let oy${i} = i32(ty) - ${i};
+  let vy${i} = oy${i} >= 0 && oy${i} < oh;
+  let cy${i} = u32(clamp(oy${i}, 0, oh - 1)) * params.ow;`).join('\n')}
+${J.map((j) => `  let ox${j} = i32(tx) - ${j};
+  let vx${j} = ox${j} >= 0 && ox${j} < ow;
+  let cx${j} = u32(clamp(ox${j}, 0, ow - 1));`).join('\n')}
+${windows.map(([i, j]) => `  let g${i}${j} = select(0.0, gy[obase + cy${i} + cx${j}], vy${i} && vx${j});
+  let m${i}${j} = argmax[obase + cy${i} + cx${j}];`).join('\n')}
+  let y0 = i32(ty * ${bh}u) - i32(params.ph);
+  let x0 = i32(tx * ${bw}u) - i32(params.pw);
+${pixels.map(([a, b]) => `  {
+    let y = y0 + ${a};
+    let x = x0 + ${b};
+    let me = y * w + x;
+    let acc = ${windows.map(([i, j]) => `select(0.0, g${i}${j}, m${i}${j} == me)`).join(' + ')};
+    if (y >= 0 && y < h && x >= 0 && x < w) { dx[base + u32(me)] = acc; }
+  }`).join('\n')}
+}`;
+}
+
 function buildAvgForward(wg: number): string {
   return wgsl`${PARAMS}
 @group(0) @binding(1) var<storage, read> xs: array<f32>;
@@ -209,6 +262,21 @@ ${OUTPUT_ENTRY(wg)}
 }`;
 }
 
+/** adaptiveAvgPool2d backward to 1×1: every element gets its plane's gy / (H·W) (a workgroup-uniform load). */
+function buildGlobalAvgBackward(wg: number): string {
+  return wgsl`${PARAMS}
+@group(0) @binding(1) var<storage, read> gy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let plane = wid.y + wid.z * nwg.y;
+  let hw = params.h * params.w;
+  if (plane >= params.planes || gid.x >= hw) { return; }
+  dx[plane * hw + gid.x] = gy[plane] / f32(hw);
+}`;
+}
+
 function buildAdaptiveBackward(wg: number, ny: number, nx: number): string {
   const NY = trips(ny, 'ny', false);
   const NX = trips(nx, 'nx', false);
@@ -237,6 +305,8 @@ ${INPUT_ENTRY(wg)}
 
 export const maxPoolForwardShader = variants(buildMaxForward);
 export const maxPoolBackwardShader = variants(buildMaxBackward);
+export const maxPoolBackwardBlocksShader = variants(buildMaxBackwardBlocks);
+export const globalAvgPoolBackwardShader = variants(buildGlobalAvgBackward);
 export const avgPoolForwardShader = variants(buildAvgForward);
 export const avgPoolBackwardShader = variants(buildAvgBackward);
 export const adaptiveAvgPoolForwardShader = variants(buildAdaptiveForward);

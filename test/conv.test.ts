@@ -108,6 +108,10 @@ const cases: Case[] = [
   { x: [1, 3, 4, 4], w: [2, 3, 4, 4], bias: false, opts: {}, what: 'kernel = input (1×1 output)' },
   { x: [2, 2, 5, 11], w: [5, 2, 3, 3], bias: true, opts: { padding: 1 }, what: '3×3 s1 p1, rows of 11 (row quads, last one partial)' },
   { x: [1, 2, 8, 9], w: [3, 2, 3, 5], bias: false, opts: { stride: [2, 1], padding: [1, 2] }, what: 'stride 2 × 1, 3×5 kernel, width 9' },
+  // One to three input channels: dx by runs of neighbours along a row, all channels per invocation (convInputGradRunsShader).
+  { x: [2, 1, 6, 9], w: [3, 1, 5, 5], bias: true, opts: { padding: 2 }, what: 'one input channel, 5×5 p2 (dx by runs)' },
+  { x: [1, 2, 5, 34], w: [2, 2, 3, 3], bias: false, opts: { stride: [2, 1], padding: 1, dilation: [2, 1] }, what: 'two input channels, rows of 34 (dx in three runs per row, the last partial), stride and dilation along h' },
+  { x: [1, 3, 5, 8], w: [2, 3, 3, 3], bias: true, opts: { stride: [2, 1], padding: 1 }, what: 'three input channels, stride 2 × 1 (dx by runs, two row phases)' },
   // Tiny images (≤ 16 pixels in all: shaders/conv-small.ts, taps that hit nothing skipped).
   { x: [4, 3, 1, 1], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 }, what: 'tiny: 1×1 maps, batch 4 (only the centre tap hits)' },
   { x: [2, 3, 2, 3], w: [6, 3, 3, 3], bias: false, opts: { stride: 2, padding: 1 }, what: 'tiny: 2×3 maps, stride 2 (dx phases)' },
@@ -182,6 +186,36 @@ test('larger stride-1 case (several column workgroups, split weight-gradient red
   assertClose(await dx!.toArray(), r.dx, ...tol(10 * 9, r.dxm), 'dx');
   assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), 'dW');
   for (const t of [xt0, wt0, gyt, x, w, y, dx!, dw!]) t.dispose();
+});
+
+test('CG-FMNIST encoder shapes at batch 2: 5×5 conv on 1 and 3 channels at 28×28 (dx by runs, dW over 25/75 columns), 3×3 over 32 channels (dW over 288 columns) against float64', async () => {
+  const shapes: [number[], number[], Conv2dOptions][] = [
+    [[2, 1, 28, 28], [8, 1, 5, 5], { padding: 2 }],
+    [[2, 3, 28, 28], [8, 3, 5, 5], { padding: 2 }],
+    [[2, 32, 10, 9], [8, 32, 3, 3], { padding: 1 }],
+    [[2, 32, 10, 9], [8, 32, 3, 3], { stride: 2, padding: 1 }],
+  ];
+  let seed = 600;
+  for (const [xs, ws, opts] of shapes) {
+    const g = geo(xs, ws, opts);
+    const [xt0, xh] = randTensor(xs, seed++);
+    const [wt0, wh] = randTensor(ws, seed++);
+    const [bt0, bh] = randTensor([ws[0]!], seed++);
+    const [gyt, gyh] = randTensor([g.n, g.o, g.ho, g.wo], seed++);
+    const x = tensor(await xt0.toArray(), xs, { requiresGrad: true });
+    const w = tensor(await wt0.toArray(), ws, { requiresGrad: true });
+    const b = tensor(await bt0.toArray(), [ws[0]!], { requiresGrad: true });
+    const y = conv2d(x, w, b, opts);
+    const f = refForward(g, xh, wh, bh);
+    const k = g.c * g.kh * g.kw;
+    assertClose(await y.toArray(), f.y, ...tol(k, f.mag), `forward [${xs}] [${ws}]`);
+    const [dx, dw, db] = grad([y], [x, w, b], { gradOutputs: [gyt] });
+    const r = refBackward(g, xh, wh, gyh);
+    assertClose(await dx!.toArray(), r.dx, ...tol(g.o * g.kh * g.kw, r.dxm), `dx [${xs}] [${ws}]`);
+    assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), `dW [${xs}] [${ws}]`);
+    assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), `db [${xs}] [${ws}]`);
+    for (const t of [xt0, wt0, bt0, gyt, x, w, b, y, dx!, dw!, db!]) t.dispose();
+  }
 });
 
 test('tiny images, many channels (split-K partial sums, rows not a multiple of 4): forward, dx, dW, db against float64', async () => {

@@ -90,6 +90,9 @@ function distinct(n: number, seed: number): Float64Array {
 }
 
 // [shape, options]: stride ≠ kernel, padding 1, odd/even/non-square, ResNet's 3×3/2 pad 1.
+// Max-pool backward: a stride above 1 takes the block kernel (one s_h × s_w block of elements per
+// invocation: 2×2, 2×1, 3×2 and 1×2 blocks here, and planes of 81 to 400 blocks, more than one
+// workgroup); stride 1 the per-element kernel.
 const CASES: [number[], Pool2dOptions][] = [
   [[2, 3, 7, 6], { kernelSize: 3, stride: 2, padding: 1 }],
   [[1, 2, 8, 5], { kernelSize: 2 }],
@@ -175,6 +178,7 @@ test('avgPool2d forward and backward against float64 (countIncludePad true and f
     }
 });
 
+// Output 1×1 takes the global-average backward kernel (gy[plane] / (H·W)); the others the bin gathers.
 test('adaptiveAvgPool2d forward and backward against float64: 1×1, 7×5 → 3×2, upsampling 3×4 → 5×7 and 2×3 → 7×9', async () => {
   let seed = 70;
   for (const [shape, out] of [[[2, 3, 7, 5], [1, 1]], [[2, 3, 7, 5], [3, 2]], [[1, 2, 3, 4], [5, 7]], [[2, 2, 8, 8], [4, 4]], [[1, 2, 6, 9], [4, 5]], [[1, 2, 2, 3], [7, 9]], [[1, 2, 40, 40], [3, 3]]] as [number[], P2][]) {

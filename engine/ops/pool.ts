@@ -2,14 +2,16 @@
 // torch.nn.functional's max_pool2d / avg_pool2d (ceil_mode false, no dilation) and
 // adaptive_avg_pool2d. Output size floor((H + 2p − k)/s) + 1; padding at most half the kernel.
 // maxPool2d saves int32 argmax indices (y·W + x within the plane) for its backward; every backward
-// is a gather kernel (see shaders/pool.ts).
+// is a gather kernel (see shaders/pool.ts); max-pool backward with strides ≤ POOL_BLOCK_MAX
+// takes one block of s_h × s_w elements per invocation, and a global (1×1) adaptive average its
+// own broadcast kernel.
 import { record } from '../autograd.ts';
 import { EngineError } from '../device.ts';
 import type { Rule } from '../rules.ts';
 import type { Tensor } from '../tensor.ts';
 import {
-  adaptiveAvgPoolBackwardShader, adaptiveAvgPoolForwardShader, avgPoolBackwardShader, avgPoolForwardShader, maxPoolBackwardShader, maxPoolForwardShader,
-  POOL_UNROLL_MAX, poolWorkgroupSize,
+  adaptiveAvgPoolBackwardShader, adaptiveAvgPoolForwardShader, avgPoolBackwardShader, avgPoolForwardShader, globalAvgPoolBackwardShader,
+  maxPoolBackwardBlocksShader, maxPoolBackwardShader, maxPoolForwardShader, POOL_BLOCK_MAX, POOL_UNROLL_MAX, poolWorkgroupSize,
 } from '../../shaders/pool.ts';
 import { checkFloat, checkLive, fmt, launch, output } from './kernel.ts';
 
@@ -139,11 +141,28 @@ function poolBackward(op: string, shader: (wg: number, ny: number, nx: number) =
   launch(x.device, { op, code: shader(wg, unroll ? ny : 0, unroll ? nx : 0), buffers, u32, groups });
 }
 
+/**
+ * Max-pool backward by blocks of s_h × s_w input elements that share their candidate windows
+ * (shaders/pool.ts); u32 = windowParams. False where the block variant does not apply (a stride
+ * above POOL_BLOCK_MAX, a window count above POOL_UNROLL_MAX, or stride 1: blocks of one element).
+ */
+function maxPoolBackwardBlocks(x: Tensor, buffers: GPUBuffer[], u32: number[]): boolean {
+  const [n, c, h, w] = x.shape as number[];
+  const [sh, sw, ph, pw, ny, nx] = [u32[7]!, u32[8]!, u32[9]!, u32[10]!, u32[12]!, u32[13]!];
+  if (sh * sw === 1 || sh > POOL_BLOCK_MAX || sw > POOL_BLOCK_MAX || ny > POOL_UNROLL_MAX || nx > POOL_UNROLL_MAX) return false;
+  const [nby, nbx] = [Math.ceil((h! + ph) / sh), Math.ceil((w! + pw) / sw)];
+  const { wg, groups } = planeGrid(n! * c!, nby * nbx);
+  launch(x.device, { op: 'maxPool2dGrad', code: maxPoolBackwardBlocksShader(wg, ny, nx, sh, sw), buffers, u32: [...u32, nby, nbx], groups });
+  return true;
+}
+
 export const poolRules = {
   maxPool2d: ({ inputs: [x], saved: [argmax], attrs }, gy) => {
     const dx = output(x!.device, x!.shape);
     const planes = x!.shape[0]! * x!.shape[1]!;
-    poolBackward('maxPool2dGrad', maxPoolBackwardShader, x!, [gy.rawBuffer, argmax!.rawBuffer, dx.rawBuffer], windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs));
+    const buffers = [gy.rawBuffer, argmax!.rawBuffer, dx.rawBuffer];
+    const u32 = windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs);
+    if (!maxPoolBackwardBlocks(x!, buffers, u32)) poolBackward('maxPool2dGrad', maxPoolBackwardShader, x!, buffers, u32);
     return [dx];
   },
   avgPool2d: ({ inputs: [x], attrs }, gy) => {
@@ -155,7 +174,11 @@ export const poolRules = {
   adaptiveAvgPool2d: ({ inputs: [x] }, gy) => {
     const dx = output(x!.device, x!.shape);
     const planes = x!.shape[0]! * x!.shape[1]!;
-    poolBackward('adaptiveAvgPool2dGrad', adaptiveAvgPoolBackwardShader, x!, [gy.rawBuffer, dx.rawBuffer], binParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!));
+    const u32 = binParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!);
+    if (gy.shape[2] === 1 && gy.shape[3] === 1) {
+      const { wg, groups } = planeGrid(planes, x!.shape[2]! * x!.shape[3]!);
+      launch(x!.device, { op: 'adaptiveAvgPool2dGrad', code: globalAvgPoolBackwardShader(wg), buffers: [gy.rawBuffer, dx.rawBuffer], u32, groups });
+    } else poolBackward('adaptiveAvgPool2dGrad', adaptiveAvgPoolBackwardShader, x!, [gy.rawBuffer, dx.rawBuffer], u32);
     return [dx];
   },
 } satisfies { maxPool2d: Rule<'maxPool2d'>; avgPool2d: Rule<'avgPool2d'>; adaptiveAvgPool2d: Rule<'adaptiveAvgPool2d'> };

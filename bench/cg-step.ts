@@ -1,0 +1,45 @@
+// The CG-FMNIST training step of `npm start` on random inputs: the late-fusion model of
+// models/registry.ts ('cnn': one CGEncoder per modality, gray [1, 28, 28] and color [3, 28, 28],
+// 10 classes), cross-entropy per logits entry, one MultimodalStep (per-loss gradients, the
+// method's integration, SGD momentum 0.9 at lr 0.01 as in train/start.ts). Used by
+// bench/profile.ts (`tsx bench/profile.ts cg`).
+import { crossEntropy, MultimodalStep, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor } from '../engine/index.ts';
+import { buildModel } from '../models/registry.ts';
+
+export interface CGStep {
+  /** One step, awaited to completion (a readback of the main loss); returns milliseconds. */
+  run(): Promise<number>;
+  dispose(): void;
+}
+
+const CLASSES = 10;
+const ITEM = { gray: [1, 28, 28], color: [3, 28, 28] };
+
+export function cgStep(batch: number, method: IntegratorMethod): CGStep {
+  const model = buildModel('cnn', { name: 'cg-fmnist', inputs: ITEM, tasks: { label: CLASSES } }, { seed: 0 });
+  const optimizer = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
+  const step = new MultimodalStep({ method, encoders: model.encoderGroups(), optimizer, mainLoss: model.mainLoss });
+  const inputs: Record<string, Tensor> = Object.fromEntries(Object.entries(ITEM).map(([m, s]) => [m, randn([batch, ...s])]));
+  const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % CLASSES), [batch], { dtype: 'int32' });
+  return {
+    async run() {
+      const t0 = performance.now();
+      const losses = tidy(() => {
+        const out = model.logits(inputs);
+        const l: Record<string, Tensor> = {};
+        for (const n of Object.keys(model.targets)) l[n] = crossEntropy(out[n]!, labels);
+        return l;
+      });
+      step.step(losses);
+      const main = losses[model.mainLoss]!;
+      for (const [n, l] of Object.entries(losses)) if (n !== model.mainLoss) l.dispose();
+      await main.item(); // the readback waits for the whole step
+      main.dispose();
+      return performance.now() - t0;
+    },
+    dispose() {
+      for (const t of [model, optimizer, labels, ...Object.values(inputs)]) t.dispose();
+      step.dispose();
+    },
+  };
+}
