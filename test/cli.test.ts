@@ -13,6 +13,7 @@ import { device } from './helpers.ts';
 import { liveTensors } from '../engine/index.ts';
 import { main } from '../train/cli.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
+import { formatDuration, progressLine } from '../train/progress.ts';
 import { readRecords, type EvalRecord, type FinalRecord } from '../train/run-log.ts';
 
 const test = suite('cli');
@@ -158,6 +159,25 @@ test('bad input: exit 1 with a clear message, nothing already written lost', asy
   const nockpt = await run('eval', join(root, 'nowhere'));
   assert.is(nockpt.code, 1);
   assert.ok(nockpt.err.includes('not a run directory'), nockpt.err);
+});
+
+test('adamw + cosine schedule + gradnorm: lr follows 0.5·lr·(1 + cos(π·t/T)), AdamW moments checkpointed', async () => {
+  const dir = join(root, 'f');
+  const r = await run(...small(dir, '--epochs', '1', '--optimizer', 'adamw', '--lr-schedule', 'cosine', '--method', 'gradnorm', '--no-report'));
+  assert.is(r.code, 0, r.err);
+  const steps = readRecords(join(dir, 'metrics.jsonl')).filter((x) => x.type === 'step');
+  // Logged lr is the one used for the interval's last step t (0-based: step − 1) of T = 16.
+  for (const s of steps) assert.ok(Math.abs(s.lr - 0.5 * 0.02 * (1 + Math.cos((Math.PI * (s.step - 1)) / 16))) < 1e-12, `lr at step ${s.step}: ${s.lr}`);
+  const ckpt = readCheckpoint(join(dir, 'latest.safetensors'));
+  assert.ok(ckpt.optimizer.has('0.exp_avg') && ckpt.optimizer.has('0.exp_avg_sq') && ckpt.optimizer.has('step'), 'AdamW state saved');
+  assert.equal(Array.from(ckpt.optimizer.get('step')!).slice(0, 3), [16, 16, 16], 'every parameter took 16 steps');
+});
+
+test('progress line: epoch, step, loss, steps/s and ETA', () => {
+  const line = progressLine({ epoch: 2, epochs: 5, step: 30, steps: 120, loss: 0.73125, stepsPerSecond: 2, remaining: 250 });
+  for (const f of ['epoch 2/5', ' 30/120', 'loss 0.731', '2.0 steps/s', 'ETA 2:05']) assert.ok(line.includes(f), `"${line}" lacks "${f}"`);
+  assert.is(formatDuration(3725), '1:02:05');
+  assert.is(formatDuration(Infinity), '--:--');
 });
 
 test('the bin: exit code 2 on bad usage, 0 on --help (a subprocess, no GPU needed)', () => {
