@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadRun, MAGNITUDE_BINS, renderReport, writeReport } from '../train/report.ts';
+import { binnedMeans, loadRun, MAGNITUDE_BINS, renderReport, writeReport } from '../train/report.ts';
 import { histogram, niceDomain, niceTicks } from '../train/svg.ts';
 import { throwsWith } from './helpers.ts';
 import type { EvalRecord, RunRecord } from '../train/run-log.ts';
@@ -207,6 +207,15 @@ test('loader: a missing directory or file, a malformed or unknown line (file:lin
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('loss curves: per-step losses averaged in groups of consecutive steps', () => {
+  const pts = [[1, 1], [2, 3], [3, 5], [4, NaN], [5, 2]] as const;
+  assert.equal(binnedMeans(pts, 10), [[1, 1], [2, 3], [3, 5], [4, NaN], [5, 2]]);
+  const two = binnedMeans(pts, 2); // groups of 3: (1, 3, 5) → 3 at step 3; (NaN, 2) → a gap at step 5
+  assert.equal(two[0], [3, 3]);
+  assert.is(two[1]![0], 5);
+  assert.ok(Number.isNaN(two[1]![1]));
 });
 
 test.run();

@@ -221,12 +221,26 @@ function comparisonTable(runs: RunData[]): string {
 ${rows.join('\n')}</table>`;
 }
 
+/** Loss curves show at most this many points per run: per-step losses are averaged in runs of consecutive steps. */
+export const LOSS_POINTS = 120;
+
+/** Consecutive points averaged in groups so that at most `max` remain (x: the group's last; NaN kept as a gap). */
+export function binnedMeans(points: readonly (readonly [number, number])[], max: number): [number, number][] {
+  const per = Math.max(1, Math.ceil(points.length / max));
+  const out: [number, number][] = [];
+  for (let i = 0; i < points.length; i += per) {
+    const group = points.slice(i, i + per);
+    out.push([group[group.length - 1]![0], group.reduce((a, p) => a + p[1], 0) / group.length]);
+  }
+  return out;
+}
+
 function lossCurves(runs: RunData[]): string {
   const names = unionKeys(runs.flatMap((r) => r.steps.map((s) => s.loss)));
   if (!names.length) return '<h2>Training losses</h2><p class="note">No step records yet.</p>';
   const charts = names.map((n) => {
-    const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: r.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const) }));
-    return lineChart(series, { title: `training loss '${n}'`, xLabel: 'step', yLabel: 'mean loss over the interval' });
+    const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: binnedMeans(r.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const), LOSS_POINTS) }));
+    return lineChart(series, { title: `training loss '${n}'`, xLabel: 'step', yLabel: 'mean loss' });
   });
   return `<h2>Training losses</h2>\n${charts.join('\n')}`;
 }

@@ -3,7 +3,7 @@
 // `mmpareto report` reads them back.
 import { appendFileSync, readFileSync } from 'node:fs';
 
-/** Mean training losses over the last `steps` steps (logged every N steps). */
+/** Training losses of one step (written every N steps, one record per step), or their mean over `steps` steps. */
 export interface StepRecord {
   type: 'step';
   epoch: number;

@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  AdamW, MultimodalStep, SGD, add, concat, crossEntropy, defaultGenerator, noGrad, reshape, tidy,
+  AdamW, MultimodalStep, SGD, concat, crossEntropy, defaultGenerator, noGrad, reshape, tidy,
   type Device, type Tensor,
 } from '../engine/index.ts';
 import type { TrainableModel } from '../models/multimodal.ts';
@@ -183,8 +183,8 @@ export async function train(config: RunConfig, opts: TrainOptions): Promise<Fina
   try {
     for (let epoch = startEpoch; epoch < config.epochs; epoch++) {
       model.train();
-      let acc: Tensor | null = null; // Σ losses since the last log, on the GPU
-      let accSteps = 0;
+      const pending: Tensor[] = []; // per-step loss vectors since the last log, on the GPU
+      const pendingLr: number[] = [];
       let intervalStart = performance.now();
       let rate = 0;
       let lastLoss = NaN;
@@ -196,32 +196,33 @@ export async function train(config: RunConfig, opts: TrainOptions): Promise<Fina
           for (const n of lossNames) l[n] = crossEntropy(out[n]!, b.labels[model.targets[n]!]!);
           return l;
         });
-        const prev: Tensor | null = acc;
-        acc = noGrad(() => tidy(() => {
-          const v = concat(lossNames.map((n) => reshape(losses[n]!, [1])), 0);
-          return prev ? add(prev, v) : v;
-        }));
-        prev?.dispose();
+        pending.push(noGrad(() => tidy(() => concat(lossNames.map((n) => reshape(losses[n]!, [1])), 0))));
+        pendingLr.push(optimizer.lr);
         step.step(losses);
         for (const l of Object.values(losses)) l.dispose();
         disposeBatch(b);
         globalStep++;
         stepsThisRun++;
-        accSteps++;
-        if (accSteps === config.logEvery || b.index === perEpoch - 1) {
-          const sums = (await acc!.toArray()) as Float32Array;
-          acc!.dispose();
-          acc = null;
+        if (pending.length === config.logEvery || b.index === perEpoch - 1) {
+          // Every step's losses, read back with one map per interval.
+          const all = noGrad(() => concat(pending, 0));
+          const values = (await all.toArray()) as Float32Array;
+          all.dispose();
           const now = performance.now();
-          rate = accSteps / ((now - intervalStart) / 1000);
+          rate = pending.length / ((now - intervalStart) / 1000);
           intervalStart = now;
-          const loss: Record<string, number> = {};
-          lossNames.forEach((n, i) => (loss[n] = sums[i]! / accSteps));
-          lastLoss = loss[model.mainLoss]!;
-          appendRecord(files.metrics, { type: 'step', epoch: epoch + 1, step: globalStep, steps: accSteps, loss, lr: optimizer.lr, time_s: (now - t0) / 1000 });
-          accSteps = 0;
+          const first = globalStep - pending.length + 1;
+          pending.forEach((t, k) => {
+            const loss: Record<string, number> = {};
+            lossNames.forEach((n, i) => (loss[n] = values[k * lossNames.length + i]!));
+            appendRecord(files.metrics, { type: 'step', epoch: epoch + 1, step: first + k, steps: 1, loss, lr: pendingLr[k]!, time_s: (now - t0) / 1000 });
+            if (!Object.values(loss).every(Number.isFinite)) throw new Error(`training diverged at step ${first + k}: losses ${JSON.stringify(loss)}`);
+            lastLoss = loss[model.mainLoss]!;
+            t.dispose();
+          });
+          pending.length = 0;
+          pendingLr.length = 0;
           if (step.integrator) lastLogged = await logTelemetry(step, groupNames, files.metrics, lastLogged, log);
-          if (!Object.values(loss).every(Number.isFinite)) throw new Error(`training diverged at step ${globalStep}: losses ${JSON.stringify(loss)}`);
         }
         events.progress?.({ epoch: epoch + 1, epochs: config.epochs, step: b.index + 1, steps: perEpoch, loss: lastLoss, stepsPerSecond: rate, remaining: totalSteps - globalStep });
       }
