@@ -140,6 +140,7 @@ test('bad input: exit 1 with a clear message, nothing already written lost', asy
 
   const missing = await run('train', '--data-dir', join(root, 'nowhere'), '--out', join(root, 'c'), '--quiet');
   assert.is(missing.code, 1);
+  assert.not.ok(existsSync(join(root, 'c')), 'no empty run directory left behind');
   assert.ok(missing.err.includes(`${join(root, 'nowhere')} does not exist`) && missing.err.includes('dataset-fashion-mnist') && missing.err.includes('--data-dir'), missing.err);
 
   writeFileSync(join(root, 'file'), 'x');

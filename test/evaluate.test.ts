@@ -9,7 +9,7 @@ import { liveTensors, noGrad, tensor } from '../engine/index.ts';
 import { buildModel } from '../models/registry.ts';
 import type { Dataset } from '../train/dataset.ts';
 import { accuracy, argmaxRows, confusionMatrix, macroF1 } from '../train/metrics.ts';
-import { evaluate, score, type Setup } from '../train/trainer.ts';
+import { evaluate, score, type Setup } from '../train/evaluate.ts';
 
 const test = suite('evaluate');
 

@@ -9,7 +9,8 @@ import { loadModelState, readCheckpoint } from './checkpoint.ts';
 import { ProgressBar, formatDuration, progressLine } from './progress.ts';
 import { writeReport } from './report.ts';
 import { appendRecord } from './run-log.ts';
-import { VERSION, buildSetup, evaluate, formatEval, readRunConfig, runFiles, train } from './trainer.ts';
+import { buildSetup, evaluate, formatEval } from './evaluate.ts';
+import { VERSION, readRunConfig, runFiles, train } from './trainer.ts';
 
 export class UsageError extends Error {}
 
