@@ -84,6 +84,20 @@ ${bias ? `    if (withBias && lid.x == 0u) { DB[wid.z * params.cout + co0 + ${r}
 }`;
 }
 
+/**
+ * WGSL: the first tap kh0 of input row i in row phase pa, its output-row offset
+ * khoff = (pa + p_h − kh0·d_h) / s_h, the tap step and the matching dy row step (needs i, pa, iw0).
+ */
+const firstRowTap = `  var kh0 = KH;
+  var khoff = 0u;
+  for (var t = 0u; t < KH; t++) {
+    let th = i32(pa + params.ph) - i32(t * params.dh);
+    if (th % i32(params.sh) == 0) { kh0 = t; khoff = u32(th / i32(params.sh)); break; }
+  }
+  let stepH = params.aux3;
+  let dyStep = stepH * params.dh / params.sh;
+  let col0 = iw0 + params.pw;`;
+
 export const convWeightGradShader = variants((bias: boolean, wg: number, tm: number) => buildWeightGrad(bias, wg, tm));
 
 /** Params, bindings and entry point shared by both input-gradient variants (H, W, KH, KW, Ho, Wo in scope). */
@@ -197,16 +211,7 @@ function buildInputGradRows(wg: number, tm: number): string {
   let ci0 = wid.y * ${tm}u;
   let KK = KH * KW;
 ${accumulators(tm)}
-  // First tap kh0 of this row phase and its output-row offset (pa + p_h − kh0·d_h) / s_h.
-  var kh0 = KH;
-  var khoff = 0u;
-  for (var t = 0u; t < KH; t++) {
-    let th = i32(pa + params.ph) - i32(t * params.dh);
-    if (th % i32(params.sh) == 0) { kh0 = t; khoff = u32(th / i32(params.sh)); break; }
-  }
-  let stepH = params.aux3;
-  let dyStep = stepH * params.dh / params.sh;
-  let col0 = iw0 + params.pw;
+${firstRowTap}
   let mq = ci0 / 4u; // first vec4 of this row tile in each packed tap row
   let Mp4 = params.aux0;
   var gc = n * params.cout * P;
@@ -266,15 +271,7 @@ function buildInputGradRuns(wg: number, qn: number, nc: number): string {
   let i = row % hq;
   let KK = KH * KW;
 ${C.flatMap((r) => Q.map((q) => `  var c${r}${q} = vec4<f32>(0.0);`)).join('\n')}
-  var kh0 = KH;
-  var khoff = 0u;
-  for (var t = 0u; t < KH; t++) {
-    let th = i32(pa + params.ph) - i32(t * params.dh);
-    if (th % i32(params.sh) == 0) { kh0 = t; khoff = u32(th / i32(params.sh)); break; }
-  }
-  let stepH = params.aux3;
-  let dyStep = stepH * params.dh / params.sh;
-  let col0 = iw0 + params.pw;
+${firstRowTap}
   var gc = n * params.cout * P;
   var wc = 0u;
   for (var co = 0u; co < params.cout; co++) {
