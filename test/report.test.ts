@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { binnedMeans, loadRun, MAGNITUDE_BINS, renderReport, writeReport } from '../train/report.ts';
+import { binnedMeans, loadRun, MAGNITUDE_BINS, renderReport, sampleStd, writeReport } from '../train/report.ts';
 import { histogram, niceDomain, niceTicks } from '../train/svg.ts';
 import { throwsWith } from './helpers.ts';
 import type { EvalRecord, RunRecord } from '../train/run-log.ts';
@@ -204,6 +204,28 @@ test('loader: a missing directory or file, a malformed or unknown line (file:lin
     assert.is(run.final, null);
     writeFileSync(join(dir, 'config.json'), '{"method":');
     throwsWith(() => loadRun(dir), join(dir, 'config.json'), 'not valid JSON');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('by-method summary: mean ± sample std of test metrics over runs of one method', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mmpareto-report-'));
+  try {
+    const [a] = makeRuns(root);
+    const r1 = loadRun(a);
+    const r2 = structuredClone(r1);
+    r2.config.seed = 7;
+    r2.final!.test.acc = { ...r2.final!.test.acc, mm: r1.final!.test.acc.mm! + 0.1 };
+    const html = renderReport([r1, r2]);
+    const row = html.split('<tr class="method">')[1]!.split('</tr>')[0]!;
+    const m = r1.final!.test.acc.mm!;
+    // mean m + 0.05, sample std of {m, m + 0.1} = 0.1/√2 ≈ 0.0707 → "7.07%".
+    assert.ok(row.includes(`${(100 * (m + 0.05)).toFixed(2)}% ± 7.07%`), row);
+    assert.ok(row.includes('<td>2</td>') && row.includes(`${r1.config.seed}, 7`), row);
+    assert.is(sampleStd([1, 3]), Math.SQRT2);
+    assert.is(sampleStd([5]), 0);
+    assert.not.ok(renderReport([r1]).includes('By method'), 'no summary without repeated methods');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

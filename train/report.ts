@@ -221,6 +221,35 @@ function comparisonTable(runs: RunData[]): string {
 ${rows.join('\n')}</table>`;
 }
 
+/** Sample standard deviation (n − 1); 0 for one value. */
+export const sampleStd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+
+/** Complete runs grouped by (dataset, model, method): test metrics as mean ± std over the group's seeds. */
+function methodSummary(runs: RunData[]): string {
+  const groups = new Map<string, RunData[]>();
+  for (const r of runs) {
+    if (!r.final) continue;
+    const key = [r.config.dataset, r.config.model, r.config.method].map(String).join(' / ');
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  if (![...groups.values()].some((g) => g.length > 1)) return '';
+  const accKeys = unionKeys(runs.map((r) => r.final?.test.acc ?? {}));
+  const pm = (xs: number[], f: (v: number) => string) => `${f(mean(xs))} ± ${f(sampleStd(xs))}`;
+  const rows = [...groups].map(([key, g]) => {
+    const tests = g.map((r) => r.final!.test);
+    const cells = accKeys.map((k) => {
+      const xs = tests.map((t) => t.acc[k]).filter((v): v is number => v !== undefined);
+      return `<td>${xs.length ? escapeHtml(pm(xs, formatAccuracy)) : '—'}</td>`;
+    });
+    const f1 = tests.map((t) => t.macro_f1[mainKey(t) ?? '']).filter((v): v is number => v !== undefined);
+    return `<tr class="method"><td>${escapeHtml(key)}</td><td>${g.length}</td><td>${escapeHtml(g.map((r) => String(r.config.seed)).join(', '))}</td>${cells.join('')}<td>${f1.length ? escapeHtml(pm(f1, formatF1)) : '—'}</td></tr>`;
+  });
+  return `<h2>By method</h2>
+<p class="note">Complete runs grouped by data set, model and method: test metrics as mean ± sample standard deviation over the runs (seeds).</p>
+<table class="compare"><tr><th>dataset / model / method</th><th>runs</th><th>seeds</th>${accKeys.map((k) => `<th>test acc ${escapeHtml(k)}</th>`).join('')}<th>test macro-F1</th></tr>
+${rows.join('\n')}</table>`;
+}
+
 /** Loss curves show at most this many points per run: per-step losses are averaged in runs of consecutive steps. */
 export const LOSS_POINTS = 120;
 
@@ -331,6 +360,7 @@ export function renderReport(runs: RunData[]): string {
 <body>
 ${header(runs)}
 ${comparisonTable(runs)}
+${methodSummary(runs)}
 ${lossCurves(runs)}
 ${accuracyCurves(runs)}
 ${telemetrySections(runs)}
