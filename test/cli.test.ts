@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { device } from './helpers.ts';
 import { liveTensors } from '../engine/index.ts';
-import { main } from '../train/cli.ts';
+import { main, parseTrainArgs } from '../train/cli.ts';
+import { TrainingInterrupted, train } from '../train/trainer.ts';
 import { readCheckpoint } from '../train/checkpoint.ts';
-import { formatDuration, progressLine } from '../train/progress.ts';
+import { formatDuration, progressLine, type ProgressState } from '../train/progress.ts';
 import { readRecords, type EvalRecord, type FinalRecord } from '../train/run-log.ts';
 
 const test = suite('cli');
@@ -114,6 +115,31 @@ test('resume: 1 epoch, then --resume --epochs 2 = 2 uninterrupted epochs (bitwis
   const bad = await run('train', '--resume', '--epochs', '3', '--lr', '0.5', '--out', dir);
   assert.is(bad.code, 2);
   assert.ok(bad.err.includes('--lr 0.5 differs'), bad.err);
+});
+
+test('interrupted mid-epoch (as by Ctrl-C): TrainingInterrupted, then --resume = uninterrupted', async () => {
+  const dir = join(root, 'g');
+  const stop = new AbortController();
+  const config = parseTrainArgs(small(dir, '--epochs', '2', '--no-report').slice(1));
+  const events = { progress: (p: ProgressState) => { if (p.epoch === 2 && p.step === 7) stop.abort(); } };
+  const before = liveTensors.count;
+  try {
+    await train(config, { device, signal: stop.signal, events });
+    assert.unreachable('should be interrupted');
+  } catch (e) {
+    assert.ok(e instanceof TrainingInterrupted, String(e));
+    assert.ok((e as Error).message.includes('interrupted at step 23 (epoch 2); latest.safetensors holds epoch 1: continue with --resume'), (e as Error).message);
+  }
+  assert.is(liveTensors.count, before, 'no leaks');
+  // Steps 17–20 were logged before the stop; resuming drops them and replays epoch 2 exactly.
+  assert.ok(readRecords(join(dir, 'metrics.jsonl')).some((x) => x.type === 'step' && x.step === 20));
+  const r = await run('train', '--resume', '--quiet', '--no-report', '--out', dir);
+  assert.is(r.code, 0, r.err);
+  const a = readCheckpoint(join(root, 'a', 'latest.safetensors'));
+  const g = readCheckpoint(join(dir, 'latest.safetensors'));
+  for (const [k, t] of a.model) assert.ok(Buffer.from(g.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
+  const strip = (d: string) => readRecords(join(d, 'metrics.jsonl')).filter((x) => x.type !== 'final').map((x) => (x.type === 'step' ? { ...x, time_s: 0 } : x));
+  assert.equal(strip(dir), strip(join(root, 'a')), 'the log reads as one uninterrupted run');
 });
 
 test('eval: the best checkpoint on test reproduces the final record; report compares runs', async () => {

@@ -1,5 +1,6 @@
 // `mmpareto` — train, evaluate and compare multimodal runs. See `mmpareto --help`.
-// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, divergence), 2 bad usage.
+// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, divergence), 2 bad usage,
+// 130 interrupted (Ctrl-C; resumable from the last epoch's checkpoint).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -10,7 +11,7 @@ import { ProgressBar, formatDuration, progressLine } from './progress.ts';
 import { writeReport } from './report.ts';
 import { appendRecord } from './run-log.ts';
 import { buildSetup, evaluate, formatEval } from './evaluate.ts';
-import { VERSION, readRunConfig, runFiles, train } from './trainer.ts';
+import { TrainingInterrupted, VERSION, readRunConfig, runFiles, train } from './trainer.ts';
 
 export class UsageError extends Error {}
 
@@ -60,7 +61,8 @@ integrator's cos β, α and gradient norms per encoder, one evaluation per epoch
 test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
 optimizer and integrator state; written atomically), and report.html.
 Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, divergence),
-2 bad usage (unknown command, flag or name).
+2 bad usage (unknown command, flag or name), 130 interrupted by Ctrl-C (the first Ctrl-C
+stops after the current step; --resume continues from the last finished epoch).
 `;
 
 const OPTIONS = {
@@ -112,6 +114,15 @@ export function trainConfig(v: Values): RunConfig {
   };
 }
 
+/** `mmpareto train` flags (without the command) → the run's config; throws UsageError. */
+export function parseTrainArgs(argv: string[]): RunConfig {
+  try {
+    return trainConfig(parseArgs({ args: argv, options: OPTIONS, allowPositionals: false, strict: true }).values);
+  } catch (e) {
+    throw e instanceof UsageError ? e : new UsageError((e as Error).message);
+  }
+}
+
 /** For --resume: the saved config, with --epochs allowed to change and anything else refused. */
 function resumeConfig(v: Values, argv: string[]): RunConfig {
   const asked = trainConfig(v);
@@ -140,9 +151,19 @@ async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise
   const dev = await device();
   const bar = new ProgressBar(process.stderr, !v.quiet && process.stderr.isTTY === true);
   let lastPrinted = 0;
+  // Ctrl-C: finish the current step and stop cleanly (the checkpoints are whole); twice: kill.
+  const stop = new AbortController();
+  const onInterrupt = () => {
+    stop.abort();
+    bar.clear();
+    io.err('stopping after this step (Ctrl-C again to kill)…');
+    process.once('SIGINT', () => process.exit(130));
+  };
+  process.once('SIGINT', onInterrupt);
   const final = await train(config, {
     device: dev,
     resume: v.resume,
+    signal: stop.signal,
     events: {
       log: (s) => {
         bar.clear();
@@ -156,8 +177,10 @@ async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise
         io.err(progressLine(p));
       },
     },
+  }).finally(() => {
+    process.removeListener('SIGINT', onInterrupt);
+    bar.clear();
   });
-  bar.clear();
   const t = final.test;
   io.out(`test (best epoch ${final.best_epoch} by validation): ${formatEval(t)}; macro-F1 ${(100 * t.macro_f1[Object.keys(t.macro_f1)[0]!]!).toFixed(2)}%`);
   io.out(`wall ${formatDuration(final.wall_s)} (${final.steps_per_s.toFixed(2)} steps/s); run directory ${config.outDir}`);
@@ -221,6 +244,10 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
     else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report)`);
     return 0;
   } catch (e) {
+    if (e instanceof TrainingInterrupted) {
+      io.err(`mmpareto: ${e.message}`);
+      return 130;
+    }
     if (e instanceof UsageError) {
       io.err(`mmpareto: ${e.message}\nRun 'mmpareto --help' for the options.`);
       return 2;

@@ -34,8 +34,13 @@ export const runFiles = (dir: string) => ({
   best: join(dir, 'best.safetensors'),
 });
 
+/** Training stopped by `TrainOptions.signal` (Ctrl-C in the CLI) between two steps. */
+export class TrainingInterrupted extends Error {}
+
 export interface TrainOptions {
   device: Device;
+  /** Aborting stops training before the next step (TrainingInterrupted); checkpoints stay as the last epoch wrote them. */
+  signal?: AbortSignal;
   /** Continue the run in config.outDir from its latest checkpoint. */
   resume?: boolean;
   events?: TrainerEvents;
@@ -163,6 +168,12 @@ class TrainingRun {
     let lastLoss = NaN;
     const perEpoch = this.loader.batchesPerEpoch;
     for (const b of this.loader.batches(epoch)) {
+      if (this.opts.signal?.aborted) {
+        disposeBatch(b);
+        for (const t of pending) t.dispose();
+        const where = this.epoch > 0 ? `latest.safetensors holds epoch ${this.epoch}: continue with --resume` : 'no epoch finished yet, so there is no checkpoint to resume';
+        throw new TrainingInterrupted(`interrupted at step ${this.globalStep} (epoch ${epoch + 1}); ${where}`);
+      }
       if (config.lrSchedule === 'cosine') this.optimizer.lr = 0.5 * config.lr * (1 + Math.cos((Math.PI * this.globalStep) / this.totalSteps));
       const losses = tidy(() => {
         const out = model.logits(b.inputs);
