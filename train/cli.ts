@@ -41,7 +41,7 @@ train options (default in brackets):
   --data-dir DIR      Fashion-MNIST IDX files [${DEFAULT_DATA_DIR}]
   --train-limit N     use at most N training items, 0 = all [0]
   --val-size N        training items held out for validation [5000]
-  --log-every N       log mean losses and MMPareto telemetry every N steps [20]
+  --log-every N       read back (and log) the step losses and MMPareto telemetry every N steps [20]
   --out DIR           run directory [runs/DATASET-MODEL-METHOD-sSEED]
   --resume            continue the run in --out from its latest checkpoint (same config;
                       only --epochs may be raised); the result equals an uninterrupted run
@@ -56,8 +56,8 @@ common:
   --quiet             no progress bar; only epoch summaries and results
   -h, --help          this text
 
-A run directory holds config.json, metrics.jsonl (losses every --log-every steps, the
-integrator's cos β, α and gradient norms per encoder, one evaluation per epoch, the final
+A run directory holds config.json, metrics.jsonl (every step's losses and the
+integrator's cos β, α and gradient norms per encoder, read back every --log-every steps, one evaluation per epoch, the final
 test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
 optimizer and integrator state; written atomically), and report.html.
 Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, divergence),
