@@ -57,8 +57,8 @@ common:
   -h, --help          this text
 
 A run directory holds config.json, metrics.jsonl (every step's losses and the
-integrator's cos β, α and gradient norms per encoder, read back every --log-every steps, one evaluation per epoch, the final
-test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
+integrator's cos β, α and gradient norms per encoder, read back every --log-every
+steps; one evaluation per epoch; the final test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
 optimizer and integrator state; written atomically), and report.html.
 Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, divergence),
 2 bad usage (unknown command, flag or name), 130 interrupted by Ctrl-C (the first Ctrl-C
