@@ -9,7 +9,6 @@ import { DATASETS, DEFAULT_DATA_DIR, MODELS, OPTIMIZERS, type RunConfig } from '
 import { loadModelState, readCheckpoint } from './checkpoint.ts';
 import { ProgressBar, formatDuration, progressLine } from './progress.ts';
 import { writeReport } from './report.ts';
-import { appendRecord } from './run-log.ts';
 import { buildSetup, evaluate, formatEval } from './evaluate.ts';
 import { TrainingInterrupted, VERSION, readRunConfig, runFiles, train } from './trainer.ts';
 
