@@ -18,7 +18,7 @@ const model = new TwoEncoders(classes);
 const a = randn([batch, 1, size, size]);
 const v = randn([batch, 3, size, size]);
 const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
-const encoders = { audio: model.audio.parameters(), visual: model.visual.parameters() };
+const encoders = model.encoderGroups();
 const setups = Object.fromEntries((['uniform', 'mmpareto'] as IntegratorMethod[]).map((method) => {
   const opt = new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9 });
   return [method, { opt, step: new MultimodalStep({ method, encoders, optimizer: opt }) }];

@@ -1,29 +1,24 @@
-// The benches' two-encoder late-fusion model: ResNet-18 audio (1 channel) and visual (3 channel)
-// encoders, concat → linear multimodal head, one linear head per encoder; the paper's three losses.
-import { concat, crossEntropy, type Tensor } from '../engine/index.ts';
-import { Linear, Module } from '../engine/nn/index.ts';
+// The benches' two-encoder late-fusion model: the project's LateFusionClassifier over ResNet-18
+// audio (1 channel) and visual (3 channel) encoders, concat → multimodal head, one head per
+// encoder; losses() gives the paper's three losses from one forward.
+import { crossEntropy, type Tensor } from '../engine/index.ts';
+import { LateFusionClassifier } from '../models/late-fusion.ts';
 import { ResNet18 } from '../models/resnet.ts';
 
-export class TwoEncoders extends Module {
-  readonly audio = this.child('audio', new ResNet18({ inChannels: 1, seed: 1 }));
-  readonly visual = this.child('visual', new ResNet18({ inChannels: 3, seed: 2 }));
-  readonly head: Linear;
-  readonly headAudio: Linear;
-  readonly headVisual: Linear;
+export class TwoEncoders extends LateFusionClassifier {
   constructor(classes: number) {
-    super();
-    this.head = this.child('head', new Linear(1024, classes));
-    this.headAudio = this.child('head_audio', new Linear(512, classes));
-    this.headVisual = this.child('head_visual', new Linear(512, classes));
+    super({
+      encoders: {
+        audio: { module: new ResNet18({ inChannels: 1, seed: 1 }), features: 512 },
+        visual: { module: new ResNet18({ inChannels: 3, seed: 2 }), features: 512 },
+      },
+      classes,
+      seed: 3,
+    });
   }
   /** L_m, L_audio, L_visual from one forward (call inside tidy). */
   losses(a: Tensor, v: Tensor, y: Tensor): Record<'mm' | 'audio' | 'visual', Tensor> {
-    const fa = this.audio.forward(a);
-    const fv = this.visual.forward(v);
-    return {
-      mm: crossEntropy(this.head.forward(concat([fa, fv], 1)), y),
-      audio: crossEntropy(this.headAudio.forward(fa), y),
-      visual: crossEntropy(this.headVisual.forward(fv), y),
-    };
+    const out = this.logits({ audio: a, visual: v });
+    return { mm: crossEntropy(out.mm!, y), audio: crossEntropy(out.audio!, y), visual: crossEntropy(out.visual!, y) };
   }
 }
