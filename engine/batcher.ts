@@ -1,6 +1,7 @@
 // Records dispatches into one command encoder and submits in chunks. Uniform parameters
 // come from a slot pool: one uniform buffer, 256-byte slots, written once per submit.
 import type { Device } from './device.ts';
+import type { DispatchTimer } from './dispatch-timer.ts';
 
 const SLOTS = 64; // dispatches per submit at most ("tens of dispatches per submit")
 const UNIFORM = 0x40 | 0x08; // GPUBufferUsage.UNIFORM | COPY_DST
@@ -36,6 +37,8 @@ export class Batcher {
   lastOp = '(none)';
   /** Optional observer of every recorded dispatch (profiling, bench/profile.ts); null: none. */
   trace: ((d: Dispatch, bindGroup: GPUBindGroup) => void) | null = null;
+  /** Optional GPU timer of every dispatch (profiling: one pass per dispatch); null: none. */
+  timer: DispatchTimer | null = null;
 
   constructor(private readonly device: Device) {
     this.slotStride = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
@@ -66,10 +69,20 @@ export class Batcher {
     }
     d.buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
     const bindGroup = this.device.gpu.createBindGroup({ label: d.op, layout: d.pipeline.getBindGroupLayout(0), entries });
+    if (this.timer) {
+      const timestampWrites = this.timer.writes(d.op); // may throw: nothing recorded yet
+      this.pass?.end();
+      this.encoder ??= this.device.gpu.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass({ timestampWrites });
+    }
     const pass = this.computePass();
     pass.setPipeline(d.pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
+    if (this.timer) {
+      pass.end();
+      this.pass = null;
+    }
     this.trace?.(d, bindGroup);
     this.slots++; // every dispatch takes a slot, so a submit never holds more than SLOTS dispatches
     this.stats.dispatches++;
@@ -91,6 +104,7 @@ export class Batcher {
     }
     this.pass?.end();
     this.pass = null;
+    this.timer?.resolve(this.encoder);
     if (this.slots > 0) this.device.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
     this.device.gpu.queue.submit([this.encoder.finish()]);
     this.encoder = null;

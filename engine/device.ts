@@ -21,6 +21,11 @@ export interface DeviceOptions {
   /** A `GPU` object (navigator.gpu or Dawn's). Defaults to navigator.gpu, else Dawn via the `webgpu` package. */
   gpu?: GPU;
   powerPreference?: GPUPowerPreference;
+  /**
+   * Request 'timestamp-query' (for DispatchTimer, profiling). With Dawn for Node this also turns
+   * off Dawn's timestamp rounding (65536 ns); an error if the adapter lacks the feature.
+   */
+  timestamps?: boolean;
 }
 
 interface DawnModule {
@@ -65,7 +70,7 @@ export class Device {
 
   /** Creates a device on the best adapter: navigator.gpu in a browser, Dawn in Node. */
   static async create(opts: DeviceOptions = {}): Promise<Device> {
-    const gpu = opts.gpu ?? (await defaultGPU());
+    const gpu = opts.gpu ?? (await defaultGPU(opts.timestamps ? ['disable-dawn-features=timestamp_quantization'] : []));
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) {
       throw new EngineError(
@@ -80,7 +85,12 @@ export class Device {
       requiredLimits[name] = have; // take all the adapter offers
     }
     requiredLimits.maxBufferSize = adapter.limits.maxBufferSize;
-    const dev = await adapter.requestDevice({ requiredLimits });
+    const requiredFeatures: GPUFeatureName[] = [];
+    if (opts.timestamps) {
+      if (!adapter.features.has('timestamp-query')) throw new EngineError("The adapter does not support 'timestamp-query' (asked for by { timestamps: true }).");
+      requiredFeatures.push('timestamp-query');
+    }
+    const dev = await adapter.requestDevice({ requiredLimits, requiredFeatures });
     const i = adapter.info;
     const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ') || 'unknown adapter';
     const d = new Device(dev, name, true);
@@ -178,7 +188,7 @@ export class Device {
   }
 }
 
-async function defaultGPU(): Promise<GPU> {
+async function defaultGPU(flags: string[]): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
   const spec = 'webgpu'; // a variable specifier keeps bundlers from pulling Dawn into a browser build
@@ -191,5 +201,5 @@ async function defaultGPU(): Promise<GPU> {
   for (const [k, v] of Object.entries(mod.globals)) {
     if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
   }
-  return mod.create([]);
+  return mod.create(flags);
 }

@@ -7,6 +7,7 @@ export { setStackedRule, type StackedRule } from './rules.ts';
 export * from './ops/index.ts';
 export { tensor, writeTensor, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
 export { Generator, manualSeed, defaultGenerator } from './random.ts';
+export { DispatchTimer, type TimedDispatch } from './dispatch-timer.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';
 export type { OpName } from './rules.ts';
 export { SGD, type SGDOptions, AdamW, type AdamWOptions, type FusedOptimizer, type FusedUpdate } from './optim.ts';
