@@ -98,6 +98,25 @@ const firstRowTap = `  var kh0 = KH;
   let dyStep = stepH * params.dh / params.sh;
   let col0 = iw0 + params.pw;`;
 
+/**
+ * WGSL: the loop over output channels and the kernel rows that reach input row i (from
+ * firstRowTap), with y, rok, rb (the dy row) and wk-base wc in scope for `body`; wc advances by
+ * `wcStep` per output channel.
+ */
+const tapRowLoop = (body: string, wcStep: string) => `  var gc = n * params.cout * P;
+  var wc = 0u;
+  for (var co = 0u; co < params.cout; co++) {
+    var oy = khoff;
+    for (var kh = kh0; kh < KH; kh += stepH) {
+      let y = i + oy;
+      let rok = y < Ho;
+      let rb = gc + min(y, Ho - 1u) * Wo;
+${body}      oy -= dyStep;
+    }
+    gc += P;
+    wc += ${wcStep};
+  }`;
+
 export const convWeightGradShader = variants((bias: boolean, wg: number, tm: number) => buildWeightGrad(bias, wg, tm));
 
 /** Params, bindings and entry point shared by both input-gradient variants (H, W, KH, KW, Ho, Wo in scope). */
@@ -214,15 +233,7 @@ ${accumulators(tm)}
 ${firstRowTap}
   let mq = ci0 / 4u; // first vec4 of this row tile in each packed tap row
   let Mp4 = params.aux0;
-  var gc = n * params.cout * P;
-  var wc = 0u;
-  for (var co = 0u; co < params.cout; co++) {
-    var oy = khoff;
-    for (var kh = kh0; kh < KH; kh += stepH) {
-      let y = i + oy;
-      let rok = y < Ho;
-      let rb = gc + min(y, Ho - 1u) * Wo;
-      var b = vec4<f32>(${Q4.map((j) => ld(`col0 + ${j}u`)).join(', ')});
+${tapRowLoop(`      var b = vec4<f32>(${Q4.map((j) => ld(`col0 + ${j}u`)).join(', ')});
       let wk = wc + kh * KW;
       for (var kw = 0u; kw < KW; kw++) {
 ${weightLoads(tm, '(wk + kw) * Mp4 + mq')}
@@ -230,11 +241,7 @@ ${fmas(tm, '        ')}
         let xl = col0 - kw - 1u;
         b = vec4<f32>(${ld('xl')}, b.xyz);
       }
-      oy -= dyStep;
-    }
-    gc += P;
-    wc += KK;
-  }
+`, 'KK')}
   let ih = pa + i * params.sh;
   let ok = u / wq4 < params.n * hq && ih < H;
   let HW = H * W;
@@ -272,15 +279,7 @@ function buildInputGradRuns(wg: number, qn: number, nc: number): string {
   let KK = KH * KW;
 ${C.flatMap((r) => Q.map((q) => `  var c${r}${q} = vec4<f32>(0.0);`)).join('\n')}
 ${firstRowTap}
-  var gc = n * params.cout * P;
-  var wc = 0u;
-  for (var co = 0u; co < params.cout; co++) {
-    var oy = khoff;
-    for (var kh = kh0; kh < KH; kh += stepH) {
-      let y = i + oy;
-      let rok = y < Ho;
-      let rb = gc + min(y, Ho - 1u) * Wo;
-${Q.map((q) => `      var b${q} = vec4<f32>(${window.slice(4 * q, 4 * q + 4).join(', ')});`).join('\n')}
+${tapRowLoop(`${Q.map((q) => `      var b${q} = vec4<f32>(${window.slice(4 * q, 4 * q + 4).join(', ')});`).join('\n')}
       let wk = wc + kh * KW;
       for (var kw = 0u; kw < KW; kw++) {
 ${C.map((r) => `        let a${r} = vec4<f32>(Wp[wk + ${r === 0 ? '' : `${r}u * KK + `}kw]);
@@ -288,11 +287,7 @@ ${Q.map((q) => `        c${r}${q} = fma(a${r}, b${q}, c${r}${q});`).join('\n')}`
         let xl = col0 - kw - 1u;
 ${Q.slice().reverse().map((q) => `        b${q} = vec4<f32>(${q === 0 ? ld('xl') : `b${q - 1}.w`}, b${q}.xyz);`).join('\n')}
       }
-      oy -= dyStep;
-    }
-    gc += P;
-    wc += ${nc}u * KK;
-  }
+`, `${nc}u * KK`)}
   let ih = pa + i * params.sh;
   let ok = u / runs < params.n * hq && ih < H;
   let HW = H * W;
