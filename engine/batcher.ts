@@ -52,6 +52,7 @@ export class Batcher {
   }
 
   dispatch(d: Dispatch): void {
+    this.device.assertUsable(d.op);
     if (this.slots === SLOTS) this.flush();
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = d.groups;
@@ -113,8 +114,9 @@ export class Batcher {
     this.device.pool.afterSubmit();
   }
 
-  /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data. */
-  async read(src: GPUBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
+  /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data; `op` names the caller in errors. */
+  async read(src: GPUBuffer, bytes: number, srcOffset = 0, op = 'read'): Promise<ArrayBuffer> {
+    this.device.assertUsable(op);
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const i = this.staging.findIndex((b) => b.size >= size);
     const stage = i >= 0 ? this.staging.splice(i, 1)[0]! : this.device.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST });
@@ -122,7 +124,7 @@ export class Batcher {
     this.flush();
     this.stats.readbacks++;
     try {
-      await this.device.wait(stage.mapAsync(MAP_READ, 0, size));
+      await this.device.wait(stage.mapAsync(MAP_READ, 0, size), op);
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;

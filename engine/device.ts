@@ -3,6 +3,7 @@
 // `navigator.gpu` exists.
 import { BufferPool } from './buffer-pool.ts';
 import { Batcher } from './batcher.ts';
+import { NONFINITE_BATCHNORM } from '../shaders/batchnorm.ts';
 
 /** Limits the engine needs; requested at creation and checked against the adapter. */
 const REQUIRED = {
@@ -16,6 +17,28 @@ type LimitName = keyof typeof REQUIRED | 'maxBufferSize';
 export class EngineError extends Error {
   override name = 'EngineError';
 }
+
+/**
+ * The GPU device was destroyed or lost (driver reset, GPU removed, out of memory in the driver):
+ * every pending and later operation fails with this error, naming itself and giving the reason
+ * the browser or Dawn reported. Nothing on that device can be read back any more.
+ */
+export class DeviceLostError extends EngineError {
+  override name = 'DeviceLostError';
+  constructor(
+    readonly op: string,
+    /** GPUDeviceLostInfo.reason ('destroyed' or 'unknown'). */
+    readonly reason: string,
+    /** GPUDeviceLostInfo.message. */
+    readonly detail: string,
+  ) {
+    super(`${op}: the GPU device was lost (${reason}: ${detail}); no further work can run on it or be read back from it`);
+  }
+}
+
+const STORAGE_COPY = 0x80 | 0x04 | 0x08; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST
+/** Words of Device.nonFiniteCounters (u32 each). */
+export const NONFINITE_COUNTERS = { batchNorm: NONFINITE_BATCHNORM } as const;
 
 export interface DeviceOptions {
   /** A `GPU` object (navigator.gpu or Dawn's). Defaults to navigator.gpu, else Dawn via the `webgpu` package. */
@@ -45,7 +68,8 @@ export class Device {
   private readonly pipelines = new Map<string, Map<string, GPUComputePipeline>>(); // source → entry point → pipeline
   private readonly compileChecks: Promise<void>[] = [];
   private deviceError: Error | null = null;
-  private lost = false;
+  private lostInfo: { reason: string; message: string } | null = null;
+  private counters: GPUBuffer | null = null;
   private readonly ownsDevice: boolean;
 
   // Dawn's Node instance must outlive its devices: if it is garbage collected, the process crashes.
@@ -63,8 +87,7 @@ export class Device {
       this.deviceError ??= new EngineError(`WebGPU error (near op '${this.batcher.lastOp}'): ${e.message}`);
     });
     void gpu.lost.then((info) => {
-      this.lost = true;
-      if (info.reason !== 'destroyed') this.deviceError ??= new EngineError(`GPU device lost (last op '${this.batcher.lastOp}'): ${info.message}`);
+      this.lostInfo ??= { reason: info.reason ?? 'unknown', message: info.message || 'no message' };
     });
   }
 
@@ -111,14 +134,39 @@ export class Device {
     return this.gpu.limits;
   }
 
-  /** Throws a pending device/validation/compile error, if any. Called at every sync point. */
-  checkErrors(): void {
+  /** Throws a pending device/validation/compile error, if any. Called at every sync point (`op` names it). */
+  checkErrors(op = 'sync'): void {
     if (this.deviceError) {
       const e = this.deviceError;
       this.deviceError = null;
       throw e;
     }
-    if (this.lost) throw new EngineError('GPU device was destroyed or lost.');
+    this.assertUsable(op);
+  }
+
+  /** Whether the device was destroyed or lost (as far as the browser or Dawn has told us yet). */
+  get isLost(): boolean {
+    return this.lostInfo !== null;
+  }
+
+  /** Throws DeviceLostError naming `op` if the device was destroyed or lost. */
+  assertUsable(op: string): void {
+    if (this.lostInfo) throw new DeviceLostError(op, this.lostInfo.reason, this.lostInfo.message);
+  }
+
+  /**
+   * Device-wide u32 counters that kernels increment when they refuse to write a non-finite value
+   * (NONFINITE_COUNTERS: BatchNorm's running-stat updates). Created zeroed on first use.
+   */
+  get nonFiniteCounters(): GPUBuffer {
+    this.counters ??= this.gpu.createBuffer({ label: 'non-finite counters', size: 16, usage: STORAGE_COPY });
+    return this.counters;
+  }
+
+  /** Reads the non-finite counters (one readback): how many BatchNorm channel updates were skipped so far. */
+  async readNonFiniteCounts(): Promise<{ batchNorm: number }> {
+    const u = new Uint32Array(await this.batcher.read(this.nonFiniteCounters, 4, 0, 'readNonFiniteCounts'));
+    return { batchNorm: u[NONFINITE_COUNTERS.batchNorm]! };
   }
 
   /** Pipeline cache keyed by the final WGSL source; compile errors are reported with the op name and line. */
@@ -153,15 +201,18 @@ export class Device {
 
   /** Submits pending work and waits until the GPU finished it. */
   async sync(): Promise<void> {
+    this.assertUsable('sync');
     this.batcher.flush();
-    await this.wait(this.gpu.queue.onSubmittedWorkDone());
+    await this.wait(this.gpu.queue.onSubmittedWorkDone(), 'sync');
   }
 
   /**
-   * Awaits a GPU promise. Dawn's Node binding polls by re-arming the global setImmediate, which keeps a
-   * core busy; while we wait, setImmediate is swapped for a 1 ms timer so a software GPU gets that core.
+   * Awaits a GPU promise on behalf of `op`. Dawn's Node binding polls by re-arming the global
+   * setImmediate, which keeps a core busy; while we wait, setImmediate is swapped for a 1 ms timer so
+   * a software GPU gets that core. A promise rejected because the device went away (Dawn rejects a
+   * pending mapAsync with an AbortError that has no message) becomes a DeviceLostError naming `op`.
    */
-  async wait<T>(p: Promise<T>): Promise<T> {
+  async wait<T>(p: Promise<T>, op = 'wait'): Promise<T> {
     const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
     const quiet = this.quietWait && typeof g.setImmediate === 'function';
     if (quiet && quietWaiters++ === 0) {
@@ -169,22 +220,41 @@ export class Device {
       g.setImmediate = (cb: () => void) => setTimeout(cb, 1);
     }
     try {
-      const r = await p;
+      let r: T;
+      try {
+        r = await p;
+      } catch (e) {
+        await this.settleLoss();
+        this.assertUsable(op);
+        throw e instanceof EngineError ? e : new EngineError(`${op}: ${(e as Error).name}: ${(e as Error).message || 'no message'} (near op '${this.batcher.lastOp}')`);
+      }
       if (this.compileChecks.length) await Promise.all(this.compileChecks.splice(0));
-      this.checkErrors();
+      this.checkErrors(op);
       return r;
     } finally {
       if (quiet && --quietWaiters === 0) g.setImmediate = savedSetImmediate;
     }
   }
 
+  /** After a failed GPU promise: gives the device-lost notification (which follows it) a moment to arrive. */
+  private async settleLoss(): Promise<void> {
+    if (this.lostInfo) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.gpu.lost, new Promise((r) => (timer = setTimeout(r, 500)))]);
+    clearTimeout(timer);
+    await Promise.resolve(); // let the lost handler above run
+  }
+
   /** Whether waits use the quiet (timer-based) polling described in `wait`. */
   quietWait = true;
 
+  /** Frees the engine's buffers and, for a device it created, the GPUDevice; later operations throw DeviceLostError. */
   destroy(): void {
-    this.batcher.flush();
+    if (!this.lostInfo) this.batcher.flush();
     this.pool.destroyAll();
+    this.counters?.destroy();
     if (this.ownsDevice) this.gpu.destroy();
+    this.lostInfo ??= { reason: 'destroyed', message: 'Device.destroy() was called' };
   }
 }
 

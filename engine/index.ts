@@ -1,11 +1,11 @@
 // Public API of the engine (browser-safe: no Node modules).
-export { Device, EngineError, type DeviceOptions } from './device.ts';
+export { Device, DeviceLostError, EngineError, NONFINITE_COUNTERS, type DeviceOptions } from './device.ts';
 export { Tensor, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
 export { noGrad, isGradEnabled, grad, releaseGraph, type GradOptions } from './autograd.ts';
 export { perLossGrads, perLossStats, type PerLossOptions } from './per-loss.ts';
 export { setStackedRule, type StackedRule } from './rules.ts';
 export * from './ops/index.ts';
-export { tensor, writeTensor, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
+export { tensor, writeTensor, assertFinite, full, zeros, ones, randn, rand, type CreateOptions, type RandomOptions } from './creation.ts';
 export { Generator, manualSeed, defaultGenerator } from './random.ts';
 export { DispatchTimer, type TimedDispatch } from './dispatch-timer.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';

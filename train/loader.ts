@@ -26,6 +26,11 @@ export interface LoaderOptions {
   /** Drop the last, incomplete batch (default false). */
   dropLast?: boolean;
   normalize?: NormalizationStats;
+  /**
+   * Refuse a batch whose (normalised) inputs hold a NaN or ±Inf, naming the item, before it is
+   * uploaded (default true: one pass over host data the gather just wrote).
+   */
+  checkFinite?: boolean;
 }
 
 /** Disposes every tensor of a batch. */
@@ -105,6 +110,10 @@ export function normalizationStats(split: Split, shapes: Record<string, number[]
         for (let p = 0; p < px; p++) s += x[base + p]!;
       }
       const mu = s / (split.n * px);
+      if (!Number.isFinite(mu)) {
+        const k = x.findIndex((v) => !Number.isFinite(v));
+        throw new Error(`normalizationStats: modality '${m}' item ${Math.floor(k / (c * px))} holds ${x[k]} (element ${k % (c * px)}): the data set has non-finite values`);
+      }
       let ss = 0;
       for (let i = 0; i < split.n; i++) {
         const base = (i * c + ch) * px;
@@ -133,6 +142,7 @@ export class Loader {
   private readonly shuffle: boolean;
   private readonly seed: number;
   private readonly dropLast: boolean;
+  private readonly checkFinite: boolean;
   /** Modality → per-channel [offset, scale] with x ↦ (x + offset)·scale, or absent. */
   private readonly affine: Record<string, { offset: Float32Array; scale: Float32Array } | undefined> = {};
   private readonly buffers: [HostBuffers, HostBuffers];
@@ -141,6 +151,7 @@ export class Loader {
   constructor(split: Split, dataset: Pick<Dataset, 'inputs' | 'tasks'>, opts: LoaderOptions) {
     const { batchSize, shuffle, seed } = opts;
     this.dropLast = opts.dropLast ?? false;
+    this.checkFinite = opts.checkFinite ?? true;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new Error(`Loader: batch size ${batchSize} is invalid: it must be an integer from 1 to the split size (${split.n})`);
     }
@@ -216,6 +227,7 @@ export class Loader {
         const itemLen = prod(shape);
         const dst = host.inputs[m]!.subarray(0, size * itemLen);
         gather(this.split.inputs[m]!, items, itemLen, shape[0]!, dst, this.affine[m]);
+        if (this.checkFinite) checkBatchFinite(dst, items, itemLen, m, index);
         batch.inputs[m] = tensor(dst, [size, ...shape], { dtype: 'float32' });
       }
       for (const t of this.tasks) {
@@ -229,6 +241,15 @@ export class Loader {
       throw e;
     }
     return batch;
+  }
+}
+
+/** Throws naming the split item, the modality and the value if a gathered batch holds a NaN or ±Inf. */
+function checkBatchFinite(dst: Float32Array, items: Int32Array, itemLen: number, modality: string, batch: number): void {
+  for (let k = 0; k < dst.length; k++) {
+    if (Number.isFinite(dst[k]!)) continue;
+    const i = Math.floor(k / itemLen);
+    throw new Error(`Loader: item ${items[i]} of the split (batch ${batch}, modality '${modality}') holds ${dst[k]} at element ${k - i * itemLen} after normalisation; non-finite inputs would turn the step's losses and gradients into NaN`);
   }
 }
 
