@@ -10,6 +10,6 @@ export { Generator, manualSeed, defaultGenerator } from './random.ts';
 export { DispatchTimer, type TimedDispatch } from './dispatch-timer.ts';
 export { gradcheck, type GradcheckOptions, type GradcheckResult } from './gradcheck.ts';
 export type { OpName } from './rules.ts';
-export { SGD, type SGDOptions, AdamW, type AdamWOptions, type FusedOptimizer, type FusedUpdate } from './optim.ts';
+export { SGD, type SGDOptions, AdamW, type AdamWOptions, type FusedOptimizer, type FusedUpdate, type StepGuard } from './optim.ts';
 export * from './integrate/index.ts';
 export * from './nn/index.ts';
