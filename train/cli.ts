@@ -1,13 +1,16 @@
 // `mmpareto` — train, evaluate and compare multimodal runs. See `mmpareto --help`.
-// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, divergence), 2 bad usage,
-// 130 interrupted (Ctrl-C; resumable from the last epoch's checkpoint).
+// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, a non-finite loss, a lost
+// GPU), 2 bad usage, 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM after the step in
+// progress (resumable from the last epoch's checkpoint).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { INTEGRATOR_METHODS, init, type Device, type IntegratorMethod } from '../engine/index.ts';
+import { DeviceLostError, INTEGRATOR_METHODS, init, type Device, type IntegratorMethod } from '../engine/index.ts';
 import { DATASETS, DEFAULT_DATA_DIR, MODELS, OPTIMIZERS, type RunConfig } from './config.ts';
-import { loadModelState, readCheckpoint } from './checkpoint.ts';
+import { loadModelState, readCheckpoint, readCheckpointMeta } from './checkpoint.ts';
+import { ensureDir } from './files.ts';
 import { ProgressBar, formatDuration, progressLine } from './progress.ts';
+import { readRecords } from './run-log.ts';
 import { writeReport } from './report.ts';
 import { buildSetup, evaluate, formatEval } from './evaluate.ts';
 import { TrainingInterrupted, VERSION, readRunConfig, runFiles, train } from './trainer.ts';
@@ -41,9 +44,14 @@ train options (default in brackets):
   --train-limit N     use at most N training items, 0 = all [0]
   --val-size N        training items held out for validation [5000]
   --log-every N       read back (and log) the step losses and MMPareto telemetry every N steps [20]
-  --out DIR           run directory [runs/DATASET-MODEL-METHOD-sSEED]
-  --resume            continue the run in --out from its latest checkpoint (same config;
-                      only --epochs may be raised); the result equals an uninterrupted run
+  --on-nonfinite X    at a NaN/Inf loss or gradient: stop (nothing of that step or later is
+                      applied; the state before it goes to nonfinite.safetensors) | skip (drop
+                      such steps, log them, train on) [stop]
+  --out DIR           run directory [runs/DATASET-MODEL-METHOD-sSEED]; one run at a time
+                      (a second one is refused while RUN/lock names a live process)
+  --resume            continue the run in --out from its latest checkpoint, or start it over if
+                      it stopped before its first one (same config; only --epochs may be raised,
+                      --on-nonfinite and --data-dir changed); the result equals an uninterrupted run
   --no-report         do not write report.html into the run directory at the end
 
 eval options:
@@ -58,10 +66,13 @@ common:
 A run directory holds config.json, metrics.jsonl (every step's losses and the
 integrator's cos β, α and gradient norms per encoder, read back every --log-every
 steps; one evaluation per epoch; the final test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
-optimizer and integrator state; written atomically), and report.html.
-Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, divergence),
-2 bad usage (unknown command, flag or name), 130 interrupted by Ctrl-C (the first Ctrl-C
-stops after the current step; --resume continues from the last finished epoch).
+optimizer and integrator state and a CRC-32 per tensor; written whole or not at all, also
+on a full disk), report.html, and while training runs, lock.
+Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, a full disk,
+a non-finite loss, a lost GPU — the message says which and how to continue), 2 bad usage
+(unknown command, flag or name), 130 / 143 interrupted by Ctrl-C / SIGTERM: training stops
+after the step in progress (a second Ctrl-C kills it); --resume continues from the last
+finished epoch, repeating that epoch's steps with identical results.
 `;
 
 const OPTIONS = {
@@ -69,7 +80,7 @@ const OPTIONS = {
   'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, momentum: { type: 'string' },
   'weight-decay': { type: 'string' }, 'lr-schedule': { type: 'string' }, gamma: { type: 'string' }, fusion: { type: 'string' },
   seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'train-limit': { type: 'string' }, 'val-size': { type: 'string' },
-  'log-every': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
+  'log-every': { type: 'string' }, 'on-nonfinite': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
   checkpoint: { type: 'string' }, split: { type: 'string' }, quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
@@ -109,6 +120,7 @@ export function trainConfig(v: Values): RunConfig {
     trainLimit: num('train-limit', v['train-limit'], 0, (x) => int(x) && x >= 0, 'an integer >= 0'),
     valSize: num('val-size', v['val-size'], 5000, (x) => int(x) && x >= 1, 'an integer >= 1'),
     logEvery: num('log-every', v['log-every'], 20, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    onNonFinite: choice('on-nonfinite', v['on-nonfinite'], ['stop', 'skip'] as const, 'stop'),
     outDir: resolve(v.out ?? join('runs', `${dataset}-${model}-${method}-s${seed}`)),
   };
 }
@@ -122,21 +134,35 @@ export function parseTrainArgs(argv: string[]): RunConfig {
   }
 }
 
-/** For --resume: the saved config, with --epochs allowed to change and anything else refused. */
+/**
+ * For --resume: the saved config, with --epochs, --data-dir and --on-nonfinite allowed to change
+ * and anything else refused; --epochs below the epochs done, or equal to them on a finished run,
+ * is refused too (it would rewrite the run's final record).
+ */
 function resumeConfig(v: Values, argv: string[]): RunConfig {
   const asked = trainConfig(v);
   const saved = readRunConfig(asked.outDir);
   const given = new Set(argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!));
-  const flagOf: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', outDir: 'out' };
-  const out = { ...saved, outDir: asked.outDir } as RunConfig;
+  const flagOf: Record<string, string> = {
+    batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', onNonFinite: 'on-nonfinite', outDir: 'out',
+  };
+  const out = { onNonFinite: 'stop', ...saved, outDir: asked.outDir } as RunConfig;
   for (const k of Object.keys(asked) as (keyof RunConfig)[]) {
     const flag = flagOf[k] ?? k;
     if (!given.has(flag) || k === 'outDir') continue;
-    if (k === 'epochs' || k === 'dataDir') (out as unknown as Record<string, unknown>)[k] = asked[k];
+    if (k === 'epochs' || k === 'dataDir' || k === 'onNonFinite') (out as unknown as Record<string, unknown>)[k] = asked[k];
     else if (asked[k] !== saved[k]) throw new UsageError(`--resume: --${flag} ${String(asked[k])} differs from the run's ${String(saved[k])} (only --epochs may change)`);
   }
   delete (out as unknown as Record<string, unknown>).version;
   delete (out as unknown as Record<string, unknown>).device;
+  const files = runFiles(out.outDir);
+  if (existsSync(files.latest)) {
+    const done = readCheckpointMeta(files.latest).epoch;
+    if (out.epochs < done) throw new UsageError(`--resume: the run has finished ${done} epochs; --epochs ${out.epochs} would undo them (give --epochs ${done + 1} or more to train on)`);
+    if (out.epochs === done && existsSync(files.metrics) && readRecords(files.metrics).some((r) => r.type === 'final')) {
+      throw new UsageError(`--resume: the run already finished its ${done} epochs (metrics.jsonl has its final record); give --epochs ${done + 1} or more to train on`);
+    }
+  }
   return out;
 }
 
@@ -145,20 +171,28 @@ interface Io {
   err: (s: string) => void;
 }
 
+/** Set by cmdTrain when a signal stopped training: the exit code (128 + signal number). */
+let interruptedCode = 130;
+
 async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise<Device>): Promise<void> {
+  interruptedCode = 130;
   const config = v.resume ? resumeConfig(v, argv) : trainConfig(v);
+  ensureDir(config.outDir, `--out ${config.outDir}`, false); // /proc, a file, a read-only mount: fail before the GPU starts
   const dev = await device();
   const bar = new ProgressBar(process.stderr, !v.quiet && process.stderr.isTTY === true);
   let lastPrinted = 0;
-  // Ctrl-C: finish the current step and stop cleanly (the checkpoints are whole); twice: kill.
+  // Ctrl-C or SIGTERM: finish the step in progress and stop cleanly (the checkpoints are whole); Ctrl-C twice: kill.
   const stop = new AbortController();
-  const onInterrupt = () => {
-    stop.abort();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) return;
+    interruptedCode = signal === 'SIGTERM' ? 143 : 130;
+    stop.abort(signal);
     bar.clear();
-    io.err('stopping after this step (Ctrl-C again to kill)…');
-    process.once('SIGINT', () => process.exit(130));
+    io.err(`${signal === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: stopping after this step${signal === 'SIGINT' ? ' (Ctrl-C again to kill)' : ''}…`);
+    if (signal === 'SIGINT') process.once('SIGINT', () => process.exit(130));
   };
-  process.once('SIGINT', onInterrupt);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const final = await train(config, {
     device: dev,
     resume: v.resume,
@@ -176,8 +210,20 @@ async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise
         io.err(progressLine(p));
       },
     },
+  }).catch((e: unknown) => {
+    if (!(e instanceof DeviceLostError)) throw e;
+    const latest = runFiles(config.outDir).latest;
+    let epoch = 0;
+    try {
+      epoch = existsSync(latest) ? readCheckpointMeta(latest).epoch : 0;
+    } catch {
+      /* reported as no checkpoint */
+    }
+    const where = epoch > 0 ? `latest.safetensors holds epoch ${epoch}: 'mmpareto train --resume --out ${config.outDir}' continues from it` : `no epoch had finished: 'mmpareto train --resume --out ${config.outDir}' starts the run over`;
+    throw new Error(`${e.message}. Training stopped; ${where} (on a working GPU)`);
   }).finally(() => {
-    process.removeListener('SIGINT', onInterrupt);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     bar.clear();
   });
   const t = final.test;
@@ -245,7 +291,7 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
   } catch (e) {
     if (e instanceof TrainingInterrupted) {
       io.err(`mmpareto: ${e.message}`);
-      return 130;
+      return interruptedCode;
     }
     if (e instanceof UsageError) {
       io.err(`mmpareto: ${e.message}\nRun 'mmpareto --help' for the options.`);

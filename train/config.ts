@@ -35,6 +35,11 @@ export interface RunConfig {
   valSize: number;
   /** Log mean losses (and read telemetry) every this many steps. */
   logEvery: number;
+  /**
+   * At a non-finite (NaN/±Inf) loss or gradient: 'stop' the run (nothing of that step or later is
+   * applied) or 'skip' (drop such steps and train on). Absent in configs written before it: 'stop'.
+   */
+  onNonFinite?: 'stop' | 'skip';
   outDir: string;
 }
 
