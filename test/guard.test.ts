@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { device, randTensor, throwsWith } from './helpers.ts';
 import {
-  AdamW, INTEGRATOR_METHODS, MultimodalStep, NonFiniteGuard, SGD, batchNorm2d, liveTensors, tensor, tidy, writeTensor,
+  AdamW, INTEGRATOR_METHODS, Linear, MultimodalStep, NonFiniteGuard, SGD, batchNorm2d, crossEntropy, liveTensors, tensor, tidy, writeTensor,
   type IntegratorMethod, type Tensor,
 } from '../engine/index.ts';
 import { LateFusion } from './late-fusion.ts';
@@ -145,6 +145,34 @@ test('a non-finite gradient with finite losses is caught, named by tensor index;
   for (const t of [p, q, loss]) t.dispose();
   opt.dispose();
   guard.dispose();
+});
+
+test('a plain Linear + SGD step on a NaN input: every weight turns NaN without a guard (as PyTorch), none changes with one', async () => {
+  const x = tensor(Float32Array.of(1, NaN, 2, 0.5, -1, 3), [2, 3]);
+  const labels = tensor(Int32Array.of(0, 1), [2], { dtype: 'int32' });
+  for (const guarded of [false, true]) {
+    const lin = new Linear(3, 2);
+    const w0 = Float32Array.from(await lin.weight.toArray());
+    const opt = new SGD(lin.parameters(), { lr: 0.1 });
+    const guard = guarded ? new NonFiniteGuard(device) : undefined;
+    const loss = tidy(() => crossEntropy(lin.forward(x), labels));
+    loss.backward();
+    guard?.checkLosses([loss]);
+    guard?.checkTensors(opt.params.map((p) => p.grad));
+    opt.step(guard);
+    guard?.end();
+    const w = await lin.weight.toArray();
+    if (guarded) assert.equal(Array.from(w), Array.from(w0), 'weights unchanged');
+    else assert.ok(Array.from(w).every(Number.isNaN), 'every weight NaN');
+    if (guarded) assert.equal((await guard!.read()).first!.reasons, ['loss', 'gradient']);
+    opt.zeroGrad();
+    loss.dispose();
+    guard?.dispose();
+    opt.dispose();
+    lin.dispose();
+  }
+  x.dispose();
+  labels.dispose();
 });
 
 test('a BatchNorm layer that refused its running-stat update makes the step bad even with finite losses', async () => {
