@@ -24,11 +24,13 @@ interface Proc {
   child: ChildProcess;
   done: Promise<{ code: number | null; signal: string | null; err: string }>;
 }
+const started: ChildProcess[] = [];
 function start(argv: string[]): Proc {
   const child = spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   child.stdout!.on('data', () => {});
+  started.push(child);
   const done = new Promise<{ code: number | null; signal: string | null; err: string }>((res) => child.on('exit', (code, signal) => res({ code, signal, err })));
   return { child, done };
 }
@@ -129,5 +131,8 @@ test('a lock held on another host, or a lock file this program did not write: re
   assert.ok(err.includes('not a lock this program wrote'), err);
 });
 
-test.after(() => rmSync(root, { recursive: true, force: true }));
+test.after(() => {
+  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); // a failed test leaves no process behind
+  rmSync(root, { recursive: true, force: true });
+});
 test.run();

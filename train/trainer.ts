@@ -114,8 +114,6 @@ function prepareRunDir(config: RunConfig, opts: TrainOptions): { setup: Setup; l
 interface PendingStep {
   losses: Tensor;
   lr: number;
-  /** Position of its batch in the epoch (0-based). */
-  batch: number;
 }
 
 const fmtLoss = (v: number) => (Number.isFinite(v) ? v.toFixed(4) : String(v)); // NaN, Infinity: never JSON's null
@@ -249,7 +247,7 @@ class TrainingRun {
           for (const n of lossNames) l[n] = crossEntropy(out[n]!, b.labels[model.targets[n]!]!);
           return l;
         });
-        pending.push({ losses: noGrad(() => tidy(() => concat(lossNames.map((n) => reshape(losses[n]!, [1])), 0))), lr: this.optimizer.lr, batch: b.index });
+        pending.push({ losses: noGrad(() => tidy(() => concat(lossNames.map((n) => reshape(losses[n]!, [1])), 0))), lr: this.optimizer.lr });
         this.step.step(losses);
         for (const l of Object.values(losses)) l.dispose();
         disposeBatch(b);
@@ -360,8 +358,9 @@ class TrainingRun {
 
   private interruptedMessage(epoch: number, batch: number): string {
     const dir = this.config.outDir;
+    const repeat = batch > 0 ? `, repeating the ${batch} step(s) of epoch ${epoch + 1} done so far (with identical results)` : '';
     const where = this.epoch > 0
-      ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there, repeating the ${batch} step(s) of epoch ${epoch + 1} done so far (with identical results)`
+      ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there${repeat}`
       : `no epoch finished yet, so there is no checkpoint: 'mmpareto train --resume --out ${dir}' starts the run over`;
     return `interrupted after step ${this.globalStep} (epoch ${epoch + 1}, batch ${batch} of ${this.loader.batchesPerEpoch}); ${where}`;
   }
