@@ -13,3 +13,4 @@ export type { OpName } from './rules.ts';
 export { SGD, type SGDOptions, AdamW, type AdamWOptions, type FusedOptimizer, type FusedUpdate, type StepGuard } from './optim.ts';
 export * from './integrate/index.ts';
 export * from './nn/index.ts';
+export * from './audio/index.ts';
