@@ -14,6 +14,8 @@ import { readRecords } from './run-log.ts';
 import { writeReport } from './report.ts';
 import { buildSetup, evaluate, formatEval } from './evaluate.ts';
 import { TrainingInterrupted, VERSION, readRunConfig, runFiles, train } from './trainer.ts';
+import { PREPARE_HELP, cmdPrepare } from './av/prepare-cli.ts';
+import { AUDIO_FEATURES, DEFAULT_FRAMES, DEFAULT_IMAGE_SIZE } from './av/dataset.ts';
 
 export class UsageError extends Error {}
 
@@ -24,6 +26,8 @@ Usage:
   mmpareto eval RUN_DIR [options]     evaluate a run's checkpoint on a split
   mmpareto report RUN_DIR... [--out FILE]
                                       one self-contained HTML page comparing runs
+  mmpareto prepare crema-d|ave --src RAW --out DIR
+                                      a raw CREMA-D / AVE download → the layout --data-dir reads
   mmpareto --help | --version
 
 train options (default in brackets):
@@ -40,9 +44,14 @@ train options (default in brackets):
   --gamma X           MMPareto's magnitude factor γ [1.5]
   --fusion NAME       late fusion of modality features: concat | sum [concat]
   --seed N            initialisation, split and shuffling seed [0]
-  --data-dir DIR      Fashion-MNIST IDX files [${DEFAULT_DATA_DIR}]
+  --data-dir DIR      Fashion-MNIST IDX files [${DEFAULT_DATA_DIR}]; for crema-d and ave,
+                      the directory \`mmpareto prepare\` made (its split is used as is)
   --train-limit N     use at most N training items, 0 = all [0]
-  --val-size N        training items held out for validation [5000]
+  --val-size N        training items held out for validation (Fashion-MNIST sets) [5000]
+  --frames T          crema-d, ave: video frames per clip, features averaged over time [${DEFAULT_FRAMES}]
+  --image-size S      crema-d, ave: frame side after RandomResizedCrop / resize [${DEFAULT_IMAGE_SIZE}]
+  --audio NAME        crema-d, ave: ${AUDIO_FEATURES.join(' | ')} (OGM-GE log STFT at 22,050 Hz, or Kaldi
+                      log mel fbank), computed on the GPU per batch [stft]
   --log-every N       read back (and log) the step losses and MMPareto telemetry every N steps [20]
   --on-nonfinite X    at a NaN/Inf loss or gradient: stop (nothing of that step or later is
                       applied; the state before it goes to nonfinite.safetensors) | skip (drop
@@ -54,6 +63,7 @@ train options (default in brackets):
                       --on-nonfinite and --data-dir changed); the result equals an uninterrupted run
   --no-report         do not write report.html into the run directory at the end
 
+${PREPARE_HELP}
 eval options:
   --checkpoint WHICH  best | latest | a .safetensors path [best]
   --split NAME        train | val | test [test]
@@ -82,6 +92,10 @@ const OPTIONS = {
   seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'train-limit': { type: 'string' }, 'val-size': { type: 'string' },
   'log-every': { type: 'string' }, 'on-nonfinite': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
   checkpoint: { type: 'string' }, split: { type: 'string' }, quiet: { type: 'boolean' },
+  frames: { type: 'string' }, 'image-size': { type: 'string' }, audio: { type: 'string' },
+  // prepare
+  src: { type: 'string' }, 'sample-rate': { type: 'string' }, 'val-fraction': { type: 'string' }, 'test-fraction': { type: 'string' },
+  'train-csv': { type: 'string' }, 'test-csv': { type: 'string' }, 'on-corrupt': { type: 'string' }, jobs: { type: 'string' },
   help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
@@ -116,7 +130,10 @@ export function trainConfig(v: Values): RunConfig {
     lrSchedule: choice('lr-schedule', v['lr-schedule'], ['none', 'cosine'] as const, 'none'),
     gamma: num('gamma', v.gamma, 1.5, (x) => x > 0, 'a number > 0'),
     fusion: choice('fusion', v.fusion, ['concat', 'sum'] as const, 'concat'),
-    dataDir: v['data-dir'] ?? DEFAULT_DATA_DIR,
+    dataDir: v['data-dir'] ?? (dataset === 'crema-d' || dataset === 'ave' ? '' : DEFAULT_DATA_DIR),
+    frames: num('frames', v.frames, DEFAULT_FRAMES, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    imageSize: num('image-size', v['image-size'], DEFAULT_IMAGE_SIZE, (x) => int(x) && x >= 8, 'an integer >= 8'),
+    audio: choice('audio', v.audio, AUDIO_FEATURES, 'stft'),
     trainLimit: num('train-limit', v['train-limit'], 0, (x) => int(x) && x >= 0, 'an integer >= 0'),
     valSize: num('val-size', v['val-size'], 5000, (x) => int(x) && x >= 1, 'an integer >= 1'),
     logEvery: num('log-every', v['log-every'], 20, (x) => int(x) && x >= 1, 'an integer >= 1'),
@@ -144,7 +161,7 @@ function resumeConfig(v: Values, argv: string[]): RunConfig {
   const saved = readRunConfig(asked.outDir);
   const given = new Set(argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!));
   const flagOf: Record<string, string> = {
-    batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', onNonFinite: 'on-nonfinite', outDir: 'out',
+    batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', onNonFinite: 'on-nonfinite', outDir: 'out', imageSize: 'image-size',
   };
   const out = { onNonFinite: 'stop', ...saved, outDir: asked.outDir } as RunConfig;
   for (const k of Object.keys(asked) as (keyof RunConfig)[]) {
@@ -286,7 +303,8 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
       await cmdTrain(v, argv, io, getDevice);
     } else if (cmd === 'eval') await cmdEval(v, rest, io, getDevice);
     else if (cmd === 'report') cmdReport(v, rest, io);
-    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report)`);
+    else if (cmd === 'prepare') return await cmdPrepare(v, rest, io, (m) => new UsageError(m));
+    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report, prepare)`);
     return 0;
   } catch (e) {
     if (e instanceof TrainingInterrupted) {

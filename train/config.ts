@@ -5,7 +5,7 @@ import { MODELS, type ModelName } from '../models/registry.ts';
 
 export { MODELS, type ModelName };
 
-export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av'] as const;
+export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av', 'crema-d', 'ave'] as const;
 export const OPTIMIZERS = ['sgd', 'adamw'] as const;
 export type DatasetName = (typeof DATASETS)[number];
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -27,8 +27,12 @@ export interface RunConfig {
   /** Late-fusion combination of the modality features. */
   fusion: 'concat' | 'sum';
   seed: number;
-  /** Fashion-MNIST directory (the gzipped IDX files). */
+  /** Fashion-MNIST directory (the gzipped IDX files), or a directory made by `mmpareto prepare` (crema-d, ave). */
   dataDir: string;
+  /** crema-d / ave: frames per clip, frame side, audio features (absent in runs made before them). */
+  frames?: number;
+  imageSize?: number;
+  audio?: 'stft' | 'fbank';
   /** Use at most this many training items (0: all), for quick runs. */
   trainLimit: number;
   /** Training items held out for validation. */

@@ -165,7 +165,12 @@ export class Loader {
     this.batchSize = batchSize;
     this.shuffle = shuffle;
     this.seed = seed;
-    for (const [m, shape] of Object.entries(this.shapes)) {
+    const source = split.source;
+    if (source) {
+      for (const m of Object.keys(this.shapes)) if (!source.hostShapes[m]) throw new Error(`Loader: the split's item source has no modality '${m}'`);
+      if (opts.normalize && Object.keys(opts.normalize).length) throw new Error('Loader: normalize is for in-memory splits; an item source normalises its own items');
+    }
+    for (const [m, shape] of source ? [] : Object.entries(this.shapes)) {
       const x = split.inputs[m];
       if (!x) throw new Error(`Loader: the split has no modality '${m}' (it has: ${Object.keys(split.inputs).join(', ') || 'none'})`);
       if (x.length !== split.n * prod(shape)) throw new Error(`Loader: modality '${m}' holds ${x.length} values, expected ${split.n} items × [${shape.join(', ')}]`);
@@ -189,7 +194,7 @@ export class Loader {
     this.batchesPerEpoch = this.dropLast ? Math.floor(split.n / batchSize) : Math.ceil(split.n / batchSize);
     const cap = Math.min(batchSize, split.n);
     const make = (): HostBuffers => ({
-      inputs: Object.fromEntries(Object.entries(this.shapes).map(([m, s]) => [m, new Float32Array(cap * prod(s))])),
+      inputs: Object.fromEntries(Object.entries(split.source?.hostShapes ?? this.shapes).map(([m, s]) => [m, new Float32Array(cap * prod(s))])),
       labels: Object.fromEntries(this.tasks.map((t) => [t, new Int32Array(cap)])),
     });
     this.buffers = [make(), make()];
@@ -213,17 +218,34 @@ export class Loader {
     for (let index = 0; index < this.batchesPerEpoch; index++) {
       const start = index * this.batchSize;
       const size = Math.min(this.batchSize, this.split.n - start);
-      yield this.upload(order.subarray(start, start + size), index);
+      yield this.upload(order.subarray(start, start + size), index, epoch);
     }
   }
 
-  private upload(items: Int32Array, index: number): Batch {
+  private upload(items: Int32Array, index: number, epoch: number): Batch {
     const host = this.buffers[this.flip]!;
     this.flip ^= 1;
     const size = items.length;
     const batch: Batch = { inputs: {}, labels: {}, size, index };
     try {
-      for (const [m, shape] of Object.entries(this.shapes)) {
+      const source = this.split.source;
+      if (source) {
+        const dst = Object.fromEntries(Object.keys(this.shapes).map((m) => [m, host.inputs[m]!.subarray(0, size * prod(source.hostShapes[m]!))]));
+        source.read(items, dst, epoch);
+        for (const m of Object.keys(this.shapes)) {
+          const x = tensor(dst[m]!, [size, ...source.hostShapes[m]!], { dtype: 'float32' });
+          const map = source.onDevice?.[m];
+          if (!map) batch.inputs[m] = x;
+          else {
+            try {
+              batch.inputs[m] = map(x);
+            } finally {
+              x.dispose();
+            }
+          }
+        }
+      }
+      for (const [m, shape] of source ? [] : Object.entries(this.shapes)) {
         const itemLen = prod(shape);
         const dst = host.inputs[m]!.subarray(0, size * itemLen);
         gather(this.split.inputs[m]!, items, itemLen, shape[0]!, dst, this.affine[m]);
