@@ -49,10 +49,12 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   // Sub-seeds for each encoder and the heads, drawn in a fixed order from the one seed.
   const seeds = new Generator(opts.seed);
   const nextSeed = () => seeds.int(2 ** 31);
-  const encoder = (shape: number[]): EncoderSpec =>
-    name === 'cnn'
-      ? { module: new CGEncoder({ inChannels: shape[0]!, seed: nextSeed() }), features: CGEncoder.featureDim }
-      : { module: new ResNet18({ inChannels: shape[0]!, seed: nextSeed() }), features: ResNet18.featureDim };
+  const encoder = (shape: number[]): EncoderSpec => {
+    const inChannels = shape[shape.length - 3]!; // [C, H, W] or [T, C, H, W]
+    return name === 'cnn'
+      ? { module: new CGEncoder({ inChannels, seed: nextSeed() }), features: CGEncoder.featureDim }
+      : { module: new ResNet18({ inChannels, seed: nextSeed() }), features: ResNet18.featureDim };
+  };
 
   if (tasks.length === 2 && inputs.length === 1) {
     if (name === 'mbt') {

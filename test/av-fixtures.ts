@@ -84,3 +84,14 @@ export function makeAve(dir: string, lists = true): { src: string; ids: Map<stri
   if (lists) for (const [s, f] of [['train', 'trainSet.txt'], ['val', 'valSet.txt'], ['test', 'testSet.txt']]) writeFileSync(join(src, f!), split[s!]!.join('\n') + '\n');
   return { src, ids };
 }
+
+let cremaPrepared: { fixture: CremaFixture; out: string } | null = null;
+/** The CREMA-D fixture prepared once (seeded split, 22,050 Hz), shared by the test files. */
+export async function preparedCremaD(): Promise<{ fixture: CremaFixture; out: string }> {
+  if (cremaPrepared) return cremaPrepared;
+  const { prepare } = await import('../train/av/prepare.ts');
+  const fixture = makeCremaD('crema-shared');
+  const out = join(root, 'crema-shared-prepared');
+  await prepare({ dataset: 'crema-d', src: fixture.src, out, jobs: 2 });
+  return (cremaPrepared = { fixture, out });
+}
