@@ -125,7 +125,7 @@ test('bad input: a corrupt frame names the file; stft at 16 kHz says what to do;
   writeFileSync(jpg, readFileSync(jpg).subarray(0, 200));
   const d = buildDataset('crema-d', { seed: 0, dataDir: copy, av });
   const loader = new Loader(d.test, d, { batchSize: d.test.n, shuffle: false, seed: 0 });
-  throwsWith(() => loader.batches(0).next(), jpg, 'not a decodable JPEG');
+  throwsWith(() => loader.batches(0).next(), jpg, 'not a decodable JPEG', 'run `mmpareto prepare` again');
   const edited = { ...m, recipe: { ...m.recipe, sampleRate: 16000 } };
   writeFileSync(join(copy, 'manifest.json'), JSON.stringify(edited));
   throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: copy, av }), '22,050 Hz', 'prepared at 16000 Hz', '--audio fbank');

@@ -238,7 +238,9 @@ export class Loader {
           if (!map) batch.inputs[m] = x;
           else {
             try {
-              batch.inputs[m] = map(x);
+              const y = (batch.inputs[m] = map(x));
+              const want = [size, ...this.shapes[m]!];
+              if (y.shape.join() !== want.join()) throw new Error(`Loader: the item source's map of modality '${m}' gave [${y.shape.join(', ')}], the data set declares [${want.join(', ')}]`);
             } finally {
               x.dispose();
             }

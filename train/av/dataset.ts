@@ -124,6 +124,15 @@ class ClipSource implements ItemSource {
   }
 
   read(items: Int32Array, dst: Record<string, Float32Array>, epoch: number): void {
+    try {
+      this.readItems(items, dst, epoch);
+    } catch (e) {
+      // A prepared file that vanished or was damaged after prepare: name it (the error does) and say how to repair.
+      throw new Error(`${(e as Error).message} — run \`mmpareto prepare\` again with --out ${this.root}: it re-checks every clip against the manifest and remakes damaged ones`);
+    }
+  }
+
+  private readItems(items: Int32Array, dst: Record<string, Float32Array>, epoch: number): void {
     const a = dst.audio!;
     const v = dst.visual!;
     const frameLen = 3 * this.size * this.size;
