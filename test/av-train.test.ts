@@ -8,6 +8,8 @@ import { main } from '../train/cli.ts';
 import { readRecords } from '../train/run-log.ts';
 import { device } from './helpers.ts';
 import { preparedCremaD, root } from './av-fixtures.ts';
+import { buildModel, MBTClassifier } from '../models/registry.ts';
+import { throwsWith } from './helpers.ts';
 
 const test = suite('av-train');
 
@@ -36,5 +38,15 @@ for (const model of ['resnet18', 'mbt']) {
     assert.ok(fin && fin.type === 'final' && fin.test.split === 'test');
   });
 }
+
+test('models for frame inputs: mbt tokens per stream at the full recipe; cnn refused', () => {
+  const shape = { name: 'crema-d', inputs: { audio: [1, 257, 188], visual: [2, 3, 224, 224] }, tasks: { label: 6 } };
+  const m = buildModel('mbt', shape, { seed: 0 }) as MBTClassifier;
+  // Audio: 16 × 16 patches, the partial last row and column dropped (16 × 11); visual: 2 frames of 14 × 14.
+  assert.is(m.mbt.streams.audio!.tokens, 16 * 11);
+  assert.is(m.mbt.streams.visual!.tokens, 2 * 14 * 14);
+  m.dispose();
+  throwsWith(() => buildModel('cnn', shape, { seed: 0 }), "model 'cnn' takes single images", 'use resnet18 or mbt');
+});
 
 test.run();
