@@ -95,3 +95,14 @@ export async function preparedCremaD(): Promise<{ fixture: CremaFixture; out: st
   await prepare({ dataset: 'crema-d', src: fixture.src, out, jobs: 2 });
   return (cremaPrepared = { fixture, out });
 }
+
+let avePrepared: { ids: Map<string, string>; out: string } | null = null;
+/** The AVE fixture (official lists) prepared once. */
+export async function preparedAve(): Promise<{ ids: Map<string, string>; out: string }> {
+  if (avePrepared) return avePrepared;
+  const { prepare } = await import('../train/av/prepare.ts');
+  const { src, ids } = makeAve('ave-shared');
+  const out = join(root, 'ave-shared-prepared');
+  await prepare({ dataset: 'ave', src, out, jobs: 2 });
+  return (avePrepared = { ids, out });
+}

@@ -14,7 +14,7 @@ import { frameIndices, tileClip } from '../train/av/dataset.ts';
 import { IMAGENET_MEAN, IMAGENET_STD, decodeJpeg, randomResizedCropBox, toNormalizedCHW } from '../train/av/image.ts';
 import { readManifest } from '../train/av/manifest.ts';
 import { CorruptMediaError, encodeWav, parseWav } from '../train/av/wav.ts';
-import { preparedCremaD, root } from './av-fixtures.ts';
+import { AVE_CLASSES, preparedAve, preparedCremaD, root } from './av-fixtures.ts';
 import { logBound, stftRef, U } from './audio-reference.ts';
 import { throwsWith } from './helpers.ts';
 
@@ -53,6 +53,20 @@ test('crema-d batches: shapes, labels from the manifest, the OGM-GE spectrogram 
       if (!(Math.abs(got[i]! - Math.log(r.mag[i]! + 1e-7)) <= bound)) assert.unreachable(`item ${k} element ${i}: ${got[i]} vs ${Math.log(r.mag[i]! + 1e-7)} ± ${bound}`);
     }
   }
+});
+
+test('ave batches: 10 s of audio → 1 × 257 × 625, labels in sorted-class order', async () => {
+  const { ids, out } = await preparedAve();
+  const d = buildDataset('ave', { seed: 0, dataDir: out, av });
+  assert.equal(d.inputs, { audio: [1, 257, 625], visual: [2, 3, 32, 32] });
+  const classes = [...AVE_CLASSES].sort();
+  const m = readManifest(out);
+  assert.equal([...d.test.labels.label!], m.items.filter((i) => i.split === 'test').map((i) => classes.indexOf(ids.get(i.name)!)));
+  const b = new Loader(d.test, d, { batchSize: 3, shuffle: false, seed: 0 }).batches(0).next().value!;
+  assert.equal(b.inputs.audio!.shape, [3, 1, 257, 625]);
+  const a = (await b.inputs.audio!.toArray()) as Float32Array;
+  disposeBatch(b);
+  assert.ok(a.every(Number.isFinite));
 });
 
 test('tileClip repeats a clip end to end (np.tile then a cut) and clips to [-1, 1]', () => {

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../train/cli.ts';
+import { prepare, PrepareInterrupted } from '../train/av/prepare.ts';
 import { readManifest, type Manifest } from '../train/av/manifest.ts';
 import { stratifiedSplit } from '../train/av/split.ts';
 import { AVE_CLASSES, makeAve, makeCremaD, preparedCremaD, root } from './av-fixtures.ts';
@@ -90,6 +91,38 @@ test('a damaged clip is made again on re-run (its checksum no longer matches)', 
   assert.match(r.err, `${name}: ${name}: frame_00001.jpg is not a whole JPEG; making it again`);
   assert.match(r.out, '1 made, 17 kept');
   assert.is(readFileSync(join(out, 'manifest.json'), 'utf8'), m0); // ffmpeg is deterministic: the same bytes again
+});
+
+test('an interrupted run leaves whole clips only (no temporaries, no manifest); the next run finishes it', async () => {
+  const { fixture } = await preparedCremaD();
+  const out = join(root, 'out-interrupted');
+  const stop = new AbortController();
+  let finished = 0;
+  const run = prepare({ dataset: 'crema-d', src: fixture.src, out, jobs: 2, signal: stop.signal, log: () => {} });
+  // Abort once a few clips are in place (polled), as Ctrl-C would.
+  const poll = setInterval(() => {
+    try {
+      finished = readdirSync(join(out, 'audio')).filter((f) => !f.startsWith('.tmp-')).length;
+    } catch {
+      finished = 0;
+    }
+    if (finished >= 3) stop.abort();
+  }, 20);
+  try {
+    await run;
+    assert.unreachable('prepare finished despite the abort');
+  } catch (e) {
+    assert.ok(e instanceof PrepareInterrupted, String(e));
+  } finally {
+    clearInterval(poll);
+  }
+  assert.not.ok(existsSync(join(out, 'manifest.json')));
+  assert.equal(temporaries(out), []);
+  const kept = readdirSync(join(out, 'audio')).length;
+  assert.ok(kept >= 3 && kept < 18, `${kept} clips kept`);
+  const r = await cli('prepare', 'crema-d', '--src', fixture.src, '--out', out, '--quiet');
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, `${18 - kept} made, ${kept} kept`);
 });
 
 test('missing ffmpeg: says what to install, creates nothing', async () => {

@@ -1,5 +1,6 @@
 // Log mel filterbank energies as torchaudio.compliance.kaldi.fbank computes them (Kaldi's
-// compute-fbank-feats) with dither 0, snip_edges true, use_energy false, use_log_fbank true:
+// compute-fbank-feats) with dither 0, snip_edges true, use_log_fbank true, and use_energy false
+// (so raw_energy and energy_floor, which only shape the energy column, have no effect):
 //   frames of W = ⌊sr·frameLengthMs/1000⌋ samples every S = ⌊sr·frameShiftMs/1000⌋ samples, only
 //   frames that fit (T = 1 + ⌊(n − W)/S⌋; a signal shorter than W is an error, as in torchaudio);
 //   per frame: subtract its mean (removeDcOffset), pre-emphasis x_j −= c·x_{j−1} (x_{−1} := x_0),
