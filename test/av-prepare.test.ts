@@ -80,7 +80,7 @@ test('a re-run is idempotent: every clip kept, no file rewritten but the manifes
   assert.equal([...after.keys()].sort(), [...before.keys()].sort());
 });
 
-test('a damaged clip is made again on re-run (its checksum no longer matches)', async () => {
+test('a damaged or half-present clip is made again on re-run', async () => {
   const { fixture, out } = await preparedCremaD();
   const m0 = readFileSync(join(out, 'manifest.json'), 'utf8');
   const name = (JSON.parse(m0) as Manifest).items[3]!.name;
@@ -91,6 +91,13 @@ test('a damaged clip is made again on re-run (its checksum no longer matches)', 
   assert.match(r.err, `${name}: ${name}: frame_00001.jpg is not a whole JPEG; making it again`);
   assert.match(r.out, '1 made, 17 kept');
   assert.is(readFileSync(join(out, 'manifest.json'), 'utf8'), m0); // ffmpeg is deterministic: the same bytes again
+  // Frames without their WAV (a crash between the two renames): made again too.
+  const other = (JSON.parse(m0) as Manifest).items[5]!.name;
+  rmSync(join(out, 'audio', `${other}.wav`));
+  const again = await cli('prepare', 'crema-d', '--src', fixture.src, '--out', out, '--quiet');
+  assert.is(again.code, 0, again.err);
+  assert.match(again.out, '1 made, 17 kept');
+  assert.is(readFileSync(join(out, 'manifest.json'), 'utf8'), m0);
 });
 
 test('an interrupted run leaves whole clips only (no temporaries, no manifest); the next run finishes it', async () => {

@@ -232,9 +232,10 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
       } catch (e) {
         log(`${it.name}: ${(e as Error).message}; making it again`);
       }
-      rmSync(wav, { force: true });
-      rmSync(dir, { recursive: true, force: true });
     }
+    // A crash between the two renames can leave the frames without the WAV: start clean.
+    rmSync(wav, { force: true });
+    rmSync(dir, { recursive: true, force: true });
     const tag = `${TMP}${process.pid}-${it.name}`;
     const wavTmp = join(opts.out, 'audio', `${tag}.wav`);
     const dirTmp = join(opts.out, 'visual', tag);
