@@ -2,7 +2,7 @@
 // pipeline cache lookup, uniform slot, bind group, batching) vs raw Dawn (one pipeline, one
 // bind group, one encoder, one submit), measured interleaved in one process.
 import { init, exp, zeros } from '../engine/index.ts';
-import { unaryShader } from '../shaders/elementwise.ts';
+import { unaryKernel } from '../shaders/elementwise.ts';
 import { emit, median, round } from './util.ts';
 
 const N = 1000;
@@ -20,7 +20,10 @@ async function engineRun(): Promise<number> {
 }
 
 // Raw Dawn: the same kernel, everything prepared up front.
-const pipeline = gpu.createComputePipeline({ layout: 'auto', compute: { module: gpu.createShaderModule({ code: unaryShader('exp') }), entryPoint: 'main' } });
+const pipeline = gpu.createComputePipeline({
+  layout: 'auto',
+  compute: { module: gpu.createShaderModule({ code: unaryKernel.source({ code: 'exp' }) }), entryPoint: 'main' },
+});
 const params = gpu.createBuffer({ size: 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
 gpu.queue.writeBuffer(params, 0, new Uint32Array([64, 0x7fc00000, 0, 0]));
 const out = gpu.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE });

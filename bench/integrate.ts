@@ -7,7 +7,16 @@
 //    gradients during accumulation); ratio = ms / baseline; GB/s = bytes touched / time.
 //  - {bench:'integrate-combine', ...}: unfused combine into fresh gradient tensors (mmpareto).
 // Usage: tsx bench/integrate.ts [rounds, default 5] [scale, default 1: fraction of the channels]
-import { GradientIntegrator, init, randn, SGD, add, type IntegratorMethod } from '../engine/index.ts';
+import {
+  GradientIntegrator,
+  init,
+  randn,
+  SGD,
+  add,
+  type IntegratorMethod,
+  type PerLossGradients,
+  type Tensor,
+} from '../engine/index.ts';
 import { emit, median, round } from './util.ts';
 
 const rounds = Number(process.argv[2] ?? 5);
@@ -35,6 +44,13 @@ const params = groups.flat();
 const count = params.reduce((a, p) => a + p.size, 0);
 const grads = groups.map((g) => [0, 1].map(() => g.map((p) => randn(p.shape))));
 const sums = groups.map((g, gi) => g.map((_, t) => add(grads[gi]![0]![t]!, grads[gi]![1]![t]!)));
+// Keyed by parameter as perLossGrads gives them: group g is integrated from losses 'mm' and 'u<g>'.
+const losses = groups.map((_, g) => ['mm', `u${g}`]);
+const byParam: PerLossGradients = new Map(
+  groups.flatMap((g, gi) =>
+    g.map((p, t): [Tensor, Record<string, Tensor>] => [p, { mm: grads[gi]![0]![t]!, [`u${gi}`]: grads[gi]![1]![t]! }]),
+  ),
+);
 
 async function time(fn: () => void, reps: number): Promise<number> {
   await device.sync();
@@ -46,21 +62,29 @@ async function time(fn: () => void, reps: number): Promise<number> {
 
 const methods: IntegratorMethod[] = ['uniform', 'mmpareto', 'mmpareto-official', 'mgda', 'pcgrad'];
 const opt = new SGD(params, { lr: 1e-6, momentum: 0.9 });
-const integrators = new Map(methods.map((m) => [m, new GradientIntegrator(groups, { method: m, losses: 2 })]));
+const integrators = new Map(
+  methods.map((m) => [
+    m,
+    new GradientIntegrator(
+      groups.map((params, g) => ({ params, losses: losses[g]! })),
+      { method: m },
+    ),
+  ]),
+);
 const baseline = () => {
   params.forEach((p, i) => (p.grad = sums.flat()[i]!));
   opt.step();
   for (const p of params) p.grad = null;
 };
 const combine = () => {
-  for (const t of integrators.get('mmpareto')!.combine(grads).flat()) t.dispose();
+  for (const t of integrators.get('mmpareto')!.combine(byParam).values()) t.dispose();
 };
 const samples = new Map<string, number[]>([['sgd-sum', []], ['combine', []], ...methods.map((m) => [m, []] as [string, number[]])]);
 for (let r = -1; r < rounds; r++) {
   // round -1 compiles and warms up
   const run = (name: string, fn: () => void) => time(fn, 2).then((ms) => r >= 0 && samples.get(name)!.push(ms));
   await run('sgd-sum', baseline);
-  for (const m of methods) await run(m, () => integrators.get(m)!.step(opt, grads));
+  for (const m of methods) await run(m, () => integrators.get(m)!.step(opt, byParam));
   await run('combine', combine);
 }
 const base = median(samples.get('sgd-sum')!);

@@ -57,12 +57,10 @@ async function integrationShare(): Promise<[number, number]> {
   const grads = perLossGrads(losses, params);
   await device.sync();
   const t1 = performance.now();
-  const index = new Map(params.map((p, i) => [p, i]));
-  const gg = Object.entries(encoders).map(([n, ps]) => [ps.map((p) => grads.mm![index.get(p)!]!), ps.map((p) => grads[n]![index.get(p)!]!)]);
-  step.integrator!.step(opt, gg);
+  step.integrator!.step(opt, grads);
   await device.sync();
   const t2 = performance.now();
-  for (const gs of Object.values(grads)) for (const g of gs) g?.dispose();
+  for (const byLoss of grads.values()) for (const g of Object.values(byLoss)) g.dispose();
   for (const l of Object.values(losses)) l.dispose();
   return [t2 - t1, t2 - t0];
 }

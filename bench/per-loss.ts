@@ -3,7 +3,17 @@
 // perLossGrads (one sweep, stacked cotangents; and one rule call per slot) against the
 // official recipe on our own engine — forward, a retained-graph backward per loss, then a
 // backward of the sum — interleaved in one process. Usage: tsx bench/per-loss.ts [size] [rounds]
-import { add, grad, init, perLossGrads, randn, tensor, tidy, type Tensor } from '../engine/index.ts';
+import {
+  add,
+  grad,
+  init,
+  perLossGrads,
+  randn,
+  tensor,
+  tidy,
+  type PerLossGradients,
+  type Tensor,
+} from '../engine/index.ts';
 import { TwoEncoders } from './two-encoders.ts';
 import { emit, median, round } from './util.ts';
 
@@ -21,6 +31,9 @@ const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [bat
 
 const dispose = (gs: Iterable<Tensor | null>) => {
   for (const g of gs) g?.dispose();
+};
+const disposeByParam = (g: PerLossGradients) => {
+  for (const byLoss of g.values()) dispose(Object.values(byLoss));
 };
 
 /** Forward + per-loss gradients; returns ms and the pool's peak bytes during the call. */
@@ -47,10 +60,10 @@ const variants: Record<string, () => Promise<[number, number]>> = {
     }
   }),
   stacked: () => measure((l) => {
-    for (const gs of Object.values(perLossGrads(l, params, { stacked: true }))) dispose(gs);
+    disposeByParam(perLossGrads(l, params, { stacked: true }));
   }),
   per_slot: () => measure((l) => {
-    for (const gs of Object.values(perLossGrads(l, params, { stacked: false }))) dispose(gs);
+    disposeByParam(perLossGrads(l, params, { stacked: false }));
   }),
 };
 

@@ -14,7 +14,7 @@
 //        tsx bench/profile.ts cg [R, default 5] [method, default mmpareto] [batch, default 64]
 //        (the CG-FMNIST step of `npm start`, bench/cg-step.ts)
 import { init, type IntegratorMethod } from '../engine/index.ts';
-import type { Dispatch } from '../engine/batcher.ts';
+import type { RecordedDispatch as Dispatch } from '../engine/batcher.ts';
 import { cgStep } from './cg-step.ts';
 import { resnetStep } from './resnet-step.ts';
 import { emit, median, round } from './util.ts';
@@ -37,25 +37,19 @@ const stepMs = median([await step(), await step(), await step(), await step(), a
 
 // Record one step.
 const recorded: Dispatch[] = [];
-device.batcher.trace = (d) => recorded.push({ ...d, buffers: [...d.buffers] });
+device.batcher.trace = (d) => recorded.push(d);
 await step();
 device.batcher.trace = null;
 await device.sync();
 
 /** A bind group like the batcher's, with the recorded Params in a buffer of its own. */
 function bindGroupOf(d: Dispatch): GPUBindGroup {
-  const entries: GPUBindGroupEntry[] = [];
-  const nu = d.u32?.length ?? 0;
-  const nf = d.f32?.length ?? 0;
-  if (nu + nf > 0) {
-    const data = new ArrayBuffer(256);
-    new Uint32Array(data, 0, nu).set(d.u32 ?? []);
-    if (d.f32) new Float32Array(data, nu * 4, nf).set(d.f32);
+  const entries: GPUBindGroupEntry[] = [...d.storage];
+  if (d.uniform.byteLength > 0) {
     const params = gpu.createBuffer({ label: 'profile-params', size: 256, usage: UNIFORM_COPY_DST });
-    gpu.queue.writeBuffer(params, 0, data);
+    gpu.queue.writeBuffer(params, 0, d.uniform);
     entries.push({ binding: 0, resource: { buffer: params } });
   }
-  d.buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
   return gpu.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
 }
 
@@ -91,26 +85,35 @@ for (const [i, d] of recorded.entries()) {
 device.quietWait = true;
 const total = rows.reduce((s, r) => s + r.ms, 0);
 
-/** Conv kernels' Params (engine/ops/conv.ts): n, cin, h, w, cout, ho, wo, kh, kw, … */
+/** Conv kernels' Params (shaders/conv.ts CONV_PARAMS): n, cin, h, w, cout, ho, wo, kh, kw, sh, … */
 const CONV_OPS = ['conv2d', 'conv2dSmall', 'conv2dBackwardInput', 'conv2dBackwardInputSmall', 'conv2dBackwardWeight'];
+const num = (d: Dispatch, name: string): number => Number(d.params[name] ?? 0);
 /** Nominal FLOPs of a dispatch, or 0 where the Params do not say (every conv GEMM: 2·N·Cout·Ho·Wo·Cin·KH·KW). */
 function flopsOf(d: Dispatch): number {
-  const u = d.u32 ?? [];
-  if (CONV_OPS.includes(d.op)) return 2 * u[0]! * u[4]! * u[5]! * u[6]! * u[1]! * u[7]! * u[8]!;
-  if (d.op === 'matmul') return 2 * u[0]! * u[1]! * u[2]! * (d.groups[2] ?? 1); // m, n, k per batch (grid z)
+  const p = (name: string) => num(d, name);
+  if (CONV_OPS.includes(d.op)) return 2 * p('n') * p('cout') * p('ho') * p('wo') * p('cin') * p('kh') * p('kw');
+  if (d.op === 'matmul') return 2 * p('m') * p('n') * p('k') * p('batch');
   return 0;
 }
 /** A conv dispatch's layer: op, batch, channels, input size, kernel/stride. */
 function layerOf(d: Dispatch): string {
-  const u = d.u32 ?? [];
-  return `${d.op} n${u[0]} ${u[1]}→${u[4]} ${u[2]}×${u[3]} k${u[7]}×${u[8]}/${u[9]}`;
+  const p = (name: string) => num(d, name);
+  return `${d.op} n${p('n')} ${p('cin')}→${p('cout')} ${p('h')}×${p('w')} k${p('kh')}×${p('kw')}/${p('sh')}`;
 }
 const gflops = (flops: number, ms: number) => (flops > 0 && ms > 0 ? round(flops / ms / 1e6, 2) : undefined);
 
 emit({ bench: cg ? 'profile_cg_step' : 'profile_step', size, batch, R, ...(cg ? { method } : {}), step_ms: round(stepMs, 1), dispatches: recorded.length, sum_of_dispatches_ms: round(total, 1), overhead_ms: round(overhead, 3), adapter: device.adapterName });
 for (const r of [...rows].sort((a, b) => b.ms - a.ms).slice(0, 15)) {
   const d = recorded[r.i]!;
-  emit({ top: r.i, op: r.op, groups: r.groups, ms: round(r.ms, 3), share: round(r.ms / total), gflops: gflops(flopsOf(d), r.ms), u32: d.u32 ?? [] });
+  emit({
+    top: r.i,
+    op: r.op,
+    groups: r.groups,
+    ms: round(r.ms, 3),
+    share: round(r.ms / total),
+    gflops: gflops(flopsOf(d), r.ms),
+    params: d.params,
+  });
 }
 /** Totals of the rows grouped by `key` (undefined: not grouped), largest first. */
 function totals(key: (d: Dispatch) => string | undefined): [string, { ms: number; count: number; flops: number }][] {
@@ -132,7 +135,7 @@ for (const [op, e] of totals((d) => d.op)) {
 }
 /** Conv and pack dispatches by geometry (pack Params: rows m, reduction k). */
 const layerKey = (d: Dispatch): string | undefined =>
-  CONV_OPS.includes(d.op) ? layerOf(d) : d.op === 'conv2dPack' ? `conv2dPack ${d.u32![0]}×${d.u32![2]}` : undefined;
+  CONV_OPS.includes(d.op) ? layerOf(d) : d.op === 'conv2dPack' ? `conv2dPack ${num(d, 'm')}×${num(d, 'k')}` : undefined;
 for (const [layer, e] of totals(layerKey)) {
   emit({ layer, count: e.count, ms: round(e.ms, 2), share: round(e.ms / total), gflops: gflops(e.flops, e.ms) });
 }

@@ -1,22 +1,62 @@
 // Records dispatches into one command encoder and submits in chunks. Uniform parameters
 // come from a slot pool: one uniform buffer, 256-byte slots, written once per submit.
-import type { Device } from './device.ts';
-import type { DispatchTimer } from './dispatch-timer.ts';
+// A dispatch names a declared kernel (shaders/kernel.ts), its variant, its params and its
+// buffers by binding name; the batcher resolves the source, packs the params and takes the grid
+// from the declaration.
+import { EngineError } from './errors.ts';
+import type { BufferPool } from './buffer-pool.ts';
+import {
+  PARAMS_MAX_BYTES,
+  type BindingValues,
+  type BindingsDecl,
+  type Groups,
+  type Kernel,
+  type ParamDecl,
+  type ParamValues,
+  type Variant,
+} from '../shaders/kernel.ts';
 
 const SLOTS = 64; // dispatches per submit at most ("tens of dispatches per submit")
 const UNIFORM = 0x40 | 0x08; // GPUBufferUsage.UNIFORM | COPY_DST
 const MAP_READ_DST = 0x01 | 0x08; // GPUBufferUsage.MAP_READ | COPY_DST
 const MAP_READ = 0x01; // GPUMapMode.READ
 
-export interface Dispatch {
+/** One launch of a declared kernel: which variant, its params, and its buffers by binding name. */
+export type Dispatch<V extends Variant, P extends ParamDecl, B extends BindingsDecl<V>> = {
+  kernel: Kernel<V, P, B>;
+  params: ParamValues<NoInfer<P>>;
+  bindings: BindingValues<NoInfer<B>>;
+  /** Label in errors, traces and timers (default: the kernel's name). */
+  op?: string;
+} & (keyof V extends never ? { variant?: NoInfer<V> } : { variant: NoInfer<V> });
+
+/** What the trace hook sees of a recorded dispatch (profiling: enough to replay it alone). */
+export interface RecordedDispatch {
   op: string;
   pipeline: GPUComputePipeline;
-  /** Storage buffers bound at @binding(1), (2), ... in order. */
-  buffers: GPUBuffer[];
-  /** Uniform Params at @binding(0): u32 fields, then f32 fields (each 4 bytes, WGSL struct order). */
-  u32?: readonly number[];
-  f32?: readonly number[];
-  groups: readonly [number, number?, number?];
+  groups: Groups;
+  /** The params by name, as given. */
+  params: Readonly<Record<string, number | readonly number[]>>;
+  /** The packed Params (empty when the kernel has none). */
+  uniform: ArrayBuffer;
+  /** The storage entries of the bind group (binding 1, 2, …). */
+  storage: GPUBindGroupEntry[];
+}
+
+/** A GPU timer of every dispatch (DispatchTimer): timestamps for its pass, and a resolve per submit. */
+export interface PassTimer {
+  writes(op: string): GPUComputePassTimestampWrites;
+  resolve(encoder: GPUCommandEncoder): void;
+}
+
+/** What the batcher needs of its device. */
+export interface BatcherHost {
+  readonly gpu: GPUDevice;
+  readonly pool: BufferPool;
+  pipeline(op: string, code: string): GPUComputePipeline;
+  wait<T>(p: Promise<T>, op?: string): Promise<T>;
+  /** Throws (DeviceLostError) naming `op` if the device was destroyed or lost. */
+  assertUsable(op: string): void;
 }
 
 export interface BatchStats {
@@ -30,101 +70,134 @@ export class Batcher {
   private pass: GPUComputePassEncoder | null = null;
   private readonly uniform: GPUBuffer;
   private readonly mirror = new ArrayBuffer(SLOTS * 256);
+  private readonly words = new Uint32Array(this.mirror);
+  private readonly floats = new Float32Array(this.mirror);
   private readonly slotStride: number;
   private slots = 0;
   private readonly staging: GPUBuffer[] = [];
   readonly stats: BatchStats = { dispatches: 0, submits: 0, readbacks: 0 };
   lastOp = '(none)';
   /** Optional observer of every recorded dispatch (profiling, bench/profile.ts); null: none. */
-  trace: ((d: Dispatch, bindGroup: GPUBindGroup) => void) | null = null;
+  trace: ((d: RecordedDispatch) => void) | null = null;
   /** Optional GPU timer of every dispatch (profiling: one pass per dispatch); null: none. */
-  timer: DispatchTimer | null = null;
+  timer: PassTimer | null = null;
 
-  constructor(private readonly device: Device) {
-    this.slotStride = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
-    this.uniform = device.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM });
+  constructor(private readonly host: BatcherHost) {
+    this.slotStride = Math.max(256, host.gpu.limits.minUniformBufferOffsetAlignment);
+    this.uniform = host.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM });
   }
 
   private computePass(): GPUComputePassEncoder {
-    this.encoder ??= this.device.gpu.createCommandEncoder();
+    this.encoder ??= this.host.gpu.createCommandEncoder();
     this.pass ??= this.encoder.beginComputePass();
     return this.pass;
   }
 
-  dispatch(d: Dispatch): void {
-    this.device.assertUsable(d.op);
-    if (this.slots === SLOTS) this.flush();
-    const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const [x, y = 1, z = 1] = d.groups;
+  dispatch<V extends Variant, P extends ParamDecl, B extends BindingsDecl<V>>(d: Dispatch<V, P, B>): void {
+    const k = d.kernel;
+    const op = d.op ?? k.name;
+    this.host.assertUsable(op);
+    const variant = d.variant ?? k.decl.variant;
+    const compiled = k.variant(variant);
+    const [x, y = 1, z = 1] = k.grid(d.params, variant);
+    const maxGroups = this.host.gpu.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxGroups || y > maxGroups || z > maxGroups) {
-      throw new Error(`${d.op}: dispatch of ${x}×${y}×${z} workgroups exceeds the device limit ${maxGroups} per dimension`);
+      throw new EngineError(
+        `${op}: dispatch of ${x}×${y}×${z} workgroups exceeds the device limit ${maxGroups} per dimension`,
+      );
     }
     const entries: GPUBindGroupEntry[] = [];
-    const hasParams = (d.u32?.length ?? 0) + (d.f32?.length ?? 0) > 0;
-    if (hasParams) {
-      const off = this.slots * this.slotStride;
-      const nu = d.u32?.length ?? 0;
-      new Uint32Array(this.mirror, off, nu).set(d.u32 ?? []);
-      if (d.f32) new Float32Array(this.mirror, off + nu * 4, d.f32.length).set(d.f32);
-      entries.push({ binding: 0, resource: { buffer: this.uniform, offset: off, size: 256 } });
+    const given = d.bindings as Readonly<Record<string, GPUBuffer | readonly GPUBuffer[] | undefined>>;
+    let binding = 1;
+    for (const slot of compiled.slots) {
+      const b = given[slot.name];
+      const slotName = `binding '${slot.name}' of kernel ${k.name}`;
+      if (b === undefined) throw new EngineError(`${op}: no buffer given for ${slotName}`);
+      if (slot.count === null) entries.push({ binding: binding++, resource: { buffer: b as GPUBuffer } });
+      else {
+        const list = b as readonly GPUBuffer[];
+        if (list.length !== slot.count) {
+          throw new EngineError(`${op}: ${slotName} takes ${slot.count} buffers, got ${list.length}`);
+        }
+        for (const buffer of list) entries.push({ binding: binding++, resource: { buffer } });
+      }
     }
-    d.buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    const bindGroup = this.device.gpu.createBindGroup({ label: d.op, layout: d.pipeline.getBindGroupLayout(0), entries });
+    const pipeline = this.host.pipeline(op, compiled.source);
+    if (this.slots === SLOTS) this.flush();
+    const off = this.slots * this.slotStride;
+    if (k.paramBytes > 0) {
+      k.pack(d.params, this.words, this.floats, off / 4);
+      entries.unshift({ binding: 0, resource: { buffer: this.uniform, offset: off, size: PARAMS_MAX_BYTES } });
+    }
+    const bindGroup = this.host.gpu.createBindGroup({ label: op, layout: pipeline.getBindGroupLayout(0), entries });
     if (this.timer) {
-      const timestampWrites = this.timer.writes(d.op); // may throw: nothing recorded yet
+      const timestampWrites = this.timer.writes(op); // may throw: nothing recorded yet
       this.pass?.end();
-      this.encoder ??= this.device.gpu.createCommandEncoder();
+      this.encoder ??= this.host.gpu.createCommandEncoder();
       this.pass = this.encoder.beginComputePass({ timestampWrites });
     }
     const pass = this.computePass();
-    pass.setPipeline(d.pipeline);
+    pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     if (this.timer) {
       pass.end();
       this.pass = null;
     }
-    this.trace?.(d, bindGroup);
+    if (this.trace) {
+      const uniform = this.mirror.slice(off, off + k.paramBytes);
+      this.trace({
+        op,
+        pipeline,
+        groups: [x, y, z],
+        params: d.params,
+        uniform,
+        storage: entries.filter((e) => e.binding > 0),
+      });
+    }
     this.slots++; // every dispatch takes a slot, so a submit never holds more than SLOTS dispatches
     this.stats.dispatches++;
-    this.lastOp = d.op;
+    this.lastOp = op;
   }
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.pass?.end();
     this.pass = null;
-    this.encoder ??= this.device.gpu.createCommandEncoder();
+    this.encoder ??= this.host.gpu.createCommandEncoder();
     this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
   }
 
   /** Submits everything recorded so far (no wait). */
   flush(): void {
     if (!this.encoder) {
-      this.device.pool.afterSubmit(); // nothing unsubmitted can still reference a released buffer
+      this.host.pool.afterSubmit(); // nothing unsubmitted can still reference a released buffer
       return;
     }
     this.pass?.end();
     this.pass = null;
     this.timer?.resolve(this.encoder);
-    if (this.slots > 0) this.device.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
-    this.device.gpu.queue.submit([this.encoder.finish()]);
+    if (this.slots > 0) this.host.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
+    this.host.gpu.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.slots = 0;
     this.stats.submits++;
-    this.device.pool.afterSubmit();
+    this.host.pool.afterSubmit();
   }
 
   /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data; `op` names the caller in errors. */
   async read(src: GPUBuffer, bytes: number, srcOffset = 0, op = 'read'): Promise<ArrayBuffer> {
-    this.device.assertUsable(op);
+    this.host.assertUsable(op);
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const i = this.staging.findIndex((b) => b.size >= size);
-    const stage = i >= 0 ? this.staging.splice(i, 1)[0]! : this.device.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST });
+    const stage =
+      i >= 0
+        ? this.staging.splice(i, 1)[0]!
+        : this.host.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST });
     this.copy(src, srcOffset, stage, 0, Math.ceil(bytes / 4) * 4);
     this.flush();
     this.stats.readbacks++;
     try {
-      await this.device.wait(stage.mapAsync(MAP_READ, 0, size), op);
+      await this.host.wait(stage.mapAsync(MAP_READ, 0, size), op);
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;

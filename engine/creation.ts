@@ -1,5 +1,5 @@
 // Tensor creation: from host arrays (one queue.writeBuffer), constants, and random draws.
-import { EngineError } from './device.ts';
+import { EngineError } from './errors.ts';
 import { empty, getDevice, sizeOf, type DType, type Shape, type Tensor } from './tensor.ts';
 import { defaultGenerator, type Generator } from './random.ts';
 import { fill } from './ops/elementwise.ts';

@@ -2,8 +2,12 @@
 // Browser-safe: Dawn's Node binding is loaded by a dynamic import only when no
 // `navigator.gpu` exists.
 import { BufferPool } from './buffer-pool.ts';
-import { Batcher } from './batcher.ts';
+import { Batcher, type BatcherHost, type Dispatch } from './batcher.ts';
+import { EngineError } from './errors.ts';
 import { NONFINITE_BATCHNORM } from '../shaders/batchnorm.ts';
+import type { BindingsDecl, ParamDecl, Variant } from '../shaders/kernel.ts';
+
+export { EngineError };
 
 /** Limits the engine needs; requested at creation and checked against the adapter. */
 const REQUIRED = {
@@ -13,10 +17,6 @@ const REQUIRED = {
   maxStorageBufferBindingSize: 64 * 1024 * 1024,
 } as const;
 type LimitName = keyof typeof REQUIRED | 'maxBufferSize';
-
-export class EngineError extends Error {
-  override name = 'EngineError';
-}
 
 /**
  * The GPU device was destroyed or lost (driver reset, GPU removed, out of memory in the driver):
@@ -59,7 +59,7 @@ interface DawnModule {
 let quietWaiters = 0;
 let savedSetImmediate: ((cb: () => void) => unknown) | undefined;
 
-export class Device {
+export class Device implements BatcherHost {
   readonly gpu: GPUDevice;
   readonly adapterName: string;
   readonly pool: BufferPool;
@@ -132,6 +132,11 @@ export class Device {
 
   get limits(): GPUSupportedLimits {
     return this.gpu.limits;
+  }
+
+  /** Records one kernel launch (see Dispatch); it runs at the next submit. */
+  dispatch<V extends Variant, P extends ParamDecl, B extends BindingsDecl<V>>(d: Dispatch<V, P, B>): void {
+    this.batcher.dispatch(d);
   }
 
   /** Throws a pending device/validation/compile error, if any. Called at every sync point (`op` names it). */

@@ -9,7 +9,9 @@
 // Device.create does for the Node binding; a browser keeps its own rounding (Chrome: 100 µs
 // without --disable-dawn-features=timestamp_quantization), which makes single short dispatches
 // read as 0 or one tick.
-import { EngineError, type Device } from './device.ts';
+import type { PassTimer } from './batcher.ts';
+import type { Device } from './device.ts';
+import { EngineError } from './errors.ts';
 
 const QUERY_RESOLVE_COPY_SRC = 0x200 | 0x04; // GPUBufferUsage.QUERY_RESOLVE | COPY_SRC
 /** Queries per query set: a submit holds at most 64 dispatches (Batcher), 2 queries each. */
@@ -21,7 +23,7 @@ export interface TimedDispatch {
   ms: number;
 }
 
-export class DispatchTimer {
+export class DispatchTimer implements PassTimer {
   private readonly sets: GPUQuerySet[] = [];
   private readonly resolved: GPUBuffer;
   private readonly ops: string[] = [];

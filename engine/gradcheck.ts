@@ -15,8 +15,9 @@
 // derivatives of the finite outputs), non-finite input elements are not perturbed (their
 // derivative has no finite difference: test those against a reference), and a NaN anywhere else
 // — analytic or numeric — fails the check instead of comparing false.
-import { EngineError } from './device.ts';
-import { grad, noGrad } from './autograd.ts';
+import { grad } from './backward.ts';
+import { EngineError } from './errors.ts';
+import { noGrad } from './graph.ts';
 import { tensor } from './creation.ts';
 import { Generator } from './random.ts';
 import type { Tensor } from './tensor.ts';

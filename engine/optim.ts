@@ -1,37 +1,32 @@
-// Optimizers as shaders: parameters and state are updated in place on the GPU.
-// Both optimizers also expose `fusedUpdate(i)`, which the gradient integrators
-// (engine/integrate) use to run "combine the per-loss gradients + update" as one kernel.
-import { EngineError } from './device.ts';
+// Optimizers as shaders: parameters and state are updated in place on the GPU, one dispatch per
+// parameter. One base class: `update(p, gradient)` applies the rule to one parameter, from a
+// gradient tensor or from a gradient integrator's combination (engine/integrate: the combine of the
+// per-loss gradients runs inside the same kernel), and advances that parameter's own state (AdamW's
+// step count) there and only there. `step()` is update() for every parameter with a .grad.
+import { EngineError } from './errors.ts';
 import { fill } from './ops/elementwise.ts';
-import { grid1d, launch } from './ops/kernel.ts';
-import type { Tensor } from './tensor.ts';
+import { Tensor } from './tensor.ts';
 import { writeTensor } from './creation.ts';
-import { optimizerShader, type OptimizerKind } from '../shaders/optim.ts';
+import { adamwKernel, sgdKernel } from '../shaders/optim.ts';
+import { fusedAdamwKernel, fusedSgdKernel } from '../shaders/integrate.ts';
 
 /**
- * What a fused combine+update kernel needs to update parameter i: the rule, its state buffers
- * (bound after the parameter) and its uniform fields (shaders/optim.ts OPTIMIZER_PARAMS order).
+ * A gradient that a gradient integrator combines from K per-loss gradients inside the update
+ * kernel (shaders/integrate.ts): h = Σ_j state[coefBase + j]·grads[j], or no update at all where
+ * state[valid] is 0 (a group whose gradients were not finite).
  */
-export interface FusedUpdate {
-  kind: OptimizerKind;
-  state: GPUBuffer[];
-  u32: number[];
-  f32: number[];
+export interface CombinedGradient {
+  readonly state: GPUBuffer;
+  readonly coefBase: number;
+  readonly valid: number;
+  /** The parameter's K per-loss gradients (zeros where a loss does not reach it). */
+  readonly grads: readonly GPUBuffer[];
 }
 
-/** An optimizer whose update can be fused with a gradient integrator's combine kernel. */
-export interface FusedOptimizer {
-  readonly params: readonly Tensor[];
-  /** Advances parameter i's own step count (if any) and returns the fused-kernel inputs for one update. */
-  fusedUpdate(i: number): FusedUpdate;
-  /**
-   * Per-parameter step counts kept on the host (AdamW's bias correction), if the rule has any. A
-   * NonFiniteGuard rewinds them for the steps it dropped on the GPU.
-   */
-  readonly stepCounts?: number[];
-}
+/** What update() is given: a gradient shaped like the parameter, or an integrator's combination. */
+export type Gradient = Tensor | CombinedGradient;
 
-/** What an optimizer's step() needs of a NonFiniteGuard: its status buffer (engine/integrate/guard.ts). */
+/** What an update needs of a NonFiniteGuard: its status buffer (engine/integrate/guard.ts). */
 export interface StepGuard {
   readonly statusBuffer: GPUBuffer;
 }
@@ -76,32 +71,76 @@ export interface SGDOptions {
   nesterov?: boolean;
 }
 
-/**
- * One in-place update kernel per parameter that has a .grad, from the optimizer's fused-update
- * inputs; with a guard, every kernel skips a step the guard dropped (parameters and state stay).
- */
-function applyUpdates(opt: FusedOptimizer, guard: StepGuard | undefined): void {
-  opt.params.forEach((p, i) => {
-    if (!p.grad) return;
-    const f = opt.fusedUpdate(i);
-    const n4 = Math.ceil(p.size / 4);
-    launch(p.device, {
-      op: f.kind, code: optimizerShader(f.kind, guard !== undefined),
-      buffers: [p.buffer(f.kind), ...f.state, p.grad.buffer(f.kind), ...(guard ? [guard.statusBuffer] : [])],
-      u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
-    });
-  });
+/** The optimizers' common part: the parameter list, update() by parameter, step(), zeroGrad(). */
+export abstract class Optimizer {
+  readonly params: readonly Tensor[];
+  private readonly slots = new Map<Tensor, number>();
+
+  protected constructor(readonly name: string, params: readonly Tensor[]) {
+    checkParams(name, params);
+    this.params = params;
+    params.forEach((p, i) => this.slots.set(p, i));
+  }
+
+  /** The learning rate of the next updates (for schedules). */
+  abstract lr: number;
+
+  /**
+   * Per-parameter step counts kept on the host (AdamW's bias correction), if the rule has any: a
+   * NonFiniteGuard rewinds them for the steps it dropped on the GPU.
+   */
+  abstract readonly stepCounts: number[] | undefined;
+
+  /** Whether `p` is one of this optimizer's parameters. */
+  has(p: Tensor): boolean {
+    return this.slots.has(p);
+  }
+
+  /**
+   * Updates parameter `p` in place from `gradient` and advances p's own state; one dispatch. A
+   * combined gradient's group that was not finite leaves p and its state as they were; with a
+   * `guard`, so does a step the guard dropped (a combined gradient carries that verdict already).
+   */
+  update(p: Tensor, gradient: Gradient, guard?: StepGuard): void {
+    const i = this.slots.get(p);
+    if (i === undefined) {
+      const what = `${p} [${p.shape.join(', ')}]`;
+      throw new EngineError(`${this.name}.update: ${what} is not one of the optimizer's parameters`);
+    }
+    this.apply(i, p, gradient, Math.ceil(p.size / 4), guard);
+  }
+
+  /** The rule for parameter i (n4 = its size in vec4s): advance its state, dispatch its kernel. */
+  protected abstract apply(i: number, p: Tensor, gradient: Gradient, n4: number, guard: StepGuard | undefined): void;
+
+  /**
+   * Applies one update from each parameter's .grad (parameters without a gradient are skipped);
+   * with a NonFiniteGuard, nothing changes if the guard dropped this step.
+   */
+  step(guard?: StepGuard): void {
+    for (const p of this.params) if (p.grad) this.update(p, p.grad, guard);
+  }
+
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /** The optimizer's state, read back (checkpoints). */
+  abstract stateDict(): Promise<OptimizerState>;
+  abstract loadStateDict(state: OptimizerState): void;
+  abstract dispose(): void;
 }
 
 /** torch.optim.SGD: momentum buffers start at zero, so the first step applies g (dampening 0). */
-export class SGD implements FusedOptimizer {
-  readonly params: readonly Tensor[];
+export class SGD extends Optimizer {
   private readonly buffers: Tensor[];
   readonly opts: SGDOptions;
   constructor(params: readonly Tensor[], opts: SGDOptions) {
     if (!(opts.lr > 0)) throw new EngineError(`SGD: lr must be > 0, got ${opts.lr}`);
-    checkParams('SGD', params);
-    this.params = params;
+    super('SGD', params);
     this.buffers = params.map((p) => fill(p.shape, 0, p.device));
     this.opts = { ...opts };
   }
@@ -115,14 +154,6 @@ export class SGD implements FusedOptimizer {
     this.opts.lr = v;
   }
 
-  /**
-   * Applies one update from each parameter's .grad (parameters without a gradient are skipped);
-   * with a NonFiniteGuard, nothing changes if the guard dropped this step.
-   */
-  step(guard?: StepGuard): void {
-    applyUpdates(this, guard);
-  }
-
   /** Momentum buffers, read back: keys '<i>.momentum_buffer'. */
   stateDict(): Promise<OptimizerState> {
     return readState(this.stateEntries());
@@ -134,15 +165,24 @@ export class SGD implements FusedOptimizer {
     return this.buffers.map((b, i) => [`${i}.momentum_buffer`, b]);
   }
 
-  fusedUpdate(i: number): FusedUpdate {
-    const { lr, momentum = 0, weightDecay = 0, nesterov = false } = this.opts;
-    return { kind: 'sgd', state: [this.buffers[i]!.rawBuffer], u32: [nesterov ? 1 : 0], f32: [lr, momentum, weightDecay] };
-  }
+  readonly stepCounts = undefined;
 
-  zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
+  protected apply(i: number, p: Tensor, gradient: Gradient, n4: number, guard: StepGuard | undefined): void {
+    const { lr, momentum = 0, weightDecay = 0, nesterov = false } = this.opts;
+    const rule = { nesterov: nesterov ? 1 : 0, lr, momentum, wd: weightDecay };
+    const m = this.buffers[i]!.rawBuffer;
+    if (gradient instanceof Tensor) {
+      const guarded = guard ? { guard: guard.statusBuffer } : {};
+      p.device.dispatch({
+        kernel: sgdKernel, variant: { guarded: guard !== undefined }, params: { n: n4, ...rule },
+        bindings: { p: p.buffer('sgd'), m, grad: gradient.buffer('sgd'), ...guarded },
+      });
+    } else {
+      const { state, coefBase, valid, grads } = gradient;
+      p.device.dispatch({
+        kernel: fusedSgdKernel, variant: { k: grads.length }, params: { n4, coefBase, valid, ...rule },
+        bindings: { state, p: p.rawBuffer, m, g: grads },
+      });
     }
   }
 
@@ -166,8 +206,7 @@ export interface AdamWOptions {
  * torch.optim.AdamW (amsgrad off, maximize off): moments start at zero, bias correction uses
  * each parameter's own step count (a parameter without a gradient does not advance).
  */
-export class AdamW implements FusedOptimizer {
-  readonly params: readonly Tensor[];
+export class AdamW extends Optimizer {
   private readonly m: Tensor[];
   private readonly v: Tensor[];
   private readonly steps: number[];
@@ -183,25 +222,11 @@ export class AdamW implements FusedOptimizer {
     for (const b of betas) if (!(b >= 0 && b < 1)) throw new EngineError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
     if (!(eps >= 0)) throw new EngineError(`AdamW: eps must be >= 0, got ${eps}`);
     if (!(weightDecay >= 0)) throw new EngineError(`AdamW: weightDecay must be >= 0, got ${weightDecay}`);
-    checkParams('AdamW', params);
-    this.params = params;
+    super('AdamW', params);
     [this.lrValue, this.beta1, this.beta2, this.eps, this.weightDecay] = [lr, betas[0], betas[1], eps, weightDecay];
     this.m = params.map((p) => fill(p.shape, 0, p.device));
     this.v = params.map((p) => fill(p.shape, 0, p.device));
     this.steps = params.map(() => 0);
-  }
-
-  /**
-   * Applies one update from each parameter's .grad (parameters without a gradient are skipped);
-   * with a NonFiniteGuard, nothing changes if the guard dropped this step.
-   */
-  step(guard?: StepGuard): void {
-    applyUpdates(this, guard);
-  }
-
-  /** Per-parameter step counts (bias correction); a NonFiniteGuard rewinds the steps it dropped. */
-  get stepCounts(): number[] {
-    return this.steps;
   }
 
   /** The learning rate of the next updates (for schedules). */
@@ -229,22 +254,33 @@ export class AdamW implements FusedOptimizer {
     return this.params.flatMap((_, i): [string, Tensor][] => [[`${i}.exp_avg`, this.m[i]!], [`${i}.exp_avg_sq`, this.v[i]!]]);
   }
 
-  fusedUpdate(i: number): FusedUpdate {
+  /** Bias correction uses parameter i's own step count, advanced here by its update. */
+  /** Per-parameter step counts (bias correction); a NonFiniteGuard rewinds the steps it dropped. */
+  get stepCounts(): number[] {
+    return this.steps;
+  }
+
+  protected apply(i: number, p: Tensor, gradient: Gradient, n4: number, guard: StepGuard | undefined): void {
     const t = ++this.steps[i]!;
     const bc1 = 1 - this.beta1 ** t;
     const bc2 = 1 - this.beta2 ** t;
-    return {
-      kind: 'adamw',
-      state: [this.m[i]!.rawBuffer, this.v[i]!.rawBuffer],
-      u32: [0],
-      f32: [1 - this.lrValue * this.weightDecay, this.beta1, this.beta2, this.eps, this.lrValue / bc1, Math.sqrt(bc2)],
+    const rule = {
+      decay: 1 - this.lrValue * this.weightDecay, beta1: this.beta1, beta2: this.beta2, eps: this.eps,
+      stepSize: this.lrValue / bc1, bc2sqrt: Math.sqrt(bc2),
     };
-  }
-
-  zeroGrad(): void {
-    for (const p of this.params) {
-      p.grad?.dispose();
-      p.grad = null;
+    const [m, v] = [this.m[i]!.rawBuffer, this.v[i]!.rawBuffer];
+    if (gradient instanceof Tensor) {
+      const guarded = guard ? { guard: guard.statusBuffer } : {};
+      p.device.dispatch({
+        kernel: adamwKernel, variant: { guarded: guard !== undefined }, params: { n: n4, ...rule },
+        bindings: { p: p.buffer('adamw'), m, v, grad: gradient.buffer('adamw'), ...guarded },
+      });
+    } else {
+      const { state, coefBase, valid, grads } = gradient;
+      p.device.dispatch({
+        kernel: fusedAdamwKernel, variant: { k: grads.length }, params: { n4, coefBase, valid, ...rule },
+        bindings: { state, p: p.rawBuffer, m, v, g: grads },
+      });
     }
   }
 

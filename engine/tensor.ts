@@ -1,8 +1,9 @@
 // Tensors: a shape, a dtype and a reference-counted GPU storage. Storage is shared by
 // reshape and kept alive by the autograd graph after the user disposed the tensor.
-import { Device, EngineError } from './device.ts';
-import type { Node } from './autograd.ts';
-import { backward } from './autograd.ts';
+// `loss.backward()` is installed by engine/backward.ts, which sits above the ops.
+import { Device } from './device.ts';
+import { EngineError } from './errors.ts';
+import type { OpAttrs, OpName } from './op-attrs.ts';
 
 export type DType = 'float32' | 'int32';
 export type Shape = readonly number[];
@@ -20,6 +21,21 @@ export class Storage {
     }
   }
 }
+
+/** What a tensor remembers of the op that made it (engine/graph.ts records it), typed by op. */
+export interface OpNode<P extends OpName> {
+  readonly op: P;
+  readonly inputs: readonly Tensor[];
+  /** Tensors the backward rule needs besides the inputs (outputs, statistics, indices). */
+  readonly saved: readonly Tensor[];
+  readonly attrs: OpAttrs[P];
+  /** True once backward freed the storage it retained. */
+  released: boolean;
+}
+/** The node type of every op, by op name. */
+export type NodeMap = { [P in OpName]: OpNode<P> };
+/** A node of any op: a union discriminated by `op`. */
+export type Node = NodeMap[OpName];
 
 let defaultDevice: Device | null = null;
 /** Sets the device used by tensor creation functions. */
@@ -121,11 +137,6 @@ export class Tensor {
   async item(): Promise<number> {
     if (this.size !== 1) throw new EngineError(`item: tensor has ${this.size} elements, expected 1`);
     return (await this.toArray('item'))[0]!;
-  }
-
-  /** Reverse-mode gradient of this scalar into the .grad of every leaf that requires grad. */
-  backward(opts: { retainGraph?: boolean; gradient?: Tensor } = {}): void {
-    backward(this, opts);
   }
 
   dispose(): void {

@@ -13,12 +13,23 @@
 //    query kernel also writes them there and this kernel replaces attentionBackwardKey, reading them
 //    instead of recomputing Sᵀ and dPᵀ.
 // The dot products and the dS·K / Pᵀ·dO / dSᵀ·Q accumulations are unrolled (vec4 loads) for WG ≥ 16,
-// as in the forward: unrolling the accumulations is ~10-20% faster at D = 64 and, with a cold Mesa
-// cache, the unrolled scratch-path kernels compile in about 5 s (the recompute path in about 11 s).
+// as in the forward: faster at D = 64, slower to compile (figures in bench/README.md).
 // Rows whose mask is −inf everywhere have lse = +inf, so P = 0 there and every gradient is 0.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
-import { ATTN_PARAMS, ATTN_TM, accumulateRows, bindFloats, columnOffsets, dotRows, maskQuad, storeRows } from './attention.ts';
+import {
+  ATTN_BUILTINS,
+  ATTN_PARAMS,
+  ATTN_TM,
+  accumulateRows,
+  attentionGrid,
+  columnOffsets,
+  dotRows,
+  floatAccessor,
+  floats,
+  maskQuad,
+  storeRows,
+} from './attention.ts';
+import { kernel } from './kernel.ts';
 
 const R = [...Array(ATTN_TM).keys()];
 const J = [0, 1, 2, 3];
@@ -36,31 +47,19 @@ const bases = (tile: string) => `  let Lq = params.lq; let Lk = params.lk; let D
   let obase = bh * Lq * Dv;
   let mbase = wid.z * params.mb + wid.y * params.mh;`;
 
-function buildBackwardQuery(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean, scratch: boolean): string {
+function queryMain(
+  vecD: boolean,
+  vecDv: boolean,
+  masked: boolean,
+  wg: number,
+  unroll: boolean,
+  scratch: boolean,
+): string {
   const kb = 4 * wg;
-  const mb = scratch ? 8 : 9;
-  const sb = masked ? mb + 1 : mb;
   // Scratch P and dS, rows of lkp = Lk rounded up to 8 floats (see attentionBackwardKeyScratch).
   const keep = (r: string, p: string, d: string) =>
     scratch ? `    if (m0 + ${r} < Lq && k0 + c < lkp) { let si = ((bh * Lq + m0 + ${r}) * lkp + k0 + c) / 4u; pscr[si] = ${p}; dsscr[si] = ${d}; }` : '';
-  return wgsl`${ATTN_PARAMS}
-${bindFloats(1, 'q', vecD)}
-${bindFloats(2, 'k', vecD)}
-${bindFloats(3, 'v', vecDv)}
-${bindFloats(4, 'o', vecDv)}
-${bindFloats(5, 'go', vecDv)}
-@group(0) @binding(6) var<storage, read> lse: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<f32>;
-${scratch ? '' : '@group(0) @binding(8) var<storage, read_write> delta: array<f32>; // for attentionBackwardKey'}
-${masked ? `@group(0) @binding(${mb}) var<storage, read> mask: array<f32>;` : ''}
-${scratch ? `@group(0) @binding(${sb}) var<storage, read_write> pscr: array<vec4<f32>>;\n@group(0) @binding(${sb + 1}) var<storage, read_write> dsscr: array<vec4<f32>>;` : ''}
-var<workgroup> ds: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>;
-${masked ? `var<workgroup> dpb: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>; // dP, masked variant only` : ''}
-var<workgroup> rowdelta: array<f32, ${ATTN_TM}>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${bases('m0')}
+  return wgsl`${bases('m0')}
   let lkp = (Lk + 7u) & ~7u;
 ${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase + qi${r} * D;\n  let gr${r} = obase + qi${r} * Dv;\n  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`)}
   // Δ of row lid: invocations lid < TM, one SIMD batch.
@@ -97,28 +96,41 @@ ${keep('r', 'p', 'ds[i]')}
 ${accumulateRows('acc', 'ds', kb, 'k', (j) => `kbase + (k0 + ${j}) * D`, 'n', vecD, unroll)}
     workgroupBarrier();
   }
-${storeRows('acc', 'dq', 'qbase', 'm0', 'Lq', 'D')}
-}`;
+${storeRows('acc', 'dq', 'qbase', 'm0', 'Lq', 'D')}`;
 }
 
-function buildBackwardKey(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
-  const qb = 4 * wg;
-  return wgsl`${ATTN_PARAMS}
-${bindFloats(1, 'q', vecD)}
-${bindFloats(2, 'k', vecD)}
-${bindFloats(3, 'v', vecDv)}
-${bindFloats(4, 'go', vecDv)}
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read> delta: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
-${masked ? '@group(0) @binding(9) var<storage, read> mask: array<f32>;' : ''}
-var<workgroup> pt: array<vec4<f32>, ${(ATTN_TM * qb) / 4}>;
-var<workgroup> dst: array<vec4<f32>, ${(ATTN_TM * qb) / 4}>;
+/** dQ (and Δ, or the scratch P and dS): a workgroup per TM query rows. */
+export const attentionBackwardQueryKernel = kernel({
+  name: 'attentionGradQuery',
+  variant: { vecD: false, vecDv: false, masked: false, wg: 64, unroll: false, scratch: false },
+  params: ATTN_PARAMS,
+  bindings: {
+    q: { read: (v) => floats(v.vecD) },
+    k: { read: (v) => floats(v.vecD) },
+    v: { read: (v) => floats(v.vecDv) },
+    o: { read: (v) => floats(v.vecDv) },
+    go: { read: (v) => floats(v.vecDv) },
+    lse: { read: 'f32' },
+    dq: { write: 'f32' },
+    delta: { write: 'f32', if: (v) => !v.scratch }, // for attentionBackwardKey
+    mask: { read: 'f32', if: (v) => v.masked },
+    pscr: { write: 'vec4<f32>', if: (v) => v.scratch },
+    dsscr: { write: 'vec4<f32>', if: (v) => v.scratch },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: ATTN_BUILTINS,
+  prelude: ({ vecD, vecDv, masked, wg }) => `${['q', 'k'].map((n) => floatAccessor(n, vecD)).join('\n')}
+${['v', 'o', 'go'].map((n) => floatAccessor(n, vecDv)).join('\n')}
+var<workgroup> ds: array<vec4<f32>, ${(ATTN_TM * 4 * wg) / 4}>;
+${masked ? `var<workgroup> dpb: array<vec4<f32>, ${(ATTN_TM * 4 * wg) / 4}>; // dP, masked variant only` : ''}
+var<workgroup> rowdelta: array<f32, ${ATTN_TM}>;`,
+  main: ({ vecD, vecDv, masked, wg, unroll, scratch }) => queryMain(vecD, vecDv, masked, wg, unroll, scratch),
+  grid: (p) => attentionGrid(p.lq, p),
+});
 
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${bases('n0')}
+function keyMain(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
+  const qb = 4 * wg;
+  return wgsl`${bases('n0')}
 ${lines((r) => `  let ki${r} = min(n0 + ${r}u, Lk - 1u);\n  let kr${r} = kbase + ki${r} * D;\n  let vr${r} = vbase + ki${r} * Dv;`)}
 ${lines((r) => `  var gk${r} = vec4<f32>(0.0);\n  var gv${r} = vec4<f32>(0.0);`)}
   for (var q0 = 0u; q0 < Lq; q0 += ${qb}u) {
@@ -152,16 +164,41 @@ ${accumulateRows('gk', 'dst', qb, 'q', (j) => `qbase + (q0 + ${j}) * D`, 'n', ve
     workgroupBarrier();
   }
 ${storeRows('gk', 'dk', 'kbase', 'n0', 'Lk', 'D')}
-${storeRows('gv', 'dv', 'vbase', 'n0', 'Lk', 'Dv')}
-}`;
+${storeRows('gv', 'dv', 'vbase', 'n0', 'Lk', 'Dv')}`;
 }
+
+/** dK and dV, recomputing Sᵀ and dPᵀ: a workgroup per TM key rows. */
+export const attentionBackwardKeyKernel = kernel({
+  name: 'attentionGradKey',
+  variant: { vecD: false, vecDv: false, masked: false, wg: 64, unroll: false },
+  params: ATTN_PARAMS,
+  bindings: {
+    q: { read: (v) => floats(v.vecD) },
+    k: { read: (v) => floats(v.vecD) },
+    v: { read: (v) => floats(v.vecDv) },
+    go: { read: (v) => floats(v.vecDv) },
+    lse: { read: 'f32' },
+    delta: { read: 'f32' },
+    dk: { write: 'f32' },
+    dv: { write: 'f32' },
+    mask: { read: 'f32', if: (v) => v.masked },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: ATTN_BUILTINS,
+  prelude: ({ vecD, vecDv, wg }) => `${['q', 'k'].map((n) => floatAccessor(n, vecD)).join('\n')}
+${['v', 'go'].map((n) => floatAccessor(n, vecDv)).join('\n')}
+var<workgroup> pt: array<vec4<f32>, ${(ATTN_TM * 4 * wg) / 4}>;
+var<workgroup> dst: array<vec4<f32>, ${(ATTN_TM * 4 * wg) / 4}>;`,
+  main: ({ vecD, vecDv, masked, wg, unroll }) => keyMain(vecD, vecDv, masked, wg, unroll),
+  grid: (p) => attentionGrid(p.lk, p),
+});
 
 /**
  * dV = Pᵀ·dO and dK = dSᵀ·Q from the P and dS that attentionBackwardQuery (scratch variant) left in
  * global memory as (B·H, Lq, lkp) rows: a workgroup owns TM key rows (two uniform vec4 loads of P and
  * of dS per query) and invocation i columns 4i..4i+3 of both; no score recomputation, no barriers.
  */
-function buildBackwardKeyScratch(vecD: boolean, vecDv: boolean, wg: number): string {
+function keyScratchMain(vecD: boolean, vecDv: boolean): string {
   const half = (x: string, r: number) => `${x}${r >> 2}[${r & 3}]`;
   const step = (j: string) => `    {
       let si = (pbase + (${j}) * lkp) / 4u;
@@ -171,17 +208,7 @@ function buildBackwardKeyScratch(vecD: boolean, vecDv: boolean, wg: number): str
       let x = ${vecD ? `q[(qbase + (${j}) * D + xk) / 4u]` : `vec4<f32>(${J.map((t) => `q[qbase + (${j}) * D + xk${t}]`).join(', ')})`};
 ${lines((r) => `      gv${r} = fma(vec4<f32>(${half('p', r)}), g, gv${r});\n      gk${r} = fma(vec4<f32>(${half('s', r)}), x, gk${r});`)}
     }`;
-  return wgsl`${ATTN_PARAMS}
-${bindFloats(1, 'q', vecD)}
-${bindFloats(2, 'go', vecDv)}
-@group(0) @binding(3) var<storage, read> pscr: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> dsscr: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dv: array<f32>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-${bases('n0')}
+  return wgsl`${bases('n0')}
   let lkp = (Lk + 7u) & ~7u;
   let pbase = bh * Lq * lkp + n0;
 ${vecD ? '  let xk = min(c, D - 4u);' : J.map((t) => `  let xk${t} = min(c + ${t}u, D - 1u);`).join('\n')}
@@ -191,10 +218,24 @@ ${lines((r) => `  var gk${r} = vec4<f32>(0.0);\n  var gv${r} = vec4<f32>(0.0);`)
 ${step('j')}
   }
 ${storeRows('gk', 'dk', 'bh * Lk * D', 'n0', 'Lk', 'D')}
-${storeRows('gv', 'dv', 'bh * Lk * Dv', 'n0', 'Lk', 'Dv')}
-}`;
+${storeRows('gv', 'dv', 'bh * Lk * Dv', 'n0', 'Lk', 'Dv')}`;
 }
 
-export const attentionBackwardKeyScratchShader = variants(buildBackwardKeyScratch);
-export const attentionBackwardQueryShader = variants(buildBackwardQuery);
-export const attentionBackwardKeyShader = variants(buildBackwardKey);
+export const attentionBackwardKeyScratchKernel = kernel({
+  name: 'attentionGradKeyScratch',
+  variant: { vecD: false, vecDv: false, wg: 64 },
+  params: ATTN_PARAMS,
+  bindings: {
+    q: { read: (v) => floats(v.vecD) },
+    go: { read: (v) => floats(v.vecDv) },
+    pscr: { read: 'vec4<f32>' },
+    dsscr: { read: 'vec4<f32>' },
+    dk: { write: 'f32' },
+    dv: { write: 'f32' },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: ATTN_BUILTINS,
+  prelude: ({ vecD, vecDv }) => `${floatAccessor('q', vecD)}\n${floatAccessor('go', vecDv)}`,
+  main: ({ vecD, vecDv }) => keyScratchMain(vecD, vecDv),
+  grid: (p) => attentionGrid(p.lk, p),
+});

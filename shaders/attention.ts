@@ -13,13 +13,13 @@
 //  3. P·V: invocation i owns output columns 4i..4i+3 and accumulates Σ_j p[r][j]·V[j] with uniform
 //     p loads and vec4 V loads, after rescaling its accumulators by exp(m_old − m_new).
 // So WG = ceil(Dv / 4) (rounded to 8, 16, 32 or 64): head widths up to 256.
-// `unroll` (4 reduction steps per iteration, vec4 loads when `vecD` / `vecDv`) is about 2× faster at
-// D = 64 but compiles for several seconds on lavapipe; the launcher uses it for Dv > 32 only.
+// `unroll` (4 reduction steps per iteration, vec4 loads when `vecD` / `vecDv`) is faster at D = 64
+// but slow to compile on lavapipe (bench/README.md); the launcher uses it for Dv > 32 only.
 // A row whose mask is −inf at every key gets out = 0 and lse = +inf (so backward sees P = 0 and
 // gives zero gradients); PyTorch would give NaN there.
 // Shapes, mask strides, the scale and ±inf bit patterns live in the uniform Params.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
+import { kernel } from './kernel.ts';
 
 /** Query (forward, dQ) or key (dK/dV) rows per workgroup: one 8-lane SIMD batch on lavapipe. */
 export const ATTN_TM = 8;
@@ -32,26 +32,35 @@ export function attentionWorkgroupSize(cols: number): number {
   return lanes <= 8 ? 8 : lanes <= 16 ? 16 : lanes <= 32 ? 32 : 64;
 }
 
-export const ATTN_PARAMS = `struct Params {
-  lq: u32, lk: u32, d: u32, dv: u32, heads: u32,
-  mb: u32, mh: u32, mq: u32, mk: u32, ninf: u32, pinf: u32, tm: u32,
-  scale: f32,
-}
-@group(0) @binding(0) var<uniform> params: Params;`;
+/** Shapes, mask strides over (B, H, Lq, Lk) (0 where broadcast), ±inf bits, TM, the scale and the batch. */
+export const ATTN_PARAMS = {
+  lq: 'u32', lk: 'u32', d: 'u32', dv: 'u32', heads: 'u32',
+  mb: 'u32', mh: 'u32', mq: 'u32', mk: 'u32', ninf: 'u32', pinf: 'u32', tm: 'u32',
+  scale: 'f32', batch: 'u32',
+} as const;
+export const ATTN_BUILTINS = { wid: 'workgroup_id', lid: 'local_invocation_index' } as const;
+
+/** Grid: one workgroup per TM of `rows` rows of one (batch, head). */
+export const attentionGrid = (rows: number, p: { heads: number; batch: number }): [number, number, number] => [
+  Math.ceil(rows / ATTN_TM),
+  p.heads,
+  p.batch,
+];
 
 const R = [...Array(ATTN_TM).keys()];
 const J = [0, 1, 2, 3];
 
-/** Binds a float buffer as vec4s (`vec`: every row length a multiple of 4) or scalars, with a scalar accessor `<name>_at`. */
-export function bindFloats(binding: number, name: string, vec: boolean): string {
-  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${vec ? 'vec4<f32>' : 'f32'}>;
-fn ${name}_at(i: u32) -> f32 { ${vec ? `return ${name}[i / 4u][i % 4u];` : `return ${name}[i];`} }`;
+/** The element type of a float buffer bound as vec4s (`vec`: every row length a multiple of 4) or scalars. */
+export const floats = (vec: boolean): string => (vec ? 'vec4<f32>' : 'f32');
+/** A scalar accessor `<name>_at` of a float buffer bound by `floats`. */
+export function floatAccessor(name: string, vec: boolean): string {
+  return `fn ${name}_at(i: u32) -> f32 { ${vec ? `return ${name}[i / 4u][i % 4u];` : `return ${name}[i];`} }`;
 }
 
 /**
  * acc<r>[j] += Σ_{d < len} A[<aRow><r> + d] · B[<bRow><j> + d]: rows r of A are workgroup-uniform, the
  * 4 rows j of B belong to this invocation. `vec`: both bound as vec4 and len % 4 == 0. `unroll`: 4
- * steps of d per iteration with vec4 loads (about 2× faster at D = 64, but lavapipe's LLVM then
+ * steps of d per iteration with vec4 loads (faster at D = 64, but lavapipe's LLVM then
  * takes seconds longer to compile the shader); otherwise one scalar step per iteration.
  */
 export function dotRows(acc: string, A: string, aRow: string, B: string, bRow: string, len: string, vec: boolean, unroll = true): string {
@@ -133,23 +142,9 @@ export function storeRows(acc: string, out: string, base: string, first: string,
   return L.join('\n');
 }
 
-function buildForward(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
+function forwardMain(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
   const kb = 4 * wg;
-  return wgsl`${ATTN_PARAMS}
-${bindFloats(1, 'q', vecD)}
-${bindFloats(2, 'k', vecD)}
-${bindFloats(3, 'v', vecDv)}
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> lse: array<f32>;
-${masked ? '@group(0) @binding(6) var<storage, read> mask: array<f32>;' : ''}
-// Scores, then probabilities, of the current key block: TM rows of KB keys.
-var<workgroup> sp: array<vec4<f32>, ${(ATTN_TM * kb) / 4}>;
-var<workgroup> alpha: array<f32, ${ATTN_TM}>;
-var<workgroup> rowsum: array<f32, ${ATTN_TM}>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
+  return wgsl`  let Lq = params.lq; let Lk = params.lk; let D = params.d; let Dv = params.dv;
   let bh = wid.z * params.heads + wid.y;
   let m0 = wid.x * ${ATTN_TM}u;
   let ninf = bitcast<f32>(params.ninf);
@@ -209,8 +204,30 @@ ${accumulateRows('o', 'sp', kb, 'v', (j) => `vbase + (k0 + ${j}) * Dv`, 'n', vec
   workgroupBarrier();
 ${R.map((r) => `  o${r} = o${r} * select(0.0, 1.0 / rowsum[${r}], rowsum[${r}] > 0.0);`).join('\n')}
   let obase = bh * Lq * Dv;
-${storeRows('o', 'out', 'obase', 'm0', 'Lq', 'Dv')}
-}`;
+${storeRows('o', 'out', 'obase', 'm0', 'Lq', 'Dv')}`;
 }
 
-export const attentionForwardShader = variants(buildForward);
+export const attentionForwardKernel = kernel({
+  name: 'scaledDotProductAttention',
+  variant: { vecD: false, vecDv: false, masked: false, wg: 64, unroll: false },
+  params: ATTN_PARAMS,
+  bindings: {
+    q: { read: (v) => floats(v.vecD) },
+    k: { read: (v) => floats(v.vecD) },
+    v: { read: (v) => floats(v.vecDv) },
+    out: { write: 'f32' },
+    lse: { write: 'f32' },
+    mask: { read: 'f32', if: (v) => v.masked },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: ATTN_BUILTINS,
+  prelude: ({ vecD, vecDv, wg }) => `${floatAccessor('q', vecD)}
+${floatAccessor('k', vecD)}
+${floatAccessor('v', vecDv)}
+// Scores, then probabilities, of the current key block: TM rows of KB keys.
+var<workgroup> sp: array<vec4<f32>, ${(ATTN_TM * 4 * wg) / 4}>;
+var<workgroup> alpha: array<f32, ${ATTN_TM}>;
+var<workgroup> rowsum: array<f32, ${ATTN_TM}>;`,
+  main: ({ vecD, vecDv, masked, wg, unroll }) => forwardMain(vecD, vecDv, masked, wg, unroll),
+  grid: (p) => attentionGrid(p.lq, p),
+});

@@ -24,7 +24,8 @@
 // wg as (n, s) += (wg / S, wg % S) with one carry, so there is no division in the loop. `vec`
 // variants count S and C·S in vec4 units ("u" suffix) and bind x (and gy) as vec4.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, FLOAT_CLASS, variants } from './common.ts';
+import { FLOAT_CLASS, flatGrid, flatKernel, WG } from './common.ts';
+import { kernel, spreadGroups, type Builtins } from './kernel.ts';
 
 /** Word of Device.nonFiniteCounters that counts the running-stat updates BatchNorm refused. */
 export const NONFINITE_BATCHNORM = 0;
@@ -43,28 +44,34 @@ export function batchNormReduceLayout(valuesPerChannel: number, unitsPerChannel:
   return unitsPerChannel <= 4096 ? 64 : 256;
 }
 
-const CHANNEL_PARAMS = `struct Params { n: u32, c: u32, su: u32, csu: u32, count: u32, training: u32, eps: f32, momentum: f32, unbias: f32 }
-@group(0) @binding(0) var<uniform> params: Params;`;
+/** Uniforms of the per-channel kernels: x as (n, c, su) in units, count = values per channel. */
+const CHANNEL_PARAMS = {
+  n: 'u32', c: 'u32', su: 'u32', csu: 'u32', count: 'u32', training: 'u32', eps: 'f32', momentum: 'f32', unbias: 'f32',
+} as const;
+
+/** Invocations of a per-channel workgroup (wg), or 64 channels a workgroup when serial (wg = 0). */
+const channelWorkgroup = (wg: number) => (wg === 0 ? 64 : wg);
+const channelBuiltins = (wg: number): Builtins =>
+  wg === 0
+    ? { gid: 'global_invocation_id' }
+    : { wid: 'workgroup_id', nwg: 'num_workgroups', lid: 'local_invocation_index' };
+/** 64 channels a workgroup along x (wg = 0), else one workgroup per channel, past 65535 continuing on y. */
+const channelGrid = (channels: number, wg: number): [number, number] =>
+  wg === 0 ? [Math.ceil(channels / 64), 1] : spreadGroups(channels);
 
 /**
- * Entry point of the per-channel kernels: `c` = channel, `lid` = lane (0 when serial), `leader`
+ * First lines of the per-channel kernels: `c` = channel, `lid` = lane (0 when serial), `leader`
  * = the lane that writes the channel's results. wg = 0: one invocation per channel.
  */
 const CHANNEL_ENTRY = (wg: number) =>
   wg === 0
-    ? `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let c = gid.x;
+    ? `  let c = gid.x;
   if (c >= params.c) { return; }
   let lid = 0u;
   let leader = true;
   let su = params.su;
   let cbase = c * su;`
-    : `
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = wid.x + wid.y * nwg.x;
+    : `  let c = wid.x + wid.y * nwg.x;
   if (c >= params.c) { return; } // uniform over the workgroup: no barrier is skipped by part of it
   let leader = lid == 0u;
   let su = params.su;
@@ -111,24 +118,29 @@ const sumOver = (wg: number, dst: string, value: string) =>
 
 const hsum = (vec: boolean, v: string) => (vec ? `dot(${v}, vec4<f32>(1.0))` : v);
 
-function buildStatsShader(vec: boolean, wg: number, hasWeight: boolean, hasBias: boolean, running: boolean): string {
-  const T = vec ? 'vec4<f32>' : 'f32';
-  const opt: string[] = [];
-  let b = 3;
-  if (hasWeight) opt.push(`@group(0) @binding(${b++}) var<storage, read> weight: array<f32>;`);
-  if (hasBias) opt.push(`@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;`);
-  if (running) {
-    opt.push(`@group(0) @binding(${b++}) var<storage, read_write> running_mean: array<f32>;`);
-    opt.push(`@group(0) @binding(${b++}) var<storage, read_write> running_var: array<f32>;`);
-    opt.push(`@group(0) @binding(${b++}) var<storage, read_write> nonfinite: array<atomic<u32>>;`);
-  }
-  return wgsl`${CHANNEL_PARAMS}
-@group(0) @binding(1) var<storage, read> xs: array<${T}>;
-@group(0) @binding(2) var<storage, read_write> stats: array<vec4<f32>>;
-${opt.join('\n')}
-${sumStorage(wg, 'f32')}
-${FLOAT_CLASS}
-${CHANNEL_ENTRY(wg)}
+/**
+ * Training statistics (see the header): stats[c] = (mean, invstd, w·invstd, b), and the running
+ * statistics updated in place when bound.
+ */
+export const batchNormStatsKernel = kernel({
+  name: 'batchNorm2dStats',
+  variant: { vec: false, wg: 0, hasWeight: false, hasBias: false, running: false },
+  params: CHANNEL_PARAMS,
+  bindings: {
+    xs: { read: (v) => (v.vec ? 'vec4<f32>' : 'f32') },
+    stats: { write: 'vec4<f32>' },
+    weight: { read: 'f32', if: (v) => v.hasWeight },
+    bias: { read: 'f32', if: (v) => v.hasBias },
+    running_mean: { write: 'f32', if: (v) => v.running },
+    running_var: { write: 'f32', if: (v) => v.running },
+    nonfinite: { write: 'atomic<u32>', if: (v) => v.running },
+  },
+  workgroupSize: (v) => channelWorkgroup(v.wg),
+  builtins: (v) => channelBuiltins(v.wg),
+  prelude: (v) => `${sumStorage(v.wg, 'f32')}\n${FLOAT_CLASS}`,
+  main: ({ vec, wg, hasWeight, hasBias, running }) => {
+    const T = vec ? 'vec4<f32>' : 'f32';
+    return wgsl`${CHANNEL_ENTRY(wg)}
   let m = f32(params.count);
   let shift = ${vec ? 'xs[cbase][0]' : 'xs[cbase]'};
   var acc = ${T}(0.0);
@@ -152,41 +164,54 @@ ${CHANNEL_ENTRY(wg)}
     } else {
       atomicAdd(&nonfinite[${NONFINITE_BATCHNORM}], 1u);
     }` : ''}
-  }
-}`;
-}
+  }`;
+  },
+  grid: (p, v) => channelGrid(p.c, v.wg),
+});
 
-function buildEvalStatsShader(hasWeight: boolean, hasBias: boolean): string {
-  let b = 4;
-  const opt: string[] = [];
-  if (hasWeight) opt.push(`@group(0) @binding(${b++}) var<storage, read> weight: array<f32>;`);
-  if (hasBias) opt.push(`@group(0) @binding(${b++}) var<storage, read> bias: array<f32>;`);
-  return wgsl`${CHANNEL_PARAMS}
-@group(0) @binding(1) var<storage, read> running_mean: array<f32>;
-@group(0) @binding(2) var<storage, read> running_var: array<f32>;
-@group(0) @binding(3) var<storage, read_write> stats: array<vec4<f32>>;
-${opt.join('\n')}
-${ENTRY_1D}
-  let c = i;
+/** Eval statistics: stats[c] from the running statistics, one invocation per channel. */
+export const batchNormEvalStatsKernel = flatKernel({
+  name: 'batchNorm2dEvalStats',
+  variant: { hasWeight: false, hasBias: false },
+  params: CHANNEL_PARAMS,
+  bindings: {
+    running_mean: { read: 'f32' },
+    running_var: { read: 'f32' },
+    stats: { write: 'vec4<f32>' },
+    weight: { read: 'f32', if: (v) => v.hasWeight },
+    bias: { read: 'f32', if: (v) => v.hasBias },
+  },
+  main: ({ hasWeight, hasBias }) => `  let c = i;
   if (c >= params.c) { return; }
   let invstd = 1.0 / sqrt(running_var[c] + params.eps);
   let w = ${hasWeight ? 'weight[c]' : '1.0'};
-  stats[c] = vec4<f32>(running_mean[c], invstd, w * invstd, ${hasBias ? 'bias[c]' : '0.0'});
-}`;
-}
+  stats[c] = vec4<f32>(running_mean[c], invstd, w * invstd, ${hasBias ? 'bias[c]' : '0.0'});`,
+  count: (p) => p.c,
+});
 
-function buildBackwardReduceShader(vec: boolean, wg: number, hasWeight: boolean): string {
-  const T = vec ? 'vec4<f32>' : 'f32';
-  return wgsl`${CHANNEL_PARAMS}
-@group(0) @binding(1) var<storage, read> xs: array<${T}>;
-@group(0) @binding(2) var<storage, read> gy: array<${T}>;
-@group(0) @binding(3) var<storage, read> stats: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> dweight: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dbias: array<f32>;
-@group(0) @binding(6) var<storage, read_write> coef: array<vec4<f32>>;
-${hasWeight ? '@group(0) @binding(7) var<storage, read> weight: array<f32>;' : ''}
-${sumStorage(wg, 'vec2<f32>')}
-${CHANNEL_ENTRY(wg)}
+/**
+ * Backward reduction: dbias, dweight and the dx coefficients coef[c] = (k1, k2, k3, mean) of
+ * channel c (see the header).
+ */
+export const batchNormBackwardReduceKernel = kernel({
+  name: 'batchNorm2dGradReduce',
+  variant: { vec: false, wg: 0, hasWeight: false },
+  params: CHANNEL_PARAMS,
+  bindings: {
+    xs: { read: (v) => (v.vec ? 'vec4<f32>' : 'f32') },
+    gy: { read: (v) => (v.vec ? 'vec4<f32>' : 'f32') },
+    stats: { read: 'vec4<f32>' },
+    dweight: { write: 'f32' },
+    dbias: { write: 'f32' },
+    coef: { write: 'vec4<f32>' },
+    weight: { read: 'f32', if: (v) => v.hasWeight },
+  },
+  workgroupSize: (v) => channelWorkgroup(v.wg),
+  builtins: (v) => channelBuiltins(v.wg),
+  prelude: (v) => sumStorage(v.wg, 'vec2<f32>'),
+  main: ({ vec, wg, hasWeight }) => {
+    const T = vec ? 'vec4<f32>' : 'f32';
+    return wgsl`${CHANNEL_ENTRY(wg)}
   let st = stats[c];
   let mean = st[0];
   let invstd = st[1];
@@ -206,9 +231,10 @@ ${CHANNEL_ENTRY(wg)}
     } else {
       coef[c] = vec4<f32>(k1, 0.0, 0.0, mean);
     }
-  }
-}`;
-}
+  }`;
+  },
+  grid: (p, v) => channelGrid(p.c, v.wg),
+});
 
 /** Apply kernels with rows of at least this many units use one workgroup per (n, c) row. */
 export const BATCHNORM_ROW_MIN = 16;
@@ -219,37 +245,37 @@ export const BATCHNORM_ROW_MIN = 16;
  * and its coefficients are workgroup-uniform; otherwise one invocation per unit, the channel by
  * two integer divisions (used for short rows, where most lanes of a row workgroup would idle).
  */
-function buildApplyShader(vec: boolean, backward: boolean, rows: boolean): string {
-  const T = vec ? 'vec4<f32>' : 'f32';
-  const body = backward
-    ? `out[i] = fma(gy[i], ${T}(k[0]), fma(xs[i] - ${T}(k[3]), ${T}(k[1]), ${T}(k[2])));`
-    : `out[i] = fma(xs[i] - ${T}(k[0]), ${T}(k[2]), ${T}(k[3]));`;
-  const entry = rows
-    ? `@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
+export const batchNormApplyKernel = kernel({
+  name: 'batchNorm2d',
+  variant: { vec: false, backward: false, rows: false },
+  params: { units: 'u32', su: 'u32', c: 'u32' },
+  bindings: {
+    xs: { read: (v) => (v.vec ? 'vec4<f32>' : 'f32') },
+    cs: { read: 'vec4<f32>' },
+    out: { write: (v) => (v.vec ? 'vec4<f32>' : 'f32') },
+    gy: { read: (v) => (v.vec ? 'vec4<f32>' : 'f32'), if: (v) => v.backward },
+  },
+  workgroupSize: (v) => (v.rows ? 64 : WG),
+  builtins: (v): Builtins =>
+    v.rows
+      ? { wid: 'workgroup_id', nwg: 'num_workgroups', lid: 'local_invocation_index' }
+      : { gid: 'global_invocation_id', nwg: 'num_workgroups' },
+  main: ({ vec, backward, rows }) => {
+    const T = vec ? 'vec4<f32>' : 'f32';
+    const body = backward
+      ? `out[i] = fma(gy[i], ${T}(k[0]), fma(xs[i] - ${T}(k[3]), ${T}(k[1]), ${T}(k[2])));`
+      : `out[i] = fma(xs[i] - ${T}(k[0]), ${T}(k[2]), ${T}(k[3]));`;
+    return rows
+      ? `  let row = wid.x + wid.y * nwg.x;
   if (row >= params.units / params.su) { return; }
   let k = cs[row % params.c];
   for (var i = row * params.su + lid; i < (row + 1u) * params.su; i += 64u) {
     ${body}
-  }
-}`
-    : `${ENTRY_1D}
+  }`
+      : `  let i = gid.x + gid.y * nwg.x * ${WG}u;
   if (i >= params.units) { return; }
   let k = cs[(i / params.su) % params.c];
-  ${body}
-}`;
-  return wgsl`
-struct Params { units: u32, su: u32, c: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> xs: array<${T}>;
-@group(0) @binding(2) var<storage, read> cs: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<${T}>;
-${backward ? `@group(0) @binding(4) var<storage, read> gy: array<${T}>;` : ''}
-${entry}`;
-}
-
-export const batchNormStatsShader = variants(buildStatsShader);
-export const batchNormEvalStatsShader = variants(buildEvalStatsShader);
-export const batchNormBackwardReduceShader = variants(buildBackwardReduceShader);
-export const batchNormApplyShader = variants(buildApplyShader);
+  ${body}`;
+  },
+  grid: (p, v) => (v.rows ? spreadGroups(p.units / p.su) : flatGrid(p.units)),
+});

@@ -1,12 +1,48 @@
-// Pieces shared by the 1-D elementwise kernels: a 256-wide workgroup and a 2-D grid, so
-// that more than 65535 × 256 elements can be addressed.
+// Pieces shared by the kernels: the 1-D element kernel (256-wide workgroups over a grid spread
+// across x and y, so more than 65535 × 256 elements can be addressed), per-dimension uniforms, and
+// the f32 / vec4 row helpers.
+import {
+  kernel,
+  spreadGroups,
+  type BindingsDecl,
+  type Kernel,
+  type ParamDecl,
+  type ParamValues,
+  type Variant,
+} from './kernel.ts';
+
 export const WG = 256;
 
-/** Entry point header; `i` is the flat element index. */
-export const ENTRY_1D = /* wgsl */ `
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * ${WG}u;`;
+/** Workgroups of a 1-D kernel over n elements, one per invocation. */
+export const flatGrid = (n: number): [number, number] => spreadGroups(Math.ceil(n / WG));
+
+/** A kernel with one invocation per element: `i` (the flat element index) is in scope in `main`. */
+export interface FlatKernelDecl<V extends Variant, P extends ParamDecl, B extends BindingsDecl<V>> {
+  name: string;
+  variant: V;
+  params: P;
+  bindings: B;
+  prelude?: (v: V) => string;
+  main: (v: V) => string;
+  /** Elements (invocations) of one dispatch. */
+  count: (p: ParamValues<P>, v: V) => number;
+}
+
+export function flatKernel<V extends Variant, P extends ParamDecl, B extends BindingsDecl<V>>(
+  d: FlatKernelDecl<V, P, B>,
+): Kernel<V, P, B> {
+  return kernel({
+    name: d.name,
+    variant: d.variant,
+    params: d.params,
+    bindings: d.bindings,
+    workgroupSize: WG,
+    builtins: { gid: 'global_invocation_id', nwg: 'num_workgroups' },
+    ...(d.prelude ? { prelude: d.prelude } : {}),
+    main: (v) => `  let i = gid.x + gid.y * nwg.x * ${WG}u;\n${d.main(v)}`,
+    grid: (p, v) => flatGrid(d.count(p, v)),
+  });
+}
 
 /**
  * NaN and ±Inf tested on the bits: WGSL lets an implementation assume that floats are finite, so
@@ -20,20 +56,6 @@ fn max_nan(a: f32, b: f32) -> f32 { return select(select(max(a, b), b, is_nan(b)
 
 /** Reads element d of an array<vec4<u32>, 2> of up to 8 dims (shapes and strides in uniforms). */
 export const DIM = /* wgsl */ `fn dim(v: array<vec4<u32>, 2>, d: u32) -> u32 { return v[d / 4u][d % 4u]; }`;
-
-/**
- * Memoises a shader builder by its variant arguments, so each source string is built once and
- * the pipeline cache (keyed by source) hashes the same string object on every dispatch.
- */
-export function variants<A extends (string | number | boolean)[]>(build: (...args: A) => string): (...args: A) => string {
-  const cache = new Map<string, string>();
-  return (...args: A) => {
-    const key = args.join('|');
-    let src = cache.get(key);
-    if (src === undefined) cache.set(key, (src = build(...args)));
-    return src;
-  };
-}
 
 /**
  * `alias V` = vec4<f32> (rows whose length is a multiple of 4) or f32, with its horizontal sum,

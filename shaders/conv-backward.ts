@@ -5,7 +5,7 @@
 //   dW[co, ci, kh, kw] = Σ_{n,oh,ow} gy[n, co, oh, ow] · x[n, ci, oh·s_h − p_h + kh·d_h, ow·s_w − p_w + kw·d_w]
 //   db[co]             = Σ_{n,oh,ow} gy[n, co, oh, ow]
 //
-// GEMM view: rows = Cout (gy values at one output pixel, packed by convPackWeightsShader into
+// GEMM view: rows = Cout (gy values at one output pixel, packed by convPackKernel into
 // [N·Ho·Wo, Cout padded] so a row tile's values are tm / 4 workgroup-uniform vec4 loads), columns = Cin·KH·KW (the OIHW weight layout, 4 per invocation, gathered
 // from x), reduction over the N·Ho·Wo output pixels, walked as output rows (n, oh) and an inner
 // loop over ow. The reduction is long and the output small, so it is split over grid z: each slice
@@ -13,16 +13,16 @@
 // sums the slices when there is more than one).
 // Bias is a variant: the workgroups of the first column group (a uniform branch) also sum gy.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
-import { accumulators, CONV_PARAMS, fmas, Q4, rowsOf, weightLoads } from './conv.ts';
+import { accumulators, CONV_BUILTINS, CONV_PARAMS, fmas, Q4, rowsOf, weightLoads } from './conv.ts';
+import { kernel } from './kernel.ts';
 
 /**
  * Grid: x = ⌈Cin·KH·KW / (4·wg)⌉, y = ⌈Cout / tm⌉, z = slices; params.aux1 = output rows (n, oh)
  * per slice; aux0 = vec4s per packed gy row. Writes DW[z] (Cout × Cin·KH·KW) and, with `bias`,
- * DB[z] (Cout). (Reading gy unpacked as one vec4 per row for 4 consecutive ow measured 2× slower:
+ * DB[z] (Cout). (Reading gy unpacked as one vec4 per row for 4 consecutive ow measured slower, bench/README.md:
  * its tm extra vec4 registers spill.)
  */
-function buildWeightGrad(bias: boolean, wg: number, tm: number): string {
+function weightGradMain(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
   /** One output pixel's taps: gathers b at column xs, FMAs with a<r> = `gyOf(r)`. */
   const pixel = (ind: string, gyOf: (r: number) => string) => [
@@ -36,15 +36,7 @@ function buildWeightGrad(bias: boolean, wg: number, tm: number): string {
 ${weightLoads(tm, '(gn + ow) * Mp4 + mq', 'Gp')}
 ${pixel('        ', (r) => `a${r >> 2}[${r & 3}]`)}
     }`;
-  return wgsl`${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Gp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> DW: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read_write> DB: array<f32>;' : ''}
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
+  return wgsl`  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
   let Ho = params.ho; let Wo = params.wo;
   let KK = KH * KW;
   let NC = params.cin * KK;
@@ -80,8 +72,7 @@ ${R.map((r) => `  if (co0 + ${r}u < params.cout) {
     let o = ob + (co0 + ${r}u) * NC + c;
 ${Q4.map((j) => `    if (c + ${j}u < NC) { DW[o + ${j}u] = c${r}[${j}]; }`).join('\n')}
 ${bias ? `    if (withBias && lid.x == 0u) { DB[wid.z * params.cout + co0 + ${r}u] = s${r}; }` : ''}
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
 /**
@@ -117,17 +108,28 @@ ${body}      oy -= dyStep;
     wc += ${wcStep};
   }`;
 
-export const convWeightGradShader = variants((bias: boolean, wg: number, tm: number) => buildWeightGrad(bias, wg, tm));
+export const convWeightGradKernel = kernel({
+  name: 'conv2dBackwardWeight',
+  variant: { bias: false, wg: 32, tm: 16 },
+  params: CONV_PARAMS,
+  bindings: {
+    X: { read: 'f32' },
+    Gp: { read: 'vec4<f32>' },
+    DW: { write: 'f32' },
+    DB: { write: 'f32', if: (v) => v.bias },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: CONV_BUILTINS,
+  main: ({ bias, wg, tm }) => weightGradMain(bias, wg, tm),
+  grid: (p, v) => [
+    Math.ceil((p.cin * p.kh * p.kw) / (4 * v.wg)),
+    Math.ceil(p.cout / v.tm),
+    Math.ceil((p.n * p.ho) / p.aux1),
+  ],
+});
 
-/** Params, bindings and entry point shared by both input-gradient variants (H, W, KH, KW, Ho, Wo in scope). */
-const inputGradHead = (wg: number) => `${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> GY: array<f32>;
-@group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> DX: array<f32>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
+/** First lines of the input-gradient variants (H, W, KH, KW, Ho, Wo in scope). */
+const INPUT_GRAD_START = `  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;
   let Ho = params.ho; let Wo = params.wo;`;
 
 /**
@@ -138,7 +140,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * stepH = s_h / gcd(s_h, d_h) (params.aux3; aux4 likewise for kw), found once per invocation; each
  * step moves the output row by −stepH·d_h / s_h, so the loops hold no division.
  */
-function buildInputGrad(wg: number, tm: number): string {
+function inputGradMain(wg: number, tm: number): string {
   const R = rowsOf(tm);
   // First tap hitting the class along one axis: kh0 and its output offset (pa + p − kh0·d) / s.
   const firstTap = (ax: string, ph: string, k: string, s: string, d: string) => `
@@ -148,7 +150,7 @@ function buildInputGrad(wg: number, tm: number): string {
     let th = i32(${ph}) - i32(t * ${d});
     if (th % i32(${s}) == 0) { ${ax}0 = t; ${ax}off = u32(th / i32(${s})); break; }
   }`;
-  return wgsl`${inputGradHead(wg)}
+  return wgsl`${INPUT_GRAD_START}
   let wq = params.aux1;
   let Q = params.aux2 * wq;
   let NQ = params.n * Q;
@@ -203,8 +205,7 @@ ${Q4.map((j) => `  let ih${j} = pa + i${j} * params.sh;
 ${R.map((r) => `  if (ci0 + ${r}u < params.cin) {
     let o = (ci0 + ${r}u) * HW;
 ${Q4.map((j) => `    if (ok${j}) { DX[o + off${j}] = c${r}[${j}]; }`).join('\n')}
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
 /**
@@ -214,10 +215,10 @@ ${Q4.map((j) => `    if (ok${j}) { DX[o + off${j}] = c${r}[${j}]; }`).join('\n')
  * the window slides one column left: one new gathered value per tap.
  * Grid: x = column workgroups over N·hq·wq4 quads, y = ⌈Cin / tm⌉, z = s_h phases.
  */
-function buildInputGradRows(wg: number, tm: number): string {
+function inputGradRowsMain(wg: number, tm: number): string {
   const R = rowsOf(tm);
   const ld = (x: string) => `select(0.0, GY[rb + min(${x}, Wo - 1u)], rok && ${x} < Wo)`;
-  return wgsl`${inputGradHead(wg)}
+  return wgsl`${INPUT_GRAD_START}
   let P = Ho * Wo;
   let wq4 = params.aux1;
   let hq = params.aux2;
@@ -249,8 +250,7 @@ ${fmas(tm, '        ')}
 ${R.map((r) => `  if (ok && ci0 + ${r}u < params.cin) {
     let oc = o + (ci0 + ${r}u) * HW;
 ${Q4.map((j) => `    if (iw0 + ${j}u < W) { DX[oc + ${j}u] = c${r}[${j}]; }`).join('\n')}
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
 /**
@@ -261,12 +261,12 @@ ${Q4.map((j) => `    if (iw0 + ${j}u < W) { DX[oc + ${j}u] = c${r}[${j}]; }`).jo
  * weights (read unpacked, OIHW). Rows go by phase class as there (aux2 = hq, aux3 = stepH);
  * aux1 = runs per input row. Grid: x = column workgroups over N·hq·runs, z = s_h phases.
  */
-function buildInputGradRuns(wg: number, qn: number, nc: number): string {
+function inputGradRunsMain(wg: number, qn: number, nc: number): string {
   const Q = [...Array(qn).keys()];
   const C = [...Array(nc).keys()];
   const ld = (x: string) => `select(0.0, GY[rb + min(${x}, Wo - 1u)], rok && ${x} < Wo)`;
   const window = Q.flatMap((q) => Q4.map((j) => ld(`col0 + ${q * 4 + j}u`)));
-  return wgsl`${inputGradHead(wg).replace('array<vec4<f32>>', 'array<f32>')}
+  return wgsl`${INPUT_GRAD_START}
   let P = Ho * Wo;
   let runs = params.aux1;
   let hq = params.aux2;
@@ -294,13 +294,39 @@ ${Q.slice().reverse().map((q) => `        b${q} = vec4<f32>(${q === 0 ? ld('xl')
   let o = n * ${nc}u * HW + ih * W + iw0;
   if (ok) {
 ${C.flatMap((r) => Q.flatMap((q) => Q4.map((j) => `    if (iw0 + ${q * 4 + j}u < W) { DX[o + ${r === 0 ? '' : `${r}u * HW + `}${q * 4 + j}u] = c${r}${q}[${j}]; }`))).join('\n')}
-  }
-}`;
+  }`;
 }
 
-export const convInputGradShader = variants((wg: number, tm: number, rowQuads: boolean) =>
-  rowQuads ? buildInputGradRows(wg, tm) : buildInputGrad(wg, tm));
+/**
+ * Input gradient: dx = conv_transpose(gy, w). Grid: x = column workgroups of 4·wg columns over
+ * N·hq·wq pixels (or N·hq·wq4 quads, rowQuads; aux1 = wq or wq4, aux2 = hq), y = ⌈Cin / tm⌉,
+ * z = the stride's phase classes (s_h·s_w, or s_h for rowQuads).
+ */
+export const convInputGradKernel = kernel({
+  name: 'conv2dBackwardInput',
+  variant: { wg: 64, tm: 16, rowQuads: false },
+  params: CONV_PARAMS,
+  bindings: { GY: { read: 'f32' }, Wp: { read: 'vec4<f32>' }, DX: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: CONV_BUILTINS,
+  main: ({ wg, tm, rowQuads }) => (rowQuads ? inputGradRowsMain(wg, tm) : inputGradMain(wg, tm)),
+  grid: (p, v) => {
+    const columns = p.n * p.aux2 * p.aux1 * (v.rowQuads ? 4 : 1);
+    return [Math.ceil(columns / (4 * v.wg)), Math.ceil(p.cin / v.tm), v.rowQuads ? p.sh : p.sh * p.sw];
+  },
+});
 
-/** Most vec4 accumulators (channels × quads) of the few-channel input gradient per invocation. */
-export const CONV_RUN_ACCUMULATORS = 8;
-export const convInputGradRunsShader = variants(buildInputGradRuns);
+/**
+ * Input gradient of a conv on `nc` ≤ 3 channels, runs of 4·qn neighbours per invocation (weights
+ * unpacked, OIHW). Grid: x = column workgroups over N·hq·runs (aux2 = hq, aux1 = runs), z = s_h.
+ */
+export const convInputGradRunsKernel = kernel({
+  name: 'conv2dBackwardInput',
+  variant: { wg: 64, qn: 1, nc: 1 },
+  params: CONV_PARAMS,
+  bindings: { GY: { read: 'f32' }, Wp: { read: 'f32' }, DX: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: CONV_BUILTINS,
+  main: ({ wg, qn, nc }) => inputGradRunsMain(wg, qn, nc),
+  grid: (p, v) => [Math.ceil((p.n * p.aux2 * p.aux1 * 4) / (4 * v.wg)), 1, p.sh],
+});

@@ -18,8 +18,8 @@
 // Input gradient (transposed = true): rows = Cin, reduction channels = Cout, pixels = N·H·W, source
 //   gy; dx[n, ci, ih, iw] += w[co, ci, kh, kw] · gy[n, co, oh, ow] with oh·s = ih + p − kh·d (exact).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
-import { CONV_PARAMS, Q4 } from './conv.ts';
+import { CONV_BUILTINS, CONV_PARAMS, Q4 } from './conv.ts';
+import { kernel } from './kernel.ts';
 
 /** Largest pixel count (N·H·W of the output) the tiny kernels take: 4 vec4 accumulators per row. */
 export const CONV_SMALL_MAX_PIXELS = 16;
@@ -31,7 +31,7 @@ export const CONV_SMALL_ROWS = 4;
  * slice, aux1 = kh0 | kh1 << 16, aux2 = kw0 | kw1 << 16 (the taps that can hit a pixel).
  * Writes Out[z] = [N, rows, pixels of one image]; with `bias` slice 0 adds Bias[row].
  */
-function buildSmall(transposed: boolean, bias: boolean, wg: number, cq: number): string {
+function smallMain(transposed: boolean, bias: boolean, wg: number, cq: number): string {
   const R = [...Array(CONV_SMALL_ROWS).keys()];
   const Q = [...Array(cq).keys()];
   // Per pixel quad q: n, the pixel's coordinates (a, b) in the output image, its source offset and mask.
@@ -48,15 +48,7 @@ function buildSmall(transposed: boolean, bias: boolean, wg: number, cq: number):
     : `      let sy${q}${j} = pa${q}${j} * params.sh - params.ph + kh * params.dh;
       let sx${q}${j} = pb${q}${j} * params.sw - params.pw + kw * params.dw;
       let ok${q}${j} = ${q * 4 + j}u < NPIX && sy${q}${j} < SH && sx${q}${j} < SW;`;
-  return wgsl`${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> S: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<f32>;
-@group(0) @binding(3) var<storage, read_write> Out: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> Bias: array<f32>;' : ''}
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let KK = params.kh * params.kw;
+  return wgsl`  let KK = params.kh * params.kw;
   ${transposed
     ? `let M = params.cin; let C = params.cout; let SH = params.ho; let SW = params.wo; let OH = params.h; let OW = params.w;
   let rs = KK; let cs = params.cin * KK;`
@@ -90,8 +82,28 @@ ${Q.map((q) => Q4.map((j) => `        so${q}${j} += SHW;`).join(' ')).join('\n')
 ${R.map((r) => `  if (row0 + ${r}u < M) {
     ${bias ? `let bv = select(0.0, Bias[row0 + ${r}u], wid.z == 0u);` : 'let bv = 0.0;'}
 ${Q.map((q) => Q4.map((j) => `    if (${q * 4 + j}u < NPIX) { Out[ob + (pn${q}${j} * M + row0 + ${r}u) * OHW + pi${q}${j} % OHW] = c${r}${q}[${j}] + bv; }`).join('\n')).join('\n')}
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
-export const convSmallShader = variants(buildSmall);
+/**
+ * Forward (transposed false, rows = Cout) or input gradient (transposed, rows = Cin) of a tiny image.
+ * Grid: x = ⌈rows / (CONV_SMALL_ROWS·wg)⌉, z = slices of aux0 reduction channels each.
+ */
+export const convSmallKernel = kernel({
+  name: 'conv2dSmall',
+  variant: { transposed: false, bias: false, wg: 16, cq: 1 },
+  params: CONV_PARAMS,
+  bindings: {
+    S: { read: 'f32' },
+    Wt: { read: 'f32' },
+    Out: { write: 'f32' },
+    Bias: { read: 'f32', if: (v) => v.bias },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: CONV_BUILTINS,
+  main: ({ transposed, bias, wg, cq }) => smallMain(transposed, bias, wg, cq),
+  grid: (p, v) => {
+    const [rows, channels] = v.transposed ? [p.cin, p.cout] : [p.cout, p.cin];
+    return [Math.ceil(rows / (CONV_SMALL_ROWS * v.wg)), 1, Math.ceil(channels / p.aux0)];
+  },
+});

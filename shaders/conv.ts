@@ -5,7 +5,7 @@
 // from an image instead of read from a matrix:
 // - A workgroup computes TM rows × (4·wg) columns. The rows are channels whose operand (weights, or
 //   gy for the weight gradient) is the same for every invocation: it is first packed (one cheap
-//   dispatch, convPackWeightsShader) so that one reduction step's TM values are TM/4 contiguous
+//   dispatch, convPackKernel) so that one reduction step's TM values are TM/4 contiguous
 //   vec4s, read with workgroup-uniform vec4 loads. Each invocation owns 4 columns (pixels) and TM
 //   vec4 accumulators, so each gathered image value feeds TM FMAs.
 // - The reduction runs over (channel, kh, kw) as nested loops: per-pixel bases are computed once
@@ -26,39 +26,24 @@
 //   the taps (kh, kw) that hit an output pixel are the same for every pixel, so the loops step over
 //   exactly those taps and no FMA is spent on taps that do not exist.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, variants } from './common.ts';
+import { flatKernel } from './common.ts';
+import { kernel } from './kernel.ts';
 
 /**
- * Rows (channels) per workgroup: each invocation holds this many vec4 accumulators. 16 measured
- * faster than 8 here (each gathered value feeds twice the FMAs; matmul, whose B loads are vec4,
- * prefers 8); fewer channels than that (an RGB input's gradient) take a smaller tile.
+ * The uniform block every conv kernel shares (all u32): the geometry of the convolution, then
+ * aux0 = vec4s per packed row (Mp / 4) and kernel-specific aux1..aux4 (documented at each kernel).
+ * Filled by engine/ops/conv-kernels.ts.
  */
-export function convTileRows(channels: number): number {
-  return channels <= 4 ? 4 : channels <= 8 ? 8 : 16;
-}
+export const CONV_PARAMS = {
+  n: 'u32', cin: 'u32', h: 'u32', w: 'u32',
+  cout: 'u32', ho: 'u32', wo: 'u32', kh: 'u32',
+  kw: 'u32', sh: 'u32', sw: 'u32', ph: 'u32',
+  pw: 'u32', dh: 'u32', dw: 'u32', aux0: 'u32',
+  aux1: 'u32', aux2: 'u32', aux3: 'u32', aux4: 'u32',
+} as const;
 
-/**
- * Invocations per workgroup of forward and dx: each covers 4 columns; narrow outputs use fewer
- * lanes. `max` 64 (32 and 128 measured within noise). The weight gradient picks its own size in
- * 8..32 (weightGradColumns in engine/ops/conv.ts; 32 measured 1.2-1.3× faster than 64 there).
- */
-export function convWorkgroupSize(columns: number, max = 64): number {
-  const lanes = Math.ceil(columns / 4);
-  return Math.min(max, lanes <= 8 ? 8 : lanes <= 16 ? 16 : lanes <= 32 ? 32 : 64);
-}
-
-/**
- * Shared uniform block (all u32): the geometry of the convolution, then aux0 = vec4s per packed
- * row (Mp / 4) and kernel-specific aux1..aux4 (documented at each kernel). Filled by engine/ops/conv.ts.
- */
-export const CONV_PARAMS = `struct Params {
-  n: u32, cin: u32, h: u32, w: u32,
-  cout: u32, ho: u32, wo: u32, kh: u32,
-  kw: u32, sh: u32, sw: u32, ph: u32,
-  pw: u32, dh: u32, dw: u32, aux0: u32,
-  aux1: u32, aux2: u32, aux3: u32, aux4: u32,
-}
-@group(0) @binding(0) var<uniform> params: Params;`;
+/** Workgroup-level builtins of every conv GEMM kernel. */
+export const CONV_BUILTINS = { wid: 'workgroup_id', lid: 'local_invocation_id' } as const;
 
 export const Q4 = [0, 1, 2, 3];
 export const rowsOf = (tm: number) => [...Array(tm).keys()];
@@ -70,25 +55,17 @@ export const fmas = (tm: number, ind: string) => rowsOf(tm).map((r) => `${ind}c$
 export const weightLoads = (tm: number, at: string, arr = 'Wp') =>
   `        let wi = ${at};\n` + rowsOf(tm / 4).map((q) => `        let a${q} = ${arr}[wi + ${q}u];`).join('\n');
 
-/** Params, bindings and entry point shared by both forward variants (H, W, KH, KW in scope). */
-const forwardHead = (bias: boolean, wg: number) => `${CONV_PARAMS}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wp: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> Bias: array<f32>;' : ''}
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;`;
+/** First line of both forward variants (H, W, KH, KW in scope). */
+const FORWARD_START = '  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;';
 
 /**
  * Forward kernel. Grid: x = column workgroups over the N·Ho·Wo output pixels (the batch is folded
  * into the columns, so small late-layer images still fill whole workgroups), y = ⌈Cout / tm⌉.
  * Bias (one per output channel) is a variant.
  */
-function buildForward(bias: boolean, wg: number, tm: number): string {
+function forwardMain(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
-  return wgsl`${forwardHead(bias, wg)}
+  return wgsl`${FORWARD_START}
   let P = params.ho * params.wo;
   let NP = params.n * P;
   let HW = H * W;
@@ -131,8 +108,7 @@ ${R.map((r) => `  if (co0 + ${r}u < params.cout) {
     let co = (co0 + ${r}u) * P;
     ${bias ? `let bv = Bias[co0 + ${r}u];` : 'let bv = 0.0;'}
 ${Q4.map((j) => `    if (p + ${j}u < NP) { Y[o${j} + co] = c${r}[${j}] + bv; }`).join('\n')}
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
 /**
@@ -142,10 +118,10 @@ ${Q4.map((j) => `    if (p + ${j}u < NP) { Y[o${j} + co] = c${r}[${j}] + bv; }`)
  * what pixel j + 1 read at tap kw. The vec4 b is a sliding window that takes one new gathered value
  * per tap instead of four. Grid: x = column workgroups over N·Ho·wq4 quads, y = ⌈Cout / tm⌉.
  */
-function buildForwardRows(bias: boolean, wg: number, tm: number): string {
+function forwardRowsMain(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
   const ld = (x: string) => `select(0.0, X[rb + min(${x}, W - 1u)], rok && ${x} < W)`;
-  return wgsl`${forwardHead(bias, wg)}
+  return wgsl`${FORWARD_START}
   let Ho = params.ho; let Wo = params.wo;
   let P = Ho * Wo;
   let HW = H * W;
@@ -188,12 +164,31 @@ ${R.map((r) => `  if (ok && co0 + ${r}u < params.cout) {
     let oc = o + (co0 + ${r}u) * P;
     ${bias ? `let bv = Bias[co0 + ${r}u];` : 'let bv = 0.0;'}
 ${Q4.map((j) => `    if (ow0 + ${j}u < Wo) { Y[oc + ${j}u] = c${r}[${j}] + bv; }`).join('\n')}
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
-export const convForwardShader = variants((bias: boolean, wg: number, tm: number, rowQuads: boolean) =>
-  rowQuads ? buildForwardRows(bias, wg, tm) : buildForward(bias, wg, tm));
+/**
+ * Forward: y = conv(x, w) (+ bias). Grid: x = column workgroups of 4·wg columns over the N·Ho·Wo
+ * pixels (or N·Ho·wq4 quads, rowQuads), y = ⌈Cout / tm⌉.
+ */
+export const convForwardKernel = kernel({
+  name: 'conv2d',
+  variant: { bias: false, wg: 64, tm: 16, rowQuads: false },
+  params: CONV_PARAMS,
+  bindings: {
+    X: { read: 'f32' },
+    Wp: { read: 'vec4<f32>' },
+    Y: { write: 'f32' },
+    Bias: { read: 'f32', if: (v) => v.bias },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: CONV_BUILTINS,
+  main: ({ bias, wg, tm, rowQuads }) => (rowQuads ? forwardRowsMain(bias, wg, tm) : forwardMain(bias, wg, tm)),
+  grid: (p, v) => {
+    const columns = v.rowQuads ? p.n * p.ho * p.aux1 * 4 : p.n * p.ho * p.wo;
+    return [Math.ceil(columns / (4 * v.wg)), Math.ceil(p.cout / v.tm), 1];
+  },
+});
 
 /**
  * Packs the GEMM's row operand so that one reduction step's values for a row tile are tm / 4
@@ -204,21 +199,18 @@ export const convForwardShader = variants((bias: boolean, wg: number, tm: number
  * One invocation writes one vec4 (4 rows of one k): u32 division is scalarised on lavapipe, and
  * the per-element version's four divisions cost more than the strided copy itself.
  */
-function buildPackWeights(): string {
-  return wgsl`struct Params { m: u32, mp: u32, k: u32, kk: u32, sm: u32, sa: u32, _p0: u32, _p1: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> Wt: array<f32>;
-@group(0) @binding(2) var<storage, read_write> Wp: array<vec4<f32>>;
-${ENTRY_1D}
-  let mp4 = params.mp / 4u;
+export const convPackKernel = flatKernel({
+  name: 'conv2dPack',
+  variant: {},
+  params: { m: 'u32', mp: 'u32', k: 'u32', kk: 'u32', sm: 'u32', sa: 'u32' },
+  bindings: { Wt: { read: 'f32' }, Wp: { write: 'vec4<f32>' } },
+  main: () => `  let mp4 = params.mp / 4u;
   if (i >= params.k * mp4) { return; }
   let k = i / mp4;
   let m0 = (i - k * mp4) * 4u;
   let kq = k / params.kk;
   let base = kq * params.sa + (k - kq * params.kk);
   let last = params.m - 1u;
-  Wp[i] = vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, Wt[min(m0 + ${j}u, last) * params.sm + base], m0 + ${j}u < params.m)`).join(',\n    ')});
-}`;
-}
-
-export const convPackWeightsShader = variants(buildPackWeights);
+  Wp[i] = vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, Wt[min(m0 + ${j}u, last) * params.sm + base], m0 + ${j}u < params.m)`).join(',\n    ')});`,
+  count: (p) => (p.k * p.mp) / 4, // one vec4 per invocation
+});

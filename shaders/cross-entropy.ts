@@ -21,7 +21,8 @@
 // the lane that wrote the label's V rewrites that entry with it.
 // Weights are a compile-time variant: unweighted kernels use w = 1 and bind no weight buffer.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants, vectorHelpers } from './common.ts';
+import { vectorHelpers } from './common.ts';
+import { kernel, spreadGroups, type Builtins } from './kernel.ts';
 
 export type CrossEntropyLayout = 'rows' | 'wide';
 
@@ -30,32 +31,22 @@ export const CE_ROW_WG = 16;
 /** Invocations per row (one workgroup) of the `wide` layout. */
 const CE_WIDE_WG = 64;
 
-const FORWARD_BINDINGS = (weighted: boolean) => `
-@group(0) @binding(1) var<storage, read> xs: array<V>;
-@group(0) @binding(2) var<storage, read> labels: array<i32>;
-@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(4) var<storage, read_write> tw: array<f32>;
-@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
-${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<V>;' : ''}`;
-
-const BACKWARD_BINDINGS = (weighted: boolean) => `
-@group(0) @binding(1) var<storage, read> xs: array<V>;
-@group(0) @binding(2) var<storage, read> labels: array<i32>;
-@group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read> gy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<V>;
-${weighted ? '@group(0) @binding(6) var<storage, read> weights: array<V>;' : ''}`;
+/** n rows of c columns (cv in V units), NaN and −inf bit patterns, (1 − ε) and ε / C. */
+const PARAMS = {
+  n: 'u32',
+  c: 'u32',
+  cv: 'u32',
+  nan: 'u32',
+  ninf: 'u32',
+  one_minus_eps: 'f32',
+  eps_over_c: 'f32',
+} as const;
 
 /**
- * Params (cv = row length in V units), `V` (f32 or vec4<f32>) with its horizontal sum and max,
- * and element access by flat index: x_at / w_at (scalar), wv (a V of weights), and, for
- * backward, dx_set.
+ * `V` (f32 or vec4<f32>) with its horizontal sum and max, and element access by flat index: x_at /
+ * w_at (scalar), wv (a V of weights), and, for backward, dx_set.
  */
-const HEAD = (weighted: boolean, vec: boolean, backward: boolean, bindings: string) => `
-struct Params { n: u32, c: u32, cv: u32, nan: u32, ninf: u32, one_minus_eps: f32, eps_over_c: f32 }
-@group(0) @binding(0) var<uniform> params: Params;
-${vectorHelpers(vec)}
-${bindings}
+const HELPERS = (weighted: boolean, vec: boolean, backward: boolean) => `${vectorHelpers(vec)}
 fn x_at(k: u32) -> f32 { return ${vec ? 'xs[k / 4u][k % 4u]' : 'xs[k]'}; }
 ${backward ? `fn dx_set(k: u32, v: f32) { ${vec ? 'dx[k / 4u][k % 4u]' : 'dx[k]'} = v; }` : ''}
 ${weighted ? '' : '// unweighted variant: w = 1'}
@@ -71,7 +62,7 @@ const LABEL = `
   let nan = bitcast<f32>(params.nan);`;
 
 /**
- * Entry point with `row`, `c`, `cv`, `base` (the row's first V), `lane` and LANES in scope: lane
+ * The entry: `row`, `c`, `cv`, `base` (the row's first V), `lane` and LANES in scope: lane
  * `lane` of the row's LANES invocations takes V columns lane, lane + LANES, …, and reduce_max /
  * reduce_sum combine the lanes' partials (every lane gets the result).
  *  - rows: LANES = 1, CE_ROW_WG rows per workgroup, the reductions are the identity.
@@ -80,20 +71,12 @@ const LABEL = `
  *    order (uniform loads). Barriers sit in uniform control flow: `row` is per workgroup and the
  *    smoothing branch depends on a uniform.
  */
-const entry = (layout: CrossEntropyLayout) =>
+const ENTRY_DECLS = (layout: CrossEntropyLayout) =>
   layout === 'rows'
     ? `
 const LANES = 1u;
 fn reduce_max(v: V) -> V { return v; }
-fn reduce_sum(v: V) -> V { return v; }
-@compute @workgroup_size(${CE_ROW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = gid.x + gid.y * nwg.x * ${CE_ROW_WG}u;
-  if (row >= params.n) { return; }
-  let lane = 0u;
-  let c = params.c;
-  let cv = params.cv;
-  let base = row * cv;`
+fn reduce_sum(v: V) -> V { return v; }`
     : `
 const LANES = ${CE_WIDE_WG}u;
 var<workgroup> part: array<V, LANES>;
@@ -113,16 +96,35 @@ fn reduce_sum(v: V) -> V {
   for (var i = 1u; i < LANES; i++) { r += part[i]; }
   workgroupBarrier();
   return r;
-}
-@compute @workgroup_size(${CE_WIDE_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * nwg.x;
+}`;
+
+const ENTRY_BODY = (layout: CrossEntropyLayout) =>
+  layout === 'rows'
+    ? `  let row = gid.x + gid.y * nwg.x * ${CE_ROW_WG}u;
+  if (row >= params.n) { return; }
+  let lane = 0u;
+  let c = params.c;
+  let cv = params.cv;
+  let base = row * cv;`
+    : `  let row = wid.x + wid.y * nwg.x;
   if (row >= params.n) { return; }
   lane = lid;
   let c = params.c;
   let cv = params.cv;
   let base = row * cv;
   let full = cv - cv % LANES;`;
+
+/** Workgroup size, builtins and grid of both layouts. */
+const LAYOUT = {
+  params: PARAMS,
+  workgroupSize: (v: { layout: CrossEntropyLayout }) => (v.layout === 'rows' ? CE_ROW_WG : CE_WIDE_WG),
+  builtins: (v: { layout: CrossEntropyLayout }): Builtins =>
+    v.layout === 'rows'
+      ? { gid: 'global_invocation_id', nwg: 'num_workgroups' }
+      : { wid: 'workgroup_id', nwg: 'num_workgroups', lid: 'local_invocation_index' },
+  grid: (p: { n: number }, v: { layout: CrossEntropyLayout }) =>
+    spreadGroups(v.layout === 'rows' ? Math.ceil(p.n / CE_ROW_WG) : p.n),
+} as const;
 
 /**
  * `body` for every V column j of this lane. The wide layout walks whole LANES-wide blocks with a
@@ -135,8 +137,21 @@ const eachColumn = (layout: CrossEntropyLayout, body: string) =>
     : `for (var k = 0u; k < full; k += LANES) { let j = k + lane; ${body} }
   if (full + lane < cv) { let j = full + lane; ${body} }`;
 
-function buildForward(layout: CrossEntropyLayout, weighted: boolean, vec: boolean): string {
-  return wgsl`${HEAD(weighted, vec, false, FORWARD_BINDINGS(weighted))}${entry(layout)}
+/** Per-row loss, the target's class weight and (m, ls) for backward; `vec` when C % 4 == 0. */
+export const crossEntropyForwardKernel = kernel({
+  name: 'crossEntropy',
+  variant: { layout: 'rows' as CrossEntropyLayout, weighted: false, vec: false },
+  ...LAYOUT,
+  bindings: {
+    xs: { read: 'V' },
+    labels: { read: 'i32' },
+    loss: { write: 'f32' },
+    tw: { write: 'f32' },
+    stats: { write: 'f32' },
+    weights: { read: 'V', if: (v) => v.weighted },
+  },
+  prelude: ({ layout, weighted, vec }) => `${HELPERS(weighted, vec, false)}${ENTRY_DECLS(layout)}`,
+  main: ({ layout }) => wgsl`${ENTRY_BODY(layout)}
   var mx = V(bitcast<f32>(params.ninf)); // -inf (no -inf literal in WGSL)
   ${eachColumn(layout, `mx = max(mx, xs[base + j]);`)}
   let m = hmax(reduce_max(mx));
@@ -156,12 +171,23 @@ function buildForward(layout: CrossEntropyLayout, weighted: boolean, vec: boolea
     tw[row] = wy;
     stats[2u * row] = m;
     stats[2u * row + 1u] = ls;
-  }
-}`;
-}
+  }`,
+});
 
-function buildBackward(layout: CrossEntropyLayout, weighted: boolean, vec: boolean): string {
-  return wgsl`${HEAD(weighted, vec, true, BACKWARD_BINDINGS(weighted))}${entry(layout)}
+export const crossEntropyBackwardKernel = kernel({
+  name: 'crossEntropyGrad',
+  variant: { layout: 'rows' as CrossEntropyLayout, weighted: false, vec: false },
+  ...LAYOUT,
+  bindings: {
+    xs: { read: 'V' },
+    labels: { read: 'i32' },
+    stats: { read: 'f32' },
+    gy: { read: 'f32' },
+    dx: { write: 'V' },
+    weights: { read: 'V', if: (v) => v.weighted },
+  },
+  prelude: ({ layout, weighted, vec }) => `${HELPERS(weighted, vec, true)}${ENTRY_DECLS(layout)}`,
+  main: ({ layout, weighted, vec }) => wgsl`${ENTRY_BODY(layout)}
   let m = stats[2u * row];
   let ls = stats[2u * row + 1u];${LABEL}
   let ty = params.one_minus_eps * w_at(y);
@@ -181,10 +207,5 @@ function buildBackward(layout: CrossEntropyLayout, weighted: boolean, vec: boole
     let k = row * c + y;
     let py = exp((x_at(k) - m) - ls);
     dx_set(k, g * (py * a - (ty + params.eps_over_c * w_at(y))));
-  }
-}`;
-}
-
-/** (layout, weighted, vec): `vec` when C % 4 == 0. */
-export const crossEntropyForwardShader = variants(buildForward);
-export const crossEntropyBackwardShader = variants(buildBackward);
+  }`,
+});

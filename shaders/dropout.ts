@@ -9,24 +9,23 @@
 //   k = pcg(seed),  h = pcg(pcg(i ^ k) ^ seed).
 // Each round is a bijection on u32, so for a fixed seed distinct indices give distinct hashes.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, variants } from './common.ts';
+import { flatKernel } from './common.ts';
 
-function buildDropout(vec: boolean): string {
-  return wgsl`
-struct Params { n: u32, threshold: u32, drop_all: u32, seed: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> xs: array<F>;
-@group(0) @binding(2) var<storage, read_write> ys: array<F>;
-alias U = ${vec ? 'vec4<u32>' : 'u32'};
+/** n = elements in F units (f32, or vec4<f32> when the size allows). */
+export const dropoutKernel = flatKernel({
+  name: 'dropout',
+  variant: { vec: false },
+  params: { n: 'u32', threshold: 'u32', drop_all: 'u32', seed: 'u32', scale: 'f32' },
+  bindings: { xs: { read: 'F' }, ys: { write: 'F' } },
+  prelude: ({ vec }) => `alias U = ${vec ? 'vec4<u32>' : 'u32'};
 alias F = ${vec ? 'vec4<f32>' : 'f32'};
 
 fn pcg(v: U) -> U {
   let state = v * 747796405u + 2891336453u;
   let word = ((state >> ((state >> U(28u)) + U(4u))) ^ state) * 277803737u;
   return (word >> U(22u)) ^ word;
-}
-${ENTRY_1D}
-  if (i >= params.n) { return; }
+}`,
+  main: ({ vec }) => wgsl`  if (i >= params.n) { return; }
 #if ${vec}
   let idx = U(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
 #else
@@ -35,8 +34,6 @@ ${ENTRY_1D}
   let k = pcg(U(params.seed));
   let h = pcg(pcg(idx ^ k) ^ U(params.seed));
   let keep = (h >= U(params.threshold)) & (U(params.drop_all) == U(0u));
-  ys[i] = select(F(0.0), xs[i] * params.scale, keep); // dropped: exactly 0 (even for inf/NaN inputs)
-}`;
-}
-
-export const dropoutShader = variants(buildDropout);
+  ys[i] = select(F(0.0), xs[i] * params.scale, keep); // dropped: exactly 0 (even for inf/NaN inputs)`,
+  count: (p) => p.n,
+});

@@ -1,7 +1,7 @@
 // Elementwise kernels: unary maps, binary maps with numpy broadcasting, fill.
 // The op's expression is a compile-time variant; sizes and strides come in Params.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { DIM, ENTRY_1D, FLOAT_CLASS, variants } from './common.ts';
+import { DIM, FLOAT_CLASS, flatKernel } from './common.ts';
 
 /** WGSL expressions of x (input) and s (scalar parameter). */
 export const UNARY = {
@@ -29,7 +29,8 @@ export const BINARY = {
   div: 'a / b',
   // max's backward mask: a = input, b = the maximum; a NaN maximum selects the NaN entries (torch.max()).
   maxMask: 'select(0.0, 1.0, a == b || (is_nan(a) && is_nan(b)))',
-  reluGrad: 'select(0.0, a, b > 0.0 || is_nan(b))', // a = upstream gradient, b = relu input; NaN passes it (torch's threshold_backward)
+  // a = upstream gradient, b = relu input; NaN passes it (torch's threshold_backward)
+  reluGrad: 'select(0.0, a, b > 0.0 || is_nan(b))',
   sigmoidGrad: 'a * b * (1.0 - b)', // b = sigmoid output
   tanhGrad: 'a * (1.0 - b * b)', // b = tanh output
   powGrad: 'a * s * pow_signed(b, s - 1.0)', // b = input
@@ -48,35 +49,28 @@ fn pow_signed(x: f32, p: f32) -> f32 {
   return select(r, -r, fract(p * 0.5) != 0.0);
 }`;
 
-function buildUnaryShader(code: UnaryCode): string {
-  return wgsl`
-struct Params { n: u32, nan: u32, s: f32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
-${FLOAT_CLASS}
-${POW}
-${ENTRY_1D}
-  if (i >= params.n) { return; }
+/** y = f(x, s) per element. */
+export const unaryKernel = flatKernel({
+  name: 'unary',
+  variant: { code: 'copy' as UnaryCode },
+  params: { n: 'u32', nan: 'u32', s: 'f32' },
+  bindings: { xs: { read: 'f32' }, ys: { write: 'f32' } },
+  prelude: () => `${FLOAT_CLASS}\n${POW}`,
+  main: ({ code }) => `  if (i >= params.n) { return; }
   let x = xs[i];
   let s = params.s;
-  ys[i] = ${UNARY[code]};
-}`;
-}
+  ys[i] = ${UNARY[code]};`,
+  count: (p) => p.n,
+});
 
-/** Binary map. `broadcast` false: both inputs have the output's shape (no index arithmetic). */
-function buildBinaryShader(code: BinaryCode, broadcast: boolean): string {
-  return wgsl`
-struct Params { n: u32, rank: u32, nan: u32, _pad: u32, shape: array<vec4<u32>, 2>, sa: array<vec4<u32>, 2>, sb: array<vec4<u32>, 2>, s: f32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> as_: array<f32>;
-@group(0) @binding(2) var<storage, read> bs: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
-${DIM}
-${FLOAT_CLASS}
-${POW}
-${ENTRY_1D}
-  if (i >= params.n) { return; }
+/** y = f(a, b, s) per element. `broadcast` false: both inputs have the output's shape (no index arithmetic). */
+export const binaryKernel = flatKernel({
+  name: 'binary',
+  variant: { code: 'add' as BinaryCode, broadcast: false },
+  params: { n: 'u32', rank: 'u32', nan: 'u32', shape: 'dims8', sa: 'dims8', sb: 'dims8', s: 'f32' },
+  bindings: { as_: { read: 'f32' }, bs: { read: 'f32' }, ys: { write: 'f32' } },
+  prelude: () => `${DIM}\n${FLOAT_CLASS}\n${POW}`,
+  main: ({ code, broadcast }) => wgsl`  if (i >= params.n) { return; }
 #if ${broadcast}
   var rem = i;
   var ia = 0u;
@@ -95,20 +89,17 @@ ${ENTRY_1D}
   let b = bs[i];
 #endif
   let s = params.s;
-  ys[i] = ${BINARY[code]};
-}`;
-}
+  ys[i] = ${BINARY[code]};`,
+  count: (p) => p.n,
+});
 
-function buildFillShader(dtype: 'f32' | 'i32'): string {
-  return wgsl`
-struct Params { n: u32, bits: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> ys: array<${dtype}>;
-${ENTRY_1D}
-  if (i >= params.n) { return; }
-  ys[i] = bitcast<${dtype}>(params.bits);
-}`;
-}
-export const unaryShader = variants(buildUnaryShader);
-export const binaryShader = variants(buildBinaryShader);
-export const fillShader = variants(buildFillShader);
+/** Every element set to one 32-bit pattern (f32 values, or int32 labels). */
+export const fillKernel = flatKernel({
+  name: 'fill',
+  variant: { dtype: 'f32' as 'f32' | 'i32' },
+  params: { n: 'u32', bits: 'u32' },
+  bindings: { ys: { write: (v) => v.dtype } },
+  main: ({ dtype }) => `  if (i >= params.n) { return; }
+  ys[i] = bitcast<${dtype}>(params.bits);`,
+  count: (p) => p.n,
+});

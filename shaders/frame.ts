@@ -11,17 +11,20 @@
 //   and, when reflecting, also at q = pad_left − i (1 ≤ i ≤ pad_left) and q = pad_left + 2(n−1) − i
 //   (the right mirror). Position q lies in frames t = ⌈(q − L + 1)/hop⌉ … ⌊q/hop⌋ (clipped to
 //   [0, T)), at offset q − t·hop. A gather again: deterministic, no atomics.
-import { ENTRY_1D, variants } from './common.ts';
+import { flatKernel } from './common.ts';
 
-const PARAMS = `struct Params { total: u32, n: u32, frames: u32, len: u32, hop: u32, pad_left: u32, reflect: u32, padded: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;`;
+/** Both kernels: `total` outputs, signals of n samples, `frames` frames of `len` samples every `hop`. */
+const PARAMS = {
+  total: 'u32', n: 'u32', frames: 'u32', len: 'u32', hop: 'u32', pad_left: 'u32', reflect: 'u32', padded: 'u32',
+} as const;
+const BINDINGS = { src: { read: 'f32' }, dst: { write: 'f32' } } as const;
 
-function buildFrame(): string {
-  return `${PARAMS}
-${ENTRY_1D}
-  if (i >= params.total) { return; }
+export const frameKernel = flatKernel({
+  name: 'frameSignal',
+  variant: {},
+  params: PARAMS,
+  bindings: BINDINGS,
+  main: () => `  if (i >= params.total) { return; }
   let per_signal = params.frames * params.len;
   let b = i / per_signal;
   let r = i - b * per_signal;
@@ -36,13 +39,16 @@ ${ENTRY_1D}
     p = select(p, 2 * (n - 1) - p, p >= n);
   }
   let v = src[b * params.n + u32(clamp(p, 0, n - 1))];
-  dst[i] = select(0.0, v, inside || params.reflect == 1u);
-}`;
-}
+  dst[i] = select(0.0, v, inside || params.reflect == 1u);`,
+  count: (p) => p.total,
+});
 
-function buildFrameBackward(): string {
-  return `${PARAMS}
-// Sum of gy over the frame elements at padded position q of signal b.
+export const frameBackwardKernel = flatKernel({
+  name: 'frameSignalBackward',
+  variant: {},
+  params: PARAMS,
+  bindings: BINDINGS,
+  prelude: () => `// Sum of gy over the frame elements at padded position q of signal b.
 fn gather(b: u32, q: u32) -> f32 {
   let len = params.len;
   let hop = params.hop;
@@ -54,9 +60,8 @@ fn gather(b: u32, q: u32) -> f32 {
     s += src[(b * params.frames + t) * len + q - t * hop];
   }
   return s;
-}
-${ENTRY_1D}
-  if (i >= params.total) { return; }
+}`,
+  main: () => `  if (i >= params.total) { return; }
   let b = i / params.n;
   let x = i - b * params.n;
   var s = gather(b, x + params.pad_left);
@@ -65,9 +70,6 @@ ${ENTRY_1D}
     let right = params.pad_left + 2u * (params.n - 1u) - x;
     if (x + 1u < params.n && right < params.padded) { s += gather(b, right); }
   }
-  dst[i] = s;
-}`;
-}
-
-export const frameShader = variants(buildFrame);
-export const frameBackwardShader = variants(buildFrameBackward);
+  dst[i] = s;`,
+  count: (p) => p.total,
+});

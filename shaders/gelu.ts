@@ -11,7 +11,7 @@
 // large negative x, where e^(−z²) underflows. σ(2a) is formed from e^(−2|a|) ≤ 1 (no overflow).
 // Four elements per invocation (vec4) when the size is a multiple of 4 (`vec` variant).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, variants } from './common.ts';
+import { flatKernel } from './common.ts';
 
 export type GeluApproximate = 'none' | 'tanh';
 
@@ -44,33 +44,33 @@ fn sig2(a: V) -> array<V, 2> {
 fn tanh_arg(x: V) -> V { return SQRT_2_OVER_PI * (x + GELU_C * x * x * x); }
 `;
 
-const HEAD = (vec: boolean) => `struct Params { n: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-alias V = ${vec ? 'vec4<f32>' : 'f32'};
+const PRELUDE = (vec: boolean) => `alias V = ${vec ? 'vec4<f32>' : 'f32'};
 ${FUNCS}`;
 
-function buildForward(approximate: GeluApproximate, vec: boolean): string {
-  return wgsl`${HEAD(vec)}
-@group(0) @binding(1) var<storage, read> xs: array<V>;
-@group(0) @binding(2) var<storage, read_write> ys: array<V>;
-${ENTRY_1D}
-  if (i >= params.n) { return; }
+/** n = elements in V units. */
+export const geluForwardKernel = flatKernel({
+  name: 'gelu',
+  variant: { approximate: 'none' as GeluApproximate, vec: false },
+  params: { n: 'u32' },
+  bindings: { xs: { read: 'V' }, ys: { write: 'V' } },
+  prelude: (v) => PRELUDE(v.vec),
+  main: ({ approximate }) => wgsl`  if (i >= params.n) { return; }
   let x = xs[i];
 #if ${approximate === 'tanh'}
   ys[i] = x * sig2(tanh_arg(x))[0];
 #else
   ys[i] = x * phi_cdf(x);
-#endif
-}`;
-}
+#endif`,
+  count: (p) => p.n,
+});
 
-function buildBackward(approximate: GeluApproximate, vec: boolean): string {
-  return wgsl`${HEAD(vec)}
-@group(0) @binding(1) var<storage, read> xs: array<V>;
-@group(0) @binding(2) var<storage, read> gy: array<V>;
-@group(0) @binding(3) var<storage, read_write> dx: array<V>;
-${ENTRY_1D}
-  if (i >= params.n) { return; }
+export const geluBackwardKernel = flatKernel({
+  name: 'geluGrad',
+  variant: { approximate: 'none' as GeluApproximate, vec: false },
+  params: { n: 'u32' },
+  bindings: { xs: { read: 'V' }, gy: { read: 'V' }, dx: { write: 'V' } },
+  prelude: (v) => PRELUDE(v.vec),
+  main: ({ approximate }) => wgsl`  if (i >= params.n) { return; }
   let x = xs[i];
 #if ${approximate === 'tanh'}
   let s = sig2(tanh_arg(x));
@@ -78,9 +78,6 @@ ${ENTRY_1D}
   dx[i] = gy[i] * (s[0] + 2.0 * x * s[0] * s[1] * da);
 #else
   dx[i] = gy[i] * (phi_cdf(x) + x * exp(-0.5 * x * x) * INV_SQRT_2PI);
-#endif
-}`;
-}
-
-export const geluForwardShader = variants(buildForward);
-export const geluBackwardShader = variants(buildBackward);
+#endif`,
+  count: (p) => p.n,
+});

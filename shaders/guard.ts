@@ -7,7 +7,8 @@
 // BatchNorm counter seen at the end of the previous step, life-time counters and the details of
 // the first bad step, then a ring of two words per step: [step + 1, reasons | NOT_APPLIED].
 // Non-finite is tested on the bits (FLOAT_CLASS): WGSL may assume floats are finite.
-import { ENTRY_1D, FLOAT_CLASS, variants } from './common.ts';
+import { FLOAT_CLASS, flatKernel } from './common.ts';
+import { kernel } from './kernel.ts';
 
 export const GUARD = {
   halt: 0, stepBad: 1, stepReasons: 2, stepLosses: 3, stepTensor: 4, stepGroup: 5, batchNormSeen: 6,
@@ -24,68 +25,68 @@ export const NOT_APPLIED = 8;
 export const GUARD_LOSSES_PER_DISPATCH = 5;
 const NONE = '0xffffffffu';
 
-const STATUS = `@group(0) @binding(1) var<storage, read_write> status: array<atomic<u32>>;`;
+/** The status buffer, read_write with atomics (every guard kernel but the rollback binds it so). */
+const STATUS = { write: 'atomic<u32>' } as const;
 const markBad = (reasons: string) => `atomicStore(&status[${GUARD.stepBad}], 1u);
     atomicOr(&status[${GUARD.stepReasons}], ${reasons});`;
+const SINGLE = { workgroupSize: 1, builtins: {}, grid: () => [1] as const } as const;
 
 /**
  * Losses (scalars, bits base … base + n − 1 of the loss mask) and BatchNorm: a BatchNorm layer
  * that refused a running-stat update since the last step end makes the step bad too.
  */
-function buildLossesShader(n: number): string {
-  const bindings = Array.from({ length: n }, (_, j) => `@group(0) @binding(${3 + j}) var<storage, read> loss${j}: array<f32>;`).join('\n');
-  const checks = Array.from({ length: n }, (_, j) => `if (!is_finite(loss${j}[0])) { mask |= 1u << (params.base + ${j}u); }`).join('\n  ');
-  return /* wgsl */ `
-struct Params { base: u32, counter: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-${STATUS}
-@group(0) @binding(2) var<storage, read> counters: array<u32>;
-${bindings}
-${FLOAT_CLASS}
-@compute @workgroup_size(1)
-fn main() {
-  var mask = 0u;
-  ${checks}
+export const guardLossesKernel = kernel({
+  name: 'guardLosses',
+  variant: { n: 1 },
+  params: { base: 'u32', counter: 'u32' },
+  bindings: { status: STATUS, counters: { read: 'u32' }, loss: { read: 'f32', count: (v) => v.n } },
+  ...SINGLE,
+  prelude: () => FLOAT_CLASS,
+  main: ({ n }) => {
+    const checks = Array.from({ length: n }, (_, j) => {
+      return `if (!is_finite(loss${j}[0])) { mask |= 1u << (params.base + ${j}u); }`;
+    });
+    return `  var mask = 0u;
+  ${checks.join('\n  ')}
   var reasons = select(0u, ${GUARD_REASON.loss}u, mask != 0u);
   if (counters[params.counter] != atomicLoad(&status[${GUARD.batchNormSeen}])) { reasons |= ${GUARD_REASON.batchNorm}u; }
   if (reasons != 0u) {
     ${markBad('reasons')}
     atomicOr(&status[${GUARD.stepLosses}], mask);
-  }
-}`;
-}
+  }`;
+  },
+});
 
 /** One tensor (n floats, read as vec4: pooled buffers are padded to 16 bytes) checked for NaN/±Inf. */
-export const GUARD_TENSOR = /* wgsl */ `
-struct Params { n: u32, n4: u32, index: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-${STATUS}
-@group(0) @binding(2) var<storage, read> xs: array<vec4<f32>>;
-${FLOAT_CLASS}
-${ENTRY_1D}
-  if (i >= params.n4) { return; }
+export const guardTensorKernel = flatKernel({
+  name: 'guardTensor',
+  variant: {},
+  params: { n: 'u32', n4: 'u32', index: 'u32' },
+  bindings: { status: STATUS, xs: { read: 'vec4<f32>' } },
+  prelude: () => FLOAT_CLASS,
+  main: () => `  if (i >= params.n4) { return; }
   let v = xs[i];
   var bad = false;
   for (var k = 0u; k < 4u; k++) { bad = bad || (i * 4u + k < params.n && !is_finite(v[k])); }
   if (bad) {
     ${markBad(`${GUARD_REASON.gradient}u`)}
     atomicMin(&status[${GUARD.stepTensor}], params.index);
-  }
-}`;
+  }`,
+  count: (p) => p.n4,
+});
 
 /**
  * After a gradient integrator's solve: a group whose gradients were not finite (valid flag 0)
  * makes the step bad, and a bad (or halted) step invalidates every group, so the fused
  * combine+update kernels skip them all.
  */
-export const GUARD_FOLD = /* wgsl */ `
-struct Params { groups: u32, stride: u32, valid: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-${STATUS}
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
-@compute @workgroup_size(1)
-fn main() {
-  for (var g = 0u; g < params.groups; g++) {
+export const guardFoldKernel = kernel({
+  name: 'guardFold',
+  variant: {},
+  params: { groups: 'u32', stride: 'u32', valid: 'u32' },
+  bindings: { status: STATUS, state: { write: 'f32' } },
+  ...SINGLE,
+  main: () => `  for (var g = 0u; g < params.groups; g++) {
     if (state[g * params.stride + params.valid] == 0.0) {
       ${markBad(`${GUARD_REASON.gradient}u`)}
       atomicMin(&status[${GUARD.stepGroup}], g);
@@ -93,41 +94,39 @@ fn main() {
   }
   if (atomicLoad(&status[${GUARD.stepBad}]) != 0u || atomicLoad(&status[${GUARD.halt}]) != 0u) {
     for (var g = 0u; g < params.groups; g++) { state[g * params.stride + params.valid] = 0.0; }
-  }
-}`;
+  }`,
+});
 
 /**
  * A protected tensor (BatchNorm running statistics, integrator state): restored from its backup
  * when the step's updates are dropped, else backed up. Copies bits (any 4-byte dtype).
  */
-export const GUARD_ROLLBACK = /* wgsl */ `
-struct Params { n4: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> status: array<u32>;
-@group(0) @binding(2) var<storage, read_write> xs: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read_write> backup: array<vec4<u32>>;
-${ENTRY_1D}
-  if (i >= params.n4) { return; }
+export const guardRollbackKernel = flatKernel({
+  name: 'guardRollback',
+  variant: {},
+  params: { n4: 'u32' },
+  bindings: { status: { read: 'u32' }, xs: { write: 'vec4<u32>' }, backup: { write: 'vec4<u32>' } },
+  main: () => `  if (i >= params.n4) { return; }
   if (status[${GUARD.stepBad}] != 0u || status[${GUARD.halt}] != 0u) {
     xs[i] = backup[i];
   } else {
     backup[i] = xs[i];
-  }
-}`;
+  }`,
+  count: (p) => p.n4,
+});
 
 /**
  * End of a step (reset = 0): counts a bad step, keeps the first one's details, halts in 'stop'
  * mode, writes the ring record, and clears the step's verdict. reset = 1 clears everything first
  * (a new guard, or reset() after the host dealt with a halt).
  */
-export const GUARD_END = /* wgsl */ `
-struct Params { step: u32, stop: u32, ring: u32, reset: u32, counter: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-${STATUS}
-@group(0) @binding(2) var<storage, read> counters: array<u32>;
-@compute @workgroup_size(1)
-fn main() {
-  if (params.reset != 0u) {
+export const guardEndKernel = kernel({
+  name: 'guardEnd',
+  variant: {},
+  params: { step: 'u32', stop: 'u32', ring: 'u32', reset: 'u32', counter: 'u32' },
+  bindings: { status: STATUS, counters: { read: 'u32' } },
+  ...SINGLE,
+  main: () => `  if (params.reset != 0u) {
     for (var w = 0u; w < ${GUARD.ring}u + 2u * params.ring; w++) { atomicStore(&status[w], 0u); }
   } else {
     let bad = atomicLoad(&status[${GUARD.stepBad}]) != 0u;
@@ -156,13 +155,8 @@ fn main() {
   atomicStore(&status[${GUARD.stepLosses}], 0u);
   atomicStore(&status[${GUARD.stepTensor}], ${NONE});
   atomicStore(&status[${GUARD.stepGroup}], ${NONE});
-  atomicStore(&status[${GUARD.batchNormSeen}], counters[params.counter]);
-}`;
-
-export const guardLossesShader = variants(buildLossesShader);
+  atomicStore(&status[${GUARD.batchNormSeen}], counters[params.counter]);`,
+});
 
 /** WGSL for an update kernel to skip its work when the guard dropped the step (status bound read-only as `guard`). */
-export const guardSkip = (binding: number): { binding: string; skip: string } => ({
-  binding: `@group(0) @binding(${binding}) var<storage, read> guard: array<u32>;`,
-  skip: `if (guard[${GUARD.stepBad}] != 0u || guard[${GUARD.halt}] != 0u) { return; }`,
-});
+export const GUARD_SKIP = `if (guard[${GUARD.stepBad}] != 0u || guard[${GUARD.halt}] != 0u) { return; }`;

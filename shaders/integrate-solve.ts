@@ -12,7 +12,7 @@
 //     → state[coefBase + t·K + j], and the tensors' |h_t|²;
 //  4. invocation 0: telemetry record, non-finite counters, step counter.
 // Layout constants are shared with the host through shaders/integrate.ts.
-import { variants } from './common.ts';
+import { kernel } from './kernel.ts';
 import { STATE, STATE_STRIDE, TELEMETRY_HEADER, TELEMETRY_RECORD } from './integrate.ts';
 
 export type IntegratorMethod = 'uniform' | 'one-joint-loss' | 'mgda' | 'mmpareto' | 'mmpareto-official' | 'pcgrad' | 'gradnorm' | 'metabalance';
@@ -167,19 +167,30 @@ const METHODS: Record<IntegratorMethod, string> = {
   return Decision(0.0, 1.0, 0u);`,
 };
 
-function buildSolveShader(method: IntegratorMethod): string {
-  const official = method === 'mmpareto-official';
-  return /* wgsl */ `
-struct Params {
-  groups: u32, k: u32, np: u32, ring: u32, gramBase: u32, lossBase: u32, coefBase: u32, fwIters: u32, seed: u32,
-  gamma: f32, gnAlpha: f32, gnLr: f32, relax: f32, beta: f32,
-}
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> work: array<f32>;
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
-@group(0) @binding(3) var<storage, read_write> telem: array<u32>;
-@group(0) @binding(4) var<storage, read> tables: array<u32>;
-
+/** Turns every group's Gram partial rows into coefficients and telemetry: one workgroup per group. */
+export const solveKernel = kernel({
+  name: 'integrateSolve',
+  variant: { method: 'uniform' as IntegratorMethod },
+  params: {
+    groups: 'u32',
+    k: 'u32',
+    np: 'u32',
+    ring: 'u32',
+    gramBase: 'u32',
+    lossBase: 'u32',
+    coefBase: 'u32',
+    fwIters: 'u32',
+    seed: 'u32',
+    gamma: 'f32',
+    gnAlpha: 'f32',
+    gnLr: 'f32',
+    relax: 'f32',
+    beta: 'f32',
+  },
+  bindings: { work: { write: 'f32' }, state: { write: 'f32' }, telem: { write: 'u32' }, tables: { read: 'u32' } },
+  workgroupSize: SOLVE_WG,
+  builtins: { wid: 'workgroup_id', lid: 'local_invocation_index' },
+  prelude: ({ method }) => `
 struct Decision { alpha: f32, scale: f32, flags: u32 }
 var<workgroup> gramW: array<f32, 64>;
 var<workgroup> coefW: array<f32, 8>;
@@ -214,11 +225,10 @@ fn orderHash(stepNo: u32, g: u32, i: u32, p: u32) -> u32 {
 }
 
 fn solveMethod(g: u32, base: u32, stepNo: u32) -> Decision {${METHODS[method]}
-}
-
-@compute @workgroup_size(${SOLVE_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.x;
+}`,
+  main: ({ method }) => {
+    const official = method === 'mmpareto-official';
+    return `  let g = wid.x;
   let P = params.np;
   let t0 = tables[2u * g];
   let nt = tables[2u * g + 1u];
@@ -276,9 +286,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var b = 0u; b < params.k; b++) { hq += coefW[a] * coefW[b] * work[gb + pid(a, b)]; }
     }
     var s = 1.0;
-    ${official ? `// magnitude matched per tensor: γ·max(|g_m + g_u|, |h'|)/|h'| (γ alone when h' = 0)
+    ${
+      official
+        ? `// magnitude matched per tensor: γ·max(|g_m + g_u|, |h'|)/|h'| (γ alone when h' = 0)
     let gs2 = work[gb + pid(0u, 0u)] + 2.0 * work[gb + pid(0u, 1u)] + work[gb + pid(1u, 1u)];
-    s = params.gamma * select(1.0, max(1.0, sqrt(max(gs2, 0.0) / hq)), hq > 0.0);` : ''}
+    s = params.gamma * select(1.0, max(1.0, sqrt(max(gs2, 0.0) / hq)), hq > 0.0);`
+        : ''
+    }
     for (var j = 0u; j < params.k; j++) { state[params.coefBase + tg * params.k + j] = s * coefW[j]; }
     acc += s * s * hq;
   }
@@ -311,9 +325,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (var j = 0u; j < 8u; j++) { telem[r + 8u + j] = bitcast<u32>(coefW[j]); }
     }
     telem[head + 3u] = stepNo + 1u;
-  }
-}`;
-}
+  }`;
+  },
+  grid: (p) => [p.groups],
+});
 
-export const solveShader = variants(buildSolveShader);
 export const SOLVE_WORKGROUP = SOLVE_WG;

@@ -13,14 +13,15 @@
 // All per-element kernels read gradients as vec4: pooled buffers are padded to 16 bytes, so the
 // last vec4 is readable; the Gram kernel masks lanes past n (padding may hold anything), the
 // combine kernels compute garbage into padding lanes only.
-import { ENTRY_1D, variants } from './common.ts';
-import { adamwUpdateFn, optimizerApply, optimizerBindings, OPTIMIZER_PARAMS, sgdUpdateFn, type OptimizerKind } from './optim.ts';
+import { flatKernel } from './common.ts';
+import { kernel, type ParamDecl } from './kernel.ts';
+import { ADAMW_RULE, SGD_RULE, stateBindings, type OptimizerRule } from './optim.ts';
 
 /** Most losses an integrator combines: K gradient bindings + the optimizer's ≤ 4 stay under 16. */
 export const MAX_LOSSES = 8;
 /**
  * Invocations per Gram workgroup, and vec4s each Gram workgroup reduces (65536 floats; 256 vec4s
- * per invocation). On lavapipe 16384 measured ~15% faster than 4096 (fewer workgroups and rows).
+ * per invocation). On lavapipe 16384 measured faster than 4096 (fewer workgroups and rows; bench/README.md).
  */
 export const GRAM_WG = 64;
 export const GRAM_CHUNK4 = 16384;
@@ -37,8 +38,8 @@ export function gramPairs(k: number): [number, number][] {
   return out;
 }
 
-const gradBindings = (k: number, first: number): string =>
-  Array.from({ length: k }, (_, j) => `@group(0) @binding(${first + j}) var<storage, read> g${j}: array<vec4<f32>>;`).join('\n');
+/** The K gradients of one tensor, bound as g0 … g{K−1}. */
+const GRADIENTS = { read: 'vec4<f32>', count: (v: { k: number }) => v.k } as const;
 
 /** Σ_j c_j·g_j at vec4 index i with c read from state at params.coefBase (workgroup-uniform loads). */
 const combineExpr = (k: number): string =>
@@ -50,19 +51,19 @@ const combineExpr = (k: number): string =>
  * (one barrier per level, after the streaming loop) and one row of P partials written at
  * work[(rowBase + workgroup) · P]. No atomics: the result does not depend on scheduling.
  */
-function buildGramShader(k: number): string {
-  const pairs = gramPairs(k);
-  const P = pairs.length;
-  const loads = Array.from({ length: k }, (_, j) => `let x${j} = select(vec4<f32>(), g${j}[q], keep);`).join('\n      ');
-  return /* wgsl */ `
-struct Params { n: u32, n4: u32, rowBase: u32, chunk4: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read_write> work: array<f32>;
-${gradBindings(k, 2)}
-var<workgroup> red: array<f32, ${GRAM_WG * P}>;
-@compute @workgroup_size(${GRAM_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let start = wid.x * params.chunk4;
+export const gramKernel = kernel({
+  name: 'integrateGram',
+  variant: { k: 2 },
+  params: { n: 'u32', n4: 'u32', rowBase: 'u32', chunk4: 'u32' },
+  bindings: { work: { write: 'f32' }, g: GRADIENTS },
+  workgroupSize: GRAM_WG,
+  builtins: { wid: 'workgroup_id', lid: 'local_invocation_index' },
+  prelude: ({ k }) => `var<workgroup> red: array<f32, ${GRAM_WG * gramPairs(k).length}>;`,
+  main: ({ k }) => {
+    const pairs = gramPairs(k);
+    const P = pairs.length;
+    const loads = Array.from({ length: k }, (_, j) => `let x${j} = select(vec4<f32>(), g${j}[q], keep);`).join('\n      ');
+    return `  let start = wid.x * params.chunk4;
   let end = min(start + params.chunk4, params.n4);
   ${pairs.map((_, e) => `var a${e} = vec4<f32>();`).join('\n  ')}
   for (var q = start + lid; q < end; q += ${GRAM_WG}u) {
@@ -76,53 +77,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var s = 0.0;
     for (var l = 0u; l < ${GRAM_WG}u; l++) { s += red[l * ${P}u + lid]; }
     work[(params.rowBase + wid.x) * ${P}u + lid] = s;
-  }
-}`;
-}
+  }`;
+  },
+  grid: (p) => [Math.ceil(p.n4 / p.chunk4)],
+});
 
 /**
  * Combine kernel: out = Σ_j c_j·g_j for one tensor. A group whose gradients were not finite
  * (valid flag 0) gets a zero gradient, never NaN.
  */
-function buildCombineShader(k: number): string {
-  return /* wgsl */ `
-struct Params { n4: u32, coefBase: u32, valid: u32, _pad: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> state: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
-${gradBindings(k, 3)}
-${ENTRY_1D}
-  if (i >= params.n4) { return; }
+export const combineKernel = flatKernel({
+  name: 'integrateCombine',
+  variant: { k: 2 },
+  params: { n4: 'u32', coefBase: 'u32', valid: 'u32' },
+  bindings: { state: { read: 'f32' }, dst: { write: 'vec4<f32>' }, g: GRADIENTS },
+  main: ({ k }) => `  if (i >= params.n4) { return; }
   if (state[params.valid] == 0.0) {
     dst[i] = vec4<f32>();
     return;
   }
-  dst[i] = ${combineExpr(k)};
-}`;
-}
+  dst[i] = ${combineExpr(k)};`,
+  count: (p) => p.n4,
+});
 
 /**
  * Fused combine + optimizer update for one parameter tensor: g = Σ_j c_j·g_j, then the SGD or
  * AdamW rule in place. A group whose gradients were not finite leaves p and the state untouched.
  * Bindings: state, p, optimizer state (m[, v]), then the K gradients.
  */
-function buildFusedShader(kind: OptimizerKind, k: number): string {
-  const nState = kind === 'sgd' ? 2 : 3; // p + state buffers
-  const o = OPTIMIZER_PARAMS[kind];
-  return /* wgsl */ `
-struct Params { n4: u32, coefBase: u32, valid: u32, ${o.u32} ${o.f32} }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> state: array<f32>;
-${optimizerBindings(kind, 2, 'vec4<f32>')}
-${gradBindings(k, 2 + nState)}
-${kind === 'sgd' ? sgdUpdateFn('vec4<f32>') : adamwUpdateFn('vec4<f32>')}
-${ENTRY_1D}
-  if (i >= params.n4 || state[params.valid] == 0.0) { return; }
+function fusedKernel<P extends ParamDecl, S extends string>(rule: OptimizerRule<P, S>) {
+  return flatKernel({
+    name: `integrate+${rule.name}`,
+    variant: { k: 2 },
+    params: { n4: 'u32', coefBase: 'u32', valid: 'u32', ...rule.params } as {
+      n4: 'u32';
+      coefBase: 'u32';
+      valid: 'u32';
+    } & P,
+    bindings: { state: { read: 'f32' }, p: { write: 'vec4<f32>' }, ...stateBindings(rule.state), g: GRADIENTS },
+    prelude: () => rule.fn('vec4<f32>'),
+    main: ({ k }) => `  if (i >= params.n4 || state[params.valid] == 0.0) { return; }
   let g = ${combineExpr(k)};
-  ${optimizerApply(kind)}
-}`;
+  ${rule.apply}`,
+    count: (p) => Number(p.n4), // P is generic here, so n4's value type is not narrowed to number
+  });
 }
 
-export const gramShader = variants(buildGramShader);
-export const combineShader = variants(buildCombineShader);
-export const fusedUpdateShader = variants(buildFusedShader);
+export const fusedSgdKernel = fusedKernel(SGD_RULE);
+export const fusedAdamwKernel = fusedKernel(ADAMW_RULE);

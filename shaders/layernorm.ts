@@ -20,7 +20,8 @@
 // Affine parameters, the vec4 layout and which gradients are wanted are compile-time variants;
 // bindings are numbered in the order the launcher passes the buffers.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants, vectorHelpers } from './common.ts';
+import { vectorHelpers } from './common.ts';
+import { kernel, spreadGroups } from './kernel.ts';
 
 /** Rows per workgroup of the per-row kernels (one invocation per row). */
 export const LN_ROW_WG = 64;
@@ -28,39 +29,37 @@ export const LN_ROW_WG = 64;
 export const LN_COLS = 8;
 const LN_SLICES = 8;
 
-/** Storage bindings numbered from 1 in list order; null entries are skipped. */
-function bindings(list: ([string, string, 'read' | 'read_write'] | null)[]): string {
-  return list
-    .filter((b): b is [string, string, 'read' | 'read_write'] => b !== null)
-    .map(([name, type, access], i) => `@group(0) @binding(${i + 1}) var<storage, ${access}> ${name}: ${type};`)
-    .join('\n');
-}
-
 // n rows, dv = row length in V units, d = row length in elements.
-const PARAMS = `struct Params { n: u32, dv: u32, d: u32, _pad: u32, eps: f32 }
-@group(0) @binding(0) var<uniform> params: Params;`;
+const PARAMS = { n: 'u32', dv: 'u32', d: 'u32', eps: 'f32' } as const;
 
-/** Entry point of the per-row kernels: `row` and `base` (its first V) in scope; rows past the grid's x continue on y. */
-const ROW_ENTRY = `
-@compute @workgroup_size(${LN_ROW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = gid.x + gid.y * nwg.x * ${LN_ROW_WG}u;
+/** The per-row kernels: one invocation per row, rows past the grid's x continuing on y. */
+const ROW_KERNEL = {
+  params: PARAMS,
+  workgroupSize: LN_ROW_WG,
+  builtins: { gid: 'global_invocation_id', nwg: 'num_workgroups' },
+  grid: (p: { n: number }) => spreadGroups(Math.ceil(p.n / LN_ROW_WG)),
+} as const;
+
+/** First lines of the per-row kernels: `row` and `base` (its first V) in scope. */
+const ROW_ENTRY = `  let row = gid.x + gid.y * nwg.x * ${LN_ROW_WG}u;
   if (row >= params.n) { return; }
   let dv = params.dv;
   let base = row * dv;
   let d = f32(params.d);`;
 
-function buildForward(vec: boolean, weight: boolean, bias: boolean): string {
-  return wgsl`${PARAMS}
-${vectorHelpers(vec)}
-${bindings([
-  ['xs', 'array<V>', 'read'],
-  ['ys', 'array<V>', 'read_write'],
-  ['stats', 'array<f32>', 'read_write'],
-  weight ? ['weight', 'array<V>', 'read'] : null,
-  bias ? ['bias', 'array<V>', 'read'] : null,
-])}
-${ROW_ENTRY}
+export const layerNormForwardKernel = kernel({
+  name: 'layerNorm',
+  variant: { vec: false, weight: false, bias: false },
+  ...ROW_KERNEL,
+  bindings: {
+    xs: { read: 'V' },
+    ys: { write: 'V' },
+    stats: { write: 'f32' },
+    weight: { read: 'V', if: (v) => v.weight },
+    bias: { read: 'V', if: (v) => v.bias },
+  },
+  prelude: (v) => vectorHelpers(v.vec),
+  main: ({ weight, bias }) => wgsl`${ROW_ENTRY}
   let x0 = first(xs[base]);
   var s = V(0.0);
   for (var j = 0u; j < dv; j++) { s += xs[base + j] - x0; }
@@ -82,25 +81,26 @@ ${ROW_ENTRY}
     ys[base + j] = y;
   }
   stats[2u * row] = mean;
-  stats[2u * row + 1u] = rstd;
-}`;
-}
+  stats[2u * row + 1u] = rstd;`,
+});
 
 /** In the backward loops over j: x̂_j and the upstream gradient times the weight (if any), g_j. */
 const normalisedAndGrad = (weight: boolean) => `    let xh = ((xs[base + j] - x0) - mean) * rstd;
     let g = gy[base + j]${weight ? ' * weight[j]' : ''};`;
 
-function buildBackwardInput(vec: boolean, weight: boolean): string {
-  return wgsl`${PARAMS}
-${vectorHelpers(vec)}
-${bindings([
-  ['xs', 'array<V>', 'read'],
-  ['gy', 'array<V>', 'read'],
-  ['stats', 'array<f32>', 'read'],
-  ['dx', 'array<V>', 'read_write'],
-  weight ? ['weight', 'array<V>', 'read'] : null,
-])}
-${ROW_ENTRY}
+export const layerNormBackwardInputKernel = kernel({
+  name: 'layerNormGrad',
+  variant: { vec: false, weight: false },
+  ...ROW_KERNEL,
+  bindings: {
+    xs: { read: 'V' },
+    gy: { read: 'V' },
+    stats: { read: 'f32' },
+    dx: { write: 'V' },
+    weight: { read: 'V', if: (v) => v.weight },
+  },
+  prelude: (v) => vectorHelpers(v.vec),
+  main: ({ weight }) => wgsl`${ROW_ENTRY}
   let x0 = first(xs[base]);
   let mean = stats[2u * row];
   let rstd = stats[2u * row + 1u];
@@ -116,26 +116,27 @@ ${normalisedAndGrad(weight)}
   for (var j = 0u; j < dv; j++) {
 ${normalisedAndGrad(weight)}
     dx[base + j] = ((g - mg) - xh * mgx) * rstd;
-  }
-}`;
-}
+  }`,
+});
 
 /** dweight (when `dw`) and dbias (when `db`) in one pass over the rows. */
-function buildBackwardParams(vec: boolean, dw: boolean, db: boolean): string {
-  return wgsl`${PARAMS}
-${vectorHelpers(vec)}
-${bindings([
-  ['gy', 'array<V>', 'read'],
-  dw ? ['xs', 'array<V>', 'read'] : null,
-  dw ? ['stats', 'array<f32>', 'read'] : null,
-  dw ? ['dweight', 'array<V>', 'read_write'] : null,
-  db ? ['dbias', 'array<V>', 'read_write'] : null,
-])}
+export const layerNormBackwardParamsKernel = kernel({
+  name: 'layerNormParamGrad',
+  variant: { vec: false, dw: false, db: false },
+  params: PARAMS,
+  bindings: {
+    gy: { read: 'V' },
+    xs: { read: 'V', if: (v) => v.dw },
+    stats: { read: 'f32', if: (v) => v.dw },
+    dweight: { write: 'V', if: (v) => v.dw },
+    dbias: { write: 'V', if: (v) => v.db },
+  },
+  workgroupSize: LN_COLS * LN_SLICES,
+  builtins: { wid: 'workgroup_id', lid: 'local_invocation_index' },
+  prelude: (v) => `${vectorHelpers(v.vec)}
 var<workgroup> part_w: array<V, ${LN_COLS * LN_SLICES}>;
-var<workgroup> part_b: array<V, ${LN_COLS * LN_SLICES}>;
-@compute @workgroup_size(${LN_COLS * LN_SLICES})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let dv = params.dv;
+var<workgroup> part_b: array<V, ${LN_COLS * LN_SLICES}>;`,
+  main: ({ dw, db }) => wgsl`  let dv = params.dv;
   let col = wid.x * ${LN_COLS}u + lid % ${LN_COLS}u;
   let c = min(col, dv - 1u); // clamped for loads; out-of-range columns are not stored
   var aw = V(0.0);
@@ -163,10 +164,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 #if ${db}
     dbias[col] = tb;
 #endif
-  }
-}`;
-}
-
-export const layerNormForwardShader = variants(buildForward);
-export const layerNormBackwardInputShader = variants(buildBackwardInput);
-export const layerNormBackwardParamsShader = variants(buildBackwardParams);
+  }`,
+  grid: (p) => [Math.ceil(p.dv / LN_COLS)],
+});

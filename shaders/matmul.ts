@@ -18,7 +18,7 @@
 //   branches; out-of-range results are simply not stored.
 // Shapes, batch strides and the grid split live in the uniform Params.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
+import { kernel } from './kernel.ts';
 
 /** Rows of C per workgroup (each invocation holds this many vec4 accumulators). */
 export const MATMUL_TM = 8;
@@ -29,31 +29,21 @@ export function matmulWorkgroupSize(n: number): number {
   return lanes <= 8 ? 8 : lanes <= 16 ? 16 : lanes <= 32 ? 32 : 64;
 }
 
-const PARAMS = `struct Params { m: u32, n: u32, k: u32, sa: u32, sb: u32, gx: u32, fy: u32, _p2: u32 }
-@group(0) @binding(0) var<uniform> params: Params;`;
+/** Shapes, batch strides (0: an operand shared by every batch), the grid split, and the batch. */
+const PARAMS = { m: 'u32', n: 'u32', k: 'u32', sa: 'u32', sb: 'u32', gx: 'u32', fy: 'u32', batch: 'u32' } as const;
 
 /**
  * Tiled kernel. `vecA`: A bound as vec4 (needs K % 4 == 0, or M % 4 == 0 when transA); `vecB`: B
  * bound as vec4 (needs N % 4 == 0, or K % 4 == 0 when transB). `wg`: invocations per workgroup; `tm`: rows
- * per workgroup (a multiple of 4). On lavapipe, tm 8 / wg 64 measured best (tm 4, 12, 16 and wg 32, 128
- * were equal or slower).
+ * per workgroup (a multiple of 4). On lavapipe, tm 8 / wg 64 measured best (bench/README.md).
  * Grid: x = gx·fy, y = ceil(row groups / fy), z = batch, with gx = ceil(N / (4·wg)) column groups and fy
  * the split of row groups over x (fy > 1 only past 65535 row groups); gx and fy are in Params.
  */
-function buildMatmulShader(transA: boolean, transB: boolean, vecA = false, vecB = false, wg = 64, tm = MATMUL_TM): string {
+function matmulMain(transA: boolean, transB: boolean, vecA: boolean, vecB: boolean, wg: number, tm: number): string {
   const L: string[] = [];
   const rows = [...Array(tm).keys()];
   const q4 = [0, 1, 2, 3];
-  L.push(`${PARAMS}
-@group(0) @binding(1) var<storage, read> A: array<${vecA ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(2) var<storage, read> B: array<${vecB ? 'vec4<f32>' : 'f32'}>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
-fn la(i: u32) -> f32 { ${vecA ? 'return A[i / 4u][i % 4u];' : 'return A[i];'} }
-fn lb(i: u32) -> f32 { ${vecB ? 'return B[i / 4u][i % 4u];' : 'return B[i];'} }
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = params.m; let N = params.n; let K = params.k;
+  L.push(`  let M = params.m; let N = params.n; let K = params.k;
   let m0 = (wid.y * params.fy + wid.x / params.gx) * ${tm}u;
   let n = (wid.x % params.gx) * ${wg * 4}u + lid.x * 4u;
   let ab = wid.z * params.sa;
@@ -107,36 +97,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     for (const j of q4) L.push(`    if (n + ${j}u < N) { C[o + ${j}u] = c${r}[${j}]; }`);
     L.push(`  }`);
   }
-  L.push(`}`);
   return wgsl`${L.join('\n')}`;
 }
 
-/** One invocation per output, a plain loop over K: the baseline that bench/ compares against. */
-function buildMatmulNaiveShader(): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+export const matmulKernel = kernel({
+  name: 'matmul',
+  variant: { transA: false, transB: false, vecA: false, vecB: false, wg: 64, tm: MATMUL_TM },
+  params: PARAMS,
+  bindings: {
+    A: { read: (v) => (v.vecA ? 'vec4<f32>' : 'f32') },
+    B: { read: (v) => (v.vecB ? 'vec4<f32>' : 'f32') },
+    C: { write: 'f32' },
+  },
+  workgroupSize: (v) => v.wg,
+  builtins: { wid: 'workgroup_id', lid: 'local_invocation_id' },
+  prelude: ({ vecA, vecB }) => `fn la(i: u32) -> f32 { ${vecA ? 'return A[i / 4u][i % 4u];' : 'return A[i];'} }
+fn lb(i: u32) -> f32 { ${vecB ? 'return B[i / 4u][i % 4u];' : 'return B[i];'} }`,
+  main: ({ transA, transB, vecA, vecB, wg, tm }) => matmulMain(transA, transB, vecA, vecB, wg, tm),
+  grid: (p, v) => [p.gx * p.fy, Math.ceil(Math.ceil(p.m / v.tm) / p.fy), p.batch],
+});
 
-fn a_at(base: u32, m: u32, k: u32) -> f32 {
+/** One invocation per output, a plain loop over K: the baseline that bench/ compares against. */
+export const matmulNaiveKernel = kernel({
+  name: 'matmulNaive',
+  variant: {},
+  params: PARAMS,
+  bindings: { A: { read: 'f32' }, B: { read: 'f32' }, C: { write: 'f32' } },
+  workgroupSize: [16, 16],
+  builtins: { gid: 'global_invocation_id' },
+  prelude: () => `fn a_at(base: u32, m: u32, k: u32) -> f32 {
   if (m >= params.m || k >= params.k) { return 0.0; }
   return A[base + m * params.k + k];
 }
 fn b_at(base: u32, k: u32, n: u32) -> f32 {
   if (k >= params.k || n >= params.n) { return 0.0; }
   return B[base + k * params.n + n];
-}
-
-@compute @workgroup_size(16, 16)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let m = gid.y;
+}`,
+  main: () => `  let m = gid.y;
   let n = gid.x;
   if (m >= params.m || n >= params.n) { return; }
   var acc = 0.0;
   for (var k = 0u; k < params.k; k++) { acc += a_at(gid.z * params.sa, m, k) * b_at(gid.z * params.sb, k, n); }
-  C[gid.z * params.m * params.n + m * params.n + n] = acc;
-}`;
-}
-const matmulVariant = variants((transA: boolean, transB: boolean, vecA: boolean, vecB: boolean, wg: number, tm: number) => buildMatmulShader(transA, transB, vecA, vecB, wg, tm));
-export const matmulShader = (transA: boolean, transB: boolean, vecA = false, vecB = false, wg = 64, tm = MATMUL_TM): string => matmulVariant(transA, transB, vecA, vecB, wg, tm);
-export const matmulNaiveShader = variants(buildMatmulNaiveShader);
+  C[gid.z * params.m * params.n + m * params.n + n] = acc;`,
+  grid: (p) => [Math.ceil(p.n / 16), Math.ceil(p.m / 16), p.batch],
+});

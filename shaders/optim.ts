@@ -1,10 +1,10 @@
-// In-place optimizer updates, one dispatch per parameter tensor. The update rules are WGSL
-// functions over `V` (f32 or vec4<f32>) so that the plain kernels here and the fused
-// combine+update kernels of shaders/integrate.ts share one definition of each rule.
-import { ENTRY_1D, variants } from './common.ts';
-import { guardSkip } from './guard.ts';
-
-export type OptimizerKind = 'sgd' | 'adamw';
+// In-place optimizer updates, one dispatch per parameter tensor. Each rule is a WGSL function
+// over `V` (f32 or vec4<f32>) with its uniforms and state buffers, declared once (OptimizerRule),
+// so that the plain kernels here and the fused combine+update kernels of shaders/integrate.ts
+// share one definition of each rule.
+import { flatKernel } from './common.ts';
+import { GUARD_SKIP } from './guard.ts';
+import type { ParamDecl } from './kernel.ts';
 
 /** SGD with momentum (PyTorch semantics, dampening 0): m = μm + (g + λp); p -= lr·(nesterov ? g + λp + μm : m). */
 export const sgdUpdateFn = (V: string): string => /* wgsl */ `
@@ -29,50 +29,68 @@ fn adamwUpdate(pv: ${V}, gv: ${V}, mv: ${V}, vv: ${V}, decay: f32, beta1: f32, b
   return AdamOut(pv * decay - stepSize * mi / denom, mi, vi);
 }`;
 
-/** Uniform fields each rule needs after the kernel's own u32 fields (u32 first, then f32). */
-export const OPTIMIZER_PARAMS: Record<OptimizerKind, { u32: string; f32: string }> = {
-  sgd: { u32: 'nesterov: u32,', f32: 'lr: f32, momentum: f32, wd: f32,' },
-  adamw: { u32: '_pad: u32,', f32: 'decay: f32, beta1: f32, beta2: f32, eps: f32, stepSize: f32, bc2sqrt: f32,' },
-};
+/** An update rule: its uniforms, its per-parameter state buffers (after p), its function, its statement. */
+export interface OptimizerRule<P extends ParamDecl, S extends string> {
+  name: string;
+  params: P;
+  state: readonly S[];
+  /** WGSL function(s) of the rule over V. */
+  fn: (V: string) => string;
+  /** Applies the rule to p[i] (and its state) with gradient `g`. */
+  apply: string;
+}
 
-/** The statement applying the rule to `p[i]` (and its state) with gradient `g` (Params struct named params). */
-export function optimizerApply(kind: OptimizerKind): string {
-  return kind === 'sgd'
-    ? `let r = sgdUpdate(p[i], g, m[i], params.lr, params.momentum, params.wd, params.nesterov == 1u);
+export const SGD_RULE = {
+  name: 'sgd',
+  params: { nesterov: 'u32', lr: 'f32', momentum: 'f32', wd: 'f32' },
+  state: ['m'],
+  fn: sgdUpdateFn,
+  apply: `let r = sgdUpdate(p[i], g, m[i], params.lr, params.momentum, params.wd, params.nesterov == 1u);
   p[i] = r.p;
-  m[i] = r.m;`
-    : `let r = adamwUpdate(p[i], g, m[i], v[i], params.decay, params.beta1, params.beta2, params.eps, params.stepSize, params.bc2sqrt);
+  m[i] = r.m;`,
+} as const satisfies OptimizerRule<ParamDecl, string>;
+
+export const ADAMW_RULE = {
+  name: 'adamw',
+  params: { decay: 'f32', beta1: 'f32', beta2: 'f32', eps: 'f32', stepSize: 'f32', bc2sqrt: 'f32' },
+  state: ['m', 'v'],
+  fn: adamwUpdateFn,
+  apply: `let r = adamwUpdate(p[i], g, m[i], v[i], params.decay, params.beta1, params.beta2, params.eps, params.stepSize, params.bc2sqrt);
   p[i] = r.p;
   m[i] = r.m;
-  v[i] = r.v;`;
+  v[i] = r.v;`,
+} as const satisfies OptimizerRule<ParamDecl, string>;
+
+/** The state buffers of a rule as read_write vec4 bindings, named as in its WGSL. */
+export function stateBindings<S extends string>(names: readonly S[]): Record<S, { write: string }> {
+  return Object.fromEntries(names.map((n) => [n, { write: 'vec4<f32>' }])) as Record<S, { write: string }>;
 }
 
-/** Storage bindings of the optimizer state, starting at binding `first` (p, m[, v]). */
-export function optimizerBindings(kind: OptimizerKind, first: number, V: string): string {
-  const names = kind === 'sgd' ? ['p', 'm'] : ['p', 'm', 'v'];
-  return names.map((n, j) => `@group(0) @binding(${first + j}) var<storage, read_write> ${n}: array<${V}>;`).join('\n');
-}
-
-// Both plain kernels work on vec4s: pooled buffers are padded to 16 bytes, so the last vec4 is
-// addressable; its lanes past the end only update padding. n = ceil(size / 4). The guarded
-// variants bind a NonFiniteGuard's status after the gradient and skip a dropped step.
-function buildOptimizerShader(kind: OptimizerKind, guarded: boolean): string {
-  const grad = kind === 'sgd' ? 3 : 4;
-  const guard = guardSkip(grad + 1);
-  return /* wgsl */ `
-struct Params { n: u32, ${OPTIMIZER_PARAMS[kind].u32} ${OPTIMIZER_PARAMS[kind].f32} }
-@group(0) @binding(0) var<uniform> params: Params;
-${optimizerBindings(kind, 1, 'vec4<f32>')}
-@group(0) @binding(${grad}) var<storage, read> grad: array<vec4<f32>>;
-${guarded ? guard.binding : ''}
-${kind === 'sgd' ? sgdUpdateFn('vec4<f32>') : adamwUpdateFn('vec4<f32>')}
-${ENTRY_1D}
-  if (i >= params.n) { return; }
-  ${guarded ? guard.skip : ''}
+/**
+ * The plain update kernel of a rule: p (and its state) updated in place from `grad`. Both work on
+ * vec4s: pooled buffers are padded to 16 bytes, so the last vec4 is addressable; its lanes past
+ * the end only update padding. n = ceil(size / 4). The guarded variant binds a NonFiniteGuard's
+ * status after the gradient and skips a step the guard dropped.
+ */
+export function optimizerKernel<P extends ParamDecl, S extends string>(rule: OptimizerRule<P, S>) {
+  return flatKernel({
+    name: rule.name,
+    variant: { guarded: false },
+    params: { n: 'u32', ...rule.params } as { n: 'u32' } & P,
+    bindings: {
+      p: { write: 'vec4<f32>' },
+      ...stateBindings(rule.state),
+      grad: { read: 'vec4<f32>' },
+      guard: { read: 'u32', if: (v: { guarded: boolean }) => v.guarded },
+    },
+    prelude: () => rule.fn('vec4<f32>'),
+    main: ({ guarded }) => `  if (i >= params.n) { return; }
+  ${guarded ? GUARD_SKIP : ''}
   let g = grad[i];
-  ${optimizerApply(kind)}
-}`;
+  ${rule.apply}`,
+    count: (p) => Number(p.n), // P is generic here, so n's value type is not narrowed to number
+  });
 }
 
-/** Memoised plain kernel by kind, guarded or not (the fused ones live in shaders/integrate.ts). */
-export const optimizerShader = variants(buildOptimizerShader);
+export const sgdKernel = optimizerKernel(SGD_RULE);
+export const adamwKernel = optimizerKernel(ADAMW_RULE);

@@ -2,14 +2,13 @@
 // per input element (backward). Grid: x = position within the plane, y (then z) = plane, so the
 // plane is workgroup-uniform. Window geometry lives in Params.
 // Tuned for lavapipe, where u32 division is scalarised: a first version of these kernels, with
-// 6–20 integer divisions per element and per-lane loop bounds, ran 10–20× slower than a copy of
-// the same tensor. So:
+// 6–20 integer divisions per element and per-lane loop bounds, ran many times slower than a copy of
+// the same tensor (figures in bench/README.md). So:
 // - every quotient of a plane coordinate goes through qdiv (float division, exact below 2^20;
 //   the host keeps plane sizes below 2^19);
 // - every loop runs a Params-uniform number of steps (kh·kw taps forward, the ⌈k/s⌉ candidate
 //   windows per axis backward, unrolled when small) and masks what falls outside, with clamped
 //   loads and selects.
-// Measured at x[4, 64, 56, 56], 3×3/2 pad 1: forward ≈ 1×, backward ≈ 3× a copy of x.
 //
 // - maxPool2d forward: the window [oy·sy − py, +ky) × [ox·sx − px, +kx); padding counts as −inf.
 //   Writes the maximum and its plane index y·W + x as int32. Ties keep the FIRST maximum in
@@ -33,15 +32,41 @@
 //   ⌈L/O⌉ + 1 long; position p lies in bins ⌊p·O/L⌋ + a for a < ⌈O/L⌉ + 1 (checked against
 //   the bin bounds). The host passes those maxima as kh/kw (forward) or ny/nx (backward).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { FLOAT_CLASS, variants } from './common.ts';
+import { FLOAT_CLASS } from './common.ts';
+import { kernel, spreadGroups, type Groups, type ParamValues } from './kernel.ts';
 
 /** Lanes per workgroup for planes of n elements (small planes would leave most of 256 idle). */
 export function poolWorkgroupSize(n: number): number {
   return n <= 1024 ? 64 : 256;
 }
 
-const PARAMS = `struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32, kh: u32, kw: u32, sh: u32, sw: u32, ph: u32, pw: u32, include_pad: u32, ny: u32, nx: u32 }
-@group(0) @binding(0) var<uniform> params: Params;`;
+/** Window geometry (ny, nx: candidate windows per axis, see below); nby, nbx: blocks, block variant only. */
+const PARAMS = {
+  planes: 'u32',
+  h: 'u32',
+  w: 'u32',
+  oh: 'u32',
+  ow: 'u32',
+  kh: 'u32',
+  kw: 'u32',
+  sh: 'u32',
+  sw: 'u32',
+  ph: 'u32',
+  pw: 'u32',
+  include_pad: 'u32',
+  ny: 'u32',
+  nx: 'u32',
+  nby: 'u32',
+  nbx: 'u32',
+} as const;
+type PoolParams = ParamValues<typeof PARAMS>;
+const BUILTINS = { gid: 'global_invocation_id', wid: 'workgroup_id', nwg: 'num_workgroups' } as const;
+
+/** Grid: x over the `planeSize` positions of a plane (wg per workgroup), y (then z) over planes. */
+const planeGrid = (p: PoolParams, planeSize: number, wg: number): Groups => [
+  Math.ceil(planeSize / wg),
+  ...spreadGroups(p.planes),
+];
 
 /**
  * ⌊a / d⌋ for a < 2^20: (a + ½)/d lies ≥ ½/d from an integer, and f32 division's 2.5 ULP error
@@ -50,23 +75,20 @@ const PARAMS = `struct Params { planes: u32, h: u32, w: u32, oh: u32, ow: u32, k
  */
 const QDIV = `fn qdiv(a: u32, d: u32) -> u32 { return u32(i32((f32(i32(a)) + 0.5) / f32(i32(d)))); }`;
 
-/** Entry: `plane` (workgroup-uniform) and (`r`, `c`) = position within a rows × cols plane. */
-const ENTRY = (wg: number, rows: string, cols: string, r: string, c: string) => `${QDIV}
-@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let plane = wid.y + wid.z * nwg.y;
+/** First lines: `plane` (workgroup-uniform) and (`r`, `c`) = position within a rows × cols plane. */
+const ENTRY = (rows: string, cols: string, r: string, c: string) => `  let plane = wid.y + wid.z * nwg.y;
   let pos = gid.x;
   if (plane >= params.planes || pos >= ${rows} * ${cols}) { return; }
   let ${r} = qdiv(pos, ${cols});
   let ${c} = pos - ${r} * ${cols};`;
 
 /** Output element → its index `i`, its plane's input base (forward). */
-const OUTPUT_ENTRY = (wg: number) => `${ENTRY(wg, 'params.oh', 'params.ow', 'oy', 'ox')}
+const OUTPUT_ENTRY = `${ENTRY('params.oh', 'params.ow', 'oy', 'ox')}
   let i = plane * params.oh * params.ow + pos;
   let base = plane * params.h * params.w;`;
 
 /** Input element → its index `i`, its plane's output base (backward). */
-const INPUT_ENTRY = (wg: number) => `${ENTRY(wg, 'params.h', 'params.w', 'y', 'x')}
+const INPUT_ENTRY = `${ENTRY('params.h', 'params.w', 'y', 'x')}
   let i = plane * params.h * params.w + pos;
   let obase = plane * params.oh * params.ow;`;
 
@@ -90,14 +112,17 @@ fn divisor(o: vec2<i32>) -> f32 {
 const BIN_FN = `
 fn bin(o: u32, l: u32, n: u32) -> vec2<u32> { return vec2<u32>(qdiv(o * l, n), qdiv((o + 1u) * l + n - 1u, n)); }`;
 
-function buildMaxForward(wg: number): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
-@group(0) @binding(3) var<storage, read_write> argmax: array<i32>;
-${WINDOW_FN}
+export const maxPoolForwardKernel = kernel({
+  name: 'maxPool2d',
+  variant: { wg: 64 },
+  params: PARAMS,
+  bindings: { xs: { read: 'f32' }, ys: { write: 'f32' }, argmax: { write: 'i32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => `${WINDOW_FN}
 ${FLOAT_CLASS}
-${OUTPUT_ENTRY(wg)}
+${QDIV}`,
+  main: () => `${OUTPUT_ENTRY}
   let o = origin(oy, ox);
   let h = i32(params.h);
   let w = i32(params.w);
@@ -118,14 +143,14 @@ ${OUTPUT_ENTRY(wg)}
     }
   }
   ys[i] = best;
-  argmax[i] = arg;
-}`;
-}
+  argmax[i] = arg;`,
+  grid: (p, v) => planeGrid(p, p.oh * p.ow, v.wg),
+});
 
 /**
  * Trip counts of the backward kernels' candidate loops: a compile-time unroll count when the
  * launcher passes one (ny, nx ≤ POOL_UNROLL_MAX: constant-trip loops are unrolled, which measured
- * ~2× faster on lavapipe), else the Params value. The geometry itself always comes from Params.
+ * faster on lavapipe), else the Params value. The geometry itself always comes from Params.
  */
 export const POOL_UNROLL_MAX = 3;
 const trips = (n: number, field: string, signed: boolean) => (n ? `${n}${signed ? '' : 'u'}` : signed ? `i32(params.${field})` : `params.${field}`);
@@ -153,16 +178,20 @@ const windowsContaining = (ny: number, nx: number, body: string) => `
   }
   dx[i] = acc;`;
 
-function buildMaxBackward(wg: number, ny: number, nx: number): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(2) var<storage, read> argmax: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${INPUT_ENTRY(wg)}
+/** Max-pool backward, one invocation per input element; ny, nx: unrolled trip counts (0: from Params). */
+export const maxPoolBackwardKernel = kernel({
+  name: 'maxPool2dGrad',
+  variant: { wg: 64, ny: 0, nx: 0 },
+  params: PARAMS,
+  bindings: { gy: { read: 'f32' }, argmax: { read: 'i32' }, dx: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => QDIV,
+  main: ({ ny, nx }) => wgsl`${INPUT_ENTRY}
   let me = i32(y * params.w + x);
-  ${windowsContaining(ny, nx, 'acc += select(0.0, gy[o], ok && argmax[o] == me);')}
-}`;
-}
+  ${windowsContaining(ny, nx, 'acc += select(0.0, gy[o], ok && argmax[o] == me);')}`,
+  grid: (p, v) => planeGrid(p, p.h * p.w, v.wg),
+});
 
 /** Largest stride (per axis) of the block variant of the max-pool backward (its block is s_h × s_w elements). */
 export const POOL_BLOCK_MAX = 4;
@@ -172,16 +201,12 @@ export const POOL_BLOCK_MAX = 4;
  * plane column / row (⌈(H + p_h) / s_h⌉, ⌈(W + p_w) / s_w⌉); bh, bw = s_h, s_w and ny, nx are
  * compile-time. Grid: x over the nby·nbx blocks of a plane, y (then z) over planes.
  */
-function buildMaxBackwardBlocks(wg: number, ny: number, nx: number, bh: number, bw: number): string {
+function maxBackwardBlocksMain(ny: number, nx: number, bh: number, bw: number): string {
   const I = [...Array(ny).keys()];
   const J = [...Array(nx).keys()];
   const windows = I.flatMap((i) => J.map((j) => [i, j] as const));
   const pixels = [...Array(bh).keys()].flatMap((a) => [...Array(bw).keys()].map((b) => [a, b] as const));
-  return wgsl`${PARAMS.replace('nx: u32 }', 'nx: u32, nby: u32, nbx: u32 }')}
-@group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(2) var<storage, read> argmax: array<i32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-${ENTRY(wg, 'params.nby', 'params.nbx', 'ty', 'tx')}
+  return wgsl`${ENTRY('params.nby', 'params.nbx', 'ty', 'tx')}
   let obase = plane * params.oh * params.ow;
   let base = plane * params.h * params.w;
   let oh = i32(params.oh);
@@ -205,16 +230,30 @@ ${pixels.map(([a, b]) => `  {
     let me = y * w + x;
     let acc = ${windows.map(([i, j]) => `select(0.0, g${i}${j}, m${i}${j} == me)`).join(' + ')};
     if (y >= 0 && y < h && x >= 0 && x < w) { dx[base + u32(me)] = acc; }
-  }`).join('\n')}
-}`;
+  }`).join('\n')}`;
 }
 
-function buildAvgForward(wg: number): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
-${WINDOW_FN}
-${OUTPUT_ENTRY(wg)}
+export const maxPoolBackwardBlocksKernel = kernel({
+  name: 'maxPool2dGrad',
+  variant: { wg: 64, ny: 1, nx: 1, bh: 2, bw: 2 },
+  params: PARAMS,
+  bindings: { gy: { read: 'f32' }, argmax: { read: 'i32' }, dx: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => QDIV,
+  main: ({ ny, nx, bh, bw }) => maxBackwardBlocksMain(ny, nx, bh, bw),
+  grid: (p, v) => planeGrid(p, p.nby * p.nbx, v.wg),
+});
+
+export const avgPoolForwardKernel = kernel({
+  name: 'avgPool2d',
+  variant: { wg: 64 },
+  params: PARAMS,
+  bindings: { xs: { read: 'f32' }, ys: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => `${WINDOW_FN}\n${QDIV}`,
+  main: () => `${OUTPUT_ENTRY}
   let o = origin(oy, ox);
   let h = i32(params.h);
   let w = i32(params.w);
@@ -228,26 +267,32 @@ ${OUTPUT_ENTRY(wg)}
       acc += select(0.0, v, row_ok && x >= 0 && x < w);
     }
   }
-  ys[i] = acc / divisor(o);
-}`;
-}
+  ys[i] = acc / divisor(o);`,
+  grid: (p, v) => planeGrid(p, p.oh * p.ow, v.wg),
+});
 
-function buildAvgBackward(wg: number, ny: number, nx: number): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${WINDOW_FN}
-${INPUT_ENTRY(wg)}
-  ${windowsContaining(ny, nx, 'acc += select(0.0, gy[o] / divisor(origin(cy, cx)), ok);')}
-}`;
-}
+export const avgPoolBackwardKernel = kernel({
+  name: 'avgPool2dGrad',
+  variant: { wg: 64, ny: 0, nx: 0 },
+  params: PARAMS,
+  bindings: { gy: { read: 'f32' }, dx: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => `${WINDOW_FN}\n${QDIV}`,
+  main: ({ ny, nx }) => wgsl`${INPUT_ENTRY}
+  ${windowsContaining(ny, nx, 'acc += select(0.0, gy[o] / divisor(origin(cy, cx)), ok);')}`,
+  grid: (p, v) => planeGrid(p, p.h * p.w, v.wg),
+});
 
-function buildAdaptiveForward(wg: number): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
-${BIN_FN}
-${OUTPUT_ENTRY(wg)}
+export const adaptiveAvgPoolForwardKernel = kernel({
+  name: 'adaptiveAvgPool2d',
+  variant: { wg: 64 },
+  params: PARAMS,
+  bindings: { xs: { read: 'f32' }, ys: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => `${BIN_FN}\n${QDIV}`,
+  main: () => `${OUTPUT_ENTRY}
   let by = bin(oy, params.h, params.oh);
   let bx = bin(ox, params.w, params.ow);
   var acc = 0.0;
@@ -259,33 +304,29 @@ ${OUTPUT_ENTRY(wg)}
       acc += select(0.0, v, y < by[1] && x < bx[1]);
     }
   }
-  ys[i] = acc / f32((by[1] - by[0]) * (bx[1] - bx[0]));
-}`;
-}
+  ys[i] = acc / f32((by[1] - by[0]) * (bx[1] - bx[0]));`,
+  grid: (p, v) => planeGrid(p, p.oh * p.ow, v.wg),
+});
 
 /** adaptiveAvgPool2d backward to 1×1: every element gets its plane's gy / (H·W) (a workgroup-uniform load). */
-function buildGlobalAvgBackward(wg: number): string {
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-
-@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let plane = wid.y + wid.z * nwg.y;
+export const globalAvgPoolBackwardKernel = kernel({
+  name: 'adaptiveAvgPool2dGrad',
+  variant: { wg: 64 },
+  params: PARAMS,
+  bindings: { gy: { read: 'f32' }, dx: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  main: () => `  let plane = wid.y + wid.z * nwg.y;
   let hw = params.h * params.w;
   if (plane >= params.planes || gid.x >= hw) { return; }
-  dx[plane * hw + gid.x] = gy[plane] / f32(hw);
-}`;
-}
+  dx[plane * hw + gid.x] = gy[plane] / f32(hw);`,
+  grid: (p, v) => planeGrid(p, p.h * p.w, v.wg),
+});
 
-function buildAdaptiveBackward(wg: number, ny: number, nx: number): string {
+function adaptiveBackwardMain(ny: number, nx: number): string {
   const NY = trips(ny, 'ny', false);
   const NX = trips(nx, 'nx', false);
-  return wgsl`${PARAMS}
-@group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
-${BIN_FN}
-${INPUT_ENTRY(wg)}
+  return wgsl`${INPUT_ENTRY}
   let first_y = qdiv(y * params.oh, params.h);
   let first_x = qdiv(x * params.ow, params.w);
   var acc = 0.0;
@@ -300,15 +341,17 @@ ${INPUT_ENTRY(wg)}
       acc += select(0.0, gy[obase + oy * params.ow + ox] / f32((by[1] - by[0]) * (bx[1] - bx[0])), ok);
     }
   }
-  dx[i] = acc;
-}`;
+  dx[i] = acc;`;
 }
 
-export const maxPoolForwardShader = variants(buildMaxForward);
-export const maxPoolBackwardShader = variants(buildMaxBackward);
-export const maxPoolBackwardBlocksShader = variants(buildMaxBackwardBlocks);
-export const globalAvgPoolBackwardShader = variants(buildGlobalAvgBackward);
-export const avgPoolForwardShader = variants(buildAvgForward);
-export const avgPoolBackwardShader = variants(buildAvgBackward);
-export const adaptiveAvgPoolForwardShader = variants(buildAdaptiveForward);
-export const adaptiveAvgPoolBackwardShader = variants(buildAdaptiveBackward);
+export const adaptiveAvgPoolBackwardKernel = kernel({
+  name: 'adaptiveAvgPool2dGrad',
+  variant: { wg: 64, ny: 0, nx: 0 },
+  params: PARAMS,
+  bindings: { gy: { read: 'f32' }, dx: { write: 'f32' } },
+  workgroupSize: (v) => v.wg,
+  builtins: BUILTINS,
+  prelude: () => `${BIN_FN}\n${QDIV}`,
+  main: ({ ny, nx }) => adaptiveBackwardMain(ny, nx),
+  grid: (p, v) => planeGrid(p, p.h * p.w, v.wg),
+});

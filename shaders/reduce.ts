@@ -3,21 +3,21 @@
 //  - tree: one 256-wide workgroup per (row, chunk) of a (rows, R) view, a shared-memory tree,
 //    writing one partial per chunk; a second pass reduces the partials (DESIGN rule 6).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, FLOAT_CLASS, WG, variants } from './common.ts';
+import { FLOAT_CLASS, flatKernel, WG } from './common.ts';
+import { kernel } from './kernel.ts';
 
 export type ReduceKind = 'sum' | 'max';
 // max propagates NaN (a set with a NaN has maximum NaN, as torch.max / amax).
 const COMBINE = { sum: 'acc + v', max: 'max_nan(acc, v)' } as const;
 
-function buildReduceStridedShader(kind: ReduceKind): string {
-  return wgsl`
-struct Params { n: u32, r: u32, inner: u32, init: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
-${FLOAT_CLASS}
-${ENTRY_1D}
-  if (i >= params.n) { return; }
+/** Output i = (o, j) of n = outer · inner: the reduction of x[o, 0..r, j]; init = the identity's bits. */
+export const reduceStridedKernel = flatKernel({
+  name: 'reduce',
+  variant: { kind: 'sum' as ReduceKind },
+  params: { n: 'u32', r: 'u32', inner: 'u32', init: 'u32' },
+  bindings: { xs: { read: 'f32' }, ys: { write: 'f32' } },
+  prelude: () => FLOAT_CLASS,
+  main: ({ kind }) => wgsl`  if (i >= params.n) { return; }
   let o = i / params.inner;
   let j = i % params.inner;
   var acc = bitcast<f32>(params.init);
@@ -27,21 +27,20 @@ ${ENTRY_1D}
     acc = ${COMBINE[kind]};
     k += params.inner;
   }
-  ys[i] = acc;
-}`;
-}
+  ys[i] = acc;`,
+  count: (p) => p.n,
+});
 
-function buildReduceTreeShader(kind: ReduceKind): string {
-  return wgsl`
-struct Params { r: u32, chunk: u32, nchunks: u32, init: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ys: array<f32>;
-var<workgroup> part: array<f32, ${WG}>;
-${FLOAT_CLASS}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.y;
+/** Grid (nchunks, rows): chunk c of row `row` of a (rows, r) view → ys[row · nchunks + c]. */
+export const reduceTreeKernel = kernel({
+  name: 'reduce',
+  variant: { kind: 'sum' as ReduceKind },
+  params: { r: 'u32', chunk: 'u32', nchunks: 'u32', init: 'u32', rows: 'u32' },
+  bindings: { xs: { read: 'f32' }, ys: { write: 'f32' } },
+  workgroupSize: WG,
+  builtins: { wid: 'workgroup_id', lid: 'local_invocation_index' },
+  prelude: () => `var<workgroup> part: array<f32, ${WG}>;\n${FLOAT_CLASS}`,
+  main: ({ kind }) => wgsl`  let row = wid.y;
   let c = wid.x;
   let start = c * params.chunk;
   let end = min(start + params.chunk, params.r);
@@ -60,8 +59,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { ys[row * params.nchunks + c] = part[0]; }
-}`;
-}
-export const reduceStridedShader = variants(buildReduceStridedShader);
-export const reduceTreeShader = variants(buildReduceTreeShader);
+  if (lid == 0u) { ys[row * params.nchunks + c] = part[0]; }`,
+  grid: (p) => [p.nchunks, p.rows],
+});

@@ -12,33 +12,36 @@
 //   softmax:    dx = y·(g − Σ g·y)
 //   logSoftmax: dx = g − exp(y)·Σ g
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants, vectorHelpers } from './common.ts';
+import { vectorHelpers } from './common.ts';
+import { kernel, spreadGroups } from './kernel.ts';
 
 export type SoftmaxKind = 'softmax' | 'logSoftmax';
 
 /** Rows per workgroup (one invocation per row). */
 export const SOFTMAX_ROW_WG = 64;
 
-// n rows, dv = row length in V units, inner = stride between a row's elements (in V units).
-const HEAD = (vec: boolean) => `struct Params { n: u32, dv: u32, inner: u32, ninf: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-${vectorHelpers(vec)}`;
+/** The per-row kernels: n rows, dv = row length in V units, inner = stride between a row's elements (in V units). */
+const ROW_KERNEL = {
+  params: { n: 'u32', dv: 'u32', inner: 'u32', ninf: 'u32' },
+  workgroupSize: SOFTMAX_ROW_WG,
+  builtins: { gid: 'global_invocation_id', nwg: 'num_workgroups' },
+  prelude: (v: { vec: boolean }) => vectorHelpers(v.vec),
+  grid: (p: { n: number }) => spreadGroups(Math.ceil(p.n / SOFTMAX_ROW_WG)),
+} as const;
 
-/** Entry point: `row`, `dv`, `st` (element stride) and `base` (the row's first element) in scope. */
-const ROW_ENTRY = `
-@compute @workgroup_size(${SOFTMAX_ROW_WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let row = gid.x + gid.y * nwg.x * ${SOFTMAX_ROW_WG}u;
+/** First lines: `row`, `dv`, `st` (element stride) and `base` (the row's first element) in scope. */
+const ROW_ENTRY = `  let row = gid.x + gid.y * nwg.x * ${SOFTMAX_ROW_WG}u;
   if (row >= params.n) { return; }
   let dv = params.dv;
   let st = params.inner;
   let base = (row / st) * dv * st + row % st;`;
 
-function buildForward(kind: SoftmaxKind, vec: boolean): string {
-  return wgsl`${HEAD(vec)}
-@group(0) @binding(1) var<storage, read> xs: array<V>;
-@group(0) @binding(2) var<storage, read_write> ys: array<V>;
-${ROW_ENTRY}
+export const softmaxForwardKernel = kernel({
+  name: 'softmax',
+  variant: { kind: 'softmax' as SoftmaxKind, vec: false },
+  ...ROW_KERNEL,
+  bindings: { xs: { read: 'V' }, ys: { write: 'V' } },
+  main: ({ kind }) => wgsl`${ROW_ENTRY}
   var mx = V(bitcast<f32>(params.ninf)); // -inf (no -inf literal in WGSL)
   for (var j = 0u; j < dv; j++) { mx = max(mx, xs[base + j * st]); }
   let m = hmax(mx);
@@ -50,16 +53,15 @@ ${ROW_ENTRY}
 #else
   let ls = log(hsum(s));
   for (var j = 0u; j < dv; j++) { ys[base + j * st] = (xs[base + j * st] - m) - ls; }
-#endif
-}`;
-}
+#endif`,
+});
 
-function buildBackward(kind: SoftmaxKind, vec: boolean): string {
-  return wgsl`${HEAD(vec)}
-@group(0) @binding(1) var<storage, read> ys: array<V>;
-@group(0) @binding(2) var<storage, read> gy: array<V>;
-@group(0) @binding(3) var<storage, read_write> dx: array<V>;
-${ROW_ENTRY}
+export const softmaxBackwardKernel = kernel({
+  name: 'softmaxGrad',
+  variant: { kind: 'softmax' as SoftmaxKind, vec: false },
+  ...ROW_KERNEL,
+  bindings: { ys: { read: 'V' }, gy: { read: 'V' }, dx: { write: 'V' } },
+  main: ({ kind }) => wgsl`${ROW_ENTRY}
   var acc = V(0.0);
 #if ${kind === 'softmax'}
   for (var j = 0u; j < dv; j++) { acc += gy[base + j * st] * ys[base + j * st]; }
@@ -75,9 +77,5 @@ ${ROW_ENTRY}
     let k = base + j * st;
     dx[k] = gy[k] - exp(ys[k]) * sg;
   }
-#endif
-}`;
-}
-
-export const softmaxForwardShader = variants(buildForward);
-export const softmaxBackwardShader = variants(buildBackward);
+#endif`,
+});

@@ -86,6 +86,41 @@ test('AdamW: a parameter without a gradient is skipped and keeps its own step co
   b.dispose();
 });
 
+test('update(p, g): only p and its step count advance, as step() would; a foreign tensor is refused', async () => {
+  const o: Required<AdamWOptions> = { lr: 0.05, betas: [0.8, 0.99], eps: 1e-3, weightDecay: 0.1 };
+  const sizes = [7, 130];
+  const params = sizes.map((n, i) => tensor(Float32Array.from(randArray(n, 40 + i)), [n], { requiresGrad: true }));
+  const zeros = (n: number) => new Float64Array(n);
+  const refs = sizes.map((n, i): RefParam => ({ p: randArray(n, 40 + i), m: zeros(n), v: zeros(n), t: 0 }));
+  const opt = new AdamW(params, o);
+  const grads = [0, 1, 2].map((step) => sizes.map((n, i) => randArray(n, 300 + 10 * step + i, -2, 2)));
+  // step 0: parameter 0 alone through update(); steps 1, 2: both through step()
+  const g0 = tensor(Float32Array.from(grads[0]![0]!), [sizes[0]!]);
+  opt.update(params[0]!, g0);
+  refStep(refs[0]!, grads[0]![0]!, o);
+  g0.dispose();
+  for (const step of [1, 2]) {
+    params.forEach((p, i) => {
+      p.grad = tensor(Float32Array.from(grads[step]![i]!), [sizes[i]!]);
+      refStep(refs[i]!, grads[step]![i]!, o);
+    });
+    opt.step();
+    opt.zeroGrad();
+  }
+  assert.equal([...((await opt.stateDict()).get('step') as Int32Array)], [3, 2]);
+  for (const [i, p] of params.entries()) assertClose(await p.toArray(), refs[i]!.p, 1e-6, 3e-6, `parameter ${i}`);
+  const foreign = tensor([1, 2], [2], { requiresGrad: true });
+  const g = tensor([1, 1], [2]);
+  try {
+    opt.update(foreign, g);
+    assert.unreachable('expected an error');
+  } catch (e) {
+    assert.match((e as Error).message, /AdamW\.update: .* is not one of the optimizer's parameters/);
+  }
+  for (const t of [foreign, g, ...params]) t.dispose();
+  opt.dispose();
+});
+
 test('AdamW refuses bad options and non-leaf parameters', () => {
   const p = tensor([1, 2], [2], { requiresGrad: true });
   assert.throws(() => new AdamW([p], { lr: 0 }), /AdamW: lr must be > 0/);

@@ -102,20 +102,81 @@ const cases: Case[] = [
   { x: [1, 2, 7, 9], w: [9, 2, 1, 1], bias: true, opts: {}, what: '1×1 s1 p0, Cout 9' },
   { x: [2, 3, 6, 5], w: [4, 3, 1, 1], bias: false, opts: { stride: 2 }, what: '1×1 s2 downsample' },
   { x: [1, 2, 9, 8], w: [2, 2, 7, 7], bias: true, opts: { stride: 2, padding: 3 }, what: '7×7 s2 p3 stem' },
-  { x: [1, 2, 6, 8], w: [3, 2, 2, 3], bias: true, opts: { stride: [2, 1], padding: [0, 1] }, what: 'non-square kernel and stride, Wo = 8' },
+  {
+    x: [1, 2, 6, 8],
+    w: [3, 2, 2, 3],
+    bias: true,
+    opts: { stride: [2, 1], padding: [0, 1] },
+    what: 'non-square kernel and stride, Wo = 8',
+  },
   { x: [1, 2, 7, 6], w: [2, 2, 3, 3], bias: false, opts: { padding: 2, dilation: 2 }, what: 'dilation 2' },
-  { x: [2, 1, 5, 8], w: [3, 1, 3, 2], bias: true, opts: { stride: [1, 3], padding: [1, 0], dilation: [1, 2] }, what: 'mixed per-axis geometry' },
+  {
+    x: [2, 1, 5, 8],
+    w: [3, 1, 3, 2],
+    bias: true,
+    opts: { stride: [1, 3], padding: [1, 0], dilation: [1, 2] },
+    what: 'mixed per-axis geometry',
+  },
   { x: [1, 3, 4, 4], w: [2, 3, 4, 4], bias: false, opts: {}, what: 'kernel = input (1×1 output)' },
-  { x: [2, 2, 5, 11], w: [5, 2, 3, 3], bias: true, opts: { padding: 1 }, what: '3×3 s1 p1, rows of 11 (row quads, last one partial)' },
-  { x: [1, 2, 8, 9], w: [3, 2, 3, 5], bias: false, opts: { stride: [2, 1], padding: [1, 2] }, what: 'stride 2 × 1, 3×5 kernel, width 9' },
-  // One to three input channels: dx by runs of neighbours along a row, all channels per invocation (convInputGradRunsShader).
-  { x: [2, 1, 6, 9], w: [3, 1, 5, 5], bias: true, opts: { padding: 2 }, what: 'one input channel, 5×5 p2 (dx by runs)' },
-  { x: [1, 2, 5, 34], w: [2, 2, 3, 3], bias: false, opts: { stride: [2, 1], padding: 1, dilation: [2, 1] }, what: 'two input channels, rows of 34 (dx in three runs per row, the last partial), stride and dilation along h' },
-  { x: [1, 3, 5, 8], w: [2, 3, 3, 3], bias: true, opts: { stride: [2, 1], padding: 1 }, what: 'three input channels, stride 2 × 1 (dx by runs, two row phases)' },
+  {
+    x: [2, 2, 5, 11],
+    w: [5, 2, 3, 3],
+    bias: true,
+    opts: { padding: 1 },
+    what: '3×3 s1 p1, rows of 11 (row quads, last one partial)',
+  },
+  {
+    x: [1, 2, 8, 9],
+    w: [3, 2, 3, 5],
+    bias: false,
+    opts: { stride: [2, 1], padding: [1, 2] },
+    what: 'stride 2 × 1, 3×5 kernel, width 9',
+  },
+  // One to three input channels: dx by runs of neighbours along a row, all channels per invocation
+  // (convInputGradRunsKernel).
+  {
+    x: [2, 1, 6, 9],
+    w: [3, 1, 5, 5],
+    bias: true,
+    opts: { padding: 2 },
+    what: 'one input channel, 5×5 p2 (dx by runs)',
+  },
+  {
+    x: [1, 2, 5, 34],
+    w: [2, 2, 3, 3],
+    bias: false,
+    opts: { stride: [2, 1], padding: 1, dilation: [2, 1] },
+    what: 'two input channels, rows of 34 (dx in three runs per row, the last partial), stride and dilation along h',
+  },
+  {
+    x: [1, 3, 5, 8],
+    w: [2, 3, 3, 3],
+    bias: true,
+    opts: { stride: [2, 1], padding: 1 },
+    what: 'three input channels, stride 2 × 1 (dx by runs, two row phases)',
+  },
   // Tiny images (≤ 16 pixels in all: shaders/conv-small.ts, taps that hit nothing skipped).
-  { x: [4, 3, 1, 1], w: [5, 3, 3, 3], bias: true, opts: { padding: 1 }, what: 'tiny: 1×1 maps, batch 4 (only the centre tap hits)' },
-  { x: [2, 3, 2, 3], w: [6, 3, 3, 3], bias: false, opts: { stride: 2, padding: 1 }, what: 'tiny: 2×3 maps, stride 2 (dx phases)' },
-  { x: [1, 2, 3, 4], w: [3, 2, 3, 2], bias: true, opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] }, what: 'tiny: mixed per-axis geometry' },
+  {
+    x: [4, 3, 1, 1],
+    w: [5, 3, 3, 3],
+    bias: true,
+    opts: { padding: 1 },
+    what: 'tiny: 1×1 maps, batch 4 (only the centre tap hits)',
+  },
+  {
+    x: [2, 3, 2, 3],
+    w: [6, 3, 3, 3],
+    bias: false,
+    opts: { stride: 2, padding: 1 },
+    what: 'tiny: 2×3 maps, stride 2 (dx phases)',
+  },
+  {
+    x: [1, 2, 3, 4],
+    w: [3, 2, 3, 2],
+    bias: true,
+    opts: { stride: [2, 1], padding: [1, 0], dilation: [1, 2] },
+    what: 'tiny: mixed per-axis geometry',
+  },
 ];
 
 async function forwardCase(c: Case, seed: number): Promise<void> {

@@ -3,8 +3,8 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { device, throwsWith } from './helpers.ts';
 import { Device, EngineError, add, empty, exp, tensor, zeros } from '../engine/index.ts';
-import { launch } from '../engine/ops/kernel.ts';
-import { unaryShader } from '../shaders/elementwise.ts';
+import { unaryKernel } from '../shaders/elementwise.ts';
+import { sgdKernel } from '../shaders/optim.ts';
 import { sizeClass } from '../engine/buffer-pool.ts';
 
 const test = suite('device');
@@ -81,15 +81,37 @@ test('a compile error names the op and the line', async () => {
 });
 
 test('a validation error surfaces at the next sync and names the op', async () => {
-  const x = tensor([1, 2], [2]);
-  // One buffer short of what the shader binds: createBindGroup fails inside Dawn.
-  launch(device, { op: 'missingBinding', code: unaryShader('exp'), buffers: [x.rawBuffer], u32: [2, 0], f32: [0], groups: [1] });
+  // A 4-byte buffer where the shader binds array<vec4<f32>> (16 bytes at least): Dawn refuses the
+  // bind group, asynchronously.
+  const STORAGE = 0x80 | 0x08;
+  const small = device.gpu.createBuffer({ size: 4, usage: STORAGE });
+  const x = zeros([4]);
+  device.dispatch({
+    kernel: sgdKernel, op: 'tooSmallBinding', variant: { guarded: false },
+    params: { n: 1, nesterov: 0, lr: 0.1, momentum: 0, wd: 0 },
+    bindings: { p: small, m: x.rawBuffer, grad: x.rawBuffer },
+  });
   try {
     await device.sync();
     assert.unreachable('expected a validation error');
   } catch (e) {
-    assert.match((e as Error).message, /missingBinding/);
+    assert.match((e as Error).message, /tooSmallBinding/);
   }
+  x.dispose();
+  small.destroy();
+  await device.sync();
+});
+
+test('a dispatch without one of its kernel\'s bindings is refused at once, naming the binding', async () => {
+  const x = tensor([1, 2], [2]);
+  const d0 = device.batcher.stats.dispatches;
+  const params = { n: 2, nan: 0, s: 0 };
+  const bindings = { xs: x.rawBuffer };
+  const run = () =>
+    // @ts-expect-error ys is missing: the declaration makes it a compile error too
+    device.dispatch({ kernel: unaryKernel, op: 'missingBinding', variant: { code: 'exp' }, params, bindings });
+  throwsWith(run, 'missingBinding', "binding 'ys'");
+  assert.is(device.batcher.stats.dispatches, d0, 'nothing recorded');
   x.dispose();
   await device.sync();
 });

@@ -16,7 +16,23 @@ import * as assert from 'uvu/assert';
 import { assertClose, device, randArray, rejects } from './helpers.ts';
 import { applyCoef, newState, reference, type Grads, type RefOptions, type RefState } from './integrate-reference.ts';
 import {
-  AdamW, concat, crossEntropy, grad, GradientIntegrator, linear, liveTensors, magnitudeHistogram, releaseGraph, relu, SGD, tensor, tidy, type IntegratorMethod, type IntegratorOptions, type Tensor,
+  AdamW,
+  concat,
+  crossEntropy,
+  grad,
+  GradientIntegrator,
+  linear,
+  liveTensors,
+  magnitudeHistogram,
+  releaseGraph,
+  relu,
+  SGD,
+  tensor,
+  tidy,
+  type IntegratorMethod,
+  type IntegratorOptions,
+  type PerLossGradients,
+  type Tensor,
 } from '../engine/index.ts';
 
 const test = suite('integrate');
@@ -30,14 +46,39 @@ interface Setup {
   params: Tensor[][];
   integrator: GradientIntegrator;
 }
-function setup(sizes: number[][], opts: IntegratorOptions): Setup {
+/** Group g's K losses are named g<g>l<j>: every group has its own loss values (gradnorm). */
+const lossName = (g: number, j: number) => `g${g}l${j}`;
+function setup(sizes: number[][], k: number, opts: IntegratorOptions): Setup {
   const params = sizes.map((group) => group.map((n) => tensor(new Float32Array(n), [n], { requiresGrad: true })));
-  return { params, integrator: new GradientIntegrator(params, opts) };
+  const groups = params.map((ps, g) => ({ params: ps, losses: Array.from({ length: k }, (_, j) => lossName(g, j)) }));
+  return { params, integrator: new GradientIntegrator(groups, opts) };
 }
 function teardown(s: Setup, ...more: (Tensor[] | Tensor[][])[]): void {
   s.integrator.dispose();
   for (const t of [...s.params.flat(), ...more.flat(2)]) t.dispose();
 }
+
+/** grads[g][j][t] (null: loss j does not reach tensor t) keyed by parameter, as perLossGrads gives them. */
+function keyed(params: Tensor[][], grads: readonly (readonly (readonly (Tensor | null)[])[])[]): PerLossGradients {
+  const out: PerLossGradients = new Map();
+  params.forEach((ps, g) =>
+    ps.forEach((p, t) => {
+      const byLoss: Record<string, Tensor> = {};
+      grads[g]!.forEach((list, j) => {
+        const gr = list[t];
+        if (gr) byLoss[lossName(g, j)] = gr;
+      });
+      out.set(p, byLoss);
+    }),
+  );
+  return out;
+}
+/** The integrator's result by parameter, as [group][tensor]. */
+const byGroup = (params: Tensor[][], h: Map<Tensor, Tensor>): Tensor[][] =>
+  params.map((ps) => ps.map((p) => h.get(p)!));
+/** Loss values lossVals[g][j] by name. */
+const lossRecord = (values: Tensor[][]): Record<string, Tensor> =>
+  Object.fromEntries(values.flatMap((list, g) => list.map((l, j) => [lossName(g, j), l])));
 
 /** Host gradients gs[j][t] for one group (float32-representable values) and their device copies. */
 function upload(gs: Grads): Tensor[][] {
@@ -57,14 +98,17 @@ async function expectH(out: Tensor[], ref: Float64Array[], what: string): Promis
 
 /** Runs `steps` steps of one method on several groups, checking h and the telemetry against the reference. */
 async function runAgainstReference(method: IntegratorMethod, k: number, sizes: number[][], make: (step: number, g: number) => Grads, o: RefOptions = {}, steps = 1): Promise<void> {
-  const s = setup(sizes, { method, losses: k, telemetrySteps: steps, ...o });
+  const s = setup(sizes, k, { method, telemetrySteps: steps, ...o });
   const states: RefState[] = sizes.map(() => newState(k));
   for (let step = 0; step < steps; step++) {
     const host = sizes.map((_, g) => make(step, g));
     const grads = host.map(upload);
     const lossVals = sizes.map((_, g) => Array.from({ length: k }, (_, j) => 2 + Math.sin(step + g + j) / (1 + step)));
     const losses = lossVals.map((l) => l.map((v) => tensor([v], [1])));
-    const out = s.integrator.combine(grads, method === 'gradnorm' ? losses : undefined);
+    const out = byGroup(
+      s.params,
+      s.integrator.combine(keyed(s.params, grads), method === 'gradnorm' ? lossRecord(losses) : undefined),
+    );
     for (let g = 0; g < sizes.length; g++) {
       const r = reference(method, host[g]!, o, states[g]!, g, lossVals[g]!.map((v) => Math.fround(v)));
       await expectH(out[g]!, applyCoef(host[g]!, r.coef), `${method} step ${step} group ${g}`);
@@ -94,9 +138,9 @@ for (const method of ['uniform', 'mgda', 'pcgrad', 'gradnorm', 'metabalance'] as
 /** One step of `method` on one group of hand-made gradients; returns the telemetry record. */
 async function handMade(method: IntegratorMethod, gs: Grads, what: string) {
   const sizes = gs[0]!.map((x) => x.length);
-  const s = setup([sizes], { method, losses: gs.length, telemetrySteps: 1 });
+  const s = setup([sizes], gs.length, { method, telemetrySteps: 1 });
   const grads = upload(gs);
-  const [out] = s.integrator.combine([grads]);
+  const [out] = byGroup(s.params, s.integrator.combine(keyed(s.params, [grads])));
   const r = reference(method, gs, {}, newState(gs.length), 0);
   const ref = applyCoef(gs, r.coef);
   for (let t = 0; t < out!.length; t++) {
@@ -146,10 +190,10 @@ for (const method of ['mmpareto', 'mmpareto-official', 'mgda', 'pcgrad', 'unifor
 test('a null gradient (a loss that does not reach a parameter) counts as zero', async () => {
   const gs = randomGrads(2, [130, 7], 80);
   gs[1]![1] = new Float64Array(7);
-  const s = setup([[130, 7]], { method: 'mmpareto', losses: 2 });
+  const s = setup([[130, 7]], 2, { method: 'mmpareto' });
   const grads = upload(gs);
   const withNull = [grads[0]!, [grads[1]![0]!, null]];
-  const out = s.integrator.combine([withNull])[0]!;
+  const out = byGroup(s.params, s.integrator.combine(keyed(s.params, [withNull])))[0]!;
   const ref = applyCoef(gs, reference('mmpareto', gs, {}, newState(2), 0).coef);
   await expectH(out, ref, 'null as zero');
   teardown(s, grads, out);
@@ -162,12 +206,12 @@ test('3 groups (3 modalities) in one step: mmpareto per group, each group only s
 });
 
 test('NaN / Inf in a gradient: that group is not updated (zero gradient), the others are; read() reports it', async () => {
-  const s = setup([[130, 5], [7]], { method: 'mmpareto', losses: 2, telemetrySteps: 4 });
+  const s = setup([[130, 5], [7]], 2, { method: 'mmpareto', telemetrySteps: 4 });
   const h0 = [randomGrads(2, [130, 5], 1), randomGrads(2, [7], 2)];
   h0[0]![1]![0]![3] = NaN;
   h0[1]![0]![0]![0] = Infinity;
   const grads = h0.map(upload);
-  const out = s.integrator.combine(grads);
+  const out = byGroup(s.params, s.integrator.combine(keyed(s.params, grads)));
   for (const t of out[0]!) assert.ok((await t.toArray()).every((x) => x === 0), 'group 0 zero');
   for (const t of out[1]!) assert.ok((await t.toArray()).every((x) => x === 0), 'group 1 zero');
   for (const t of out.flat()) t.dispose();
@@ -179,13 +223,13 @@ test('NaN / Inf in a gradient: that group is not updated (zero gradient), the ot
   }
   // a finite step afterwards: no new report, the earlier record still flagged
   const ok = [randomGrads(2, [130, 5], 3), randomGrads(2, [7], 4)].map(upload);
-  for (const t of s.integrator.combine(ok).flat()) t.dispose();
+  for (const t of s.integrator.combine(keyed(s.params, ok)).values()) t.dispose();
   const r = await s.integrator.telemetry.read({ onNonFinite: 'return' });
   assert.is(r.nonFinite.length, 0);
   assert.equal(r.records.map((x) => x.nonFinite), [true, true, false, false]);
   // fused: the flagged group's parameters and momentum stay as they were
   const opt = new SGD(s.params.flat(), { lr: 0.1, momentum: 0.9 });
-  s.integrator.step(opt, grads);
+  s.integrator.step(opt, keyed(s.params, grads));
   for (const p of s.params.flat()) assert.ok((await p.toArray()).every((x) => x === 0), 'parameters untouched');
   const r2 = await s.integrator.telemetry.read({ onNonFinite: 'return' });
   assert.equal(r2.nonFinite.map((n) => [n.group, n.count, n.firstStep, n.lastStep]), [[0, 1, 0, 2], [1, 1, 0, 2]]);
@@ -194,13 +238,13 @@ test('NaN / Inf in a gradient: that group is not updated (zero gradient), the ot
 });
 
 test('telemetry ring wraps around: ring of 3, 5 steps → steps 2, 3, 4 with their own norms', async () => {
-  const s = setup([[130, 70001]], { method: 'mmpareto', losses: 2, telemetrySteps: 3 });
+  const s = setup([[130, 70001]], 2, { method: 'mmpareto', telemetrySteps: 3 });
   const norms: number[] = [];
   for (let step = 0; step < 5; step++) {
     const gs = randomGrads(2, [130, 70001], 60 + step, (j, x, _t, i) => (step + 1) * x[j]![i]!);
     norms.push(Math.sqrt(gs[0]!.reduce((a, x) => a + x.reduce((b, y) => b + y * y, 0), 0)));
     const grads = upload(gs);
-    for (const t of s.integrator.combine([grads]).flat()) t.dispose();
+    for (const t of s.integrator.combine(keyed(s.params, [grads])).values()) t.dispose();
     for (const t of grads.flat()) t.dispose();
   }
   const r = await s.integrator.telemetry.read();
@@ -218,15 +262,16 @@ for (const kind of ['sgd', 'adamw'] as const) {
     const [pa, pb] = [mk(), mk()];
     const opt = (ps: Tensor[][]) => (kind === 'sgd' ? new SGD(ps.flat(), { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true }) : new AdamW(ps.flat(), { lr: 0.01, weightDecay: 0.1 }));
     const [oa, ob] = [opt(pa), opt(pb)];
-    const [ia, ib] = [pa, pb].map((ps) => new GradientIntegrator(ps, { method: 'mmpareto-official', losses: 2 }));
+    const groups = (ps: Tensor[][]) => ps.map((params, g) => ({ params, losses: [lossName(g, 0), lossName(g, 1)] }));
+    const [ia, ib] = [pa, pb].map((ps) => new GradientIntegrator(groups(ps), { method: 'mmpareto-official' }));
     for (let step = 0; step < 3; step++) {
       const grads = sizes.map((g, gi) => upload(randomGrads(2, g, 70 + 3 * step + gi, (j, x, _t, i) => (j === 1 && step !== 1 ? -0.5 * x[0]![i]! + x[1]![i]! : x[j]![i]!))));
-      ia!.step(oa, grads);
-      const h = ib!.combine(grads);
-      pb.flat().forEach((p, i) => (p.grad = h.flat()[i]!));
+      ia!.step(oa, keyed(pa, grads));
+      const h = ib!.combine(keyed(pb, grads));
+      for (const p of pb.flat()) p.grad = h.get(p)!;
       ob.step();
       for (const p of pb.flat()) p.grad = null;
-      for (const t of [...grads.flat(2), ...h.flat()]) t.dispose();
+      for (const t of [...grads.flat(2), ...h.values()]) t.dispose();
     }
     // same float32 operations in the same order: identical up to FMA contraction choices (a few ulp)
     for (let i = 0; i < pa.flat().length; i++) assertClose(await pa.flat()[i]!.toArray(), await pb.flat()[i]!.toArray(), 1e-6, 1e-7, `parameter ${i}`);
@@ -237,11 +282,11 @@ for (const kind of ['sgd', 'adamw'] as const) {
 
 test('no buffer maps over 5 fused steps with telemetry off; exactly one per telemetry.read() with it on', async () => {
   for (const telemetrySteps of [0, 8]) {
-    const s = setup([[130, 70001], [7]], { method: 'mmpareto', losses: 2, telemetrySteps });
+    const s = setup([[130, 70001], [7]], 2, { method: 'mmpareto', telemetrySteps });
     const opt = new SGD(s.params.flat(), { lr: 0.01, momentum: 0.9 });
     const grads = [upload(randomGrads(2, [130, 70001], 1)), upload(randomGrads(2, [7], 2))];
     const before = device.batcher.stats.readbacks;
-    for (let i = 0; i < 5; i++) s.integrator.step(opt, grads);
+    for (let i = 0; i < 5; i++) s.integrator.step(opt, keyed(s.params, grads));
     device.batcher.flush();
     assert.is(device.batcher.stats.readbacks, before, 'no readback during steps');
     if (telemetrySteps) {
@@ -267,9 +312,19 @@ test('a late-fusion model: mmpareto on separately computed g_m, g_u per encoder,
   const grads = enc.map((e, k) => [grad(lm!, e, { retainGraph: true }), grad(lu[k]!, e, { retainGraph: true })]);
   const before = await Promise.all(enc.flat().map((p) => p.toArray()));
   const host: Grads[] = await Promise.all(grads.map((gk) => Promise.all(gk.map((list) => Promise.all(list.map(async (t) => Float64Array.from(await t.toArray())))))));
-  const integ = new GradientIntegrator(enc, { method: 'mmpareto', telemetrySteps: 1 });
+  const names = ['audio', 'visual'];
+  const integ = new GradientIntegrator(
+    enc.map((params, k) => ({ params, losses: ['mm', names[k]!] })),
+    { method: 'mmpareto', telemetrySteps: 1 },
+  );
   const opt = new SGD(enc.flat(), { lr: 0.5 });
-  integ.step(opt, grads);
+  // g_m and g_u per encoder, keyed by parameter as perLossGrads gives them
+  const byParam: PerLossGradients = new Map(
+    enc.flatMap((e, k) =>
+      e.map((p, t): [Tensor, Record<string, Tensor>] => [p, { mm: grads[k]![0]![t]!, [names[k]!]: grads[k]![1]![t]! }]),
+    ),
+  );
+  integ.step(opt, byParam);
   const rec = (await integ.telemetry.read()).records;
   let i = 0;
   for (let k = 0; k < 2; k++) {
@@ -286,10 +341,10 @@ test('a late-fusion model: mmpareto on separately computed g_m, g_u per encoder,
 });
 
 test('magnitudeHistogram: the per-batch |g_m|, |g_u| distribution of one group from the telemetry ring', async () => {
-  const s = setup([[130], [7]], { method: 'uniform', telemetrySteps: 6 });
+  const s = setup([[130], [7]], 2, { method: 'uniform', telemetrySteps: 6 });
   for (let step = 0; step < 6; step++) {
     const grads = [upload(randomGrads(2, [130], 90 + step, (j, x, _t, i) => (j === 0 ? 0.1 : 1) * (1 + step) * x[j]![i]!)), upload(randomGrads(2, [7], 3))];
-    for (const t of s.integrator.combine(grads).flat()) t.dispose();
+    for (const t of s.integrator.combine(keyed(s.params, grads)).values()) t.dispose();
     for (const t of grads.flat(2)) t.dispose();
   }
   const { records } = await s.integrator.telemetry.read();
@@ -309,27 +364,53 @@ test('magnitudeHistogram: the per-batch |g_m|, |g_u| distribution of one group f
 test('bad input is refused before any dispatch, naming the problem', () => {
   const p = [tensor(new Float32Array(6), [2, 3], { requiresGrad: true }), tensor(new Float32Array(4), [4], { requiresGrad: true })];
   const q = tensor(new Float32Array(3), [3], { requiresGrad: true });
-  rejects(() => new GradientIntegrator([p], { method: 'nash' as IntegratorMethod }), "unknown method 'nash'");
-  rejects(() => new GradientIntegrator([p, []], { method: 'uniform' }), 'parameter group 1 is empty');
+  const two = ['a', 'b'];
+  const group = (params: Tensor[], losses = two) => ({ params, losses });
+  rejects(() => new GradientIntegrator([group(p)], { method: 'nash' as IntegratorMethod }), "unknown method 'nash'");
+  rejects(() => new GradientIntegrator([group(p), group([])], { method: 'uniform' }), 'parameter group 1 is empty');
   rejects(() => new GradientIntegrator([], { method: 'uniform' }), 'no parameter groups');
-  rejects(() => new GradientIntegrator([p, [q, p[1]!]], { method: 'uniform' }), 'is in group 0 and group 1');
-  rejects(() => new GradientIntegrator([p], { method: 'mmpareto', losses: 3 }), "'mmpareto' integrates exactly 2 losses");
-  rejects(() => new GradientIntegrator([p], { method: 'mgda', losses: 9 }), 'losses (K) must be an integer in [1, 8]');
-  const integ = new GradientIntegrator([p], { method: 'mmpareto' });
+  rejects(
+    () => new GradientIntegrator([group(p), group([q, p[1]!])], { method: 'uniform' }),
+    'is in group 0 and group 1',
+  );
+  rejects(
+    () => new GradientIntegrator([group(p, ['a', 'b', 'c'])], { method: 'mmpareto' }),
+    "'mmpareto' integrates exactly 2 losses",
+  );
+  rejects(
+    () => new GradientIntegrator([group(p, [...'abcdefghi'])], { method: 'mgda' }),
+    'losses (K) must be an integer in [1, 8]',
+  );
+  rejects(
+    () => new GradientIntegrator([group(p), group([q], ['a'])], { method: 'mgda' }),
+    'group 1 has 1 losses, group 0 has 2',
+  );
+  rejects(() => new GradientIntegrator([group(p, ['a', 'a'])], { method: 'mgda' }), 'group 0 names a loss twice');
+  const integ = new GradientIntegrator([group(p)], { method: 'mmpareto' });
   const g = (shape: number[]) => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
-  const ok = [[g([2, 3]), g([4])], [g([2, 3]), g([4])]];
+  const ok = [g([2, 3]), g([4]), g([2, 3]), g([4])];
   const [wrong, scalar, pair] = [g([3, 2]), g([1]), g([2])];
-  rejects(() => integ.combine([ok.slice(0, 1)]), 'group 0: expected K = 2 per-loss gradient lists, got 1');
-  rejects(() => integ.combine([[ok[0]!, [ok[1]![0]!]]]), 'group 0, loss 1: 1 gradients for 2 parameters');
-  rejects(() => integ.combine([[ok[0]!, [wrong, ok[1]![1]!]]]), 'group 0, loss 1, parameter 0: gradient [3, 2] does not match parameter [2, 3]');
-  rejects(() => integ.combine([ok, ok]), 'expected gradients for 1 group(s), got 2');
+  const grads = (first: Tensor): PerLossGradients =>
+    new Map([
+      [p[0]!, { a: first, b: ok[2]! }],
+      [p[1]!, { a: ok[1]!, b: ok[3]! }],
+    ]);
+  rejects(
+    () => integ.combine(new Map([[p[0]!, { a: ok[0]! }]])),
+    'group 0, parameter 1 [4]: no gradients given for it',
+  );
+  rejects(
+    () => integ.combine(grads(wrong)),
+    "group 0, parameter 0, loss 'a': gradient [3, 2] does not match parameter [2, 3]",
+  );
+  rejects(() => integ.combine([[ok]] as unknown as PerLossGradients), 'keyed by parameter');
   const opt = new SGD([p[0]!], { lr: 0.1 });
-  rejects(() => integ.step(opt, [ok]), 'is not in the optimizer');
-  const gn = new GradientIntegrator([p], { method: 'gradnorm' });
-  rejects(() => gn.combine([ok]), "'gradnorm' needs the loss values");
-  rejects(() => gn.combine([ok], [[scalar, pair]]), 'group 0, loss 1: expected a float32 scalar tensor');
+  rejects(() => integ.step(opt, grads(ok[0]!)), 'is not in the optimizer');
+  const gn = new GradientIntegrator([group(p)], { method: 'gradnorm' });
+  rejects(() => gn.combine(grads(ok[0]!)), "'gradnorm' needs the loss values");
+  rejects(() => gn.combine(grads(ok[0]!), { a: scalar, b: pair }), "loss 'b': expected a float32 scalar tensor");
   for (const x of [integ, gn, opt]) x.dispose();
-  for (const t of [...p, q, ...ok.flat(), wrong, scalar, pair]) t.dispose();
+  for (const t of [...p, q, ...ok, wrong, scalar, pair]) t.dispose();
 });
 
 test('no leaked tensors', () => {

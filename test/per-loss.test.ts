@@ -5,10 +5,25 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, randTensor, rejects } from './helpers.ts';
-import { grad, liveTensors, mulScalar, perLossGrads, perLossStats, sum, tensor, tidy, type Tensor } from '../engine/index.ts';
+import {
+  grad,
+  liveTensors,
+  mulScalar,
+  perLossGrads,
+  perLossStats,
+  sum,
+  tensor,
+  tidy,
+  type PerLossGradients,
+  type Tensor,
+} from '../engine/index.ts';
 import { LateFusion } from './late-fusion.ts';
 
 const test = suite('per-loss gradients');
+
+const disposeAll = (g: PerLossGradients) => {
+  for (const byLoss of g.values()) for (const t of Object.values(byLoss)) t.dispose();
+};
 
 /** Two items; size 2 keeps every conv map within the stacked (tiny-map) backward. */
 function batch(seed: number, size = 8): [Tensor, Tensor, Tensor] {
@@ -30,7 +45,9 @@ for (const stacked of [true, false]) {
     for (const [n, l] of Object.entries(losses)) ref[n] = grad(l, params, { retainGraph: true, allowUnused: true });
     const got = perLossGrads(losses, params, { stacked });
     const names = m.namedParameters().map(([n]) => n);
-    for (const [loss, gs] of Object.entries(got)) {
+    assert.equal([...got.keys()], params, 'keyed by parameter, every parameter listed');
+    for (const loss of Object.keys(losses)) {
+      const gs = params.map((p) => got.get(p)![loss] ?? null);
       for (let i = 0; i < params.length; i++) {
         const reaches = names[i]!.startsWith('head.') ? loss === 'mm'
           : names[i]!.startsWith('head_audio.') ? loss === 'audio'
@@ -48,7 +65,7 @@ for (const stacked of [true, false]) {
     // conv2d has a stacked rule (used on tiny maps like these 2×2 ones): the encoders' convs ran as one call for both slots.
     assert.ok(stacked ? perLossStats.stackedCalls >= 4 : perLossStats.stackedCalls === 0, `stacked calls ${perLossStats.stackedCalls}`);
     assert.ok(perLossStats.perSlotCalls > 0, 'ops without a stacked rule ran once per slot');
-    for (const gs of Object.values(got)) for (const g of gs) g?.dispose();
+    disposeAll(got);
     for (const gs of Object.values(ref)) for (const g of gs) g.dispose();
     for (const t of [a, v, y, ...Object.values(losses)]) t.dispose();
     m.dispose();
@@ -63,13 +80,13 @@ test('a loss used twice and a loss that is a sum of others', async () => {
   const losses = tidy(() => m.losses(a, v, y));
   const total = tidy(() => sum(mulScalar(losses.audio, 2)));
   const got = perLossGrads({ audio: losses.audio, twice: total }, params, { retainGraph: true });
-  for (let i = 0; i < params.length; i++) {
-    const g1 = got.audio![i];
-    const g2 = got.twice![i];
-    assert.is(g1 === null, g2 === null);
+  for (const [i, p] of params.entries()) {
+    const g1 = got.get(p)!.audio;
+    const g2 = got.get(p)!.twice;
+    assert.is(g1 === undefined, g2 === undefined);
     if (g1) assertClose(await g2!.toArray(), Array.from(await g1.toArray(), (x) => 2 * x), 1e-6, 1e-7, `param ${i}`);
   }
-  for (const gs of Object.values(got)) for (const g of gs) g?.dispose();
+  disposeAll(got);
   for (const t of [a, v, y, total, ...Object.values(losses)]) t.dispose();
   m.dispose();
 });
@@ -86,8 +103,7 @@ test('bad input: non-scalar loss, losses of two forwards, repeated or non-leaf p
   rejects(() => perLossGrads({ mm: l1.mm, audio: l2.audio }, params), "losses 'audio' come from a different forward graph than 'mm'");
   rejects(() => perLossGrads({ mm: l1.mm }, [params[0]!, params[0]!]), 'is listed twice');
   rejects(() => perLossGrads({ mm: l1.mm }, [vec]), 'is not a leaf tensor with requiresGrad');
-  const gs = perLossGrads({ mm: l1.mm }, params);
-  for (const g of gs.mm!) g?.dispose();
+  disposeAll(perLossGrads({ mm: l1.mm }, params));
   rejects(() => perLossGrads({ mm: l1.mm }, params), 'already freed');
   for (const t of [a, v, y, vec, ...Object.values(l1), ...Object.values(l2)]) t.dispose();
   m.dispose();

@@ -15,7 +15,7 @@
 // and the DFT another, C; the host folds them in float64 into one (W × 2F) matrix (C·A)ᵀ, so a
 // frame's spectrum is one matmul row. Then Re² + Im², a matmul with the filterbank, and
 // log(relu(E − ε) + ε) for the floor (within one rounding of max(E, ε)). Differentiable.
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { tensor } from '../creation.ts';
 import { tidy, type Tensor } from '../tensor.ts';
 import { addScalar, frameSignal, log, matmul, relu, reshape, sqrt, square, sum } from '../ops/index.ts';

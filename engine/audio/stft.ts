@@ -8,7 +8,7 @@
 // Differentiable through every op. As with sqrt, the gradient of the magnitude at a bin of exactly
 // zero magnitude is not finite (PyTorch's abs backward uses 0 there); `power: 2` gives |X|², whose
 // gradient is defined everywhere.
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { tensor } from '../creation.ts';
 import { tidy, type Tensor } from '../tensor.ts';
 import { addScalar, frameSignal, log, matmul, reshape, sqrt, square, sum, type PadMode } from '../ops/index.ts';

@@ -12,13 +12,14 @@
 //   per step: forward; backward; guard.checkLosses(losses); guard.checkTensors(grads, indices);
 //             opt.step(guard); guard.end();
 //   every N steps: const r = await guard.read(); if (r.halted) … r.first.step, r.first.reasons
-import { EngineError, NONFINITE_COUNTERS, type Device } from '../device.ts';
+import { NONFINITE_COUNTERS, type Device } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { empty, type Tensor } from '../tensor.ts';
 import { fill } from '../ops/elementwise.ts';
-import { grid1d, launch } from '../ops/kernel.ts';
-import type { FusedOptimizer } from '../optim.ts';
+import type { Optimizer } from '../optim.ts';
 import {
-  GUARD, GUARD_END, GUARD_FOLD, GUARD_LOSSES_PER_DISPATCH, GUARD_REASON, GUARD_ROLLBACK, GUARD_TENSOR, NOT_APPLIED, guardLossesShader,
+  GUARD, GUARD_LOSSES_PER_DISPATCH, GUARD_REASON, NOT_APPLIED,
+  guardEndKernel, guardFoldKernel, guardLossesKernel, guardRollbackKernel, guardTensorKernel,
 } from '../../shaders/guard.ts';
 
 export type NonFiniteReason = keyof typeof GUARD_REASON;
@@ -61,10 +62,10 @@ export class NonFiniteGuard {
   step = 0;
   private readonly status: Tensor;
   private readonly protected = new Map<Tensor, Tensor>(); // tensor → backup
-  private readonly optimizers = new Set<FusedOptimizer>();
+  private readonly optimizers = new Set<Optimizer>();
   /** Host side of the ring: per step, how each optimizer's step counts advanced (to rewind dropped steps). */
-  private readonly counts = new Map<number, Map<FusedOptimizer, number[]>>();
-  private lastCounts = new Map<FusedOptimizer, number[]>();
+  private readonly counts = new Map<number, Map<Optimizer, number[]>>();
+  private lastCounts = new Map<Optimizer, number[]>();
   private readUpTo = 0; // steps < readUpTo were reported by read()
   private disposed = false;
 
@@ -107,7 +108,7 @@ export class NonFiniteGuard {
   }
 
   /** Rewinds `opt`'s host step counts (AdamW) for the steps this guard drops. */
-  trackOptimizer(opt: FusedOptimizer): void {
+  trackOptimizer(opt: Optimizer): void {
     if (opt.stepCounts && !this.optimizers.has(opt)) {
       this.optimizers.add(opt);
       this.lastCounts.set(opt, [...opt.stepCounts]);
@@ -121,10 +122,12 @@ export class NonFiniteGuard {
     for (let base = 0; base === 0 || base < losses.length; base += GUARD_LOSSES_PER_DISPATCH) {
       const part = losses.slice(base, base + GUARD_LOSSES_PER_DISPATCH);
       for (const l of part) if (l.size !== 1 || l.dtype !== 'float32') throw new EngineError(`NonFiniteGuard.checkLosses: expected float32 scalars, got ${l}`);
-      launch(this.device, {
-        op: 'guardLosses', code: guardLossesShader(part.length),
-        buffers: [this.status.rawBuffer, this.device.nonFiniteCounters, ...part.map((l) => l.buffer('NonFiniteGuard.checkLosses'))],
-        u32: [base, NONFINITE_COUNTERS.batchNorm], groups: [1],
+      this.device.dispatch({
+        kernel: guardLossesKernel, variant: { n: part.length }, params: { base, counter: NONFINITE_COUNTERS.batchNorm },
+        bindings: {
+          status: this.status.rawBuffer, counters: this.device.nonFiniteCounters,
+          loss: part.map((l) => l.buffer('NonFiniteGuard.checkLosses')),
+        },
       });
     }
   }
@@ -136,9 +139,9 @@ export class NonFiniteGuard {
       if (!t || t.size === 0) return;
       if (t.dtype !== 'float32') throw new EngineError(`NonFiniteGuard.checkTensors: ${t} is not float32`);
       const n4 = Math.ceil(t.size / 4);
-      launch(this.device, {
-        op: 'guardTensor', code: GUARD_TENSOR, buffers: [this.status.rawBuffer, t.buffer('NonFiniteGuard.checkTensors')],
-        u32: [t.size, n4, indices?.[k] ?? k], groups: grid1d(n4),
+      this.device.dispatch({
+        kernel: guardTensorKernel, params: { n: t.size, n4, index: indices?.[k] ?? k },
+        bindings: { status: this.status.rawBuffer, xs: t.buffer('NonFiniteGuard.checkTensors') },
       });
     });
   }
@@ -149,7 +152,10 @@ export class NonFiniteGuard {
    */
   foldGroups(state: Tensor, groups: number, stride: number, valid: number): void {
     this.live('foldGroups');
-    launch(this.device, { op: 'guardFold', code: GUARD_FOLD, buffers: [this.status.rawBuffer, state.buffer('NonFiniteGuard.foldGroups')], u32: [groups, stride, valid], groups: [1] });
+    this.device.dispatch({
+      kernel: guardFoldKernel, params: { groups, stride, valid },
+      bindings: { status: this.status.rawBuffer, state: state.buffer('NonFiniteGuard.foldGroups') },
+    });
   }
 
   /** Closes the step: restores or backs up the protected tensors, records the verdict, halts in 'stop' mode. */
@@ -157,11 +163,14 @@ export class NonFiniteGuard {
     this.live('end');
     for (const [t, b] of this.protected) {
       const n4 = Math.ceil(t.size / 4);
-      launch(this.device, { op: 'guardRollback', code: GUARD_ROLLBACK, buffers: [this.status.rawBuffer, t.buffer('NonFiniteGuard.end'), b.rawBuffer], u32: [n4], groups: grid1d(n4) });
+      this.device.dispatch({
+        kernel: guardRollbackKernel, params: { n4 },
+        bindings: { status: this.status.rawBuffer, xs: t.buffer('NonFiniteGuard.end'), backup: b.rawBuffer },
+      });
     }
     this.runEnd(false);
     if (this.optimizers.size) {
-      const deltas = new Map<FusedOptimizer, number[]>();
+      const deltas = new Map<Optimizer, number[]>();
       for (const opt of this.optimizers) {
         const now = opt.stepCounts!;
         const before = this.lastCounts.get(opt)!;
@@ -237,9 +246,13 @@ export class NonFiniteGuard {
   }
 
   private runEnd(reset: boolean): void {
-    launch(this.device, {
-      op: 'guardEnd', code: GUARD_END, buffers: [this.status.rawBuffer, this.device.nonFiniteCounters],
-      u32: [this.step, this.mode === 'stop' ? 1 : 0, this.ringSteps, reset ? 1 : 0, NONFINITE_COUNTERS.batchNorm], groups: [1],
+    this.device.dispatch({
+      kernel: guardEndKernel,
+      params: {
+        step: this.step, stop: this.mode === 'stop' ? 1 : 0, ring: this.ringSteps, reset: reset ? 1 : 0,
+        counter: NONFINITE_COUNTERS.batchNorm,
+      },
+      bindings: { status: this.status.rawBuffer, counters: this.device.nonFiniteCounters },
     });
   }
 

@@ -33,26 +33,35 @@
 // and the step is counted in the telemetry buffer; IntegratorTelemetry.read() reports it. With a
 // NonFiniteGuard (step(…, guard)), a bad group or a bad step elsewhere (a loss, another gradient)
 // drops every group's update, and the integrator state is restored by the guard.
-import { EngineError, type Device } from '../device.ts';
+import type { PerLossGradients } from '../backward.ts';
+import type { Device } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { Tensor } from '../tensor.ts';
 import { tensor, writeTensor } from '../creation.ts';
 import { fill } from '../ops/elementwise.ts';
-import { checkSameDevice, fmt, grid1d, launch, output } from '../ops/kernel.ts';
-import type { FusedOptimizer } from '../optim.ts';
+import { checkSameDevice, fmt, output } from '../ops/common.ts';
+import type { CombinedGradient, Optimizer } from '../optim.ts';
 import {
-  combineShader, fusedUpdateShader, gramPairs, gramShader, GRAM_CHUNK4, MAX_LOSSES, STATE, STATE_STRIDE, TELEMETRY_HEADER, TELEMETRY_RECORD,
+  combineKernel,
+  gramKernel,
+  gramPairs,
+  GRAM_CHUNK4,
+  MAX_LOSSES,
+  STATE,
+  STATE_STRIDE,
+  TELEMETRY_HEADER,
+  TELEMETRY_RECORD,
 } from '../../shaders/integrate.ts';
-import { solveShader, type IntegratorMethod } from '../../shaders/integrate-solve.ts';
-import { IntegratorTelemetry } from './telemetry.ts';
+import { solveKernel, type IntegratorMethod } from '../../shaders/integrate-solve.ts';
+import type { ParamValues } from '../../shaders/kernel.ts';
 import type { NonFiniteGuard } from './guard.ts';
+import { IntegratorTelemetry } from './telemetry.ts';
 
 export type { IntegratorMethod };
 export const INTEGRATOR_METHODS: readonly IntegratorMethod[] = ['uniform', 'one-joint-loss', 'mgda', 'mmpareto', 'mmpareto-official', 'pcgrad', 'gradnorm', 'metabalance'];
 
 export interface IntegratorOptions {
   method: IntegratorMethod;
-  /** K, the losses per group (1 … 8; exactly 2 for the mmpareto methods). Default 2. */
-  losses?: number;
   /** MMPareto's magnitude factor γ (default 1.5). */
   gamma?: number;
   /** mgda, K > 2: most Frank–Wolfe iterations (default 250). */
@@ -69,11 +78,19 @@ export interface IntegratorOptions {
   telemetrySteps?: number;
 }
 
-/**
- * Per group: K lists (one per loss) of gradients aligned with the group's parameters: grads[k][t].
- * null = that loss does not reach the parameter (a zero gradient), as perLossGrads reports it.
- */
-export type GroupGradients = readonly (readonly (Tensor | null)[])[];
+/** One parameter group (a modality encoder) and the losses its gradient is integrated from. */
+export interface IntegratorGroup {
+  params: readonly Tensor[];
+  /**
+   * Its K losses by name, in order: losses[0] gives g_0 (the multimodal loss), losses[1] g_1 (the
+   * group's unimodal loss), … (1 … 8 losses, the same K for every group; exactly 2 for the
+   * mmpareto methods).
+   */
+  losses: readonly string[];
+}
+
+/** Scalar loss tensors by name ('gradnorm' weighs the gradients by them). */
+export type LossValues = Readonly<Record<string, Tensor>>;
 
 interface TensorSlot {
   param: Tensor;
@@ -88,17 +105,19 @@ const METHOD_SET = new Set<string>(INTEGRATOR_METHODS);
 
 /**
  * Usage (two encoders, K = 2: loss 0 = L_m, loss 1 = the encoder's unimodal loss):
- *   const integ = new GradientIntegrator([audioParams, visualParams], { method: 'mmpareto', telemetrySteps: 100 });
+ *   const integ = new GradientIntegrator(
+ *     [{ params: audioParams, losses: ['mm', 'audio'] }, { params: visualParams, losses: ['mm', 'visual'] }],
+ *     { method: 'mmpareto', telemetrySteps: 100 });
  *   const opt = new SGD([...audioParams, ...visualParams, ...headParams], { lr: 1e-3, momentum: 0.9 });
- *   // per step: g = perLossGrads({ mm, audio, visual }, params) (or grad() per loss), then
- *   integ.step(opt, [[gAudio_mm, gAudio_u], [gVisual_mm, gVisual_u]]); // fused combine + SGD, no readback
- *   // heads: p.grad = their (summed) gradients; opt.step() skips parameters without .grad
+ *   // per step: the per-loss gradients keyed by parameter, then the fused combine + SGD, no readback
+ *   const grads = perLossGrads({ mm, audio, visual }, opt.params);
+ *   integ.step(opt, grads); // the heads: opt.update(p, their summed gradient)
  *   const { records } = await integ.telemetry.read(); // every N steps: one buffer map
  */
 export class GradientIntegrator {
   readonly method: IntegratorMethod;
   readonly k: number;
-  readonly groups: readonly (readonly Tensor[])[];
+  readonly groups: readonly IntegratorGroup[];
   readonly telemetry: IntegratorTelemetry;
   private readonly device: Device;
   private readonly slots: TensorSlot[][] = [];
@@ -106,22 +125,45 @@ export class GradientIntegrator {
   private readonly state: Tensor;
   private readonly tables: Tensor;
   private readonly telemetryBuffer: Tensor;
-  private readonly solveU32: number[];
-  private readonly solveF32: number[];
+  private readonly solveParams: ParamValues<(typeof solveKernel)['decl']['params']>;
   private readonly lossBase: number;
-  private readonly optimizerIndex = new WeakMap<FusedOptimizer, Map<Tensor, number>>();
   private disposed = false;
-  /** Zeros as large as the largest parameter, bound for null gradients (created on first need). */
+  /** Zeros as large as the largest parameter, bound where a loss does not reach a parameter (made on first need). */
   private zeros: Tensor | null = null;
 
-  constructor(groups: readonly (readonly Tensor[])[], opts: IntegratorOptions) {
+  constructor(groups: readonly IntegratorGroup[], opts: IntegratorOptions) {
     const op = 'GradientIntegrator';
     const method = opts?.method;
-    if (!METHOD_SET.has(method)) throw new EngineError(`${op}: unknown method '${String(method)}' (expected one of ${INTEGRATOR_METHODS.join(', ')})`);
-    const k = opts.losses ?? 2;
-    if (!Number.isInteger(k) || k < 1 || k > MAX_LOSSES) throw new EngineError(`${op}: losses (K) must be an integer in [1, ${MAX_LOSSES}], got ${k}`);
-    if (method.startsWith('mmpareto') && k !== 2) throw new EngineError(`${op}: method '${method}' integrates exactly 2 losses (g_m, g_u), got K = ${k}`);
-    const { gamma = 1.5, fwIters = 250, seed = 0, gradnormAlpha = 1.5, gradnormLr = 0.025, relax = 0.7, beta = 0.9, telemetrySteps = 0 } = opts;
+    if (!METHOD_SET.has(method))
+      throw new EngineError(
+        `${op}: unknown method '${String(method)}' (expected one of ${INTEGRATOR_METHODS.join(', ')})`,
+      );
+    if (!Array.isArray(groups) || groups.length === 0) throw new EngineError(`${op}: no parameter groups given`);
+    const k = groups[0]!.losses?.length ?? 0;
+    if (!Number.isInteger(k) || k < 1 || k > MAX_LOSSES)
+      throw new EngineError(`${op}: losses (K) must be an integer in [1, ${MAX_LOSSES}], got ${k}`);
+    groups.forEach((g, i) => {
+      const names = g.losses;
+      if (!Array.isArray(names) || names.length !== k)
+        throw new EngineError(
+          `${op}: group ${i} has ${names?.length ?? 'no'} losses, group 0 has ${k} ` +
+            '(K must be the same for every group)',
+        );
+      if (new Set(names).size !== k)
+        throw new EngineError(`${op}: group ${i} names a loss twice (${names.join(', ')})`);
+    });
+    if (method.startsWith('mmpareto') && k !== 2)
+      throw new EngineError(`${op}: method '${method}' integrates exactly 2 losses (g_m, g_u), got K = ${k}`);
+    const {
+      gamma = 1.5,
+      fwIters = 250,
+      seed = 0,
+      gradnormAlpha = 1.5,
+      gradnormLr = 0.025,
+      relax = 0.7,
+      beta = 0.9,
+      telemetrySteps = 0,
+    } = opts;
     const bad = (name: string, v: number, ok: boolean, want: string): void => {
       if (!ok) throw new EngineError(`${op}: ${name} must be ${want}, got ${v}`);
     };
@@ -133,16 +175,18 @@ export class GradientIntegrator {
     bad('relax', relax, relax >= 0 && relax <= 1, 'in [0, 1]');
     bad('beta', beta, beta >= 0 && beta < 1, 'in [0, 1)');
     bad('telemetrySteps', telemetrySteps, Number.isInteger(telemetrySteps) && telemetrySteps >= 0, 'an integer >= 0');
-    if (!Array.isArray(groups) || groups.length === 0) throw new EngineError(`${op}: no parameter groups given`);
     const owner = new Map<Tensor, number>();
-    groups.forEach((group, g) => {
+    groups.forEach(({ params: group }, g) => {
       if (!Array.isArray(group) || group.length === 0) throw new EngineError(`${op}: parameter group ${g} is empty`);
       group.forEach((p, t) => {
         if (!(p instanceof Tensor)) throw new EngineError(`${op}: group ${g}, parameter ${t} is not a Tensor`);
         p.buffer(op);
         if (p.dtype !== 'float32') throw new EngineError(`${op}: group ${g}, parameter ${t} ${p} is not float32`);
         const prev = owner.get(p);
-        if (prev !== undefined) throw new EngineError(`${op}: parameter ${p} ${fmt(p.shape)} is in group ${prev} and group ${g}${prev === g ? ' (twice)' : ''}`);
+        if (prev !== undefined)
+          throw new EngineError(
+            `${op}: parameter ${p} ${fmt(p.shape)} is in group ${prev} and group ${g}${prev === g ? ' (twice)' : ''}`,
+          );
         owner.set(p, g);
       });
     });
@@ -150,19 +194,21 @@ export class GradientIntegrator {
 
     this.method = method;
     this.k = k;
-    this.groups = groups.map((g) => [...g]);
+    this.groups = groups.map((g) => ({ params: [...g.params], losses: [...g.losses] }));
     this.device = device;
     const P = gramPairs(k).length;
     let rows = 0;
     let index = 0;
     for (let g = 0; g < groups.length; g++) {
-      this.slots.push(this.groups[g]!.map((param) => {
-        const n = param.size;
-        const r = Math.ceil(Math.ceil(n / 4) / GRAM_CHUNK4);
-        const s = { param, group: g, index: index++, n, rowBase: rows, rows: r };
-        rows += r;
-        return s;
-      }));
+      this.slots.push(
+        this.groups[g]!.params.map((param) => {
+          const n = param.size;
+          const r = Math.ceil(Math.ceil(n / 4) / GRAM_CHUNK4);
+          const s = { param, group: g, index: index++, n, rowBase: rows, rows: r };
+          rows += r;
+          return s;
+        }),
+      );
     }
     const G = groups.length;
     const T = index;
@@ -183,59 +229,67 @@ export class GradientIntegrator {
     this.tables = tensor(tables, [tables.length], { device });
     this.telemetryBuffer = fill([G * TELEMETRY_HEADER + telemetrySteps * G * TELEMETRY_RECORD], 0, device, 'int32');
     this.telemetry = new IntegratorTelemetry(this.telemetryBuffer, G, k, telemetrySteps);
-    this.solveU32 = [G, k, P, telemetrySteps, gramBase, this.lossBase, G * STATE_STRIDE, fwIters, seed];
-    this.solveF32 = [gamma, gradnormAlpha, gradnormLr, relax, beta];
+    this.solveParams = {
+      groups: G,
+      k,
+      np: P,
+      ring: telemetrySteps,
+      gramBase,
+      lossBase: this.lossBase,
+      coefBase: G * STATE_STRIDE,
+      fwIters,
+      seed,
+      gamma,
+      gnAlpha: gradnormAlpha,
+      gnLr: gradnormLr,
+      relax,
+      beta,
+    };
   }
 
   /**
-   * Integrates one step into fresh gradient tensors: result[g][t] = h for group g's parameter t.
-   * `losses[g][j]` (scalar tensors, loss j as seen by group g) is required by 'gradnorm' only.
+   * Integrates one step into fresh gradient tensors, keyed by parameter: h for every group
+   * parameter. `lossValues` (scalar tensors by loss name) is required by 'gradnorm' only.
    */
-  combine(grads: readonly GroupGradients[], losses?: readonly (readonly Tensor[])[]): Tensor[][] {
-    const op = 'GradientIntegrator.combine';
-    this.check(op, grads, losses);
-    this.reduceAndSolve(grads, losses);
-    return this.slots.map((list, g) =>
-      list.map((s, t) => {
-        const out = output(this.device, s.param.shape);
-        const n4 = Math.ceil(s.n / 4);
-        if (n4 > 0) {
-          launch(this.device, {
-            op: 'integrateCombine', code: combineShader(this.k),
-            buffers: [this.state.rawBuffer, out.rawBuffer, ...this.gradBuffers(grads, g, t)],
-            u32: [n4, this.coefBase(s), g * STATE_STRIDE + STATE.valid, 0], groups: grid1d(n4),
-          });
-        }
-        return out;
-      }),
-    );
+  combine(grads: PerLossGradients, lossValues?: LossValues): Map<Tensor, Tensor> {
+    this.check('GradientIntegrator.combine', grads, lossValues);
+    this.reduceAndSolve(grads, lossValues);
+    const out = new Map<Tensor, Tensor>();
+    for (const s of this.slots.flat()) {
+      const h = output(this.device, s.param.shape);
+      const { state, coefBase, valid, grads: g } = this.combined(s, grads);
+      const n4 = Math.ceil(s.n / 4);
+      if (n4 > 0)
+        this.device.dispatch({
+          kernel: combineKernel,
+          variant: { k: this.k },
+          params: { n4, coefBase, valid },
+          bindings: { state, dst: h.rawBuffer, g },
+        });
+      out.set(s.param, h);
+    }
+    return out;
   }
 
   /**
    * Integrates one step and applies `optimizer`'s update to every group parameter, one fused
    * kernel per tensor (the parameters' .grad is neither read nor written). Parameters outside the
-   * groups (heads) are left to optimizer.step() with their own .grad. With a guard, the update of
-   * every group is dropped when any group is not finite or the guard already dropped the step.
+   * groups (heads) are the caller's: optimizer.update(p, gradient) or optimizer.step(). With a
+   * guard, the update of every group is dropped when any group is not finite or the guard already
+   * dropped the step.
    */
-  step(optimizer: FusedOptimizer, grads: readonly GroupGradients[], losses?: readonly (readonly Tensor[])[], guard?: NonFiniteGuard): void {
+  step(optimizer: Optimizer, grads: PerLossGradients, lossValues?: LossValues, guard?: NonFiniteGuard): void {
     const op = 'GradientIntegrator.step';
-    this.check(op, grads, losses);
-    const index = this.indexIn(op, optimizer);
+    this.check(op, grads, lossValues);
+    for (const s of this.slots.flat()) {
+      if (optimizer.has(s.param)) continue;
+      const which = `group ${s.group} parameter ${s.param} ${fmt(s.param.shape)}`;
+      throw new EngineError(`${op}: ${which} is not in the optimizer's parameter list`);
+    }
     if (guard && !guard.isProtected(this.state)) guard.protect([this.state]);
-    this.reduceAndSolve(grads, losses);
+    this.reduceAndSolve(grads, lossValues);
     guard?.foldGroups(this.state, this.groups.length, STATE_STRIDE, STATE.valid);
-    this.slots.forEach((list, g) =>
-      list.forEach((s, t) => {
-        const f = optimizer.fusedUpdate(index.get(s.param)!);
-        const n4 = Math.ceil(s.n / 4);
-        if (n4 === 0) return;
-        launch(this.device, {
-          op: `integrate+${f.kind}`, code: fusedUpdateShader(f.kind, this.k),
-          buffers: [this.state.rawBuffer, s.param.rawBuffer, ...f.state, ...this.gradBuffers(grads, g, t)],
-          u32: [n4, this.coefBase(s), g * STATE_STRIDE + STATE.valid, ...f.u32], f32: f.f32, groups: grid1d(n4),
-        });
-      }),
-    );
+    for (const s of this.slots.flat()) optimizer.update(s.param, this.combined(s, grads));
   }
 
   /**
@@ -266,94 +320,102 @@ export class GradientIntegrator {
     this.zeros?.dispose();
   }
 
-  private gradBuffers(grads: readonly GroupGradients[], g: number, t: number): GPUBuffer[] {
-    return grads[g]!.map((list) => {
-      const gr = list[t];
-      if (gr) return gr.rawBuffer;
-      this.zeros ??= fill([Math.max(...this.groups.flat().map((p) => p.size))], 0, this.device);
-      return this.zeros.rawBuffer;
-    });
+  /** Slot s's K per-loss gradients (zeros where a loss does not reach it) and where its coefficients are. */
+  private combined(s: TensorSlot, grads: PerLossGradients): CombinedGradient {
+    const byLoss = grads.get(s.param);
+    return {
+      state: this.state.rawBuffer,
+      coefBase: this.groups.length * STATE_STRIDE + s.index * this.k,
+      valid: s.group * STATE_STRIDE + STATE.valid,
+      grads: this.groups[s.group]!.losses.map((name) => byLoss?.[name]?.rawBuffer ?? this.zerosBuffer()),
+    };
   }
 
-  private coefBase(s: TensorSlot): number {
-    return this.groups.length * STATE_STRIDE + s.index * this.k;
-  }
-
-  private indexIn(op: string, optimizer: FusedOptimizer): Map<Tensor, number> {
-    let index = this.optimizerIndex.get(optimizer);
-    if (!index) {
-      index = new Map(optimizer.params.map((p, i) => [p, i]));
-      this.optimizerIndex.set(optimizer, index);
-    }
-    for (const list of this.slots) {
-      for (const s of list) {
-        if (!index.has(s.param)) throw new EngineError(`${op}: group ${s.group} parameter ${s.param} ${fmt(s.param.shape)} is not in the optimizer's parameter list`);
-      }
-    }
-    return index;
+  private zerosBuffer(): GPUBuffer {
+    this.zeros ??= fill([Math.max(...this.groups.flatMap((g) => g.params.map((p) => p.size)))], 0, this.device);
+    return this.zeros.rawBuffer;
   }
 
   /** Validates every input before any dispatch. */
-  private check(op: string, grads: readonly GroupGradients[], losses: readonly (readonly Tensor[])[] | undefined): void {
+  private check(op: string, grads: PerLossGradients, lossValues: LossValues | undefined): void {
     if (this.disposed) throw new EngineError(`${op}: the integrator was disposed`);
-    const G = this.groups.length;
-    const K = this.k;
-    if (!Array.isArray(grads) || grads.length !== G) throw new EngineError(`${op}: expected gradients for ${G} group(s), got ${Array.isArray(grads) ? grads.length : typeof grads}`);
-    grads.forEach((perLoss, g) => {
-      const params = this.groups[g]!;
-      if (!Array.isArray(perLoss) || perLoss.length !== K) {
-        throw new EngineError(`${op}: group ${g}: expected K = ${K} per-loss gradient lists, got ${Array.isArray(perLoss) ? perLoss.length : typeof perLoss}`);
-      }
-      perLoss.forEach((list, j) => {
-        if (!Array.isArray(list) || list.length !== params.length) {
-          throw new EngineError(`${op}: group ${g}, loss ${j}: ${Array.isArray(list) ? list.length : 'no'} gradients for ${params.length} parameters`);
+    if (!(grads instanceof Map))
+      throw new EngineError(
+        `${op}: expected the per-loss gradients keyed by parameter (a Map, as perLossGrads returns), ` +
+          `got ${typeof grads}`,
+      );
+    for (const s of this.slots.flat()) {
+      const p = s.param;
+      const byLoss = grads.get(p);
+      const where = `group ${s.group}, parameter ${s.index - this.slots[s.group]![0]!.index}`;
+      if (!byLoss) throw new EngineError(`${op}: ${where} ${fmt(p.shape)}: no gradients given for it`);
+      for (const name of this.groups[s.group]!.losses) {
+        const gr = byLoss[name];
+        if (gr === undefined) continue; // that loss does not reach p: a zero gradient
+        const at = `${where}, loss '${name}'`;
+        if (!(gr instanceof Tensor)) throw new EngineError(`${op}: ${at}: gradient is not a Tensor`);
+        gr.buffer(op);
+        if (gr.dtype !== 'float32') throw new EngineError(`${op}: ${at}: gradient ${gr} is not float32`);
+        if (gr.device !== this.device) throw new EngineError(`${op}: ${at}: gradient lives on another device`);
+        if (gr.storage === p.storage)
+          throw new EngineError(`${op}: ${at}: the gradient shares its storage with the parameter`);
+        if (gr.shape.length !== p.shape.length || gr.shape.some((d, i) => d !== p.shape[i])) {
+          throw new EngineError(`${op}: ${at}: gradient ${fmt(gr.shape)} does not match parameter ${fmt(p.shape)}`);
         }
-        list.forEach((gr, t) => {
-          const p = params[t]!;
-          if (gr === null) return;
-          if (!(gr instanceof Tensor)) throw new EngineError(`${op}: group ${g}, loss ${j}, parameter ${t}: gradient is not a Tensor`);
-          gr.buffer(op);
-          if (gr.dtype !== 'float32') throw new EngineError(`${op}: group ${g}, loss ${j}, parameter ${t}: gradient ${gr} is not float32`);
-          if (gr.device !== this.device) throw new EngineError(`${op}: group ${g}, loss ${j}, parameter ${t}: gradient lives on another device`);
-          if (gr.storage === p.storage) throw new EngineError(`${op}: group ${g}, loss ${j}, parameter ${t}: the gradient shares its storage with the parameter`);
-          if (gr.shape.length !== p.shape.length || gr.shape.some((d, i) => d !== p.shape[i])) {
-            throw new EngineError(`${op}: group ${g}, loss ${j}, parameter ${t}: gradient ${fmt(gr.shape)} does not match parameter ${fmt(p.shape)}`);
-          }
-        });
-      });
-    });
+      }
+    }
     if (this.method !== 'gradnorm') return;
-    if (!Array.isArray(losses) || losses.length !== G) throw new EngineError(`${op}: method 'gradnorm' needs the loss values: losses[g][j] for ${G} group(s)`);
-    losses.forEach((list, g) => {
-      if (!Array.isArray(list) || list.length !== K) throw new EngineError(`${op}: group ${g}: expected K = ${K} loss values, got ${Array.isArray(list) ? list.length : typeof list}`);
-      list.forEach((l, j) => {
-        if (!(l instanceof Tensor) || l.size !== 1 || l.dtype !== 'float32') throw new EngineError(`${op}: group ${g}, loss ${j}: expected a float32 scalar tensor, got ${l instanceof Tensor ? `${l} ${fmt(l.shape)}` : typeof l}`);
-        l.buffer(op);
-        if (l.device !== this.device) throw new EngineError(`${op}: group ${g}, loss ${j}: loss lives on another device`);
-      });
-    });
+    const names = [...new Set(this.groups.flatMap((g) => g.losses))];
+    if (!lossValues || typeof lossValues !== 'object')
+      throw new EngineError(`${op}: method 'gradnorm' needs the loss values by name (${names.join(', ')})`);
+    for (const name of names) {
+      const l = lossValues[name];
+      if (!(l instanceof Tensor) || l.size !== 1 || l.dtype !== 'float32') {
+        throw new EngineError(
+          `${op}: loss '${name}': expected a float32 scalar tensor, ` +
+            `got ${l instanceof Tensor ? `${l} ${fmt(l.shape)}` : typeof l}`,
+        );
+      }
+      l.buffer(op);
+      if (l.device !== this.device) throw new EngineError(`${op}: loss '${name}' lives on another device`);
+    }
   }
 
   /** Gram partials for every tensor, then the solve kernel (one workgroup per group). */
-  private reduceAndSolve(grads: readonly GroupGradients[], losses: readonly (readonly Tensor[])[] | undefined): void {
+  private reduceAndSolve(grads: PerLossGradients, lossValues: LossValues | undefined): void {
     const dev = this.device;
     if (this.method === 'gradnorm') {
-      losses!.forEach((list, g) => list.forEach((l, j) => dev.batcher.copy(l.rawBuffer, 0, this.work.rawBuffer, (this.lossBase + g * this.k + j) * 4, 4)));
+      this.groups.forEach((group, g) =>
+        group.losses.forEach((name, j) =>
+          dev.batcher.copy(
+            lossValues![name]!.rawBuffer,
+            0,
+            this.work.rawBuffer,
+            (this.lossBase + g * this.k + j) * 4,
+            4,
+          ),
+        ),
+      );
     }
-    const code = gramShader(this.k);
-    this.slots.forEach((list, g) =>
-      list.forEach((s, t) => {
-        if (s.rows === 0) return;
-        launch(dev, {
-          op: 'integrateGram', code, buffers: [this.work.rawBuffer, ...this.gradBuffers(grads, g, t)],
-          u32: [s.n, Math.ceil(s.n / 4), s.rowBase, GRAM_CHUNK4], groups: [s.rows],
-        });
-      }),
-    );
-    launch(dev, {
-      op: 'integrateSolve', code: solveShader(this.method),
-      buffers: [this.work.rawBuffer, this.state.rawBuffer, this.telemetryBuffer.rawBuffer, this.tables.rawBuffer],
-      u32: this.solveU32, f32: this.solveF32, groups: [this.groups.length],
+    for (const s of this.slots.flat()) {
+      if (s.rows === 0) continue;
+      dev.dispatch({
+        kernel: gramKernel,
+        variant: { k: this.k },
+        params: { n: s.n, n4: Math.ceil(s.n / 4), rowBase: s.rowBase, chunk4: GRAM_CHUNK4 },
+        bindings: { work: this.work.rawBuffer, g: this.combined(s, grads).grads },
+      });
+    }
+    dev.dispatch({
+      kernel: solveKernel,
+      variant: { method: this.method },
+      params: this.solveParams,
+      bindings: {
+        work: this.work.rawBuffer,
+        state: this.state.rawBuffer,
+        telem: this.telemetryBuffer.rawBuffer,
+        tables: this.tables.rawBuffer,
+      },
     });
   }
 }

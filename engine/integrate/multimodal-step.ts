@@ -6,24 +6,24 @@
 //
 // 'uniform' is the paper's baseline L_m + Σ_k L_u^k: one backward of the sum, no per-loss
 // gradients. 'one-joint-loss' trains on L_m alone. Every other method takes per-loss gradients
-// (engine/per-loss.ts) and the integrator's fused combine + update per encoder tensor.
+// (engine/backward.ts) and the integrator's fused combine + update per encoder tensor.
 // With a NonFiniteGuard, every method checks the losses and every gradient before any update (the
 // encoders' through the integrator's Gram sums), and a bad step updates nothing (guard.ts).
-import { EngineError } from '../device.ts';
-import { add } from '../ops/index.ts';
-import { perLossGrads } from '../per-loss.ts';
-import { noGrad, topoOrder } from '../autograd.ts';
+import { perLossGrads } from '../backward.ts';
+import { EngineError } from '../errors.ts';
+import { noGrad, topoOrder } from '../graph.ts';
+import { add } from '../ops/elementwise.ts';
 import type { Tensor } from '../tensor.ts';
-import type { AdamW, SGD } from '../optim.ts';
-import { GradientIntegrator, type IntegratorMethod, type IntegratorOptions } from './integrator.ts';
+import type { Optimizer } from '../optim.ts';
 import type { NonFiniteGuard } from './guard.ts';
+import { GradientIntegrator, type IntegratorMethod, type IntegratorOptions } from './integrator.ts';
 
-export interface MultimodalStepOptions extends Omit<IntegratorOptions, 'losses' | 'method'> {
+export interface MultimodalStepOptions extends Omit<IntegratorOptions, 'method'> {
   method: IntegratorMethod;
   /** Encoder name → its parameters; the encoder's unimodal loss has the same name. */
   encoders: Readonly<Record<string, readonly Tensor[]>>;
   /** The optimizer over ALL trainable parameters (encoders and the rest). */
-  optimizer: SGD | AdamW;
+  optimizer: Optimizer;
   /** Name of the multimodal loss (default 'mm'). */
   mainLoss?: string;
   /**
@@ -58,9 +58,9 @@ export class MultimodalStep {
       }
     }
     const { method, encoders: _e, optimizer: _o, mainLoss: _m, guard, ...integ } = opts;
-    this.integrator = method === 'uniform' || method === 'one-joint-loss'
-      ? null
-      : new GradientIntegrator(this.names.map((n) => opts.encoders[n]!), { ...integ, method, losses: 2 });
+    const groups = this.names.map((n) => ({ params: opts.encoders[n]!, losses: [this.main, n] }));
+    const plain = method === 'uniform' || method === 'one-joint-loss';
+    this.integrator = plain ? null : new GradientIntegrator(groups, { ...integ, method });
     if (guard && guard.device !== opts.optimizer.params[0]?.device) throw new EngineError(`${op}: the guard lives on another device`);
     guard?.trackOptimizer(opts.optimizer);
   }
@@ -68,7 +68,10 @@ export class MultimodalStep {
   /** Gradients of `losses` ({ [mainLoss], ...one per encoder }) and one optimizer update; frees the graph. */
   step(losses: Readonly<Record<string, Tensor>>): void {
     const op = 'MultimodalStep.step';
-    for (const n of [this.main, ...this.names]) if (!losses[n]) throw new EngineError(`${op}: loss '${n}' is missing (expected ${[this.main, ...this.names].join(', ')})`);
+    const expected = [this.main, ...this.names];
+    for (const n of expected) {
+      if (!losses[n]) throw new EngineError(`${op}: loss '${n}' is missing (expected ${expected.join(', ')})`);
+    }
     this.opts.optimizer.params[0]?.device.assertUsable(op);
     for (const n of Object.keys(losses)) if (n !== this.main && !this.opts.encoders[n]) throw new EngineError(`${op}: unknown loss '${n}'`);
     const reached = new Set(topoOrder(Object.values(losses)));
@@ -77,52 +80,37 @@ export class MultimodalStep {
     }
     const opt = this.opts.optimizer;
     const guard = this.opts.guard;
-    guard?.checkLosses([this.main, ...this.names].map((n) => losses[n]!));
+    guard?.checkLosses(expected.map((n) => losses[n]!));
     if (!this.integrator) {
-      const total = this.method === 'one-joint-loss' ? losses[this.main]! : sumOf(this.names.map((n) => losses[n]!), losses[this.main]!);
+      const main = losses[this.main]!;
+      const total = this.method === 'one-joint-loss' ? main : sumOf([main, ...this.names.map((n) => losses[n]!)]);
       total.backward();
-      if (total !== losses[this.main]) total.dispose();
+      if (total !== main) total.dispose();
       guard?.checkTensors(opt.params.map((p) => p.grad));
       opt.step(guard);
       opt.zeroGrad();
       guard?.end();
       return;
     }
-    const params = opt.params;
-    // gradnorm weighs the gradients by the loss values (the loss tensors outlive the graph).
-    const lossValues = this.method === 'gradnorm' ? this.names.map((n) => [losses[this.main]!, losses[n]!]) : undefined;
-    const grads = perLossGrads(losses, params);
-    const index = new Map(params.map((p, i) => [p, i]));
-    const groupGrads = this.names.map((n) => {
-      const ps = this.opts.encoders[n]!;
-      const gm = ps.map((p) => grads[this.main]![index.get(p)!]!);
-      const gu = ps.map((p) => grads[n]![index.get(p)!]!);
-      return [gm, gu];
+    // Per-loss gradients keyed by parameter: the integrator reads the encoders' (g_m, g_u) from
+    // them as they are; every other parameter takes the plain sum of the gradients that reach it,
+    // checked by the guard before any update runs.
+    const grads = perLossGrads(losses, opt.params);
+    const others = noGrad(() =>
+      opt.params.map((p) => {
+        const gs = Object.values(grads.get(p)!);
+        return this.encoderParams.has(p) || gs.length === 0 ? null : sumOf(gs);
+      }),
+    );
+    guard?.checkTensors(others);
+    this.integrator.step(opt, grads, losses, guard); // gradnorm weighs by the loss values (they outlive the graph)
+    opt.params.forEach((p, i) => {
+      const g = others[i];
+      if (!g) return;
+      opt.update(p, g, guard);
+      if (!Object.values(grads.get(p)!).includes(g)) g.dispose();
     });
-    // Parameters outside the encoders: the plain sum of every loss's gradient.
-    noGrad(() => {
-      params.forEach((p, i) => {
-        if (this.encoderParams.has(p)) return;
-        let acc: Tensor | null = null;
-        for (const g of Object.values(grads)) {
-          const gi = g[i];
-          if (!gi) continue;
-          if (!acc) acc = gi;
-          else {
-            const s: Tensor = add(acc, gi);
-            acc.dispose();
-            gi.dispose();
-            acc = s;
-          }
-        }
-        if (acc) p.grad = acc;
-      });
-    });
-    guard?.checkTensors(params.map((p) => (this.encoderParams.has(p) ? null : p.grad)));
-    this.integrator.step(opt, groupGrads, lossValues, guard);
-    for (const gs of groupGrads) for (const list of gs) for (const g of list) g?.dispose();
-    opt.step(guard); // the other parameters (encoder parameters have no .grad and are skipped)
-    opt.zeroGrad();
+    for (const byLoss of grads.values()) for (const g of Object.values(byLoss)) g.dispose();
     guard?.end();
   }
 
@@ -140,11 +128,12 @@ export class MultimodalStep {
   }
 }
 
-function sumOf(unimodal: Tensor[], main: Tensor): Tensor {
-  let acc = main;
-  for (const l of unimodal) {
-    const s = add(acc, l);
-    if (acc !== main) acc.dispose();
+/** The sum of `terms` (at least one) in order: the first term itself when alone; partial sums freed. */
+function sumOf(terms: readonly Tensor[]): Tensor {
+  let acc = terms[0]!;
+  for (const t of terms.slice(1)) {
+    const s = add(acc, t);
+    if (acc !== terms[0]) acc.dispose();
     acc = s;
   }
   return acc;

@@ -4,7 +4,7 @@
 // buffer map. Layout (u32 words): per group [nonFiniteCount, firstBad+1, lastBad+1, stepsRun],
 // then record (step % steps)·G + group of TELEMETRY_RECORD words:
 // [step+1, flags, cos, alpha, |g_0|, |g_1|, |h|, scale, c_0 … c_7] (floats as their bits).
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import type { Tensor } from '../tensor.ts';
 import { TELEMETRY_HEADER, TELEMETRY_RECORD } from '../../shaders/integrate.ts';
 import { FLAG } from '../../shaders/integrate-solve.ts';

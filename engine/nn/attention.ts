@@ -1,7 +1,7 @@
 // torch.nn.MultiheadAttention (batch_first = true): in_proj_weight (3E, E) with the q, k, v
 // projections as row blocks, in_proj_bias (3E), out_proj (Linear E → E); heads split the
 // width. Self-attention (query = key = value) projects all three with one GEMM.
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { linear, permute, reshape, slice, scaledDotProductAttention } from '../ops/index.ts';
 import { fill } from '../ops/elementwise.ts';
 import { getDevice, type Tensor } from '../tensor.ts';

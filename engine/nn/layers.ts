@@ -1,6 +1,6 @@
 // The basic layers, each a thin module over one functional op, with PyTorch's parameter
 // names, shapes and default initialisation.
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { fill } from '../ops/elementwise.ts';
 import { relu, linear, reshape, conv2d, batchNorm2d, maxPool2d, adaptiveAvgPool2d, layerNorm, gelu, dropout, type Conv2dOptions, type Pool2dOptions } from '../ops/index.ts';
 import { getDevice, type Tensor } from '../tensor.ts';

@@ -2,7 +2,7 @@
 // gradients, e.g. batchnorm running statistics) and child modules, registered in order, so
 // that names and order match PyTorch's state_dict: a module's own parameters, then its own
 // buffers, then each child's entries under "child.".
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import type { Tensor } from '../tensor.ts';
 
 export abstract class Module {

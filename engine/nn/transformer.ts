@@ -1,6 +1,6 @@
 // Transformer pieces: a pre-LN encoder block and a patch embedding. Residual adds are plain
 // `add`s (compositions, not fused kernels).
-import { EngineError } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { add, permute, reshape } from '../ops/index.ts';
 import type { Tensor } from '../tensor.ts';
 import type { Generator } from '../random.ts';

@@ -6,13 +6,29 @@
 // Policy for a query row whose mask is −inf at every key: its output is 0 and so are its
 // gradients (PyTorch gives NaN). A finite mask (e.g. −1e9 everywhere) is an ordinary softmax.
 // The mask gets no gradient; a mask that requires grad is refused.
-import { isGradEnabled, record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { isGradEnabled, record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
-import { ATTN_MAX_WIDTH, ATTN_TM, attentionForwardShader, attentionWorkgroupSize } from '../../shaders/attention.ts';
-import { attentionBackwardKeyScratchShader, attentionBackwardKeyShader, attentionBackwardQueryShader } from '../../shaders/attention-backward.ts';
-import { broadcastShapes, broadcastStrides, checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
+import { ATTN_MAX_WIDTH, ATTN_TM, attentionForwardKernel, attentionWorkgroupSize } from '../../shaders/attention.ts';
+import {
+  attentionBackwardKeyKernel, attentionBackwardKeyScratchKernel, attentionBackwardQueryKernel,
+} from '../../shaders/attention-backward.ts';
+import {
+  broadcastShapes,
+  broadcastStrides,
+  checkFloat,
+  checkLive,
+  checkSameDevice,
+  fmt,
+  NINF_BITS,
+  output,
+} from './common.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    attention: { scale: number };
+  }
+}
 
 export interface AttentionOptions {
   /** Additive float32 mask, broadcastable (numpy rules, rank ≤ 4) to (B, H, Lq, Lk); −inf hides a key. */
@@ -23,24 +39,21 @@ export interface AttentionOptions {
 
 /** Above this many floats per scratch buffer (64 MiB; WebGPU's default binding limit is 128 MiB) the backward recomputes P and dS instead. */
 export const attentionTuning = { scratchMaxFloats: 1 << 24 };
-const NINF_BITS = 0xff800000;
 const PINF_BITS = 0x7f800000;
 
 interface Dims { b: number; h: number; lq: number; lk: number; d: number; dv: number }
 
-/** Params: u32 shapes, mask strides over (B, H, Lq, Lk) (0 where broadcast, all 0 without a mask), ±inf bits; f32 scale. */
-function params(s: Dims, mask: Tensor | null | undefined, scale: number): { u32: number[]; f32: number[] } {
-  const ms = mask ? broadcastStrides(mask.shape, [s.b, s.h, s.lq, s.lk]) : [0, 0, 0, 0];
-  return { u32: [s.lq, s.lk, s.d, s.dv, s.h, ...ms, NINF_BITS, PINF_BITS, ATTN_TM], f32: [scale] };
+/** Params: shapes, mask strides over (B, H, Lq, Lk) (0 where broadcast, all 0 without a mask), ±inf bits, scale. */
+function params(s: Dims, mask: Tensor | null | undefined, scale: number) {
+  const [mb, mh, mq, mk] = mask ? broadcastStrides(mask.shape, [s.b, s.h, s.lq, s.lk]) : [0, 0, 0, 0];
+  return {
+    lq: s.lq, lk: s.lk, d: s.d, dv: s.dv, heads: s.h, mb: mb!, mh: mh!, mq: mq!, mk: mk!,
+    ninf: NINF_BITS, pinf: PINF_BITS, tm: ATTN_TM, scale, batch: s.b,
+  };
 }
 
 function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   return { b: q.shape[0]!, h: q.shape[1]!, lq: q.shape[2]!, lk: k.shape[2]!, d: q.shape[3]!, dv: v.shape[3]! };
-}
-
-/** One workgroup per TM rows of one (batch, head): grid (row blocks, H, B). */
-function grid(rows: number, s: Dims): [number, number, number] {
-  return [Math.ceil(rows / ATTN_TM), s.h, s.b];
 }
 
 function checkInputs(op: string, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null | undefined, scale: number): void {
@@ -85,14 +98,22 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const dev = q.device;
   const out = output(dev, [s.b, s.h, s.lq, s.dv]);
   const lse = output(dev, [s.b, s.h, s.lq]);
-  const buffers = [q.rawBuffer, k.rawBuffer, v.rawBuffer, out.rawBuffer, lse.rawBuffer];
-  if (mask) buffers.push(mask.rawBuffer);
   const wg = attentionWorkgroupSize(s.dv);
-  const unroll = wg >= 16; // the unrolled kernel is ~2× faster at Dv = 64 but slower to compile
-  const code = attentionForwardShader(unroll && s.d % 4 === 0, unroll && s.dv % 4 === 0, !!mask, wg, unroll);
-  launch(dev, { op, code, buffers, ...params(s, mask, scale), groups: grid(s.lq, s) });
+  const unroll = wg >= 16; // the unrolled kernel is faster at Dv = 64 but slower to compile
+  const masked = mask ? { mask: mask.rawBuffer } : {};
+  dev.dispatch({
+    kernel: attentionForwardKernel,
+    variant: { vecD: unroll && s.d % 4 === 0, vecDv: unroll && s.dv % 4 === 0, masked: !!mask, wg, unroll },
+    params: params(s, mask, scale),
+    bindings: { q: q.rawBuffer, k: k.rawBuffer, v: v.rawBuffer, out: out.rawBuffer, lse: lse.rawBuffer, ...masked },
+  });
   // Backward needs the output itself (Δ = rowsum(dO ∘ O)), so it is saved beside lse.
-  const y = record('attention', [q, k, v], out, { scale }, mask ? [lse, out, mask] : [lse, out]);
+  const y = record(out, {
+    op: 'attention',
+    inputs: [q, k, v],
+    attrs: { scale },
+    saved: mask ? [lse, out, mask] : [lse, out],
+  });
   lse.dispose(); // the graph (if any) retains its storage
   return y;
 }
@@ -111,39 +132,68 @@ export const attentionRules = {
     const dq = output(dev, q!.shape);
     const dk = output(dev, k!.shape);
     const dv = output(dev, v!.shape);
-    const m = mask ? [mask.rawBuffer] : [];
+    const m = mask ? { mask: mask.rawBuffer } : {};
     // The query kernel leaves P and dS in scratch (rows padded to 8 keys) so the key kernel need not
-    // recompute S and dP: 5 matmul-sized passes instead of 7 (about 1.6× faster at the bench shape).
+    // recompute S and dP: 5 matmul-sized passes instead of 7.
     const lkp = Math.ceil(s.lk / ATTN_TM) * ATTN_TM;
     const useScratch = s.b * s.h * s.lq * lkp <= attentionTuning.scratchMaxFloats;
     const pscr = useScratch ? output(dev, [s.b * s.h, s.lq, lkp]) : null;
     const dsscr = useScratch ? output(dev, [s.b * s.h, s.lq, lkp]) : null;
     const delta = useScratch ? null : output(dev, [s.b, s.h, s.lq]); // Δ for attentionBackwardKey
-    launch(dev, {
-      op: 'attentionGradQuery',
-      code: attentionBackwardQueryShader(...backwardVariant(s.d, s), !!mask, attentionWorkgroupSize(s.d), attentionWorkgroupSize(s.d) >= 16, useScratch),
-      buffers: [q!.rawBuffer, k!.rawBuffer, v!.rawBuffer, o!.rawBuffer, go.rawBuffer, lse!.rawBuffer, dq.rawBuffer, ...(pscr && dsscr ? [...m, pscr.rawBuffer, dsscr.rawBuffer] : [delta!.rawBuffer, ...m])],
-      ...p,
-      groups: grid(s.lq, s),
+    const wgQuery = attentionWorkgroupSize(s.d);
+    const [vecD, vecDv] = backwardVariant(s.d, s);
+    dev.dispatch({
+      kernel: attentionBackwardQueryKernel,
+      params: p,
+      variant: { vecD, vecDv, masked: !!mask, wg: wgQuery, unroll: wgQuery >= 16, scratch: useScratch },
+      bindings: {
+        q: q!.rawBuffer,
+        k: k!.rawBuffer,
+        v: v!.rawBuffer,
+        o: o!.rawBuffer,
+        go: go.rawBuffer,
+        lse: lse!.rawBuffer,
+        dq: dq.rawBuffer,
+        ...m,
+        ...(pscr && dsscr ? { pscr: pscr.rawBuffer, dsscr: dsscr.rawBuffer } : { delta: delta!.rawBuffer }),
+      },
     });
+    const wgKey = attentionWorkgroupSize(Math.max(s.d, s.dv));
     if (pscr && dsscr) {
-      const vd = s.d % 4 === 0, vdv = s.dv % 4 === 0;
-      launch(dev, {
-        op: 'attentionGradKeyScratch',
-        code: attentionBackwardKeyScratchShader(vd, vdv, attentionWorkgroupSize(Math.max(s.d, s.dv))),
-        buffers: [q!.rawBuffer, go.rawBuffer, pscr.rawBuffer, dsscr.rawBuffer, dk.rawBuffer, dv.rawBuffer],
-        ...p,
-        groups: grid(s.lk, s),
+      dev.dispatch({
+        kernel: attentionBackwardKeyScratchKernel,
+        variant: { vecD: s.d % 4 === 0, vecDv: s.dv % 4 === 0, wg: wgKey },
+        params: p,
+        bindings: {
+          q: q!.rawBuffer,
+          go: go.rawBuffer,
+          pscr: pscr.rawBuffer,
+          dsscr: dsscr.rawBuffer,
+          dk: dk.rawBuffer,
+          dv: dv.rawBuffer,
+        },
       });
       pscr.dispose();
       dsscr.dispose();
-    } else launch(dev, {
-      op: 'attentionGradKey',
-      code: attentionBackwardKeyShader(...backwardVariant(Math.max(s.d, s.dv), s), !!mask, attentionWorkgroupSize(Math.max(s.d, s.dv)), attentionWorkgroupSize(Math.max(s.d, s.dv)) >= 16),
-      buffers: [q!.rawBuffer, k!.rawBuffer, v!.rawBuffer, go.rawBuffer, lse!.rawBuffer, delta!.rawBuffer, dk.rawBuffer, dv.rawBuffer, ...m],
-      ...p,
-      groups: grid(s.lk, s),
-    });
+    } else {
+      const [vd, vdv] = backwardVariant(Math.max(s.d, s.dv), s);
+      dev.dispatch({
+        kernel: attentionBackwardKeyKernel,
+        variant: { vecD: vd, vecDv: vdv, masked: !!mask, wg: wgKey, unroll: wgKey >= 16 },
+        params: p,
+        bindings: {
+          q: q!.rawBuffer,
+          k: k!.rawBuffer,
+          v: v!.rawBuffer,
+          go: go.rawBuffer,
+          lse: lse!.rawBuffer,
+          delta: delta!.rawBuffer,
+          dk: dk.rawBuffer,
+          dv: dv.rawBuffer,
+          ...m,
+        },
+      });
+    }
     delta?.dispose();
     return [dq, dk, dv];
   },

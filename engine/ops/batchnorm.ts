@@ -9,14 +9,25 @@
 // that would not be finite (NaN or Inf in the batch) is skipped for that channel and counted in
 // device.nonFiniteCounters (read by device.readNonFiniteCounts() and by NonFiniteGuard): running
 // statistics never become NaN, where PyTorch would write it.
-import { record } from '../autograd.ts';
-import { EngineError, type Device } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import type { Device } from '../device.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
 import {
-  BATCHNORM_ROW_MIN, batchNormApplyShader, batchNormBackwardReduceShader, batchNormEvalStatsShader, batchNormReduceLayout, batchNormStatsShader,
+  BATCHNORM_ROW_MIN,
+  batchNormApplyKernel,
+  batchNormBackwardReduceKernel,
+  batchNormEvalStatsKernel,
+  batchNormReduceLayout,
+  batchNormStatsKernel,
 } from '../../shaders/batchnorm.ts';
-import { checkFloat, checkLive, checkSameDevice, fmt, grid1d, launch, output } from './kernel.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, output } from './common.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    batchNorm2d: { training: boolean; eps: number; hasWeight: boolean; hasBias: boolean };
+  }
+}
 
 export interface BatchNormOptions {
   training: boolean;
@@ -38,42 +49,42 @@ function layoutOf(x: Tensor): Layout {
   return { n: n!, c: c!, s, vec, su: vec ? s / 4 : s };
 }
 
-/** Layout (see batchNormReduceLayout) and grid of the per-channel kernels. */
-function channelLaunch(l: Layout): { wg: number; groups: [number, number] } {
-  const wg = batchNormReduceLayout(l.n * l.s, l.n * l.su);
-  return { wg, groups: wg === 0 ? [Math.ceil(l.c / 64), 1] : channelGrid(l.c) };
-}
-
-/** One workgroup per channel (or row), past 65535 continuing on grid y. */
-function channelGrid(c: number): [number, number] {
-  if (c <= 65535) return [c, 1];
-  const y = Math.ceil(c / 65535);
-  return [Math.ceil(c / y), y];
-}
-
 /** Uniforms of the per-channel kernels (CHANNEL_PARAMS in the shader). */
-function channelParams(l: Layout, training: boolean, eps: number, momentum: number): { u32: number[]; f32: number[] } {
+function channelParams(l: Layout, training: boolean, eps: number, momentum: number) {
   const m = l.n * l.s;
-  return { u32: [l.n, l.c, l.su, l.c * l.su, m, training ? 1 : 0], f32: [eps, momentum, m > 1 ? m / (m - 1) : 0] };
+  return {
+    n: l.n,
+    c: l.c,
+    su: l.su,
+    csu: l.c * l.su,
+    count: m,
+    training: training ? 1 : 0,
+    eps,
+    momentum,
+    unbias: m > 1 ? m / (m - 1) : 0,
+  };
 }
 
 function apply(dev: Device, op: string, l: Layout, backward: boolean, x: Tensor, coef: Tensor, out: Tensor, gy?: Tensor): void {
   const units = (l.n * l.c * l.s) / (l.vec ? 4 : 1);
-  const buffers = [x.rawBuffer, coef.rawBuffer, out.rawBuffer, ...(gy ? [gy.rawBuffer] : [])];
-  const rows = l.su >= BATCHNORM_ROW_MIN;
-  const groups = rows ? channelGrid(l.n * l.c) : grid1d(units);
-  launch(dev, { op, code: batchNormApplyShader(l.vec, backward, rows), buffers, u32: [units, l.su, l.c], groups });
+  dev.dispatch({
+    kernel: batchNormApplyKernel,
+    op,
+    variant: { vec: l.vec, backward, rows: l.su >= BATCHNORM_ROW_MIN },
+    params: { units, su: l.su, c: l.c },
+    bindings: { xs: x.rawBuffer, cs: coef.rawBuffer, out: out.rawBuffer, ...(gy ? { gy: gy.rawBuffer } : {}) },
+  });
 }
 
 export function batchNorm2d(
   x: Tensor, weight: Tensor | null, bias: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, opts: BatchNormOptions,
 ): Tensor {
   const op = 'batchNorm2d';
-  const params = [weight, bias].filter((t): t is Tensor => t !== null);
+  const affineParams = [weight, bias].filter((t): t is Tensor => t !== null);
   const running = [runningMean, runningVar].filter((t): t is Tensor => t !== null);
-  checkLive(op, x, ...params, ...running);
-  checkFloat(op, x, ...params, ...running);
-  const dev = checkSameDevice(op, x, ...params, ...running);
+  checkLive(op, x, ...affineParams, ...running);
+  checkFloat(op, x, ...affineParams, ...running);
+  const dev = checkSameDevice(op, x, ...affineParams, ...running);
   if (x.rank !== 4 && x.rank !== 2) throw new EngineError(`${op}: expected 4-D (N, C, H, W) or 2-D (N, C) input, got ${fmt(x.shape)}`);
   if (x.size === 0) throw new EngineError(`${op}: input ${fmt(x.shape)} is empty`);
   const l = layoutOf(x);
@@ -93,19 +104,40 @@ export function batchNorm2d(
   const stats = output(dev, [l.c, 4]);
   const hasW = weight !== null;
   const hasB = bias !== null;
-  const affine = [...(weight ? [weight.rawBuffer] : []), ...(bias ? [bias.rawBuffer] : [])];
-  const p = channelParams(l, training, eps, momentum);
+  const affine = { ...(weight ? { weight: weight.rawBuffer } : {}), ...(bias ? { bias: bias.rawBuffer } : {}) };
+  const params = channelParams(l, training, eps, momentum);
   if (training) {
-    const { wg, groups } = channelLaunch(l);
-    const buffers = [x.rawBuffer, stats.rawBuffer, ...affine, ...running.map((t) => t.rawBuffer), ...(running.length ? [dev.nonFiniteCounters] : [])];
-    launch(dev, { op: `${op}Stats`, code: batchNormStatsShader(l.vec, wg, hasW, hasB, running.length > 0), buffers, ...p, groups });
+    const wg = batchNormReduceLayout(l.n * l.s, l.n * l.su);
+    const stored = runningMean && runningVar
+      ? { running_mean: runningMean.rawBuffer, running_var: runningVar.rawBuffer, nonfinite: dev.nonFiniteCounters }
+      : {};
+    dev.dispatch({
+      kernel: batchNormStatsKernel,
+      variant: { vec: l.vec, wg, hasWeight: hasW, hasBias: hasB, running: running.length > 0 },
+      params,
+      bindings: { xs: x.rawBuffer, stats: stats.rawBuffer, ...affine, ...stored },
+    });
   } else {
-    const buffers = [runningMean!.rawBuffer, runningVar!.rawBuffer, stats.rawBuffer, ...affine];
-    launch(dev, { op: `${op}EvalStats`, code: batchNormEvalStatsShader(hasW, hasB), buffers, ...p, groups: grid1d(l.c) });
+    dev.dispatch({
+      kernel: batchNormEvalStatsKernel,
+      variant: { hasWeight: hasW, hasBias: hasB },
+      params,
+      bindings: {
+        running_mean: runningMean!.rawBuffer,
+        running_var: runningVar!.rawBuffer,
+        stats: stats.rawBuffer,
+        ...affine,
+      },
+    });
   }
   const y = output(dev, x.shape);
   apply(dev, op, l, false, x, stats, y);
-  const out = record(op, [x, ...params], y, { training, eps, hasWeight: hasW, hasBias: hasB }, [stats]);
+  const out = record(y, {
+    op,
+    inputs: [x, ...affineParams],
+    attrs: { training, eps, hasWeight: hasW, hasBias: hasB },
+    saved: [stats],
+  });
   stats.dispose(); // the graph (if any) retains its storage
   return out;
 }
@@ -119,11 +151,19 @@ export const batchNormRules = {
     const dweight = output(dev, [l.c]);
     const dbias = output(dev, [l.c]);
     const coef = output(dev, [l.c, 4]);
-    const { wg, groups } = channelLaunch(l);
-    const buffers = [x.rawBuffer, gy.rawBuffer, stats!.rawBuffer, dweight.rawBuffer, dbias.rawBuffer, coef.rawBuffer, ...(weight ? [weight.rawBuffer] : [])];
-    launch(dev, {
-      op: 'batchNorm2dGradReduce', code: batchNormBackwardReduceShader(l.vec, wg, !!weight), buffers,
-      ...channelParams(l, attrs.training, attrs.eps, 0), groups,
+    dev.dispatch({
+      kernel: batchNormBackwardReduceKernel,
+      variant: { vec: l.vec, wg: batchNormReduceLayout(l.n * l.s, l.n * l.su), hasWeight: !!weight },
+      params: channelParams(l, attrs.training, attrs.eps, 0),
+      bindings: {
+        xs: x.rawBuffer,
+        gy: gy.rawBuffer,
+        stats: stats!.rawBuffer,
+        dweight: dweight.rawBuffer,
+        dbias: dbias.rawBuffer,
+        coef: coef.rawBuffer,
+        ...(weight ? { weight: weight.rawBuffer } : {}),
+      },
     });
     const dx = output(dev, x.shape);
     apply(dev, 'batchNorm2dGrad', l, true, x, coef, dx, gy);

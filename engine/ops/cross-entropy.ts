@@ -16,15 +16,23 @@
 // on the GPU are not read back to check (that would stall every call): the kernel writes a NaN
 // loss for such a row (and a NaN weight term, so 'mean' and 'sum' are NaN, and a NaN gradient
 // row), never a silently finite wrong value.
-import { record, isGradEnabled } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { isGradEnabled, record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
-import { CE_ROW_WG, crossEntropyBackwardShader, crossEntropyForwardShader, type CrossEntropyLayout } from '../../shaders/cross-entropy.ts';
-import { checkFloat, checkLive, checkSameDevice, fmt, launch, NAN_BITS, output } from './kernel.ts';
+import {
+  crossEntropyBackwardKernel,
+  crossEntropyForwardKernel,
+  type CrossEntropyLayout,
+} from '../../shaders/cross-entropy.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, NAN_BITS, NINF_BITS, output } from './common.ts';
 import { sum } from './reduce.ts';
 import { div, mulScalar } from './elementwise.ts';
-import { rowGroups } from './layernorm.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    crossEntropy: { labelSmoothing: number };
+  }
+}
 
 export interface CrossEntropyOptions {
   reduction?: 'mean' | 'sum' | 'none';
@@ -35,26 +43,26 @@ export interface CrossEntropyOptions {
 }
 
 /**
- * Kernel layout and grid (shaders/cross-entropy.ts): one invocation per row (CE_ROW_WG rows per
- * workgroup), unless the rows are few and very long (C ≥ WIDE_RATIO·N and C ≥ WIDE_MIN_C), where
- * that would leave most of a real GPU idle; then one workgroup per row.
+ * Kernel layout (shaders/cross-entropy.ts): one invocation per row (CE_ROW_WG rows per workgroup),
+ * unless the rows are few and very long (C ≥ WIDE_RATIO·N and C ≥ WIDE_MIN_C), where that would
+ * leave most of a real GPU idle; then one workgroup per row.
  */
 const WIDE_RATIO = 64;
 const WIDE_MIN_C = 4096;
 
-interface Plan {
-  layout: CrossEntropyLayout;
-  vec: boolean;
-  groups: [number, number];
-  u32: number[];
-  f32: number[];
-}
-
-function plan(n: number, c: number, eps: number): Plan {
+function plan(n: number, c: number, eps: number, weighted: boolean) {
   const layout: CrossEntropyLayout = c >= WIDE_RATIO * n && c >= WIDE_MIN_C ? 'wide' : 'rows';
   const vec = c % 4 === 0;
-  const groups = rowGroups(n, layout === 'rows' ? CE_ROW_WG : 1);
-  return { layout, vec, groups, u32: [n, c, vec ? c / 4 : c, NAN_BITS, 0xff800000 /* -inf */], f32: [1 - eps, eps / c] };
+  const params = {
+    n,
+    c,
+    cv: vec ? c / 4 : c,
+    nan: NAN_BITS,
+    ninf: NINF_BITS,
+    one_minus_eps: 1 - eps,
+    eps_over_c: eps / c,
+  };
+  return { variant: { layout, weighted, vec }, params };
 }
 
 export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): Tensor {
@@ -83,12 +91,15 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   const rows = output(dev, [n]);
   const tw = output(dev, [n]);
   const stats = output(dev, [n, 2]);
-  const buffers = [logits.rawBuffer, labels.rawBuffer, rows.rawBuffer, tw.rawBuffer, stats.rawBuffer];
-  if (w) buffers.push(w.rawBuffer);
-  const p = plan(n, c, eps);
-  launch(dev, { op, code: crossEntropyForwardShader(p.layout, !!w, p.vec), buffers, u32: p.u32, f32: p.f32, groups: p.groups });
+  dev.dispatch({
+    kernel: crossEntropyForwardKernel, ...plan(n, c, eps, !!w),
+    bindings: {
+      xs: logits.rawBuffer, labels: labels.rawBuffer, loss: rows.rawBuffer, tw: tw.rawBuffer, stats: stats.rawBuffer,
+      ...(w ? { weights: w.rawBuffer } : {}),
+    },
+  });
   const saved = [labels, stats, ...(w ? [w] : [])];
-  const loss = record(op, [logits], rows, { labelSmoothing: eps }, saved);
+  const loss = record(rows, { op, inputs: [logits], attrs: { labelSmoothing: eps }, saved });
   stats.dispose(); // the graph (if any) retains its storage
   if (reduction === 'none') {
     tw.dispose();
@@ -120,10 +131,13 @@ export const crossEntropyRules = {
   crossEntropy: ({ inputs: [x], saved: [labels, stats, w], attrs }, gy) => {
     const [n, c] = x!.shape as [number, number];
     const dx = output(x!.device, x!.shape);
-    const buffers = [x!.rawBuffer, labels!.rawBuffer, stats!.rawBuffer, gy.rawBuffer, dx.rawBuffer];
-    if (w) buffers.push(w.rawBuffer);
-    const p = plan(n, c, attrs.labelSmoothing);
-    launch(x!.device, { op: 'crossEntropyGrad', code: crossEntropyBackwardShader(p.layout, !!w, p.vec), buffers, u32: p.u32, f32: p.f32, groups: p.groups });
+    x!.device.dispatch({
+      kernel: crossEntropyBackwardKernel, ...plan(n, c, attrs.labelSmoothing, !!w),
+      bindings: {
+        xs: x!.rawBuffer, labels: labels!.rawBuffer, stats: stats!.rawBuffer, gy: gy.rawBuffer, dx: dx.rawBuffer,
+        ...(w ? { weights: w.rawBuffer } : {}),
+      },
+    });
     return [dx];
   },
 } satisfies { crossEntropy: Rule<'crossEntropy'> };

@@ -8,14 +8,19 @@
 // sharing x's storage (no kernel, no copy), recorded like a reshape so gradients flow; dispose it
 // like any other result (x stays alive until both are disposed). No random number is drawn then.
 // p = 1 gives zeros (and a zero gradient).
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
 import { defaultGenerator, type Generator } from '../random.ts';
-import { dropoutShader } from '../../shaders/dropout.ts';
-import { checkFloat, checkLive, fmt, grid1d, launch, output } from './kernel.ts';
+import { dropoutKernel } from '../../shaders/dropout.ts';
+import { checkFloat, checkLive, fmt, output } from './common.ts';
 import { reshape } from './shape.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    dropout: { p: number; seed: number };
+  }
+}
 
 export interface DropoutOptions {
   /** false: identity (evaluation). */
@@ -25,16 +30,16 @@ export interface DropoutOptions {
 }
 
 /** Applies the mask of `seed` to `x` (forward) or to an upstream gradient (backward). */
-function dropoutKernel(op: string, x: Tensor, p: number, seed: number): Tensor {
+function applyMask(op: string, x: Tensor, p: number, seed: number): Tensor {
   const y = output(x.device, x.shape);
   if (x.size === 0) return y;
   const vec = x.size % 4 === 0;
   const n = vec ? x.size / 4 : x.size;
   const threshold = Math.min(0xffffffff, Math.floor(p * 2 ** 32));
   const scale = p < 1 ? 1 / (1 - p) : 0;
-  launch(x.device, {
-    op, code: dropoutShader(vec), buffers: [x.rawBuffer, y.rawBuffer],
-    u32: [n, threshold, p === 1 ? 1 : 0, seed], f32: [scale], groups: grid1d(n),
+  x.device.dispatch({
+    kernel: dropoutKernel, op, variant: { vec }, params: { n, threshold, drop_all: p === 1 ? 1 : 0, seed, scale },
+    bindings: { xs: x.rawBuffer, ys: y.rawBuffer },
   });
   return y;
 }
@@ -47,9 +52,9 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions): Tensor {
   if (!opts || typeof opts.training !== 'boolean') throw new EngineError(`${op}: opts.training must be true or false (x ${fmt(x.shape)})`);
   if (!opts.training || p === 0) return reshape(x, x.shape);
   const seed = (opts.generator ?? defaultGenerator).nextU32();
-  return record(op, [x], dropoutKernel(op, x, p, seed), { p, seed });
+  return record(applyMask(op, x, p, seed), { op, inputs: [x], attrs: { p, seed } });
 }
 
 export const dropoutRules = {
-  dropout: ({ attrs }, gy) => [dropoutKernel('dropoutGrad', gy, attrs.p, attrs.seed)],
+  dropout: ({ attrs }, gy) => [applyMask('dropoutGrad', gy, attrs.p, attrs.seed)],
 } satisfies { dropout: Rule<'dropout'> };

@@ -2,12 +2,17 @@
 // (torch: F.pad(x, (left, right), mode).unfold(-1, frameLength, hop)). Differentiable: the
 // backward is the overlap-add of the frames' gradients onto the samples they read
 // (shaders/frame.ts).
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
-import { frameBackwardShader, frameShader } from '../../shaders/frame.ts';
-import { checkFloat, checkLive, fmt, grid1d, launch, output } from './kernel.ts';
+import { frameBackwardKernel, frameKernel } from '../../shaders/frame.ts';
+import { checkFloat, checkLive, fmt, output } from './common.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    frameSignal: { frameLength: number; hop: number; padLeft: number; reflect: boolean };
+  }
+}
 
 export type PadMode = 'reflect' | 'constant';
 
@@ -57,11 +62,11 @@ export function frameSignal(x: Tensor, opts: FrameOptions): Tensor {
   const y = output(x.device, x.rank === 2 ? [batch, frames, len] : [frames, len]);
   const reflect = padMode === 'reflect' ? 1 : 0;
   const padded = (frames - 1) * hop + len;
-  launch(x.device, {
-    op, code: frameShader(), buffers: [x.rawBuffer, y.rawBuffer],
-    u32: [y.size, n, frames, len, hop, padLeft, reflect, padded], groups: grid1d(y.size),
+  x.device.dispatch({
+    kernel: frameKernel, params: { total: y.size, n, frames, len, hop, pad_left: padLeft, reflect, padded },
+    bindings: { src: x.rawBuffer, dst: y.rawBuffer },
   });
-  return record(op, [x], y, { frameLength: len, hop, padLeft, reflect: reflect === 1 });
+  return record(y, { op, inputs: [x], attrs: { frameLength: len, hop, padLeft, reflect: reflect === 1 } });
 }
 
 export const frameRules = {
@@ -70,9 +75,11 @@ export const frameRules = {
     const n = x!.shape[x!.rank - 1]!;
     const frames = gy.shape[gy.rank - 2]!;
     const padded = (frames - 1) * attrs.hop + attrs.frameLength;
-    launch(gy.device, {
-      op: 'frameSignalBackward', code: frameBackwardShader(), buffers: [gy.rawBuffer, gx.rawBuffer],
-      u32: [gx.size, n, frames, attrs.frameLength, attrs.hop, attrs.padLeft, attrs.reflect ? 1 : 0, padded], groups: grid1d(gx.size),
+    const { frameLength: len, hop, padLeft: pad_left } = attrs;
+    const reflect = attrs.reflect ? 1 : 0;
+    gy.device.dispatch({
+      kernel: frameBackwardKernel, params: { total: gx.size, n, frames, len, hop, pad_left, reflect, padded },
+      bindings: { src: gy.rawBuffer, dst: gx.rawBuffer },
     });
     return [gx];
   },

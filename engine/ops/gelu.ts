@@ -1,22 +1,26 @@
 // gelu: torch.nn.functional.gelu, exact erf form (default) or the tanh approximation; one
 // elementwise kernel forward and one fused kernel backward (shaders/gelu.ts, accuracy stated there).
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
-import { geluBackwardShader, geluForwardShader, type GeluApproximate } from '../../shaders/gelu.ts';
-import { checkFloat, checkLive, fmt, grid1d, launch, output } from './kernel.ts';
+import { geluBackwardKernel, geluForwardKernel, type GeluApproximate } from '../../shaders/gelu.ts';
+import { checkFloat, checkLive, fmt, output } from './common.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    gelu: { approximate: GeluApproximate };
+  }
+}
 
 export interface GeluOptions {
   /** 'none' (default): x·Φ(x) with the erf form of Φ; 'tanh': the tanh approximation. */
   approximate?: GeluApproximate;
 }
 
-/** vec4 variant when the size allows; returns the Params and grid for `size` elements. */
-function layout(size: number): { vec: boolean; u32: number[]; groups: [number, number] } {
+/** vec4 variant when the size allows; n = elements in vector units. */
+function layout(size: number): { vec: boolean; n: number } {
   const vec = size % 4 === 0;
-  const n = vec ? size / 4 : size;
-  return { vec, u32: [n], groups: grid1d(n) };
+  return { vec, n: vec ? size / 4 : size };
 }
 
 export function gelu(x: Tensor, opts: GeluOptions = {}): Tensor {
@@ -28,9 +32,14 @@ export function gelu(x: Tensor, opts: GeluOptions = {}): Tensor {
   const y = output(x.device, x.shape);
   if (x.size > 0) {
     const l = layout(x.size);
-    launch(x.device, { op, code: geluForwardShader(approximate, l.vec), buffers: [x.rawBuffer, y.rawBuffer], u32: l.u32, groups: l.groups });
+    x.device.dispatch({
+      kernel: geluForwardKernel,
+      variant: { approximate, vec: l.vec },
+      params: { n: l.n },
+      bindings: { xs: x.rawBuffer, ys: y.rawBuffer },
+    });
   }
-  return record(op, [x], y, { approximate });
+  return record(y, { op, inputs: [x], attrs: { approximate } });
 }
 
 export const geluRules = {
@@ -38,7 +47,10 @@ export const geluRules = {
     const dx = output(x!.device, x!.shape);
     if (x!.size === 0) return [dx];
     const l = layout(x!.size);
-    launch(x!.device, { op: 'geluGrad', code: geluBackwardShader(attrs.approximate, l.vec), buffers: [x!.rawBuffer, gy.rawBuffer, dx.rawBuffer], u32: l.u32, groups: l.groups });
+    x!.device.dispatch({
+      kernel: geluBackwardKernel, variant: { approximate: attrs.approximate, vec: l.vec }, params: { n: l.n },
+      bindings: { xs: x!.rawBuffer, gy: gy.rawBuffer, dx: dx.rawBuffer },
+    });
     return [dx];
   },
 } satisfies { gelu: Rule<'gelu'> };

@@ -1,11 +1,12 @@
-// The op table: every op named in rules.ts must have a backward rule here, or tsc fails.
-import { setRules, setStackedRule, type RuleTable } from '../rules.ts';
+// The ops, and their backward rules as one table: every op declared in OpAttrs (engine/op-attrs.ts,
+// filled by the op files) must have a rule here, or tsc fails. engine/backward.ts imports it.
+import type { RuleTable } from '../graph.ts';
 import { elementwiseRules } from './elementwise.ts';
 import { reduceRules } from './reduce.ts';
 import { shapeRules } from './shape.ts';
 import { matmulRules } from './matmul.ts';
 import { crossEntropyRules } from './cross-entropy.ts';
-import { convRules, convStackedRule } from './conv.ts';
+import { convRules } from './conv.ts';
 import { batchNormRules } from './batchnorm.ts';
 import { poolRules } from './pool.ts';
 import { layerNormRules } from './layernorm.ts';
@@ -15,15 +16,13 @@ import { dropoutRules } from './dropout.ts';
 import { attentionRules } from './attention.ts';
 import { frameRules } from './frame.ts';
 
-setRules((): RuleTable => ({
+export const rules: RuleTable = {
   ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules, ...crossEntropyRules,
   ...convRules,
   ...batchNormRules, ...poolRules,
   ...layerNormRules, ...geluRules, ...softmaxRules, ...dropoutRules,
   ...attentionRules, ...frameRules,
-}));
-// Backward for several losses at once (engine/per-loss.ts), where stacking pays.
-setStackedRule('conv2d', convStackedRule);
+};
 
 export * from './elementwise.ts';
 export { sum, mean, max } from './reduce.ts';

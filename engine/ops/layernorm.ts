@@ -3,31 +3,31 @@
 // backward: one kernel for dx, one for dweight and dbias together (shaders/layernorm.ts).
 // The variance is the biased one (divided by D), as in PyTorch. The saved row statistics are
 // (mean of x − x₀, 1/std), x₀ the row's first element (see shaders/layernorm.ts for why).
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
 import {
-  LN_COLS, LN_ROW_WG, layerNormBackwardInputShader, layerNormBackwardParamsShader, layerNormForwardShader,
+  LN_COLS,
+  layerNormBackwardInputKernel,
+  layerNormBackwardParamsKernel,
+  layerNormForwardKernel,
 } from '../../shaders/layernorm.ts';
-import { checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, output } from './common.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    layerNorm: { eps: number; weight: boolean; bias: boolean };
+  }
+}
 
 export interface LayerNormOptions {
   /** Added to the variance before the square root (default 1e-5). */
   eps?: number;
 }
 
-/** Grid for `n` rows handled one per invocation by `wg`-wide workgroups (rows past 65535 groups continue on y). */
-export function rowGroups(n: number, wg: number): [number, number] {
-  const g = Math.max(1, Math.ceil(n / wg));
-  if (g <= 65535) return [g, 1];
-  const y = Math.ceil(g / 65535);
-  return [Math.ceil(g / y), y];
-}
-
 /** Uniform Params: n rows, the row length in vector units and in elements, eps. */
-function params(n: number, d: number, eps: number): { u32: number[]; f32: number[] } {
-  return { u32: [n, d % 4 === 0 ? d / 4 : d, d, 0], f32: [eps] };
+function params(n: number, d: number, eps: number) {
+  return { n, dv: d % 4 === 0 ? d / 4 : d, d, eps };
 }
 
 export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, opts: LayerNormOptions = {}): Tensor {
@@ -46,12 +46,23 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   const eps = opts.eps ?? 1e-5;
   if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps)) throw new EngineError(`${op}: eps ${eps} must be a finite number >= 0 (x ${fmt(x.shape)})`);
   const n = x.size / d;
-  if (Math.ceil(params(n, d, eps).u32[1]! / LN_COLS) > 65535) throw new EngineError(`${op}: last axis ${d} of x ${fmt(x.shape)} is too long for the dweight/dbias grid`);
+  if (Math.ceil(params(n, d, eps).dv / LN_COLS) > 65535)
+    throw new EngineError(`${op}: last axis ${d} of x ${fmt(x.shape)} is too long for the dweight/dbias grid`);
   const y = output(dev, x.shape);
   const stats = output(dev, [n, 2]);
-  const buffers = [x.rawBuffer, y.rawBuffer, stats.rawBuffer, ...affine.map((t) => t.rawBuffer)];
-  launch(dev, { op, code: layerNormForwardShader(d % 4 === 0, !!weight, !!bias), buffers, ...params(n, d, eps), groups: rowGroups(n, LN_ROW_WG) });
-  const out = record(op, [x, ...affine], y, { eps, weight: !!weight, bias: !!bias }, [stats]);
+  dev.dispatch({
+    kernel: layerNormForwardKernel,
+    variant: { vec: d % 4 === 0, weight: !!weight, bias: !!bias },
+    params: params(n, d, eps),
+    bindings: {
+      xs: x.rawBuffer,
+      ys: y.rawBuffer,
+      stats: stats.rawBuffer,
+      ...(weight ? { weight: weight.rawBuffer } : {}),
+      ...(bias ? { bias: bias.rawBuffer } : {}),
+    },
+  });
+  const out = record(y, { op, inputs: [x, ...affine], attrs: { eps, weight: !!weight, bias: !!bias }, saved: [stats] });
   stats.dispose(); // the graph (if any) retains its storage
   return out;
 }
@@ -69,15 +80,32 @@ export const layerNormRules = {
     let dx: Tensor | null = null;
     if (x.requiresGrad) {
       dx = output(dev, x.shape);
-      const buffers = [x.rawBuffer, gy.rawBuffer, stats!.rawBuffer, dx.rawBuffer, ...(w ? [w.rawBuffer] : [])];
-      launch(dev, { op: 'layerNormGrad', code: layerNormBackwardInputShader(vec, !!w), buffers, ...p, groups: rowGroups(n, LN_ROW_WG) });
+      dev.dispatch({
+        kernel: layerNormBackwardInputKernel,
+        variant: { vec, weight: !!w },
+        params: p,
+        bindings: {
+          xs: x.rawBuffer,
+          gy: gy.rawBuffer,
+          stats: stats!.rawBuffer,
+          dx: dx.rawBuffer,
+          ...(w ? { weight: w.rawBuffer } : {}),
+        },
+      });
     }
     const dw = w?.requiresGrad ? output(dev, [d]) : null;
     const db = b?.requiresGrad ? output(dev, [d]) : null;
     if (dw || db) {
-      const buffers = [gy.rawBuffer, ...(dw ? [x.rawBuffer, stats!.rawBuffer, dw.rawBuffer] : []), ...(db ? [db.rawBuffer] : [])];
-      const cols = Math.ceil(p.u32[1]! / LN_COLS);
-      launch(dev, { op: 'layerNormParamGrad', code: layerNormBackwardParamsShader(vec, !!dw, !!db), buffers, ...p, groups: [cols] });
+      dev.dispatch({
+        kernel: layerNormBackwardParamsKernel,
+        variant: { vec, dw: !!dw, db: !!db },
+        params: p,
+        bindings: {
+          gy: gy.rawBuffer,
+          ...(dw ? { xs: x.rawBuffer, stats: stats!.rawBuffer, dweight: dw.rawBuffer } : {}),
+          ...(db ? { dbias: db.rawBuffer } : {}),
+        },
+      });
     }
     return [dx, ...(w ? [dw] : []), ...(b ? [db] : [])];
   },

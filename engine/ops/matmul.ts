@@ -1,13 +1,23 @@
 // matmul (2-D and batched 3-D, optional transposed operands) and linear (torch layout).
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
-import { MATMUL_TM, matmulNaiveShader, matmulShader, matmulWorkgroupSize } from '../../shaders/matmul.ts';
-import { checkFloat, checkLive, checkSameDevice, fmt, launch, output } from './kernel.ts';
+import {
+  MATMUL_TM,
+  matmulKernel as tiledKernel,
+  matmulNaiveKernel,
+  matmulWorkgroupSize,
+} from '../../shaders/matmul.ts';
+import { checkFloat, checkLive, checkSameDevice, fmt, output } from './common.ts';
 import { add } from './elementwise.ts';
 import { reshape } from './shape.ts';
 import { sum } from './reduce.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    matmul: { transA: boolean; transB: boolean };
+  }
+}
 
 export interface MatmulOptions {
   transA?: boolean;
@@ -42,14 +52,13 @@ export function matmulKernel(a: Tensor, b: Tensor, transA = false, transB = fals
   if (p.batch > 65535) throw new EngineError(`matmul: batch ${p.batch} above 65535`);
   const c = output(dev, p.outShape);
   if (c.size === 0) return c;
+  const operands = { A: a.rawBuffer, B: b.rawBuffer, C: c.rawBuffer };
   if (naive) {
     if (transA || transB) throw new EngineError('matmul: the naive kernel has no transposed variants');
-    launch(dev, {
-      op: 'matmulNaive',
-      code: matmulNaiveShader(),
-      buffers: [a.rawBuffer, b.rawBuffer, c.rawBuffer],
-      u32: [p.m, p.n, p.k, p.sa, p.sb, 0, 0, 0],
-      groups: [Math.ceil(p.n / 16), Math.ceil(p.m / 16), p.batch],
+    dev.dispatch({
+      kernel: matmulNaiveKernel,
+      params: { m: p.m, n: p.n, k: p.k, sa: p.sa, sb: p.sb, gx: 0, fy: 0, batch: p.batch },
+      bindings: operands,
     });
     return c;
   }
@@ -62,12 +71,9 @@ export function matmulKernel(a: Tensor, b: Tensor, transA = false, transB = fals
   const maxGroups = dev.limits.maxComputeWorkgroupsPerDimension;
   const fy = Math.ceil(rowGroups / maxGroups); // split row groups over x past the per-dimension limit
   if (gx * fy > maxGroups) throw new EngineError(`matmul: output ${fmt(p.outShape)} too large for one dispatch`);
-  launch(dev, {
-    op: 'matmul',
-    code: matmulShader(transA, transB, vecA, vecB, wg),
-    buffers: [a.rawBuffer, b.rawBuffer, c.rawBuffer],
-    u32: [p.m, p.n, p.k, p.sa, p.sb, gx, fy, 0],
-    groups: [gx * fy, Math.ceil(rowGroups / fy), p.batch],
+  dev.dispatch({
+    kernel: tiledKernel, variant: { transA, transB, vecA, vecB, wg, tm: MATMUL_TM },
+    params: { m: p.m, n: p.n, k: p.k, sa: p.sa, sb: p.sb, gx, fy, batch: p.batch }, bindings: operands,
   });
   return c;
 }
@@ -76,7 +82,7 @@ export function matmulKernel(a: Tensor, b: Tensor, transA = false, transB = fals
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
-  return record('matmul', [a, b], matmulKernel(a, b, transA, transB), { transA, transB });
+  return record(matmulKernel(a, b, transA, transB), { op: 'matmul', inputs: [a, b], attrs: { transA, transB } });
 }
 
 /** y = x wᵀ + b with w of shape (out, in), as torch.nn.functional.linear; x may have leading batch dims. */

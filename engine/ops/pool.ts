@@ -5,15 +5,31 @@
 // is a gather kernel (see shaders/pool.ts); max-pool backward with strides ≤ POOL_BLOCK_MAX
 // takes one block of s_h × s_w elements per invocation, and a global (1×1) adaptive average its
 // own broadcast kernel.
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
 import {
-  adaptiveAvgPoolBackwardShader, adaptiveAvgPoolForwardShader, avgPoolBackwardShader, avgPoolForwardShader, globalAvgPoolBackwardShader,
-  maxPoolBackwardBlocksShader, maxPoolBackwardShader, maxPoolForwardShader, POOL_BLOCK_MAX, POOL_UNROLL_MAX, poolWorkgroupSize,
+  adaptiveAvgPoolBackwardKernel,
+  adaptiveAvgPoolForwardKernel,
+  avgPoolBackwardKernel,
+  avgPoolForwardKernel,
+  globalAvgPoolBackwardKernel,
+  maxPoolBackwardBlocksKernel,
+  maxPoolBackwardKernel,
+  maxPoolForwardKernel,
+  POOL_BLOCK_MAX,
+  POOL_UNROLL_MAX,
+  poolWorkgroupSize,
 } from '../../shaders/pool.ts';
-import { checkFloat, checkLive, fmt, launch, output } from './kernel.ts';
+import { checkFloat, checkLive, fmt, output } from './common.ts';
+
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    maxPool2d: { kernel: [number, number]; stride: [number, number]; padding: [number, number] };
+    avgPool2d: { kernel: [number, number]; stride: [number, number]; padding: [number, number]; countIncludePad: boolean };
+    adaptiveAvgPool2d: object;
+  }
+}
 
 export interface Pool2dOptions {
   kernelSize: number | [number, number];
@@ -28,13 +44,6 @@ interface Geometry {
 }
 
 const PLANE_MAX = 2 ** 19;
-
-/** Grid of the pooling kernels: x over a plane of `planeSize` elements, y (then z) over planes. */
-function planeGrid(planes: number, planeSize: number): { wg: number; groups: [number, number, number] } {
-  const wg = poolWorkgroupSize(planeSize);
-  const z = Math.ceil(planes / 65535);
-  return { wg, groups: [Math.ceil(planeSize / wg), Math.ceil(planes / z), z] };
-}
 
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
 
@@ -54,34 +63,99 @@ function geometry(op: string, x: Tensor, opts: Pool2dOptions): Geometry & { oh: 
   const stride = pair(opts.stride ?? opts.kernelSize);
   const padding = pair(opts.padding ?? 0);
   const isInt = (v: [number, number], min: number) => v.every((d) => Number.isInteger(d) && d >= min);
-  if (!isInt(kernel, 1)) throw new EngineError(`${op}: kernelSize [${kernel}] must be positive integers (input ${fmt(x.shape)})`);
-  if (!isInt(stride, 1)) throw new EngineError(`${op}: stride [${stride}] must be positive integers (input ${fmt(x.shape)})`);
-  if (!isInt(padding, 0)) throw new EngineError(`${op}: padding [${padding}] must be non-negative integers (input ${fmt(x.shape)})`);
+  if (!isInt(kernel, 1))
+    throw new EngineError(`${op}: kernelSize [${kernel}] must be positive integers (input ${fmt(x.shape)})`);
+  if (!isInt(stride, 1))
+    throw new EngineError(`${op}: stride [${stride}] must be positive integers (input ${fmt(x.shape)})`);
+  if (!isInt(padding, 0))
+    throw new EngineError(`${op}: padding [${padding}] must be non-negative integers (input ${fmt(x.shape)})`);
   if (padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2) {
-    throw new EngineError(`${op}: padding [${padding}] should be at most half of kernelSize [${kernel}] (input ${fmt(x.shape)})`);
+    throw new EngineError(
+      `${op}: padding [${padding}] should be at most half of kernelSize [${kernel}] (input ${fmt(x.shape)})`,
+    );
   }
   if (h + 2 * padding[0] < kernel[0] || w + 2 * padding[1] < kernel[1]) {
-    throw new EngineError(`${op}: kernelSize [${kernel}] is larger than the padded input ${fmt(x.shape)} with padding [${padding}]`);
+    throw new EngineError(
+      `${op}: kernelSize [${kernel}] is larger than the padded input ${fmt(x.shape)} with padding [${padding}]`,
+    );
   }
   const oh = Math.floor((h + 2 * padding[0] - kernel[0]) / stride[0]) + 1;
   const ow = Math.floor((w + 2 * padding[1] - kernel[1]) / stride[1]) + 1;
   return { kernel, stride, padding, oh, ow };
 }
 
-/**
- * Params of shaders/pool.ts: planes, h, w, oh, ow, kh, kw, sh, sw, ph, pw, include_pad, ny, nx.
- * Windows: ny, nx = ⌈k/s⌉ windows per axis can contain an input element.
- */
-function windowParams(planes: number, x: readonly number[], oh: number, ow: number, g: Geometry, includePad = false): number[] {
+/** The uniform Params of the pooling kernels (shaders/pool.ts). */
+interface PoolParams {
+  planes: number;
+  h: number;
+  w: number;
+  oh: number;
+  ow: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  include_pad: number;
+  ny: number;
+  nx: number;
+  nby: number;
+  nbx: number;
+}
+
+/** Windows: ny, nx = ⌈k/s⌉ windows per axis can contain an input element. */
+function windowParams(
+  planes: number,
+  x: readonly number[],
+  oh: number,
+  ow: number,
+  g: Geometry,
+  includePad = false,
+): PoolParams {
   const [k, s, p] = [g.kernel, g.stride, g.padding];
-  return [planes, x[2]!, x[3]!, oh, ow, k[0], k[1], s[0], s[1], p[0], p[1], includePad ? 1 : 0, Math.ceil(k[0] / s[0]), Math.ceil(k[1] / s[1])];
+  return {
+    planes,
+    h: x[2]!,
+    w: x[3]!,
+    oh,
+    ow,
+    kh: k[0],
+    kw: k[1],
+    sh: s[0],
+    sw: s[1],
+    ph: p[0],
+    pw: p[1],
+    include_pad: includePad ? 1 : 0,
+    ny: Math.ceil(k[0] / s[0]),
+    nx: Math.ceil(k[1] / s[1]),
+    nby: 0,
+    nbx: 0,
+  };
 }
 
 /** Adaptive bins along L → O are at most ⌈L/O⌉ + 1 long (kh, kw); a position lies in at most ⌈O/L⌉ + 1 (ny, nx). */
-function binParams(planes: number, x: readonly number[], oh: number, ow: number): number[] {
+function binParams(planes: number, x: readonly number[], oh: number, ow: number): PoolParams {
   const [h, w] = [x[2]!, x[3]!];
   const span = (l: number, o: number) => Math.ceil(l / o) + 1;
-  return [planes, h, w, oh, ow, span(h, oh), span(w, ow), 1, 1, 0, 0, 0, span(oh, h), span(ow, w)];
+  return {
+    planes,
+    h,
+    w,
+    oh,
+    ow,
+    kh: span(h, oh),
+    kw: span(w, ow),
+    sh: 1,
+    sw: 1,
+    ph: 0,
+    pw: 0,
+    include_pad: 0,
+    ny: span(oh, h),
+    nx: span(ow, w),
+    nby: 0,
+    nbx: 0,
+  };
 }
 
 export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
@@ -90,12 +164,18 @@ export function maxPool2d(x: Tensor, opts: Pool2dOptions): Tensor {
   const [n, c] = x.shape as number[];
   const y = output(x.device, [n!, c!, g.oh, g.ow]);
   const argmax = output(x.device, y.shape, 'int32');
-  const { wg, groups } = planeGrid(n! * c!, g.oh * g.ow);
-  launch(x.device, {
-    op, code: maxPoolForwardShader(wg), buffers: [x.rawBuffer, y.rawBuffer, argmax.rawBuffer],
-    u32: windowParams(n! * c!, x.shape, g.oh, g.ow, g), groups,
+  x.device.dispatch({
+    kernel: maxPoolForwardKernel,
+    variant: { wg: poolWorkgroupSize(g.oh * g.ow) },
+    params: windowParams(n! * c!, x.shape, g.oh, g.ow, g),
+    bindings: { xs: x.rawBuffer, ys: y.rawBuffer, argmax: argmax.rawBuffer },
   });
-  const out = record(op, [x], y, { kernel: g.kernel, stride: g.stride, padding: g.padding }, [argmax]);
+  const out = record(y, {
+    op,
+    inputs: [x],
+    attrs: { kernel: g.kernel, stride: g.stride, padding: g.padding },
+    saved: [argmax],
+  });
   argmax.dispose(); // the graph (if any) retains its storage
   return out;
 }
@@ -106,12 +186,17 @@ export function avgPool2d(x: Tensor, opts: Pool2dOptions & { countIncludePad?: b
   const countIncludePad = opts.countIncludePad ?? true;
   const [n, c] = x.shape as number[];
   const y = output(x.device, [n!, c!, g.oh, g.ow]);
-  const { wg, groups } = planeGrid(n! * c!, g.oh * g.ow);
-  launch(x.device, {
-    op, code: avgPoolForwardShader(wg), buffers: [x.rawBuffer, y.rawBuffer],
-    u32: windowParams(n! * c!, x.shape, g.oh, g.ow, g, countIncludePad), groups,
+  x.device.dispatch({
+    kernel: avgPoolForwardKernel,
+    variant: { wg: poolWorkgroupSize(g.oh * g.ow) },
+    params: windowParams(n! * c!, x.shape, g.oh, g.ow, g, countIncludePad),
+    bindings: { xs: x.rawBuffer, ys: y.rawBuffer },
   });
-  return record(op, [x], y, { kernel: g.kernel, stride: g.stride, padding: g.padding, countIncludePad });
+  return record(y, {
+    op,
+    inputs: [x],
+    attrs: { kernel: g.kernel, stride: g.stride, padding: g.padding, countIncludePad },
+  });
 }
 
 /** Average over PyTorch's adaptive bins: output (N, C, oh, ow) for any oh, ow ≥ 1. */
@@ -124,35 +209,36 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
     throw new EngineError(`${op}: outputSize [${oh}, ${ow}] for input ${fmt(x.shape)} exceeds the supported bin arithmetic (< ${PLANE_MAX})`);
   }
   const y = output(x.device, [n, c, oh, ow]);
-  const { wg, groups } = planeGrid(n * c, oh * ow);
-  launch(x.device, {
-    op, code: adaptiveAvgPoolForwardShader(wg), buffers: [x.rawBuffer, y.rawBuffer],
-    u32: binParams(n * c, x.shape, oh, ow), groups,
+  x.device.dispatch({
+    kernel: adaptiveAvgPoolForwardKernel,
+    variant: { wg: poolWorkgroupSize(oh * ow) },
+    params: binParams(n * c, x.shape, oh, ow),
+    bindings: { xs: x.rawBuffer, ys: y.rawBuffer },
   });
-  return record(op, [x], y, {});
+  return record(y, { op, inputs: [x], attrs: {} });
 }
 
-/** Launches a backward (gather) kernel: one invocation per input element; u32[12..13] = ny, nx. */
-function poolBackward(op: string, shader: (wg: number, ny: number, nx: number) => string, x: Tensor, buffers: GPUBuffer[], u32: number[]): void {
-  const [n, c, h, w] = x.shape as number[];
-  const { wg, groups } = planeGrid(n! * c!, h! * w!);
-  const [ny, nx] = [u32[12]!, u32[13]!];
-  const unroll = ny <= POOL_UNROLL_MAX && nx <= POOL_UNROLL_MAX;
-  launch(x.device, { op, code: shader(wg, unroll ? ny : 0, unroll ? nx : 0), buffers, u32, groups });
+/** The backward kernels' trip counts: ny, nx unrolled at compile time when small (0: from Params). */
+function unrolled(p: PoolParams): { ny: number; nx: number } {
+  const unroll = p.ny <= POOL_UNROLL_MAX && p.nx <= POOL_UNROLL_MAX;
+  return { ny: unroll ? p.ny : 0, nx: unroll ? p.nx : 0 };
 }
 
 /**
  * Max-pool backward by blocks of s_h × s_w input elements that share their candidate windows
- * (shaders/pool.ts); u32 = windowParams. False where the block variant does not apply (a stride
- * above POOL_BLOCK_MAX, a window count above POOL_UNROLL_MAX, or stride 1: blocks of one element).
+ * (shaders/pool.ts). False where the block variant does not apply (a stride above POOL_BLOCK_MAX,
+ * a window count above POOL_UNROLL_MAX, or stride 1: blocks of one element).
  */
-function maxPoolBackwardBlocks(x: Tensor, buffers: GPUBuffer[], u32: number[]): boolean {
-  const [n, c, h, w] = x.shape as number[];
-  const [sh, sw, ph, pw, ny, nx] = [u32[7]!, u32[8]!, u32[9]!, u32[10]!, u32[12]!, u32[13]!];
+function maxPoolBackwardBlocks(x: Tensor, gy: Tensor, argmax: Tensor, dx: Tensor, p: PoolParams): boolean {
+  const { sh, sw, ph, pw, ny, nx } = p;
   if (sh * sw === 1 || sh > POOL_BLOCK_MAX || sw > POOL_BLOCK_MAX || ny > POOL_UNROLL_MAX || nx > POOL_UNROLL_MAX) return false;
-  const [nby, nbx] = [Math.ceil((h! + ph) / sh), Math.ceil((w! + pw) / sw)];
-  const { wg, groups } = planeGrid(n! * c!, nby * nbx);
-  launch(x.device, { op: 'maxPool2dGrad', code: maxPoolBackwardBlocksShader(wg, ny, nx, sh, sw), buffers, u32: [...u32, nby, nbx], groups });
+  const [nby, nbx] = [Math.ceil((p.h + ph) / sh), Math.ceil((p.w + pw) / sw)];
+  x.device.dispatch({
+    kernel: maxPoolBackwardBlocksKernel,
+    variant: { wg: poolWorkgroupSize(nby * nbx), ny, nx, bh: sh, bw: sw },
+    params: { ...p, nby, nbx },
+    bindings: { gy: gy.rawBuffer, argmax: argmax.rawBuffer, dx: dx.rawBuffer },
+  });
   return true;
 }
 
@@ -160,25 +246,40 @@ export const poolRules = {
   maxPool2d: ({ inputs: [x], saved: [argmax], attrs }, gy) => {
     const dx = output(x!.device, x!.shape);
     const planes = x!.shape[0]! * x!.shape[1]!;
-    const buffers = [gy.rawBuffer, argmax!.rawBuffer, dx.rawBuffer];
-    const u32 = windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs);
-    if (!maxPoolBackwardBlocks(x!, buffers, u32)) poolBackward('maxPool2dGrad', maxPoolBackwardShader, x!, buffers, u32);
+    const p = windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs);
+    if (!maxPoolBackwardBlocks(x!, gy, argmax!, dx, p)) {
+      x!.device.dispatch({
+        kernel: maxPoolBackwardKernel, variant: { wg: poolWorkgroupSize(p.h * p.w), ...unrolled(p) }, params: p,
+        bindings: { gy: gy.rawBuffer, argmax: argmax!.rawBuffer, dx: dx.rawBuffer },
+      });
+    }
     return [dx];
   },
   avgPool2d: ({ inputs: [x], attrs }, gy) => {
     const dx = output(x!.device, x!.shape);
     const planes = x!.shape[0]! * x!.shape[1]!;
-    poolBackward('avgPool2dGrad', avgPoolBackwardShader, x!, [gy.rawBuffer, dx.rawBuffer], windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs, attrs.countIncludePad));
+    const p = windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs, attrs.countIncludePad);
+    x!.device.dispatch({
+      kernel: avgPoolBackwardKernel, variant: { wg: poolWorkgroupSize(p.h * p.w), ...unrolled(p) }, params: p,
+      bindings: { gy: gy.rawBuffer, dx: dx.rawBuffer },
+    });
     return [dx];
   },
   adaptiveAvgPool2d: ({ inputs: [x] }, gy) => {
     const dx = output(x!.device, x!.shape);
     const planes = x!.shape[0]! * x!.shape[1]!;
-    const u32 = binParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!);
-    if (gy.shape[2] === 1 && gy.shape[3] === 1) {
-      const { wg, groups } = planeGrid(planes, x!.shape[2]! * x!.shape[3]!);
-      launch(x!.device, { op: 'adaptiveAvgPool2dGrad', code: globalAvgPoolBackwardShader(wg), buffers: [gy.rawBuffer, dx.rawBuffer], u32, groups });
-    } else poolBackward('adaptiveAvgPool2dGrad', adaptiveAvgPoolBackwardShader, x!, [gy.rawBuffer, dx.rawBuffer], u32);
+    const p = binParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!);
+    const wg = poolWorkgroupSize(p.h * p.w);
+    const bindings = { gy: gy.rawBuffer, dx: dx.rawBuffer };
+    if (gy.shape[2] === 1 && gy.shape[3] === 1)
+      x!.device.dispatch({ kernel: globalAvgPoolBackwardKernel, variant: { wg }, params: p, bindings });
+    else
+      x!.device.dispatch({
+        kernel: adaptiveAvgPoolBackwardKernel,
+        variant: { wg, ...unrolled(p) },
+        params: p,
+        bindings,
+      });
     return [dx];
   },
 } satisfies { maxPool2d: Rule<'maxPool2d'>; avgPool2d: Rule<'avgPool2d'>; adaptiveAvgPool2d: Rule<'adaptiveAvgPool2d'> };

@@ -1,50 +1,35 @@
-// Shape ops: reshape (a view on the same storage), permute/transpose, slice, concat,
-// expand. All but reshape are one strided-copy kernel each.
-import { record } from '../autograd.ts';
-import { EngineError } from '../device.ts';
-import type { Rule } from '../rules.ts';
-import { Tensor, sizeOf, type Shape } from '../tensor.ts';
-import { stridedCopyShader } from '../../shaders/copy.ts';
-import { checkLive, checkSameDevice, dims8, fmt, grid1d, launch, MAX_RANK, normAxes, output, stridesOf } from './kernel.ts';
+// Shape ops: reshape (a view on the same storage), permute/transpose, slice, concat, expand. All
+// but reshape are one strided-copy kernel each (strided.ts).
+import { EngineError } from '../errors.ts';
+import { record, type Rule } from '../graph.ts';
+import type { Tensor } from '../tensor.ts';
+import { checkLive, checkSameDevice, fmt, normAxes, output, stridesOf } from './common.ts';
 import { fill } from './elementwise.ts';
-import { sumTo } from './reduce.ts';
+import { sumTo } from './reduce-kernel.ts';
+import { expandKernel, permutation, permuteKernel, stridedCopy, view } from './strided.ts';
 
-/** Copies the `shape`-sized window of src (offset/strides) into dst (offset/strides). */
-function stridedCopy(src: Tensor, dst: Tensor, shape: Shape, srcOff: number, ss: number[], dstOff: number, ds: number[]): void {
-  const n = sizeOf(shape);
-  if (n === 0) return;
-  if (shape.length > MAX_RANK) throw new EngineError(`copy: rank ${shape.length} above the supported ${MAX_RANK}`);
-  launch(src.device, {
-    op: 'stridedCopy', code: stridedCopyShader(src.dtype === 'int32' ? 'i32' : 'f32'), buffers: [src.rawBuffer, dst.rawBuffer],
-    u32: [n, shape.length, srcOff, dstOff, ...dims8(shape), ...dims8(ss), ...dims8(ds)], groups: grid1d(n),
-  });
+declare module '../op-attrs.ts' {
+  interface OpAttrs {
+    reshape: object;
+    permute: { perm: number[] };
+    slice: { starts: number[] };
+    concat: { axis: number };
+    expand: object;
+  }
 }
 
-/** Same storage, new shape; one dimension may be -1. */
+/** Same storage, new shape; one dimension may be -1. `grad` false: a plain view, no graph. */
 export function reshape(x: Tensor, shape: readonly number[], grad = true): Tensor {
   checkLive('reshape', x);
-  const neg = shape.filter((d) => d === -1).length;
-  const known = shape.reduce((a, d) => (d === -1 ? a : a * d), 1);
-  const full = shape.map((d) => (d === -1 ? x.size / known : d));
-  if (neg > 1 || full.some((d) => !Number.isInteger(d) || d < 0) || sizeOf(full) !== x.size) {
-    throw new EngineError(`reshape: cannot view ${fmt(x.shape)} (${x.size} elements) as ${fmt(shape)}`);
-  }
-  x.storage.retain();
-  const y = new Tensor(full, x.dtype, x.storage);
-  return grad ? record('reshape', [x], y, {}) : y;
+  const y = view(x, shape);
+  return grad ? record(y, { op: 'reshape', inputs: [x], attrs: {} }) : y;
 }
 
 export function permute(x: Tensor, perm: readonly number[], grad = true): Tensor {
   checkLive('permute', x);
-  const p = perm.map((a) => (a < 0 ? a + x.rank : a));
-  if (p.length !== x.rank || [...p].sort((a, b) => a - b).some((a, i) => a !== i)) {
-    throw new EngineError(`permute: [${perm.join(', ')}] is not a permutation of the ${x.rank} axes of ${fmt(x.shape)}`);
-  }
-  const st = stridesOf(x.shape);
-  const shape = p.map((a) => x.shape[a]!);
-  const y = output(x.device, shape, x.dtype);
-  stridedCopy(x, y, shape, 0, p.map((a) => st[a]!), 0, stridesOf(shape));
-  return grad ? record('permute', [x], y, { perm: p }) : y;
+  const p = permutation(x, perm);
+  const y = permuteKernel(x, p);
+  return grad ? record(y, { op: 'permute', inputs: [x], attrs: { perm: p } }) : y;
 }
 
 /** Swaps two axes (default: the last two). */
@@ -75,7 +60,7 @@ export function slice(x: Tensor, begin: readonly number[], end: readonly number[
   const st = stridesOf(x.shape);
   const y = output(x.device, shape, x.dtype);
   stridedCopy(x, y, shape, starts.reduce((a, s, i) => a + s * st[i]!, 0), st, 0, stridesOf(shape));
-  return record('slice', [x], y, { starts });
+  return record(y, { op: 'slice', inputs: [x], attrs: { starts } });
 }
 
 /** Joins tensors along `axis`; all other dimensions must agree. */
@@ -100,33 +85,20 @@ export function concat(ts: readonly Tensor[], axis = 0): Tensor {
     stridedCopy(t, y, t.shape, 0, stridesOf(t.shape), off * ys[ax]!, ys);
     off += t.shape[ax]!;
   }
-  return record('concat', ts, y, { axis: ax });
-}
-
-/** Broadcasts x to `shape` (numpy rules), materialised (no autograd). */
-export function expandKernel(x: Tensor, shape: Shape): Tensor {
-  const off = shape.length - x.rank;
-  if (off < 0 || x.shape.some((d, i) => d !== 1 && d !== shape[i + off])) {
-    throw new EngineError(`expand: cannot broadcast ${fmt(x.shape)} to ${fmt(shape)}`);
-  }
-  const st = stridesOf(x.shape);
-  const ss = shape.map((_, i) => (i < off || x.shape[i - off] === 1 ? 0 : st[i - off]!));
-  const y = output(x.device, shape, x.dtype);
-  stridedCopy(x, y, shape, 0, ss, 0, stridesOf(shape));
-  return y;
+  return record(y, { op: 'concat', inputs: ts, attrs: { axis: ax } });
 }
 
 export function expand(x: Tensor, shape: readonly number[]): Tensor {
   checkLive('expand', x);
-  return record('expand', [x], expandKernel(x, shape), {});
+  return record(expandKernel(x, shape), { op: 'expand', inputs: [x], attrs: {} });
 }
 
 export const shapeRules = {
-  reshape: ({ inputs: [x] }, gy) => [reshape(gy, x!.shape, false)],
+  reshape: ({ inputs: [x] }, gy) => [view(gy, x!.shape)],
   permute: ({ attrs }, gy) => {
     const inv = new Array<number>(attrs.perm.length);
     attrs.perm.forEach((p, i) => (inv[p] = i));
-    return [permute(gy, inv, false)];
+    return [permuteKernel(gy, inv)];
   },
   slice: ({ inputs: [x], attrs }, gy) => {
     const g = fill(x!.shape, 0, x!.device);

@@ -1,31 +1,13 @@
-// Shared helpers for op implementations: launching a cached pipeline, grids, shapes.
-import { EngineError, type Device } from '../device.ts';
+// Shared helpers of the op implementations: argument checks, shapes, strides and broadcasting.
+import type { Device } from '../device.ts';
+import { EngineError } from '../errors.ts';
 import { empty, type Shape, type Tensor } from '../tensor.ts';
-import { WG } from '../../shaders/common.ts';
 
+/** A quiet NaN's bits (WGSL has no NaN literal: kernels bitcast this u32). */
 export const NAN_BITS = 0x7fc00000;
+/** −inf's bits. */
+export const NINF_BITS = 0xff800000;
 export const MAX_RANK = 8;
-
-export interface Launch {
-  op: string;
-  code: string;
-  buffers: GPUBuffer[];
-  u32?: readonly number[];
-  f32?: readonly number[];
-  groups: readonly [number, number?, number?];
-}
-
-export function launch(device: Device, l: Launch): void {
-  device.batcher.dispatch({ op: l.op, pipeline: device.pipeline(l.op, l.code), buffers: l.buffers, u32: l.u32, f32: l.f32, groups: l.groups });
-}
-
-/** Workgroup grid for n elements handled one per invocation by a 256-wide workgroup (2-D past 65535 groups). */
-export function grid1d(n: number): [number, number] {
-  const g = Math.max(1, Math.ceil(n / WG));
-  if (g <= 65535) return [g, 1];
-  const y = Math.ceil(g / 65535);
-  return [Math.ceil(g / y), y];
-}
 
 export function stridesOf(shape: Shape): number[] {
   const s = new Array<number>(shape.length);
@@ -35,13 +17,6 @@ export function stridesOf(shape: Shape): number[] {
     acc *= shape[d]!;
   }
   return s;
-}
-
-/** Pads a per-dimension list to MAX_RANK u32 entries (array<vec4<u32>, 2> in WGSL). */
-export function dims8(v: readonly number[]): number[] {
-  const out = new Array<number>(MAX_RANK).fill(0);
-  v.forEach((x, i) => (out[i] = x));
-  return out;
 }
 
 export const fmt = (s: Shape) => `[${s.join(', ')}]`;
