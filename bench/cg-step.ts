@@ -1,10 +1,12 @@
 // The CG-FMNIST training step of `npm start` on random inputs: the late-fusion model of
 // models/registry.ts ('cnn': one CGEncoder per modality, gray [1, 28, 28] and color [3, 28, 28],
-// 10 classes), cross-entropy per logits entry, one MultimodalStep (per-loss gradients, the
-// method's integration, SGD momentum 0.9 at lr 0.01 as in train/start.ts), optionally guarded
-// by a NonFiniteGuard as the trainer does. Used by bench/profile.ts (`tsx bench/profile.ts cg`)
-// and bench/guard.ts.
-import { crossEntropy, getDevice, MultimodalStep, NonFiniteGuard, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor } from '../engine/index.ts';
+// 10 classes), the model's losses (cross-entropy per logits entry), one MultimodalStep (per-loss
+// gradients, the method's integration, SGD momentum 0.9 at lr 0.01 as in train/start.ts),
+// optionally guarded by a NonFiniteGuard as the trainer does. Used by bench/profile.ts
+// (`tsx bench/profile.ts cg`) and bench/guard.ts.
+import {
+  getDevice, MultimodalStep, NonFiniteGuard, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor,
+} from '../engine/index.ts';
 import { buildModel } from '../models/registry.ts';
 
 export interface CGStep {
@@ -27,12 +29,7 @@ export function cgStep(batch: number, method: IntegratorMethod, opts: { guard?: 
   return {
     async run() {
       const t0 = performance.now();
-      const losses = tidy(() => {
-        const out = model.logits(inputs);
-        const l: Record<string, Tensor> = {};
-        for (const n of Object.keys(model.targets)) l[n] = crossEntropy(out[n]!, labels);
-        return l;
-      });
+      const losses = tidy(() => model.losses({ inputs, labels: { label: labels } }));
       step.step(losses);
       const main = losses[model.mainLoss]!;
       for (const [n, l] of Object.entries(losses)) if (n !== model.mainLoss) l.dispose();

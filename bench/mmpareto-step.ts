@@ -28,6 +28,7 @@ const model = new TwoEncoders(classes);
 const a = randn([batch, 1, size, size]);
 const v = randn([batch, 3, size, size]);
 const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+const inputs = { inputs: { audio: a, visual: v }, labels: { label: y } };
 const encoders = model.encoderGroups();
 const setups = Object.fromEntries((['uniform', 'mmpareto'] as IntegratorMethod[]).map((method) => {
   const opt = new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9 });
@@ -40,7 +41,7 @@ async function run(method: string): Promise<[number, number]> {
   await device.sync();
   device.pool.stats.peakBytesInUse = device.pool.stats.bytesInUse;
   const t0 = performance.now();
-  const losses = tidy(() => model.losses(a, v, y));
+  const losses = tidy(() => model.losses(inputs));
   step.step(losses);
   for (const l of Object.values(losses)) l.dispose();
   await device.sync();
@@ -52,7 +53,7 @@ async function integrationShare(): Promise<[number, number]> {
   const { opt, step } = setups.mmpareto!;
   await device.sync();
   const t0 = performance.now();
-  const losses = tidy(() => model.losses(a, v, y));
+  const losses = tidy(() => model.losses(inputs));
   const params = opt.params;
   const grads = perLossGrads(losses, params);
   await device.sync();

@@ -35,13 +35,14 @@ const dispose = (gs: Iterable<Tensor | null>) => {
 const disposeByParam = (g: PerLossGradients) => {
   for (const byLoss of g.values()) dispose(Object.values(byLoss));
 };
+const labelled = { inputs: { audio: a, visual: v }, labels: { label: y } };
 
 /** Forward + per-loss gradients; returns ms and the pool's peak bytes during the call. */
 async function measure(run: (l: Record<string, Tensor>) => void): Promise<[number, number]> {
   await device.sync();
   device.pool.stats.peakBytesInUse = device.pool.stats.bytesInUse;
   const t0 = performance.now();
-  const losses = tidy(() => model.losses(a, v, y));
+  const losses = tidy(() => model.losses(labelled));
   run(losses);
   for (const l of Object.values(losses)) l.dispose();
   await device.sync();

@@ -7,7 +7,7 @@
 //   sum:    head = Linear(features → classes) on the summed features (all encoders equally wide).
 import { EngineError, Generator, add, concat, type Tensor } from '../engine/index.ts';
 import { Linear, Module, ModuleDict } from '../engine/nn/index.ts';
-import type { TrainableModel } from './multimodal.ts';
+import { TrainableModel } from './multimodal.ts';
 
 /** A module mapping a (B, ...item) batch to (B, features). */
 export type Encoder = Module & { forward(x: Tensor): Tensor };
@@ -35,7 +35,7 @@ export interface LateFusionOptions {
 
 const MAIN = 'mm';
 
-export class LateFusionClassifier extends Module implements TrainableModel {
+export class LateFusionClassifier extends TrainableModel {
   readonly modalities: readonly string[];
   readonly fusion: FusionKind;
   readonly classes: number;

@@ -1,10 +1,10 @@
 // MBT (models/mbt.ts) as a TrainableModel for the trainer: the multimodal logits are MBT's fused
 // logits, and every modality gets a unimodal head on its own CLS feature.
 import { EngineError, Generator, permute, reshape, type Tensor } from '../engine/index.ts';
-import { Linear, Module, ModuleDict } from '../engine/nn/index.ts';
+import { Linear, ModuleDict } from '../engine/nn/index.ts';
 import type { FusionKind } from './late-fusion.ts';
 import { MBT, MBT_TINY, type MBTSize, type ModalitySpec } from './mbt.ts';
-import type { TrainableModel } from './multimodal.ts';
+import { TrainableModel } from './multimodal.ts';
 
 export interface MBTClassifierOptions {
   modalities: Record<string, ModalitySpec>;
@@ -22,7 +22,7 @@ export interface MBTClassifierOptions {
  * embedding, CLS, positions, layers, norm); the shared bottleneck tokens, MBT's fused head(s) and
  * the unimodal heads are outside every group (they take the plain sum of gradients).
  */
-export class MBTClassifier extends Module implements TrainableModel {
+export class MBTClassifier extends TrainableModel {
   readonly modalities: readonly string[];
   readonly mbt: MBT;
   readonly heads: ModuleDict<Linear>;

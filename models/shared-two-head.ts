@@ -3,9 +3,9 @@
 // first task's loss plays g_m's part and the second's g_u's: MultimodalStep integrates the shared
 // encoder from (g_first, g_second); each head takes its own task's gradient.
 import { EngineError, Generator, type Tensor } from '../engine/index.ts';
-import { Linear, Module, ModuleDict } from '../engine/nn/index.ts';
+import { Linear, ModuleDict } from '../engine/nn/index.ts';
 import type { EncoderSpec } from './late-fusion.ts';
-import type { TrainableModel } from './multimodal.ts';
+import { TrainableModel } from './multimodal.ts';
 
 export interface SharedTwoHeadOptions {
   /** The shared encoder; the model owns it from here on (dispose). */
@@ -18,7 +18,7 @@ export interface SharedTwoHeadOptions {
   seed?: number;
 }
 
-export class SharedTwoHead extends Module implements TrainableModel {
+export class SharedTwoHead extends TrainableModel {
   readonly input: string;
   readonly tasks: readonly [string, string];
   readonly encoder: EncoderSpec['module'];

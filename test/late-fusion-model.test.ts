@@ -5,7 +5,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, randTensor, throwsWith } from './helpers.ts';
-import { crossEntropy, liveTensors, MultimodalStep, SGD, tensor, tidy, type Tensor } from '../engine/index.ts';
+import { liveTensors, MultimodalStep, SGD, tensor, tidy, type Tensor } from '../engine/index.ts';
 import { Linear, type Module } from '../engine/nn/index.ts';
 import { CGEncoder } from '../models/cg-encoder.ts';
 import { LateFusionClassifier, type EncoderSpec } from '../models/late-fusion.ts';
@@ -253,6 +253,37 @@ test('SharedTwoHead: one shared forward, two task heads, targets, main loss and 
   assert.is(liveTensors.count, before, 'no leaks');
 });
 
+test('losses(batch): each logits entry scored against its own task\'s labels; missing labels are named', async () => {
+  const before = liveTensors.count;
+  const encoder = { module: new CGEncoder({ inChannels: 1, seed: 5 }), features: 512 };
+  const model = new SharedTwoHead({ encoder, input: 'image', tasks: { left: 4, right: 3 }, seed: 6 });
+  const [x] = randTensor([3, 1, 6, 12], 9);
+  const left = tensor(Int32Array.of(0, 3, 1), [3], { dtype: 'int32' });
+  const right = tensor(Int32Array.of(2, 0, 1), [3], { dtype: 'int32' });
+  const losses = tidy(() => model.losses({ inputs: { image: x }, labels: { left, right } }));
+  assert.equal(Object.keys(losses), ['left', 'right']);
+  // the same forward through logits, and crossEntropy by hand on the host (float64)
+  const logits = tidy(() => model.logits({ image: x }));
+  for (const [name, labels] of [['left', [0, 3, 1]], ['right', [2, 0, 1]]] as const) {
+    const z = await host(logits[name]!);
+    const c = z.length / 3;
+    let want = 0;
+    for (let r = 0; r < 3; r++) {
+      const row = z.subarray(r * c, (r + 1) * c);
+      const m = Math.max(...row);
+      want += m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0)) - row[labels[r]!]!;
+    }
+    // a log-sum-exp of ≤ 4 terms and a mean of 3 rows in float32: a few ulp of values ~1
+    assertClose([await losses[name]!.item()], [want / 3], 1e-5, 1e-6, `${name} loss`);
+  }
+  const partial = { inputs: { image: x }, labels: { left } };
+  // refused before any forward
+  throwsWith(() => model.losses(partial), "no labels for task 'right'", "loss 'right'", 'has left');
+  for (const t of [x, left, right, ...Object.values(losses), ...Object.values(logits)]) t.dispose();
+  model.dispose();
+  assert.is(liveTensors.count, before, 'no leaks');
+});
+
 const CG: DatasetShape = { name: 'cg-fmnist', inputs: { gray: [1, 28, 28], color: [3, 28, 28] }, tasks: { label: 10 } };
 const MULTI: DatasetShape = { name: 'multi-fmnist', inputs: { image: [1, 28, 56] }, tasks: { left: 10, right: 10 } };
 const SMALL_AV: DatasetShape = { name: 'synthetic-av', inputs: { audio: [1, 16, 16], visual: [3, 16, 16] }, tasks: { label: 5 } };
@@ -326,10 +357,7 @@ test("one MultimodalStep('mmpareto') on a LateFusionClassifier of CGEncoders: fi
   const [color] = randTensor([3, 3, 8, 8], 41, 0, 1);
   const y = tensor(Int32Array.of(0, 2, 1), [3], { dtype: 'int32' });
   const p0 = await Promise.all(model.namedParameters().map(async ([n, p]) => [n, await host(p)] as const));
-  const losses = tidy(() => {
-    const l = model.logits({ gray, color });
-    return Object.fromEntries(Object.entries(l).map(([k, t]) => [k, crossEntropy(t, y)]));
-  });
+  const losses = tidy(() => model.losses({ inputs: { gray, color }, labels: { label: y } }));
   for (const [k, l] of Object.entries(losses)) assert.ok(Number.isFinite(await l.item()), `${k} loss finite`);
   step.step(losses);
   const moved = new Set<string>();

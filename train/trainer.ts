@@ -15,7 +15,10 @@
 // ('skip'); an abort (Ctrl-C) stops after the step in progress.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AdamW, MultimodalStep, NonFiniteGuard, SGD, concat, crossEntropy, defaultGenerator, noGrad, reshape, tidy, type Device, type GuardReadout, type Tensor } from '../engine/index.ts';
+import {
+  AdamW, MultimodalStep, NonFiniteGuard, SGD, concat, defaultGenerator, noGrad, reshape, tidy,
+  type Device, type GuardReadout, type Tensor,
+} from '../engine/index.ts';
 import { loadModelState, loadTrainingState, readCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import type { RunConfig } from './config.ts';
 import { buildSetup, evaluate, formatEval, score, type Setup } from './evaluate.ts';
@@ -241,12 +244,7 @@ class TrainingRun {
           throw new TrainingInterrupted(this.interruptedMessage(epoch, b.index));
         }
         if (config.lrSchedule === 'cosine') this.optimizer.lr = 0.5 * config.lr * (1 + Math.cos((Math.PI * this.globalStep) / this.totalSteps));
-        const losses = tidy(() => {
-          const out = model.logits(b.inputs);
-          const l: Record<string, Tensor> = {};
-          for (const n of lossNames) l[n] = crossEntropy(out[n]!, b.labels[model.targets[n]!]!);
-          return l;
-        });
+        const losses = tidy(() => model.losses(b));
         pending.push({ losses: noGrad(() => tidy(() => concat(lossNames.map((n) => reshape(losses[n]!, [1])), 0))), lr: this.optimizer.lr });
         this.step.step(losses);
         for (const l of Object.values(losses)) l.dispose();
