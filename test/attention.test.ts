@@ -93,8 +93,8 @@ function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mas
       // dP_ij = Σ_e g_ie v_je, Δ_i = Σ_j p_ij dP_ij, dS = p ∘ (dP − Δ).
       const dp = new Float64Array(Lk), adp = new Float64Array(Lk);
       for (let j = 0; j < Lk; j++) for (let e = 0; e < Dv; e++) {
-        dp[j] += G(i, e) * V(j, e);
-        adp[j] += Math.abs(G(i, e) * V(j, e));
+        dp[j] = dp[j]! + G(i, e) * V(j, e);
+        adp[j] = adp[j]! + Math.abs(G(i, e) * V(j, e));
       }
       let delta = 0, adelta = 0;
       for (let j = 0; j < Lk; j++) {
@@ -105,14 +105,14 @@ function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mas
         const ds = p[j]! * (dp[j]! - delta) * scale;
         const ads = p[j]! * (adp[j]! + adelta) * scale;
         for (let d = 0; d < D; d++) {
-          dq[(bh * Lq + i) * D + d] += ds * K(j, d);
-          adq[(bh * Lq + i) * D + d] += ads * Math.abs(K(j, d));
-          dk[(bh * Lk + j) * D + d] += ds * Q(i, d);
-          adk[(bh * Lk + j) * D + d] += ads * Math.abs(Q(i, d));
+          dq[(bh * Lq + i) * D + d] = dq[(bh * Lq + i) * D + d]! + ds * K(j, d);
+          adq[(bh * Lq + i) * D + d] = adq[(bh * Lq + i) * D + d]! + ads * Math.abs(K(j, d));
+          dk[(bh * Lk + j) * D + d] = dk[(bh * Lk + j) * D + d]! + ds * Q(i, d);
+          adk[(bh * Lk + j) * D + d] = adk[(bh * Lk + j) * D + d]! + ads * Math.abs(Q(i, d));
         }
         for (let e = 0; e < Dv; e++) {
-          dv[(bh * Lk + j) * Dv + e] += p[j]! * G(i, e);
-          adv[(bh * Lk + j) * Dv + e] += p[j]! * Math.abs(G(i, e));
+          dv[(bh * Lk + j) * Dv + e] = dv[(bh * Lk + j) * Dv + e]! + p[j]! * G(i, e);
+          adv[(bh * Lk + j) * Dv + e] = adv[(bh * Lk + j) * Dv + e]! + p[j]! * Math.abs(G(i, e));
         }
       }
     }

@@ -17,25 +17,41 @@ import type { ModelName } from '../train/config.ts';
 const test = suite('late-fusion models');
 const host = async (t: Tensor) => Float64Array.from(await t.toArray());
 type Arr = Float64Array;
+type Shape4 = [number, number, number, number];
 
 // ---- float64 host references (NCHW, torch semantics) ----
-function conv(x: Arr, [n, c, h, w]: number[], wt: Arr, o: number, k: number, b: Arr, stride: number, pad: number): [Arr, number[]] {
+function conv(
+  x: Arr,
+  [n, c, h, w]: Shape4,
+  wt: Arr,
+  o: number,
+  k: number,
+  b: Arr,
+  stride: number,
+  pad: number,
+): [Arr, Shape4] {
   const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
   const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
   const y = new Float64Array(n * o * oh * ow);
-  for (let ni = 0; ni < n; ni++) for (let oi = 0; oi < o; oi++) for (let yi = 0; yi < oh; yi++) for (let xi = 0; xi < ow; xi++) {
-    let s = b[oi]!;
-    for (let ci = 0; ci < c; ci++) for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) {
-      const iy = yi * stride - pad + ky;
-      const ix = xi * stride - pad + kx;
-      if (iy >= 0 && iy < h && ix >= 0 && ix < w) s += x[((ni * c + ci) * h + iy) * w + ix]! * wt[((oi * c + ci) * k + ky) * k + kx]!;
-    }
-    y[((ni * o + oi) * oh + yi) * ow + xi] = s;
-  }
+  for (let ni = 0; ni < n; ni++)
+    for (let oi = 0; oi < o; oi++)
+      for (let yi = 0; yi < oh; yi++)
+        for (let xi = 0; xi < ow; xi++) {
+          let s = b[oi]!;
+          for (let ci = 0; ci < c; ci++)
+            for (let ky = 0; ky < k; ky++)
+              for (let kx = 0; kx < k; kx++) {
+                const iy = yi * stride - pad + ky;
+                const ix = xi * stride - pad + kx;
+                if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                  s += x[((ni * c + ci) * h + iy) * w + ix]! * wt[((oi * c + ci) * k + ky) * k + kx]!;
+              }
+          y[((ni * o + oi) * oh + yi) * ow + xi] = s;
+        }
   return [y, [n, o, oh, ow]];
 }
 const reluH = (x: Arr): Arr => x.map((v) => Math.max(0, v));
-function maxPool(x: Arr, [n, c, h, w]: number[], k: number, stride: number, pad: number): [Arr, number[]] {
+function maxPool(x: Arr, [n, c, h, w]: Shape4, k: number, stride: number, pad: number): [Arr, Shape4] {
   const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
   const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
   const y = new Float64Array(n * c * oh * ow);
@@ -51,7 +67,7 @@ function maxPool(x: Arr, [n, c, h, w]: number[], k: number, stride: number, pad:
   return [y, [n, c, oh, ow]];
 }
 /** Batchnorm with the given per-channel mean/var (training: the batch's, biased variance). */
-function batchNorm(x: Arr, [n, c, h, w]: number[], g: Arr, b: Arr, stats?: [Arr, Arr]): Arr {
+function batchNorm(x: Arr, [n, c, h, w]: Shape4, g: Arr, b: Arr, stats?: [Arr, Arr]): Arr {
   const hw = h * w;
   const y = new Float64Array(x.length);
   for (let ci = 0; ci < c; ci++) {
@@ -81,7 +97,7 @@ function linearH(x: Arr, n: number, i: number, w: Arr, o: number, b: Arr): Arr {
   }
   return y;
 }
-async function cgReference(e: CGEncoder, x: Arr, shape: number[], stats?: [Arr, Arr]): Promise<Arr> {
+async function cgReference(e: CGEncoder, x: Arr, shape: Shape4, stats?: [Arr, Arr]): Promise<Arr> {
   const sd = e.stateDict();
   const p = (k: string) => host(sd.get(k)!);
   let h = batchNorm(x, shape, await p('bn0.weight'), await p('bn0.bias'), stats);
@@ -92,9 +108,10 @@ async function cgReference(e: CGEncoder, x: Arr, shape: number[], stats?: [Arr, 
   [h, s] = conv(reluH(h), s, await p('conv3.weight'), 64, 3, await p('conv3.bias'), 2, 1);
   [h, s] = conv(reluH(h), s, await p('conv4.weight'), 64, 3, await p('conv4.bias'), 1, 1);
   h = reluH(h);
-  const [n, c, hh, ww] = s as [number, number, number, number];
+  const [n, c, hh, ww] = s;
   const pooled = new Float64Array(n * c);
-  for (let q = 0; q < n * c; q++) for (let i = 0; i < hh * ww; i++) pooled[q] += h[q * hh * ww + i]! / (hh * ww);
+  for (let q = 0; q < n * c; q++)
+    for (let i = 0; i < hh * ww; i++) pooled[q] = pooled[q]! + h[q * hh * ww + i]! / (hh * ww);
   return linearH(pooled, n, 64, await p('fc.weight'), 512, await p('fc.bias'));
 }
 
@@ -115,7 +132,7 @@ test('CGEncoder: PMR convnet names and shapes; forward equals the float64 refere
   assert.is(shapes['fc.weight'], '512x64');
   // 2·3 + 32·3·25 + 32 + 32·32·9 + 32 + 64·32·9 + 64 + 64·64·9 + 64 + 64·512 + 512
   assert.is(e.numParameters(), 6 + 2432 + 9248 + 18496 + 36928 + 33280);
-  const shape = [2, 3, 7, 6]; // odd, non-square: exercises padding, the stride-2 layers and pool bins
+  const shape: Shape4 = [2, 3, 7, 6]; // odd, non-square: exercises padding, the stride-2 layers and pool bins
   const [x, xh] = randTensor(shape, 6, 0, 1);
   const y = e.forward(x);
   assert.equal(y.shape, [2, 512]);

@@ -42,9 +42,9 @@ function reduceRef(kind: Kind, x: Float64Array, shape: Shape, axes: number | num
       st *= outKeep[d]!;
     }
     y[o] = kind === 'max' ? Math.max(y[o]!, x[i]!) : y[o]! + x[i]!;
-    abs[o] += Math.abs(x[i]!);
+    abs[o] = abs[o]! + Math.abs(x[i]!);
   }
-  if (kind === 'mean') for (let o = 0; o < n; o++) y[o] /= count;
+  if (kind === 'mean') for (let o = 0; o < n; o++) y[o] = y[o]! / count;
   return { y, shape: outShape, count, sumAbs: Math.max(...abs) };
 }
 

@@ -72,7 +72,9 @@ test('frames (B, T, C, H, W): features are the mean over T of the per-frame feat
   const perT = m.forward(flat);
   const per = await perT.toArray();
   const ref = new Float64Array(2 * 512);
-  for (let b = 0; b < 2; b++) for (let t = 0; t < 3; t++) for (let c = 0; c < 512; c++) ref[b * 512 + c] += per[(b * 3 + t) * 512 + c]! / 3;
+  for (let b = 0; b < 2; b++)
+    for (let t = 0; t < 3; t++)
+      for (let c = 0; c < 512; c++) ref[b * 512 + c] = ref[b * 512 + c]! + per[(b * 3 + t) * 512 + c]! / 3;
   const got = await f.toArray();
   // Same per-frame values; only the mean over 3 adds float32 rounding (a few ulp of values ~1).
   for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(got[i]! - ref[i]!) <= 1e-5 + 1e-5 * Math.abs(ref[i]!), `feature ${i}`);

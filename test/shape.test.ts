@@ -48,7 +48,7 @@ function concatRef(xs: [ArrayLike<number>, Shape][], axis: number): [number[], S
   const y = Array.from({ length: size(out) }, (_, i) => {
     const c = coords(i, out);
     let k = 0;
-    while (c[axis]! >= xs[k]![1][axis]!) c[axis] -= xs[k++]![1][axis]!;
+    while (c[axis]! >= xs[k]![1][axis]!) c[axis] = c[axis]! - xs[k++]![1][axis]!;
     const [data, s] = xs[k]!;
     return data[c.reduce((a, v, d) => a + v * strides(s)[d]!, 0)]!;
   });
