@@ -2,11 +2,14 @@
 // come from a slot pool: one uniform buffer, 256-byte slots, written once per submit.
 import type { Device } from './device.ts';
 import type { DispatchTimer } from './dispatch-timer.ts';
+import { EngineError } from './errors.ts';
 
 const SLOTS = 64; // dispatches per submit at most ("tens of dispatches per submit")
 const UNIFORM = 0x40 | 0x08; // GPUBufferUsage.UNIFORM | COPY_DST
 const MAP_READ_DST = 0x01 | 0x08; // GPUBufferUsage.MAP_READ | COPY_DST
 const MAP_READ = 0x01; // GPUMapMode.READ
+const COPY_SRC = 0x04; // GPUBufferUsage.COPY_SRC
+const COPY_DST = 0x08; // GPUBufferUsage.COPY_DST
 
 export interface Dispatch {
   op: string;
@@ -42,7 +45,7 @@ export class Batcher {
 
   constructor(private readonly device: Device) {
     this.slotStride = Math.max(256, device.limits.minUniformBufferOffsetAlignment);
-    this.uniform = device.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM });
+    this.uniform = device.errors.guard('Batcher', () => device.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM }));
   }
 
   private computePass(): GPUComputePassEncoder {
@@ -58,6 +61,10 @@ export class Batcher {
     if (x > maxGroups || y > maxGroups || z > maxGroups) {
       throw new Error(`${d.op}: dispatch of ${x}×${y}×${z} workgroups exceeds the device limit ${maxGroups} per dimension`);
     }
+    this.device.errors.guard(d.op, () => this.record(d, x, y, z));
+  }
+
+  private record(d: Dispatch, x: number, y: number, z: number): void {
     const entries: GPUBindGroupEntry[] = [];
     const hasParams = (d.u32?.length ?? 0) + (d.f32?.length ?? 0) > 0;
     if (hasParams) {
@@ -89,7 +96,10 @@ export class Batcher {
     this.lastOp = d.op;
   }
 
-  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number, op = 'copy'): void {
+    // Pool buffers have both usages; an app's buffer (Tensor.fromGPUBuffer) may lack them.
+    if (!(src.usage & COPY_SRC)) throw new EngineError(`${op}: the source buffer lacks GPUBufferUsage.COPY_SRC (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be copied or read back)`);
+    if (!(dst.usage & COPY_DST)) throw new EngineError(`${op}: the destination buffer lacks GPUBufferUsage.COPY_DST (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be written)`);
     this.pass?.end();
     this.pass = null;
     this.encoder ??= this.device.gpu.createCommandEncoder();
@@ -102,11 +112,14 @@ export class Batcher {
       this.device.pool.afterSubmit(); // nothing unsubmitted can still reference a released buffer
       return;
     }
-    this.pass?.end();
+    const encoder = this.encoder;
+    this.device.errors.guard(`submit after '${this.lastOp}'`, () => {
+      this.pass?.end();
+      this.timer?.resolve(encoder);
+      if (this.slots > 0) this.device.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
+      this.device.gpu.queue.submit([encoder.finish()]);
+    });
     this.pass = null;
-    this.timer?.resolve(this.encoder);
-    if (this.slots > 0) this.device.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
-    this.device.gpu.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.slots = 0;
     this.stats.submits++;
@@ -114,15 +127,21 @@ export class Batcher {
   }
 
   /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data. */
-  async read(src: GPUBuffer, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
+  async read(src: GPUBuffer, bytes: number, srcOffset = 0, op = 'read'): Promise<ArrayBuffer> {
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const i = this.staging.findIndex((b) => b.size >= size);
-    const stage = i >= 0 ? this.staging.splice(i, 1)[0]! : this.device.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST });
-    this.copy(src, srcOffset, stage, 0, Math.ceil(bytes / 4) * 4);
+    const errors = this.device.errors;
+    const stage = i >= 0 ? this.staging.splice(i, 1)[0]! : errors.guard(op, () => this.device.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST }));
+    try {
+      this.copy(src, srcOffset, stage, 0, Math.ceil(bytes / 4) * 4, op);
+    } catch (e) {
+      this.staging.push(stage);
+      throw e;
+    }
     this.flush();
     this.stats.readbacks++;
     try {
-      await this.device.wait(stage.mapAsync(MAP_READ, 0, size));
+      await this.device.wait(errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)));
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;
@@ -130,5 +149,11 @@ export class Batcher {
       if (stage.mapState === 'mapped') stage.unmap();
       this.staging.push(stage);
     }
+  }
+
+  /** Destroys the buffers the batcher created (uniform slots, staging); called by Device.destroy. */
+  destroy(): void {
+    this.uniform.destroy();
+    for (const b of this.staging.splice(0)) b.destroy();
   }
 }

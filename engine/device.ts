@@ -1,8 +1,13 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // The GPU device, and the one place that creates pipelines and waits on the queue.
-// Browser-safe: Dawn's Node binding is loaded by a dynamic import only when no
-// `navigator.gpu` exists.
+// Browser-safe: the engine knows only `navigator.gpu`, a `GPU` given to Device.create, or a
+// default registered with setDefaultGPU (the package's Node entry registers Dawn there).
 import { BufferPool } from './buffer-pool.ts';
 import { Batcher } from './batcher.ts';
+import { DeviceErrors } from './device-errors.ts';
+import { EngineError } from './errors.ts';
+
+export { EngineError };
 
 /** Limits the engine needs; requested at creation and checked against the adapter. */
 const REQUIRED = {
@@ -13,12 +18,8 @@ const REQUIRED = {
 } as const;
 type LimitName = keyof typeof REQUIRED | 'maxBufferSize';
 
-export class EngineError extends Error {
-  override name = 'EngineError';
-}
-
 export interface DeviceOptions {
-  /** A `GPU` object (navigator.gpu or Dawn's). Defaults to navigator.gpu, else Dawn via the `webgpu` package. */
+  /** A `GPU` object (navigator.gpu or Dawn's). Defaults to the one set by setDefaultGPU, else navigator.gpu. */
   gpu?: GPU;
   powerPreference?: GPUPowerPreference;
   /**
@@ -28,9 +29,16 @@ export interface DeviceOptions {
   timestamps?: boolean;
 }
 
-interface DawnModule {
-  create(flags: string[]): GPU;
-  globals: Record<string, unknown>;
+/** Makes a `GPU` for Device.create when none is given; `timestamps` as in DeviceOptions. */
+export type GPUProvider = (opts: { timestamps: boolean }) => Promise<GPU>;
+let defaultProvider: GPUProvider | null = null;
+
+/**
+ * Sets the `GPU` that Device.create / init use when none is given (null: back to navigator.gpu).
+ * The package's Node entry calls it with Dawn, so that the engine itself never imports a Node module.
+ */
+export function setDefaultGPU(provider: GPUProvider | null): void {
+  defaultProvider = provider;
 }
 
 let quietWaiters = 0;
@@ -44,9 +52,11 @@ export class Device {
   private readonly modules = new Map<string, GPUShaderModule>();
   private readonly pipelines = new Map<string, Map<string, GPUComputePipeline>>(); // source → entry point → pipeline
   private readonly compileChecks: Promise<void>[] = [];
-  private deviceError: Error | null = null;
+  /** Collects WebGPU errors: a listener on the engine's own device, error scopes on an app's. */
+  readonly errors: DeviceErrors;
   private lost = false;
-  private readonly ownsDevice: boolean;
+  /** Whether the engine created the GPUDevice (Device.create); false for Device.fromGPUDevice. */
+  readonly ownsDevice: boolean;
 
   // Dawn's Node instance must outlive its devices: if it is garbage collected, the process crashes.
   private instance: GPU | null = null;
@@ -55,22 +65,19 @@ export class Device {
     this.gpu = gpu;
     this.adapterName = adapterName;
     this.ownsDevice = owns;
-    this.pool = new BufferPool(gpu);
+    this.errors = new DeviceErrors(gpu, !owns, () => this.batcher?.lastOp ?? '(none)');
+    this.pool = new BufferPool(gpu, this.errors);
     this.batcher = new Batcher(this);
-    gpu.addEventListener('uncapturederror', (ev) => {
-      ev.preventDefault(); // reported through checkErrors() instead of Dawn's console print
-      const e = (ev as GPUUncapturedErrorEvent).error;
-      this.deviceError ??= new EngineError(`WebGPU error (near op '${this.batcher.lastOp}'): ${e.message}`);
-    });
+    // Reading `lost` changes nothing on an app's device; the engine never destroys one it does not own.
     void gpu.lost.then((info) => {
       this.lost = true;
-      if (info.reason !== 'destroyed') this.deviceError ??= new EngineError(`GPU device lost (last op '${this.batcher.lastOp}'): ${info.message}`);
+      if (info.reason !== 'destroyed') this.errors.record(`GPU device lost (last op '${this.batcher.lastOp}'): ${info.message}`);
     });
   }
 
   /** Creates a device on the best adapter: navigator.gpu in a browser, Dawn in Node. */
   static async create(opts: DeviceOptions = {}): Promise<Device> {
-    const gpu = opts.gpu ?? (await defaultGPU(opts.timestamps ? ['disable-dawn-features=timestamp_quantization'] : []));
+    const gpu = opts.gpu ?? (await defaultGPU(opts.timestamps ?? false));
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) {
       throw new EngineError(
@@ -98,13 +105,28 @@ export class Device {
     return d;
   }
 
-  /** Wraps a GPUDevice that an application already owns; the engine never destroys it. */
-  static fromGPUDevice(gpu: GPUDevice, name = 'external device'): Device {
+  /**
+   * Wraps a GPUDevice that an application owns. The engine then never destroys or reconfigures it,
+   * adds no event listener to it, and brackets its own calls in error scopes that it pops again
+   * (the app's error-scope stack and its `uncapturederror` handling stay as they were). It shares
+   * the queue: see `flush()` for ordering the app's submits after the engine's work.
+   * Refuses a device that is already lost, or whose limits are below the engine's minimum.
+   */
+  static async fromGPUDevice(gpu: GPUDevice, name?: string): Promise<Device> {
     for (const [lim, need] of Object.entries(REQUIRED)) {
       const have = gpu.limits[lim as LimitName];
-      if (have < need) throw new EngineError(`GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice().`);
+      if (have < need) throw new EngineError(`Device.fromGPUDevice: GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice({ requiredLimits }).`);
     }
-    return new Device(gpu, name, false);
+    // A destroyed or lost device resolves `lost` before an (empty) queue reports its work done.
+    const lost = await Promise.race([gpu.lost, gpu.queue.onSubmittedWorkDone().then(() => null)]);
+    if (lost) {
+      throw new EngineError(
+        `Device.fromGPUDevice: the GPUDevice is lost (reason '${lost.reason}'${lost.message ? `: ${lost.message}` : ''}); request a new one with adapter.requestDevice().`,
+      );
+    }
+    const info = (gpu as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    const described = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : '';
+    return new Device(gpu, name ?? (described || 'app device'), false);
   }
 
   get limits(): GPUSupportedLimits {
@@ -113,19 +135,20 @@ export class Device {
 
   /** Throws a pending device/validation/compile error, if any. Called at every sync point. */
   checkErrors(): void {
-    if (this.deviceError) {
-      const e = this.deviceError;
-      this.deviceError = null;
-      throw e;
-    }
+    const e = this.errors.take();
+    if (e) throw e;
     if (this.lost) throw new EngineError('GPU device was destroyed or lost.');
   }
 
   /** Pipeline cache keyed by the final WGSL source; compile errors are reported with the op name and line. */
   pipeline(op: string, code: string, entryPoint = 'main'): GPUComputePipeline {
-    let byEntry = this.pipelines.get(code);
-    let p = byEntry?.get(entryPoint);
+    const byEntry = this.pipelines.get(code);
+    const p = byEntry?.get(entryPoint);
     if (p) return p;
+    return this.errors.guard(op, () => this.compile(op, code, entryPoint, byEntry));
+  }
+
+  private compile(op: string, code: string, entryPoint: string, byEntry: Map<string, GPUComputePipeline> | undefined): GPUComputePipeline {
     let mod = this.modules.get(code);
     if (!mod) {
       mod = this.gpu.createShaderModule({ label: op, code });
@@ -137,11 +160,11 @@ export class Device {
           if (errs.length === 0) return;
           const lines = code.split('\n');
           const text = errs.map((x) => `  line ${x.lineNum}: ${x.message}\n    ${lines[x.lineNum - 1]?.trim() ?? ''}`).join('\n');
-          this.deviceError ??= new EngineError(`WGSL compile error in op '${op}':\n${text}`);
+          this.errors.record(`WGSL compile error in op '${op}':\n${text}`);
         }),
       );
     }
-    p = this.gpu.createComputePipeline({ label: op, layout: 'auto', compute: { module: mod, entryPoint } });
+    const p = this.gpu.createComputePipeline({ label: op, layout: 'auto', compute: { module: mod, entryPoint } });
     if (!byEntry) this.pipelines.set(code, (byEntry = new Map()));
     byEntry.set(entryPoint, p);
     this.pipelineCount++;
@@ -150,6 +173,24 @@ export class Device {
 
   /** Number of distinct compute pipelines compiled so far. */
   pipelineCount = 0;
+
+  /**
+   * Submits the work the engine has recorded but not yet submitted (it records dispatches into its
+   * own command encoder and submits in chunks). Call it before submitting commands of your own that
+   * read or write a tensor's buffer: the queue then runs the engine's work first.
+   */
+  flush(): void {
+    this.batcher.flush();
+  }
+
+  /**
+   * Writes host data into a buffer through the queue. The write runs before any work still recorded
+   * and not submitted: flush() first where that matters. `op` names the caller in errors.
+   */
+  writeBuffer(op: string, buffer: GPUBuffer, data: Float32Array | Int32Array | Uint32Array, offset = 0): void {
+    if (!(buffer.usage & COPY_DST)) throw new EngineError(`${op}: the buffer lacks GPUBufferUsage.COPY_DST, so it cannot be written from the host`);
+    if (data.length) this.errors.guard(op, () => this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength));
+  }
 
   /** Submits pending work and waits until the GPU finished it. */
   async sync(): Promise<void> {
@@ -171,6 +212,7 @@ export class Device {
     try {
       const r = await p;
       if (this.compileChecks.length) await Promise.all(this.compileChecks.splice(0));
+      await this.errors.settle();
       this.checkErrors();
       return r;
     } finally {
@@ -181,25 +223,30 @@ export class Device {
   /** Whether waits use the quiet (timer-based) polling described in `wait`. */
   quietWait = true;
 
+  /**
+   * Frees what the engine created on the device (pooled buffers, uniform and staging buffers) and,
+   * for a device the engine created, destroys it. An app's device (fromGPUDevice) stays alive and
+   * untouched, as do buffers wrapped with Tensor.fromGPUBuffer. Dispose tensors first: buffers of
+   * live tensors are not destroyed.
+   */
   destroy(): void {
     this.batcher.flush();
+    this.batcher.destroy();
     this.pool.destroyAll();
     if (this.ownsDevice) this.gpu.destroy();
   }
 }
 
-async function defaultGPU(flags: string[]): Promise<GPU> {
+const COPY_DST = 0x08; // GPUBufferUsage.COPY_DST (a constant, so no global is needed)
+
+async function defaultGPU(timestamps: boolean): Promise<GPU> {
+  if (defaultProvider) return defaultProvider({ timestamps });
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  const spec = 'webgpu'; // a variable specifier keeps bundlers from pulling Dawn into a browser build
-  let mod: DawnModule;
-  try {
-    mod = (await import(spec)) as DawnModule;
-  } catch (e) {
-    throw new EngineError(`No navigator.gpu and the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}`);
-  }
-  for (const [k, v] of Object.entries(mod.globals)) {
-    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  }
-  return mod.create(flags);
+  const isWorkerOrPage = typeof (globalThis as { document?: unknown; importScripts?: unknown }).document !== 'undefined' || typeof (globalThis as { importScripts?: unknown }).importScripts === 'function';
+  throw new EngineError(
+    isWorkerOrPage
+      ? 'No WebGPU: navigator.gpu is undefined. Use a browser with WebGPU (Chrome or Edge 113+, Safari 26+, Firefox 141+ on Windows; on Linux Chrome needs --enable-unsafe-webgpu or chrome://flags/#enable-unsafe-webgpu), and serve the page from https:// or http://localhost (WebGPU needs a secure context).'
+      : "No WebGPU: navigator.gpu is undefined and no GPU was given. In Node, import the package as 'mmpareto-webgpu' (its Node entry loads Dawn from the 'webgpu' package), or pass Device.create({ gpu }) a GPU object, e.g. `create([])` from the 'webgpu' package.",
+  );
 }

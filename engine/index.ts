@@ -1,6 +1,6 @@
 // Public API of the engine (browser-safe: no Node modules).
-export { Device, EngineError, type DeviceOptions } from './device.ts';
-export { Tensor, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
+export { Device, EngineError, setDefaultGPU, type DeviceOptions, type GPUProvider } from './device.ts';
+export { Tensor, type FromGPUBufferOptions, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
 export { noGrad, isGradEnabled, grad, releaseGraph, type GradOptions } from './autograd.ts';
 export { perLossGrads, perLossStats, type PerLossOptions } from './per-loss.ts';
 export { setStackedRule, type StackedRule } from './rules.ts';

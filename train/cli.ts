@@ -1,6 +1,7 @@
 // `mmpareto` — train, evaluate and compare multimodal runs. See `mmpareto --help`.
 // Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, divergence), 2 bad usage,
 // 130 interrupted (Ctrl-C; resumable from the last epoch's checkpoint).
+import './node.ts'; // Dawn as the default GPU
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
