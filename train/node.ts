@@ -9,7 +9,7 @@ import { EngineError } from '../engine/errors.ts';
 export * from '../engine/index.ts';
 
 /** Dawn's Node binding, loaded on first use; `timestamps` turns off Dawn's 65536 ns rounding. */
-const dawnGPU: GPUProvider = async ({ timestamps }) => {
+export const dawnGPU: GPUProvider = async ({ timestamps }) => {
   let dawn: typeof import('webgpu');
   try {
     dawn = await import('webgpu');
