@@ -149,6 +149,16 @@ export class Device {
   }
 
   private compile(op: string, code: string, entryPoint: string, byEntry: Map<string, GPUComputePipeline> | undefined): GPUComputePipeline {
+    // Most kernels fit the default 8 storage buffers; a few (attention's backward: up to 10) bind
+    // more, and a device requested with default limits refuses them: say so before any dispatch.
+    const storage = code.match(/var<storage\b/g)?.length ?? 0;
+    const max = this.gpu.limits.maxStorageBuffersPerShaderStage;
+    if (storage > max) {
+      throw new EngineError(
+        `${op}: its kernel binds ${storage} storage buffers, above this device's maxStorageBuffersPerShaderStage (${max}); ` +
+          `request it in requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage: ${storage} } }) if adapter.limits allows, or use Device.create(), which takes the adapter's limits`,
+      );
+    }
     let mod = this.modules.get(code);
     if (!mod) {
       mod = this.gpu.createShaderModule({ label: op, code });
