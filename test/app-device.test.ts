@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { create } from 'webgpu';
 import { device } from './helpers.ts';
 import { dawnGPU } from '../train/node.ts';
-import { Device, EngineError, MultimodalStep, SGD, Tensor, liveTensors, matmul, setDefaultGPU, setDevice, tensor, tidy, type Tensor as T } from '../engine/index.ts';
+import { Device, EngineError, MultimodalStep, SGD, Tensor, liveTensors, matmul, releaseGraph, scaledDotProductAttention, setDefaultGPU, setDevice, sum, tensor, tidy, type Tensor as T } from '../engine/index.ts';
 import { launch } from '../engine/ops/kernel.ts';
 import { unaryShader } from '../shaders/elementwise.ts';
 import { LateFusion } from './late-fusion.ts';
@@ -281,6 +281,28 @@ test('Tensor.fromGPUBuffer refuses a buffer too small or without STORAGE, before
   await engine.sync();
   engine.destroy();
   for (const b of [small, uniform, noCopy]) b.destroy();
+});
+
+test("a kernel binding more storage buffers than the app's device allows is refused, naming the op and the limit", async () => {
+  // The app's device has the default 8 storage buffers per stage; attention's backward binds 9.
+  assert.is(appDevice.limits.maxStorageBuffersPerShaderStage, 8);
+  const engine = await Device.fromGPUDevice(appDevice);
+  const r = (shape: number[], seed: number) => tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(seed + i)), shape, { device: engine, requiresGrad: true });
+  const [q, k, v] = [r([1, 2, 3, 4], 1), r([1, 2, 3, 4], 2), r([1, 2, 3, 4], 3)];
+  const y = scaledDotProductAttention(q, k, v); // the forward binds 5: fine
+  const loss = sum(y);
+  try {
+    loss.backward();
+    assert.unreachable('expected an error');
+  } catch (e) {
+    assert.instance(e, EngineError);
+    assert.match((e as Error).message, /attentionGradQuery: its kernel binds (9|10) storage buffers, above this device's maxStorageBuffersPerShaderStage \(8\)/);
+    assert.match((e as Error).message, /requiredLimits: \{ maxStorageBuffersPerShaderStage: (9|10) \}/);
+  }
+  await engine.sync(); // no validation error followed: nothing invalid reached the device
+  releaseGraph(loss);
+  for (const t of [q, k, v, y, loss]) t.dispose();
+  engine.destroy();
 });
 
 test('no WebGPU: Device.create names what is missing', async () => {

@@ -16,6 +16,8 @@ const state = {
   records: [] as StepRecord[],
   gradcheck: [] as GradcheckReport[],
   stepsPerSecond: 0,
+  /** steps/s of every window of steps the worker reported (timed in the worker). */
+  windowRates: [] as number[],
   errors: [] as string[],
 };
 (globalThis as { mmparetoExample?: typeof state }).mmparetoExample = state;
@@ -97,6 +99,7 @@ if (!('gpu' in navigator) || !navigator.gpu) {
       case 'progress':
         state.records.push(...m.records);
         state.stepsPerSecond = m.stepsPerSecond;
+        state.windowRates.push(m.stepsPerSecond);
         setStatus('Training with MMPareto…');
         break;
       case 'stopped':
