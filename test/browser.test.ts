@@ -146,6 +146,15 @@ test('parity: first-step losses and per-loss gradient norms in Chromium (SwiftSh
   await page.close();
 });
 
+test('in Chromium too, Device.fromGPUDevice refuses a destroyed device with a clear error', async () => {
+  const { page, problems } = await open('/parity/');
+  await page.waitForFunction(() => 'fromLostDevice' in globalThis, null, { timeout: 30_000 });
+  const message = await page.evaluate(() => (globalThis as unknown as { fromLostDevice(): Promise<string> }).fromLostDevice());
+  assert.match(message, /Device\.fromGPUDevice: the GPUDevice is lost \(reason 'destroyed'/);
+  assert.equal(problems, []);
+  await page.close();
+});
+
 test('without WebGPU the example page says what is missing and how to get it', async () => {
   const { page, problems } = await open('/', "Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });");
   await page.waitForSelector('#no-webgpu:not([hidden])', { timeout: 30_000 });

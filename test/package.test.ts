@@ -34,7 +34,7 @@ test.before(async () => {
   packed = JSON.parse(stdout.slice(stdout.indexOf('[')))[0];
   mkdirSync(app);
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'mmpareto-webgpu': `file:../${packed.filename}` } }, null, 2));
-  for (const f of ['train.mjs', 'check.ts', 'tsconfig.json', 'browser-entry.ts']) copyFileSync(join(fixtures, f), join(app, f));
+  for (const f of ['train.mjs', 'check.ts', 'web-page.ts', 'tsconfig.json', 'browser-entry.ts']) copyFileSync(join(fixtures, f), join(app, f));
   // The dependencies come from npm's cache when it has them (it does after `npm ci`).
   await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, env, maxBuffer: 64 << 20 });
 });
@@ -76,7 +76,11 @@ test('the installed CLI runs from dist/ with plain node', async () => {
   assert.match(stdout, /Usage:/);
 });
 
-test('a strict TypeScript consumer typechecks against the shipped .d.ts (tsc --noEmit)', async () => {
+test('a strict TypeScript consumer, and the README snippet, typecheck against the shipped .d.ts (tsc --noEmit)', async () => {
+  const between = (text: string, start: string, end: string) => text.slice(text.indexOf(start) + start.length, text.indexOf(end, text.indexOf(start)));
+  const readme = between(readFileSync(join(repo, 'README.md'), 'utf8'), '## Use it in a web page', '## ');
+  const snippet = between(readme, '```ts\n', '```');
+  assert.is(between(readFileSync(join(fixtures, 'web-page.ts'), 'utf8'), '// --- README snippet ---\n', '// --- end ---'), snippet, 'test/consumer/web-page.ts holds the README snippet');
   const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
   try {
     await run(process.execPath, [tsc, '--noEmit', '-p', app], { cwd: app, env });

@@ -1,5 +1,6 @@
 // Bundled for the browser by test/browser.test.ts: the example's first-step diagnostics on the
-// page's own WebGPU device, exposed as globalThis.runParity().
+// page's own WebGPU device, exposed as globalThis.runParity(); and Device.fromGPUDevice on a
+// destroyed device, as globalThis.fromLostDevice() (the error message, or 'accepted').
 import { Device } from '../../engine/index.ts';
 import { ExampleTraining } from '../../examples/browser/training.ts';
 
@@ -13,4 +14,17 @@ import { ExampleTraining } from '../../examples/browser/training.ts';
   training.dispose();
   device.destroy();
   return { adapter: device.adapterName, ...out };
+};
+
+(globalThis as { fromLostDevice?: () => Promise<string> }).fromLostDevice = async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) throw new Error('no WebGPU adapter');
+  const gpuDevice = await adapter.requestDevice();
+  gpuDevice.destroy();
+  try {
+    await Device.fromGPUDevice(gpuDevice);
+    return 'accepted';
+  } catch (e) {
+    return (e as Error).message;
+  }
 };
