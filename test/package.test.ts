@@ -77,8 +77,12 @@ test('the installed CLI runs from dist/ with plain node', async () => {
 });
 
 test('a strict TypeScript consumer, and the README snippet, typecheck against the shipped .d.ts (tsc --noEmit)', async () => {
-  const between = (text: string, start: string, end: string) => text.slice(text.indexOf(start) + start.length, text.indexOf(end, text.indexOf(start)));
-  const readme = between(readFileSync(join(repo, 'README.md'), 'utf8'), '## Use it in a web page', '## ');
+  const between = (text: string, start: string, end: string) => {
+    const from = text.indexOf(start) + start.length;
+    assert.ok(from >= start.length, `'${start}' not found`);
+    return text.slice(from, text.indexOf(end, from));
+  };
+  const readme = between(readFileSync(join(repo, 'README.md'), 'utf8'), '\n## Use it in a web page\n', '\n## ');
   const snippet = between(readme, '```ts\n', '```');
   assert.is(between(readFileSync(join(fixtures, 'web-page.ts'), 'utf8'), '// --- README snippet ---\n', '// --- end ---'), snippet, 'test/consumer/web-page.ts holds the README snippet');
   const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
