@@ -130,6 +130,7 @@ function propagate(seeds: Map<Tensor, Tensor>, retainGraph: boolean, want: (t: T
 }
 
 function seedFor(root: Tensor, gradient: Tensor | undefined, op: string): Tensor {
+  root.device.assertUsable(op);
   if (!root.requiresGrad) throw new EngineError(`${op}: tensor does not require grad (no parameter it depends on has requiresGrad)`);
   if (gradient) {
     if (gradient.shape.join() !== root.shape.join()) throw new EngineError(`${op}: gradient shape [${gradient.shape}] does not match output [${root.shape}]`);

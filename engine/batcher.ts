@@ -55,6 +55,7 @@ export class Batcher {
   }
 
   dispatch(d: Dispatch): void {
+    this.device.assertUsable(d.op);
     if (this.slots === SLOTS) this.flush();
     const maxGroups = this.device.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = d.groups;
@@ -126,8 +127,9 @@ export class Batcher {
     this.device.pool.afterSubmit();
   }
 
-  /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data. */
+  /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data; `op` names the caller in errors. */
   async read(src: GPUBuffer, bytes: number, srcOffset = 0, op = 'read'): Promise<ArrayBuffer> {
+    this.device.assertUsable(op);
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const i = this.staging.findIndex((b) => b.size >= size);
     const errors = this.device.errors;
@@ -141,7 +143,7 @@ export class Batcher {
     this.flush();
     this.stats.readbacks++;
     try {
-      await this.device.wait(errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)));
+      await this.device.wait(errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)), op);
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;

@@ -9,6 +9,8 @@ export interface CreateOptions {
   dtype?: DType;
   requiresGrad?: boolean;
   device?: Device;
+  /** tensor(): refuse NaN and ±Inf in the data (assertFinite) before uploading it. */
+  checkFinite?: boolean;
 }
 
 type Nested = number | readonly Nested[];
@@ -26,6 +28,7 @@ function flatten(x: Nested, out: number[], shape: number[], depth: number): void
 export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: CreateOptions = {}): Tensor {
   let flat: ArrayLike<number>;
   let shp: Shape;
+  if (opts.checkFinite) assertFinite(typeof data === 'number' ? [data] : Array.isArray(data) ? (data.flat(Infinity) as number[]) : (data as ArrayLike<number>), 'tensor');
   if (typeof data === 'number' || (Array.isArray(data) && shape === undefined)) {
     const out: number[] = [];
     const s: number[] = [];
@@ -37,13 +40,22 @@ export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: Cr
     shp = shape ?? [flat.length];
   }
   if (sizeOf(shp) !== flat.length) throw new EngineError(`tensor: ${flat.length} values do not fill shape [${shp.join(', ')}]`);
+  (opts.device ?? getDevice()).assertUsable('tensor');
   const dtype = opts.dtype ?? (flat instanceof Int32Array ? 'int32' : 'float32');
   let lo = Infinity;
   let hi = -Infinity;
-  if (dtype === 'int32') {
+  if (dtype === 'int32' && !(flat instanceof Int32Array)) {
     for (let i = 0; i < flat.length; i++) {
       const v = flat[i]!;
       if (!Number.isInteger(v)) throw new EngineError(`tensor: int32 tensor given non-integer value ${v} at ${i}`);
+      // Int32Array.from would wrap it silently (2^33 → 0).
+      if (v < INT32_MIN || v > INT32_MAX) throw new EngineError(`tensor: int32 tensor given ${v} at ${i}, outside [${INT32_MIN}, ${INT32_MAX}]`);
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  } else if (dtype === 'int32') {
+    for (let i = 0; i < flat.length; i++) {
+      const v = flat[i]!;
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
@@ -54,6 +66,25 @@ export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: Cr
   t.requiresGrad = opts.requiresGrad ?? false;
   if (dtype === 'int32' && flat.length) t.valueRange = [lo, hi];
   return t;
+}
+
+const INT32_MIN = -(2 ** 31);
+const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * Throws an EngineError naming `what`, the first offending index and its value if `data` holds a
+ * NaN or ±Inf. For host data about to be uploaded: a NaN on the GPU only shows up later, as a NaN
+ * loss or a skipped step. Cost: one pass over the data.
+ */
+export function assertFinite(data: ArrayLike<number>, what: string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (!Number.isFinite(v)) {
+      let count = 0;
+      for (let j = i; j < data.length; j++) if (!Number.isFinite(data[j]!)) count++;
+      throw new EngineError(`${what}: value ${v} at index ${i} is not finite (${count} non-finite value${count > 1 ? 's' : ''} in ${data.length})`);
+    }
+  }
 }
 
 export function full(shape: Shape, value: number, opts: CreateOptions = {}): Tensor {

@@ -6,6 +6,7 @@ import { BufferPool } from './buffer-pool.ts';
 import { Batcher } from './batcher.ts';
 import { DeviceErrors } from './device-errors.ts';
 import { EngineError } from './errors.ts';
+import { NONFINITE_BATCHNORM } from '../shaders/batchnorm.ts';
 
 export { EngineError };
 
@@ -17,6 +18,28 @@ const REQUIRED = {
   maxStorageBufferBindingSize: 64 * 1024 * 1024,
 } as const;
 type LimitName = keyof typeof REQUIRED | 'maxBufferSize';
+
+/**
+ * The GPU device was destroyed or lost (driver reset, GPU removed, out of memory in the driver):
+ * every pending and later operation fails with this error, naming itself and giving the reason
+ * the browser or Dawn reported. Nothing on that device can be read back any more.
+ */
+export class DeviceLostError extends EngineError {
+  override name = 'DeviceLostError';
+  constructor(
+    readonly op: string,
+    /** GPUDeviceLostInfo.reason ('destroyed' or 'unknown'). */
+    readonly reason: string,
+    /** GPUDeviceLostInfo.message. */
+    readonly detail: string,
+  ) {
+    super(`${op}: the GPU device was lost (${reason}: ${detail}); no further work can run on it or be read back from it`);
+  }
+}
+
+const STORAGE_COPY = 0x80 | 0x04 | 0x08; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST
+/** Words of Device.nonFiniteCounters (u32 each). */
+export const NONFINITE_COUNTERS = { batchNorm: NONFINITE_BATCHNORM } as const;
 
 export interface DeviceOptions {
   /** A `GPU` object (navigator.gpu or Dawn's). Defaults to the one set by setDefaultGPU, else navigator.gpu. */
@@ -54,7 +77,8 @@ export class Device {
   private readonly compileChecks: Promise<void>[] = [];
   /** Collects WebGPU errors: a listener on the engine's own device, error scopes on an app's. */
   readonly errors: DeviceErrors;
-  private lost = false;
+  private lostInfo: { reason: string; message: string } | null = null;
+  private counters: GPUBuffer | null = null;
   /** Whether the engine created the GPUDevice (Device.create); false for Device.fromGPUDevice. */
   readonly ownsDevice: boolean;
 
@@ -70,8 +94,7 @@ export class Device {
     this.batcher = new Batcher(this);
     // Reading `lost` changes nothing on an app's device; the engine never destroys one it does not own.
     void gpu.lost.then((info) => {
-      this.lost = true;
-      if (info.reason !== 'destroyed') this.errors.record(`GPU device lost (last op '${this.batcher.lastOp}'): ${info.message}`);
+      this.lostInfo ??= { reason: info.reason ?? 'unknown', message: info.message || 'no message' };
     });
   }
 
@@ -133,11 +156,36 @@ export class Device {
     return this.gpu.limits;
   }
 
-  /** Throws a pending device/validation/compile error, if any. Called at every sync point. */
-  checkErrors(): void {
+  /** Throws a pending device/validation/compile error, if any. Called at every sync point (`op` names it). */
+  checkErrors(op = 'sync'): void {
     const e = this.errors.take();
     if (e) throw e;
-    if (this.lost) throw new EngineError('GPU device was destroyed or lost.');
+    this.assertUsable(op);
+  }
+
+  /** Whether the device was destroyed or lost (as far as the browser or Dawn has told us yet). */
+  get isLost(): boolean {
+    return this.lostInfo !== null;
+  }
+
+  /** Throws DeviceLostError naming `op` if the device was destroyed or lost. */
+  assertUsable(op: string): void {
+    if (this.lostInfo) throw new DeviceLostError(op, this.lostInfo.reason, this.lostInfo.message);
+  }
+
+  /**
+   * Device-wide u32 counters that kernels increment when they refuse to write a non-finite value
+   * (NONFINITE_COUNTERS: BatchNorm's running-stat updates). Created zeroed on first use.
+   */
+  get nonFiniteCounters(): GPUBuffer {
+    this.counters ??= this.errors.guard('nonFiniteCounters', () => this.gpu.createBuffer({ label: 'non-finite counters', size: 16, usage: STORAGE_COPY }));
+    return this.counters;
+  }
+
+  /** Reads the non-finite counters (one readback): how many BatchNorm channel updates were skipped so far. */
+  async readNonFiniteCounts(): Promise<{ batchNorm: number }> {
+    const u = new Uint32Array(await this.batcher.read(this.nonFiniteCounters, 4, 0, 'readNonFiniteCounts'));
+    return { batchNorm: u[NONFINITE_COUNTERS.batchNorm]! };
   }
 
   /** Pipeline cache keyed by the final WGSL source; compile errors are reported with the op name and line. */
@@ -204,15 +252,18 @@ export class Device {
 
   /** Submits pending work and waits until the GPU finished it. */
   async sync(): Promise<void> {
+    this.assertUsable('sync');
     this.batcher.flush();
-    await this.wait(this.gpu.queue.onSubmittedWorkDone());
+    await this.wait(this.gpu.queue.onSubmittedWorkDone(), 'sync');
   }
 
   /**
-   * Awaits a GPU promise. Dawn's Node binding polls by re-arming the global setImmediate, which keeps a
-   * core busy; while we wait, setImmediate is swapped for a 1 ms timer so a software GPU gets that core.
+   * Awaits a GPU promise on behalf of `op`. Dawn's Node binding polls by re-arming the global
+   * setImmediate, which keeps a core busy; while we wait, setImmediate is swapped for a 1 ms timer so
+   * a software GPU gets that core. A promise rejected because the device went away (Dawn rejects a
+   * pending mapAsync with an AbortError that has no message) becomes a DeviceLostError naming `op`.
    */
-  async wait<T>(p: Promise<T>): Promise<T> {
+  async wait<T>(p: Promise<T>, op = 'wait'): Promise<T> {
     const g = globalThis as { setImmediate?: (cb: () => void) => unknown };
     const quiet = this.quietWait && typeof g.setImmediate === 'function';
     if (quiet && quietWaiters++ === 0) {
@@ -220,14 +271,30 @@ export class Device {
       g.setImmediate = (cb: () => void) => setTimeout(cb, 1);
     }
     try {
-      const r = await p;
+      let r: T;
+      try {
+        r = await p;
+      } catch (e) {
+        await this.settleLoss();
+        this.assertUsable(op);
+        throw e instanceof EngineError ? e : new EngineError(`${op}: ${(e as Error).name}: ${(e as Error).message || 'no message'} (near op '${this.batcher.lastOp}')`);
+      }
       if (this.compileChecks.length) await Promise.all(this.compileChecks.splice(0));
       await this.errors.settle();
-      this.checkErrors();
+      this.checkErrors(op);
       return r;
     } finally {
       if (quiet && --quietWaiters === 0) g.setImmediate = savedSetImmediate;
     }
+  }
+
+  /** After a failed GPU promise: gives the device-lost notification (which follows it) a moment to arrive. */
+  private async settleLoss(): Promise<void> {
+    if (this.lostInfo) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.gpu.lost, new Promise((r) => (timer = setTimeout(r, 500)))]);
+    clearTimeout(timer);
+    await Promise.resolve(); // let the lost handler above run
   }
 
   /** Whether waits use the quiet (timer-based) polling described in `wait`. */
@@ -237,13 +304,15 @@ export class Device {
    * Frees what the engine created on the device (pooled buffers, uniform and staging buffers) and,
    * for a device the engine created, destroys it. An app's device (fromGPUDevice) stays alive and
    * untouched, as do buffers wrapped with Tensor.fromGPUBuffer. Dispose tensors first: buffers of
-   * live tensors are not destroyed.
+   * live tensors are not destroyed. Later operations throw DeviceLostError.
    */
   destroy(): void {
-    this.batcher.flush();
+    if (!this.lostInfo) this.batcher.flush();
     this.batcher.destroy();
     this.pool.destroyAll();
+    this.counters?.destroy();
     if (this.ownsDevice) this.gpu.destroy();
+    this.lostInfo ??= { reason: 'destroyed', message: 'Device.destroy() was called' };
   }
 }
 

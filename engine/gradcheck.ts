@@ -10,6 +10,11 @@
 //  - Truncation is h²/6·|f'''|; with h = 1e-2 and O(1) inputs away from kinks that is
 //    ~1e-4 relative, and the analytic side's own rounding ~1e-6: `rtol` = 5e-3 covers both.
 // The step is applied in float32, so the actual (x+h) − (x−h) is used as the denominator.
+//
+// NaN and ±Inf: outputs that are NaN at the point get a zero cotangent (the check covers the
+// derivatives of the finite outputs), non-finite input elements are not perturbed (their
+// derivative has no finite difference: test those against a reference), and a NaN anywhere else
+// — analytic or numeric — fails the check instead of comparing false.
 import { EngineError } from './device.ts';
 import { grad, noGrad } from './autograd.ts';
 import { tensor } from './creation.ts';
@@ -50,6 +55,7 @@ async function evalF(fn: (...xs: Tensor[]) => Tensor, xs: Tensor[], v: Float32Ar
   let f = 0;
   let s = 0;
   for (let i = 0; i < v.length; i++) {
+    if (v[i] === 0) continue; // NaN outputs at the point carry no cotangent (0·NaN would be NaN)
     f += v[i]! * out[i]!;
     s += Math.abs(v[i]! * out[i]!);
   }
@@ -72,9 +78,10 @@ export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonl
   // Analytic: J^T v through reverse mode.
   const leaves = host.map((h, i) => upload(i, h, checked[i]));
   const y = fn(...leaves);
+  const y0 = await y.toArray();
   const gen = new Generator(opts.seed ?? 1234);
   const v = new Float32Array(y.size);
-  for (let i = 0; i < v.length; i++) v[i] = gen.uniform() * 2 - 1;
+  for (let i = 0; i < v.length; i++) v[i] = Number.isNaN(y0[i]) ? (gen.uniform(), 0) : gen.uniform() * 2 - 1;
   const vt = tensor(v, y.shape, { device: y.device });
   const wrt = leaves.filter((_, i) => checked[i]);
   const grads = wrt.length ? grad([y], wrt, { gradOutputs: [vt], allowUnused: true }) : [];
@@ -89,6 +96,7 @@ export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonl
     let worst = { index: i, maxAbsErr: 0, tolAtWorst: 0, worstElement: -1, analytic: 0, numeric: 0, excess: -Infinity };
     for (let j = 0; j < host[i]!.length; j++) {
       const x0 = host[i]![j]!;
+      if (!Number.isFinite(x0)) continue;
       const plus = Float32Array.from(host[i]!);
       const minus = Float32Array.from(host[i]!);
       plus[j] = x0 + eps;
@@ -106,7 +114,8 @@ export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonl
       const atol = opts.atol ?? (ulps * U * Math.max(fp.s, fm.s)) / (h / 2);
       const tol = atol + rtol * Math.abs(numeric);
       const err = Math.abs(a[j]! - numeric);
-      if (err - tol > worst.excess) worst = { index: i, maxAbsErr: err, tolAtWorst: tol, worstElement: j, analytic: a[j]!, numeric, excess: err - tol };
+      const excess = Number.isNaN(err - tol) ? Infinity : err - tol;
+      if (excess > worst.excess) worst = { index: i, maxAbsErr: err, tolAtWorst: tol, worstElement: j, analytic: a[j]!, numeric, excess };
     }
     const { excess, ...rec } = worst;
     result.inputs.push(rec);
@@ -114,7 +123,7 @@ export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonl
   }
   for (const l of leaves) l.dispose();
   if (!result.ok && (opts.raise ?? true)) {
-    const bad = result.inputs.filter((r) => r.maxAbsErr > r.tolAtWorst);
+    const bad = result.inputs.filter((r) => !(r.maxAbsErr <= r.tolAtWorst));
     throw new EngineError(
       'gradcheck failed:\n' +
         bad.map((r) => `  input ${r.index} [${inputs[r.index]!.shape}], element ${r.worstElement}: analytic ${r.analytic}, numeric ${r.numeric}, |diff| ${r.maxAbsErr.toExponential(3)} > tol ${r.tolAtWorst.toExponential(3)}`).join('\n'),

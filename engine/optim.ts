@@ -24,6 +24,16 @@ export interface FusedOptimizer {
   readonly params: readonly Tensor[];
   /** Advances parameter i's own step count (if any) and returns the fused-kernel inputs for one update. */
   fusedUpdate(i: number): FusedUpdate;
+  /**
+   * Per-parameter step counts kept on the host (AdamW's bias correction), if the rule has any. A
+   * NonFiniteGuard rewinds them for the steps it dropped on the GPU.
+   */
+  readonly stepCounts?: number[];
+}
+
+/** What an optimizer's step() needs of a NonFiniteGuard: its status buffer (engine/integrate/guard.ts). */
+export interface StepGuard {
+  readonly statusBuffer: GPUBuffer;
 }
 
 function checkParams(op: string, params: readonly Tensor[]): void {
@@ -66,20 +76,24 @@ export interface SGDOptions {
   nesterov?: boolean;
 }
 
-/** torch.optim.SGD: momentum buffers start at zero, so the first step applies g (dampening 0). */
-/** One in-place update kernel per parameter that has a .grad, from the optimizer's fused-update inputs. */
-function applyUpdates(opt: FusedOptimizer): void {
+/**
+ * One in-place update kernel per parameter that has a .grad, from the optimizer's fused-update
+ * inputs; with a guard, every kernel skips a step the guard dropped (parameters and state stay).
+ */
+function applyUpdates(opt: FusedOptimizer, guard: StepGuard | undefined): void {
   opt.params.forEach((p, i) => {
     if (!p.grad) return;
     const f = opt.fusedUpdate(i);
     const n4 = Math.ceil(p.size / 4);
     launch(p.device, {
-      op: f.kind, code: optimizerShader(f.kind), buffers: [p.buffer(f.kind), ...f.state, p.grad.buffer(f.kind)],
+      op: f.kind, code: optimizerShader(f.kind, guard !== undefined),
+      buffers: [p.buffer(f.kind), ...f.state, p.grad.buffer(f.kind), ...(guard ? [guard.statusBuffer] : [])],
       u32: [n4, ...f.u32], f32: f.f32, groups: grid1d(n4),
     });
   });
 }
 
+/** torch.optim.SGD: momentum buffers start at zero, so the first step applies g (dampening 0). */
 export class SGD implements FusedOptimizer {
   readonly params: readonly Tensor[];
   private readonly buffers: Tensor[];
@@ -101,9 +115,12 @@ export class SGD implements FusedOptimizer {
     this.opts.lr = v;
   }
 
-  /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
-  step(): void {
-    applyUpdates(this);
+  /**
+   * Applies one update from each parameter's .grad (parameters without a gradient are skipped);
+   * with a NonFiniteGuard, nothing changes if the guard dropped this step.
+   */
+  step(guard?: StepGuard): void {
+    applyUpdates(this, guard);
   }
 
   /** Momentum buffers, read back: keys '<i>.momentum_buffer'. */
@@ -174,9 +191,17 @@ export class AdamW implements FusedOptimizer {
     this.steps = params.map(() => 0);
   }
 
-  /** Applies one update from each parameter's .grad (parameters without a gradient are skipped). */
-  step(): void {
-    applyUpdates(this);
+  /**
+   * Applies one update from each parameter's .grad (parameters without a gradient are skipped);
+   * with a NonFiniteGuard, nothing changes if the guard dropped this step.
+   */
+  step(guard?: StepGuard): void {
+    applyUpdates(this, guard);
+  }
+
+  /** Per-parameter step counts (bias correction); a NonFiniteGuard rewinds the steps it dropped. */
+  get stepCounts(): number[] {
+    return this.steps;
   }
 
   /** The learning rate of the next updates (for schedules). */

@@ -48,6 +48,7 @@ export function perLossGrads(losses: Readonly<Record<string, Tensor>>, params: r
   const roots = names.map((n) => {
     const l = losses[n]!;
     if (l.disposed) throw new EngineError(`${op}: loss '${n}' was disposed`);
+    l.device.assertUsable(op);
     if (l.size !== 1) throw new EngineError(`${op}: loss '${n}' is not a scalar (shape [${l.shape.join(', ')}])`);
     if (!l.requiresGrad || !l.node) throw new EngineError(`${op}: loss '${n}' does not depend on any parameter that requires grad`);
     return l;

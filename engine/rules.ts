@@ -28,6 +28,8 @@ export interface OpAttrs {
   softmax: { axis: number }; logSoftmax: { axis: number };
   dropout: { p: number; seed: number };
   attention: { scale: number };
+  // signals
+  frameSignal: { frameLength: number; hop: number; padLeft: number; reflect: boolean };
 }
 export type OpName = keyof OpAttrs;
 

@@ -156,6 +156,7 @@ export class Tensor {
   }
   /** The GPU buffer; throws if the tensor was disposed. `op` names the caller in the error. */
   buffer(op = 'use'): GPUBuffer {
+    this.storage.device.assertUsable(op);
     const b = this.storage.buffer;
     if (!b || (this._disposed && backwardState.depth === 0)) {
       throw new EngineError(`${op}: tensor #${this.id} [${this.shape.join(', ')}] was disposed`);
@@ -176,14 +177,14 @@ export class Tensor {
   }
 
   /** Reads the values back to the CPU (one submit + one map of a reused staging buffer). */
-  async toArray(): Promise<Float32Array | Int32Array> {
-    const buf = this.buffer('toArray');
-    const data = await this.device.batcher.read(buf, this.size * 4, 0, 'toArray');
+  async toArray(op = 'toArray'): Promise<Float32Array | Int32Array> {
+    const buf = this.buffer(op);
+    const data = await this.device.batcher.read(buf, this.size * 4, 0, op);
     return this.dtype === 'int32' ? new Int32Array(data) : new Float32Array(data);
   }
   async item(): Promise<number> {
     if (this.size !== 1) throw new EngineError(`item: tensor has ${this.size} elements, expected 1`);
-    return (await this.toArray())[0]!;
+    return (await this.toArray('item'))[0]!;
   }
 
   /** Reverse-mode gradient of this scalar into the .grad of every leaf that requires grad. */
@@ -208,6 +209,7 @@ export class Tensor {
 /** Allocates an uninitialised tensor on `device`. */
 export function empty(shape: Shape, dtype: DType = 'float32', device: Device = getDevice()): Tensor {
   checkShape('empty', shape);
+  device.assertUsable('empty');
   const bytes = Math.max(4, sizeOf(shape) * 4);
   const max = device.limits.maxStorageBufferBindingSize;
   if (bytes > max) {

@@ -1,6 +1,6 @@
 // MBT (models/mbt.ts) as a TrainableModel for the trainer: the multimodal logits are MBT's fused
 // logits, and every modality gets a unimodal head on its own CLS feature.
-import { EngineError, Generator, type Tensor } from '../engine/index.ts';
+import { EngineError, Generator, permute, reshape, type Tensor } from '../engine/index.ts';
 import { Linear, Module, ModuleDict } from '../engine/nn/index.ts';
 import type { FusionKind } from './late-fusion.ts';
 import { MBT, MBT_TINY, type MBTSize, type ModalitySpec } from './mbt.ts';
@@ -51,7 +51,20 @@ export class MBTClassifier extends Module implements TrainableModel {
     if (missing.length || extra.length) {
       throw new EngineError(`MBTClassifier.logits: ${[missing.length ? `missing input ${missing.join(', ')}` : '', extra.length ? `unknown input ${extra.join(', ')}` : ''].filter(Boolean).join('; ')} (the model expects ${this.modalities.join(', ')})`);
     }
-    const { features, modalityLogits, logits } = this.mbt.forward({ ...inputs });
+    // Frames (B, T, C, H, W) → (B, C, T·H, W): stacked vertically, as the registry sized the stream.
+    const stacked: Record<string, Tensor> = {};
+    for (const [m, x] of Object.entries(inputs)) {
+      if (x.rank !== 5) {
+        stacked[m] = x;
+        continue;
+      }
+      const [b, t, c, h, w] = x.shape as [number, number, number, number, number];
+      const p = permute(x, [0, 2, 1, 3, 4]);
+      stacked[m] = reshape(p, [b, c, t * h, w]);
+      p.dispose();
+    }
+    const { features, modalityLogits, logits } = this.mbt.forward(stacked);
+    for (const [m, x] of Object.entries(stacked)) if (x !== inputs[m]) x.dispose();
     const out: Record<string, Tensor> = { mm: logits! };
     for (const m of this.modalities) {
       out[m] = this.heads.items.get(m)!.forward(features[m]!);

@@ -39,18 +39,22 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   if (!FUSIONS.includes(fusion)) throw new EngineError(`buildModel: unknown fusion '${String(fusion)}' (valid: ${FUSIONS.join(', ')})`);
   const inputs = Object.entries(dataset.inputs);
   for (const [m, shape] of inputs) {
-    if (shape.length !== 3 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
-      throw new EngineError(`buildModel: ${dataset.name} input '${m}' has item shape [${shape.join(', ')}], expected [channels, height, width]`);
+    if ((shape.length !== 3 && shape.length !== 4) || !shape.every((d) => Number.isInteger(d) && d > 0)) {
+      throw new EngineError(`buildModel: ${dataset.name} input '${m}' has item shape [${shape.join(', ')}], expected [channels, height, width] or [frames, channels, height, width]`);
     }
+    // Frames (T, C, H, W): resnet18 folds T into the batch and averages features; mbt patches every frame.
+    if (shape.length === 4 && name === 'cnn') throw new EngineError(`buildModel: model 'cnn' takes single images; ${dataset.name} input '${m}' has ${shape[0]} frames per item (use resnet18 or mbt)`);
   }
   const tasks = Object.keys(dataset.tasks);
   // Sub-seeds for each encoder and the heads, drawn in a fixed order from the one seed.
   const seeds = new Generator(opts.seed);
   const nextSeed = () => seeds.int(2 ** 31);
-  const encoder = (shape: number[]): EncoderSpec =>
-    name === 'cnn'
-      ? { module: new CGEncoder({ inChannels: shape[0]!, seed: nextSeed() }), features: CGEncoder.featureDim }
-      : { module: new ResNet18({ inChannels: shape[0]!, seed: nextSeed() }), features: ResNet18.featureDim };
+  const encoder = (shape: number[]): EncoderSpec => {
+    const inChannels = shape[shape.length - 3]!; // [C, H, W] or [T, C, H, W]
+    return name === 'cnn'
+      ? { module: new CGEncoder({ inChannels, seed: nextSeed() }), features: CGEncoder.featureDim }
+      : { module: new ResNet18({ inChannels, seed: nextSeed() }), features: ResNet18.featureDim };
+  };
 
   if (tasks.length === 2 && inputs.length === 1) {
     if (name === 'mbt') {
@@ -66,7 +70,12 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   const classes = dataset.tasks[task]!;
   if (name === 'mbt') {
     const modalities: Record<string, ModalitySpec> = {};
-    for (const [m, [c, h, w]] of inputs) modalities[m] = { channels: c!, height: h!, width: w!, patch: patchFor(h!, w!) };
+    for (const [m, shape] of inputs) {
+      // T frames of C × H × W are one C × (T·H) × W image to MBT: the frames stacked vertically,
+      // so with a patch side dividing H every token is one frame's patch (models/mbt-classifier.ts).
+      const [c, h, w] = shape.length === 4 ? [shape[1]!, shape[0]! * shape[2]!, shape[3]!] : shape as [number, number, number];
+      modalities[m] = { channels: c, height: h, width: w, patch: shape.length === 4 ? patchFor(shape[2]!, w, true) : patchFor(h, w) };
+    }
     return new MBTClassifier({ modalities, classes, fusion, task, seed: nextSeed() });
   }
   const encoders: Record<string, EncoderSpec> = {};
@@ -74,8 +83,14 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   return new LateFusionClassifier({ encoders, classes, fusion, task, seed: nextSeed() });
 }
 
-/** The largest patch side ≤ 4 that divides both sides (4 for 16×16, 28×28 and 28×56). */
-export function patchFor(height: number, width: number): number {
+/**
+ * ViT's 16 × 16 patches for inputs at least 64 on both sides (a remainder row or column of
+ * patches is dropped, as by a stride-16 convolution: 257 × 188 spectrograms give 16 × 11 tokens);
+ * smaller ones, the largest patch side ≤ 4 that divides both sides (4 for 16×16, 28×28 and 28×56).
+ * `exact`: 16 only when it divides both sides (video frames, stacked: a patch must not straddle two).
+ */
+export function patchFor(height: number, width: number, exact = false): number {
+  if (height >= 64 && width >= 64 && (!exact || (height % 16 === 0 && width % 16 === 0))) return 16;
   for (let p = 4; p > 1; p--) if (height % p === 0 && width % p === 0) return p;
   return 1;
 }

@@ -77,8 +77,9 @@ export class ResNet18 extends Module {
     }
   }
 
-  /** (N, C, H, W) images → (N, 512) features. */
+  /** (N, C, H, W) images → (N, 512) features; (B, T, C, H, W) frames go through forwardFrames. */
   forward(x: Tensor): Tensor {
+    if (x.rank === 5) return this.forwardFrames(x);
     if (x.rank !== 4 || x.shape[1] !== this.inChannels) {
       throw new EngineError(`ResNet18: input [${x.shape.join(', ')}] is not (batch, ${this.inChannels}, H, W)`);
     }

@@ -9,7 +9,9 @@
 //   Short channels (M ≤ BATCHNORM_SERIAL_MAX) get one invocation each; long ones one workgroup
 //   each, lanes striding over the values and the leader adding the lanes' partials.
 //   The leader writes stats[c] = (mean, invstd, w·invstd, b) and, when running stats are bound,
-//   updates them in place (running_var with the unbiased M/(M−1) variance).
+//   updates them in place (running_var with the unbiased M/(M−1) variance) — unless an updated
+//   value would not be finite: then the channel's running stats stay and the device's
+//   non-finite counter (Device.nonFiniteCounters, word NONFINITE_BATCHNORM) is incremented.
 // - Eval statistics: one invocation per channel, the same stats[c] from the running stats.
 // - Backward reduction, laid out like the statistics: Σ gy and Σ gy·(x − mean) in one pass; the
 //   leader writes dbias, dweight = Σ gy·x̂ and the per-channel dx coefficients
@@ -22,7 +24,10 @@
 // wg as (n, s) += (wg / S, wg % S) with one carry, so there is no division in the loop. `vec`
 // variants count S and C·S in vec4 units ("u" suffix) and bind x (and gy) as vec4.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, variants } from './common.ts';
+import { ENTRY_1D, FLOAT_CLASS, variants } from './common.ts';
+
+/** Word of Device.nonFiniteCounters that counts the running-stat updates BatchNorm refused. */
+export const NONFINITE_BATCHNORM = 0;
 
 /** Channels with at most this many values are reduced by one invocation each (no barriers). */
 export const BATCHNORM_SERIAL_MAX = 256;
@@ -115,12 +120,14 @@ function buildStatsShader(vec: boolean, wg: number, hasWeight: boolean, hasBias:
   if (running) {
     opt.push(`@group(0) @binding(${b++}) var<storage, read_write> running_mean: array<f32>;`);
     opt.push(`@group(0) @binding(${b++}) var<storage, read_write> running_var: array<f32>;`);
+    opt.push(`@group(0) @binding(${b++}) var<storage, read_write> nonfinite: array<atomic<u32>>;`);
   }
   return wgsl`${CHANNEL_PARAMS}
 @group(0) @binding(1) var<storage, read> xs: array<${T}>;
 @group(0) @binding(2) var<storage, read_write> stats: array<vec4<f32>>;
 ${opt.join('\n')}
 ${sumStorage(wg, 'f32')}
+${FLOAT_CLASS}
 ${CHANNEL_ENTRY(wg)}
   let m = f32(params.count);
   let shift = ${vec ? 'xs[cbase][0]' : 'xs[cbase]'};
@@ -137,8 +144,14 @@ ${CHANNEL_ENTRY(wg)}
     let w = ${hasWeight ? 'weight[c]' : '1.0'};
     stats[c] = vec4<f32>(mean, invstd, w * invstd, ${hasBias ? 'bias[c]' : '0.0'});
     ${running ? `let mo = params.momentum;
-    running_mean[c] = (1.0 - mo) * running_mean[c] + mo * mean;
-    running_var[c] = (1.0 - mo) * running_var[c] + mo * (var_b * params.unbias);` : ''}
+    let rm = (1.0 - mo) * running_mean[c] + mo * mean;
+    let rv = (1.0 - mo) * running_var[c] + mo * (var_b * params.unbias);
+    if (is_finite(rm) && is_finite(rv)) {
+      running_mean[c] = rm;
+      running_var[c] = rv;
+    } else {
+      atomicAdd(&nonfinite[${NONFINITE_BATCHNORM}], 1u);
+    }` : ''}
   }
 }`;
 }

@@ -8,6 +8,16 @@ export const ENTRY_1D = /* wgsl */ `
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${WG}u;`;
 
+/**
+ * NaN and ±Inf tested on the bits: WGSL lets an implementation assume that floats are finite, so
+ * `x != x` or relying on max()'s NaN behaviour may fold away or differ between backends.
+ */
+export const FLOAT_CLASS = /* wgsl */ `
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn is_finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+/** max that propagates NaN (PyTorch's maximum / amax), where WGSL's max() may drop it. */
+fn max_nan(a: f32, b: f32) -> f32 { return select(select(max(a, b), b, is_nan(b)), a, is_nan(a)); }`;
+
 /** Reads element d of an array<vec4<u32>, 2> of up to 8 dims (shapes and strides in uniforms). */
 export const DIM = /* wgsl */ `fn dim(v: array<vec4<u32>, 2>, d: u32) -> u32 { return v[d / 4u][d % 4u]; }`;
 

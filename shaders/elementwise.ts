@@ -1,7 +1,7 @@
 // Elementwise kernels: unary maps, binary maps with numpy broadcasting, fill.
 // The op's expression is a compile-time variant; sizes and strides come in Params.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { DIM, ENTRY_1D, variants } from './common.ts';
+import { DIM, ENTRY_1D, FLOAT_CLASS, variants } from './common.ts';
 
 /** WGSL expressions of x (input) and s (scalar parameter). */
 export const UNARY = {
@@ -9,7 +9,7 @@ export const UNARY = {
   exp: 'exp(x)',
   log: 'log(x)',
   sqrt: 'sqrt(x)',
-  relu: 'max(x, 0.0)',
+  relu: 'select(max(x, 0.0), x, is_nan(x))', // relu(NaN) = NaN, as torch.relu
   sigmoid: '1.0 / (1.0 + exp(-x))',
   // tanh via exp of a non-positive argument: no overflow for large |x|
   tanh: 'sign(x) * (1.0 - exp(-2.0 * abs(x))) / (1.0 + exp(-2.0 * abs(x)))',
@@ -27,8 +27,9 @@ export const BINARY = {
   sub: 'a - b',
   mul: 'a * b',
   div: 'a / b',
-  eq: 'select(0.0, 1.0, a == b)',
-  reluGrad: 'select(0.0, a, b > 0.0)', // a = upstream gradient, b = relu input
+  // max's backward mask: a = input, b = the maximum; a NaN maximum selects the NaN entries (torch.max()).
+  maxMask: 'select(0.0, 1.0, a == b || (is_nan(a) && is_nan(b)))',
+  reluGrad: 'select(0.0, a, b > 0.0 || is_nan(b))', // a = upstream gradient, b = relu input; NaN passes it (torch's threshold_backward)
   sigmoidGrad: 'a * b * (1.0 - b)', // b = sigmoid output
   tanhGrad: 'a * (1.0 - b * b)', // b = tanh output
   powGrad: 'a * s * pow_signed(b, s - 1.0)', // b = input
@@ -53,6 +54,7 @@ struct Params { n: u32, nan: u32, s: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> xs: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ys: array<f32>;
+${FLOAT_CLASS}
 ${POW}
 ${ENTRY_1D}
   if (i >= params.n) { return; }
@@ -71,6 +73,7 @@ struct Params { n: u32, rank: u32, nan: u32, _pad: u32, shape: array<vec4<u32>, 
 @group(0) @binding(2) var<storage, read> bs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ys: array<f32>;
 ${DIM}
+${FLOAT_CLASS}
 ${POW}
 ${ENTRY_1D}
   if (i >= params.n) { return; }

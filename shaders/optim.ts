@@ -2,6 +2,7 @@
 // functions over `V` (f32 or vec4<f32>) so that the plain kernels here and the fused
 // combine+update kernels of shaders/integrate.ts share one definition of each rule.
 import { ENTRY_1D, variants } from './common.ts';
+import { guardSkip } from './guard.ts';
 
 export type OptimizerKind = 'sgd' | 'adamw';
 
@@ -53,30 +54,25 @@ export function optimizerBindings(kind: OptimizerKind, first: number, V: string)
 }
 
 // Both plain kernels work on vec4s: pooled buffers are padded to 16 bytes, so the last vec4 is
-// addressable; its lanes past the end only update padding. n = ceil(size / 4).
-export const SGD_MOMENTUM = /* wgsl */ `
-struct Params { n: u32, ${OPTIMIZER_PARAMS.sgd.u32} ${OPTIMIZER_PARAMS.sgd.f32} }
+// addressable; its lanes past the end only update padding. n = ceil(size / 4). The guarded
+// variants bind a NonFiniteGuard's status after the gradient and skip a dropped step.
+function buildOptimizerShader(kind: OptimizerKind, guarded: boolean): string {
+  const grad = kind === 'sgd' ? 3 : 4;
+  const guard = guardSkip(grad + 1);
+  return /* wgsl */ `
+struct Params { n: u32, ${OPTIMIZER_PARAMS[kind].u32} ${OPTIMIZER_PARAMS[kind].f32} }
 @group(0) @binding(0) var<uniform> params: Params;
-${optimizerBindings('sgd', 1, 'vec4<f32>')}
-@group(0) @binding(3) var<storage, read> grad: array<vec4<f32>>;
-${sgdUpdateFn('vec4<f32>')}
+${optimizerBindings(kind, 1, 'vec4<f32>')}
+@group(0) @binding(${grad}) var<storage, read> grad: array<vec4<f32>>;
+${guarded ? guard.binding : ''}
+${kind === 'sgd' ? sgdUpdateFn('vec4<f32>') : adamwUpdateFn('vec4<f32>')}
 ${ENTRY_1D}
   if (i >= params.n) { return; }
+  ${guarded ? guard.skip : ''}
   let g = grad[i];
-  ${optimizerApply('sgd')}
+  ${optimizerApply(kind)}
 }`;
+}
 
-export const ADAMW = /* wgsl */ `
-struct Params { n: u32, ${OPTIMIZER_PARAMS.adamw.u32} ${OPTIMIZER_PARAMS.adamw.f32} }
-@group(0) @binding(0) var<uniform> params: Params;
-${optimizerBindings('adamw', 1, 'vec4<f32>')}
-@group(0) @binding(4) var<storage, read> grad: array<vec4<f32>>;
-${adamwUpdateFn('vec4<f32>')}
-${ENTRY_1D}
-  if (i >= params.n) { return; }
-  let g = grad[i];
-  ${optimizerApply('adamw')}
-}`;
-
-/** Memoised plain kernel by kind (the fused ones live in shaders/integrate.ts). */
-export const optimizerShader = variants((kind: OptimizerKind) => (kind === 'sgd' ? SGD_MOMENTUM : ADAMW));
+/** Memoised plain kernel by kind, guarded or not (the fused ones live in shaders/integrate.ts). */
+export const optimizerShader = variants(buildOptimizerShader);

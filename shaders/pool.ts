@@ -13,7 +13,8 @@
 //
 // - maxPool2d forward: the window [oy·sy − py, +ky) × [ox·sx − px, +kx); padding counts as −inf.
 //   Writes the maximum and its plane index y·W + x as int32. Ties keep the FIRST maximum in
-//   row-major window order (strict >); a NaN wins over numbers (the output is NaN, as in PyTorch).
+//   row-major window order (strict >); a NaN wins over numbers and a later NaN over an earlier
+//   one, so the output is NaN and the index the window's last NaN, as PyTorch's kernels.
 // - Backward kernels are gathers: each input element visits the windows that contain it and
 //   sums their share of gy, so the result is deterministic and needs no atomics. Max pool: the
 //   gy of the windows whose argmax is this element. Avg pool: gy / divisor of every window.
@@ -32,7 +33,7 @@
 //   ⌈L/O⌉ + 1 long; position p lies in bins ⌊p·O/L⌋ + a for a < ⌈O/L⌉ + 1 (checked against
 //   the bin bounds). The host passes those maxima as kh/kw (forward) or ny/nx (backward).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { variants } from './common.ts';
+import { FLOAT_CLASS, variants } from './common.ts';
 
 /** Lanes per workgroup for planes of n elements (small planes would leave most of 256 idle). */
 export function poolWorkgroupSize(n: number): number {
@@ -95,7 +96,7 @@ function buildMaxForward(wg: number): string {
 @group(0) @binding(2) var<storage, read_write> ys: array<f32>;
 @group(0) @binding(3) var<storage, read_write> argmax: array<i32>;
 ${WINDOW_FN}
-fn is_nan(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+${FLOAT_CLASS}
 ${OUTPUT_ENTRY(wg)}
   let o = origin(oy, ox);
   let h = i32(params.h);
@@ -111,7 +112,7 @@ ${OUTPUT_ENTRY(wg)}
       let x = o.x + kx;
       let at = clamp(y, 0, h - 1) * w + clamp(x, 0, w - 1);
       let v = xs[base + u32(at)];
-      let take = row_ok && x >= 0 && x < w && (v > best || (is_nan(v) && !is_nan(best)));
+      let take = row_ok && x >= 0 && x < w && (v > best || is_nan(v));
       best = select(best, v, take);
       arg = select(arg, at, take);
     }

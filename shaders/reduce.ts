@@ -3,10 +3,11 @@
 //  - tree: one 256-wide workgroup per (row, chunk) of a (rows, R) view, a shared-memory tree,
 //    writing one partial per chunk; a second pass reduces the partials (DESIGN rule 6).
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
-import { ENTRY_1D, WG, variants } from './common.ts';
+import { ENTRY_1D, FLOAT_CLASS, WG, variants } from './common.ts';
 
 export type ReduceKind = 'sum' | 'max';
-const COMBINE = { sum: 'acc + v', max: 'max(acc, v)' } as const;
+// max propagates NaN (a set with a NaN has maximum NaN, as torch.max / amax).
+const COMBINE = { sum: 'acc + v', max: 'max_nan(acc, v)' } as const;
 
 function buildReduceStridedShader(kind: ReduceKind): string {
   return wgsl`
@@ -14,6 +15,7 @@ struct Params { n: u32, r: u32, inner: u32, init: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> xs: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ys: array<f32>;
+${FLOAT_CLASS}
 ${ENTRY_1D}
   if (i >= params.n) { return; }
   let o = i / params.inner;
@@ -36,6 +38,7 @@ struct Params { r: u32, chunk: u32, nchunks: u32, init: u32 }
 @group(0) @binding(1) var<storage, read> xs: array<f32>;
 @group(0) @binding(2) var<storage, read_write> ys: array<f32>;
 var<workgroup> part: array<f32, ${WG}>;
+${FLOAT_CLASS}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wid.y;

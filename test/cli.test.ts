@@ -33,7 +33,7 @@ test('--help documents every flag; usage errors exit 2 and list the valid names'
   const h = await run('--help');
   assert.is(h.code, 0);
   for (const flag of ['--dataset', '--model', '--method', '--epochs', '--batch-size', '--optimizer', '--lr', '--momentum', '--weight-decay',
-    '--lr-schedule', '--gamma', '--fusion', '--seed', '--data-dir', '--train-limit', '--val-size', '--log-every', '--out', '--resume',
+    '--lr-schedule', '--gamma', '--fusion', '--seed', '--data-dir', '--train-limit', '--val-size', '--log-every', '--on-nonfinite', '--out', '--resume',
     '--no-report', '--checkpoint', '--split', '--quiet', '--help', 'Exit codes']) assert.ok(h.out.includes(flag), `help mentions ${flag}`);
   const cases: [string[], string[]][] = [
     [['train', '--dataset', 'mnist'], ['unknown \'mnist\'', 'cg-fmnist, multi-fmnist, synthetic-av']],
@@ -128,11 +128,13 @@ test('interrupted mid-epoch (as by Ctrl-C): TrainingInterrupted, then --resume =
     assert.unreachable('should be interrupted');
   } catch (e) {
     assert.ok(e instanceof TrainingInterrupted, String(e));
-    assert.ok((e as Error).message.includes('interrupted at step 23 (epoch 2); latest.safetensors holds epoch 1: continue with --resume'), (e as Error).message);
+    assert.ok((e as Error).message.includes(`interrupted after step 23 (epoch 2, batch 7 of 16); latest.safetensors holds epoch 1: 'mmpareto train --resume --out ${dir}' continues from there, repeating the 7 step(s) of epoch 2`), (e as Error).message);
   }
   assert.is(liveTensors.count, before, 'no leaks');
-  // Steps 17–20 were logged before the stop; resuming drops them and replays epoch 2 exactly.
-  assert.ok(readRecords(join(dir, 'metrics.jsonl')).some((x) => x.type === 'step' && x.step === 20));
+  // It stopped right after step 23 (the step in progress), logging steps 17–23; resuming drops them and replays epoch 2 exactly.
+  const logged = readRecords(join(dir, 'metrics.jsonl')).filter((x) => x.type === 'step').map((x) => x.step);
+  assert.is(Math.max(...logged), 23);
+  assert.not.ok(existsSync(join(dir, 'lock')), 'lock released');
   const r = await run('train', '--resume', '--quiet', '--no-report', '--out', dir);
   assert.is(r.code, 0, r.err);
   const a = readCheckpoint(join(root, 'a', 'latest.safetensors'));
@@ -172,7 +174,7 @@ test('bad input: exit 1 with a clear message, nothing already written lost', asy
   writeFileSync(join(root, 'file'), 'x');
   const unwritable = await run(...small(join(root, 'file', 'run'), '--epochs', '1'));
   assert.is(unwritable.code, 1);
-  assert.ok(unwritable.err.includes('cannot create the run directory'), unwritable.err);
+  assert.ok(unwritable.err.includes(`${join(root, 'file')} is a file, not a directory`), unwritable.err);
 
   const big = await run(...small(join(root, 'd'), '--batch-size', '1000'));
   assert.is(big.code, 1);

@@ -1,6 +1,7 @@
 // Shared by the tests: one device, float64 reference helpers, closeness assertions.
 import '../train/node.ts'; // Dawn as the default GPU
 import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
 import { init, getDevice, gradcheck, liveTensors, tensor, type Device, type Tensor, Generator } from '../engine/index.ts';
 
 let dev: Device;
@@ -68,4 +69,21 @@ export function rejects(fn: () => unknown, ...fragments: string[]): void {
   const n = liveTensors.count;
   throwsWith(fn, ...fragments);
   assert.is(liveTensors.count, n, 'no tensor allocated before the error');
+}
+
+/**
+ * Mounts a tmpfs at `dir` with mount options (e.g. 'size=300k', 'ro'): a real full disk or
+ * read-only mount for the fault tests. Needs root (CI runs as root); false where mounting fails.
+ */
+export function mountTmpfs(dir: string, options: string): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+export function unmount(dir: string): void {
+  execFileSync('umount', [dir], { stdio: 'pipe' });
 }

@@ -1,17 +1,22 @@
 // `mmpareto` — train, evaluate and compare multimodal runs. See `mmpareto --help`.
-// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, divergence), 2 bad usage,
-// 130 interrupted (Ctrl-C; resumable from the last epoch's checkpoint).
+// Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, a non-finite loss, a lost
+// GPU), 2 bad usage, 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM after the step in
+// progress (resumable from the last epoch's checkpoint).
 import './node.ts'; // Dawn as the default GPU
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { INTEGRATOR_METHODS, init, type Device, type IntegratorMethod } from '../engine/index.ts';
+import { DeviceLostError, INTEGRATOR_METHODS, init, type Device, type IntegratorMethod } from '../engine/index.ts';
 import { DATASETS, DEFAULT_DATA_DIR, MODELS, OPTIMIZERS, type RunConfig } from './config.ts';
-import { loadModelState, readCheckpoint } from './checkpoint.ts';
+import { loadModelState, readCheckpoint, readCheckpointMeta } from './checkpoint.ts';
+import { ensureDir } from './files.ts';
 import { ProgressBar, formatDuration, progressLine } from './progress.ts';
+import { readRecords } from './run-log.ts';
 import { writeReport } from './report.ts';
 import { buildSetup, evaluate, formatEval } from './evaluate.ts';
 import { TrainingInterrupted, VERSION, readRunConfig, runFiles, train } from './trainer.ts';
+import { PREPARE_HELP, cmdPrepare } from './av/prepare-cli.ts';
+import { AUDIO_FEATURES, DEFAULT_FRAMES, DEFAULT_IMAGE_SIZE } from './av/dataset.ts';
 
 export class UsageError extends Error {}
 
@@ -22,6 +27,8 @@ Usage:
   mmpareto eval RUN_DIR [options]     evaluate a run's checkpoint on a split
   mmpareto report RUN_DIR... [--out FILE]
                                       one self-contained HTML page comparing runs
+  mmpareto prepare crema-d|ave --src RAW --out DIR
+                                      a raw CREMA-D / AVE download → the layout --data-dir reads
   mmpareto --help | --version
 
 train options (default in brackets):
@@ -38,15 +45,26 @@ train options (default in brackets):
   --gamma X           MMPareto's magnitude factor γ [1.5]
   --fusion NAME       late fusion of modality features: concat | sum [concat]
   --seed N            initialisation, split and shuffling seed [0]
-  --data-dir DIR      Fashion-MNIST IDX files [${DEFAULT_DATA_DIR}]
+  --data-dir DIR      Fashion-MNIST IDX files [${DEFAULT_DATA_DIR}]; for crema-d and ave,
+                      the directory \`mmpareto prepare\` made (its split is used as is)
   --train-limit N     use at most N training items, 0 = all [0]
-  --val-size N        training items held out for validation [5000]
+  --val-size N        training items held out for validation (Fashion-MNIST sets) [5000]
+  --frames T          crema-d, ave: video frames per clip, features averaged over time [${DEFAULT_FRAMES}]
+  --image-size S      crema-d, ave: frame side after RandomResizedCrop / resize [${DEFAULT_IMAGE_SIZE}]
+  --audio NAME        crema-d, ave: ${AUDIO_FEATURES.join(' | ')} (OGM-GE log STFT at 22,050 Hz, or Kaldi
+                      log mel fbank), computed on the GPU per batch [stft]
   --log-every N       read back (and log) the step losses and MMPareto telemetry every N steps [20]
-  --out DIR           run directory [runs/DATASET-MODEL-METHOD-sSEED]
-  --resume            continue the run in --out from its latest checkpoint (same config;
-                      only --epochs may be raised); the result equals an uninterrupted run
+  --on-nonfinite X    at a NaN/Inf loss or gradient: stop (nothing of that step or later is
+                      applied; the state before it goes to nonfinite.safetensors) | skip (drop
+                      such steps, log them, train on) [stop]
+  --out DIR           run directory [runs/DATASET-MODEL-METHOD-sSEED]; one run at a time
+                      (a second one is refused while RUN/lock names a live process)
+  --resume            continue the run in --out from its latest checkpoint, or start it over if
+                      it stopped before its first one (same config; only --epochs may be raised,
+                      --on-nonfinite and --data-dir changed); the result equals an uninterrupted run
   --no-report         do not write report.html into the run directory at the end
 
+${PREPARE_HELP}
 eval options:
   --checkpoint WHICH  best | latest | a .safetensors path [best]
   --split NAME        train | val | test [test]
@@ -59,10 +77,13 @@ common:
 A run directory holds config.json, metrics.jsonl (every step's losses and the
 integrator's cos β, α and gradient norms per encoder, read back every --log-every
 steps; one evaluation per epoch; the final test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
-optimizer and integrator state; written atomically), and report.html.
-Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, divergence),
-2 bad usage (unknown command, flag or name), 130 interrupted by Ctrl-C (the first Ctrl-C
-stops after the current step; --resume continues from the last finished epoch).
+optimizer and integrator state and a CRC-32 per tensor; written whole or not at all, also
+on a full disk), report.html, and while training runs, lock.
+Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, a full disk,
+a non-finite loss, a lost GPU — the message says which and how to continue), 2 bad usage
+(unknown command, flag or name), 130 / 143 interrupted by Ctrl-C / SIGTERM: training stops
+after the step in progress (a second Ctrl-C kills it); --resume continues from the last
+finished epoch, repeating that epoch's steps with identical results.
 `;
 
 const OPTIONS = {
@@ -70,8 +91,12 @@ const OPTIONS = {
   'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, momentum: { type: 'string' },
   'weight-decay': { type: 'string' }, 'lr-schedule': { type: 'string' }, gamma: { type: 'string' }, fusion: { type: 'string' },
   seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'train-limit': { type: 'string' }, 'val-size': { type: 'string' },
-  'log-every': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
+  'log-every': { type: 'string' }, 'on-nonfinite': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
   checkpoint: { type: 'string' }, split: { type: 'string' }, quiet: { type: 'boolean' },
+  frames: { type: 'string' }, 'image-size': { type: 'string' }, audio: { type: 'string' },
+  // prepare
+  src: { type: 'string' }, 'sample-rate': { type: 'string' }, 'val-fraction': { type: 'string' }, 'test-fraction': { type: 'string' },
+  'train-csv': { type: 'string' }, 'test-csv': { type: 'string' }, 'on-corrupt': { type: 'string' }, jobs: { type: 'string' },
   help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
@@ -106,10 +131,14 @@ export function trainConfig(v: Values): RunConfig {
     lrSchedule: choice('lr-schedule', v['lr-schedule'], ['none', 'cosine'] as const, 'none'),
     gamma: num('gamma', v.gamma, 1.5, (x) => x > 0, 'a number > 0'),
     fusion: choice('fusion', v.fusion, ['concat', 'sum'] as const, 'concat'),
-    dataDir: v['data-dir'] ?? DEFAULT_DATA_DIR,
+    dataDir: v['data-dir'] ?? (dataset === 'crema-d' || dataset === 'ave' ? '' : DEFAULT_DATA_DIR),
+    frames: num('frames', v.frames, DEFAULT_FRAMES, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    imageSize: num('image-size', v['image-size'], DEFAULT_IMAGE_SIZE, (x) => int(x) && x >= 8, 'an integer >= 8'),
+    audio: choice('audio', v.audio, AUDIO_FEATURES, 'stft'),
     trainLimit: num('train-limit', v['train-limit'], 0, (x) => int(x) && x >= 0, 'an integer >= 0'),
     valSize: num('val-size', v['val-size'], 5000, (x) => int(x) && x >= 1, 'an integer >= 1'),
     logEvery: num('log-every', v['log-every'], 20, (x) => int(x) && x >= 1, 'an integer >= 1'),
+    onNonFinite: choice('on-nonfinite', v['on-nonfinite'], ['stop', 'skip'] as const, 'stop'),
     outDir: resolve(v.out ?? join('runs', `${dataset}-${model}-${method}-s${seed}`)),
   };
 }
@@ -123,21 +152,35 @@ export function parseTrainArgs(argv: string[]): RunConfig {
   }
 }
 
-/** For --resume: the saved config, with --epochs allowed to change and anything else refused. */
+/**
+ * For --resume: the saved config, with --epochs, --data-dir and --on-nonfinite allowed to change
+ * and anything else refused; --epochs below the epochs done, or equal to them on a finished run,
+ * is refused too (it would rewrite the run's final record).
+ */
 function resumeConfig(v: Values, argv: string[]): RunConfig {
   const asked = trainConfig(v);
   const saved = readRunConfig(asked.outDir);
   const given = new Set(argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!));
-  const flagOf: Record<string, string> = { batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', outDir: 'out' };
-  const out = { ...saved, outDir: asked.outDir } as RunConfig;
+  const flagOf: Record<string, string> = {
+    batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', onNonFinite: 'on-nonfinite', outDir: 'out', imageSize: 'image-size',
+  };
+  const out = { onNonFinite: 'stop', ...saved, outDir: asked.outDir } as RunConfig;
   for (const k of Object.keys(asked) as (keyof RunConfig)[]) {
     const flag = flagOf[k] ?? k;
     if (!given.has(flag) || k === 'outDir') continue;
-    if (k === 'epochs' || k === 'dataDir') (out as unknown as Record<string, unknown>)[k] = asked[k];
+    if (k === 'epochs' || k === 'dataDir' || k === 'onNonFinite') (out as unknown as Record<string, unknown>)[k] = asked[k];
     else if (asked[k] !== saved[k]) throw new UsageError(`--resume: --${flag} ${String(asked[k])} differs from the run's ${String(saved[k])} (only --epochs may change)`);
   }
   delete (out as unknown as Record<string, unknown>).version;
   delete (out as unknown as Record<string, unknown>).device;
+  const files = runFiles(out.outDir);
+  if (existsSync(files.latest)) {
+    const done = readCheckpointMeta(files.latest).epoch;
+    if (out.epochs < done) throw new UsageError(`--resume: the run has finished ${done} epochs; --epochs ${out.epochs} would undo them (give --epochs ${done + 1} or more to train on)`);
+    if (out.epochs === done && existsSync(files.metrics) && readRecords(files.metrics).some((r) => r.type === 'final')) {
+      throw new UsageError(`--resume: the run already finished its ${done} epochs (metrics.jsonl has its final record); give --epochs ${done + 1} or more to train on`);
+    }
+  }
   return out;
 }
 
@@ -146,20 +189,28 @@ interface Io {
   err: (s: string) => void;
 }
 
+/** Set by cmdTrain when a signal stopped training: the exit code (128 + signal number). */
+let interruptedCode = 130;
+
 async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise<Device>): Promise<void> {
+  interruptedCode = 130;
   const config = v.resume ? resumeConfig(v, argv) : trainConfig(v);
+  ensureDir(config.outDir, `--out ${config.outDir}`, false); // /proc, a file, a read-only mount: fail before the GPU starts
   const dev = await device();
   const bar = new ProgressBar(process.stderr, !v.quiet && process.stderr.isTTY === true);
   let lastPrinted = 0;
-  // Ctrl-C: finish the current step and stop cleanly (the checkpoints are whole); twice: kill.
+  // Ctrl-C or SIGTERM: finish the step in progress and stop cleanly (the checkpoints are whole); Ctrl-C twice: kill.
   const stop = new AbortController();
-  const onInterrupt = () => {
-    stop.abort();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.signal.aborted) return;
+    interruptedCode = signal === 'SIGTERM' ? 143 : 130;
+    stop.abort(signal);
     bar.clear();
-    io.err('stopping after this step (Ctrl-C again to kill)…');
-    process.once('SIGINT', () => process.exit(130));
+    io.err(`${signal === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: stopping after this step${signal === 'SIGINT' ? ' (Ctrl-C again to kill)' : ''}…`);
+    if (signal === 'SIGINT') process.once('SIGINT', () => process.exit(130));
   };
-  process.once('SIGINT', onInterrupt);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const final = await train(config, {
     device: dev,
     resume: v.resume,
@@ -177,8 +228,20 @@ async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise
         io.err(progressLine(p));
       },
     },
+  }).catch((e: unknown) => {
+    if (!(e instanceof DeviceLostError)) throw e;
+    const latest = runFiles(config.outDir).latest;
+    let epoch = 0;
+    try {
+      epoch = existsSync(latest) ? readCheckpointMeta(latest).epoch : 0;
+    } catch {
+      /* reported as no checkpoint */
+    }
+    const where = epoch > 0 ? `latest.safetensors holds epoch ${epoch}: 'mmpareto train --resume --out ${config.outDir}' continues from it` : `no epoch had finished: 'mmpareto train --resume --out ${config.outDir}' starts the run over`;
+    throw new Error(`${e.message}. Training stopped; ${where} (on a working GPU)`);
   }).finally(() => {
-    process.removeListener('SIGINT', onInterrupt);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     bar.clear();
   });
   const t = final.test;
@@ -241,12 +304,13 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
       await cmdTrain(v, argv, io, getDevice);
     } else if (cmd === 'eval') await cmdEval(v, rest, io, getDevice);
     else if (cmd === 'report') cmdReport(v, rest, io);
-    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report)`);
+    else if (cmd === 'prepare') return await cmdPrepare(v, rest, io, (m) => new UsageError(m));
+    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report, prepare)`);
     return 0;
   } catch (e) {
     if (e instanceof TrainingInterrupted) {
       io.err(`mmpareto: ${e.message}`);
-      return 130;
+      return interruptedCode;
     }
     if (e instanceof UsageError) {
       io.err(`mmpareto: ${e.message}\nRun 'mmpareto --help' for the options.`);

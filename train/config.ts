@@ -5,7 +5,7 @@ import { MODELS, type ModelName } from '../models/registry.ts';
 
 export { MODELS, type ModelName };
 
-export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av'] as const;
+export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av', 'crema-d', 'ave'] as const;
 export const OPTIMIZERS = ['sgd', 'adamw'] as const;
 export type DatasetName = (typeof DATASETS)[number];
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -27,14 +27,23 @@ export interface RunConfig {
   /** Late-fusion combination of the modality features. */
   fusion: 'concat' | 'sum';
   seed: number;
-  /** Fashion-MNIST directory (the gzipped IDX files). */
+  /** Fashion-MNIST directory (the gzipped IDX files), or a directory made by `mmpareto prepare` (crema-d, ave). */
   dataDir: string;
+  /** crema-d / ave: frames per clip, frame side, audio features (absent in runs made before them). */
+  frames?: number;
+  imageSize?: number;
+  audio?: 'stft' | 'fbank';
   /** Use at most this many training items (0: all), for quick runs. */
   trainLimit: number;
   /** Training items held out for validation. */
   valSize: number;
   /** Log mean losses (and read telemetry) every this many steps. */
   logEvery: number;
+  /**
+   * At a non-finite (NaN/±Inf) loss or gradient: 'stop' the run (nothing of that step or later is
+   * applied) or 'skip' (drop such steps and train on). Absent in configs written before it: 'stop'.
+   */
+  onNonFinite?: 'stop' | 'skip';
   outDir: string;
 }
 

@@ -10,6 +10,7 @@ import { loadFashionMnist, FASHION_MNIST_CLASSES } from './fmnist.ts';
 import { deriveSeed, permutation } from './loader.ts';
 import { Generator } from '../engine/index.ts';
 import { syntheticAV, SYNTHETIC_DEFAULT_CLASSES, SYNTHETIC_SIDE } from './synthetic.ts';
+import { buildAvDataset, type AvDatasetOptions } from './av/dataset.ts';
 
 export interface BuildDatasetOptions {
   seed: number;
@@ -21,6 +22,8 @@ export interface BuildDatasetOptions {
   valSize?: number;
   /** synthetic-av training items (default 256); val and test get a quarter each (at least 8). */
   syntheticSize?: number;
+  /** crema-d / ave (dataDir: a directory made by `mmpareto prepare`; the split is the one it made). */
+  av?: Pick<AvDatasetOptions, 'frames' | 'imageSize' | 'audio'>;
 }
 
 export const DEFAULT_VAL_SIZE = 5000;
@@ -47,6 +50,10 @@ export function buildDataset(name: DatasetName, opts: BuildDatasetOptions): Data
       return multiFmnist(opts);
     case 'synthetic-av':
       return syntheticDataset(opts);
+    case 'crema-d':
+    case 'ave':
+      if (!opts.dataDir) throw new Error(`--dataset ${name} needs --data-dir DIR, a directory made by \`mmpareto prepare ${name} --src RAW --out DIR\``);
+      return buildAvDataset(name, opts.dataDir, { seed: opts.seed, trainLimit: opts.trainLimit, ...opts.av });
   }
 }
 

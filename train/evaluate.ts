@@ -19,10 +19,11 @@ export interface Setup {
 }
 
 export function buildSetup(config: RunConfig): Setup {
-  const dataset = buildDataset(config.dataset, { seed: config.seed, dataDir: config.dataDir, trainLimit: config.trainLimit, valSize: config.valSize });
+  const dataset = buildDataset(config.dataset, { seed: config.seed, dataDir: config.dataDir, trainLimit: config.trainLimit, valSize: config.valSize, av: { frames: config.frames, imageSize: config.imageSize, audio: config.audio } });
   if (config.batchSize > dataset.train.n) throw new Error(`--batch-size ${config.batchSize} is larger than the training split (${dataset.train.n} items)`);
   const model = buildModel(config.model, dataset, { seed: config.seed, fusion: config.fusion });
-  return { dataset, model, normalize: normalizationStats(dataset.train, dataset.inputs) };
+  // Item sources (crema-d, ave) normalise their own items.
+  return { dataset, model, normalize: dataset.train.source ? {} : normalizationStats(dataset.train, dataset.inputs) };
 }
 
 /** Host-side cross-entropy of one row (float64, max-shifted). */

@@ -26,6 +26,11 @@ export interface LoaderOptions {
   /** Drop the last, incomplete batch (default false). */
   dropLast?: boolean;
   normalize?: NormalizationStats;
+  /**
+   * Refuse a batch whose (normalised) inputs hold a NaN or ±Inf, naming the item, before it is
+   * uploaded (default true: one pass over host data the gather just wrote).
+   */
+  checkFinite?: boolean;
 }
 
 /** Disposes every tensor of a batch. */
@@ -105,6 +110,10 @@ export function normalizationStats(split: Split, shapes: Record<string, number[]
         for (let p = 0; p < px; p++) s += x[base + p]!;
       }
       const mu = s / (split.n * px);
+      if (!Number.isFinite(mu)) {
+        const k = x.findIndex((v) => !Number.isFinite(v));
+        throw new Error(`normalizationStats: modality '${m}' item ${Math.floor(k / (c * px))} holds ${x[k]} (element ${k % (c * px)}): the data set has non-finite values`);
+      }
       let ss = 0;
       for (let i = 0; i < split.n; i++) {
         const base = (i * c + ch) * px;
@@ -133,6 +142,7 @@ export class Loader {
   private readonly shuffle: boolean;
   private readonly seed: number;
   private readonly dropLast: boolean;
+  private readonly checkFinite: boolean;
   /** Modality → per-channel [offset, scale] with x ↦ (x + offset)·scale, or absent. */
   private readonly affine: Record<string, { offset: Float32Array; scale: Float32Array } | undefined> = {};
   private readonly buffers: [HostBuffers, HostBuffers];
@@ -141,6 +151,7 @@ export class Loader {
   constructor(split: Split, dataset: Pick<Dataset, 'inputs' | 'tasks'>, opts: LoaderOptions) {
     const { batchSize, shuffle, seed } = opts;
     this.dropLast = opts.dropLast ?? false;
+    this.checkFinite = opts.checkFinite ?? true;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new Error(`Loader: batch size ${batchSize} is invalid: it must be an integer from 1 to the split size (${split.n})`);
     }
@@ -154,7 +165,12 @@ export class Loader {
     this.batchSize = batchSize;
     this.shuffle = shuffle;
     this.seed = seed;
-    for (const [m, shape] of Object.entries(this.shapes)) {
+    const source = split.source;
+    if (source) {
+      for (const m of Object.keys(this.shapes)) if (!source.hostShapes[m]) throw new Error(`Loader: the split's item source has no modality '${m}'`);
+      if (opts.normalize && Object.keys(opts.normalize).length) throw new Error('Loader: normalize is for in-memory splits; an item source normalises its own items');
+    }
+    for (const [m, shape] of source ? [] : Object.entries(this.shapes)) {
       const x = split.inputs[m];
       if (!x) throw new Error(`Loader: the split has no modality '${m}' (it has: ${Object.keys(split.inputs).join(', ') || 'none'})`);
       if (x.length !== split.n * prod(shape)) throw new Error(`Loader: modality '${m}' holds ${x.length} values, expected ${split.n} items × [${shape.join(', ')}]`);
@@ -178,7 +194,7 @@ export class Loader {
     this.batchesPerEpoch = this.dropLast ? Math.floor(split.n / batchSize) : Math.ceil(split.n / batchSize);
     const cap = Math.min(batchSize, split.n);
     const make = (): HostBuffers => ({
-      inputs: Object.fromEntries(Object.entries(this.shapes).map(([m, s]) => [m, new Float32Array(cap * prod(s))])),
+      inputs: Object.fromEntries(Object.entries(split.source?.hostShapes ?? this.shapes).map(([m, s]) => [m, new Float32Array(cap * prod(s))])),
       labels: Object.fromEntries(this.tasks.map((t) => [t, new Int32Array(cap)])),
     });
     this.buffers = [make(), make()];
@@ -202,20 +218,40 @@ export class Loader {
     for (let index = 0; index < this.batchesPerEpoch; index++) {
       const start = index * this.batchSize;
       const size = Math.min(this.batchSize, this.split.n - start);
-      yield this.upload(order.subarray(start, start + size), index);
+      yield this.upload(order.subarray(start, start + size), index, epoch);
     }
   }
 
-  private upload(items: Int32Array, index: number): Batch {
+  private upload(items: Int32Array, index: number, epoch: number): Batch {
     const host = this.buffers[this.flip]!;
     this.flip ^= 1;
     const size = items.length;
     const batch: Batch = { inputs: {}, labels: {}, size, index };
     try {
-      for (const [m, shape] of Object.entries(this.shapes)) {
+      const source = this.split.source;
+      if (source) {
+        const dst = Object.fromEntries(Object.keys(this.shapes).map((m) => [m, host.inputs[m]!.subarray(0, size * prod(source.hostShapes[m]!))]));
+        source.read(items, dst, epoch);
+        for (const m of Object.keys(this.shapes)) {
+          const x = tensor(dst[m]!, [size, ...source.hostShapes[m]!], { dtype: 'float32' });
+          const map = source.onDevice?.[m];
+          if (!map) batch.inputs[m] = x;
+          else {
+            try {
+              const y = (batch.inputs[m] = map(x));
+              const want = [size, ...this.shapes[m]!];
+              if (y.shape.join() !== want.join()) throw new Error(`Loader: the item source's map of modality '${m}' gave [${y.shape.join(', ')}], the data set declares [${want.join(', ')}]`);
+            } finally {
+              x.dispose();
+            }
+          }
+        }
+      }
+      for (const [m, shape] of source ? [] : Object.entries(this.shapes)) {
         const itemLen = prod(shape);
         const dst = host.inputs[m]!.subarray(0, size * itemLen);
         gather(this.split.inputs[m]!, items, itemLen, shape[0]!, dst, this.affine[m]);
+        if (this.checkFinite) checkBatchFinite(dst, items, itemLen, m, index);
         batch.inputs[m] = tensor(dst, [size, ...shape], { dtype: 'float32' });
       }
       for (const t of this.tasks) {
@@ -229,6 +265,15 @@ export class Loader {
       throw e;
     }
     return batch;
+  }
+}
+
+/** Throws naming the split item, the modality and the value if a gathered batch holds a NaN or ±Inf. */
+function checkBatchFinite(dst: Float32Array, items: Int32Array, itemLen: number, modality: string, batch: number): void {
+  for (let k = 0; k < dst.length; k++) {
+    if (Number.isFinite(dst[k]!)) continue;
+    const i = Math.floor(k / itemLen);
+    throw new Error(`Loader: item ${items[i]} of the split (batch ${batch}, modality '${modality}') holds ${dst[k]} at element ${k - i * itemLen} after normalisation; non-finite inputs would turn the step's losses and gradients into NaN`);
   }
 }
 

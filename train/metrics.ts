@@ -36,13 +36,16 @@ export function macroF1(confusion: number[][]): number {
   return counted ? sum / counted : 0;
 }
 
-/** Row-wise argmax of (N, C) logits given as a flat array. */
+/** Row-wise argmax of (N, C) logits given as a flat array; ties and NaN as torch.argmax (the first maximum, or the first NaN). */
 export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Array {
   const n = logits.length / classes;
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let best = 0;
-    for (let c = 1; c < classes; c++) if (logits[i * classes + c]! > logits[i * classes + best]!) best = c;
+    for (let c = 1; c < classes && !Number.isNaN(logits[i * classes + best]!); c++) {
+      const v = logits[i * classes + c]!;
+      if (v > logits[i * classes + best]! || Number.isNaN(v)) best = c;
+    }
     out[i] = best;
   }
   return out;

@@ -2,8 +2,9 @@
 // compares training runs: a results table, loss and validation-accuracy curves, and the
 // integrator telemetry of the paper's Fig. 1 — cos β between the multimodal and unimodal
 // gradients over steps (1a), α, and the distributions of |g_m| and |g_u| (1d) — per encoder.
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { ensureDir, writeFileAtomic } from './files.ts';
 import type { RunConfig } from './config.ts';
 import type { EvalRecord, FinalRecord, RunRecord, StepRecord, TelemetryLine } from './run-log.ts';
 import { escapeHtml, finiteRange, histogram, histogramChart, lineChart, type LineSeries } from './svg.ts';
@@ -64,7 +65,7 @@ function checkRecord(r: unknown, where: string): RunRecord {
   switch (r.type) {
     case 'step':
       numbers(r, ['epoch', 'step', 'time_s'], where);
-      numberMaps(r, ['loss'], where);
+      if (r.skipped !== true) numberMaps(r, ['loss'], where); // a dropped step's non-finite losses are null
       break;
     case 'telemetry':
       numbers(r, ['step', 'cos', 'alpha', 'norm_m', 'norm_u'], where);
@@ -130,7 +131,7 @@ export function loadRun(dir: string): RunData {
   return {
     dir,
     config: config as RunConfigFile,
-    steps: latestBy(of('step'), (r) => String(r.step), (r) => r.step),
+    steps: latestBy(of('step'), (r) => String(r.step), (r) => r.step).filter((r) => !r.skipped),
     telemetry: latestBy(of('telemetry'), (r) => `${r.step}\u0000${r.group}`, (r) => r.step),
     evals: latestBy(of('eval'), (r) => `${r.split}\u0000${r.epoch}`, (r) => r.epoch),
     final: finals.length ? finals[finals.length - 1]! : null,
@@ -374,9 +375,7 @@ export function writeReport(runDirs: string[], outFile: string): { path: string;
   if (!runDirs.length) throw new Error('report: no run directories given (usage: mmpareto report RUN_DIR...)');
   const html = renderReport(runDirs.map(loadRun));
   const path = resolve(outFile);
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  writeFileSync(tmp, html);
-  renameSync(tmp, path);
+  ensureDir(dirname(path), `report --out ${path}`);
+  writeFileAtomic(path, new TextEncoder().encode(html));
   return { path, runs: runDirs.length };
 }

@@ -1,7 +1,8 @@
 // A run directory's metrics.jsonl: one JSON object per line, appended as training goes (a
-// crash loses at most the line being written). The record types below are the whole format;
+// crash loses at most the line being written; a full disk none: a failed append is cut back). The record types below are the whole format;
 // `mmpareto report` reads them back.
-import { appendFileSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { appendWhole } from './files.ts';
 
 /** Training losses of one step (written every N steps, one record per step), or their mean over `steps` steps. */
 export interface StepRecord {
@@ -15,6 +16,8 @@ export interface StepRecord {
   lr: number;
   /** Seconds since the run (or the resumed run) started. */
   time_s: number;
+  /** --on-nonfinite skip dropped this step (a non-finite loss or gradient): nothing was applied; non-finite losses are null. */
+  skipped?: boolean;
 }
 
 /** One integrator telemetry record: one step, one encoder group (paper Fig. 1a, 1d). */
@@ -62,7 +65,7 @@ export interface FinalRecord {
 export type RunRecord = StepRecord | TelemetryLine | EvalRecord | FinalRecord;
 
 export function appendRecord(path: string, r: RunRecord): void {
-  appendFileSync(path, JSON.stringify(r) + '\n');
+  appendWhole(path, JSON.stringify(r) + '\n');
 }
 
 /** Reads metrics.jsonl; a torn last line (a crash mid-write) is skipped, any other bad line throws. */

@@ -1,9 +1,8 @@
-// safetensors (https://github.com/huggingface/safetensors) encode / decode, and an atomic file
-// write. Layout: 8-byte little-endian header length N, then N bytes of JSON
+// safetensors (https://github.com/huggingface/safetensors) encode / decode (writes go through
+// train/files.ts writeFileAtomic). Layout: 8-byte little-endian header length N, then N bytes of JSON
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__": { string: string } },
 // padded with spaces to a multiple of 8, then the raw little-endian tensor bytes. Offsets are
 // relative to the end of the header; tensors are stored in key order without gaps.
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 
 export type SafeDType = 'F32' | 'I32';
 export interface SafeTensor {
@@ -46,11 +45,26 @@ export interface DecodedSafetensors {
   metadata: Record<string, string>;
 }
 
-export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
-  if (bytes.length < 8) throw new Error(`safetensors: file of ${bytes.length} bytes has no header length`);
+/** Length of the JSON header that follows the 8-byte length field. */
+export function headerLength(bytes: Uint8Array, fileSize = bytes.length): number {
+  if (bytes.length < 8) throw new Error(`safetensors: file of ${fileSize} bytes has no header length`);
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (8 + n > bytes.length) throw new Error(`safetensors: header of ${n} bytes runs past the end of a ${bytes.length}-byte file (truncated?)`);
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, unknown>;
+  if (8 + n > fileSize) throw new Error(`safetensors: header of ${n} bytes runs past the end of a ${fileSize}-byte file (truncated?)`);
+  return n;
+}
+
+/** The JSON header (tensor entries and __metadata__) of a file whose first 8 + n bytes are `bytes`. */
+export function parseHeader(bytes: Uint8Array, n: number): Record<string, unknown> {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`safetensors: the header is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
+  const n = headerLength(bytes);
+  const header = parseHeader(bytes, n);
   const base = 8 + n;
   const tensors = new Map<string, SafeTensor>();
   let metadata: Record<string, string> = {};
@@ -70,15 +84,3 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
   return { tensors, metadata };
 }
 
-/** Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a partial file. */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}

@@ -57,8 +57,25 @@ ensure_dataset() {
   return 0
 }
 
+# ffmpeg for `mmpareto prepare` (CREMA-D / AVE) and the tests that build tiny videos with it:
+# Debian's package when missing; a failure only warns (prepare then says what to install).
+ensure_ffmpeg() {
+  command -v ffmpeg >/dev/null && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "[setup] warning: ffmpeg not found and no apt-get; \`mmpareto prepare\` and its tests need it" >&2
+    return 0
+  fi
+  say "installing ffmpeg (Debian package)"
+  if apt_install ffmpeg >/dev/null 2>&1 \
+    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install ffmpeg >/dev/null 2>&1; }; then
+    command -v ffmpeg >/dev/null && return 0
+  fi
+  echo "[setup] warning: could not install ffmpeg; \`mmpareto prepare\` and its tests need it (apt-get install ffmpeg)" >&2
+  return 0
+}
+
 probe() { XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} node train/probe-adapter.mjs 2>/dev/null; }
-if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; exit 0; fi
+if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; ensure_ffmpeg; exit 0; fi
 
 if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null; then
   echo "[setup] no WebGPU adapter found. Install a GPU driver with Vulkan (Linux), Metal (macOS) or D3D12 (Windows)," >&2
@@ -83,6 +100,6 @@ say "no WebGPU adapter: installing the software Vulkan driver (libvulkan1, mesa-
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
 apt_install ${suite:+-t $suite} libvulkan1 mesa-vulkan-drivers >/dev/null
-if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; exit 0; fi
+if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; ensure_ffmpeg; exit 0; fi
 echo "[setup] still no WebGPU adapter after installing Mesa; check 'vulkaninfo --summary' (Dawn needs Mesa >= 23)." >&2
 exit 1

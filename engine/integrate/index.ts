@@ -1,5 +1,6 @@
-// Gradient integrators (MMPareto and peers), their telemetry, and PCGrad's host-side order.
+// Gradient integrators (MMPareto and peers), their telemetry, PCGrad's host-side order, the step, and the non-finite guard.
 export { GradientIntegrator, INTEGRATOR_METHODS, type IntegratorMethod, type IntegratorOptions, type GroupGradients } from './integrator.ts';
 export { IntegratorTelemetry, magnitudeHistogram, type MagnitudeHistogram, type TelemetryRecord, type TelemetryReadout, type TelemetryReadOptions, type NonFiniteReport } from './telemetry.ts';
 export { pcgradOrder } from './pcgrad-order.ts';
 export { MultimodalStep, type MultimodalStepOptions } from './multimodal-step.ts';
+export { NonFiniteGuard, type NonFiniteGuardOptions, type GuardReadout, type GuardedStep, type NonFiniteReason } from './guard.ts';

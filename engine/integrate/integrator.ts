@@ -30,7 +30,9 @@
 //    c_j = r·m_0/m_j + (1 − r) for the auxiliary losses j ≥ 1 (both directions: larger and smaller
 //    auxiliary gradients are moved toward the main one).
 // Non-finite gradients: the group's update is skipped (fused) or its gradient is zero (combine),
-// and the step is counted in the telemetry buffer; IntegratorTelemetry.read() reports it.
+// and the step is counted in the telemetry buffer; IntegratorTelemetry.read() reports it. With a
+// NonFiniteGuard (step(…, guard)), a bad group or a bad step elsewhere (a loss, another gradient)
+// drops every group's update, and the integrator state is restored by the guard.
 import { EngineError, type Device } from '../device.ts';
 import { Tensor } from '../tensor.ts';
 import { tensor, writeTensor } from '../creation.ts';
@@ -42,6 +44,7 @@ import {
 } from '../../shaders/integrate.ts';
 import { solveShader, type IntegratorMethod } from '../../shaders/integrate-solve.ts';
 import { IntegratorTelemetry } from './telemetry.ts';
+import type { NonFiniteGuard } from './guard.ts';
 
 export type { IntegratorMethod };
 export const INTEGRATOR_METHODS: readonly IntegratorMethod[] = ['uniform', 'one-joint-loss', 'mgda', 'mmpareto', 'mmpareto-official', 'pcgrad', 'gradnorm', 'metabalance'];
@@ -211,13 +214,16 @@ export class GradientIntegrator {
   /**
    * Integrates one step and applies `optimizer`'s update to every group parameter, one fused
    * kernel per tensor (the parameters' .grad is neither read nor written). Parameters outside the
-   * groups (heads) are left to optimizer.step() with their own .grad.
+   * groups (heads) are left to optimizer.step() with their own .grad. With a guard, the update of
+   * every group is dropped when any group is not finite or the guard already dropped the step.
    */
-  step(optimizer: FusedOptimizer, grads: readonly GroupGradients[], losses?: readonly (readonly Tensor[])[]): void {
+  step(optimizer: FusedOptimizer, grads: readonly GroupGradients[], losses?: readonly (readonly Tensor[])[], guard?: NonFiniteGuard): void {
     const op = 'GradientIntegrator.step';
     this.check(op, grads, losses);
     const index = this.indexIn(op, optimizer);
+    if (guard && !guard.isProtected(this.state)) guard.protect([this.state]);
     this.reduceAndSolve(grads, losses);
+    guard?.foldGroups(this.state, this.groups.length, STATE_STRIDE, STATE.valid);
     this.slots.forEach((list, g) =>
       list.forEach((s, t) => {
         const f = optimizer.fusedUpdate(index.get(s.param)!);

@@ -7,6 +7,8 @@
 // 'uniform' is the paper's baseline L_m + Σ_k L_u^k: one backward of the sum, no per-loss
 // gradients. 'one-joint-loss' trains on L_m alone. Every other method takes per-loss gradients
 // (engine/per-loss.ts) and the integrator's fused combine + update per encoder tensor.
+// With a NonFiniteGuard, every method checks the losses and every gradient before any update (the
+// encoders' through the integrator's Gram sums), and a bad step updates nothing (guard.ts).
 import { EngineError } from '../device.ts';
 import { add } from '../ops/index.ts';
 import { perLossGrads } from '../per-loss.ts';
@@ -14,6 +16,7 @@ import { noGrad, topoOrder } from '../autograd.ts';
 import type { Tensor } from '../tensor.ts';
 import type { AdamW, SGD } from '../optim.ts';
 import { GradientIntegrator, type IntegratorMethod, type IntegratorOptions } from './integrator.ts';
+import type { NonFiniteGuard } from './guard.ts';
 
 export interface MultimodalStepOptions extends Omit<IntegratorOptions, 'losses' | 'method'> {
   method: IntegratorMethod;
@@ -23,6 +26,12 @@ export interface MultimodalStepOptions extends Omit<IntegratorOptions, 'losses' 
   optimizer: SGD | AdamW;
   /** Name of the multimodal loss (default 'mm'). */
   mainLoss?: string;
+  /**
+   * Checks every step for NaN/±Inf losses and gradients on the GPU and drops a bad step (see
+   * NonFiniteGuard; losses are reported by their index in [mainLoss, ...encoders], gradients by
+   * the parameter's index in optimizer.params, groups by their index in `encoders`).
+   */
+  guard?: NonFiniteGuard;
 }
 
 export class MultimodalStep {
@@ -48,28 +57,35 @@ export class MultimodalStep {
         this.encoderParams.add(p);
       }
     }
-    const { method, encoders: _e, optimizer: _o, mainLoss: _m, ...integ } = opts;
+    const { method, encoders: _e, optimizer: _o, mainLoss: _m, guard, ...integ } = opts;
     this.integrator = method === 'uniform' || method === 'one-joint-loss'
       ? null
       : new GradientIntegrator(this.names.map((n) => opts.encoders[n]!), { ...integ, method, losses: 2 });
+    if (guard && guard.device !== opts.optimizer.params[0]?.device) throw new EngineError(`${op}: the guard lives on another device`);
+    guard?.trackOptimizer(opts.optimizer);
   }
 
   /** Gradients of `losses` ({ [mainLoss], ...one per encoder }) and one optimizer update; frees the graph. */
   step(losses: Readonly<Record<string, Tensor>>): void {
     const op = 'MultimodalStep.step';
     for (const n of [this.main, ...this.names]) if (!losses[n]) throw new EngineError(`${op}: loss '${n}' is missing (expected ${[this.main, ...this.names].join(', ')})`);
+    this.opts.optimizer.params[0]?.device.assertUsable(op);
     for (const n of Object.keys(losses)) if (n !== this.main && !this.opts.encoders[n]) throw new EngineError(`${op}: unknown loss '${n}'`);
     const reached = new Set(topoOrder(Object.values(losses)));
     for (const n of this.names) {
       if (!this.opts.encoders[n]!.some((p) => reached.has(p))) throw new EngineError(`${op}: encoder group '${n}' is reached by no loss`);
     }
     const opt = this.opts.optimizer;
+    const guard = this.opts.guard;
+    guard?.checkLosses([this.main, ...this.names].map((n) => losses[n]!));
     if (!this.integrator) {
       const total = this.method === 'one-joint-loss' ? losses[this.main]! : sumOf(this.names.map((n) => losses[n]!), losses[this.main]!);
       total.backward();
       if (total !== losses[this.main]) total.dispose();
-      opt.step();
+      guard?.checkTensors(opt.params.map((p) => p.grad));
+      opt.step(guard);
       opt.zeroGrad();
+      guard?.end();
       return;
     }
     const params = opt.params;
@@ -102,10 +118,12 @@ export class MultimodalStep {
         if (acc) p.grad = acc;
       });
     });
-    this.integrator.step(opt, groupGrads, lossValues);
+    guard?.checkTensors(params.map((p) => (this.encoderParams.has(p) ? null : p.grad)));
+    this.integrator.step(opt, groupGrads, lossValues, guard);
     for (const gs of groupGrads) for (const list of gs) for (const g of list) g?.dispose();
-    opt.step(); // the other parameters (encoder parameters have no .grad and are skipped)
+    opt.step(guard); // the other parameters (encoder parameters have no .grad and are skipped)
     opt.zeroGrad();
+    guard?.end();
   }
 
   /** The integrator's state (empty for 'uniform' / 'one-joint-loss'), for checkpoints. */

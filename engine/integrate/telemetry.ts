@@ -82,7 +82,7 @@ export class IntegratorTelemetry {
     if (onNonFinite !== 'throw' && onNonFinite !== 'return') throw new EngineError(`telemetry.read: unknown onNonFinite '${String(onNonFinite)}'`);
     const G = this.groups;
     const bytes = (G * TELEMETRY_HEADER + this.steps * G * TELEMETRY_RECORD) * 4;
-    const data = await this.buffer.device.batcher.read(this.buffer.buffer('telemetry.read'), bytes);
+    const data = await this.buffer.device.batcher.read(this.buffer.buffer('telemetry.read'), bytes, 0, 'telemetry.read');
     const u = new Uint32Array(data);
     const f = new Float32Array(data);
     const nonFinite: NonFiniteReport[] = [];

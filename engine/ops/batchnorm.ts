@@ -5,7 +5,10 @@
 // Forward: a statistics kernel + an apply kernel. Backward: a per-channel reduction kernel
 // (giving dweight, dbias and the dx coefficients) + an apply kernel. See shaders/batchnorm.ts.
 // The op 'batchNorm2d' has inputs [x, weight?, bias?]; the running stats are buffers outside the
-// graph, and the per-channel stats tensor (C, 4) is saved for backward.
+// graph, and the per-channel stats tensor (C, 4) is saved for backward. A running-stat update
+// that would not be finite (NaN or Inf in the batch) is skipped for that channel and counted in
+// device.nonFiniteCounters (read by device.readNonFiniteCounts() and by NonFiniteGuard): running
+// statistics never become NaN, where PyTorch would write it.
 import { record } from '../autograd.ts';
 import { EngineError, type Device } from '../device.ts';
 import type { Rule } from '../rules.ts';
@@ -94,7 +97,7 @@ export function batchNorm2d(
   const p = channelParams(l, training, eps, momentum);
   if (training) {
     const { wg, groups } = channelLaunch(l);
-    const buffers = [x.rawBuffer, stats.rawBuffer, ...affine, ...running.map((t) => t.rawBuffer)];
+    const buffers = [x.rawBuffer, stats.rawBuffer, ...affine, ...running.map((t) => t.rawBuffer), ...(running.length ? [dev.nonFiniteCounters] : [])];
     launch(dev, { op: `${op}Stats`, code: batchNormStatsShader(l.vec, wg, hasW, hasB, running.length > 0), buffers, ...p, groups });
   } else {
     const buffers = [runningMean!.rawBuffer, runningVar!.rawBuffer, stats.rawBuffer, ...affine];

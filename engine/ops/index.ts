@@ -13,13 +13,14 @@ import { geluRules } from './gelu.ts';
 import { softmaxRules } from './softmax.ts';
 import { dropoutRules } from './dropout.ts';
 import { attentionRules } from './attention.ts';
+import { frameRules } from './frame.ts';
 
 setRules((): RuleTable => ({
   ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules, ...crossEntropyRules,
   ...convRules,
   ...batchNormRules, ...poolRules,
   ...layerNormRules, ...geluRules, ...softmaxRules, ...dropoutRules,
-  ...attentionRules,
+  ...attentionRules, ...frameRules,
 }));
 // Backward for several losses at once (engine/per-loss.ts), where stacking pays.
 setStackedRule('conv2d', convStackedRule);
@@ -37,3 +38,4 @@ export { gelu, type GeluOptions } from './gelu.ts';
 export { softmax, logSoftmax } from './softmax.ts';
 export { dropout, type DropoutOptions } from './dropout.ts';
 export { scaledDotProductAttention, type AttentionOptions } from './attention.ts';
+export { frameSignal, frameCount, type FrameOptions, type PadMode } from './frame.ts';

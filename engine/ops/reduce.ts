@@ -91,7 +91,11 @@ export function mean(x: Tensor, axes?: number | readonly number[], keepdim = fal
   return m;
 }
 
-/** Maximum over axes. Backward splits the gradient evenly among tied maxima (like torch.amax). */
+/**
+ * Maximum over axes. Backward splits the gradient evenly among tied maxima (like torch.amax). A set
+ * holding a NaN has maximum NaN and its gradient is split among the NaN entries, as torch.max()
+ * does (torch.amax would give the whole set a NaN gradient).
+ */
 export function max(x: Tensor, axes?: number | readonly number[], keepdim = false): Tensor {
   checkLive('max', x);
   checkFloat('max', x);
@@ -125,7 +129,7 @@ export const reduceRules = {
     const ks = keepdimShape(x!.shape, attrs.axes);
     const yk = reshape(y!, ks, false);
     const gk = reshape(gy, ks, false);
-    const mask = binaryKernel('eq', x!, yk);
+    const mask = binaryKernel('maxMask', x!, yk);
     const count = reduceKernel('sum', mask, attrs.axes, true);
     const share = binaryKernel('div', gk, count);
     const g = binaryKernel('mul', mask, share);
