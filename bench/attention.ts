@@ -3,6 +3,7 @@
 // (matMul with transposeB, mul by the scale, softmax, matMul; gradients via tf.grads), on the same
 // Dawn device, interleaved round by round; medians. Prints one JSON line.
 // Run: npx tsx bench/attention.ts
+import '../train/node.ts'; // Dawn as the default GPU
 import { grad, init, randn, scaledDotProductAttention, type Tensor } from '../engine/index.ts';
 import { emit, median, round } from './util.ts';
 import { tf, tfjsOn, tfSync } from './tfjs.ts';

@@ -3,6 +3,7 @@
 // to completion, and a ResNet-18 audio-encoder training step on the same batch for scale.
 // Prints JSON lines; compare the ratios (same process, interleaved repetitions).
 //   npx tsx bench/av-audio.ts [batch=8] [reps=5]
+import '../train/node.ts'; // Dawn as the default GPU
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

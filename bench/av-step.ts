@@ -4,6 +4,7 @@
 // time, concat head + one head per encoder, 6 classes), MMPareto and the uniform baseline,
 // interleaved, on random inputs (the loader's own cost is bench/av-audio.ts's). JSON lines.
 //   npx tsx bench/av-step.ts [imageSize=224] [batch=4] [rounds=3] [model=resnet18|mbt]
+import '../train/node.ts'; // Dawn as the default GPU
 import { crossEntropy, init, MultimodalStep, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor } from '../engine/index.ts';
 import { buildModel } from '../models/registry.ts';
 import { emit, median, round } from './util.ts';

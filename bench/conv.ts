@@ -2,6 +2,7 @@
 // against tfjs-webgpu 4.22 on the same Dawn device, interleaved in one process (medians of
 // several rounds), then our three passes at every conv shape of ResNet-18 (batch 4, 112² input).
 // Effective GFLOP/s = 2·N·Cout·Ho·Wo·Cin·kh·kw per pass. Run: npx tsx bench/conv.ts [--quick]
+import '../train/node.ts'; // Dawn as the default GPU
 import { init, randn, type Tensor } from '../engine/index.ts';
 import { conv2dKernels } from '../engine/ops/conv.ts';
 import { tf, tfjsOn, tfSync } from './tfjs.ts';

@@ -5,6 +5,7 @@
 // activation shape, against tfjs composed from its own ops (tf.moments / tf.erf) with tf.grads
 // (informative: tfjs has no fused layer norm or GELU).
 // Usage: tsx bench/cross-entropy.ts [rounds, default 7]
+import '../train/node.ts'; // Dawn as the default GPU
 import { crossEntropy, gelu, grad, init, layerNorm, randn, tensor, type Tensor } from '../engine/index.ts';
 import { tf, tfjsOn, tfSync } from './tfjs.ts';
 import { emit, median, round } from './util.ts';

@@ -1,6 +1,7 @@
 // Cost per dispatch of 1000 tiny dispatches: through the engine's ops (tensor allocation,
 // pipeline cache lookup, uniform slot, bind group, batching) vs raw Dawn (one pipeline, one
 // bind group, one encoder, one submit), measured interleaved in one process.
+import '../train/node.ts'; // Dawn as the default GPU
 import { init, exp, zeros } from '../engine/index.ts';
 import { unaryKernel } from '../shaders/elementwise.ts';
 import { emit, median, round } from './util.ts';

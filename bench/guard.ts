@@ -3,6 +3,7 @@
 // the integrator's Gram sums, heads by dispatch) and uniform (every gradient by dispatch),
 // interleaved in one process so machine noise hits both. Prints one JSON line per method with
 // the median step times and their ratio. Usage: tsx bench/guard.ts [steps=20] [batch=64]
+import '../train/node.ts'; // Dawn as the default GPU
 import { init, type IntegratorMethod } from '../engine/index.ts';
 import { cgStep } from './cg-step.ts';
 import { emit, median, round } from './util.ts';

@@ -7,6 +7,7 @@
 //    gradients during accumulation); ratio = ms / baseline; GB/s = bytes touched / time.
 //  - {bench:'integrate-combine', ...}: unfused combine into fresh gradient tensors (mmpareto).
 // Usage: tsx bench/integrate.ts [rounds, default 5] [scale, default 1: fraction of the channels]
+import '../train/node.ts'; // Dawn as the default GPU
 import {
   GradientIntegrator,
   init,

@@ -1,6 +1,7 @@
 // Matmul throughput: the tiled kernel beside the naive one-thread-per-output kernel, measured
 // in the same run and interleaved (the software device shares its cores with other work, so
 // only same-run comparisons mean anything). Prints one JSON line per size.
+import '../train/node.ts'; // Dawn as the default GPU
 import { init, randn, type Tensor } from '../engine/index.ts';
 import { matmulKernel } from '../engine/ops/matmul.ts';
 

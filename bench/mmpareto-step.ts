@@ -12,6 +12,7 @@
 // - by wall clock (`wall`): gradients first (then a sync), then integrator + optimizer timed
 //   alone, over the whole step's wall time (with that extra sync).
 // Usage: tsx bench/mmpareto-step.ts [size] [rounds]
+import '../train/node.ts'; // Dawn as the default GPU
 import { DispatchTimer, init, MultimodalStep, perLossGrads, randn, SGD, tensor, tidy, type IntegratorMethod, type TimedDispatch } from '../engine/index.ts';
 import { TwoEncoders } from './two-encoders.ts';
 import { emit, median, round } from './util.ts';

@@ -3,6 +3,7 @@
 // perLossGrads (one sweep, stacked cotangents; and one rule call per slot) against the
 // official recipe on our own engine — forward, a retained-graph backward per loss, then a
 // backward of the sum — interleaved in one process. Usage: tsx bench/per-loss.ts [size] [rounds]
+import '../train/node.ts'; // Dawn as the default GPU
 import {
   add,
   grad,

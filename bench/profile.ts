@@ -13,6 +13,7 @@
 // Usage: tsx bench/profile.ts [size, default 32] [R, default 5]   (ResNet-18 step, batch 4)
 //        tsx bench/profile.ts cg [R, default 5] [method, default mmpareto] [batch, default 64]
 //        (the CG-FMNIST step of `npm start`, bench/cg-step.ts)
+import '../train/node.ts'; // Dawn as the default GPU
 import { init, type IntegratorMethod } from '../engine/index.ts';
 import type { RecordedDispatch as Dispatch } from '../engine/batcher.ts';
 import { cgStep } from './cg-step.ts';

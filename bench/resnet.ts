@@ -2,6 +2,7 @@
 // 10 classes: ours (models/resnet.ts + a Linear head) against tfjs-webgpu 4.22 on the same
 // Dawn device, interleaved step by step so machine noise hits both. One JSON line per input
 // size. Usage: tsx bench/resnet.ts [sizes, default 32,64,112] [rounds, default 3]
+import '../train/node.ts'; // Dawn as the default GPU
 import { init } from '../engine/index.ts';
 import { resnetStep } from './resnet-step.ts';
 import { tf, tfjsOn, tfSync } from './tfjs.ts';

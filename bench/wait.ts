@@ -2,6 +2,7 @@
 // re-arming the global setImmediate, spinning a core that a software GPU needs. The engine
 // swaps in a 1 ms timer while it waits (Device.quietWait); this measures both ways,
 // interleaved: the host thread's CPU time during the wait, and the wall time of the work.
+import '../train/node.ts'; // Dawn as the default GPU
 import { init, randn } from '../engine/index.ts';
 import { matmulKernel } from '../engine/ops/matmul.ts';
 import { readFileSync } from 'node:fs';

@@ -5,6 +5,7 @@
 // from the declaration.
 import { EngineError } from './errors.ts';
 import type { BufferPool } from './buffer-pool.ts';
+import type { DeviceErrors } from './device-errors.ts';
 import {
   PARAMS_MAX_BYTES,
   type BindingValues,
@@ -20,6 +21,8 @@ const SLOTS = 64; // dispatches per submit at most ("tens of dispatches per subm
 const UNIFORM = 0x40 | 0x08; // GPUBufferUsage.UNIFORM | COPY_DST
 const MAP_READ_DST = 0x01 | 0x08; // GPUBufferUsage.MAP_READ | COPY_DST
 const MAP_READ = 0x01; // GPUMapMode.READ
+const COPY_SRC = 0x04; // GPUBufferUsage.COPY_SRC
+const COPY_DST = 0x08; // GPUBufferUsage.COPY_DST
 
 /** One launch of a declared kernel: which variant, its params, and its buffers by binding name. */
 export type Dispatch<V extends Variant, P extends ParamDecl, B extends BindingsDecl<V>> = {
@@ -53,6 +56,8 @@ export interface PassTimer {
 export interface BatcherHost {
   readonly gpu: GPUDevice;
   readonly pool: BufferPool;
+  /** Where WebGPU errors go: error scopes around the engine's calls on an app's device. */
+  readonly errors: DeviceErrors;
   pipeline(op: string, code: string): GPUComputePipeline;
   wait<T>(p: Promise<T>, op?: string): Promise<T>;
   /** Throws (DeviceLostError) naming `op` if the device was destroyed or lost. */
@@ -84,7 +89,9 @@ export class Batcher {
 
   constructor(private readonly host: BatcherHost) {
     this.slotStride = Math.max(256, host.gpu.limits.minUniformBufferOffsetAlignment);
-    this.uniform = host.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM });
+    this.uniform = host.errors.guard('Batcher', () =>
+      host.gpu.createBuffer({ label: 'params', size: SLOTS * this.slotStride, usage: UNIFORM }),
+    );
   }
 
   private computePass(): GPUComputePassEncoder {
@@ -125,25 +132,28 @@ export class Batcher {
     const pipeline = this.host.pipeline(op, compiled.source);
     if (this.slots === SLOTS) this.flush();
     const off = this.slots * this.slotStride;
-    if (k.paramBytes > 0) {
-      k.pack(d.params, this.words, this.floats, off / 4);
-      entries.unshift({ binding: 0, resource: { buffer: this.uniform, offset: off, size: PARAMS_MAX_BYTES } });
-    }
-    const bindGroup = this.host.gpu.createBindGroup({ label: op, layout: pipeline.getBindGroupLayout(0), entries });
-    if (this.timer) {
-      const timestampWrites = this.timer.writes(op); // may throw: nothing recorded yet
-      this.pass?.end();
-      this.encoder ??= this.host.gpu.createCommandEncoder();
-      this.pass = this.encoder.beginComputePass({ timestampWrites });
-    }
-    const pass = this.computePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
-    if (this.timer) {
-      pass.end();
-      this.pass = null;
-    }
+    // On an app's device, the engine's calls run inside its own error scopes (engine/device-errors.ts).
+    this.host.errors.guard(op, () => {
+      if (k.paramBytes > 0) {
+        k.pack(d.params, this.words, this.floats, off / 4);
+        entries.unshift({ binding: 0, resource: { buffer: this.uniform, offset: off, size: PARAMS_MAX_BYTES } });
+      }
+      const bindGroup = this.host.gpu.createBindGroup({ label: op, layout: pipeline.getBindGroupLayout(0), entries });
+      if (this.timer) {
+        const timestampWrites = this.timer.writes(op); // may throw: nothing recorded yet
+        this.pass?.end();
+        this.encoder ??= this.host.gpu.createCommandEncoder();
+        this.pass = this.encoder.beginComputePass({ timestampWrites });
+      }
+      const pass = this.computePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+      if (this.timer) {
+        pass.end();
+        this.pass = null;
+      }
+    });
     if (this.trace) {
       const uniform = this.mirror.slice(off, off + k.paramBytes);
       this.trace({
@@ -160,7 +170,10 @@ export class Batcher {
     this.lastOp = op;
   }
 
-  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number, op = 'copy'): void {
+    // Pool buffers have both usages; an app's buffer (Tensor.fromGPUBuffer) may lack them.
+    if (!(src.usage & COPY_SRC)) throw new EngineError(`${op}: the source buffer lacks GPUBufferUsage.COPY_SRC (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be copied or read back)`);
+    if (!(dst.usage & COPY_DST)) throw new EngineError(`${op}: the destination buffer lacks GPUBufferUsage.COPY_DST (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be written)`);
     this.pass?.end();
     this.pass = null;
     this.encoder ??= this.host.gpu.createCommandEncoder();
@@ -173,11 +186,14 @@ export class Batcher {
       this.host.pool.afterSubmit(); // nothing unsubmitted can still reference a released buffer
       return;
     }
-    this.pass?.end();
+    const encoder = this.encoder;
+    this.host.errors.guard(`submit after '${this.lastOp}'`, () => {
+      this.pass?.end();
+      this.timer?.resolve(encoder);
+      if (this.slots > 0) this.host.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
+      this.host.gpu.queue.submit([encoder.finish()]);
+    });
     this.pass = null;
-    this.timer?.resolve(this.encoder);
-    if (this.slots > 0) this.host.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
-    this.host.gpu.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.slots = 0;
     this.stats.submits++;
@@ -189,15 +205,21 @@ export class Batcher {
     this.host.assertUsable(op);
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const i = this.staging.findIndex((b) => b.size >= size);
+    const errors = this.host.errors;
     const stage =
       i >= 0
         ? this.staging.splice(i, 1)[0]!
-        : this.host.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST });
-    this.copy(src, srcOffset, stage, 0, Math.ceil(bytes / 4) * 4);
+        : errors.guard(op, () => this.host.gpu.createBuffer({ label: 'staging', size, usage: MAP_READ_DST }));
+    try {
+      this.copy(src, srcOffset, stage, 0, Math.ceil(bytes / 4) * 4, op);
+    } catch (e) {
+      this.staging.push(stage);
+      throw e;
+    }
     this.flush();
     this.stats.readbacks++;
     try {
-      await this.host.wait(stage.mapAsync(MAP_READ, 0, size), op);
+      await this.host.wait(errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)), op);
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;
@@ -205,5 +227,11 @@ export class Batcher {
       if (stage.mapState === 'mapped') stage.unmap();
       this.staging.push(stage);
     }
+  }
+
+  /** Destroys the buffers the batcher created (uniform slots, staging); called by Device.destroy. */
+  destroy(): void {
+    this.uniform.destroy();
+    for (const b of this.staging.splice(0)) b.destroy();
   }
 }

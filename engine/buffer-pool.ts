@@ -2,6 +2,8 @@
 // submit that used it: a queue.writeBuffer into it would otherwise overtake the
 // dispatches still sitting in the open command encoder.
 
+import type { DeviceErrors } from './device-errors.ts';
+
 const STORAGE = 0x80 | 0x04 | 0x08; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST (constants, so no global is needed)
 
 /** Rounds up to 1, 1.25, 1.5 or 1.75 × 2^k bytes (at most 25% slack), minimum 256. */
@@ -27,14 +29,17 @@ export class BufferPool {
   private pending: GPUBuffer[] = [];
   readonly stats: PoolStats = { bytesAllocated: 0, bytesInUse: 0, peakBytesInUse: 0, buffersAllocated: 0 };
 
-  constructor(private readonly device: GPUDevice) {}
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly errors: DeviceErrors,
+  ) {}
 
   acquire(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);
     const list = this.free.get(size);
     let buf = list?.pop();
     if (!buf) {
-      buf = this.device.createBuffer({ size, usage: STORAGE });
+      buf = this.errors.guard('allocate', () => this.device.createBuffer({ size, usage: STORAGE }));
       this.stats.bytesAllocated += size;
       this.stats.buffersAllocated++;
     }

@@ -62,7 +62,7 @@ export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: Cr
   }
   const t = empty(shp, dtype, opts.device ?? getDevice());
   const arr = dtype === 'int32' ? Int32Array.from(flat) : Float32Array.from(flat);
-  if (arr.length) t.device.gpu.queue.writeBuffer(t.rawBuffer, 0, arr.buffer, arr.byteOffset, arr.byteLength);
+  t.device.writeBuffer('tensor', t.rawBuffer, arr);
   t.requiresGrad = opts.requiresGrad ?? false;
   if (dtype === 'int32' && flat.length) t.valueRange = [lo, hi];
   return t;
@@ -126,5 +126,5 @@ export function writeTensor(t: Tensor, data: Float32Array | Int32Array): void {
   if (data.length !== t.size) throw new EngineError(`writeTensor: ${data.length} values for ${t} [${t.shape.join(', ')}]`);
   if ((t.dtype === 'int32') !== data instanceof Int32Array) throw new EngineError(`writeTensor: ${data instanceof Int32Array ? 'int32' : 'float32'} data for a ${t.dtype} tensor`);
   t.device.batcher.flush();
-  if (data.length) t.device.gpu.queue.writeBuffer(buf, 0, data.buffer, data.byteOffset, data.byteLength);
+  t.device.writeBuffer('writeTensor', buf, data);
 }

@@ -1,8 +1,10 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // The GPU device, and the one place that creates pipelines and waits on the queue.
-// Browser-safe: Dawn's Node binding is loaded by a dynamic import only when no
-// `navigator.gpu` exists.
+// Browser-safe: the engine knows only `navigator.gpu`, a `GPU` given to Device.create, or a
+// default registered with setDefaultGPU (the package's Node entry registers Dawn there).
 import { BufferPool } from './buffer-pool.ts';
 import { Batcher, type BatcherHost, type Dispatch } from './batcher.ts';
+import { DeviceErrors } from './device-errors.ts';
 import { EngineError } from './errors.ts';
 import { NONFINITE_BATCHNORM } from '../shaders/batchnorm.ts';
 import type { BindingsDecl, ParamDecl, Variant } from '../shaders/kernel.ts';
@@ -41,7 +43,7 @@ const STORAGE_COPY = 0x80 | 0x04 | 0x08; // GPUBufferUsage.STORAGE | COPY_SRC | 
 export const NONFINITE_COUNTERS = { batchNorm: NONFINITE_BATCHNORM } as const;
 
 export interface DeviceOptions {
-  /** A `GPU` object (navigator.gpu or Dawn's). Defaults to navigator.gpu, else Dawn via the `webgpu` package. */
+  /** A `GPU` object (navigator.gpu or Dawn's). Defaults to the one set by setDefaultGPU, else navigator.gpu. */
   gpu?: GPU;
   powerPreference?: GPUPowerPreference;
   /**
@@ -51,9 +53,16 @@ export interface DeviceOptions {
   timestamps?: boolean;
 }
 
-interface DawnModule {
-  create(flags: string[]): GPU;
-  globals: Record<string, unknown>;
+/** Makes a `GPU` for Device.create when none is given; `timestamps` as in DeviceOptions. */
+export type GPUProvider = (opts: { timestamps: boolean }) => Promise<GPU>;
+let defaultProvider: GPUProvider | null = null;
+
+/**
+ * Sets the `GPU` that Device.create / init use when none is given (null: back to navigator.gpu).
+ * The package's Node entry calls it with Dawn, so that the engine itself never imports a Node module.
+ */
+export function setDefaultGPU(provider: GPUProvider | null): void {
+  defaultProvider = provider;
 }
 
 let quietWaiters = 0;
@@ -67,10 +76,12 @@ export class Device implements BatcherHost {
   private readonly modules = new Map<string, GPUShaderModule>();
   private readonly pipelines = new Map<string, Map<string, GPUComputePipeline>>(); // source → entry point → pipeline
   private readonly compileChecks: Promise<void>[] = [];
-  private deviceError: Error | null = null;
+  /** Collects WebGPU errors: a listener on the engine's own device, error scopes on an app's. */
+  readonly errors: DeviceErrors;
   private lostInfo: { reason: string; message: string } | null = null;
   private counters: GPUBuffer | null = null;
-  private readonly ownsDevice: boolean;
+  /** Whether the engine created the GPUDevice (Device.create); false for Device.fromGPUDevice. */
+  readonly ownsDevice: boolean;
 
   // Dawn's Node instance must outlive its devices: if it is garbage collected, the process crashes.
   private instance: GPU | null = null;
@@ -79,13 +90,10 @@ export class Device implements BatcherHost {
     this.gpu = gpu;
     this.adapterName = adapterName;
     this.ownsDevice = owns;
-    this.pool = new BufferPool(gpu);
+    this.errors = new DeviceErrors(gpu, !owns, () => this.batcher?.lastOp ?? '(none)');
+    this.pool = new BufferPool(gpu, this.errors);
     this.batcher = new Batcher(this);
-    gpu.addEventListener('uncapturederror', (ev) => {
-      ev.preventDefault(); // reported through checkErrors() instead of Dawn's console print
-      const e = (ev as GPUUncapturedErrorEvent).error;
-      this.deviceError ??= new EngineError(`WebGPU error (near op '${this.batcher.lastOp}'): ${e.message}`);
-    });
+    // Reading `lost` changes nothing on an app's device; the engine never destroys one it does not own.
     void gpu.lost.then((info) => {
       this.lostInfo ??= { reason: info.reason ?? 'unknown', message: info.message || 'no message' };
     });
@@ -93,7 +101,7 @@ export class Device implements BatcherHost {
 
   /** Creates a device on the best adapter: navigator.gpu in a browser, Dawn in Node. */
   static async create(opts: DeviceOptions = {}): Promise<Device> {
-    const gpu = opts.gpu ?? (await defaultGPU(opts.timestamps ? ['disable-dawn-features=timestamp_quantization'] : []));
+    const gpu = opts.gpu ?? (await defaultGPU(opts.timestamps ?? false));
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) {
       throw new EngineError(
@@ -121,13 +129,28 @@ export class Device implements BatcherHost {
     return d;
   }
 
-  /** Wraps a GPUDevice that an application already owns; the engine never destroys it. */
-  static fromGPUDevice(gpu: GPUDevice, name = 'external device'): Device {
+  /**
+   * Wraps a GPUDevice that an application owns. The engine then never destroys or reconfigures it,
+   * adds no event listener to it, and brackets its own calls in error scopes that it pops again
+   * (the app's error-scope stack and its `uncapturederror` handling stay as they were). It shares
+   * the queue: see `flush()` for ordering the app's submits after the engine's work.
+   * Refuses a device that is already lost, or whose limits are below the engine's minimum.
+   */
+  static async fromGPUDevice(gpu: GPUDevice, name?: string): Promise<Device> {
     for (const [lim, need] of Object.entries(REQUIRED)) {
       const have = gpu.limits[lim as LimitName];
-      if (have < need) throw new EngineError(`GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice().`);
+      if (have < need) throw new EngineError(`Device.fromGPUDevice: GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice({ requiredLimits }).`);
     }
-    return new Device(gpu, name, false);
+    // A destroyed or lost device resolves `lost` before an (empty) queue reports its work done.
+    const lost = await Promise.race([gpu.lost, gpu.queue.onSubmittedWorkDone().then(() => null)]);
+    if (lost) {
+      throw new EngineError(
+        `Device.fromGPUDevice: the GPUDevice is lost (reason '${lost.reason}'${lost.message ? `: ${lost.message}` : ''}); request a new one with adapter.requestDevice().`,
+      );
+    }
+    const info = (gpu as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    const described = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : '';
+    return new Device(gpu, name ?? (described || 'app device'), false);
   }
 
   get limits(): GPUSupportedLimits {
@@ -141,11 +164,8 @@ export class Device implements BatcherHost {
 
   /** Throws a pending device/validation/compile error, if any. Called at every sync point (`op` names it). */
   checkErrors(op = 'sync'): void {
-    if (this.deviceError) {
-      const e = this.deviceError;
-      this.deviceError = null;
-      throw e;
-    }
+    const e = this.errors.take();
+    if (e) throw e;
     this.assertUsable(op);
   }
 
@@ -164,7 +184,7 @@ export class Device implements BatcherHost {
    * (NONFINITE_COUNTERS: BatchNorm's running-stat updates). Created zeroed on first use.
    */
   get nonFiniteCounters(): GPUBuffer {
-    this.counters ??= this.gpu.createBuffer({ label: 'non-finite counters', size: 16, usage: STORAGE_COPY });
+    this.counters ??= this.errors.guard('nonFiniteCounters', () => this.gpu.createBuffer({ label: 'non-finite counters', size: 16, usage: STORAGE_COPY }));
     return this.counters;
   }
 
@@ -176,9 +196,23 @@ export class Device implements BatcherHost {
 
   /** Pipeline cache keyed by the final WGSL source; compile errors are reported with the op name and line. */
   pipeline(op: string, code: string, entryPoint = 'main'): GPUComputePipeline {
-    let byEntry = this.pipelines.get(code);
-    let p = byEntry?.get(entryPoint);
+    const byEntry = this.pipelines.get(code);
+    const p = byEntry?.get(entryPoint);
     if (p) return p;
+    return this.errors.guard(op, () => this.compile(op, code, entryPoint, byEntry));
+  }
+
+  private compile(op: string, code: string, entryPoint: string, byEntry: Map<string, GPUComputePipeline> | undefined): GPUComputePipeline {
+    // Most kernels fit the default 8 storage buffers; a few (attention's backward: up to 10) bind
+    // more, and a device requested with default limits refuses them: say so before any dispatch.
+    const storage = code.match(/var<storage\b/g)?.length ?? 0;
+    const max = this.gpu.limits.maxStorageBuffersPerShaderStage;
+    if (storage > max) {
+      throw new EngineError(
+        `${op}: its kernel binds ${storage} storage buffers, above this device's maxStorageBuffersPerShaderStage (${max}); ` +
+          `request it in requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage: ${storage} } }) if adapter.limits allows, or use Device.create(), which takes the adapter's limits`,
+      );
+    }
     let mod = this.modules.get(code);
     if (!mod) {
       mod = this.gpu.createShaderModule({ label: op, code });
@@ -190,11 +224,11 @@ export class Device implements BatcherHost {
           if (errs.length === 0) return;
           const lines = code.split('\n');
           const text = errs.map((x) => `  line ${x.lineNum}: ${x.message}\n    ${lines[x.lineNum - 1]?.trim() ?? ''}`).join('\n');
-          this.deviceError ??= new EngineError(`WGSL compile error in op '${op}':\n${text}`);
+          this.errors.record(`WGSL compile error in op '${op}':\n${text}`);
         }),
       );
     }
-    p = this.gpu.createComputePipeline({ label: op, layout: 'auto', compute: { module: mod, entryPoint } });
+    const p = this.gpu.createComputePipeline({ label: op, layout: 'auto', compute: { module: mod, entryPoint } });
     if (!byEntry) this.pipelines.set(code, (byEntry = new Map()));
     byEntry.set(entryPoint, p);
     this.pipelineCount++;
@@ -203,6 +237,24 @@ export class Device implements BatcherHost {
 
   /** Number of distinct compute pipelines compiled so far. */
   pipelineCount = 0;
+
+  /**
+   * Submits the work the engine has recorded but not yet submitted (it records dispatches into its
+   * own command encoder and submits in chunks). Call it before submitting commands of your own that
+   * read or write a tensor's buffer: the queue then runs the engine's work first.
+   */
+  flush(): void {
+    this.batcher.flush();
+  }
+
+  /**
+   * Writes host data into a buffer through the queue. The write runs before any work still recorded
+   * and not submitted: flush() first where that matters. `op` names the caller in errors.
+   */
+  writeBuffer(op: string, buffer: GPUBuffer, data: Float32Array | Int32Array | Uint32Array, offset = 0): void {
+    if (!(buffer.usage & COPY_DST)) throw new EngineError(`${op}: the buffer lacks GPUBufferUsage.COPY_DST, so it cannot be written from the host`);
+    if (data.length) this.errors.guard(op, () => this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength));
+  }
 
   /** Submits pending work and waits until the GPU finished it. */
   async sync(): Promise<void> {
@@ -234,6 +286,7 @@ export class Device implements BatcherHost {
         throw e instanceof EngineError ? e : new EngineError(`${op}: ${(e as Error).name}: ${(e as Error).message || 'no message'} (near op '${this.batcher.lastOp}')`);
       }
       if (this.compileChecks.length) await Promise.all(this.compileChecks.splice(0));
+      await this.errors.settle();
       this.checkErrors(op);
       return r;
     } finally {
@@ -253,9 +306,15 @@ export class Device implements BatcherHost {
   /** Whether waits use the quiet (timer-based) polling described in `wait`. */
   quietWait = true;
 
-  /** Frees the engine's buffers and, for a device it created, the GPUDevice; later operations throw DeviceLostError. */
+  /**
+   * Frees what the engine created on the device (pooled buffers, uniform and staging buffers) and,
+   * for a device the engine created, destroys it. An app's device (fromGPUDevice) stays alive and
+   * untouched, as do buffers wrapped with Tensor.fromGPUBuffer. Dispose tensors first: buffers of
+   * live tensors are not destroyed. Later operations throw DeviceLostError.
+   */
   destroy(): void {
     if (!this.lostInfo) this.batcher.flush();
+    this.batcher.destroy();
     this.pool.destroyAll();
     this.counters?.destroy();
     if (this.ownsDevice) this.gpu.destroy();
@@ -263,18 +322,16 @@ export class Device implements BatcherHost {
   }
 }
 
-async function defaultGPU(flags: string[]): Promise<GPU> {
+const COPY_DST = 0x08; // GPUBufferUsage.COPY_DST (a constant, so no global is needed)
+
+async function defaultGPU(timestamps: boolean): Promise<GPU> {
+  if (defaultProvider) return defaultProvider({ timestamps });
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  const spec = 'webgpu'; // a variable specifier keeps bundlers from pulling Dawn into a browser build
-  let mod: DawnModule;
-  try {
-    mod = (await import(spec)) as DawnModule;
-  } catch (e) {
-    throw new EngineError(`No navigator.gpu and the 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}`);
-  }
-  for (const [k, v] of Object.entries(mod.globals)) {
-    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
-  }
-  return mod.create(flags);
+  const isWorkerOrPage = typeof (globalThis as { document?: unknown; importScripts?: unknown }).document !== 'undefined' || typeof (globalThis as { importScripts?: unknown }).importScripts === 'function';
+  throw new EngineError(
+    isWorkerOrPage
+      ? 'No WebGPU: navigator.gpu is undefined. Use a browser with WebGPU (Chrome or Edge 113+, Safari 26+, Firefox 141+ on Windows; on Linux Chrome needs --enable-unsafe-webgpu or chrome://flags/#enable-unsafe-webgpu), and serve the page from https:// or http://localhost (WebGPU needs a secure context).'
+      : "No WebGPU: navigator.gpu is undefined and no GPU was given. In Node, import the package as 'mmpareto-webgpu' (its Node entry loads Dawn from the 'webgpu' package), or pass Device.create({ gpu }) a GPU object, e.g. `create([])` from the 'webgpu' package.",
+  );
 }

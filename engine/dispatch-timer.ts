@@ -36,14 +36,14 @@ export class DispatchTimer implements PassTimer {
       throw new EngineError("DispatchTimer: the device lacks 'timestamp-query' (create it with Device.create({ timestamps: true }) or request the feature)");
     }
     if (!Number.isInteger(capacity) || capacity < 1) throw new EngineError(`DispatchTimer: capacity must be an integer >= 1, got ${capacity}`);
-    this.resolved = device.gpu.createBuffer({ label: 'dispatch-timer', size: capacity * SET_QUERIES * 8, usage: QUERY_RESOLVE_COPY_SRC });
+    this.resolved = device.errors.guard('DispatchTimer', () => device.gpu.createBuffer({ label: 'dispatch-timer', size: capacity * SET_QUERIES * 8, usage: QUERY_RESOLVE_COPY_SRC }));
   }
 
   /** Timestamp writes for the pass of the next dispatch (called by the batcher). */
   writes(op: string): GPUComputePassTimestampWrites {
     if (this.counts.length >= this.capacity) throw new EngineError(`DispatchTimer: more than ${this.capacity} submits since the last read(); read() more often or give a larger capacity`);
     if (this.used + 2 > SET_QUERIES) throw new EngineError('DispatchTimer: a submit held more dispatches than one query set (the batcher flushes every 64)');
-    while (this.sets.length <= this.counts.length) this.sets.push(this.device.gpu.createQuerySet({ label: 'dispatch-timer', type: 'timestamp', count: SET_QUERIES }));
+    while (this.sets.length <= this.counts.length) this.sets.push(this.device.errors.guard('DispatchTimer', () => this.device.gpu.createQuerySet({ label: 'dispatch-timer', type: 'timestamp', count: SET_QUERIES })));
     this.ops.push(op);
     const w = { querySet: this.sets[this.counts.length]!, beginningOfPassWriteIndex: this.used, endOfPassWriteIndex: this.used + 1 };
     this.used += 2;

@@ -1,7 +1,7 @@
 // Public API of the engine (browser-safe: no Node modules).
-export { Device, DeviceLostError, NONFINITE_COUNTERS, type DeviceOptions } from './device.ts';
+export { Device, DeviceLostError, NONFINITE_COUNTERS, setDefaultGPU, type DeviceOptions, type GPUProvider } from './device.ts';
 export { EngineError } from './errors.ts';
-export { Tensor, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
+export { Tensor, type FromGPUBufferOptions, empty, tidy, keep, init, setDevice, getDevice, liveTensors, type DType, type Shape } from './tensor.ts';
 export { noGrad, isGradEnabled, releaseGraph, type Rule, type StackedRule, type OpContext } from './graph.ts';
 export {
   backward,

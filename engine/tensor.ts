@@ -10,13 +10,17 @@ export type Shape = readonly number[];
 
 export class Storage {
   private count = 1;
-  constructor(readonly device: Device, public buffer: GPUBuffer | null, readonly bytes: number) {}
+  /**
+   * `external`: the buffer belongs to the app (Tensor.fromGPUBuffer): when the last reference goes,
+   * the engine only forgets it; it never returns it to its pool or destroys it.
+   */
+  constructor(readonly device: Device, public buffer: GPUBuffer | null, readonly bytes: number, readonly external = false) {}
   retain(): void {
     this.count++;
   }
   release(): void {
     if (--this.count === 0 && this.buffer) {
-      this.device.pool.release(this.buffer);
+      if (!this.external) this.device.pool.release(this.buffer);
       this.buffer = null;
     }
   }
@@ -36,6 +40,16 @@ export interface OpNode<P extends OpName> {
 export type NodeMap = { [P in OpName]: OpNode<P> };
 /** A node of any op: a union discriminated by `op`. */
 export type Node = NodeMap[OpName];
+
+const STORAGE_USAGE = 0x80; // GPUBufferUsage.STORAGE (a constant, so no global is needed)
+
+export interface FromGPUBufferOptions {
+  /** Element type of the buffer's data (default 'float32'). */
+  dtype?: DType;
+  /** The engine Device wrapping the GPUDevice that created the buffer (default: the current device). */
+  device?: Device;
+  requiresGrad?: boolean;
+}
 
 let defaultDevice: Device | null = null;
 /** Sets the device used by tensor creation functions. */
@@ -102,6 +116,56 @@ export class Tensor {
   }
   get rank(): number {
     return this.shape.length;
+  }
+  /** Bytes of the values: they occupy bytes [0, byteLength) of the buffer, row-major, 4 bytes each. */
+  get byteLength(): number {
+    return this.size * 4;
+  }
+
+  /**
+   * Wraps an app's GPUBuffer as a tensor, without a copy: the tensor's values are bytes
+   * [0, sizeOf(shape)·4) of `buffer`, row-major (float32 or int32). Ownership: the app keeps the
+   * buffer. The engine never destroys it nor returns it to its pool, also after dispose(); the app
+   * must not destroy it while the tensor, or an autograd graph that saved it, is alive. Ops that
+   * take it as input read it and write only new tensors, except in-place updates (optimizers)
+   * when it is a parameter. Needs GPUBufferUsage.STORAGE; reading it back (toArray) needs COPY_SRC,
+   * writeTensor needs COPY_DST. Checked here, before any dispatch.
+   */
+  static fromGPUBuffer(buffer: GPUBuffer, shape: Shape, opts: FromGPUBufferOptions = {}): Tensor {
+    const op = 'Tensor.fromGPUBuffer';
+    checkShape(op, shape);
+    const device = opts.device ?? getDevice();
+    const dtype = opts.dtype ?? 'float32';
+    if (dtype !== 'float32' && dtype !== 'int32') throw new EngineError(`${op}: dtype must be 'float32' or 'int32', got '${String(dtype)}'`);
+    const bytes = sizeOf(shape) * 4;
+    const label = buffer.label ? ` '${buffer.label}'` : '';
+    if (!(buffer.usage & STORAGE_USAGE)) {
+      throw new EngineError(`${op}: buffer${label} lacks GPUBufferUsage.STORAGE (its usage is 0x${buffer.usage.toString(16)}); create it with usage STORAGE (| COPY_SRC to read it back, | COPY_DST to write it)`);
+    }
+    if (buffer.size < bytes) {
+      throw new EngineError(`${op}: buffer${label} has ${buffer.size} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${bytes}`);
+    }
+    if (buffer.mapState !== 'unmapped') throw new EngineError(`${op}: buffer${label} is ${buffer.mapState}; unmap it first`);
+    const max = device.limits.maxStorageBufferBindingSize;
+    if (buffer.size > max) throw new EngineError(`${op}: buffer${label} has ${buffer.size} bytes, above this device's maxStorageBufferBindingSize (${max})`);
+    return new Tensor(shape, dtype, new Storage(device, buffer, bytes, true), opts.requiresGrad ?? false);
+  }
+
+  /**
+   * The tensor's GPUBuffer, for an app to read (render, post-process) or write with its own
+   * commands on the same device. It first submits the work the engine recorded (Device.flush), so
+   * commands the app submits afterwards see this tensor's values. The values are bytes
+   * [0, byteLength) of the buffer, row-major; the buffer may be larger (the pool rounds sizes up).
+   * Usage: STORAGE | COPY_SRC | COPY_DST (bind it as a storage buffer, or copy from it).
+   * Ownership: the buffer stays the engine's (unless the tensor came from fromGPUBuffer). It is
+   * valid until the tensor is disposed; after that the engine reuses it for other tensors, so never
+   * keep it past dispose(), and never destroy it. Writing into it changes the tensor everywhere,
+   * including in an autograd graph that saved it.
+   */
+  gpuBuffer(): GPUBuffer {
+    const b = this.buffer('gpuBuffer');
+    this.device.flush();
+    return b;
   }
   get disposed(): boolean {
     return this._disposed;

@@ -22,12 +22,19 @@ test('no adapter: the error says what to install', async () => {
 });
 
 test('fromGPUDevice wraps an app-owned device and checks its limits', async () => {
-  const wrapped = Device.fromGPUDevice(device.gpu, 'app device');
-  const y = add(tensor([1, 2], [2], { device: wrapped }), tensor([3, 4], [2], { device: wrapped }));
+  const wrapped = await Device.fromGPUDevice(device.gpu, 'app device');
+  const [a, b] = [tensor([1, 2], [2], { device: wrapped }), tensor([3, 4], [2], { device: wrapped })];
+  const y = add(a, b);
   assert.equal([...(await y.toArray())], [4, 6]);
-  y.dispose();
+  for (const t of [a, b, y]) t.dispose();
+  wrapped.destroy();
   const tiny = { limits: { ...Object.fromEntries(Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(device.gpu.limits))).map(([k]) => [k, 0])) } } as unknown as GPUDevice;
-  throwsWith(() => Device.fromGPUDevice(tiny), 'maxStorageBuffersPerShaderStage', "engine's minimum");
+  try {
+    await Device.fromGPUDevice(tiny);
+    assert.unreachable('expected an error');
+  } catch (e) {
+    assert.match((e as Error).message, /maxStorageBuffersPerShaderStage = 0 is below the engine's minimum/);
+  }
 });
 
 test('pipelines are cached by source', async () => {

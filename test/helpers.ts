@@ -1,4 +1,5 @@
 // Shared by the tests: one device, float64 reference helpers, closeness assertions.
+import '../train/node.ts'; // Dawn as the default GPU
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { init, getDevice, gradcheck, liveTensors, tensor, type Device, type Tensor, Generator } from '../engine/index.ts';

@@ -2,6 +2,7 @@
 // Exit codes: 0 success, 1 the work failed (data, checkpoint, I/O, a non-finite loss, a lost
 // GPU), 2 bad usage, 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM after the step in
 // progress (resumable from the last epoch's checkpoint).
+import './node.ts'; // Dawn as the default GPU
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';

@@ -1,5 +1,6 @@
 // `npm start` (until the trainer exists): trains a small MLP on the GPU to fit
 // f(x) = sin(3·x1)·cos(2·x2) on [-1, 1]² and prints the loss as it falls.
+import './node.ts'; // Dawn as the default GPU
 import { init, mean, SGD, square, sub, tensor, tidy, Generator, liveTensors } from '../engine/index.ts';
 import { MLP } from '../models/mlp.ts';
 

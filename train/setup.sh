@@ -2,14 +2,42 @@
 # Idempotent set-up for `npm start` / `npm test`: npm packages, then a WebGPU adapter.
 # On Linux with no adapter it installs Mesa's software Vulkan driver (lavapipe).
 # Debian 12's Mesa 22.3 is refused by Dawn, so there it comes from bookworm-backports.
+# With --browser (npm test) it also installs Debian's chromium-headless-shell for the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "[setup] $*"; }
+browser=0; [ "${1:-}" = --browser ] && browser=1
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+apt_install() { DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"; }
 
-if [ ! -d node_modules/webgpu ] || [ ! -d node_modules/tsx ]; then
-  say "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+for pkg in webgpu tsx esbuild playwright-core; do
+  if [ ! -d "node_modules/$pkg" ]; then
+    say "installing npm packages (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+    break
+  fi
+done
+
+# The browser tests drive Debian's Chromium headless shell (WebGPU through SwiftShader when there
+# is no GPU) with playwright-core; nothing is downloaded from elsewhere. A failure only warns: the
+# browser tests then fail saying what is missing.
+CHROMIUM=${CHROMIUM_PATH:-/usr/bin/chromium-headless-shell}
+ensure_chromium() {
+  [ "$browser" = 1 ] || return 0
+  [ -x "$CHROMIUM" ] && return 0
+  if ! command -v apt-get >/dev/null; then
+    echo "[setup] warning: no $CHROMIUM and no apt-get; the browser tests need Chromium's headless shell (set CHROMIUM_PATH)" >&2
+    return 0
+  fi
+  say "installing Chromium's headless shell for the browser tests (chromium-headless-shell)"
+  if apt_install chromium-headless-shell >/dev/null 2>&1 \
+    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install chromium-headless-shell >/dev/null 2>&1; }; then
+    [ -x "$CHROMIUM" ] && return 0
+  fi
+  echo "[setup] warning: could not install chromium-headless-shell; the browser tests will fail" >&2
+  return 0
+}
+ensure_chromium
 
 # Fashion-MNIST for `npm start` (tests do not need it): installed from Debian when missing; a
 # failure only warns, and the trainer then says how to get the data or point --data-dir at it.
@@ -20,10 +48,9 @@ ensure_dataset() {
     echo "[setup] warning: Fashion-MNIST not found at $(dirname "$FMNIST") and no apt-get; pass --data-dir DIR to train on it" >&2
     return 0
   fi
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   say "installing the Fashion-MNIST data set (dataset-fashion-mnist)"
-  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1 \
-    || { $sudo apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null 2>&1; }; then
+  if apt_install dataset-fashion-mnist >/dev/null 2>&1 \
+    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install dataset-fashion-mnist >/dev/null 2>&1; }; then
     [ -f "$FMNIST" ] && return 0
   fi
   echo "[setup] warning: could not install dataset-fashion-mnist; \`npm start\` needs it (or --data-dir DIR with the four Fashion-MNIST IDX files)" >&2
@@ -38,10 +65,9 @@ ensure_ffmpeg() {
     echo "[setup] warning: ffmpeg not found and no apt-get; \`mmpareto prepare\` and its tests need it" >&2
     return 0
   fi
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   say "installing ffmpeg (Debian package)"
-  if DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends ffmpeg >/dev/null 2>&1 \
-    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends ffmpeg >/dev/null 2>&1; }; then
+  if apt_install ffmpeg >/dev/null 2>&1 \
+    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install ffmpeg >/dev/null 2>&1; }; then
     command -v ffmpeg >/dev/null && return 0
   fi
   echo "[setup] warning: could not install ffmpeg; \`mmpareto prepare\` and its tests need it (apt-get install ffmpeg)" >&2
@@ -56,7 +82,6 @@ if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null; then
   echo "[setup] or a software Vulkan driver such as Mesa lavapipe (>= 23)." >&2
   exit 1
 fi
-sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 . /etc/os-release
 suite=""
 if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
@@ -73,8 +98,8 @@ if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
 fi
 say "no WebGPU adapter: installing the software Vulkan driver (libvulkan1, mesa-vulkan-drivers${suite:+ from $suite})"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends ${suite:+-t $suite} libvulkan1 mesa-vulkan-drivers >/dev/null
+$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+apt_install ${suite:+-t $suite} libvulkan1 mesa-vulkan-drivers >/dev/null
 if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; ensure_ffmpeg; exit 0; fi
 echo "[setup] still no WebGPU adapter after installing Mesa; check 'vulkaninfo --summary' (Dawn needs Mesa >= 23)." >&2
 exit 1

@@ -32,7 +32,7 @@ export class MultiheadAttention extends Module {
     this.inProjBias = this.param('in_proj_bias', fill([3 * embedDim], 0, getDevice()));
     this.outProj = this.child('out_proj', new Linear(embedDim, embedDim, opts));
     const b = this.outProj.bias!;
-    b.device.gpu.queue.writeBuffer(b.buffer('MultiheadAttention'), 0, new Float32Array(embedDim));
+    b.device.writeBuffer('MultiheadAttention', b.buffer('MultiheadAttention'), new Float32Array(embedDim));
   }
 
   /** (B, L, E) → (B, L, H, Dh) → (B, H, L, Dh). */

@@ -78,7 +78,7 @@ export class BatchNorm2d extends Layer {
     if (this.training) {
       this.batches++;
       const v = Int32Array.of(this.batches);
-      this.tracked.device.gpu.queue.writeBuffer(this.tracked.buffer('BatchNorm2d'), 0, v.buffer, 0, 4);
+      this.tracked.device.writeBuffer('BatchNorm2d', this.tracked.buffer('BatchNorm2d'), v);
     }
     return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, eps: this.opts.eps, momentum: this.opts.momentum });
   }

@@ -99,10 +99,10 @@ export abstract class Module {
       const [module, name, dst] = own.get(k)!;
       if (v instanceof Float32Array || v instanceof Int32Array) {
         const arr = dst.dtype === 'int32' ? Int32Array.from(v) : Float32Array.from(v);
-        dst.device.gpu.queue.writeBuffer(dst.buffer('loadStateDict'), 0, arr.buffer, arr.byteOffset, arr.byteLength);
+        dst.device.writeBuffer('loadStateDict', dst.buffer('loadStateDict'), arr);
         module.stateLoaded(name, arr);
       } else {
-        dst.device.batcher.copy(v.buffer('loadStateDict'), 0, dst.buffer('loadStateDict'), 0, dst.size * 4);
+        dst.device.batcher.copy(v.buffer('loadStateDict'), 0, dst.buffer('loadStateDict'), 0, dst.size * 4, 'loadStateDict');
         module.stateLoaded(name, null);
       }
     }
