@@ -1,0 +1,86 @@
+// The experiment plan of issue 14: which (data set, method, seed, budget) runs the sweep trains,
+// and where their run directories and summaries live. A budget is everything that sizes a run;
+// every method of a budget trains with the same flags (the same lr too), so runs of one seed
+// differ only in --method: same initial weights, same data, same order (checked by the sweep
+// through each summary's pairing fingerprints).
+import type { IntegratorMethod } from '../engine/index.ts';
+import type { DatasetName } from '../train/config.ts';
+
+export interface Budget {
+  /** Training items (--train-limit; the rest of the 60k training file minus validation is unused). */
+  trainLimit: number;
+  epochs: number;
+  lr: number;
+  batchSize: number;
+  /** Held-out validation items (--val-size); the test split is always the 10,000-item t10k file. */
+  valSize: number;
+}
+
+export interface PlannedRun {
+  dataset: DatasetName;
+  method: IntegratorMethod;
+  seed: number;
+  budget: Budget;
+  /** Keep a copy of every epoch's checkpoint (epoch-E.safetensors) for `mmpareto analyze`. */
+  keepEpochCheckpoints: boolean;
+}
+
+/** Directory name of a budget: n12800-e10-lr0.01-bs64-val5000. */
+export function budgetLabel(b: Budget): string {
+  return `n${b.trainLimit}-e${b.epochs}-lr${b.lr}-bs${b.batchSize}-val${b.valSize}`;
+}
+
+/** `<method>-seed<k>`: the file stem of a run's summary and the name of its run directory. */
+export const runName = (r: { method: string; seed: number }): string => `${r.method}-seed${r.seed}`;
+
+/** Summary JSON of a run: <results>/<dataset>/<budget>/<method>-seed<k>.json (committed). */
+export const summaryPath = (resultsDir: string, r: Omit<PlannedRun, 'keepEpochCheckpoints'>): string =>
+  `${resultsDir}/${r.dataset}/${budgetLabel(r.budget)}/${runName(r)}.json`;
+
+/** Run directory (checkpoints, metrics.jsonl; not committed): <runs>/<dataset>/<budget>/<method>-seed<k>. */
+export const runDirOf = (runsDir: string, r: Omit<PlannedRun, 'keepEpochCheckpoints'>): string =>
+  `${runsDir}/${r.dataset}/${budgetLabel(r.budget)}/${runName(r)}`;
+
+/** The `mmpareto train` flags of a run (without --out); the sweep parses them with the CLI's own parser. */
+export function trainFlags(r: Omit<PlannedRun, 'keepEpochCheckpoints'>): string[] {
+  const b = r.budget;
+  return [
+    '--dataset', r.dataset, '--model', 'cnn', '--method', r.method, '--seed', String(r.seed),
+    '--train-limit', String(b.trainLimit), '--val-size', String(b.valSize), '--epochs', String(b.epochs),
+    '--batch-size', String(b.batchSize), '--lr', String(b.lr), '--no-report', '--quiet',
+  ];
+}
+
+/**
+ * The budget chosen by the pilot (experiments/results/pilot, docs/RESULTS.md "Pilot"): 12,800
+ * training items for 10 epochs (2,000 steps of 64) at lr 0.01 — ten times the paper's 1e-3,
+ * for every method — with SGD momentum 0.9 and weight decay 1e-4 as in `npm start`.
+ */
+export const SWEEP_BUDGET: Budget = { trainLimit: 12800, epochs: 10, lr: 0.01, batchSize: 64, valSize: 5000 };
+
+/** Methods compared on CG-FMNIST beyond the 5-seed MMPareto–uniform pair. */
+export const CG_PEERS: readonly IntegratorMethod[] = ['mgda', 'one-joint-loss', 'pcgrad', 'mmpareto-official'];
+
+/**
+ * The sweep, in the order it runs: first MMPareto and uniform over 5 paired seeds with MGDA on
+ * the first 3 (the paper's main ordering), then the other CG-FMNIST peers over 3 seeds, then
+ * Multi-FMNIST. A sweep stopped early has therefore finished the most important comparison.
+ */
+export function sweepPlan(budget: Budget = SWEEP_BUDGET): PlannedRun[] {
+  const runs: PlannedRun[] = [];
+  const add = (dataset: DatasetName, method: IntegratorMethod, seed: number) =>
+    runs.push({ dataset, method, seed, budget, keepEpochCheckpoints: dataset === 'cg-fmnist' && (method === 'mmpareto' || method === 'uniform') });
+  for (let seed = 0; seed < 5; seed++) {
+    add('cg-fmnist', 'mmpareto', seed);
+    add('cg-fmnist', 'uniform', seed);
+    if (seed < 3) add('cg-fmnist', 'mgda', seed);
+  }
+  for (let seed = 0; seed < 3; seed++) for (const m of CG_PEERS.filter((m) => m !== 'mgda')) add('cg-fmnist', m, seed);
+  for (let seed = 0; seed < 3; seed++) for (const m of ['mmpareto', 'uniform', 'mgda'] as const) add('multi-fmnist', m, seed);
+  return runs;
+}
+
+/** Epochs whose checkpoints `analyze` reads for Hypothesis 1: early (1), middle and final. */
+export function analysisEpochs(epochs: number): number[] {
+  return [...new Set([1, Math.max(1, Math.round(epochs / 2)), epochs])];
+}
