@@ -11,6 +11,8 @@ export interface Budget {
   trainLimit: number;
   epochs: number;
   lr: number;
+  /** 'cosine': the lr decays to 0 over the run's steps (--lr-schedule); 'none': constant. */
+  lrSchedule: 'none' | 'cosine';
   batchSize: number;
   /** Held-out validation items (--val-size); the test split is always the 10,000-item t10k file. */
   valSize: number;
@@ -25,9 +27,9 @@ export interface PlannedRun {
   keepEpochCheckpoints: boolean;
 }
 
-/** Directory name of a budget: n12800-e10-lr0.01-bs64-val5000. */
+/** Directory name of a budget: n9600-e10-lr0.01-cos-bs64-val5000 ('-cos' for a cosine schedule). */
 export function budgetLabel(b: Budget): string {
-  return `n${b.trainLimit}-e${b.epochs}-lr${b.lr}-bs${b.batchSize}-val${b.valSize}`;
+  return `n${b.trainLimit}-e${b.epochs}-lr${b.lr}${b.lrSchedule === 'cosine' ? '-cos' : ''}-bs${b.batchSize}-val${b.valSize}`;
 }
 
 /** `<method>-seed<k>`: the file stem of a run's summary and the name of its run directory. */
@@ -47,7 +49,7 @@ export function trainFlags(r: Omit<PlannedRun, 'keepEpochCheckpoints'>): string[
   return [
     '--dataset', r.dataset, '--model', 'cnn', '--method', r.method, '--seed', String(r.seed),
     '--train-limit', String(b.trainLimit), '--val-size', String(b.valSize), '--epochs', String(b.epochs),
-    '--batch-size', String(b.batchSize), '--lr', String(b.lr), '--no-report', '--quiet',
+    '--batch-size', String(b.batchSize), '--lr', String(b.lr), '--lr-schedule', b.lrSchedule, '--no-report', '--quiet',
   ];
 }
 
@@ -56,7 +58,7 @@ export function trainFlags(r: Omit<PlannedRun, 'keepEpochCheckpoints'>): string[
  * training items for 10 epochs (2,000 steps of 64) at lr 0.01 — ten times the paper's 1e-3,
  * for every method — with SGD momentum 0.9 and weight decay 1e-4 as in `npm start`.
  */
-export const SWEEP_BUDGET: Budget = { trainLimit: 12800, epochs: 10, lr: 0.01, batchSize: 64, valSize: 5000 };
+export const SWEEP_BUDGET: Budget = { trainLimit: 9600, epochs: 10, lr: 0.01, lrSchedule: 'cosine', batchSize: 64, valSize: 5000 };
 
 /** Methods compared on CG-FMNIST beyond the 5-seed MMPareto–uniform pair. */
 export const CG_PEERS: readonly IntegratorMethod[] = ['mgda', 'one-joint-loss', 'pcgrad', 'mmpareto-official'];

@@ -213,7 +213,7 @@ async function summarizeDirs(dirs: string[], into: string, commit: string, log: 
   try {
     for (const d of dirs) {
       const c = readRunConfig(resolve(d));
-      const budget: Budget = { trainLimit: c.trainLimit, epochs: c.epochs, lr: c.lr, batchSize: c.batchSize, valSize: c.valSize };
+      const budget: Budget = { trainLimit: c.trainLimit, epochs: c.epochs, lr: c.lr, lrSchedule: c.lrSchedule, batchSize: c.batchSize, valSize: c.valSize };
       const out = join(into, c.dataset, budgetLabel(budget), `${c.method}-seed${c.seed}.json`);
       const s = await summarizeRunDir(d, budget, commit, device, out);
       log(`${d} → ${relative(ROOT, out)} (best epoch ${s.best.epoch}, final val ${JSON.stringify(s.final.val.acc)})`);

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { incompleteBeta, logGamma, mean, pairedComparison, sampleStd, tCdf, tQuantile } from '../experiments/stats.ts';
-import { SWEEP_BUDGET, summaryPath, type Budget } from '../experiments/plan.ts';
+import { SWEEP_BUDGET, budgetLabel, summaryPath, type Budget } from '../experiments/plan.ts';
 import { writeSummary, SUMMARY_VERSION, type RunSummary } from '../experiments/summary.ts';
 import { collectAndRender, writeResults } from '../experiments/summarize.ts';
 import { lastFifthChange } from '../experiments/results-page.ts';
@@ -73,7 +73,7 @@ function fake(method: string, seed: number, acc: number, budget: Budget = SWEEP_
   curve[curve.length - 1]!.acc = m.acc;
   const series: [number, number, number, number, number][] = [[100, 0.2, 0.3, 1, 2], [200, 0.1, 0.4, 0.5, 1.5]];
   return {
-    type: 'run-summary', version: SUMMARY_VERSION, dataset, model: 'cnn', method, seed, budget: { ...budget, label: `n${budget.trainLimit}-e${budget.epochs}-lr${budget.lr}-bs${budget.batchSize}-val${budget.valSize}` },
+    type: 'run-summary', version: SUMMARY_VERSION, dataset, model: 'cnn', method, seed, budget: { ...budget, label: budgetLabel(budget) },
     config: {} as RunSummary['config'], steps: 200 * budget.epochs,
     best: { epoch: budget.epochs, step: 200 * budget.epochs, val: m, test: m }, final: { epoch: budget.epochs, step: 200 * budget.epochs, val: m, test: m },
     valCurve: curve, trainLoss: [], telemetry: method === 'uniform' ? null : { gray: { steps: 10, cosMean: 0.1, conflictFraction: 0.25, normM: { mean: 1, median: 1 }, normU: { mean: 2, median: 2 }, normRatio: 2, alphaMean: 0.5, scaleMean: 1, nonFiniteSteps: 0, series } },
@@ -104,7 +104,7 @@ test('summarize: results page from hand-made summaries — known CI and p, parti
   assert.ok(md.includes('Runs: 11 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
   assert.ok(md.includes('## Multi-FMNIST\n\nNo runs yet.'), 'an empty data set says so');
   assert.ok(md.includes('No analysis yet'), 'no Hypothesis 1 analysis yet');
-  assert.ok(md.includes('| cg-fmnist uniform lr 0.01 |'), 'the pilot table');
+  assert.ok(md.includes('| cg-fmnist uniform n9600-e12-lr0.01-cos-bs64-val5000 | — | — | — | — | — | — | — | 6.00 |'), 'the pilot table: a cosine run shows only its own E');
   // Pairing problems are reported.
   assert.ok(md.includes('Pairing: every seed'), md);
   const out = writeResults(page, join(root, 'docs'));

@@ -20,7 +20,7 @@ import { readSummary, type RunSummary } from '../experiments/summary.ts';
 const test = suite('sweep');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-sweep-'));
 // synthetic-av: 64 training items at batch 16 → 4 steps an epoch (valSize is ignored by synthetic-av).
-const budget: Budget = { trainLimit: 64, epochs: 2, lr: 0.02, batchSize: 16, valSize: 5000 };
+const budget: Budget = { trainLimit: 64, epochs: 2, lr: 0.02, lrSchedule: 'none', batchSize: 16, valSize: 5000 };
 const planned = (method: PlannedRun['method'], seed: number, keep = false): PlannedRun => ({ dataset: 'synthetic-av', method, seed, budget, keepEpochCheckpoints: keep });
 const plan = [planned('mmpareto', 0, true), planned('uniform', 0), planned('mmpareto', 1)];
 
