@@ -226,8 +226,8 @@ function pilotSection(pilot: readonly RunSummary[], runs: readonly RunSummary[],
       out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${cells.join(' | ')} |`);
     }
     out.push('');
-    figures['pilot-val.svg'] = lineChart(pilot.map((r) => ({ name: `${r.method} lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''} n${r.budget.trainLimit}`, points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const) })), {
-      title: 'pilot: validation accuracy of the main head', xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true,
+    figures['pilot-val.svg'] = lineChart(pilot.map((r) => ({ name: `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ${r.budget.trainLimit / 1000}k×${r.budget.epochs}`, points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const) })), {
+      title: 'pilot (uniform, seed 0): validation accuracy of the mm head', xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true, width: 720,
     });
     out.push('![pilot validation curves](figures/pilot-val.svg)', '');
   }

@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { analyzeRun, formatAnalysis } from '../train/analyze.ts';
 import { formatDuration, type ProgressState } from '../train/progress.ts';
-import { readRunConfig } from '../train/trainer.ts';
+import { TrainingInterrupted, readRunConfig } from '../train/trainer.ts';
 import { analysisEpochs, budgetLabel, runDirOf, runName, sweepPlan, type Budget, type PlannedRun } from './plan.ts';
 import { runState, summarizeRunDir } from './runner.ts';
 import { readSummary, type RunSummary } from './summary.ts';
@@ -98,21 +98,25 @@ export interface SweepOptions {
   progressEvery?: number;
 }
 
-/** Runs every planned run that has no summary yet, in plan order; checks pairing after each. */
-export async function runSweep(plan: readonly PlannedRun[], opts: SweepOptions): Promise<{ ran: number; skipped: number }> {
+/**
+ * Runs every planned run that has no summary yet, in plan order; checks pairing after each. A run
+ * that fails (e.g. diverges) is reported and the sweep goes on; an interruption stops it.
+ */
+export async function runSweep(plan: readonly PlannedRun[], opts: SweepOptions): Promise<{ ran: number; skipped: number; failed: string[] }> {
   const t0 = performance.now();
   const todo = plan.filter((r) => runState(r, opts.runsDir, opts.resultsDir) !== 'summarized');
   const skipped = plan.length - todo.length;
   opts.log(`sweep: ${plan.length} planned runs, ${skipped} already summarized (skipped), ${todo.length} to run (${todo.reduce((a, r) => a + plannedSteps(r), 0)} steps at most)`);
   let stepsDone = 0;
   let ran = 0;
+  const failed: string[] = [];
   for (const [i, run] of todo.entries()) {
     const state = runState(run, opts.runsDir, opts.resultsDir);
     opts.log(`[${i + 1}/${todo.length}] ${runId(run)} (${budgetLabel(run.budget)}): ${state === 'resumable' ? 'resuming from its last finished epoch' : state === 'finished' ? 'trained; writing its summary' : 'starting'}`);
     const runStart = performance.now();
     let lastLine = 0;
     let lastSteps = 0;
-    await opts.exec(run, {
+    const running = opts.exec(run, {
       log: (line) => opts.log(`  ${line}`),
       progress: (p) => {
         lastSteps = plannedSteps(run) - p.remaining;
@@ -123,13 +127,21 @@ export async function runSweep(plan: readonly PlannedRun[], opts: SweepOptions):
         opts.log(`  [${i + 1}/${todo.length}] ${runId(run)} epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.steps} | ${p.stepsPerSecond.toFixed(2)} steps/s | run ETA ${p.stepsPerSecond > 0 ? formatDuration(p.remaining / p.stepsPerSecond) : '--:--'} | sweep ETA ${eta} at this rate`);
       },
     });
+    try {
+      await running;
+    } catch (e) {
+      if (e instanceof Interrupted || e instanceof TrainingInterrupted) throw e;
+      failed.push(runId(run));
+      opts.log(`[${i + 1}/${todo.length}] ${runId(run)} FAILED (the sweep goes on; it is retried on the next start): ${(e as Error).message}`);
+      continue;
+    }
     stepsDone += lastSteps;
     ran++;
     const problems = pairingProblems(findSummaries(join(opts.resultsDir, run.dataset, budgetLabel(run.budget))));
     if (problems.length) throw new Error(`sweep: runs of one seed are not paired:\n  ${problems.join('\n  ')}`);
     opts.log(`[${i + 1}/${todo.length}] ${runId(run)} done in ${formatDuration((performance.now() - runStart) / 1000)} (sweep so far ${formatDuration((performance.now() - t0) / 1000)}, ${stepsDone} steps)`);
   }
-  return { ran, skipped };
+  return { ran, skipped, failed };
 }
 
 /** Executor that runs each run in a child process (experiments/run-one.ts); forwards SIGTERM/SIGINT to it. */
@@ -283,9 +295,9 @@ async function main(argv: string[]): Promise<number> {
   try {
     const existing = pairingProblems(findSummaries(resultsDir));
     if (existing.length) throw new Error(`sweep: existing summaries are not paired:\n  ${existing.join('\n  ')}`);
-    const { ran, skipped } = await runSweep(plan, { runsDir, resultsDir, exec: child.exec, log, progressEvery: Number(v['progress-every'] ?? 60) });
-    log(`sweep finished: ${ran} run(s) trained, ${skipped} skipped; summaries in ${resultsDir}`);
-    return 0;
+    const { ran, skipped, failed } = await runSweep(plan, { runsDir, resultsDir, exec: child.exec, log, progressEvery: Number(v['progress-every'] ?? 60) });
+    log(`sweep finished: ${ran} run(s) trained, ${skipped} skipped${failed.length ? `, ${failed.length} FAILED (${failed.join(', ')})` : ''}; summaries in ${resultsDir}`);
+    return failed.length ? 1 : 0;
   } catch (e) {
     if (e instanceof Interrupted) {
       log(`sweep stopped; restart the same command to resume. ${e.message}`);

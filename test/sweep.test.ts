@@ -53,7 +53,7 @@ test('sweep: every planned run trains and writes its summary; paired seeds share
   const before = liveTensors.count;
   const calls: string[] = [];
   const r = await runSweep(plan, { ...A, exec: inProcess(A, calls), ...quiet });
-  assert.equal(r, { ran: 3, skipped: 0 });
+  assert.equal(r, { ran: 3, skipped: 0, failed: [] });
   assert.equal(calls, ['mmpareto-seed0', 'uniform-seed0', 'mmpareto-seed1']);
   summaries = plan.map((p) => readSummary(summaryPath(A.resultsDir, p)));
   const [m0, u0, m1] = summaries as [RunSummary, RunSummary, RunSummary];
@@ -90,7 +90,7 @@ test('sweep: a second start skips every summarized run (nothing retrained or rew
   const mtimes = plan.map((p) => statSync(summaryPath(A.resultsDir, p)).mtimeMs);
   const calls: string[] = [];
   const r = await runSweep(plan, { ...A, exec: inProcess(A, calls), ...quiet });
-  assert.equal(r, { ran: 0, skipped: 3 });
+  assert.equal(r, { ran: 0, skipped: 3, failed: [] });
   assert.equal(calls, []);
   assert.equal(plan.map((p) => statSync(summaryPath(A.resultsDir, p)).mtimeMs), mtimes);
 });
@@ -109,7 +109,7 @@ test('sweep: an interrupted run resumes on the next start and ends bit-identical
   assert.is(runState(plan[2]!, B.runsDir, B.resultsDir), 'unstarted');
   calls.length = 0;
   const r = await runSweep(plan, { ...B, exec: inProcess(B, calls), ...quiet });
-  assert.equal(r, { ran: 2, skipped: 1 });
+  assert.equal(r, { ran: 2, skipped: 1, failed: [] });
   assert.equal(calls, ['uniform-seed0', 'mmpareto-seed1']);
   for (const p of plan) {
     assert.is(modelBytes(join(runDirOf(B.runsDir, p), 'latest.safetensors')), modelBytes(join(runDirOf(A.runsDir, p), 'latest.safetensors')), `${p.method}-seed${p.seed}: same final weights`);
@@ -145,6 +145,22 @@ test('sweep: a run killed before its first epoch ended starts over; a run direct
   } catch (e) {
     assert.ok((e as Error).message.includes('holds a different run (lr: 0.5 in the run directory, 0.02 planned)'), (e as Error).message);
   }
+});
+
+test('sweep: a failing run (e.g. diverged) is reported and the sweep goes on to the next', async () => {
+  const F = { runsDir: join(root, 'f', 'runs'), resultsDir: join(root, 'f', 'results') };
+  const seen: string[] = [];
+  const logs: string[] = [];
+  const r = await runSweep(plan, {
+    ...F, log: (l) => logs.push(l),
+    exec: async (run) => {
+      seen.push(`${run.method}-seed${run.seed}`);
+      if (run.method === 'uniform') throw new Error('training diverged at step 3');
+    },
+  });
+  assert.equal(seen, ['mmpareto-seed0', 'uniform-seed0', 'mmpareto-seed1']);
+  assert.equal(r, { ran: 2, skipped: 0, failed: ['synthetic-av/uniform-seed0'] });
+  assert.ok(logs.some((l) => l.includes('synthetic-av/uniform-seed0 FAILED') && l.includes('training diverged at step 3')), logs.join('\n'));
 });
 
 test('pairing check: a summary whose initial weights differ from its seed-mates is reported', () => {
