@@ -90,7 +90,7 @@ test('summarize: results page from hand-made summaries — known CI and p, parti
     writeSummary(summaryPath(results, { dataset: 'cg-fmnist', method: 'mmpareto', seed: s, budget: SWEEP_BUDGET }), fake('mmpareto', s, u + diffs[s]!));
   });
   writeSummary(summaryPath(results, { dataset: 'cg-fmnist', method: 'mgda', seed: 0, budget: SWEEP_BUDGET }), fake('mgda', 0, 0.6));
-  const pilotBudget = { ...SWEEP_BUDGET, epochs: 12 };
+  const pilotBudget: Budget = { ...SWEEP_BUDGET, epochs: 12, lrSchedule: 'cosine' };
   writeSummary(join(results, 'pilot', 'cg-fmnist', 'x', 'uniform-seed0.json'), fake('uniform', 0, 0.5, pilotBudget));
   const page = collectAndRender(results);
   const md = page.markdown;
@@ -104,7 +104,7 @@ test('summarize: results page from hand-made summaries — known CI and p, parti
   assert.ok(md.includes('Runs: 11 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
   assert.ok(md.includes('## Multi-FMNIST\n\nNo runs yet.'), 'an empty data set says so');
   assert.ok(md.includes('No analysis yet'), 'no Hypothesis 1 analysis yet');
-  assert.ok(md.includes('| cg-fmnist uniform n9600-e12-lr0.01-cos-bs64-val5000 | — | — | — | — | — | — | — | 6.00 |'), 'the pilot table: a cosine run shows only its own E');
+  assert.ok(md.includes(`| cg-fmnist uniform ${budgetLabel(pilotBudget)} | — | — | — | — | — | — | — | 6.00 |`), 'the pilot table: a cosine run shows only its own E');
   // Pairing problems are reported.
   assert.ok(md.includes('Pairing: every seed'), md);
   const out = writeResults(page, join(root, 'docs'));
