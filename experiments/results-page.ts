@@ -4,7 +4,7 @@
 import type { GradientAnalysis } from '../train/analyze.ts';
 import { histogram, histogramChart, lineChart, type LineSeries } from '../train/svg.ts';
 import { barChart } from './figures.ts';
-import { budgetLabel, runName, type Budget, type PlannedRun } from './plan.ts';
+import { PILOT_DECISION, budgetLabel, runName, type Budget, type PlannedRun } from './plan.ts';
 import { mean, pairedComparison, sampleStd } from './stats.ts';
 import type { RunSummary } from './summary.ts';
 
@@ -225,7 +225,9 @@ function pilotSection(pilot: readonly RunSummary[], runs: readonly RunSummary[],
       });
       out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${cells.join(' | ')} |`);
     }
-    out.push('');
+    out.push('', `Test accuracy (%) of the pilot runs (best epoch by validation):`, '', '| pilot run | best epoch | test acc per head |', '|---|---|---|');
+    for (const r of pilot) out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${r.best.epoch} | ${Object.entries(r.best.test.acc).map(([h, a]) => `${h} ${pct(a)}`).join(', ')} |`);
+    out.push('', PILOT_DECISION, '');
     figures['pilot-val.svg'] = lineChart(pilot.map((r) => ({ name: `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ${r.budget.trainLimit / 1000}k×${r.budget.epochs}`, points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const) })), {
       title: 'pilot (uniform, seed 0): validation accuracy of the mm head', xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true, width: 720,
     });
