@@ -14,6 +14,7 @@ import { ProgressBar, formatDuration, progressLine } from './progress.ts';
 import { readRecords } from './run-log.ts';
 import { writeReport } from './report.ts';
 import { buildSetup, evaluate, formatEval } from './evaluate.ts';
+import { analyzeRun, formatAnalysis } from './analyze.ts';
 import { TrainingInterrupted, VERSION, readRunConfig, runFiles, train } from './trainer.ts';
 import { PREPARE_HELP, cmdPrepare } from './av/prepare-cli.ts';
 import { AUDIO_FEATURES, DEFAULT_FRAMES, DEFAULT_IMAGE_SIZE } from './av/dataset.ts';
@@ -29,6 +30,9 @@ Usage:
                                       one self-contained HTML page comparing runs
   mmpareto prepare crema-d|ave --src RAW --out DIR
                                       a raw CREMA-D / AVE download → the layout --data-dir reads
+  mmpareto analyze RUN_DIR [options]  Hypothesis 1 at a checkpoint's fixed weights: per
+                                      encoder, |g_m| and |g_u|, their covariance traces and
+                                      k = tr C^u / tr C^m, the share of batches with cos < 0
   mmpareto --help | --version
 
 train options (default in brackets):
@@ -70,6 +74,11 @@ eval options:
   --split NAME        train | val | test [test]
   --data-dir DIR      where the data set lives, if not where the run found it
 
+analyze options:
+  --checkpoint WHICH  best | latest | a .safetensors path [best]
+  --batches N         training mini-batches (>= 2) to take g_m and g_u on [100]
+  --out FILE          the JSON result [RUN_DIR/analysis-WHICH-epochE.json]
+
 common:
   --quiet             no progress bar; only epoch summaries and results
   -h, --help          this text
@@ -92,7 +101,7 @@ const OPTIONS = {
   'weight-decay': { type: 'string' }, 'lr-schedule': { type: 'string' }, gamma: { type: 'string' }, fusion: { type: 'string' },
   seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'train-limit': { type: 'string' }, 'val-size': { type: 'string' },
   'log-every': { type: 'string' }, 'on-nonfinite': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
-  checkpoint: { type: 'string' }, split: { type: 'string' }, quiet: { type: 'boolean' },
+  checkpoint: { type: 'string' }, split: { type: 'string' }, batches: { type: 'string' }, quiet: { type: 'boolean' },
   frames: { type: 'string' }, 'image-size': { type: 'string' }, audio: { type: 'string' },
   // prepare
   src: { type: 'string' }, 'sample-rate': { type: 'string' }, 'val-fraction': { type: 'string' }, 'test-fraction': { type: 'string' },
@@ -274,6 +283,23 @@ async function cmdEval(v: Values, positionals: string[], io: Io, device: () => P
   }
 }
 
+async function cmdAnalyze(v: Values, positionals: string[], io: Io, device: () => Promise<Device>): Promise<void> {
+  if (positionals.length !== 1) throw new UsageError('analyze takes one run directory');
+  const batches = num('batches', v.batches, 100, (x) => int(x) && x >= 2, 'an integer >= 2 (a covariance needs at least two batches)');
+  let lastPrinted = performance.now();
+  const { path, analysis } = await analyzeRun(positionals[0]!, {
+    checkpoint: v.checkpoint, batches, out: v.out, dataDir: v['data-dir'],
+    progress: (done, total) => {
+      if (v.quiet || (performance.now() - lastPrinted < 10_000 && done < total)) return;
+      lastPrinted = performance.now();
+      io.err(`analyze: ${done}/${total} batches queued`);
+    },
+  }, device);
+  io.out(`${analysis.run.method} ${analysis.run.dataset} seed ${analysis.run.seed}, ${analysis.checkpoint.which} checkpoint (epoch ${analysis.checkpoint.epoch}), ${analysis.batches} batches of ${analysis.batchSize}:`);
+  for (const line of formatAnalysis(analysis)) io.out(`  ${line}`);
+  io.out(`written: ${path}`);
+}
+
 function cmdReport(v: Values, positionals: string[], io: Io): void {
   if (positionals.length === 0) throw new UsageError('report takes one or more run directories');
   const out = resolve(v.out ?? (positionals.length === 1 ? join(positionals[0]!, 'report.html') : 'report.html'));
@@ -305,7 +331,8 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
     } else if (cmd === 'eval') await cmdEval(v, rest, io, getDevice);
     else if (cmd === 'report') cmdReport(v, rest, io);
     else if (cmd === 'prepare') return await cmdPrepare(v, rest, io, (m) => new UsageError(m));
-    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report, prepare)`);
+    else if (cmd === 'analyze') await cmdAnalyze(v, rest, io, getDevice);
+    else throw new UsageError(`unknown command '${cmd}' (valid: train, eval, report, prepare, analyze)`);
     return 0;
   } catch (e) {
     if (e instanceof TrainingInterrupted) {

@@ -34,6 +34,8 @@ export interface TrainerEvents {
   progress?(p: ProgressState): void;
   /** Human-readable lines: epoch summaries, warnings. */
   log?(line: string): void;
+  /** After epoch `epoch` (1-based) wrote its checkpoints: latest.safetensors holds it (experiments/ keeps copies). */
+  epochEnd?(epoch: number, latest: string): void;
 }
 
 /** Files of a run directory. */
@@ -181,6 +183,7 @@ class TrainingRun {
       const meta = { epoch: this.epoch, step: this.globalStep, bestVal: this.bestVal, bestEpoch: this.bestEpoch, rng: { default: defaultGenerator.state }, config: JSON.stringify(config) };
       if (improved) await saveCheckpoint(files.best, { model: setup.model }, meta);
       await saveCheckpoint(files.latest, { model: setup.model, optimizer: this.optimizer, step: this.step }, meta);
+      this.opts.events?.epochEnd?.(this.epoch, files.latest);
       this.log(`epoch ${this.epoch}/${config.epochs}: val ${formatEval(val)}${improved ? ' (best)' : ''} | ${((performance.now() - this.t0) / 1000).toFixed(1)} s`);
     }
     // Test once, with the best-by-validation weights.

@@ -1,0 +1,275 @@
+// docs/RESULTS.md and its figures from the committed summaries (pure: data in, text out;
+// experiments/summarize.ts does the reading and writing). Works on partial results: every table
+// shows what exists and the page lists the planned runs that are missing.
+import type { GradientAnalysis } from '../train/analyze.ts';
+import { histogram, histogramChart, lineChart, type LineSeries } from '../train/svg.ts';
+import { barChart } from './figures.ts';
+import { PILOT_DECISION, budgetLabel, runName, type Budget, type PlannedRun } from './plan.ts';
+import { mean, pairedComparison, sampleStd } from './stats.ts';
+import type { RunSummary } from './summary.ts';
+
+export interface ResultsInput {
+  budget: Budget;
+  plan: readonly PlannedRun[];
+  /** Summaries at the plan's budget. */
+  runs: readonly RunSummary[];
+  analyses: readonly GradientAnalysis[];
+  pilot: readonly RunSummary[];
+  /** Pairing problems (empty: every seed's runs share weights and data). */
+  pairing: readonly string[];
+}
+
+export interface ResultsPage {
+  markdown: string;
+  /** File name (under docs/figures) → standalone-able inline SVG. */
+  figures: Record<string, string>;
+}
+
+export const METHOD_NAMES: Record<string, string> = {
+  mmpareto: 'MMPareto', uniform: 'uniform (baseline)', mgda: 'MGDA (conventional Pareto)', 'one-joint-loss': 'one joint loss',
+  pcgrad: 'PCGrad', 'mmpareto-official': "MMPareto (authors' code)", gradnorm: 'GradNorm', metabalance: 'MetaBalance',
+};
+/** Paper Table 3, CG-MNIST: accuracy and macro-F1. */
+export const PAPER_TABLE3: Record<string, [number, number]> = {
+  'one-joint-loss': [60.5, 59.89], uniform: [75.68, 75.66], mgda: [62.0, 61.85], gradnorm: [76.16, 76.12], pcgrad: [79.35, 77.14], metabalance: [79.18, 77.87], mmpareto: [81.88, 81.69],
+};
+/** Paper Table 5, MultiMNIST with 50% salt-and-pepper noise on the right: task 1 (left), task 2 (right). */
+export const PAPER_TABLE5: Record<string, [number, number]> = {
+  uniform: [86.63, 78.42], mgda: [86.95, 77.04], gradnorm: [85.95, 79.52], pcgrad: [84.74, 76.44], metabalance: [87.07, 79.53], mmpareto: [87.72, 80.64],
+};
+const ORDER = ['mmpareto', 'mmpareto-official', 'uniform', 'pcgrad', 'mgda', 'one-joint-loss', 'gradnorm', 'metabalance'];
+const byOrder = (a: string, b: string) => (ORDER.indexOf(a) + 99 * +(ORDER.indexOf(a) < 0)) - (ORDER.indexOf(b) + 99 * +(ORDER.indexOf(b) < 0));
+const name = (m: string) => METHOD_NAMES[m] ?? m;
+const pct = (x: number) => (100 * x).toFixed(2);
+const pm = (xs: number[]) => (xs.length ? (xs.length > 1 ? `${pct(mean(xs))} ± ${pct(sampleStd(xs))}` : `${pct(xs[0]!)} (1 seed)`) : '—');
+const signed = (x: number, d = 2) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(d)}`;
+const fmtP = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
+
+/** Largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋ of a validation curve that ends at epoch E (points). */
+export function lastFifthChange(curve: readonly { epoch: number; acc: Record<string, number> }[], head: string, epochs = curve.length): number {
+  const pts = curve.filter((c) => c.epoch <= epochs);
+  const end = pts.find((c) => c.epoch === epochs);
+  if (!end) return NaN;
+  const from = Math.floor(0.8 * epochs);
+  return 100 * Math.max(...pts.filter((c) => c.epoch >= from).map((c) => Math.abs(c.acc[head]! - end.acc[head]!)));
+}
+
+/** The main head of a data set's runs: 'mm', or the tasks. */
+const headsOf = (runs: readonly RunSummary[]): string[] => {
+  const keys = [...new Set(runs.flatMap((r) => Object.keys(r.best.test.acc)))];
+  return keys.includes('mm') ? ['mm', ...keys.filter((k) => k !== 'mm')] : keys;
+};
+
+function accuracyTable(runs: readonly RunSummary[], which: 'best' | 'final', paper: Record<string, number[]> | null, paperCols: string[]): string[] {
+  const heads = headsOf(runs);
+  const methods = [...new Set(runs.map((r) => r.method))].sort(byOrder);
+  const extra = paperCols.map((c) => ` ${c} |`).join('');
+  const lines = [
+    `| method | seeds | ${heads.map((h) => `test acc ${h} (%)`).join(' | ')} | macro-F1 ${heads[0]} (%) |${extra}`,
+    `|---|---|${heads.map(() => '---|').join('')}---|${paperCols.map(() => '---|').join('')}`,
+  ];
+  for (const m of methods) {
+    const rs = runs.filter((r) => r.method === m).sort((a, b) => a.seed - b.seed);
+    const cells = heads.map((h) => pm(rs.map((r) => r[which].test.acc[h]!).filter((v) => v !== undefined)));
+    const f1 = pm(rs.map((r) => r[which].test.macro_f1[heads[0]!]!));
+    const ref = paperCols.map((_, i) => paper?.[m]?.[i]?.toFixed(2) ?? '—');
+    lines.push(`| ${name(m)} | ${rs.map((r) => r.seed).join(', ')} | ${cells.join(' | ')} | ${f1} |${ref.map((x) => ` ${x} |`).join('')}`);
+  }
+  return lines;
+}
+
+function pairedTable(runs: readonly RunSummary[], heads: string[], which: 'best' | 'final'): { lines: string[]; mmp: ReturnType<typeof pairedComparison> | null } {
+  const base = new Map(runs.filter((r) => r.method === 'uniform').map((r) => [r.seed, r]));
+  const methods = [...new Set(runs.map((r) => r.method))].filter((m) => m !== 'uniform').sort(byOrder);
+  const lines = ['| method − uniform | head | pairs (seeds) | mean difference (points) | 95% CI (t) | t | one-sided p (H1: method > uniform) | method wins |', '|---|---|---|---|---|---|---|---|'];
+  let mmp: ReturnType<typeof pairedComparison> | null = null;
+  for (const m of methods) {
+    const pairs = runs.filter((r) => r.method === m && base.has(r.seed)).sort((a, b) => a.seed - b.seed);
+    for (const h of heads) {
+      if (pairs.length < 2) {
+        lines.push(`| ${name(m)} | ${h} | ${pairs.length} | — | — | — | — | — |`);
+        continue;
+      }
+      const c = pairedComparison(pairs.map((r) => 100 * r[which].test.acc[h]!), pairs.map((r) => 100 * base.get(r.seed)![which].test.acc[h]!));
+      if (m === 'mmpareto' && h === heads[0]) mmp = c;
+      lines.push(`| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | [${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${c.t.toFixed(2)} | ${fmtP(c.pGreater)} | ${c.wins}/${c.n} |`);
+    }
+  }
+  return { lines, mmp };
+}
+
+function verdict(c: ReturnType<typeof pairedComparison> | null, what: string): string {
+  if (!c) return `MMPareto vs uniform on ${what}: fewer than two paired seeds so far; no test yet.`;
+  const sig = c.pGreater < 0.05;
+  return `**MMPareto vs uniform on ${what}, ${c.n} paired seeds:** mean difference ${signed(c.meanDiff)} points, 95% CI [${signed(c.ci95[0])}, ${signed(c.ci95[1])}], one-sided paired t-test p = ${fmtP(c.pGreater)} — ${sig ? 'significant at the 5% level' : 'not significant at the 5% level'}; MMPareto is ahead on ${c.wins} of ${c.n} seeds.`;
+}
+
+/** Mean over runs of a binned telemetry column (bins align: same budget, same steps). */
+function meanSeries(runs: readonly RunSummary[], group: string, col: 1 | 2 | 3 | 4): [number, number][] {
+  const series = runs.map((r) => r.telemetry?.[group]?.series).filter((s): s is NonNullable<typeof s> => !!s);
+  if (!series.length) return [];
+  const len = Math.min(...series.map((s) => s.length));
+  return Array.from({ length: len }, (_, i) => [series[0]![i]![0], mean(series.map((s) => s[i]![col]))] as [number, number]);
+}
+
+function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record<string, string>): string[] {
+  const heads = headsOf(runs);
+  const cg = ds === 'cg-fmnist';
+  const out: string[] = [];
+  out.push(`## ${cg ? 'CG-FMNIST' : 'Multi-FMNIST'}: test accuracy`, '');
+  out.push(`Test accuracy (%) of the best epoch by validation, as mean ± sample standard deviation over the seeds. ${cg ? 'Beside it, the paper\'s Table 3 on CG-MNIST — **a different data set**: ours is built from Fashion-MNIST (harder items, the same colour shortcut), so only the orderings are comparable, not the numbers.' : 'Beside it, the paper\'s Table 5 on MultiMNIST with 50% salt-and-pepper noise on the right half; ours pairs Fashion-MNIST items, so only the orderings compare.'}`, '');
+  out.push(...accuracyTable(runs, 'best', cg ? PAPER_TABLE3 : PAPER_TABLE5, cg ? ['paper CG-MNIST acc', 'paper macro-F1'] : ['paper task 1 (left)', 'paper task 2 (right)']), '');
+  const paired = pairedTable(runs, heads, 'best');
+  out.push(`Paired differences against uniform (same seed: same initial weights, data and order), test accuracy of the best epoch:`, '', ...paired.lines, '');
+  out.push(verdict(paired.mmp, `${cg ? 'CG-FMNIST' : 'Multi-FMNIST'} (${heads[0]} head, best epoch)`), '');
+  out.push(`The same at the last epoch (no selection on validation):`, '', ...accuracyTable(runs, 'final', null, []), '');
+  const pf = pairedTable(runs, heads.slice(0, 1), 'final');
+  out.push(verdict(pf.mmp, `${heads[0]} head, last epoch`), '');
+  const methods = [...new Set(runs.map((r) => r.method))].sort(byOrder);
+  const fig = `accuracy-${ds}.svg`;
+  figures[fig] = barChart(methods.map((m) => ({ name: m, values: heads.map((h) => runs.filter((r) => r.method === m).map((r) => 100 * r.best.test.acc[h]!)) })), {
+    title: `${ds}: test accuracy by method (best epoch)`, yLabel: 'test accuracy (%)', series: heads,
+    reference: methods.map((m) => (cg ? [PAPER_TABLE3[m]?.[0]] : (PAPER_TABLE5[m] ?? []))),
+  });
+  out.push(`![test accuracy by method](figures/${fig})`, '');
+  const vfig = `val-curves-${ds}.svg`;
+  figures[vfig] = lineChart(methods.map((m) => {
+    const rs = runs.filter((r) => r.method === m);
+    const epochs = rs[0]?.valCurve.map((c) => c.epoch) ?? [];
+    return { name: m, points: epochs.map((e) => [e, mean(rs.map((r) => 100 * (r.valCurve.find((c) => c.epoch === e)?.acc[heads[0]!] ?? NaN)))] as const) };
+  }), { title: `${ds}: validation accuracy '${heads[0]}' (mean over seeds)`, xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true });
+  out.push(`![validation curves](figures/${vfig})`, '');
+  // Telemetry: cos β over training (Fig. 1a) and conflict share.
+  const withT = runs.filter((r) => r.telemetry);
+  const groups = [...new Set(withT.flatMap((r) => Object.keys(r.telemetry!)))];
+  if (groups.length) {
+    out.push(`### Gradient conflicts during training (paper Fig. 1a)`, '', 'From the integrator telemetry (every step; uniform and one-joint-loss log none): mean cos β between g_m and g_u, the share of steps with cos β < 0, and mean |g_u| / mean |g_m| over training, mean over seeds.', '');
+    out.push('| method | encoder | seeds | mean cos β | steps with cos β < 0 | mean \\|g_u\\| / mean \\|g_m\\| |', '|---|---|---|---|---|---|');
+    for (const m of methods) for (const g of groups) {
+      const rs = withT.filter((r) => r.method === m && r.telemetry![g]);
+      if (!rs.length) continue;
+      const t = rs.map((r) => r.telemetry![g]!);
+      out.push(`| ${name(m)} | ${g} | ${rs.length} | ${mean(t.map((x) => x.cosMean)).toFixed(3)} | ${pct(mean(t.map((x) => x.conflictFraction)))}% | ${mean(t.map((x) => x.normRatio)).toFixed(2)} |`);
+    }
+    out.push('');
+    for (const g of groups) {
+      const f = `cos-${ds}-${g}.svg`;
+      figures[f] = lineChart(methods.map((m) => ({ name: m, points: meanSeries(withT.filter((r) => r.method === m), g, 1) })).filter((s) => s.points.length), {
+        title: `cos β(g_m, g_u), encoder '${g}' (mean over seeds, binned)`, xLabel: 'step', yLabel: 'cos β', yRange: [-1, 1], zeroLine: true,
+      });
+      out.push(`![cos beta ${g}](figures/${f})`, '');
+    }
+  }
+  return out;
+}
+
+function hypothesisSection(analyses: readonly GradientAnalysis[], figures: Record<string, string>): string[] {
+  const out = ['## Hypothesis 1 at fixed weights (`mmpareto analyze`)', ''];
+  if (!analyses.length) return [...out, 'No analysis yet: run `tsx experiments/sweep.ts --analyze` once the MMPareto and uniform runs have finished.', ''];
+  out.push('At a checkpoint\'s weights (nothing updated), per encoder, g_m and g_u on the same training mini-batches: mean |g|, the trace of the mini-batch gradient covariance tr C = Σ‖g_i − ḡ‖²/(N − 1), k = tr C^u / tr C^m, and the share of batches with cos(g_m, g_u) < 0. The paper: the unimodal gradient is larger with a larger covariance, k "often more than 3".', '');
+  out.push('| method | seed | epoch | encoder | batches | mean \\|g_m\\| | mean \\|g_u\\| | \\|g_u\\|/\\|g_m\\| | tr C^m | tr C^u | k | cos < 0 |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const sorted = [...analyses].sort((a, b) => byOrder(a.run.method, b.run.method) || a.run.seed - b.run.seed || a.checkpoint.epoch - b.checkpoint.epoch);
+  const f = (x: number) => x.toPrecision(3);
+  for (const a of sorted) for (const [g, e] of Object.entries(a.encoders)) {
+    out.push(`| ${name(a.run.method)} | ${a.run.seed} | ${a.checkpoint.epoch} | ${g} | ${a.batches} | ${f(e.multimodal.meanNorm)} | ${f(e.unimodal.meanNorm)} | ${f(e.normRatio)} | ${f(e.multimodal.covTrace)} | ${f(e.unimodal.covTrace)} | ${f(e.k)} | ${pct(e.conflictFraction)}% |`);
+  }
+  const ks = sorted.flatMap((a) => Object.values(a.encoders).map((e) => e.k));
+  const over3 = ks.filter((k) => k > 3).length;
+  const over1 = ks.filter((k) => k > 1).length;
+  out.push('', `k > 1 in ${over1} of ${ks.length} (checkpoint, encoder) cases and k > 3 in ${over3}; k ranges from ${f(Math.min(...ks))} to ${f(Math.max(...ks))}.`, '');
+  const series: LineSeries[] = [];
+  for (const m of [...new Set(sorted.map((a) => a.run.method))]) {
+    for (const g of [...new Set(sorted.flatMap((a) => Object.keys(a.encoders)))]) {
+      const epochs = [...new Set(sorted.filter((a) => a.run.method === m).map((a) => a.checkpoint.epoch))].sort((a, b) => a - b);
+      series.push({ name: `${m} ${g}`, points: epochs.map((ep) => [ep, mean(sorted.filter((a) => a.run.method === m && a.checkpoint.epoch === ep && a.encoders[g]).map((a) => a.encoders[g]!.k))] as const) });
+    }
+  }
+  figures['k-by-checkpoint.svg'] = lineChart(series, { title: 'k = tr C^u / tr C^m by checkpoint (mean over seeds)', xLabel: 'epoch of the checkpoint', yLabel: 'k', integerX: true });
+  out.push('![k by checkpoint](figures/k-by-checkpoint.svg)', '');
+  // Fig. 1d: per-batch |g_m| and |g_u| at the final checkpoint of the lowest seed, per method and encoder.
+  for (const m of [...new Set(sorted.map((a) => a.run.method))]) {
+    const ofM = sorted.filter((a) => a.run.method === m);
+    const seed = Math.min(...ofM.map((a) => a.run.seed));
+    const a = ofM.filter((x) => x.run.seed === seed).sort((x, y) => y.checkpoint.epoch - x.checkpoint.epoch)[0]!;
+    for (const [g, e] of Object.entries(a.encoders)) {
+      const lo = Math.min(...e.multimodal.norms, ...e.unimodal.norms);
+      const hi = Math.max(...e.multimodal.norms, ...e.unimodal.norms);
+      const bins = 20;
+      const range: [number, number] = hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5];
+      const edges = Array.from({ length: bins + 1 }, (_, k) => range[0] + ((range[1] - range[0]) * k) / bins);
+      const file = `grad-norms-${m}-seed${seed}-epoch${a.checkpoint.epoch}-${g}.svg`;
+      figures[file] = histogramChart(edges, [{ name: '|g_m| multimodal', counts: histogram(e.multimodal.norms, bins, range) }, { name: '|g_u| unimodal', counts: histogram(e.unimodal.norms, bins, range) }], {
+        title: `|g_m| vs |g_u| at fixed weights: ${m}, seed ${seed}, epoch ${a.checkpoint.epoch}, '${g}'`, xLabel: 'gradient norm over the encoder', yLabel: 'mini-batches',
+      });
+      out.push(`![gradient norms ${m} ${g}](figures/${file})`);
+    }
+  }
+  return [...out, ''];
+}
+
+function pilotSection(pilot: readonly RunSummary[], runs: readonly RunSummary[], budget: Budget, figures: Record<string, string>): string[] {
+  const out = ['## Pilot: choosing the budget', ''];
+  if (pilot.length) {
+    out.push('Seed-0 uniform runs on CG-FMNIST (and their curves as committed summaries in experiments/results/pilot). Criterion (issue 14): the multimodal head\'s validation accuracy changes by less than 1 point over the last 20% of training, measured as the largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋. With a constant learning rate each epoch\'s order depends only on (seed, epoch), so a run of E epochs is exactly the first E epochs of a longer one: a constant-lr pilot shows every shorter budget. A cosine schedule depends on the run\'s length, so a cosine pilot shows only its own E.', '');
+    const head = (r: RunSummary) => headsOf([r])[0]!;
+    const maxE = Math.max(...pilot.map((r) => r.valCurve.length));
+    out.push(`| pilot run (val %, main head) | ${Array.from({ length: maxE }, (_, i) => `ep ${i + 1}`).join(' | ')} |`, `|---|${Array.from({ length: maxE }, () => '---|').join('')}`);
+    for (const r of pilot) out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${Array.from({ length: maxE }, (_, i) => (r.valCurve[i] ? pct(r.valCurve[i]!.acc[head(r)]!) : '')).join(' | ')} |`);
+    out.push('', `Change over the last 20% (points) for a run of E epochs:`, '', `| pilot run | ${Array.from({ length: maxE - 4 }, (_, i) => `E = ${i + 5}`).join(' | ')} |`, `|---|${Array.from({ length: maxE - 4 }, () => '---|').join('')}`);
+    for (const r of pilot) {
+      const cells = Array.from({ length: maxE - 4 }, (_, i) => {
+        const E = i + 5;
+        if (r.budget.lrSchedule === 'cosine' && E !== r.budget.epochs) return '—';
+        const d = lastFifthChange(r.valCurve, head(r), E);
+        return Number.isFinite(d) ? d.toFixed(2) : '—';
+      });
+      out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${cells.join(' | ')} |`);
+    }
+    out.push('', `Test accuracy (%) of the pilot runs (best epoch by validation):`, '', '| pilot run | best epoch | test acc per head |', '|---|---|---|');
+    for (const r of pilot) out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${r.best.epoch} | ${Object.entries(r.best.test.acc).map(([h, a]) => `${h} ${pct(a)}`).join(', ')} |`);
+    out.push('', PILOT_DECISION, '');
+    figures['pilot-val.svg'] = lineChart(pilot.map((r) => ({ name: `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ${r.budget.trainLimit / 1000}k×${r.budget.epochs}`, points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const) })), {
+      title: 'pilot (uniform, seed 0): validation accuracy of the mm head', xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true, width: 720,
+    });
+    out.push('![pilot validation curves](figures/pilot-val.svg)', '');
+  }
+  const uni = runs.filter((r) => r.method === 'uniform');
+  if (uni.length) {
+    out.push(`The criterion on the sweep's own uniform runs (${budgetLabel(budget)}):`, '', '| data set | seed | change over the last 20% (points) | holds (< 1) |', '|---|---|---|---|');
+    for (const r of uni.sort((a, b) => a.dataset.localeCompare(b.dataset) || a.seed - b.seed)) {
+      const d = lastFifthChange(r.valCurve, headsOf([r])[0]!, r.budget.epochs);
+      out.push(`| ${r.dataset} | ${r.seed} | ${d.toFixed(2)} | ${d < 1 ? 'yes' : 'no'} |`);
+    }
+    out.push('');
+  }
+  return out;
+}
+
+export function renderResults(inp: ResultsInput): ResultsPage {
+  const figures: Record<string, string> = {};
+  const b = inp.budget;
+  const have = new Set(inp.runs.map((r) => `${r.dataset}/${runName(r)}`));
+  const missing = inp.plan.filter((r) => !have.has(`${r.dataset}/${runName(r)}`));
+  const commits = [...new Set(inp.runs.flatMap((r) => r.commits))];
+  const adapters = [...new Set(inp.runs.map((r) => r.adapter))];
+  const md: string[] = [
+    '# Results: MMPareto against its peers, with statistics',
+    '',
+    '<!-- Generated by `npx tsx experiments/summarize.ts` from experiments/results; edit that script, not this file. -->',
+    '',
+    `Budget \`${budgetLabel(b)}\`: ${b.trainLimit.toLocaleString('en-US')} training items for ${b.epochs} epochs (${Math.floor(b.trainLimit / b.batchSize) * b.epochs} steps of ${b.batchSize}), SGD with momentum 0.9 and weight decay 1e-4 at lr ${b.lr}${b.lrSchedule === 'cosine' ? ' decayed to 0 by a cosine schedule over the steps' : ' (constant)'} for every method (the paper: constant lr 1e-3; see the pilot below), γ = 1.5, the paper's CNN encoders, validation on ${b.valSize.toLocaleString('en-US')} held-out training items, test on the 10,000 t10k items. Seeds are paired: runs of one seed start from the same weights and see the same data in the same order (checked through each summary's fingerprints).`,
+    '',
+    `- Runs: ${inp.runs.length} of ${inp.plan.length} planned${missing.length ? `; **missing**: ${missing.map((r) => `${r.dataset}/${runName(r)}`).join(', ')}` : ' (complete)'}.`,
+    `- Pairing: ${inp.pairing.length ? `**problems**: ${inp.pairing.join('; ')}` : 'every seed\'s runs share initial weights and data.'}`,
+    `- Code: ${commits.length ? commits.map((c) => `\`${c.slice(0, 12)}\``).join(', ') : '—'}; adapter: ${adapters.join(', ') || '—'}. Wall times in the summaries were measured on a shared machine and are not benchmarks.`,
+    '',
+  ];
+  for (const ds of ['cg-fmnist', 'multi-fmnist']) {
+    const runs = inp.runs.filter((r) => r.dataset === ds);
+    if (runs.length) md.push(...datasetSection(ds, runs, figures));
+    else md.push(`## ${ds === 'cg-fmnist' ? 'CG-FMNIST' : 'Multi-FMNIST'}`, '', 'No runs yet.', '');
+  }
+  md.push(...hypothesisSection(inp.analyses, figures));
+  md.push(...pilotSection(inp.pilot, inp.runs, b, figures));
+  return { markdown: md.join('\n'), figures };
+}
