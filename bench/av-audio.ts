@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { crossEntropy, init, noGrad, ogmGeSpectrogram, SGD, tensor, tidy } from '../engine/index.ts';
 import { Linear } from '../engine/nn/index.ts';
 import { ResNet18 } from '../models/resnet.ts';
-import { tileClip } from '../train/av/dataset.ts';
-import { encodeWav, parseWav } from '../train/av/wav.ts';
+import { tileClip } from '../train/data/av/dataset.ts';
+import { encodeWav, parseWav } from '../train/data/av/wav.ts';
 import { emit, median, round } from './util.ts';
 
 const batch = Number(process.argv[2] ?? 8);

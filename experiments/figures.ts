@@ -1,13 +1,13 @@
 // SVG figures of docs/RESULTS.md. Line charts and histograms come from the report's
-// train/svg.ts; this file adds a bar chart with error bars (mean ± sample std over seeds, with
+// train/report/svg.ts; this file adds a bar chart with error bars (mean ± sample std over seeds, with
 // each seed's value as a dot) and turns the report's inline <svg> into a standalone .svg file
 // (the xmlns the file format needs and the report's chart CSS inlined).
-import { escapeHtml, formatTick, niceDomain, niceTicks, seriesColor } from '../train/svg.ts';
+import { escapeHtml, formatTick, niceDomain, niceTicks, seriesColor } from '../train/report/svg.ts';
 
 const CHART_CSS = 'text{font:11px system-ui,sans-serif;fill:#333}.title{font-size:13px;font-weight:bold}.label{font-size:12px}' +
   '.grid{stroke:#e4e4e4}.axis{stroke:#555}.plot{fill:none;stroke:#555}.zero{stroke:#900;stroke-dasharray:5 4}';
 
-/** An inline chart from train/svg.ts (or barChart) as a standalone SVG document. */
+/** An inline chart from train/report/svg.ts (or barChart) as a standalone SVG document. */
 export function standaloneSvg(inline: string): string {
   if (!inline.startsWith('<svg')) throw new Error('standaloneSvg: not an <svg> element');
   return `<?xml version="1.0" encoding="UTF-8"?>\n${inline.replace('<svg', '<svg xmlns="http://www.w3.org/2000/svg"').replace(/^(<svg[^>]*>)/, `$1<style>${CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>`)}\n`;

@@ -4,7 +4,7 @@
 // differ only in --method: same initial weights, same data, same order (checked by the sweep
 // through each summary's pairing fingerprints).
 import type { IntegratorMethod } from '../engine/index.ts';
-import type { DatasetName } from '../train/config.ts';
+import type { DatasetName } from '../train/run/config.ts';
 
 export interface Budget {
   /** Training items (--train-limit; the rest of the 60k training file minus validation is unused). */

@@ -1,8 +1,8 @@
 // docs/RESULTS.md and its figures from the committed summaries (pure: data in, text out;
 // experiments/summarize.ts does the reading and writing). Works on partial results: every table
 // shows what exists and the page lists the planned runs that are missing.
-import type { GradientAnalysis } from '../train/analyze.ts';
-import { histogram, histogramChart, lineChart, type LineSeries } from '../train/svg.ts';
+import type { GradientAnalysis } from '../train/analyze/gradients.ts';
+import { histogram, histogramChart, lineChart, type LineSeries } from '../train/report/svg.ts';
 import { barChart } from './figures.ts';
 import { PILOT_DECISION, budgetLabel, runName, type Budget, type PlannedRun } from './plan.ts';
 import { mean, pairedComparison, sampleStd } from './stats.ts';

@@ -9,7 +9,7 @@
 // codes: 0 done, 1 failed (message on stderr), 130 interrupted.
 // Usage: tsx experiments/run-one.ts RUN_JSON RUNS_DIR RESULTS_DIR COMMIT
 import { init } from '../engine/index.ts';
-import { TrainingInterrupted } from '../train/trainer.ts';
+import { TrainingInterrupted } from '../train/run/trainer.ts';
 import { summaryPath, type PlannedRun } from './plan.ts';
 import { executeRun } from './runner.ts';
 

@@ -2,7 +2,7 @@
 // - its summary exists → nothing to do;
 // - its run directory holds a finished run (a final record) → only the summary is (re)built;
 // - it holds latest.safetensors → training resumes from it (bit-identical to an uninterrupted
-//   run, see train/trainer.ts), under the same config (checked);
+//   run, see train/run/trainer.ts), under the same config (checked);
 // - it holds a run that never finished an epoch → it is removed and started again;
 // - otherwise a fresh run.
 // The run is `mmpareto train` with the plan's flags, parsed by the CLI's own parser, so a sweep
@@ -11,13 +11,14 @@
 import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Device } from '../engine/index.ts';
-import { loadModelState, readCheckpoint } from '../train/checkpoint.ts';
-import { parseTrainArgs } from '../train/cli.ts';
-import type { RunConfig } from '../train/config.ts';
-import { buildSetup, evaluate } from '../train/evaluate.ts';
-import type { ProgressState } from '../train/progress.ts';
-import { readRecords, type EvalRecord, type FinalRecord } from '../train/run-log.ts';
-import { readRunConfig, runFiles, train } from '../train/trainer.ts';
+import { loadModelState, readCheckpoint } from '../train/run/checkpoint.ts';
+import { parseTrainArgs } from '../train/cli/main.ts';
+import type { RunConfig } from '../train/run/config.ts';
+import { evaluate } from '../train/run/evaluate.ts';
+import { buildSetup } from '../train/run/setup.ts';
+import { readRecords, type EvalRecord, type FinalRecord } from '../train/run/run-log.ts';
+import { readRunConfig, runFiles } from '../train/run/run-dir.ts';
+import { train, type ProgressState } from '../train/run/trainer.ts';
 import { runDirOf, summaryPath, trainFlags, type PlannedRun } from './plan.ts';
 import { buildSummary, pairingFingerprint, readSummary, writeSummary, type RunSummary } from './summary.ts';
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { GradientAnalysis } from '../train/analyze.ts';
+import type { GradientAnalysis } from '../train/analyze/gradients.ts';
 import { standaloneSvg } from './figures.ts';
 import { SWEEP_BUDGET, budgetLabel, sweepPlan, type Budget } from './plan.ts';
 import { renderResults, type ResultsPage } from './results-page.ts';

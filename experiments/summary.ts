@@ -8,12 +8,13 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { RunConfig } from '../train/config.ts';
-import { buildSetup } from '../train/evaluate.ts';
-import { Loader } from '../train/loader.ts';
-import { loadRun, binnedMeans } from '../train/report.ts';
-import type { EvalRecord } from '../train/run-log.ts';
-import { writeFileAtomic } from '../train/files.ts';
+import type { RunConfig } from '../train/run/config.ts';
+import { buildSetup } from '../train/run/setup.ts';
+import { Loader } from '../train/data/loader.ts';
+import { binnedMeans } from '../train/report/report.ts';
+import { loadRun } from '../train/report/run-data.ts';
+import type { EvalRecord } from '../train/run/run-log.ts';
+import { writeFileAtomic } from '../train/io/files.ts';
 import { budgetLabel, type Budget } from './plan.ts';
 
 export const SUMMARY_VERSION = 1;

@@ -22,9 +22,10 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } f
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { analyzeRun, formatAnalysis } from '../train/analyze.ts';
-import { formatDuration, type ProgressState } from '../train/progress.ts';
-import { TrainingInterrupted, readRunConfig } from '../train/trainer.ts';
+import { analyzeRun, formatAnalysis } from '../train/analyze/gradients.ts';
+import { formatDuration } from '../train/cli/progress.ts';
+import { readRunConfig } from '../train/run/run-dir.ts';
+import { TrainingInterrupted, type ProgressState } from '../train/run/trainer.ts';
 import { analysisEpochs, budgetLabel, runDirOf, runName, sweepPlan, type Budget, type PlannedRun } from './plan.ts';
 import { runState, summarizeRunDir } from './runner.ts';
 import { readSummary, type RunSummary } from './summary.ts';

@@ -1,4 +1,4 @@
-// `mmpareto analyze` (train/analyze.ts): Hypothesis 1 at fixed weights. The GPU reductions are
+// `mmpareto analyze` (train/analyze/): Hypothesis 1 at fixed weights. The GPU reductions are
 // checked against a float64 host computation from the same per-batch gradients (read back one by
 // one here, which analyze itself never does), the shifted accumulation against a case where the
 // textbook E‖g‖² − ‖ḡ‖² loses every digit in float32, and the bad inputs (no checkpoint,
@@ -10,10 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { device } from './helpers.ts';
 import { liveTensors, perLossGrads, tensor, tidy } from '../engine/index.ts';
-import { AnalyzeError, ShiftedMoments, analyzeGradients, traceFromSums, type GradientAnalysis } from '../train/analyze.ts';
-import { main, parseTrainArgs } from '../train/cli.ts';
-import { buildSetup } from '../train/evaluate.ts';
-import { Loader, deriveSeed, disposeBatch } from '../train/loader.ts';
+import { analyzeGradients, type GradientAnalysis } from '../train/analyze/gradients.ts';
+import { AnalyzeError, ShiftedMoments, traceFromSums } from '../train/analyze/moments.ts';
+import { main, parseTrainArgs } from '../train/cli/main.ts';
+import { buildSetup } from '../train/run/setup.ts';
+import { Loader, disposeBatch } from '../train/data/loader.ts';
+import { deriveSeed } from '../train/data/seed.ts';
 import { Generator } from '../engine/index.ts';
 
 const test = suite('analyze');
@@ -79,7 +81,7 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
     assert.is(e.parameters, P);
     // Per-batch norms: a tree reduction of P squares, ⌈log2 P⌉ + 2 roundings at most (relative, all terms ≥ 0), halved by the sqrt.
     const normTol = (Math.ceil(Math.log2(P)) + 2) * U;
-    // tr C: relative error ≲ 3·(N + ⌈log2 P⌉ + 2)·u (the precision note in train/analyze.ts).
+    // tr C: relative error ≲ 3·(N + ⌈log2 P⌉ + 2)·u (the precision note in train/analyze/gradients.ts).
     const traceTol = 3 * (N + Math.ceil(Math.log2(P)) + 2) * U;
     const ref = [reference(host[n]![0]), reference(host[n]![1])] as const;
     ([e.multimodal, e.unimodal] as const).forEach((s, slot) => {

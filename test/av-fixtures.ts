@@ -1,12 +1,12 @@
 // Tiny CREMA-D- and AVE-shaped downloads for the tests, made here: WAVs synthesised as one tone
-// per class (train/av/wav.ts), videos from ffmpeg's lavfi colour source (one colour per class).
+// per class (train/data/av/wav.ts), videos from ffmpeg's lavfi colour source (one colour per class).
 // Built once per process in a temporary directory, removed at exit.
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeWav } from '../train/av/wav.ts';
-import { CREMA_D_CLASSES } from '../train/av/sources.ts';
+import { encodeWav } from '../train/data/av/wav.ts';
+import { CREMA_D_CLASSES } from '../train/data/av/sources.ts';
 
 export const root = mkdtempSync(join(tmpdir(), 'mmpareto-av-'));
 process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -89,7 +89,7 @@ let cremaPrepared: { fixture: CremaFixture; out: string } | null = null;
 /** The CREMA-D fixture prepared once (seeded split, 22,050 Hz), shared by the test files. */
 export async function preparedCremaD(): Promise<{ fixture: CremaFixture; out: string }> {
   if (cremaPrepared) return cremaPrepared;
-  const { prepare } = await import('../train/av/prepare.ts');
+  const { prepare } = await import('../train/data/av/prepare.ts');
   const fixture = makeCremaD('crema-shared');
   const out = join(root, 'crema-shared-prepared');
   await prepare({ dataset: 'crema-d', src: fixture.src, out, jobs: 2 });
@@ -100,7 +100,7 @@ let avePrepared: { ids: Map<string, string>; out: string } | null = null;
 /** The AVE fixture (official lists) prepared once. */
 export async function preparedAve(): Promise<{ ids: Map<string, string>; out: string }> {
   if (avePrepared) return avePrepared;
-  const { prepare } = await import('../train/av/prepare.ts');
+  const { prepare } = await import('../train/data/av/prepare.ts');
   const { src, ids } = makeAve('ave-shared');
   const out = join(root, 'ave-shared-prepared');
   await prepare({ dataset: 'ave', src, out, jobs: 2 });

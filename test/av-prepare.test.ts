@@ -8,10 +8,10 @@ import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { main } from '../train/cli.ts';
-import { prepare, PrepareInterrupted } from '../train/av/prepare.ts';
-import { readManifest, type Manifest } from '../train/av/manifest.ts';
-import { stratifiedSplit } from '../train/av/split.ts';
+import { main } from '../train/cli/main.ts';
+import { prepare, PrepareInterrupted } from '../train/data/av/prepare.ts';
+import { readManifest, type Manifest } from '../train/data/av/manifest.ts';
+import { stratifiedSplit } from '../train/data/av/split.ts';
 import { AVE_CLASSES, makeAve, makeCremaD, preparedCremaD, root } from './av-fixtures.ts';
 
 const test = suite('av-prepare');

@@ -4,8 +4,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { main } from '../train/cli.ts';
-import { readRecords } from '../train/run-log.ts';
+import { main } from '../train/cli/main.ts';
+import { readRecords } from '../train/run/run-log.ts';
 import { device } from './helpers.ts';
 import { preparedCremaD, root } from './av-fixtures.ts';
 import { buildModel, MBTClassifier } from '../models/registry.ts';

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { device } from './helpers.ts';
 import { liveTensors } from '../engine/index.ts';
-import { main, parseTrainArgs } from '../train/cli.ts';
-import { TrainingInterrupted, train } from '../train/trainer.ts';
-import { readCheckpoint } from '../train/checkpoint.ts';
-import { formatDuration, progressLine, type ProgressState } from '../train/progress.ts';
-import { readRecords, type EvalRecord, type FinalRecord } from '../train/run-log.ts';
+import { main, parseTrainArgs } from '../train/cli/main.ts';
+import { TrainingInterrupted, train, type ProgressState } from '../train/run/trainer.ts';
+import { readCheckpoint } from '../train/run/checkpoint.ts';
+import { formatDuration, progressLine } from '../train/cli/progress.ts';
+import { readRecords, type EvalRecord, type FinalRecord } from '../train/run/run-log.ts';
 
 const test = suite('cli');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-cli-'));

@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Generator } from '../engine/index.ts';
-import { CLASS_COLORS, COLOR_JITTER_VARIANCE, colorModality, multiModality, type ImageSet } from '../train/datasets.ts';
+import { CLASS_COLORS, COLOR_JITTER_VARIANCE, colorModality, multiModality, type ImageSet } from '../train/data/image-sets.ts';
 
 const test = suite('datasets');
 

@@ -7,9 +7,10 @@ import * as assert from 'uvu/assert';
 import { assertClose, randArray } from './helpers.ts';
 import { liveTensors, noGrad, tensor } from '../engine/index.ts';
 import { buildModel } from '../models/registry.ts';
-import type { Dataset } from '../train/dataset.ts';
-import { accuracy, argmaxRows, confusionMatrix, macroF1 } from '../train/metrics.ts';
-import { evaluate, score, type Setup } from '../train/evaluate.ts';
+import type { Dataset } from '../train/data/dataset.ts';
+import { accuracy, argmaxRows, confusionMatrix, macroF1 } from '../train/run/metrics.ts';
+import { evaluate, score } from '../train/run/evaluate.ts';
+import type { Setup } from '../train/run/setup.ts';
 
 const test = suite('evaluate');
 

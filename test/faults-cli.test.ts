@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { device, mountTmpfs, unmount } from './helpers.ts';
 import { Device, setDevice } from '../engine/index.ts';
-import { main } from '../train/cli.ts';
-import { readCheckpoint } from '../train/checkpoint.ts';
-import { NODE_OPS, fileOps, resetFileOps } from '../train/files.ts';
-import { readRecords } from '../train/run-log.ts';
+import { main } from '../train/cli/main.ts';
+import { readCheckpoint } from '../train/run/checkpoint.ts';
+import { NODE_OPS, fileOps, resetFileOps } from '../train/io/files.ts';
+import { readRecords } from '../train/run/run-log.ts';
 
 const test = suite('faults-cli');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-faults-'));

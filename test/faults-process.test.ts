@@ -11,9 +11,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { device } from './helpers.ts';
-import { main } from '../train/cli.ts';
-import { readCheckpoint } from '../train/checkpoint.ts';
-import { readRecords, type FinalRecord } from '../train/run-log.ts';
+import { main } from '../train/cli/main.ts';
+import { readCheckpoint } from '../train/run/checkpoint.ts';
+import { readRecords, type FinalRecord } from '../train/run/run-log.ts';
 
 const test = suite('faults-process');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-proc-'));

@@ -1,5 +1,5 @@
-// Writes that survive a full disk and special paths (train/files.ts), checkpoint checksums
-// (train/checkpoint.ts). The file operations are replaced to simulate ENOSPC, short writes and
+// Writes that survive a full disk and special paths (train/io/files.ts), checkpoint checksums
+// (train/run/checkpoint.ts). The file operations are replaced to simulate ENOSPC, short writes and
 // I/O errors; as root, small tmpfs mounts give a real full disk and a real read-only mount
 // (CI runs as root; elsewhere those two cases fall back to the simulated ones, and say so).
 import { suite } from 'uvu';
@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { device, mountTmpfs, unmount } from './helpers.ts';
 import { Linear } from '../engine/index.ts';
-import { NODE_OPS, appendWhole, ensureDir, fileOps, resetFileOps, writeFileAtomic } from '../train/files.ts';
-import { crc32, crc32Portable } from '../train/crc32.ts';
-import { readCheckpoint, readCheckpointMeta, saveCheckpoint } from '../train/checkpoint.ts';
+import { NODE_OPS, appendWhole, ensureDir, fileOps, resetFileOps, writeFileAtomic } from '../train/io/files.ts';
+import { crc32, crc32Portable } from '../train/io/crc32.ts';
+import { readCheckpoint, readCheckpointMeta, saveCheckpoint } from '../train/run/checkpoint.ts';
 
 const test = suite('files');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-files-'));

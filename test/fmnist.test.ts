@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { DEFAULT_DATA_DIR } from '../train/config.ts';
-import { clearFashionMnistCache, FASHION_MNIST_FILES, loadFashionMnist } from '../train/fmnist.ts';
-import { buildDataset, fashionSplitIndices } from '../train/datasets-registry.ts';
+import { DEFAULT_DATA_DIR } from '../train/run/config.ts';
+import { clearFashionMnistCache, FASHION_MNIST_FILES, loadFashionMnist } from '../train/data/fmnist.ts';
+import { buildDataset, fashionSplitIndices } from '../train/data/registry.ts';
 import { throwsWith } from './helpers.ts';
 
 const test = suite('fmnist');

@@ -2,7 +2,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gzipSync } from 'node:zlib';
-import { parseIdx } from '../train/idx.ts';
+import { parseIdx } from '../train/data/idx.ts';
 
 const test = suite('idx');
 

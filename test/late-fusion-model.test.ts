@@ -12,7 +12,7 @@ import { LateFusionClassifier, type EncoderSpec } from '../models/late-fusion.ts
 import { SharedTwoHead } from '../models/shared-two-head.ts';
 import { buildModel, patchFor, type DatasetShape } from '../models/registry.ts';
 import type { TrainableModel } from '../models/multimodal.ts';
-import type { ModelName } from '../train/config.ts';
+import type { ModelName } from '../train/run/config.ts';
 
 const test = suite('late-fusion models');
 const host = async (t: Tensor) => Float64Array.from(await t.toArray());

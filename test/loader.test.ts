@@ -4,10 +4,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { liveTensors } from '../engine/index.ts';
-import { deriveSeed, disposeBatch, Loader, normalizationStats } from '../train/loader.ts';
-import { syntheticAV } from '../train/synthetic.ts';
-import { buildDataset } from '../train/datasets-registry.ts';
-import type { Split } from '../train/dataset.ts';
+import { disposeBatch, Loader, normalizationStats } from '../train/data/loader.ts';
+import { deriveSeed } from '../train/data/seed.ts';
+import { syntheticAV } from '../train/data/synthetic.ts';
+import { buildDataset } from '../train/data/registry.ts';
+import type { Split } from '../train/data/dataset.ts';
 import { assertClose, randArray, throwsWith } from './helpers.ts';
 
 const test = suite('loader');

@@ -1,7 +1,7 @@
 // Metrics against values computed by hand.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { accuracy, argmaxRows, confusionMatrix, macroF1 } from '../train/metrics.ts';
+import { accuracy, argmaxRows, confusionMatrix, macroF1 } from '../train/run/metrics.ts';
 
 const test = suite('metrics');
 

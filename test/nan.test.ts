@@ -11,7 +11,7 @@ import { check, device, randArray, throwsWith, rejects } from './helpers.ts';
 import {
   assertFinite, batchNorm2d, conv2d, gradcheck, grad, liveTensors, max, maxPool2d, mul, relu, sum, tensor, tidy, type Tensor,
 } from '../engine/index.ts';
-import { argmaxRows } from '../train/metrics.ts';
+import { argmaxRows } from '../train/run/metrics.ts';
 
 const test = suite('nan');
 let live0 = 0;

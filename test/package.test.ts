@@ -45,7 +45,7 @@ test.after(() => {
 
 test('the tarball holds dist/ (JavaScript, .d.ts, source maps) and the CLI, no TypeScript source; tsx is not a dependency', () => {
   const paths = packed.files.map((f) => f.path);
-  for (const p of ['dist/engine/index.js', 'dist/engine/index.d.ts', 'dist/engine/index.js.map', 'dist/train/node.js', 'dist/train/cli.js', 'dist/models/index.js', 'dist/train/synthetic.d.ts', 'bin/mmpareto.mjs', 'package.json', 'README.md']) {
+  for (const p of ['dist/engine/index.js', 'dist/engine/index.d.ts', 'dist/engine/index.js.map', 'dist/train/node.js', 'dist/train/cli/main.js', 'dist/models/index.js', 'dist/train/data/synthetic.d.ts', 'bin/mmpareto.mjs', 'package.json', 'README.md']) {
     assert.ok(paths.includes(p), `${p} is packed`);
   }
   const source = paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts'));

@@ -7,10 +7,11 @@ import * as assert from 'uvu/assert';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { binnedMeans, loadRun, MAGNITUDE_BINS, renderReport, sampleStd, writeReport } from '../train/report.ts';
-import { histogram, niceDomain, niceTicks } from '../train/svg.ts';
+import { binnedMeans, MAGNITUDE_BINS, renderReport, sampleStd, writeReport } from '../train/report/report.ts';
+import { loadRun } from '../train/report/run-data.ts';
+import { histogram, niceDomain, niceTicks } from '../train/report/svg.ts';
 import { throwsWith } from './helpers.ts';
-import type { EvalRecord, RunRecord } from '../train/run-log.ts';
+import type { EvalRecord, RunRecord } from '../train/run/run-log.ts';
 
 const test = suite('report');
 

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import './helpers.ts'; // creates the device
 import { BatchNorm2d, Conv2d, Generator, Sequential, type Tensor } from '../engine/index.ts';
-import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../train/safetensors.ts';
-import { writeFileAtomic } from '../train/files.ts';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../train/io/safetensors.ts';
+import { writeFileAtomic } from '../train/io/files.ts';
 
 const test = suite('safetensors');
 

@@ -4,7 +4,7 @@
 // steps), keeps the better epoch by validation, tests on all 10,000 test items, and writes the
 // run directory and its HTML report under runs/. Extra flags are passed on to `mmpareto train`
 // (e.g. `npm start -- --method uniform`, or `--train-limit 0 --epochs 10` for a full run).
-import { main } from './cli.ts';
+import { main } from './cli/main.ts';
 
 const stamp = new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-');
 const extra = process.argv.slice(2);

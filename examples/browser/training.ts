@@ -7,7 +7,7 @@
 import { Generator, MultimodalStep, SGD, concat, crossEntropy, noGrad, perLossGrads, reshape, setDevice, tensor, tidy, type Device, type Tensor } from '../../engine/index.ts';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, ReLU, Sequential } from '../../engine/nn/index.ts';
 import { LateFusionClassifier } from '../../models/late-fusion.ts';
-import { SYNTHETIC_SIDE, syntheticAV } from '../../train/synthetic.ts';
+import { SYNTHETIC_SIDE, syntheticAV } from '../../train/data/synthetic.ts';
 
 export const MODALITIES = ['audio', 'visual'] as const;
 export type Modality = (typeof MODALITIES)[number];

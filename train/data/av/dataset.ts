@@ -19,9 +19,9 @@
 // choice, then per frame the crop and the flip), so batches are reproducible and resumable.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Generator, kaldiFbank, noGrad, ogmGeSpectrogram, reshape, tidy, type Tensor } from '../../engine/index.ts';
+import { Generator, kaldiFbank, noGrad, ogmGeSpectrogram, reshape, tidy, type Tensor } from '../../../engine/index.ts';
 import type { Dataset, ItemSource, Split } from '../dataset.ts';
-import { deriveSeed, permutation } from '../loader.ts';
+import { deriveSeed, permutation } from '../seed.ts';
 import { decodeJpeg, randomResizedCropBox, toNormalizedCHW } from './image.ts';
 import { audioPath, frameFile, framesDir, readManifest, type Manifest, type ManifestItem } from './manifest.ts';
 import type { AvDatasetName, SplitName } from './sources.ts';

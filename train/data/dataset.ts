@@ -2,7 +2,7 @@
 // classification tasks (class counts), and three splits holding host arrays. Items are stored
 // row-major, item after item: inputs[m] has n·prod(shape) floats, labels[t] has n ints. A split
 // too large for memory (video frames) has a `source` instead, read batch by batch (inputs {}).
-import type { Tensor } from '../engine/index.ts';
+import type { Tensor } from '../../engine/index.ts';
 
 export interface Split {
   n: number;

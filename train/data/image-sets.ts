@@ -7,7 +7,7 @@
 //   in validation and test it is uniform in [0, 1]³ — uncorrelated.
 // - Multi-FMNIST (the paper's Table 5 MultiMNIST extension): two items side by side (H×2W), the
 //   right half with 50% salt-and-pepper noise; two tasks, the left and the right label.
-import { Generator } from '../engine/index.ts';
+import { Generator } from '../../engine/index.ts';
 
 /** N images of C×H×W floats in [0, 1], row-major, with their labels. */
 export interface ImageSet {

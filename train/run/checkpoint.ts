@@ -3,15 +3,15 @@
 // integrator's GPU state under 'integrator.<name>', and in the metadata the epoch, the global
 // step, the best validation score so far, the generator states and the run's config, plus a
 // CRC-32 of every tensor's bytes ('crc32': JSON name → 8 hex digits). Written through a temporary
-// file, fsync and a rename (train/files.ts), so a crash or a full disk never leaves a broken
+// file, fsync and a rename (train/io/files.ts), so a crash or a full disk never leaves a broken
 // checkpoint behind; reading checks every CRC (a flipped bit, a NaN written into the data) and
 // that every float is finite (training never saves a non-finite value).
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import type { AdamW, MultimodalStep, SGD, Tensor } from '../engine/index.ts';
-import type { Module } from '../engine/nn/index.ts';
-import { crc32 } from './crc32.ts';
-import { writeFileAtomic } from './files.ts';
-import { decodeSafetensors, encodeSafetensors, headerLength, parseHeader, type SafeTensor } from './safetensors.ts';
+import type { AdamW, MultimodalStep, SGD, Tensor } from '../../engine/index.ts';
+import type { Module } from '../../engine/nn/index.ts';
+import { crc32 } from '../io/crc32.ts';
+import { writeFileAtomic } from '../io/files.ts';
+import { decodeSafetensors, encodeSafetensors, headerLength, parseHeader, type SafeTensor } from '../io/safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'mmpareto-webgpu/1';
 

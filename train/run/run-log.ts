@@ -2,7 +2,7 @@
 // crash loses at most the line being written; a full disk none: a failed append is cut back). The record types below are the whole format;
 // `mmpareto report` reads them back.
 import { readFileSync } from 'node:fs';
-import { appendWhole } from './files.ts';
+import { appendWhole } from '../io/files.ts';
 
 /** Training losses of one step (written every N steps, one record per step), or their mean over `steps` steps. */
 export interface StepRecord {
@@ -66,6 +66,13 @@ export type RunRecord = StepRecord | TelemetryLine | EvalRecord | FinalRecord;
 
 export function appendRecord(path: string, r: RunRecord): void {
   appendWhole(path, JSON.stringify(r) + '\n');
+}
+
+/** Whether a record stays when a run resumes from the checkpoint at (epoch, step): what came after it is dropped. */
+export function keptOnResume(r: RunRecord, epoch: number, step: number): boolean {
+  if (r.type === 'final') return false;
+  if (r.type === 'eval') return r.epoch <= epoch;
+  return r.step <= step;
 }
 
 /** Reads metrics.jsonl; a torn last line (a crash mid-write) is skipped, any other bad line throws. */

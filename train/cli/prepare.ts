@@ -3,8 +3,8 @@
 // temporary files (finished clips are kept for the next run).
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { prepare, PrepareInterrupted, SAMPLE_RATES } from './prepare.ts';
-import { AV_DATASETS, type AvDatasetName } from './sources.ts';
+import { prepare, PrepareInterrupted, SAMPLE_RATES } from '../data/av/prepare.ts';
+import { AV_DATASETS, type AvDatasetName } from '../data/av/sources.ts';
 
 export interface PrepareFlags {
   src?: string;

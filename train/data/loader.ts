@@ -3,8 +3,9 @@
 // (seed, e), so it does not depend on earlier epochs (resuming at epoch e replays it exactly).
 // Host gather buffers are reused in two alternating sets, so building batch k+1 never writes an
 // array that batch k's upload may still reference; nothing here waits on the GPU.
-import { Generator as Random, tensor, type Tensor } from '../engine/index.ts';
+import { Generator as Random, tensor, type Tensor } from '../../engine/index.ts';
 import type { Dataset, Split } from './dataset.ts';
+import { deriveSeed, permutation } from './seed.ts';
 
 export interface Batch {
   /** Modality → float32 tensor [size, ...shape]. */
@@ -37,52 +38,6 @@ export interface LoaderOptions {
 export function disposeBatch(b: Batch): void {
   for (const t of Object.values(b.inputs)) t.dispose();
   for (const t of Object.values(b.labels)) t.dispose();
-}
-
-/**
- * A 32-bit seed derived from a base seed and salts (numbers or strings): FNV-1a over the parts
- * followed by a murmur3 finaliser, so nearby inputs give unrelated seeds.
- */
-export function deriveSeed(seed: number, ...salts: (number | string)[]): number {
-  let h = 0x811c9dc5;
-  const mix = (byte: number) => {
-    h = Math.imul(h ^ (byte & 0xff), 0x01000193) >>> 0;
-  };
-  const word = (v: number) => {
-    for (let k = 0; k < 4; k++) mix(v >>> (8 * k));
-  };
-  const num = (v: number) => {
-    if (!Number.isFinite(v)) throw new Error(`deriveSeed: ${v} is not a finite number`);
-    word(v >>> 0);
-    word(Math.floor(v / 4294967296) >>> 0);
-  };
-  num(seed);
-  for (const s of salts) {
-    if (typeof s === 'number') num(s);
-    else {
-      for (let i = 0; i < s.length; i++) word(s.charCodeAt(i));
-      mix(0xff); // terminator: ('ab', 'c') differs from ('a', 'bc')
-    }
-  }
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** A uniformly random permutation of 0..n-1 (Fisher–Yates) drawn from `g`. */
-export function permutation(n: number, g: Random): Int32Array {
-  return shuffleInPlace(Int32Array.from({ length: n }, (_, i) => i), g);
-}
-
-/** Fisher–Yates shuffle of `a` in place, drawn from `g`; returns `a`. */
-export function shuffleInPlace(a: Int32Array, g: Random): Int32Array {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = g.int(i + 1);
-    const t = a[i]!;
-    a[i] = a[j]!;
-    a[j] = t;
-  }
-  return a;
 }
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);

@@ -2,8 +2,8 @@
 // generator seeded from (seed, class)), the first go to test, the next to val, the rest to
 // train: test = max(1, round(testFraction·n)), val = max(1, round(valFraction·(n − test))), so
 // every class reaches every split; a class with fewer than 3 clips cannot, and is an error.
-import { Generator } from '../../engine/index.ts';
-import { deriveSeed, shuffleInPlace } from '../loader.ts';
+import { Generator } from '../../../engine/index.ts';
+import { deriveSeed, shuffleInPlace } from '../seed.ts';
 import type { SplitName } from './sources.ts';
 
 export class SplitError extends Error {}

@@ -7,8 +7,8 @@
 // each plus unit Gaussian noise. `audioStrength` / `visualStrength` scale the signal against that
 // noise, so they set each modality's signal-to-noise ratio; the defaults make audio the clearly
 // dominant modality, as in the paper's setting where one modality learns much faster.
-import { Generator } from '../engine/index.ts';
-import { shuffleInPlace } from './loader.ts';
+import { Generator } from '../../engine/index.ts';
+import { shuffleInPlace } from './seed.ts';
 
 export const SYNTHETIC_SIDE = 16;
 export const SYNTHETIC_DEFAULT_CLASSES = 4;

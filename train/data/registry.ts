@@ -3,14 +3,17 @@
 // (the first valSize items of the permutation) and train (the rest, capped by trainLimit); the
 // t10k file is the test split, used only for reporting. Every split derives its own seeds, and
 // items of one split never feed another (Multi-FMNIST pairs are drawn within a split).
-import { DATASETS, type DatasetName } from './config.ts';
 import type { Dataset, Split } from './dataset.ts';
-import { colorModality, multiModality, type ImageSet } from './datasets.ts';
+import { colorModality, multiModality, type ImageSet } from './image-sets.ts';
 import { loadFashionMnist, FASHION_MNIST_CLASSES } from './fmnist.ts';
-import { deriveSeed, permutation } from './loader.ts';
-import { Generator } from '../engine/index.ts';
+import { deriveSeed, permutation } from './seed.ts';
+import { Generator } from '../../engine/index.ts';
 import { syntheticAV, SYNTHETIC_DEFAULT_CLASSES, SYNTHETIC_SIDE } from './synthetic.ts';
 import { buildAvDataset, type AvDatasetOptions } from './av/dataset.ts';
+
+/** The registered data sets (`--dataset`). */
+export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av', 'crema-d', 'ave'] as const;
+export type DatasetName = (typeof DATASETS)[number];
 
 export interface BuildDatasetOptions {
   seed: number;

@@ -6,7 +6,54 @@
 // half of it. Once a run holds the lock, temporary files left by an earlier crash are removed.
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { linkSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { ensureDir, removeCreated } from '../io/files.ts';
+import type { RunConfig } from './config.ts';
+
+/** Files of a run directory. */
+export const runFiles = (dir: string) => ({
+  config: join(dir, 'config.json'),
+  metrics: join(dir, 'metrics.jsonl'),
+  latest: join(dir, 'latest.safetensors'),
+  best: join(dir, 'best.safetensors'),
+  /** The state before the step a non-finite stop dropped (for inspection; not resumable). */
+  nonFinite: join(dir, 'nonfinite.safetensors'),
+});
+
+/** Reads a run directory's config.json. */
+export function readRunConfig(dir: string): RunConfig {
+  const path = runFiles(dir).config;
+  if (!existsSync(path)) throw new Error(`${dir} is not a run directory (no config.json)`);
+  return JSON.parse(readFileSync(path, 'utf8')) as RunConfig;
+}
+
+/**
+ * Creates (or checks) the run directory `--out`, takes its lock, clears a crashed run's temporary
+ * files and refuses a directory that holds a run unless resuming; on failure releases the lock
+ * and leaves no directory it created. `created`: the directories made, for the caller to remove
+ * if what follows fails.
+ */
+export function openRunDir(dir: string, resume: boolean, log: (s: string) => void): { lock: RunLock; created: string[] } {
+  const files = runFiles(dir);
+  const { created } = ensureDir(dir, `--out ${dir}`);
+  let lock: RunLock | null = null;
+  try {
+    lock = lockRunDir(dir, resume ? 'train --resume' : 'train', log);
+    const gone = removeTemporaryFiles(dir);
+    if (gone.length) log(`removed ${gone.length} temporary file(s) an interrupted run left: ${gone.join(', ')}`);
+    if (!resume && existsSync(files.latest)) {
+      throw new Error(`${dir} already holds a run (latest.safetensors); pass --resume to continue it, or choose another --out`);
+    }
+    if (!resume && existsSync(files.metrics)) {
+      throw new Error(`${dir} holds a run that stopped before its first checkpoint (metrics.jsonl, no latest.safetensors); pass --resume to start it over, or choose another --out`);
+    }
+    return { lock, created };
+  } catch (e) {
+    lock?.release();
+    removeCreated(created);
+    throw e;
+  }
+}
 
 export interface LockOwner {
   pid: number;

@@ -1,16 +1,7 @@
 // Training progress on stderr: on a terminal, one line redrawn in place —
 //   epoch 2/5 ██████░░░░░░  412/859 | loss 0.731 | 9.8 steps/s | ETA 3:05
 // elsewhere (logs, CI, --quiet) nothing is redrawn: the caller prints whole lines instead.
-export interface ProgressState {
-  epoch: number;
-  epochs: number;
-  step: number; // within the epoch
-  steps: number; // per epoch
-  loss: number;
-  stepsPerSecond: number;
-  /** Remaining optimizer steps of the whole run. */
-  remaining: number;
-}
+import type { ProgressState } from '../run/trainer.ts';
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '--:--';

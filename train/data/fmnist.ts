@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseIdx, type IdxArray } from './idx.ts';
-import type { ImageSet } from './datasets.ts';
+import type { ImageSet } from './image-sets.ts';
 
 export const FASHION_MNIST_CLASSES = 10;
 export const FASHION_MNIST_SIDE = 28;

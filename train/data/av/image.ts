@@ -10,7 +10,7 @@
 //   (3/4, 4/3), ten tries then the centre-crop fallback.
 // - toNormalizedCHW: ToTensor + Normalize with ImageNet's mean and std.
 import jpeg from 'jpeg-js';
-import type { Generator } from '../../engine/index.ts';
+import type { Generator } from '../../../engine/index.ts';
 import { CorruptMediaError } from './wav.ts';
 
 export interface RgbImage {

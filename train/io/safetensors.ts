@@ -1,5 +1,5 @@
 // safetensors (https://github.com/huggingface/safetensors) encode / decode (writes go through
-// train/files.ts writeFileAtomic). Layout: 8-byte little-endian header length N, then N bytes of JSON
+// train/io/files.ts writeFileAtomic). Layout: 8-byte little-endian header length N, then N bytes of JSON
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__": { string: string } },
 // padded with spaces to a multiple of 8, then the raw little-endian tensor bytes. Offsets are
 // relative to the end of the header; tensors are stored in key order without gaps.

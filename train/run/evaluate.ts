@@ -1,30 +1,12 @@
 // Evaluation of a model on a split (every epoch on validation, once on test, and `mmpareto
 // eval`): per head, mean cross-entropy, accuracy and macro-F1, and the main head's confusion
 // matrix. Batches are read back whole (one map per batch); labels come from the host split.
-import { concat, noGrad, tidy } from '../engine/index.ts';
-import type { TrainableModel } from '../models/multimodal.ts';
-import { buildModel } from '../models/registry.ts';
-import type { RunConfig } from './config.ts';
-import type { Dataset, Split } from './dataset.ts';
-import { buildDataset } from './datasets-registry.ts';
-import { Loader, disposeBatch, normalizationStats } from './loader.ts';
+import { concat, noGrad, tidy } from '../../engine/index.ts';
+import type { Split } from '../data/dataset.ts';
+import { Loader, disposeBatch } from '../data/loader.ts';
 import { accuracy, argmaxRows, confusionMatrix, macroF1 } from './metrics.ts';
 import type { EvalRecord } from './run-log.ts';
-
-/** A data set and model built from a config: what both training and `mmpareto eval` need. */
-export interface Setup {
-  dataset: Dataset;
-  model: TrainableModel;
-  normalize: Record<string, { mean: number[]; std: number[] }>;
-}
-
-export function buildSetup(config: RunConfig): Setup {
-  const dataset = buildDataset(config.dataset, { seed: config.seed, dataDir: config.dataDir, trainLimit: config.trainLimit, valSize: config.valSize, av: { frames: config.frames, imageSize: config.imageSize, audio: config.audio } });
-  if (config.batchSize > dataset.train.n) throw new Error(`--batch-size ${config.batchSize} is larger than the training split (${dataset.train.n} items)`);
-  const model = buildModel(config.model, dataset, { seed: config.seed, fusion: config.fusion });
-  // Item sources (crema-d, ave) normalise their own items.
-  return { dataset, model, normalize: dataset.train.source ? {} : normalizationStats(dataset.train, dataset.inputs) };
-}
+import type { Setup } from './setup.ts';
 
 /** Host-side cross-entropy of one row (float64, max-shifted). */
 function rowLoss(logits: Float32Array, row: number, classes: number, offset: number, stride: number, label: number): number {

@@ -1,13 +1,12 @@
 // A training run's configuration: what `mmpareto train` parses from its flags and writes to
 // the run directory's config.json (with `version` and `device` added at the start of a run).
-import type { IntegratorMethod } from '../engine/index.ts';
-import { MODELS, type ModelName } from '../models/registry.ts';
+import type { IntegratorMethod } from '../../engine/index.ts';
+import { MODELS, type ModelName } from '../../models/registry.ts';
+import { DATASETS, type DatasetName } from '../data/registry.ts';
 
-export { MODELS, type ModelName };
+export { DATASETS, MODELS, type DatasetName, type ModelName };
 
-export const DATASETS = ['cg-fmnist', 'multi-fmnist', 'synthetic-av', 'crema-d', 'ave'] as const;
 export const OPTIMIZERS = ['sgd', 'adamw'] as const;
-export type DatasetName = (typeof DATASETS)[number];
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 
 export interface RunConfig {
@@ -46,5 +45,8 @@ export interface RunConfig {
   onNonFinite?: 'stop' | 'skip';
   outDir: string;
 }
+
+/** The package's version, written into every run's config.json. */
+export const VERSION = '0.1.0';
 
 export const DEFAULT_DATA_DIR = '/usr/share/datasets/fashion-mnist';
