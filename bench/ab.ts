@@ -4,8 +4,11 @@
 // Every JSON line the bench prints is kept; its numeric fields (nested ones as a.b) are paired by
 // the line's position in the run, and summarised as the median over the runs of A and of B and
 // their ratio B/A. Medians of medians: give the bench few inner rounds and this many rounds.
-// Usage: npx tsx bench/ab.ts --a ../main --b . [--rounds 4] -- bench/resnet.ts 112 3
-// Both checkouts need their node_modules (npm ci). Prints JSON lines; the last is the summary.
+// Usage: npx tsx bench/ab.ts --a ../main --b . [--rounds 4] -- bench/steps/resnet.ts 112 3
+// --a-bench PATH runs PATH in checkout A instead of the bench's own path, for a checkout from
+// before the bench moved (bench/resnet.ts there, bench/steps/resnet.ts here); the arguments after
+// the path are the same in both. Both checkouts need their node_modules (npm ci). Prints JSON
+// lines; the last is the summary.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -23,15 +26,21 @@ const flag = (name: string, dflt?: string): string => {
 };
 function usage(why: string): never {
   console.error(`bench/ab.ts: ${why}`);
-  console.error('usage: npx tsx bench/ab.ts --a DIR --b DIR [--rounds N] -- bench/SCRIPT.ts [args…]');
+  console.error('usage: npx tsx bench/ab.ts --a DIR --b DIR [--rounds N] [--a-bench PATH] -- bench/SCRIPT.ts [args…]');
   process.exit(2);
 }
 const trees = { a: resolve(flag('a')), b: resolve(flag('b')) };
+/** The command line in each checkout: the bench's path may differ (--a-bench), its arguments not. */
+const commands = { a: [flag('a-bench', bench[0] ?? ''), ...bench.slice(1)], b: bench };
 const rounds = Number(flag('rounds', '4'));
 if (!Number.isInteger(rounds) || rounds < 1) usage(`--rounds must be a positive integer, got ${flag('rounds')}`);
 if (bench.length === 0) usage('no bench given after --');
-for (const [k, dir] of Object.entries(trees)) {
-  if (!existsSync(resolve(dir, bench[0]!))) usage(`${bench[0]} not found in --${k} ${dir}`);
+for (const k of ['a', 'b'] as const) {
+  const dir = trees[k];
+  const script = commands[k][0]!;
+  if (!existsSync(resolve(dir, script))) {
+    usage(`${script} not found in --${k} ${dir}${k === 'a' ? ' (give its path there with --a-bench PATH)' : ''}`);
+  }
   if (!existsSync(resolve(dir, 'node_modules/.bin/tsx'))) usage(`--${k} ${dir} has no node_modules (run npm ci there)`);
 }
 
@@ -48,13 +57,13 @@ function numbers(x: unknown, prefix = '', out = new Map<string, number>()): Map<
 function run(tree: 'a' | 'b', r: number): Line[] {
   const dir = trees[tree];
   const t0 = performance.now();
-  const p = spawnSync(resolve(dir, 'node_modules/.bin/tsx'), bench, {
+  const p = spawnSync(resolve(dir, 'node_modules/.bin/tsx'), commands[tree], {
     cwd: dir, encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
     maxBuffer: 64 * 2 ** 20,
   });
   if (p.status !== 0) {
     console.error(p.stderr);
-    throw new Error(`bench/ab.ts: ${bench.join(' ')} failed in ${dir} (exit ${p.status})`);
+    throw new Error(`bench/ab.ts: ${commands[tree].join(' ')} failed in ${dir} (exit ${p.status})`);
   }
   const lines = p.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
   emit({ ab: 'run', tree, dir, round: r, wall_s: round((performance.now() - t0) / 1000, 1), lines });
@@ -77,4 +86,4 @@ for (let i = 0; i < count; i++) {
     summary[`${label}.${k}`] = { a: round(ma, 3), b: round(mb, 3), b_over_a: round(mb / ma, 3) };
   }
 }
-emit({ ab: 'summary', bench: bench.join(' '), a: trees.a, b: trees.b, rounds, medians: summary });
+emit({ ab: 'summary', bench: bench.join(' '), a_bench: commands.a.join(' '), a: trees.a, b: trees.b, rounds, medians: summary });

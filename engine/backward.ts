@@ -228,7 +228,7 @@ export interface PerLossOptions {
   /**
    * Use stacked rules where an op has one (default false: one rule call per slot). On the software
    * GPU the stacked conv backward measured slower than per-slot calls except on tiny maps
-   * (bench/per-loss.ts), so it is opt-in until a device shows a gain.
+   * (bench/steps/per-loss.ts), so it is opt-in until a device shows a gain.
    */
   stacked?: boolean;
 }

@@ -82,7 +82,7 @@ export class Batcher {
   private readonly staging: GPUBuffer[] = [];
   readonly stats: BatchStats = { dispatches: 0, submits: 0, readbacks: 0 };
   lastOp = '(none)';
-  /** Optional observer of every recorded dispatch (profiling, bench/profile.ts); null: none. */
+  /** Optional observer of every recorded dispatch (profiling, bench/steps/profile.ts); null: none. */
   trace: ((d: RecordedDispatch) => void) | null = null;
   /** Optional GPU timer of every dispatch (profiling: one pass per dispatch); null: none. */
   timer: PassTimer | null = null;

@@ -1,6 +1,6 @@
 // The example's training: a two-modality late-fusion classifier trained with MMPareto on the
 // synthetic audio-visual set, generated here from a seed. Pure engine code, so the same module
-// runs in the page's Web Worker, in Node (test/browser.test.ts compares the two; bench/example-steps.ts
+// runs in the page's Web Worker, in Node (test/embedding/browser.test.ts compares the two; bench/steps/example-steps.ts
 // times both). An app imports the same names from 'mmpareto-webgpu', 'mmpareto-webgpu/nn',
 // '/models' and '/data'; the example imports the repository's source so it always runs the
 // current engine.

@@ -15,7 +15,7 @@
 // each has relative error ≲ (N + ⌈log2 P⌉)·2⁻²⁴ (N sequential adds, then a tree reduction over the
 // P parameters). Then Σ‖g_i − ḡ‖² = S2 − ‖S1‖²/N, where E[S2] ≈ 2(N−1)·tr C and
 // E[‖S1‖²/N] ≈ (N−1)·tr C (S1/N = ḡ − g_1): the subtraction amplifies the relative error by about
-// 3, whatever ‖ḡ‖² / tr C is. test/analyze.test.ts checks this against float64 from the same
+// 3, whatever ‖ḡ‖² / tr C is. test/train/analyze.test.ts checks this against float64 from the same
 // per-batch gradients.
 //
 // The model is in training mode (batch-norm uses batch statistics, as the gradients training

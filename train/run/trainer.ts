@@ -7,7 +7,7 @@
 //
 // Determinism: initialisation comes from the seed, and epoch e's shuffle from (seed, e) alone,
 // so a run resumed from the checkpoint of epoch e continues exactly as an uninterrupted run
-// (tested bitwise in test/cli.test.ts).
+// (tested bitwise in test/train/cli.test.ts).
 //
 // Faults (docs/RELIABILITY.md): the run directory is locked for the run (train/run/run-dir.ts); every
 // file is written whole or not at all (train/io/files.ts); a NonFiniteGuard checks every step on the
