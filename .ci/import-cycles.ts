@@ -1,15 +1,15 @@
-// Fails on any import cycle among the browser-side floors (engine/, shaders/, models/): every
-// `import`, `import type`, `export … from` and literal `import()` between their files counts, so a
-// cycle of type-only imports is reported too (tools such as madge count them by default).
-// Prints each cycle as a chain of files, then "import cycles: N"; exits 1 when N > 0.
-// Usage: tsx .ci/import-cycles.ts [folder...]   (default: engine shaders models)
+// Fails on any import cycle among the floors (engine/, shaders/, models/, train/) and
+// experiments/: every `import`, `import type`, `export … from` and literal `import()` between their
+// files counts, so a cycle of type-only imports is reported too (tools such as madge count them by
+// default). Prints each cycle as a chain of files, then "import cycles: N"; exits 1 when N > 0.
+// Usage: tsx .ci/import-cycles.ts [folder...]   (default: engine shaders models train experiments)
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const folders = process.argv.slice(2).length ? process.argv.slice(2) : ['engine', 'shaders', 'models'];
+const folders = process.argv.slice(2).length ? process.argv.slice(2) : ['engine', 'shaders', 'models', 'train', 'experiments'];
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

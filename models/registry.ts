@@ -14,11 +14,11 @@ import { SharedTwoHead } from './shared-two-head.ts';
 
 export { MBTClassifier, type MBTClassifierOptions } from './mbt-classifier.ts';
 
-/** What the registry needs to know of a data set (train/data/dataset.ts's Dataset satisfies it). */
 /** The model names `buildModel` knows. */
 export const MODELS = ['cnn', 'resnet18', 'mbt'] as const;
 export type ModelName = (typeof MODELS)[number];
 
+/** What the registry needs to know of a data set (train/data/dataset.ts's Dataset satisfies it). */
 export interface DatasetShape {
   name: string;
   /** Modality → per-item shape [channels, height, width]. */
