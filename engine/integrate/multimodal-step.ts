@@ -16,7 +16,8 @@ import { add } from '../ops/elementwise.ts';
 import type { Tensor } from '../tensor.ts';
 import type { Optimizer } from '../optim.ts';
 import type { NonFiniteGuard } from './guard.ts';
-import { GradientIntegrator, type IntegratorMethod, type IntegratorOptions } from './integrator.ts';
+import { GradientIntegrator } from './integrator.ts';
+import type { IntegratorMethod, IntegratorOptions } from './options.ts';
 
 export interface MultimodalStepOptions extends Omit<IntegratorOptions, 'method'> {
   method: IntegratorMethod;

@@ -1,5 +1,5 @@
 // float64 references of the gradient integrators (engine/integrate), written from the papers and
-// the method descriptions in engine/integrate/integrator.ts, independently of the WGSL solvers.
+// the method descriptions in engine/integrate/options.ts, independently of the WGSL solvers.
 // A group's gradients are gs[j][t]: loss j, tensor t (flat Float64Arrays).
 import { pcgradOrder, type IntegratorMethod, type IntegratorOptions } from '../../engine/index.ts';
 
