@@ -10,7 +10,7 @@ import { incompleteBeta, logGamma, mean, pairedComparison, sampleStd, tCdf, tQua
 import { SWEEP_BUDGET, budgetLabel, summaryPath, type Budget } from '../../experiments/plan.ts';
 import { writeSummary, SUMMARY_VERSION, type RunSummary } from '../../experiments/summary.ts';
 import { collectAndRender, writeResults } from '../../experiments/summarize.ts';
-import { lastFifthChange } from '../../experiments/results-page.ts';
+import { lastFifthChange } from '../../experiments/results-tables.ts';
 import { standaloneSvg } from '../../experiments/figures.ts';
 
 const test = suite('summarize');
