@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const folders = process.argv.slice(2).length ? process.argv.slice(2) : ['engine', 'shaders', 'models', 'train', 'experiments'];
+const folders = process.argv.slice(2).length
+  ? process.argv.slice(2)
+  : ['engine', 'shaders', 'models', 'train', 'experiments'];
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

@@ -58,14 +58,19 @@ function run(tree: 'a' | 'b', r: number): Line[] {
   const dir = trees[tree];
   const t0 = performance.now();
   const p = spawnSync(resolve(dir, 'node_modules/.bin/tsx'), commands[tree], {
-    cwd: dir, encoding: 'utf8', env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+    cwd: dir,
+    encoding: 'utf8',
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
     maxBuffer: 64 * 2 ** 20,
   });
   if (p.status !== 0) {
     console.error(p.stderr);
     throw new Error(`bench/ab.ts: ${commands[tree].join(' ')} failed in ${dir} (exit ${p.status})`);
   }
-  const lines = p.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
+  const lines = p.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Line);
   emit({ ab: 'run', tree, dir, round: r, wall_s: round((performance.now() - t0) / 1000, 1), lines });
   return lines;
 }
@@ -86,4 +91,12 @@ for (let i = 0; i < count; i++) {
     summary[`${label}.${k}`] = { a: round(ma, 3), b: round(mb, 3), b_over_a: round(mb / ma, 3) };
   }
 }
-emit({ ab: 'summary', bench: bench.join(' '), a_bench: commands.a.join(' '), a: trees.a, b: trees.b, rounds, medians: summary });
+emit({
+  ab: 'summary',
+  bench: bench.join(' '),
+  a_bench: commands.a.join(' '),
+  a: trees.a,
+  b: trees.b,
+  rounds,
+  medians: summary,
+});

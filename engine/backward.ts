@@ -138,12 +138,15 @@ function sweep(order: readonly Tensor[], seeds: Map<Tensor, Slots>, k: number, o
 
 function seedFor(root: Tensor, gradient: Tensor | undefined, op: string): Tensor {
   root.device.assertUsable(op);
-  if (!root.requiresGrad) throw new EngineError(`${op}: tensor does not require grad (no parameter it depends on has requiresGrad)`);
+  if (!root.requiresGrad)
+    throw new EngineError(`${op}: tensor does not require grad (no parameter it depends on has requiresGrad)`);
   if (gradient) {
-    if (gradient.shape.join() !== root.shape.join()) throw new EngineError(`${op}: gradient shape [${gradient.shape}] does not match output [${root.shape}]`);
+    if (gradient.shape.join() !== root.shape.join())
+      throw new EngineError(`${op}: gradient shape [${gradient.shape}] does not match output [${root.shape}]`);
     return gradient;
   }
-  if (root.size !== 1) throw new EngineError(`${op}: output has shape [${root.shape}]; pass a gradient for a non-scalar output`);
+  if (root.size !== 1)
+    throw new EngineError(`${op}: output has shape [${root.shape}]; pass a gradient for a non-scalar output`);
   return fill(root.shape, 1, root.device);
 }
 
@@ -162,7 +165,8 @@ export function backward(root: Tensor, opts: BackwardOptions = {}): void {
       t.grad.dispose();
       if (g !== seed) g.dispose();
       t.grad = keep(sum);
-    } else if (g === opts.gradient) t.grad = keep(copyOf(g)); // never alias the caller's tensor
+    } else if (g === opts.gradient)
+      t.grad = keep(copyOf(g)); // never alias the caller's tensor
     else {
       t.grad = keep(g);
       seedKept ||= g === seed;
@@ -317,6 +321,8 @@ function checkOneGraph(op: string, names: string[], roots: Tensor[], order: read
   }
   const apart = names.filter((_, j) => find(j) !== find(0));
   if (apart.length) {
-    throw new EngineError(`${op}: losses ${apart.map((n) => `'${n}'`).join(', ')} come from a different forward graph than '${names[0]}' (they share no intermediate tensor)`);
+    throw new EngineError(
+      `${op}: losses ${apart.map((n) => `'${n}'`).join(', ')} come from a different forward graph than '${names[0]}' (they share no intermediate tensor)`,
+    );
   }
 }

@@ -172,8 +172,14 @@ export class Batcher {
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number, op = 'copy'): void {
     // Pool buffers have both usages; an app's buffer (Tensor.fromGPUBuffer) may lack them.
-    if (!(src.usage & COPY_SRC)) throw new EngineError(`${op}: the source buffer lacks GPUBufferUsage.COPY_SRC (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be copied or read back)`);
-    if (!(dst.usage & COPY_DST)) throw new EngineError(`${op}: the destination buffer lacks GPUBufferUsage.COPY_DST (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be written)`);
+    if (!(src.usage & COPY_SRC))
+      throw new EngineError(
+        `${op}: the source buffer lacks GPUBufferUsage.COPY_SRC (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be copied or read back)`,
+      );
+    if (!(dst.usage & COPY_DST))
+      throw new EngineError(
+        `${op}: the destination buffer lacks GPUBufferUsage.COPY_DST (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be written)`,
+      );
     this.pass?.end();
     this.pass = null;
     this.encoder ??= this.host.gpu.createCommandEncoder();
@@ -190,7 +196,8 @@ export class Batcher {
     this.host.errors.guard(`submit after '${this.lastOp}'`, () => {
       this.pass?.end();
       this.timer?.resolve(encoder);
-      if (this.slots > 0) this.host.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
+      if (this.slots > 0)
+        this.host.gpu.queue.writeBuffer(this.uniform, 0, this.mirror, 0, this.slots * this.slotStride);
       this.host.gpu.queue.submit([encoder.finish()]);
     });
     this.pass = null;
@@ -219,7 +226,10 @@ export class Batcher {
     this.flush();
     this.stats.readbacks++;
     try {
-      await this.host.wait(errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)), op);
+      await this.host.wait(
+        errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)),
+        op,
+      );
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;

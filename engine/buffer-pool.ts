@@ -10,7 +10,7 @@ const STORAGE = 0x80 | 0x04 | 0x08; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_
 export function sizeClass(bytes: number): number {
   if (bytes <= 256) return 256;
   const p = 2 ** Math.floor(Math.log2(bytes));
-  for (const f of [1, 1.25, 1.5, 1.75, 2]) if (p * f >= bytes) return Math.ceil(p * f / 16) * 16;
+  for (const f of [1, 1.25, 1.5, 1.75, 2]) if (p * f >= bytes) return Math.ceil((p * f) / 16) * 16;
   return 2 * p;
 }
 
@@ -70,11 +70,12 @@ export class BufferPool {
 
   /** Destroys the idle buffers (e.g. after a large one-off computation). */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) {
-      this.stats.bytesAllocated -= b.size;
-      this.stats.buffersAllocated--;
-      b.destroy();
-    }
+    for (const list of this.free.values())
+      for (const b of list) {
+        this.stats.bytesAllocated -= b.size;
+        this.stats.buffersAllocated--;
+        b.destroy();
+      }
     this.free.clear();
   }
 

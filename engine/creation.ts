@@ -28,7 +28,15 @@ function flatten(x: Nested, out: number[], shape: number[], depth: number): void
 export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: CreateOptions = {}): Tensor {
   let flat: ArrayLike<number>;
   let shp: Shape;
-  if (opts.checkFinite) assertFinite(typeof data === 'number' ? [data] : Array.isArray(data) ? (data.flat(Infinity) as number[]) : (data as ArrayLike<number>), 'tensor');
+  if (opts.checkFinite)
+    assertFinite(
+      typeof data === 'number'
+        ? [data]
+        : Array.isArray(data)
+          ? (data.flat(Infinity) as number[])
+          : (data as ArrayLike<number>),
+      'tensor',
+    );
   if (typeof data === 'number' || (Array.isArray(data) && shape === undefined)) {
     const out: number[] = [];
     const s: number[] = [];
@@ -39,7 +47,8 @@ export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: Cr
     flat = data as ArrayLike<number>;
     shp = shape ?? [flat.length];
   }
-  if (sizeOf(shp) !== flat.length) throw new EngineError(`tensor: ${flat.length} values do not fill shape [${shp.join(', ')}]`);
+  if (sizeOf(shp) !== flat.length)
+    throw new EngineError(`tensor: ${flat.length} values do not fill shape [${shp.join(', ')}]`);
   (opts.device ?? getDevice()).assertUsable('tensor');
   const dtype = opts.dtype ?? (flat instanceof Int32Array ? 'int32' : 'float32');
   let lo = Infinity;
@@ -49,7 +58,8 @@ export function tensor(data: ArrayLike<number> | Nested, shape?: Shape, opts: Cr
       const v = flat[i]!;
       if (!Number.isInteger(v)) throw new EngineError(`tensor: int32 tensor given non-integer value ${v} at ${i}`);
       // Int32Array.from would wrap it silently (2^33 → 0).
-      if (v < INT32_MIN || v > INT32_MAX) throw new EngineError(`tensor: int32 tensor given ${v} at ${i}, outside [${INT32_MIN}, ${INT32_MAX}]`);
+      if (v < INT32_MIN || v > INT32_MAX)
+        throw new EngineError(`tensor: int32 tensor given ${v} at ${i}, outside [${INT32_MIN}, ${INT32_MAX}]`);
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
@@ -82,7 +92,9 @@ export function assertFinite(data: ArrayLike<number>, what: string): void {
     if (!Number.isFinite(v)) {
       let count = 0;
       for (let j = i; j < data.length; j++) if (!Number.isFinite(data[j]!)) count++;
-      throw new EngineError(`${what}: value ${v} at index ${i} is not finite (${count} non-finite value${count > 1 ? 's' : ''} in ${data.length})`);
+      throw new EngineError(
+        `${what}: value ${v} at index ${i} is not finite (${count} non-finite value${count > 1 ? 's' : ''} in ${data.length})`,
+      );
     }
   }
 }
@@ -123,8 +135,12 @@ export function rand(shape: Shape, opts: RandomOptions & { low?: number; high?: 
  */
 export function writeTensor(t: Tensor, data: Float32Array | Int32Array): void {
   const buf = t.buffer('writeTensor');
-  if (data.length !== t.size) throw new EngineError(`writeTensor: ${data.length} values for ${t} [${t.shape.join(', ')}]`);
-  if ((t.dtype === 'int32') !== data instanceof Int32Array) throw new EngineError(`writeTensor: ${data instanceof Int32Array ? 'int32' : 'float32'} data for a ${t.dtype} tensor`);
+  if (data.length !== t.size)
+    throw new EngineError(`writeTensor: ${data.length} values for ${t} [${t.shape.join(', ')}]`);
+  if ((t.dtype === 'int32') !== data instanceof Int32Array)
+    throw new EngineError(
+      `writeTensor: ${data instanceof Int32Array ? 'int32' : 'float32'} data for a ${t.dtype} tensor`,
+    );
   t.device.batcher.flush();
   t.device.writeBuffer('writeTensor', buf, data);
 }

@@ -34,7 +34,9 @@ export class DeviceLostError extends EngineError {
     /** GPUDeviceLostInfo.message. */
     readonly detail: string,
   ) {
-    super(`${op}: the GPU device was lost (${reason}: ${detail}); no further work can run on it or be read back from it`);
+    super(
+      `${op}: the GPU device was lost (${reason}: ${detail}); no further work can run on it or be read back from it`,
+    );
   }
 }
 
@@ -118,7 +120,8 @@ export class Device implements BatcherHost {
     requiredLimits.maxBufferSize = adapter.limits.maxBufferSize;
     const requiredFeatures: GPUFeatureName[] = [];
     if (opts.timestamps) {
-      if (!adapter.features.has('timestamp-query')) throw new EngineError("The adapter does not support 'timestamp-query' (asked for by { timestamps: true }).");
+      if (!adapter.features.has('timestamp-query'))
+        throw new EngineError("The adapter does not support 'timestamp-query' (asked for by { timestamps: true }).");
       requiredFeatures.push('timestamp-query');
     }
     const dev = await adapter.requestDevice({ requiredLimits, requiredFeatures });
@@ -139,7 +142,10 @@ export class Device implements BatcherHost {
   static async fromGPUDevice(gpu: GPUDevice, name?: string): Promise<Device> {
     for (const [lim, need] of Object.entries(REQUIRED)) {
       const have = gpu.limits[lim as LimitName];
-      if (have < need) throw new EngineError(`Device.fromGPUDevice: GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice({ requiredLimits }).`);
+      if (have < need)
+        throw new EngineError(
+          `Device.fromGPUDevice: GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice({ requiredLimits }).`,
+        );
     }
     // A destroyed or lost device resolves `lost` before an (empty) queue reports its work done.
     const lost = await Promise.race([gpu.lost, gpu.queue.onSubmittedWorkDone().then(() => null)]);
@@ -149,7 +155,9 @@ export class Device implements BatcherHost {
       );
     }
     const info = (gpu as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-    const described = info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : '';
+    const described = info
+      ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ')
+      : '';
     return new Device(gpu, name ?? (described || 'app device'), false);
   }
 
@@ -184,7 +192,9 @@ export class Device implements BatcherHost {
    * (NONFINITE_COUNTERS: BatchNorm's running-stat updates). Created zeroed on first use.
    */
   get nonFiniteCounters(): GPUBuffer {
-    this.counters ??= this.errors.guard('nonFiniteCounters', () => this.gpu.createBuffer({ label: 'non-finite counters', size: 16, usage: STORAGE_COPY }));
+    this.counters ??= this.errors.guard('nonFiniteCounters', () =>
+      this.gpu.createBuffer({ label: 'non-finite counters', size: 16, usage: STORAGE_COPY }),
+    );
     return this.counters;
   }
 
@@ -202,7 +212,12 @@ export class Device implements BatcherHost {
     return this.errors.guard(op, () => this.compile(op, code, entryPoint, byEntry));
   }
 
-  private compile(op: string, code: string, entryPoint: string, byEntry: Map<string, GPUComputePipeline> | undefined): GPUComputePipeline {
+  private compile(
+    op: string,
+    code: string,
+    entryPoint: string,
+    byEntry: Map<string, GPUComputePipeline> | undefined,
+  ): GPUComputePipeline {
     // Most kernels fit the default 8 storage buffers; a few (attention's backward: up to 10) bind
     // more, and a device requested with default limits refuses them: say so before any dispatch.
     const storage = code.match(/var<storage\b/g)?.length ?? 0;
@@ -223,7 +238,9 @@ export class Device implements BatcherHost {
           const errs = info.messages.filter((x) => x.type === 'error');
           if (errs.length === 0) return;
           const lines = code.split('\n');
-          const text = errs.map((x) => `  line ${x.lineNum}: ${x.message}\n    ${lines[x.lineNum - 1]?.trim() ?? ''}`).join('\n');
+          const text = errs
+            .map((x) => `  line ${x.lineNum}: ${x.message}\n    ${lines[x.lineNum - 1]?.trim() ?? ''}`)
+            .join('\n');
           this.errors.record(`WGSL compile error in op '${op}':\n${text}`);
         }),
       );
@@ -252,8 +269,12 @@ export class Device implements BatcherHost {
    * and not submitted: flush() first where that matters. `op` names the caller in errors.
    */
   writeBuffer(op: string, buffer: GPUBuffer, data: Float32Array | Int32Array | Uint32Array, offset = 0): void {
-    if (!(buffer.usage & COPY_DST)) throw new EngineError(`${op}: the buffer lacks GPUBufferUsage.COPY_DST, so it cannot be written from the host`);
-    if (data.length) this.errors.guard(op, () => this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength));
+    if (!(buffer.usage & COPY_DST))
+      throw new EngineError(`${op}: the buffer lacks GPUBufferUsage.COPY_DST, so it cannot be written from the host`);
+    if (data.length)
+      this.errors.guard(op, () =>
+        this.gpu.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength),
+      );
   }
 
   /** Submits pending work and waits until the GPU finished it. */
@@ -283,7 +304,11 @@ export class Device implements BatcherHost {
       } catch (e) {
         await this.settleLoss();
         this.assertUsable(op);
-        throw e instanceof EngineError ? e : new EngineError(`${op}: ${(e as Error).name}: ${(e as Error).message || 'no message'} (near op '${this.batcher.lastOp}')`);
+        throw e instanceof EngineError
+          ? e
+          : new EngineError(
+              `${op}: ${(e as Error).name}: ${(e as Error).message || 'no message'} (near op '${this.batcher.lastOp}')`,
+            );
       }
       if (this.compileChecks.length) await Promise.all(this.compileChecks.splice(0));
       await this.errors.settle();
@@ -328,7 +353,9 @@ async function defaultGPU(timestamps: boolean): Promise<GPU> {
   if (defaultProvider) return defaultProvider({ timestamps });
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  const isWorkerOrPage = typeof (globalThis as { document?: unknown; importScripts?: unknown }).document !== 'undefined' || typeof (globalThis as { importScripts?: unknown }).importScripts === 'function';
+  const isWorkerOrPage =
+    typeof (globalThis as { document?: unknown; importScripts?: unknown }).document !== 'undefined' ||
+    typeof (globalThis as { importScripts?: unknown }).importScripts === 'function';
   throw new EngineError(
     isWorkerOrPage
       ? 'No WebGPU: navigator.gpu is undefined. Use a browser with WebGPU (Chrome or Edge 113+, Safari 26+, Firefox 141+ on Windows; on Linux Chrome needs --enable-unsafe-webgpu or chrome://flags/#enable-unsafe-webgpu), and serve the page from https:// or http://localhost (WebGPU needs a secure context).'

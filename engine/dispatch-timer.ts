@@ -31,21 +31,48 @@ export class DispatchTimer implements PassTimer {
   private used = 0; // queries used in the set of the submit being recorded
 
   /** `capacity`: most submits (each up to 64 dispatches) timed between two read() calls. */
-  constructor(private readonly device: Device, readonly capacity = 1024) {
+  constructor(
+    private readonly device: Device,
+    readonly capacity = 1024,
+  ) {
     if (!device.gpu.features.has('timestamp-query')) {
-      throw new EngineError("DispatchTimer: the device lacks 'timestamp-query' (create it with Device.create({ timestamps: true }) or request the feature)");
+      throw new EngineError(
+        "DispatchTimer: the device lacks 'timestamp-query' (create it with Device.create({ timestamps: true }) or request the feature)",
+      );
     }
-    if (!Number.isInteger(capacity) || capacity < 1) throw new EngineError(`DispatchTimer: capacity must be an integer >= 1, got ${capacity}`);
-    this.resolved = device.errors.guard('DispatchTimer', () => device.gpu.createBuffer({ label: 'dispatch-timer', size: capacity * SET_QUERIES * 8, usage: QUERY_RESOLVE_COPY_SRC }));
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new EngineError(`DispatchTimer: capacity must be an integer >= 1, got ${capacity}`);
+    this.resolved = device.errors.guard('DispatchTimer', () =>
+      device.gpu.createBuffer({
+        label: 'dispatch-timer',
+        size: capacity * SET_QUERIES * 8,
+        usage: QUERY_RESOLVE_COPY_SRC,
+      }),
+    );
   }
 
   /** Timestamp writes for the pass of the next dispatch (called by the batcher). */
   writes(op: string): GPUComputePassTimestampWrites {
-    if (this.counts.length >= this.capacity) throw new EngineError(`DispatchTimer: more than ${this.capacity} submits since the last read(); read() more often or give a larger capacity`);
-    if (this.used + 2 > SET_QUERIES) throw new EngineError('DispatchTimer: a submit held more dispatches than one query set (the batcher flushes every 64)');
-    while (this.sets.length <= this.counts.length) this.sets.push(this.device.errors.guard('DispatchTimer', () => this.device.gpu.createQuerySet({ label: 'dispatch-timer', type: 'timestamp', count: SET_QUERIES })));
+    if (this.counts.length >= this.capacity)
+      throw new EngineError(
+        `DispatchTimer: more than ${this.capacity} submits since the last read(); read() more often or give a larger capacity`,
+      );
+    if (this.used + 2 > SET_QUERIES)
+      throw new EngineError(
+        'DispatchTimer: a submit held more dispatches than one query set (the batcher flushes every 64)',
+      );
+    while (this.sets.length <= this.counts.length)
+      this.sets.push(
+        this.device.errors.guard('DispatchTimer', () =>
+          this.device.gpu.createQuerySet({ label: 'dispatch-timer', type: 'timestamp', count: SET_QUERIES }),
+        ),
+      );
     this.ops.push(op);
-    const w = { querySet: this.sets[this.counts.length]!, beginningOfPassWriteIndex: this.used, endOfPassWriteIndex: this.used + 1 };
+    const w = {
+      querySet: this.sets[this.counts.length]!,
+      beginningOfPassWriteIndex: this.used,
+      endOfPassWriteIndex: this.used + 1,
+    };
     this.used += 2;
     return w;
   }
@@ -69,7 +96,8 @@ export class DispatchTimer implements PassTimer {
     const out: TimedDispatch[] = [];
     let k = 0;
     counts.forEach((used, s) => {
-      for (let q = 0; q < used; q += 2) out.push({ op: ops[k++]!, ms: Number(t[s * SET_QUERIES + q + 1]! - t[s * SET_QUERIES + q]!) / 1e6 });
+      for (let q = 0; q < used; q += 2)
+        out.push({ op: ops[k++]!, ms: Number(t[s * SET_QUERIES + q + 1]! - t[s * SET_QUERIES + q]!) / 1e6 });
     });
     if (k !== ops.length) throw new EngineError(`DispatchTimer: resolved ${k} timings for ${ops.length} dispatches`);
     return out;

@@ -42,15 +42,27 @@ export interface GradcheckOptions {
 export interface GradcheckResult {
   ok: boolean;
   /** Per checked input: worst |analytic − numeric| and the tolerance it was held to there. */
-  inputs: { index: number; maxAbsErr: number; tolAtWorst: number; worstElement: number; analytic: number; numeric: number }[];
+  inputs: {
+    index: number;
+    maxAbsErr: number;
+    tolAtWorst: number;
+    worstElement: number;
+    analytic: number;
+    numeric: number;
+  }[];
   evaluations: number;
 }
 
 const U = 2 ** -24;
 
-async function evalF(fn: (...xs: Tensor[]) => Tensor, xs: Tensor[], v: Float32Array): Promise<{ f: number; s: number }> {
+async function evalF(
+  fn: (...xs: Tensor[]) => Tensor,
+  xs: Tensor[],
+  v: Float32Array,
+): Promise<{ f: number; s: number }> {
   const y = noGrad(() => fn(...xs));
-  if (y.size !== v.length) throw new EngineError(`gradcheck: output size changed between evaluations (${y.size} vs ${v.length})`);
+  if (y.size !== v.length)
+    throw new EngineError(`gradcheck: output size changed between evaluations (${y.size} vs ${v.length})`);
   const out = await y.toArray();
   y.dispose();
   let f = 0;
@@ -67,7 +79,11 @@ async function evalF(fn: (...xs: Tensor[]) => Tensor, xs: Tensor[], v: Float32Ar
  * Checks the gradients of `fn` at `inputs` (which are not modified).
  * `fn` must be deterministic and differentiable at the point (no ReLU kinks, no max ties).
  */
-export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tensor[], opts: GradcheckOptions = {}): Promise<GradcheckResult> {
+export async function gradcheck(
+  fn: (...xs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  opts: GradcheckOptions = {},
+): Promise<GradcheckResult> {
   const eps = opts.eps ?? 1e-2;
   const rtol = opts.rtol ?? 5e-3;
   const ulps = opts.ulps ?? 64;
@@ -116,7 +132,8 @@ export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonl
       const tol = atol + rtol * Math.abs(numeric);
       const err = Math.abs(a[j]! - numeric);
       const excess = Number.isNaN(err - tol) ? Infinity : err - tol;
-      if (excess > worst.excess) worst = { index: i, maxAbsErr: err, tolAtWorst: tol, worstElement: j, analytic: a[j]!, numeric, excess };
+      if (excess > worst.excess)
+        worst = { index: i, maxAbsErr: err, tolAtWorst: tol, worstElement: j, analytic: a[j]!, numeric, excess };
     }
     const { excess, ...rec } = worst;
     result.inputs.push(rec);
@@ -127,7 +144,12 @@ export async function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonl
     const bad = result.inputs.filter((r) => !(r.maxAbsErr <= r.tolAtWorst));
     throw new EngineError(
       'gradcheck failed:\n' +
-        bad.map((r) => `  input ${r.index} [${inputs[r.index]!.shape}], element ${r.worstElement}: analytic ${r.analytic}, numeric ${r.numeric}, |diff| ${r.maxAbsErr.toExponential(3)} > tol ${r.tolAtWorst.toExponential(3)}`).join('\n'),
+        bad
+          .map(
+            (r) =>
+              `  input ${r.index} [${inputs[r.index]!.shape}], element ${r.worstElement}: analytic ${r.analytic}, numeric ${r.numeric}, |diff| ${r.maxAbsErr.toExponential(3)} > tol ${r.tolAtWorst.toExponential(3)}`,
+          )
+          .join('\n'),
     );
   }
   return result;

@@ -57,7 +57,10 @@ function loadState(op: string, entries: [string, Tensor][], state: OptimizerStat
   for (const [k, t] of entries) {
     const v = state.get(k);
     if (!v) problems.push(`missing key '${k}'`);
-    else if (v.length !== t.size || !(v instanceof Float32Array)) problems.push(`'${k}' has ${v.length} ${v instanceof Float32Array ? 'float32' : 'int32'} values, expected ${t.size} float32`);
+    else if (v.length !== t.size || !(v instanceof Float32Array))
+      problems.push(
+        `'${k}' has ${v.length} ${v instanceof Float32Array ? 'float32' : 'int32'} values, expected ${t.size} float32`,
+      );
   }
   for (const k of extra) if (!state.has(k)) problems.push(`missing key '${k}'`);
   if (problems.length) throw new EngineError(`${op}.loadStateDict: ${problems.join('; ')}`);
@@ -76,7 +79,10 @@ export abstract class Optimizer {
   readonly params: readonly Tensor[];
   private readonly slots = new Map<Tensor, number>();
 
-  protected constructor(readonly name: string, params: readonly Tensor[]) {
+  protected constructor(
+    readonly name: string,
+    params: readonly Tensor[],
+  ) {
     checkParams(name, params);
     this.params = params;
     params.forEach((p, i) => this.slots.set(p, i));
@@ -174,13 +180,17 @@ export class SGD extends Optimizer {
     if (gradient instanceof Tensor) {
       const guarded = guard ? { guard: guard.statusBuffer } : {};
       p.device.dispatch({
-        kernel: sgdKernel, variant: { guarded: guard !== undefined }, params: { n: n4, ...rule },
+        kernel: sgdKernel,
+        variant: { guarded: guard !== undefined },
+        params: { n: n4, ...rule },
         bindings: { p: p.buffer('sgd'), m, grad: gradient.buffer('sgd'), ...guarded },
       });
     } else {
       const { state, coefBase, valid, grads } = gradient;
       p.device.dispatch({
-        kernel: fusedSgdKernel, variant: { k: grads.length }, params: { n4, coefBase, valid, ...rule },
+        kernel: fusedSgdKernel,
+        variant: { k: grads.length },
+        params: { n4, coefBase, valid, ...rule },
         bindings: { state, p: p.rawBuffer, m, g: grads },
       });
     }
@@ -219,7 +229,8 @@ export class AdamW extends Optimizer {
   constructor(params: readonly Tensor[], opts: AdamWOptions = {}) {
     const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 1e-2 } = opts;
     if (!(lr > 0)) throw new EngineError(`AdamW: lr must be > 0, got ${lr}`);
-    for (const b of betas) if (!(b >= 0 && b < 1)) throw new EngineError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
+    for (const b of betas)
+      if (!(b >= 0 && b < 1)) throw new EngineError(`AdamW: betas must lie in [0, 1), got [${betas.join(', ')}]`);
     if (!(eps >= 0)) throw new EngineError(`AdamW: eps must be >= 0, got ${eps}`);
     if (!(weightDecay >= 0)) throw new EngineError(`AdamW: weightDecay must be >= 0, got ${weightDecay}`);
     super('AdamW', params);
@@ -251,7 +262,10 @@ export class AdamW extends Optimizer {
     this.steps.splice(0, this.steps.length, ...steps!);
   }
   private stateEntries(): [string, Tensor][] {
-    return this.params.flatMap((_, i): [string, Tensor][] => [[`${i}.exp_avg`, this.m[i]!], [`${i}.exp_avg_sq`, this.v[i]!]]);
+    return this.params.flatMap((_, i): [string, Tensor][] => [
+      [`${i}.exp_avg`, this.m[i]!],
+      [`${i}.exp_avg_sq`, this.v[i]!],
+    ]);
   }
 
   /** Bias correction uses parameter i's own step count, advanced here by its update. */
@@ -265,20 +279,28 @@ export class AdamW extends Optimizer {
     const bc1 = 1 - this.beta1 ** t;
     const bc2 = 1 - this.beta2 ** t;
     const rule = {
-      decay: 1 - this.lrValue * this.weightDecay, beta1: this.beta1, beta2: this.beta2, eps: this.eps,
-      stepSize: this.lrValue / bc1, bc2sqrt: Math.sqrt(bc2),
+      decay: 1 - this.lrValue * this.weightDecay,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      stepSize: this.lrValue / bc1,
+      bc2sqrt: Math.sqrt(bc2),
     };
     const [m, v] = [this.m[i]!.rawBuffer, this.v[i]!.rawBuffer];
     if (gradient instanceof Tensor) {
       const guarded = guard ? { guard: guard.statusBuffer } : {};
       p.device.dispatch({
-        kernel: adamwKernel, variant: { guarded: guard !== undefined }, params: { n: n4, ...rule },
+        kernel: adamwKernel,
+        variant: { guarded: guard !== undefined },
+        params: { n: n4, ...rule },
         bindings: { p: p.buffer('adamw'), m, v, grad: gradient.buffer('adamw'), ...guarded },
       });
     } else {
       const { state, coefBase, valid, grads } = gradient;
       p.device.dispatch({
-        kernel: fusedAdamwKernel, variant: { k: grads.length }, params: { n4, coefBase, valid, ...rule },
+        kernel: fusedAdamwKernel,
+        variant: { k: grads.length },
+        params: { n4, coefBase, valid, ...rule },
         bindings: { state, p: p.rawBuffer, m, v, g: grads },
       });
     }

@@ -26,7 +26,10 @@ export class Generator {
     const s = this.s;
     const r = Math.imul(rotl(Math.imul(s[1]!, 5) >>> 0, 7), 9) >>> 0;
     const t = (s[1]! << 9) >>> 0;
-    s[2]! ^= s[0]!; s[3]! ^= s[1]!; s[1]! ^= s[2]!; s[0]! ^= s[3]!;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
     s[2]! ^= t;
     s[3] = rotl(s[3]!, 11);
     return r;

@@ -14,7 +14,12 @@ export class Storage {
    * `external`: the buffer belongs to the app (Tensor.fromGPUBuffer): when the last reference goes,
    * the engine only forgets it; it never returns it to its pool or destroys it.
    */
-  constructor(readonly device: Device, public buffer: GPUBuffer | null, readonly bytes: number, readonly external = false) {}
+  constructor(
+    readonly device: Device,
+    public buffer: GPUBuffer | null,
+    readonly bytes: number,
+    readonly external = false,
+  ) {}
   retain(): void {
     this.count++;
   }
@@ -57,7 +62,8 @@ export function setDevice(d: Device): void {
   defaultDevice = d;
 }
 export function getDevice(): Device {
-  if (!defaultDevice) throw new EngineError('No device: call `await init()` (or setDevice(await Device.create())) first.');
+  if (!defaultDevice)
+    throw new EngineError('No device: call `await init()` (or setDevice(await Device.create())) first.');
   return defaultDevice;
 }
 /** Creates the default device (Dawn in Node, navigator.gpu in a browser) and makes it current. */
@@ -136,18 +142,27 @@ export class Tensor {
     checkShape(op, shape);
     const device = opts.device ?? getDevice();
     const dtype = opts.dtype ?? 'float32';
-    if (dtype !== 'float32' && dtype !== 'int32') throw new EngineError(`${op}: dtype must be 'float32' or 'int32', got '${String(dtype)}'`);
+    if (dtype !== 'float32' && dtype !== 'int32')
+      throw new EngineError(`${op}: dtype must be 'float32' or 'int32', got '${String(dtype)}'`);
     const bytes = sizeOf(shape) * 4;
     const label = buffer.label ? ` '${buffer.label}'` : '';
     if (!(buffer.usage & STORAGE_USAGE)) {
-      throw new EngineError(`${op}: buffer${label} lacks GPUBufferUsage.STORAGE (its usage is 0x${buffer.usage.toString(16)}); create it with usage STORAGE (| COPY_SRC to read it back, | COPY_DST to write it)`);
+      throw new EngineError(
+        `${op}: buffer${label} lacks GPUBufferUsage.STORAGE (its usage is 0x${buffer.usage.toString(16)}); create it with usage STORAGE (| COPY_SRC to read it back, | COPY_DST to write it)`,
+      );
     }
     if (buffer.size < bytes) {
-      throw new EngineError(`${op}: buffer${label} has ${buffer.size} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${bytes}`);
+      throw new EngineError(
+        `${op}: buffer${label} has ${buffer.size} bytes, shape [${shape.join(', ')}] of ${dtype} needs ${bytes}`,
+      );
     }
-    if (buffer.mapState !== 'unmapped') throw new EngineError(`${op}: buffer${label} is ${buffer.mapState}; unmap it first`);
+    if (buffer.mapState !== 'unmapped')
+      throw new EngineError(`${op}: buffer${label} is ${buffer.mapState}; unmap it first`);
     const max = device.limits.maxStorageBufferBindingSize;
-    if (buffer.size > max) throw new EngineError(`${op}: buffer${label} has ${buffer.size} bytes, above this device's maxStorageBufferBindingSize (${max})`);
+    if (buffer.size > max)
+      throw new EngineError(
+        `${op}: buffer${label} has ${buffer.size} bytes, above this device's maxStorageBufferBindingSize (${max})`,
+      );
     return new Tensor(shape, dtype, new Storage(device, buffer, bytes, true), opts.requiresGrad ?? false);
   }
 
@@ -231,7 +246,15 @@ export function empty(shape: Shape, dtype: DType = 'float32', device: Device = g
   return new Tensor(shape, dtype, new Storage(device, device.pool.acquire(bytes), bytes));
 }
 
-type Nested = Tensor | readonly Nested[] | { readonly [k: string]: Nested } | null | undefined | number | string | boolean;
+type Nested =
+  | Tensor
+  | readonly Nested[]
+  | { readonly [k: string]: Nested }
+  | null
+  | undefined
+  | number
+  | string
+  | boolean;
 function collect(x: Nested, into: Set<Tensor>): void {
   if (x instanceof Tensor) into.add(x);
   else if (Array.isArray(x)) for (const v of x) collect(v as Nested, into);

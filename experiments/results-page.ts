@@ -6,7 +6,19 @@ import { histogram, histogramChart, lineChart, type LineSeries } from '../train/
 import { barChart } from './figures.ts';
 import { PILOT_DECISION, budgetLabel, runName, type Budget, type PlannedRun } from './plan.ts';
 import { mean } from './stats.ts';
-import { accuracyTable, byOrder, headsOf, lastFifthChange, meanSeries, name, pairedTable, PAPER_TABLE3, PAPER_TABLE5, pct, verdict } from './results-tables.ts';
+import {
+  accuracyTable,
+  byOrder,
+  headsOf,
+  lastFifthChange,
+  meanSeries,
+  name,
+  pairedTable,
+  PAPER_TABLE3,
+  PAPER_TABLE5,
+  pct,
+  verdict,
+} from './results-tables.ts';
 import type { RunSummary } from './summary.ts';
 
 export interface ResultsInput {
@@ -31,46 +43,116 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
   const cg = ds === 'cg-fmnist';
   const out: string[] = [];
   out.push(`## ${cg ? 'CG-FMNIST' : 'Multi-FMNIST'}: test accuracy`, '');
-  out.push(`Test accuracy (%) of the best epoch by validation, as mean ± sample standard deviation over the seeds. ${cg ? 'Beside it, the paper\'s Table 3 on CG-MNIST — **a different data set**: ours is built from Fashion-MNIST (harder items, the same colour shortcut), so only the orderings are comparable, not the numbers.' : 'Beside it, the paper\'s Table 5 on MultiMNIST with 50% salt-and-pepper noise on the right half; ours pairs Fashion-MNIST items, so only the orderings compare.'}`, '');
-  out.push(...accuracyTable(runs, 'best', cg ? PAPER_TABLE3 : PAPER_TABLE5, cg ? ['paper CG-MNIST acc', 'paper macro-F1'] : ['paper task 1 (left)', 'paper task 2 (right)']), '');
+  out.push(
+    `Test accuracy (%) of the best epoch by validation, as mean ± sample standard deviation over the seeds. ${cg ? "Beside it, the paper's Table 3 on CG-MNIST — **a different data set**: ours is built from Fashion-MNIST (harder items, the same colour shortcut), so only the orderings are comparable, not the numbers." : "Beside it, the paper's Table 5 on MultiMNIST with 50% salt-and-pepper noise on the right half; ours pairs Fashion-MNIST items, so only the orderings compare."}`,
+    '',
+  );
+  out.push(
+    ...accuracyTable(
+      runs,
+      'best',
+      cg ? PAPER_TABLE3 : PAPER_TABLE5,
+      cg ? ['paper CG-MNIST acc', 'paper macro-F1'] : ['paper task 1 (left)', 'paper task 2 (right)'],
+    ),
+    '',
+  );
   const paired = pairedTable(runs, heads, 'best');
-  out.push(`Paired differences against uniform (same seed: same initial weights, data and order), test accuracy of the best epoch:`, '', ...paired.lines, '');
+  out.push(
+    `Paired differences against uniform (same seed: same initial weights, data and order), test accuracy of the best epoch:`,
+    '',
+    ...paired.lines,
+    '',
+  );
   out.push(verdict(paired.mmp, `${cg ? 'CG-FMNIST' : 'Multi-FMNIST'} (${heads[0]} head, best epoch)`), '');
-  out.push(`The same at the last epoch (no selection on validation):`, '', ...accuracyTable(runs, 'final', null, []), '');
+  out.push(
+    `The same at the last epoch (no selection on validation):`,
+    '',
+    ...accuracyTable(runs, 'final', null, []),
+    '',
+  );
   const pf = pairedTable(runs, heads.slice(0, 1), 'final');
   out.push(verdict(pf.mmp, `${heads[0]} head, last epoch`), '');
   const methods = [...new Set(runs.map((r) => r.method))].sort(byOrder);
   const fig = `accuracy-${ds}.svg`;
-  figures[fig] = barChart(methods.map((m) => ({ name: m, values: heads.map((h) => runs.filter((r) => r.method === m).map((r) => 100 * r.best.test.acc[h]!)) })), {
-    title: `${ds}: test accuracy by method (best epoch)`, yLabel: 'test accuracy (%)', series: heads,
-    reference: methods.map((m) => (cg ? [PAPER_TABLE3[m]?.[0]] : (PAPER_TABLE5[m] ?? []))),
-  });
+  figures[fig] = barChart(
+    methods.map((m) => ({
+      name: m,
+      values: heads.map((h) => runs.filter((r) => r.method === m).map((r) => 100 * r.best.test.acc[h]!)),
+    })),
+    {
+      title: `${ds}: test accuracy by method (best epoch)`,
+      yLabel: 'test accuracy (%)',
+      series: heads,
+      reference: methods.map((m) => (cg ? [PAPER_TABLE3[m]?.[0]] : (PAPER_TABLE5[m] ?? []))),
+    },
+  );
   out.push(`![test accuracy by method](figures/${fig})`, '');
   const vfig = `val-curves-${ds}.svg`;
-  figures[vfig] = lineChart(methods.map((m) => {
-    const rs = runs.filter((r) => r.method === m);
-    const epochs = rs[0]?.valCurve.map((c) => c.epoch) ?? [];
-    return { name: m, points: epochs.map((e) => [e, mean(rs.map((r) => 100 * (r.valCurve.find((c) => c.epoch === e)?.acc[heads[0]!] ?? NaN)))] as const) };
-  }), { title: `${ds}: validation accuracy '${heads[0]}' (mean over seeds)`, xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true });
+  figures[vfig] = lineChart(
+    methods.map((m) => {
+      const rs = runs.filter((r) => r.method === m);
+      const epochs = rs[0]?.valCurve.map((c) => c.epoch) ?? [];
+      return {
+        name: m,
+        points: epochs.map(
+          (e) =>
+            [e, mean(rs.map((r) => 100 * (r.valCurve.find((c) => c.epoch === e)?.acc[heads[0]!] ?? NaN)))] as const,
+        ),
+      };
+    }),
+    {
+      title: `${ds}: validation accuracy '${heads[0]}' (mean over seeds)`,
+      xLabel: 'epoch',
+      yLabel: 'accuracy (%)',
+      integerX: true,
+    },
+  );
   out.push(`![validation curves](figures/${vfig})`, '');
   // Telemetry: cos β over training (Fig. 1a) and conflict share.
   const withT = runs.filter((r) => r.telemetry);
   const groups = [...new Set(withT.flatMap((r) => Object.keys(r.telemetry!)))];
   if (groups.length) {
-    out.push(`### Gradient conflicts during training (paper Fig. 1a)`, '', 'From the integrator telemetry (every step; uniform and one-joint-loss log none): mean cos β between g_m and g_u, the share of steps with cos β < 0, and mean |g_u| / mean |g_m| over training, mean over seeds.', '');
-    out.push('| method | encoder | seeds | mean cos β | steps with cos β < 0 | mean \\|g_u\\| / mean \\|g_m\\| |', '|---|---|---|---|---|---|');
-    for (const m of methods) for (const g of groups) {
-      const rs = withT.filter((r) => r.method === m && r.telemetry![g]);
-      if (!rs.length) continue;
-      const t = rs.map((r) => r.telemetry![g]!);
-      out.push(`| ${name(m)} | ${g} | ${rs.length} | ${mean(t.map((x) => x.cosMean)).toFixed(3)} | ${pct(mean(t.map((x) => x.conflictFraction)))}% | ${mean(t.map((x) => x.normRatio)).toFixed(2)} |`);
-    }
+    out.push(
+      `### Gradient conflicts during training (paper Fig. 1a)`,
+      '',
+      'From the integrator telemetry (every step; uniform and one-joint-loss log none): mean cos β between g_m and g_u, the share of steps with cos β < 0, and mean |g_u| / mean |g_m| over training, mean over seeds.',
+      '',
+    );
+    out.push(
+      '| method | encoder | seeds | mean cos β | steps with cos β < 0 | mean \\|g_u\\| / mean \\|g_m\\| |',
+      '|---|---|---|---|---|---|',
+    );
+    for (const m of methods)
+      for (const g of groups) {
+        const rs = withT.filter((r) => r.method === m && r.telemetry![g]);
+        if (!rs.length) continue;
+        const t = rs.map((r) => r.telemetry![g]!);
+        out.push(
+          `| ${name(m)} | ${g} | ${rs.length} | ${mean(t.map((x) => x.cosMean)).toFixed(3)} | ${pct(mean(t.map((x) => x.conflictFraction)))}% | ${mean(t.map((x) => x.normRatio)).toFixed(2)} |`,
+        );
+      }
     out.push('');
     for (const g of groups) {
       const f = `cos-${ds}-${g}.svg`;
-      figures[f] = lineChart(methods.map((m) => ({ name: m, points: meanSeries(withT.filter((r) => r.method === m), g, 1) })).filter((s) => s.points.length), {
-        title: `cos β(g_m, g_u), encoder '${g}' (mean over seeds, binned)`, xLabel: 'step', yLabel: 'cos β', yRange: [-1, 1], zeroLine: true,
-      });
+      figures[f] = lineChart(
+        methods
+          .map((m) => ({
+            name: m,
+            points: meanSeries(
+              withT.filter((r) => r.method === m),
+              g,
+              1,
+            ),
+          }))
+          .filter((s) => s.points.length),
+        {
+          title: `cos β(g_m, g_u), encoder '${g}' (mean over seeds, binned)`,
+          xLabel: 'step',
+          yLabel: 'cos β',
+          yRange: [-1, 1],
+          zeroLine: true,
+        },
+      );
       out.push(`![cos beta ${g}](figures/${f})`, '');
     }
   }
@@ -79,26 +161,66 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
 
 function hypothesisSection(analyses: readonly GradientAnalysis[], figures: Record<string, string>): string[] {
   const out = ['## Hypothesis 1 at fixed weights (`mmpareto analyze`)', ''];
-  if (!analyses.length) return [...out, 'No analysis yet: run `tsx experiments/sweep.ts --analyze` once the MMPareto and uniform runs have finished.', ''];
-  out.push('At a checkpoint\'s weights (nothing updated), per encoder, g_m and g_u on the same training mini-batches: mean |g|, the trace of the mini-batch gradient covariance tr C = Σ‖g_i − ḡ‖²/(N − 1), k = tr C^u / tr C^m, and the share of batches with cos(g_m, g_u) < 0. The paper: the unimodal gradient is larger with a larger covariance, k "often more than 3".', '');
-  out.push('| method | seed | epoch | encoder | batches | mean \\|g_m\\| | mean \\|g_u\\| | \\|g_u\\|/\\|g_m\\| | tr C^m | tr C^u | k | cos < 0 |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
-  const sorted = [...analyses].sort((a, b) => byOrder(a.run.method, b.run.method) || a.run.seed - b.run.seed || a.checkpoint.epoch - b.checkpoint.epoch);
+  if (!analyses.length)
+    return [
+      ...out,
+      'No analysis yet: run `tsx experiments/sweep.ts --analyze` once the MMPareto and uniform runs have finished.',
+      '',
+    ];
+  out.push(
+    'At a checkpoint\'s weights (nothing updated), per encoder, g_m and g_u on the same training mini-batches: mean |g|, the trace of the mini-batch gradient covariance tr C = Σ‖g_i − ḡ‖²/(N − 1), k = tr C^u / tr C^m, and the share of batches with cos(g_m, g_u) < 0. The paper: the unimodal gradient is larger with a larger covariance, k "often more than 3".',
+    '',
+  );
+  out.push(
+    '| method | seed | epoch | encoder | batches | mean \\|g_m\\| | mean \\|g_u\\| | \\|g_u\\|/\\|g_m\\| | tr C^m | tr C^u | k | cos < 0 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+  );
+  const sorted = [...analyses].sort(
+    (a, b) => byOrder(a.run.method, b.run.method) || a.run.seed - b.run.seed || a.checkpoint.epoch - b.checkpoint.epoch,
+  );
   const f = (x: number) => x.toPrecision(3);
-  for (const a of sorted) for (const [g, e] of Object.entries(a.encoders)) {
-    out.push(`| ${name(a.run.method)} | ${a.run.seed} | ${a.checkpoint.epoch} | ${g} | ${a.batches} | ${f(e.multimodal.meanNorm)} | ${f(e.unimodal.meanNorm)} | ${f(e.normRatio)} | ${f(e.multimodal.covTrace)} | ${f(e.unimodal.covTrace)} | ${f(e.k)} | ${pct(e.conflictFraction)}% |`);
-  }
+  for (const a of sorted)
+    for (const [g, e] of Object.entries(a.encoders)) {
+      out.push(
+        `| ${name(a.run.method)} | ${a.run.seed} | ${a.checkpoint.epoch} | ${g} | ${a.batches} | ${f(e.multimodal.meanNorm)} | ${f(e.unimodal.meanNorm)} | ${f(e.normRatio)} | ${f(e.multimodal.covTrace)} | ${f(e.unimodal.covTrace)} | ${f(e.k)} | ${pct(e.conflictFraction)}% |`,
+      );
+    }
   const ks = sorted.flatMap((a) => Object.values(a.encoders).map((e) => e.k));
   const over3 = ks.filter((k) => k > 3).length;
   const over1 = ks.filter((k) => k > 1).length;
-  out.push('', `k > 1 in ${over1} of ${ks.length} (checkpoint, encoder) cases and k > 3 in ${over3}; k ranges from ${f(Math.min(...ks))} to ${f(Math.max(...ks))}.`, '');
+  out.push(
+    '',
+    `k > 1 in ${over1} of ${ks.length} (checkpoint, encoder) cases and k > 3 in ${over3}; k ranges from ${f(Math.min(...ks))} to ${f(Math.max(...ks))}.`,
+    '',
+  );
   const series: LineSeries[] = [];
   for (const m of [...new Set(sorted.map((a) => a.run.method))]) {
     for (const g of [...new Set(sorted.flatMap((a) => Object.keys(a.encoders)))]) {
-      const epochs = [...new Set(sorted.filter((a) => a.run.method === m).map((a) => a.checkpoint.epoch))].sort((a, b) => a - b);
-      series.push({ name: `${m} ${g}`, points: epochs.map((ep) => [ep, mean(sorted.filter((a) => a.run.method === m && a.checkpoint.epoch === ep && a.encoders[g]).map((a) => a.encoders[g]!.k))] as const) });
+      const epochs = [...new Set(sorted.filter((a) => a.run.method === m).map((a) => a.checkpoint.epoch))].sort(
+        (a, b) => a - b,
+      );
+      series.push({
+        name: `${m} ${g}`,
+        points: epochs.map(
+          (ep) =>
+            [
+              ep,
+              mean(
+                sorted
+                  .filter((a) => a.run.method === m && a.checkpoint.epoch === ep && a.encoders[g])
+                  .map((a) => a.encoders[g]!.k),
+              ),
+            ] as const,
+        ),
+      });
     }
   }
-  figures['k-by-checkpoint.svg'] = lineChart(series, { title: 'k = tr C^u / tr C^m by checkpoint (mean over seeds)', xLabel: 'epoch of the checkpoint', yLabel: 'k', integerX: true });
+  figures['k-by-checkpoint.svg'] = lineChart(series, {
+    title: 'k = tr C^u / tr C^m by checkpoint (mean over seeds)',
+    xLabel: 'epoch of the checkpoint',
+    yLabel: 'k',
+    integerX: true,
+  });
   out.push('![k by checkpoint](figures/k-by-checkpoint.svg)', '');
   // Fig. 1d: per-batch |g_m| and |g_u| at the final checkpoint of the lowest seed, per method and encoder.
   for (const m of [...new Set(sorted.map((a) => a.run.method))]) {
@@ -112,24 +234,53 @@ function hypothesisSection(analyses: readonly GradientAnalysis[], figures: Recor
       const range: [number, number] = hi > lo ? [lo, hi] : [lo - 0.5, hi + 0.5];
       const edges = Array.from({ length: bins + 1 }, (_, k) => range[0] + ((range[1] - range[0]) * k) / bins);
       const file = `grad-norms-${m}-seed${seed}-epoch${a.checkpoint.epoch}-${g}.svg`;
-      figures[file] = histogramChart(edges, [{ name: '|g_m| multimodal', counts: histogram(e.multimodal.norms, bins, range) }, { name: '|g_u| unimodal', counts: histogram(e.unimodal.norms, bins, range) }], {
-        title: `|g_m| vs |g_u| at fixed weights: ${m}, seed ${seed}, epoch ${a.checkpoint.epoch}, '${g}'`, xLabel: 'gradient norm over the encoder', yLabel: 'mini-batches',
-      });
+      figures[file] = histogramChart(
+        edges,
+        [
+          { name: '|g_m| multimodal', counts: histogram(e.multimodal.norms, bins, range) },
+          { name: '|g_u| unimodal', counts: histogram(e.unimodal.norms, bins, range) },
+        ],
+        {
+          title: `|g_m| vs |g_u| at fixed weights: ${m}, seed ${seed}, epoch ${a.checkpoint.epoch}, '${g}'`,
+          xLabel: 'gradient norm over the encoder',
+          yLabel: 'mini-batches',
+        },
+      );
       out.push(`![gradient norms ${m} ${g}](figures/${file})`);
     }
   }
   return [...out, ''];
 }
 
-function pilotSection(pilot: readonly RunSummary[], runs: readonly RunSummary[], budget: Budget, figures: Record<string, string>): string[] {
+function pilotSection(
+  pilot: readonly RunSummary[],
+  runs: readonly RunSummary[],
+  budget: Budget,
+  figures: Record<string, string>,
+): string[] {
   const out = ['## Pilot: choosing the budget', ''];
   if (pilot.length) {
-    out.push('Seed-0 uniform runs on CG-FMNIST (and their curves as committed summaries in experiments/results/pilot). Criterion (issue 14): the multimodal head\'s validation accuracy changes by less than 1 point over the last 20% of training, measured as the largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋. With a constant learning rate each epoch\'s order depends only on (seed, epoch), so a run of E epochs is exactly the first E epochs of a longer one: a constant-lr pilot shows every shorter budget. A cosine schedule depends on the run\'s length, so a cosine pilot shows only its own E.', '');
+    out.push(
+      "Seed-0 uniform runs on CG-FMNIST (and their curves as committed summaries in experiments/results/pilot). Criterion (issue 14): the multimodal head's validation accuracy changes by less than 1 point over the last 20% of training, measured as the largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋. With a constant learning rate each epoch's order depends only on (seed, epoch), so a run of E epochs is exactly the first E epochs of a longer one: a constant-lr pilot shows every shorter budget. A cosine schedule depends on the run's length, so a cosine pilot shows only its own E.",
+      '',
+    );
     const head = (r: RunSummary) => headsOf([r])[0]!;
     const maxE = Math.max(...pilot.map((r) => r.valCurve.length));
-    out.push(`| pilot run (val %, main head) | ${Array.from({ length: maxE }, (_, i) => `ep ${i + 1}`).join(' | ')} |`, `|---|${Array.from({ length: maxE }, () => '---|').join('')}`);
-    for (const r of pilot) out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${Array.from({ length: maxE }, (_, i) => (r.valCurve[i] ? pct(r.valCurve[i]!.acc[head(r)]!) : '')).join(' | ')} |`);
-    out.push('', `Change over the last 20% (points) for a run of E epochs:`, '', `| pilot run | ${Array.from({ length: maxE - 4 }, (_, i) => `E = ${i + 5}`).join(' | ')} |`, `|---|${Array.from({ length: maxE - 4 }, () => '---|').join('')}`);
+    out.push(
+      `| pilot run (val %, main head) | ${Array.from({ length: maxE }, (_, i) => `ep ${i + 1}`).join(' | ')} |`,
+      `|---|${Array.from({ length: maxE }, () => '---|').join('')}`,
+    );
+    for (const r of pilot)
+      out.push(
+        `| ${r.dataset} ${r.method} ${r.budget.label} | ${Array.from({ length: maxE }, (_, i) => (r.valCurve[i] ? pct(r.valCurve[i]!.acc[head(r)]!) : '')).join(' | ')} |`,
+      );
+    out.push(
+      '',
+      `Change over the last 20% (points) for a run of E epochs:`,
+      '',
+      `| pilot run | ${Array.from({ length: maxE - 4 }, (_, i) => `E = ${i + 5}`).join(' | ')} |`,
+      `|---|${Array.from({ length: maxE - 4 }, () => '---|').join('')}`,
+    );
     for (const r of pilot) {
       const cells = Array.from({ length: maxE - 4 }, (_, i) => {
         const E = i + 5;
@@ -139,17 +290,43 @@ function pilotSection(pilot: readonly RunSummary[], runs: readonly RunSummary[],
       });
       out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${cells.join(' | ')} |`);
     }
-    out.push('', `Test accuracy (%) of the pilot runs (best epoch by validation):`, '', '| pilot run | best epoch | test acc per head |', '|---|---|---|');
-    for (const r of pilot) out.push(`| ${r.dataset} ${r.method} ${r.budget.label} | ${r.best.epoch} | ${Object.entries(r.best.test.acc).map(([h, a]) => `${h} ${pct(a)}`).join(', ')} |`);
+    out.push(
+      '',
+      `Test accuracy (%) of the pilot runs (best epoch by validation):`,
+      '',
+      '| pilot run | best epoch | test acc per head |',
+      '|---|---|---|',
+    );
+    for (const r of pilot)
+      out.push(
+        `| ${r.dataset} ${r.method} ${r.budget.label} | ${r.best.epoch} | ${Object.entries(r.best.test.acc)
+          .map(([h, a]) => `${h} ${pct(a)}`)
+          .join(', ')} |`,
+      );
     out.push('', PILOT_DECISION, '');
-    figures['pilot-val.svg'] = lineChart(pilot.map((r) => ({ name: `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ${r.budget.trainLimit / 1000}k×${r.budget.epochs}`, points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const) })), {
-      title: 'pilot (uniform, seed 0): validation accuracy of the mm head', xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true, width: 720,
-    });
+    figures['pilot-val.svg'] = lineChart(
+      pilot.map((r) => ({
+        name: `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ${r.budget.trainLimit / 1000}k×${r.budget.epochs}`,
+        points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const),
+      })),
+      {
+        title: 'pilot (uniform, seed 0): validation accuracy of the mm head',
+        xLabel: 'epoch',
+        yLabel: 'accuracy (%)',
+        integerX: true,
+        width: 720,
+      },
+    );
     out.push('![pilot validation curves](figures/pilot-val.svg)', '');
   }
   const uni = runs.filter((r) => r.method === 'uniform');
   if (uni.length) {
-    out.push(`The criterion on the sweep's own uniform runs (${budgetLabel(budget)}):`, '', '| data set | seed | change over the last 20% (points) | holds (< 1) |', '|---|---|---|---|');
+    out.push(
+      `The criterion on the sweep's own uniform runs (${budgetLabel(budget)}):`,
+      '',
+      '| data set | seed | change over the last 20% (points) | holds (< 1) |',
+      '|---|---|---|---|',
+    );
     for (const r of uni.sort((a, b) => a.dataset.localeCompare(b.dataset) || a.seed - b.seed)) {
       const d = lastFifthChange(r.valCurve, headsOf([r])[0]!, r.budget.epochs);
       out.push(`| ${r.dataset} | ${r.seed} | ${d.toFixed(2)} | ${d < 1 ? 'yes' : 'no'} |`);
@@ -174,7 +351,7 @@ export function renderResults(inp: ResultsInput): ResultsPage {
     `Budget \`${budgetLabel(b)}\`: ${b.trainLimit.toLocaleString('en-US')} training items for ${b.epochs} epochs (${Math.floor(b.trainLimit / b.batchSize) * b.epochs} steps of ${b.batchSize}), SGD with momentum 0.9 and weight decay 1e-4 at lr ${b.lr}${b.lrSchedule === 'cosine' ? ' decayed to 0 by a cosine schedule over the steps' : ' (constant)'} for every method (the paper: constant lr 1e-3; see the pilot below), γ = 1.5, the paper's CNN encoders, validation on ${b.valSize.toLocaleString('en-US')} held-out training items, test on the 10,000 t10k items. Seeds are paired: runs of one seed start from the same weights and see the same data in the same order (checked through each summary's fingerprints).`,
     '',
     `- Runs: ${inp.runs.length} of ${inp.plan.length} planned${missing.length ? `; **missing**: ${missing.map((r) => `${r.dataset}/${runName(r)}`).join(', ')}` : ' (complete)'}.`,
-    `- Pairing: ${inp.pairing.length ? `**problems**: ${inp.pairing.join('; ')}` : 'every seed\'s runs share initial weights and data.'}`,
+    `- Pairing: ${inp.pairing.length ? `**problems**: ${inp.pairing.join('; ')}` : "every seed's runs share initial weights and data."}`,
     `- Code: ${commits.length ? commits.map((c) => `\`${c.slice(0, 12)}\``).join(', ') : '—'}; adapter: ${adapters.join(', ') || '—'}. Wall times in the summaries were measured on a shared machine and are not benchmarks.`,
     '',
   ];

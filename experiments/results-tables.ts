@@ -5,27 +5,59 @@ import { mean, pairedComparison, sampleStd } from './stats.ts';
 import type { RunSummary } from './summary.ts';
 
 export const METHOD_NAMES: Record<string, string> = {
-  mmpareto: 'MMPareto', uniform: 'uniform (baseline)', mgda: 'MGDA (conventional Pareto)', 'one-joint-loss': 'one joint loss',
-  pcgrad: 'PCGrad', 'mmpareto-official': "MMPareto (authors' code)", gradnorm: 'GradNorm', metabalance: 'MetaBalance',
+  mmpareto: 'MMPareto',
+  uniform: 'uniform (baseline)',
+  mgda: 'MGDA (conventional Pareto)',
+  'one-joint-loss': 'one joint loss',
+  pcgrad: 'PCGrad',
+  'mmpareto-official': "MMPareto (authors' code)",
+  gradnorm: 'GradNorm',
+  metabalance: 'MetaBalance',
 };
 /** Paper Table 3, CG-MNIST: accuracy and macro-F1. */
 export const PAPER_TABLE3: Record<string, [number, number]> = {
-  'one-joint-loss': [60.5, 59.89], uniform: [75.68, 75.66], mgda: [62.0, 61.85], gradnorm: [76.16, 76.12], pcgrad: [79.35, 77.14], metabalance: [79.18, 77.87], mmpareto: [81.88, 81.69],
+  'one-joint-loss': [60.5, 59.89],
+  uniform: [75.68, 75.66],
+  mgda: [62.0, 61.85],
+  gradnorm: [76.16, 76.12],
+  pcgrad: [79.35, 77.14],
+  metabalance: [79.18, 77.87],
+  mmpareto: [81.88, 81.69],
 };
 /** Paper Table 5, MultiMNIST with 50% salt-and-pepper noise on the right: task 1 (left), task 2 (right). */
 export const PAPER_TABLE5: Record<string, [number, number]> = {
-  uniform: [86.63, 78.42], mgda: [86.95, 77.04], gradnorm: [85.95, 79.52], pcgrad: [84.74, 76.44], metabalance: [87.07, 79.53], mmpareto: [87.72, 80.64],
+  uniform: [86.63, 78.42],
+  mgda: [86.95, 77.04],
+  gradnorm: [85.95, 79.52],
+  pcgrad: [84.74, 76.44],
+  metabalance: [87.07, 79.53],
+  mmpareto: [87.72, 80.64],
 };
-export const ORDER = ['mmpareto', 'mmpareto-official', 'uniform', 'pcgrad', 'mgda', 'one-joint-loss', 'gradnorm', 'metabalance'];
-export const byOrder = (a: string, b: string) => (ORDER.indexOf(a) + 99 * +(ORDER.indexOf(a) < 0)) - (ORDER.indexOf(b) + 99 * +(ORDER.indexOf(b) < 0));
+export const ORDER = [
+  'mmpareto',
+  'mmpareto-official',
+  'uniform',
+  'pcgrad',
+  'mgda',
+  'one-joint-loss',
+  'gradnorm',
+  'metabalance',
+];
+export const byOrder = (a: string, b: string) =>
+  ORDER.indexOf(a) + 99 * +(ORDER.indexOf(a) < 0) - (ORDER.indexOf(b) + 99 * +(ORDER.indexOf(b) < 0));
 export const name = (m: string) => METHOD_NAMES[m] ?? m;
 export const pct = (x: number) => (100 * x).toFixed(2);
-export const pm = (xs: number[]) => (xs.length ? (xs.length > 1 ? `${pct(mean(xs))} ± ${pct(sampleStd(xs))}` : `${pct(xs[0]!)} (1 seed)`) : '—');
+export const pm = (xs: number[]) =>
+  xs.length ? (xs.length > 1 ? `${pct(mean(xs))} ± ${pct(sampleStd(xs))}` : `${pct(xs[0]!)} (1 seed)`) : '—';
 export const signed = (x: number, d = 2) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(d)}`;
 export const fmtP = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
 
 /** Largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋ of a validation curve that ends at epoch E (points). */
-export function lastFifthChange(curve: readonly { epoch: number; acc: Record<string, number> }[], head: string, epochs = curve.length): number {
+export function lastFifthChange(
+  curve: readonly { epoch: number; acc: Record<string, number> }[],
+  head: string,
+  epochs = curve.length,
+): number {
   const pts = curve.filter((c) => c.epoch <= epochs);
   const end = pts.find((c) => c.epoch === epochs);
   if (!end) return NaN;
@@ -39,7 +71,12 @@ export const headsOf = (runs: readonly RunSummary[]): string[] => {
   return keys.includes('mm') ? ['mm', ...keys.filter((k) => k !== 'mm')] : keys;
 };
 
-export function accuracyTable(runs: readonly RunSummary[], which: 'best' | 'final', paper: Record<string, number[]> | null, paperCols: string[]): string[] {
+export function accuracyTable(
+  runs: readonly RunSummary[],
+  which: 'best' | 'final',
+  paper: Record<string, number[]> | null,
+  paperCols: string[],
+): string[] {
   const heads = headsOf(runs);
   const methods = [...new Set(runs.map((r) => r.method))].sort(byOrder);
   const extra = paperCols.map((c) => ` ${c} |`).join('');
@@ -52,15 +89,24 @@ export function accuracyTable(runs: readonly RunSummary[], which: 'best' | 'fina
     const cells = heads.map((h) => pm(rs.map((r) => r[which].test.acc[h]!).filter((v) => v !== undefined)));
     const f1 = pm(rs.map((r) => r[which].test.macro_f1[heads[0]!]!));
     const ref = paperCols.map((_, i) => paper?.[m]?.[i]?.toFixed(2) ?? '—');
-    lines.push(`| ${name(m)} | ${rs.map((r) => r.seed).join(', ')} | ${cells.join(' | ')} | ${f1} |${ref.map((x) => ` ${x} |`).join('')}`);
+    lines.push(
+      `| ${name(m)} | ${rs.map((r) => r.seed).join(', ')} | ${cells.join(' | ')} | ${f1} |${ref.map((x) => ` ${x} |`).join('')}`,
+    );
   }
   return lines;
 }
 
-export function pairedTable(runs: readonly RunSummary[], heads: string[], which: 'best' | 'final'): { lines: string[]; mmp: ReturnType<typeof pairedComparison> | null } {
+export function pairedTable(
+  runs: readonly RunSummary[],
+  heads: string[],
+  which: 'best' | 'final',
+): { lines: string[]; mmp: ReturnType<typeof pairedComparison> | null } {
   const base = new Map(runs.filter((r) => r.method === 'uniform').map((r) => [r.seed, r]));
   const methods = [...new Set(runs.map((r) => r.method))].filter((m) => m !== 'uniform').sort(byOrder);
-  const lines = ['| method − uniform | head | pairs (seeds) | mean difference (points) | 95% CI (t) | t | one-sided p (H1: method > uniform) | method wins |', '|---|---|---|---|---|---|---|---|'];
+  const lines = [
+    '| method − uniform | head | pairs (seeds) | mean difference (points) | 95% CI (t) | t | one-sided p (H1: method > uniform) | method wins |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
   let mmp: ReturnType<typeof pairedComparison> | null = null;
   for (const m of methods) {
     const pairs = runs.filter((r) => r.method === m && base.has(r.seed)).sort((a, b) => a.seed - b.seed);
@@ -69,9 +115,14 @@ export function pairedTable(runs: readonly RunSummary[], heads: string[], which:
         lines.push(`| ${name(m)} | ${h} | ${pairs.length} | — | — | — | — | — |`);
         continue;
       }
-      const c = pairedComparison(pairs.map((r) => 100 * r[which].test.acc[h]!), pairs.map((r) => 100 * base.get(r.seed)![which].test.acc[h]!));
+      const c = pairedComparison(
+        pairs.map((r) => 100 * r[which].test.acc[h]!),
+        pairs.map((r) => 100 * base.get(r.seed)![which].test.acc[h]!),
+      );
       if (m === 'mmpareto' && h === heads[0]) mmp = c;
-      lines.push(`| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | [${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${c.t.toFixed(2)} | ${fmtP(c.pGreater)} | ${c.wins}/${c.n} |`);
+      lines.push(
+        `| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | [${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${c.t.toFixed(2)} | ${fmtP(c.pGreater)} | ${c.wins}/${c.n} |`,
+      );
     }
   }
   return { lines, mmp };
@@ -88,5 +139,8 @@ export function meanSeries(runs: readonly RunSummary[], group: string, col: 1 | 
   const series = runs.map((r) => r.telemetry?.[group]?.series).filter((s): s is NonNullable<typeof s> => !!s);
   if (!series.length) return [];
   const len = Math.min(...series.map((s) => s.length));
-  return Array.from({ length: len }, (_, i) => [series[0]![i]![0], mean(series.map((s) => s[i]![col]))] as [number, number]);
+  return Array.from(
+    { length: len },
+    (_, i) => [series[0]![i]![0], mean(series.map((s) => s[i]![col]))] as [number, number],
+  );
 }

@@ -15,7 +15,9 @@ import { executeRun } from './runner.ts';
 
 const [runJson, runsDir, resultsDir, commit] = process.argv.slice(2);
 if (!runJson || !runsDir || !resultsDir || !commit) {
-  console.error('usage: tsx experiments/run-one.ts RUN_JSON RUNS_DIR RESULTS_DIR COMMIT (started by experiments/sweep.ts)');
+  console.error(
+    'usage: tsx experiments/run-one.ts RUN_JSON RUNS_DIR RESULTS_DIR COMMIT (started by experiments/sweep.ts)',
+  );
   process.exit(2);
 }
 const run = JSON.parse(runJson) as PlannedRun;
@@ -32,7 +34,11 @@ const device = await init();
 let last = 0;
 try {
   await executeRun(run, {
-    device, runsDir, resultsDir, commit, signal: stop.signal,
+    device,
+    runsDir,
+    resultsDir,
+    commit,
+    signal: stop.signal,
     events: {
       log: (line) => send({ type: 'log', line }),
       progress: (p) => {

@@ -56,7 +56,9 @@ export function runConfig(run: PlannedRun, runsDir: string): RunConfig {
 /** The fields of a saved config.json that must match for a resume (everything but epochs, paths and stamps). */
 function sameRun(a: RunConfig, b: RunConfig): string[] {
   const skip = new Set(['outDir', 'dataDir', 'version', 'device']);
-  return (Object.keys(a) as (keyof RunConfig)[]).filter((k) => !skip.has(k) && a[k] !== b[k]).map((k) => `${k}: ${String(b[k])} in the run directory, ${String(a[k])} planned`);
+  return (Object.keys(a) as (keyof RunConfig)[])
+    .filter((k) => !skip.has(k) && a[k] !== b[k])
+    .map((k) => `${k}: ${String(b[k])} in the run directory, ${String(a[k])} planned`);
 }
 
 /** sweep-run.json in a run directory: the commits that trained it and the steps where its segments started. */
@@ -81,7 +83,8 @@ export async function executeRun(run: PlannedRun, opts: ExecuteOptions): Promise
   }
   if (state !== 'unstarted') {
     const diff = sameRun(config, readRunConfig(dir));
-    if (diff.length) throw new Error(`${dir} holds a different run (${diff.join('; ')}); move it away or change the plan`);
+    if (diff.length)
+      throw new Error(`${dir} holds a different run (${diff.join('; ')}); move it away or change the plan`);
   }
   const pairing = await pairingFingerprint(config);
   let final: FinalRecord | undefined;
@@ -101,11 +104,21 @@ export async function executeRun(run: PlannedRun, opts: ExecuteOptions): Promise
       },
     });
   }
-  final ??= readRecords(files.metrics).filter((r): r is FinalRecord => r.type === 'final').pop()!;
+  final ??= readRecords(files.metrics)
+    .filter((r): r is FinalRecord => r.type === 'final')
+    .pop()!;
   const finalTest = final.best_epoch === config.epochs ? final.test : await testLatest(config);
   if (!existsSync(metaPath)) recordMeta(metaPath, opts.commit, 0);
   const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as RunMeta;
-  const summary = buildSummary({ runDir: dir, budget: run.budget, finalTest, adapter: opts.device.adapterName, commits: meta.commits, pairing, segmentStarts: meta.segmentStarts });
+  const summary = buildSummary({
+    runDir: dir,
+    budget: run.budget,
+    finalTest,
+    adapter: opts.device.adapterName,
+    commits: meta.commits,
+    pairing,
+    segmentStarts: meta.segmentStarts,
+  });
   writeSummary(out, summary);
   return summary;
 }
@@ -116,7 +129,9 @@ export async function executeRun(run: PlannedRun, opts: ExecuteOptions): Promise
  * steps are replayed) leaves no trace.
  */
 function recordMeta(path: string, commit: string, segmentStart: number): void {
-  const meta: RunMeta = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as RunMeta) : { commits: [], segmentStarts: [] };
+  const meta: RunMeta = existsSync(path)
+    ? (JSON.parse(readFileSync(path, 'utf8')) as RunMeta)
+    : { commits: [], segmentStarts: [] };
   if (!meta.commits.includes(commit)) meta.commits.push(commit);
   if (!meta.segmentStarts.includes(segmentStart)) meta.segmentStarts.push(segmentStart);
   writeFileSync(path, JSON.stringify(meta) + '\n');
@@ -135,14 +150,28 @@ async function testLatest(config: RunConfig): Promise<EvalRecord> {
 }
 
 /** Summary of an existing finished run directory (e.g. a pilot run trained by hand), for a given budget and commit. */
-export async function summarizeRunDir(dir: string, budget: PlannedRun['budget'], commit: string, device: Device, out: string): Promise<RunSummary> {
+export async function summarizeRunDir(
+  dir: string,
+  budget: PlannedRun['budget'],
+  commit: string,
+  device: Device,
+  out: string,
+): Promise<RunSummary> {
   const config = readRunConfig(resolve(dir));
   config.outDir = resolve(dir);
   const recs = readRecords(runFiles(dir).metrics);
   const final = recs.filter((r): r is FinalRecord => r.type === 'final').pop();
   if (!final) throw new Error(`${dir}: the run has not finished (no final record)`);
   const finalTest = final.best_epoch === config.epochs ? final.test : await testLatest(config);
-  const summary = buildSummary({ runDir: dir, budget, finalTest, adapter: device.adapterName, commits: [commit], pairing: await pairingFingerprint(config), segmentStarts: [0] });
+  const summary = buildSummary({
+    runDir: dir,
+    budget,
+    finalTest,
+    adapter: device.adapterName,
+    commits: [commit],
+    pairing: await pairingFingerprint(config),
+    segmentStarts: [0],
+  });
   writeSummary(out, summary);
   return summary;
 }

@@ -14,7 +14,10 @@ export function sampleStd(xs: readonly number[]): number {
 
 /** ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms: relative error ~1e-15). */
 export function logGamma(x: number): number {
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+    12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x); // reflection
   const z = x - 1;
   let s = c[0]!;
@@ -120,5 +123,15 @@ export function pairedComparison(a: readonly number[], b: readonly number[]): Pa
   const df = n - 1;
   const q = tQuantile(0.975, df);
   const t = se > 0 ? m / se : m > 0 ? Infinity : m < 0 ? -Infinity : NaN;
-  return { n, meanDiff: m, sdDiff: sd, se, t, df, ci95: [m - q * se, m + q * se], pGreater: Number.isNaN(t) ? 0.5 : 1 - tCdf(t, df), wins: d.filter((x) => x > 0).length };
+  return {
+    n,
+    meanDiff: m,
+    sdDiff: sd,
+    se,
+    t,
+    df,
+    ci95: [m - q * se, m + q * se],
+    pGreater: Number.isNaN(t) ? 0.5 : 1 - tCdf(t, df),
+    wins: d.filter((x) => x > 0).length,
+  };
 }

@@ -17,11 +17,14 @@ const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 function readAnalyses(dir: string): GradientAnalysis[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => {
-    const a = JSON.parse(readFileSync(join(dir, f), 'utf8')) as GradientAnalysis;
-    if (a.type !== 'gradient-analysis') throw new Error(`${join(dir, f)}: not an analysis (type ${String(a.type)})`);
-    return a;
-  });
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => {
+      const a = JSON.parse(readFileSync(join(dir, f), 'utf8')) as GradientAnalysis;
+      if (a.type !== 'gradient-analysis') throw new Error(`${join(dir, f)}: not an analysis (type ${String(a.type)})`);
+      return a;
+    });
 }
 
 /** Reads the results for a budget and renders the page (no writing). */
@@ -32,7 +35,14 @@ export function collectAndRender(resultsDir: string, budget: Budget = SWEEP_BUDG
   const main = all.filter((s) => !s.path.startsWith(pilotDir + '/') && s.summary.budget.label === label);
   const pilot = all.filter((s) => s.path.startsWith(pilotDir + '/')).map((s) => s.summary);
   const analyses = ['cg-fmnist', 'multi-fmnist'].flatMap((ds) => readAnalyses(join(resultsDir, ds, label, 'analysis')));
-  return renderResults({ budget, plan: sweepPlan(budget), runs: main.map((s) => s.summary), analyses, pilot, pairing: pairingProblems(main) });
+  return renderResults({
+    budget,
+    plan: sweepPlan(budget),
+    runs: main.map((s) => s.summary),
+    analyses,
+    pilot,
+    pairing: pairingProblems(main),
+  });
 }
 
 /** Writes RESULTS.md and the figures (the figures directory is regenerated whole). */
@@ -47,7 +57,11 @@ export function writeResults(page: ResultsPage, docsDir: string): { markdown: st
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values: v } = parseArgs({ args: process.argv.slice(2), options: { results: { type: 'string' }, docs: { type: 'string' } }, strict: true });
+  const { values: v } = parseArgs({
+    args: process.argv.slice(2),
+    options: { results: { type: 'string' }, docs: { type: 'string' } },
+    strict: true,
+  });
   const resultsDir = resolve(v.results ?? join(ROOT, 'experiments', 'results'));
   const docsDir = resolve(v.docs ?? join(ROOT, 'docs'));
   try {

@@ -65,7 +65,13 @@ export interface RunSummary {
   best: EpochMetrics;
   final: EpochMetrics;
   /** Validation after every epoch. */
-  valCurve: { epoch: number; step: number; acc: Record<string, number>; macro_f1: Record<string, number>; loss: Record<string, number> }[];
+  valCurve: {
+    epoch: number;
+    step: number;
+    acc: Record<string, number>;
+    macro_f1: Record<string, number>;
+    loss: Record<string, number>;
+  }[];
   /** Binned training losses: [last step of the bin, { loss name → mean }]. */
   trainLoss: [number, Record<string, number>][];
   /** Encoder group → telemetry statistics; null for methods without an integrator (uniform, one-joint-loss). */
@@ -104,7 +110,12 @@ export async function pairingFingerprint(config: RunConfig): Promise<{ init: str
       state.push(new TextEncoder().encode(k), (await t.toArray()) as Float32Array);
     }
     const train = setup.dataset.train;
-    const loader = new Loader(train, setup.dataset, { batchSize: config.batchSize, shuffle: true, seed: config.seed, dropLast: true });
+    const loader = new Loader(train, setup.dataset, {
+      batchSize: config.batchSize,
+      shuffle: true,
+      seed: config.seed,
+      dropLast: true,
+    });
     const data: ArrayBufferView[] = [];
     for (const [m, x] of Object.entries(train.inputs).sort()) data.push(new TextEncoder().encode(m), x);
     for (const [t, y] of Object.entries(train.labels).sort()) data.push(new TextEncoder().encode(t), y);
@@ -127,7 +138,13 @@ function telemetrySummary(records: ReturnType<typeof loadRun>['telemetry']): Rec
     const series: TelemetrySummary['series'] = [];
     for (let i = 0; i < rs.length; i += per) {
       const bin = rs.slice(i, i + per);
-      series.push([bin[bin.length - 1]!.step, mean(bin.map((r) => r.cos)), bin.filter((r) => r.cos < 0).length / bin.length, mean(bin.map((r) => r.norm_m)), mean(bin.map((r) => r.norm_u))]);
+      series.push([
+        bin[bin.length - 1]!.step,
+        mean(bin.map((r) => r.cos)),
+        bin.filter((r) => r.cos < 0).length / bin.length,
+        mean(bin.map((r) => r.norm_m)),
+        mean(bin.map((r) => r.norm_u)),
+      ]);
     }
     out[g] = {
       steps: rs.length,
@@ -165,8 +182,14 @@ export function buildSummary(inp: SummaryInputs): RunSummary {
   const vals = run.evals.filter((e) => e.split === 'val');
   const last = vals[vals.length - 1];
   const bestVal = vals.find((e) => e.epoch === run.final!.best_epoch);
-  if (!last || !bestVal || last.epoch !== c.epochs) throw new Error(`summary: ${inp.runDir} lacks validation records (last epoch ${last?.epoch ?? 'none'} of ${c.epochs})`);
-  if (inp.finalTest.epoch !== last.epoch) throw new Error(`summary: the final test evaluation is of epoch ${inp.finalTest.epoch}, not the last epoch ${last.epoch}`);
+  if (!last || !bestVal || last.epoch !== c.epochs)
+    throw new Error(
+      `summary: ${inp.runDir} lacks validation records (last epoch ${last?.epoch ?? 'none'} of ${c.epochs})`,
+    );
+  if (inp.finalTest.epoch !== last.epoch)
+    throw new Error(
+      `summary: the final test evaluation is of epoch ${inp.finalTest.epoch}, not the last epoch ${last.epoch}`,
+    );
   // A resumed segment restarts time_s at 0: sum each segment's last time over the steps it kept.
   const starts = [...new Set(inp.segmentStarts)].sort((a, b) => a - b);
   const segments = starts.length;
@@ -180,18 +203,36 @@ export function buildSummary(inp: SummaryInputs): RunSummary {
   delete (config as Record<string, unknown>).version;
   delete (config as Record<string, unknown>).device;
   const lossNames = Object.keys(run.steps[0]?.loss ?? {});
-  const binned = lossNames.map((n) => binnedMeans(run.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const), SERIES_POINTS));
+  const binned = lossNames.map((n) =>
+    binnedMeans(
+      run.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const),
+      SERIES_POINTS,
+    ),
+  );
   return {
-    type: 'run-summary', version: SUMMARY_VERSION,
-    dataset: c.dataset, model: c.model, method: c.method, seed: c.seed,
+    type: 'run-summary',
+    version: SUMMARY_VERSION,
+    dataset: c.dataset,
+    model: c.model,
+    method: c.method,
+    seed: c.seed,
     budget: { ...inp.budget, label: budgetLabel(inp.budget) },
-    config, steps,
+    config,
+    steps,
     best: { epoch: bestVal.epoch, step: bestVal.step, val: metricsOf(bestVal), test: metricsOf(run.final.test) },
     final: { epoch: last.epoch, step: last.step, val: metricsOf(last), test: metricsOf(inp.finalTest) },
     valCurve: vals.map((e) => ({ epoch: e.epoch, step: e.step, acc: e.acc, macro_f1: e.macro_f1, loss: e.loss })),
-    trainLoss: (binned[0] ?? []).map(([step], i) => [step, Object.fromEntries(lossNames.map((n, j) => [n, binned[j]![i]![1]]))]),
+    trainLoss: (binned[0] ?? []).map(([step], i) => [
+      step,
+      Object.fromEntries(lossNames.map((n, j) => [n, binned[j]![i]![1]])),
+    ]),
     telemetry: telemetrySummary(run.telemetry),
-    wall: { train_s: wall, segments, steps_per_s: steps / wall, note: 'wall clock on a shared machine (other jobs running): not a benchmark' },
+    wall: {
+      train_s: wall,
+      segments,
+      steps_per_s: steps / wall,
+      note: 'wall clock on a shared machine (other jobs running): not a benchmark',
+    },
     adapter: inp.adapter,
     commits: inp.commits,
     pairing: inp.pairing,
@@ -210,6 +251,9 @@ export function readSummary(path: string): RunSummary {
   } catch (e) {
     throw new Error(`${path}: not a readable summary (${(e as Error).message})`);
   }
-  if (s.type !== 'run-summary' || s.version !== SUMMARY_VERSION) throw new Error(`${path}: not a run summary of version ${SUMMARY_VERSION} (type ${String(s.type)}, version ${String(s.version)})`);
+  if (s.type !== 'run-summary' || s.version !== SUMMARY_VERSION)
+    throw new Error(
+      `${path}: not a run summary of version ${SUMMARY_VERSION} (type ${String(s.type)}, version ${String(s.version)})`,
+    );
   return s;
 }

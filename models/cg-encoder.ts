@@ -35,7 +35,8 @@ export class CGEncoder extends Module {
   constructor(opts: CGEncoderOptions) {
     super();
     const c = opts.inChannels;
-    if (!Number.isInteger(c) || c < 1) throw new EngineError(`CGEncoder: inChannels must be a positive integer, got ${c}`);
+    if (!Number.isInteger(c) || c < 1)
+      throw new EngineError(`CGEncoder: inChannels must be a positive integer, got ${c}`);
     this.inChannels = c;
     const generator = opts.generator ?? new Generator(opts.seed ?? 0);
     this.bn0 = this.child('bn0', new BatchNorm2d(c));
@@ -49,15 +50,21 @@ export class CGEncoder extends Module {
   /** (N, C, H, W) images → (N, 512) features. */
   forward(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== this.inChannels) {
-      throw new EngineError(`CGEncoder: input [${x.shape.join(', ')}] is not (batch, ${this.inChannels}, height, width)`);
+      throw new EngineError(
+        `CGEncoder: input [${x.shape.join(', ')}] is not (batch, ${this.inChannels}, height, width)`,
+      );
     }
     const steps: ((t: Tensor) => Tensor)[] = [
       (t) => this.bn0.forward(t),
-      (t) => this.conv1.forward(t), relu,
+      (t) => this.conv1.forward(t),
+      relu,
       (t) => maxPool2d(t, { kernelSize: 3, stride: 2, padding: 1 }),
-      (t) => this.conv2.forward(t), relu,
-      (t) => this.conv3.forward(t), relu,
-      (t) => this.conv4.forward(t), relu,
+      (t) => this.conv2.forward(t),
+      relu,
+      (t) => this.conv3.forward(t),
+      relu,
+      (t) => this.conv4.forward(t),
+      relu,
       (t) => adaptiveAvgPool2d(t, 1),
       (t) => reshape(t, [x.shape[0]!, 64]),
       (t) => this.fc.forward(t),

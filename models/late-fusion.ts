@@ -49,19 +49,29 @@ export class LateFusionClassifier extends TrainableModel {
     super();
     const op = 'LateFusionClassifier';
     const names = Object.keys(opts.encoders);
-    if (names.length < 2) throw new EngineError(`${op}: needs at least 2 modality encoders, got ${names.length} (${names.join(', ') || 'none'})`);
+    if (names.length < 2)
+      throw new EngineError(
+        `${op}: needs at least 2 modality encoders, got ${names.length} (${names.join(', ') || 'none'})`,
+      );
     for (const n of names) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw new EngineError(`${op}: modality name '${n}' is not an identifier (letters, digits, _)`);
-      if (n === MAIN) throw new EngineError(`${op}: a modality may not be named '${MAIN}', the multimodal logits' name`);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n))
+        throw new EngineError(`${op}: modality name '${n}' is not an identifier (letters, digits, _)`);
+      if (n === MAIN)
+        throw new EngineError(`${op}: a modality may not be named '${MAIN}', the multimodal logits' name`);
       const f = opts.encoders[n]!.features;
-      if (!Number.isInteger(f) || f < 1) throw new EngineError(`${op}: encoder '${n}' features must be a positive integer, got ${f}`);
+      if (!Number.isInteger(f) || f < 1)
+        throw new EngineError(`${op}: encoder '${n}' features must be a positive integer, got ${f}`);
     }
-    if (!Number.isInteger(opts.classes) || opts.classes < 1) throw new EngineError(`${op}: classes must be a positive integer, got ${opts.classes}`);
+    if (!Number.isInteger(opts.classes) || opts.classes < 1)
+      throw new EngineError(`${op}: classes must be a positive integer, got ${opts.classes}`);
     const fusion = opts.fusion ?? 'concat';
-    if (!FUSIONS.includes(fusion)) throw new EngineError(`${op}: unknown fusion '${String(fusion)}' (valid: ${FUSIONS.join(', ')})`);
+    if (!FUSIONS.includes(fusion))
+      throw new EngineError(`${op}: unknown fusion '${String(fusion)}' (valid: ${FUSIONS.join(', ')})`);
     const widths = names.map((n) => opts.encoders[n]!.features);
     if (fusion === 'sum' && widths.some((w) => w !== widths[0])) {
-      throw new EngineError(`${op}: sum fusion needs encoders of equal feature size, got ${names.map((n, i) => `${n} ${widths[i]}`).join(', ')} (use fusion 'concat')`);
+      throw new EngineError(
+        `${op}: sum fusion needs encoders of equal feature size, got ${names.map((n, i) => `${n} ${widths[i]}`).join(', ')} (use fusion 'concat')`,
+      );
     }
     this.modalities = names;
     this.fusion = fusion;
@@ -85,11 +95,16 @@ export class LateFusionClassifier extends TrainableModel {
     const missing = this.modalities.filter((n) => !(n in inputs));
     const extra = given.filter((n) => !this.modalities.includes(n));
     if (missing.length || extra.length) {
-      throw new EngineError(`${op}: ${missing.length ? `missing input ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `unknown input ${extra.join(', ')}` : ''} (the model expects ${this.modalities.join(', ')})`);
+      throw new EngineError(
+        `${op}: ${missing.length ? `missing input ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `unknown input ${extra.join(', ')}` : ''} (the model expects ${this.modalities.join(', ')})`,
+      );
     }
     const batch = inputs[this.modalities[0]!]!.shape[0];
     for (const n of this.modalities) {
-      if (inputs[n]!.shape[0] !== batch) throw new EngineError(`${op}: input '${n}' has batch ${inputs[n]!.shape[0]}, '${this.modalities[0]}' has ${batch}`);
+      if (inputs[n]!.shape[0] !== batch)
+        throw new EngineError(
+          `${op}: input '${n}' has batch ${inputs[n]!.shape[0]}, '${this.modalities[0]}' has ${batch}`,
+        );
     }
     const features = this.modalities.map((n) => this.encoders.items.get(n)!.forward(inputs[n]!));
     const out: Record<string, Tensor> = {};

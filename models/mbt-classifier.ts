@@ -32,9 +32,19 @@ export class MBTClassifier extends TrainableModel {
   constructor(opts: MBTClassifierOptions) {
     super();
     this.modalities = Object.keys(opts.modalities);
-    if (this.modalities.includes('mm')) throw new EngineError(`MBTClassifier: a modality may not be named 'mm', the multimodal logits' name`);
+    if (this.modalities.includes('mm'))
+      throw new EngineError(`MBTClassifier: a modality may not be named 'mm', the multimodal logits' name`);
     const size = { ...MBT_TINY, ...opts.size };
-    this.mbt = this.child('mbt', new MBT({ ...size, modalities: opts.modalities, numClasses: opts.classes, fusion: opts.fusion === 'sum' ? 'mean-logits' : 'concat', seed: opts.seed }));
+    this.mbt = this.child(
+      'mbt',
+      new MBT({
+        ...size,
+        modalities: opts.modalities,
+        numClasses: opts.classes,
+        fusion: opts.fusion === 'sum' ? 'mean-logits' : 'concat',
+        seed: opts.seed,
+      }),
+    );
     // The unimodal heads draw from a generator of their own, so MBT's draws stay as MBT alone makes them.
     const generator = new Generator(((opts.seed ?? 0) ^ 0x5bd1e995) >>> 0);
     this.heads = this.child('heads', new ModuleDict<Linear>());
@@ -49,7 +59,9 @@ export class MBTClassifier extends TrainableModel {
     const missing = this.modalities.filter((n) => !(n in inputs));
     const extra = given.filter((n) => !this.modalities.includes(n));
     if (missing.length || extra.length) {
-      throw new EngineError(`MBTClassifier.logits: ${[missing.length ? `missing input ${missing.join(', ')}` : '', extra.length ? `unknown input ${extra.join(', ')}` : ''].filter(Boolean).join('; ')} (the model expects ${this.modalities.join(', ')})`);
+      throw new EngineError(
+        `MBTClassifier.logits: ${[missing.length ? `missing input ${missing.join(', ')}` : '', extra.length ? `unknown input ${extra.join(', ')}` : ''].filter(Boolean).join('; ')} (the model expects ${this.modalities.join(', ')})`,
+      );
     }
     // Frames (B, T, C, H, W) → (B, C, T·H, W): stacked vertically, as the registry sized the stream.
     const stacked: Record<string, Tensor> = {};

@@ -15,8 +15,27 @@
 //                  + L·(4E² + 2EF + 9E + F) + 2E (norm)
 //   shared           nb·E (bottleneck)
 //   heads            'mean-logits': M·(E·K + K);  'concat': M·E·K + K;  none without numClasses.
-import { EngineError, add, concat, expand, mulScalar, reshape, slice, Generator, type Tensor } from '../engine/index.ts';
-import { LayerNorm, Linear, Module, ModuleDict, ModuleList, PatchEmbed, TransformerBlock, truncNormal } from '../engine/nn/index.ts';
+import {
+  EngineError,
+  add,
+  concat,
+  expand,
+  mulScalar,
+  reshape,
+  slice,
+  Generator,
+  type Tensor,
+} from '../engine/index.ts';
+import {
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleDict,
+  ModuleList,
+  PatchEmbed,
+  TransformerBlock,
+  truncNormal,
+} from '../engine/nn/index.ts';
 
 export interface ModalitySpec {
   /** Input (B, channels, height, width): an image or a (frequency × time) spectrogram. */
@@ -48,7 +67,14 @@ export interface MBTConfig extends Partial<MBTSize> {
 
 /** A small model that trains on a software GPU (the defaults), and ViT-B/16's sizes for real GPUs. */
 export const MBT_TINY: MBTSize = { width: 64, heads: 4, mlpDim: 128, uniLayers: 6, fusionLayers: 2, bottlenecks: 4 };
-export const MBT_VIT_BASE: MBTSize = { width: 768, heads: 12, mlpDim: 3072, uniLayers: 10, fusionLayers: 2, bottlenecks: 4 };
+export const MBT_VIT_BASE: MBTSize = {
+  width: 768,
+  heads: 12,
+  mlpDim: 3072,
+  uniLayers: 10,
+  fusionLayers: 2,
+  bottlenecks: 4,
+};
 
 export interface MBTOutput {
   /** Per modality: the CLS token after the final LayerNorm, (B, width). */
@@ -67,16 +93,23 @@ class Stream extends Module {
   readonly layers: TransformerBlock[];
   readonly norm: LayerNorm;
   readonly tokens: number;
-  constructor(readonly spec: ModalitySpec, size: MBTSize, dropout: number, generator: Generator) {
+  constructor(
+    readonly spec: ModalitySpec,
+    size: MBTSize,
+    dropout: number,
+    generator: Generator,
+  ) {
     super();
     const e = size.width;
     this.patchEmbed = this.child('patch_embed', new PatchEmbed(spec.channels, e, spec.patch, { generator }));
     this.tokens = this.patchEmbed.tokens(spec.height, spec.width);
-    if (this.tokens < 1) throw new EngineError(`MBT: a ${spec.height}×${spec.width} input has no ${String(spec.patch)} patch`);
+    if (this.tokens < 1)
+      throw new EngineError(`MBT: a ${spec.height}×${spec.width} input has no ${String(spec.patch)} patch`);
     this.clsToken = this.param('cls_token', truncNormal([1, 1, e], 0.02, generator));
     this.posEmbed = this.param('pos_embed', truncNormal([1, this.tokens + 1, e], 0.02, generator));
     const list = this.child('layers', new ModuleList<TransformerBlock>());
-    for (let i = 0; i < size.uniLayers + size.fusionLayers; i++) list.add(new TransformerBlock(e, size.heads, { mlpDim: size.mlpDim, dropout, generator }));
+    for (let i = 0; i < size.uniLayers + size.fusionLayers; i++)
+      list.add(new TransformerBlock(e, size.heads, { mlpDim: size.mlpDim, dropout, generator }));
     this.layers = list.items;
     this.norm = this.child('norm', new LayerNorm(e, 1e-6));
   }
@@ -106,24 +139,35 @@ export class MBT extends Module {
 
   constructor(readonly config: MBTConfig) {
     super();
-    const size: MBTSize = { ...MBT_TINY, ...Object.fromEntries(Object.entries(config).filter(([k, v]) => k in MBT_TINY && v !== undefined)) };
+    const size: MBTSize = {
+      ...MBT_TINY,
+      ...Object.fromEntries(Object.entries(config).filter(([k, v]) => k in MBT_TINY && v !== undefined)),
+    };
     this.size = size;
     this.names = Object.keys(config.modalities);
-    if (this.names.length < 2) throw new EngineError(`MBT: needs at least 2 modalities, got ${this.names.length} (${this.names.join(', ')})`);
-    for (const n of this.names) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw new EngineError(`MBT: modality name '${n}' is not an identifier`);
-    if (size.width % size.heads !== 0) throw new EngineError(`MBT: width ${size.width} is not divisible by ${size.heads} heads`);
+    if (this.names.length < 2)
+      throw new EngineError(`MBT: needs at least 2 modalities, got ${this.names.length} (${this.names.join(', ')})`);
+    for (const n of this.names)
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw new EngineError(`MBT: modality name '${n}' is not an identifier`);
+    if (size.width % size.heads !== 0)
+      throw new EngineError(`MBT: width ${size.width} is not divisible by ${size.heads} heads`);
     for (const [k, v] of Object.entries(size)) {
-      if (!Number.isInteger(v) || v < (k === 'uniLayers' || k === 'fusionLayers' ? 0 : 1)) throw new EngineError(`MBT: ${k} must be a ${k.endsWith('Layers') ? 'non-negative' : 'positive'} integer, got ${v}`);
+      if (!Number.isInteger(v) || v < (k === 'uniLayers' || k === 'fusionLayers' ? 0 : 1))
+        throw new EngineError(
+          `MBT: ${k} must be a ${k.endsWith('Layers') ? 'non-negative' : 'positive'} integer, got ${v}`,
+        );
     }
     this.fusion = config.fusion ?? 'mean-logits';
     const generator = new Generator(config.seed ?? 0);
     const streams = this.child('modalities', new ModuleDict<Stream>());
-    for (const n of this.names) this.streams[n] = streams.set(n, new Stream(config.modalities[n]!, size, config.dropout ?? 0, generator));
+    for (const n of this.names)
+      this.streams[n] = streams.set(n, new Stream(config.modalities[n]!, size, config.dropout ?? 0, generator));
     this.bottleneck = this.param('bottleneck', truncNormal([1, size.bottlenecks, size.width], 0.02, generator));
     const k = config.numClasses;
     if (k !== undefined) {
       if (!Number.isInteger(k) || k < 1) throw new EngineError(`MBT: numClasses must be a positive integer, got ${k}`);
-      if (this.fusion === 'concat') this.head = this.child('head', new Linear(this.names.length * size.width, k, { generator }));
+      if (this.fusion === 'concat')
+        this.head = this.child('head', new Linear(this.names.length * size.width, k, { generator }));
       else {
         const heads = this.child('heads', new ModuleDict<Linear>());
         for (const n of this.names) this.heads[n] = heads.set(n, new Linear(size.width, k, { generator }));
@@ -133,7 +177,10 @@ export class MBT extends Module {
 
   /** The parameter count of the formula in this file's header (what numParameters() must equal). */
   static expectedParameters(config: MBTConfig): number {
-    const s: MBTSize = { ...MBT_TINY, ...Object.fromEntries(Object.entries(config).filter(([k, v]) => k in MBT_TINY && v !== undefined)) };
+    const s: MBTSize = {
+      ...MBT_TINY,
+      ...Object.fromEntries(Object.entries(config).filter(([k, v]) => k in MBT_TINY && v !== undefined)),
+    };
     const e = s.width;
     const f = s.mlpDim;
     const perLayer = 4 * e * e + 2 * e * f + 9 * e + f;
@@ -146,21 +193,28 @@ export class MBT extends Module {
       total += e * m.channels * ph * pw + e + e + (tokens + 1) * e + (s.uniLayers + s.fusionLayers) * perLayer + 2 * e;
     }
     const k = config.numClasses;
-    if (k !== undefined) total += (config.fusion ?? 'mean-logits') === 'concat' ? names.length * e * k + k : names.length * (e * k + k);
+    if (k !== undefined)
+      total += (config.fusion ?? 'mean-logits') === 'concat' ? names.length * e * k + k : names.length * (e * k + k);
     return total;
   }
 
   forward(inputs: Record<string, Tensor>): MBTOutput {
-    for (const n of Object.keys(inputs)) if (!this.streams[n]) throw new EngineError(`MBT: unknown modality '${n}' (the model has ${this.names.join(', ')})`);
+    for (const n of Object.keys(inputs))
+      if (!this.streams[n])
+        throw new EngineError(`MBT: unknown modality '${n}' (the model has ${this.names.join(', ')})`);
     let batch = -1;
     for (const n of this.names) {
       const x = inputs[n];
       const m = this.config.modalities[n]!;
-      if (!x) throw new EngineError(`MBT: modality '${n}' is missing from the input (expected ${this.names.join(', ')})`);
+      if (!x)
+        throw new EngineError(`MBT: modality '${n}' is missing from the input (expected ${this.names.join(', ')})`);
       if (x.rank !== 4 || x.shape[1] !== m.channels || x.shape[2] !== m.height || x.shape[3] !== m.width) {
-        throw new EngineError(`MBT: modality '${n}' input [${x.shape.join(', ')}] is not (batch, ${m.channels}, ${m.height}, ${m.width})`);
+        throw new EngineError(
+          `MBT: modality '${n}' input [${x.shape.join(', ')}] is not (batch, ${m.channels}, ${m.height}, ${m.width})`,
+        );
       }
-      if (batch >= 0 && x.shape[0] !== batch) throw new EngineError(`MBT: modality '${n}' has batch ${x.shape[0]}, others ${batch}`);
+      if (batch >= 0 && x.shape[0] !== batch)
+        throw new EngineError(`MBT: modality '${n}' has batch ${x.shape[0]}, others ${batch}`);
       batch = x.shape[0]!;
     }
     const { uniLayers, fusionLayers, bottlenecks: nb, width: e } = this.size;
@@ -204,7 +258,10 @@ export class MBT extends Module {
     const modalityLogits: Record<string, Tensor> = {};
     let logits: Tensor | null = null;
     if (this.head) {
-      const cat = concat(this.names.map((n) => features[n]!), 1);
+      const cat = concat(
+        this.names.map((n) => features[n]!),
+        1,
+      );
       logits = this.head.forward(cat);
       cat.dispose();
     } else if (this.config.numClasses !== undefined) {

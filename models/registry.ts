@@ -34,16 +34,23 @@ export interface BuildModelOptions {
 }
 
 export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildModelOptions): TrainableModel {
-  if (!MODELS.includes(name)) throw new EngineError(`buildModel: unknown model '${String(name)}' (valid: ${MODELS.join(', ')})`);
+  if (!MODELS.includes(name))
+    throw new EngineError(`buildModel: unknown model '${String(name)}' (valid: ${MODELS.join(', ')})`);
   const fusion = opts.fusion ?? 'concat';
-  if (!FUSIONS.includes(fusion)) throw new EngineError(`buildModel: unknown fusion '${String(fusion)}' (valid: ${FUSIONS.join(', ')})`);
+  if (!FUSIONS.includes(fusion))
+    throw new EngineError(`buildModel: unknown fusion '${String(fusion)}' (valid: ${FUSIONS.join(', ')})`);
   const inputs = Object.entries(dataset.inputs);
   for (const [m, shape] of inputs) {
     if ((shape.length !== 3 && shape.length !== 4) || !shape.every((d) => Number.isInteger(d) && d > 0)) {
-      throw new EngineError(`buildModel: ${dataset.name} input '${m}' has item shape [${shape.join(', ')}], expected [channels, height, width] or [frames, channels, height, width]`);
+      throw new EngineError(
+        `buildModel: ${dataset.name} input '${m}' has item shape [${shape.join(', ')}], expected [channels, height, width] or [frames, channels, height, width]`,
+      );
     }
     // Frames (T, C, H, W): resnet18 folds T into the batch and averages features; mbt patches every frame.
-    if (shape.length === 4 && name === 'cnn') throw new EngineError(`buildModel: model 'cnn' takes single images; ${dataset.name} input '${m}' has ${shape[0]} frames per item (use resnet18 or mbt)`);
+    if (shape.length === 4 && name === 'cnn')
+      throw new EngineError(
+        `buildModel: model 'cnn' takes single images; ${dataset.name} input '${m}' has ${shape[0]} frames per item (use resnet18 or mbt)`,
+      );
   }
   const tasks = Object.keys(dataset.tasks);
   // Sub-seeds for each encoder and the heads, drawn in a fixed order from the one seed.
@@ -58,13 +65,17 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
 
   if (tasks.length === 2 && inputs.length === 1) {
     if (name === 'mbt') {
-      throw new EngineError(`buildModel: model 'mbt' needs one task and two or more inputs; ${dataset.name} has 1 input and 2 tasks (use cnn or resnet18)`);
+      throw new EngineError(
+        `buildModel: model 'mbt' needs one task and two or more inputs; ${dataset.name} has 1 input and 2 tasks (use cnn or resnet18)`,
+      );
     }
     const [input, shape] = inputs[0]!;
     return new SharedTwoHead({ encoder: encoder(shape), input, tasks: dataset.tasks, seed: nextSeed() });
   }
   if (tasks.length !== 1 || inputs.length < 2) {
-    throw new EngineError(`buildModel: ${dataset.name} has ${inputs.length} input(s) and ${tasks.length} task(s); the models take one task over two or more inputs, or two tasks over one input`);
+    throw new EngineError(
+      `buildModel: ${dataset.name} has ${inputs.length} input(s) and ${tasks.length} task(s); the models take one task over two or more inputs, or two tasks over one input`,
+    );
   }
   const task = tasks[0]!;
   const classes = dataset.tasks[task]!;
@@ -73,8 +84,14 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
     for (const [m, shape] of inputs) {
       // T frames of C × H × W are one C × (T·H) × W image to MBT: the frames stacked vertically,
       // so with a patch side dividing H every token is one frame's patch (models/mbt-classifier.ts).
-      const [c, h, w] = shape.length === 4 ? [shape[1]!, shape[0]! * shape[2]!, shape[3]!] : shape as [number, number, number];
-      modalities[m] = { channels: c, height: h, width: w, patch: shape.length === 4 ? patchFor(shape[2]!, w, true) : patchFor(h, w) };
+      const [c, h, w] =
+        shape.length === 4 ? [shape[1]!, shape[0]! * shape[2]!, shape[3]!] : (shape as [number, number, number]);
+      modalities[m] = {
+        channels: c,
+        height: h,
+        width: w,
+        patch: shape.length === 4 ? patchFor(shape[2]!, w, true) : patchFor(h, w),
+      };
     }
     return new MBTClassifier({ modalities, classes, fusion, task, seed: nextSeed() });
   }

@@ -2,7 +2,17 @@
 // the paper's encoder for audio (1-channel spectrograms) and video (RGB frames folded into
 // the batch, features averaged over time). Returns 512-d features.
 import { EngineError, Generator, add, mean, relu, reshape, type Tensor } from '../engine/index.ts';
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Layer, MaxPool2d, Module, ReLU, Sequential, kaimingNormalFanOut } from '../engine/nn/index.ts';
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Layer,
+  MaxPool2d,
+  Module,
+  ReLU,
+  Sequential,
+  kaimingNormalFanOut,
+} from '../engine/nn/index.ts';
 
 /** conv3×3 → bn → relu → conv3×3 → bn, plus the identity (or a 1×1 conv + bn downsample), → relu. */
 export class BasicBlock extends Layer {
@@ -13,15 +23,25 @@ export class BasicBlock extends Layer {
   readonly downsample: Sequential | null;
   constructor(inPlanes: number, planes: number, stride: number, generator: Generator) {
     super();
-    const conv = (i: number, o: number, k: number, s: number) => new Conv2d(i, o, k, { stride: s, padding: k === 3 ? 1 : 0, bias: false, generator });
+    const conv = (i: number, o: number, k: number, s: number) =>
+      new Conv2d(i, o, k, { stride: s, padding: k === 3 ? 1 : 0, bias: false, generator });
     this.conv1 = this.child('conv1', conv(inPlanes, planes, 3, stride));
     this.bn1 = this.child('bn1', new BatchNorm2d(planes));
     this.conv2 = this.child('conv2', conv(planes, planes, 3, 1));
     this.bn2 = this.child('bn2', new BatchNorm2d(planes));
-    this.downsample = stride !== 1 || inPlanes !== planes ? this.child('downsample', new Sequential(conv(inPlanes, planes, 1, stride), new BatchNorm2d(planes))) : null;
+    this.downsample =
+      stride !== 1 || inPlanes !== planes
+        ? this.child('downsample', new Sequential(conv(inPlanes, planes, 1, stride), new BatchNorm2d(planes)))
+        : null;
   }
   forward(x: Tensor): Tensor {
-    const steps: ((t: Tensor) => Tensor)[] = [(t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t)];
+    const steps: ((t: Tensor) => Tensor)[] = [
+      (t) => this.conv1.forward(t),
+      (t) => this.bn1.forward(t),
+      relu,
+      (t) => this.conv2.forward(t),
+      (t) => this.bn2.forward(t),
+    ];
     let h = x;
     for (const f of steps) {
       const next = f(h);
@@ -57,14 +77,25 @@ export class ResNet18 extends Module {
     this.inChannels = opts.inChannels ?? 3;
     const generator = new Generator(opts.seed ?? 0);
     // The stem's modules are registered on the model itself, as torchvision names them.
-    const conv1 = this.child('conv1', new Conv2d(this.inChannels, 64, 7, { stride: 2, padding: 3, bias: false, generator }));
+    const conv1 = this.child(
+      'conv1',
+      new Conv2d(this.inChannels, 64, 7, { stride: 2, padding: 3, bias: false, generator }),
+    );
     const bn1 = this.child('bn1', new BatchNorm2d(64));
     const maxpool = new MaxPool2d({ kernelSize: 3, stride: 2, padding: 1 });
     this.stem = new Sequential(conv1, bn1, new ReLU(), maxpool);
-    const plan: [number, number][] = [[64, 1], [128, 2], [256, 2], [512, 2]];
+    const plan: [number, number][] = [
+      [64, 1],
+      [128, 2],
+      [256, 2],
+      [512, 2],
+    ];
     let inPlanes = 64;
     this.layers = plan.map(([planes, stride], i) => {
-      const layer = new Sequential(new BasicBlock(inPlanes, planes, stride, generator), new BasicBlock(planes, planes, 1, generator));
+      const layer = new Sequential(
+        new BasicBlock(inPlanes, planes, stride, generator),
+        new BasicBlock(planes, planes, 1, generator),
+      );
       inPlanes = planes;
       return this.child(`layer${i + 1}`, layer);
     });

@@ -30,14 +30,18 @@ export class SharedTwoHead extends TrainableModel {
     super();
     const op = 'SharedTwoHead';
     const names = Object.keys(opts.tasks);
-    if (names.length !== 2) throw new EngineError(`${op}: needs exactly 2 tasks, got ${names.length} (${names.join(', ') || 'none'})`);
+    if (names.length !== 2)
+      throw new EngineError(`${op}: needs exactly 2 tasks, got ${names.length} (${names.join(', ') || 'none'})`);
     for (const n of names) {
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw new EngineError(`${op}: task name '${n}' is not an identifier (letters, digits, _)`);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n))
+        throw new EngineError(`${op}: task name '${n}' is not an identifier (letters, digits, _)`);
       const k = opts.tasks[n]!;
-      if (!Number.isInteger(k) || k < 1) throw new EngineError(`${op}: task '${n}' class count must be a positive integer, got ${k}`);
+      if (!Number.isInteger(k) || k < 1)
+        throw new EngineError(`${op}: task '${n}' class count must be a positive integer, got ${k}`);
     }
     const f = opts.encoder.features;
-    if (!Number.isInteger(f) || f < 1) throw new EngineError(`${op}: encoder features must be a positive integer, got ${f}`);
+    if (!Number.isInteger(f) || f < 1)
+      throw new EngineError(`${op}: encoder features must be a positive integer, got ${f}`);
     if (!opts.input) throw new EngineError(`${op}: the input modality needs a name`);
     this.input = opts.input;
     this.tasks = [names[0]!, names[1]!];
@@ -53,7 +57,9 @@ export class SharedTwoHead extends TrainableModel {
   logits(inputs: Readonly<Record<string, Tensor>>): Record<string, Tensor> {
     const given = Object.keys(inputs);
     if (given.length !== 1 || given[0] !== this.input) {
-      throw new EngineError(`SharedTwoHead.logits: got input ${given.join(', ') || 'none'} (the model expects exactly ${this.input})`);
+      throw new EngineError(
+        `SharedTwoHead.logits: got input ${given.join(', ') || 'none'} (the model expects exactly ${this.input})`,
+      );
     }
     const features = this.encoder.forward(inputs[this.input]!);
     const out: Record<string, Tensor> = {};

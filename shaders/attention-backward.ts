@@ -58,7 +58,9 @@ function queryMain(
   const kb = 4 * wg;
   // Scratch P and dS, rows of lkp = Lk rounded up to 8 floats (see attentionBackwardKeyScratch).
   const keep = (r: string, p: string, d: string) =>
-    scratch ? `    if (m0 + ${r} < Lq && k0 + c < lkp) { let si = ((bh * Lq + m0 + ${r}) * lkp + k0 + c) / 4u; pscr[si] = ${p}; dsscr[si] = ${d}; }` : '';
+    scratch
+      ? `    if (m0 + ${r} < Lq && k0 + c < lkp) { let si = ((bh * Lq + m0 + ${r}) * lkp + k0 + c) / 4u; pscr[si] = ${p}; dsscr[si] = ${d}; }`
+      : '';
   return wgsl`${bases('m0')}
   let lkp = (Lk + 7u) & ~7u;
 ${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase + qi${r} * D;\n  let gr${r} = obase + qi${r} * Dv;\n  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`)}
@@ -89,7 +91,10 @@ ${
       ds[i] = p * (dpb[i] - vec4<f32>(rowdelta[r])) * params.scale;
 ${keep('r', 'p', 'ds[i]')}
     }`
-    : lines((r) => `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);\n    let g${r} = p${r} * (dp${r} - delta${r}) * params.scale;\n    ds[(${r * kb}u + c) / 4u] = g${r};\n${keep(`${r}u`, `p${r}`, `g${r}`)}`)
+    : lines(
+        (r) =>
+          `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);\n    let g${r} = p${r} * (dp${r} - delta${r}) * params.scale;\n    ds[(${r * kb}u + c) / 4u] = g${r};\n${keep(`${r}u`, `p${r}`, `g${r}`)}`,
+      )
 }
     workgroupBarrier();
     let n = min(${kb}u, Lk - k0);
@@ -149,7 +154,10 @@ ${
       pt[i] = p;
       dst[i] = p * (dst[i] - deltaq) * params.scale;
     }`
-    : lines((r) => `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lseq), valid);\n    pt[(${r * qb}u + c) / 4u] = p${r};\n    dst[(${r * qb}u + c) / 4u] = p${r} * (dp${r} - deltaq) * params.scale;`)
+    : lines(
+        (r) =>
+          `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lseq), valid);\n    pt[(${r * qb}u + c) / 4u] = p${r};\n    dst[(${r * qb}u + c) / 4u] = p${r} * (dp${r} - deltaq) * params.scale;`,
+      )
 }
     workgroupBarrier();
     let n = min(${qb}u, Lq - q0);

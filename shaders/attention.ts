@@ -34,9 +34,20 @@ export function attentionWorkgroupSize(cols: number): number {
 
 /** Shapes, mask strides over (B, H, Lq, Lk) (0 where broadcast), ±inf bits, TM, the scale and the batch. */
 export const ATTN_PARAMS = {
-  lq: 'u32', lk: 'u32', d: 'u32', dv: 'u32', heads: 'u32',
-  mb: 'u32', mh: 'u32', mq: 'u32', mk: 'u32', ninf: 'u32', pinf: 'u32', tm: 'u32',
-  scale: 'f32', batch: 'u32',
+  lq: 'u32',
+  lk: 'u32',
+  d: 'u32',
+  dv: 'u32',
+  heads: 'u32',
+  mb: 'u32',
+  mh: 'u32',
+  mq: 'u32',
+  mk: 'u32',
+  ninf: 'u32',
+  pinf: 'u32',
+  tm: 'u32',
+  scale: 'f32',
+  batch: 'u32',
 } as const;
 export const ATTN_BUILTINS = { wid: 'workgroup_id', lid: 'local_invocation_index' } as const;
 
@@ -63,7 +74,16 @@ export function floatAccessor(name: string, vec: boolean): string {
  * steps of d per iteration with vec4 loads (faster at D = 64, but lavapipe's LLVM then
  * takes seconds longer to compile the shader); otherwise one scalar step per iteration.
  */
-export function dotRows(acc: string, A: string, aRow: string, B: string, bRow: string, len: string, vec: boolean, unroll = true): string {
+export function dotRows(
+  acc: string,
+  A: string,
+  aRow: string,
+  B: string,
+  bRow: string,
+  len: string,
+  vec: boolean,
+  unroll = true,
+): string {
   const L: string[] = [];
   for (const r of R) L.push(`  var ${acc}${r} = vec4<f32>(0.0);`);
   if (!unroll) {
@@ -75,10 +95,18 @@ export function dotRows(acc: string, A: string, aRow: string, B: string, bRow: s
   }
   L.push(`  for (var d = 0u; d < (${len} & ~3u); d += 4u) {`);
   for (const r of R) {
-    L.push(vec ? `    let a${r} = ${A}[(${aRow}${r} + d) / 4u];` : `    let a${r} = vec4<f32>(${J.map((t) => `${A}_at(${aRow}${r} + d + ${t}u)`).join(', ')});`);
+    L.push(
+      vec
+        ? `    let a${r} = ${A}[(${aRow}${r} + d) / 4u];`
+        : `    let a${r} = vec4<f32>(${J.map((t) => `${A}_at(${aRow}${r} + d + ${t}u)`).join(', ')});`,
+    );
   }
   for (const j of J) {
-    L.push(vec ? `    let t${j} = ${B}[(${bRow}${j} + d) / 4u];` : `    let t${j} = vec4<f32>(${J.map((t) => `${B}_at(${bRow}${j} + d + ${t}u)`).join(', ')});`);
+    L.push(
+      vec
+        ? `    let t${j} = ${B}[(${bRow}${j} + d) / 4u];`
+        : `    let t${j} = vec4<f32>(${J.map((t) => `${B}_at(${bRow}${j} + d + ${t}u)`).join(', ')});`,
+    );
   }
   // Transposed: b<t> holds the 4 B rows at reduction index d + t (free on lavapipe's SoA vectors).
   for (const t of J) L.push(`    let b${t} = vec4<f32>(t0[${t}], t1[${t}], t2[${t}], t3[${t}]);`);
@@ -98,8 +126,18 @@ export function dotRows(acc: string, A: string, aRow: string, B: string, bRow: s
  * `kb` floats, uniform loads) and `row(j)` the offset of the X row paired with block index j; `xc`
  * (from columnOffsets) is this invocation's column offset, clamped into the row. `unroll` as in dotRows.
  */
-export function accumulateRows(acc: string, W: string, kb: number, X: string, row: (j: string) => string, n: string, vec: boolean, unroll = true): string {
-  const load = (j: string) => (vec ? `${X}[(${row(j)} + xc) / 4u]` : `vec4<f32>(${J.map((t) => `${X}_at(${row(j)} + xc${t})`).join(', ')})`);
+export function accumulateRows(
+  acc: string,
+  W: string,
+  kb: number,
+  X: string,
+  row: (j: string) => string,
+  n: string,
+  vec: boolean,
+  unroll = true,
+): string {
+  const load = (j: string) =>
+    vec ? `${X}[(${row(j)} + xc) / 4u]` : `vec4<f32>(${J.map((t) => `${X}_at(${row(j)} + xc${t})`).join(', ')})`;
   const L: string[] = [];
   if (unroll) {
     L.push(`  for (var j = 0u; j < (${n} & ~3u); j += 4u) {`);
@@ -117,7 +155,9 @@ export function accumulateRows(acc: string, W: string, kb: number, X: string, ro
 
 /** Column offsets of this invocation's 4 output columns into rows of `width` (clamped): xc (vec) or xc0..xc3. */
 export function columnOffsets(width: string, vec: boolean): string {
-  return vec ? `  let xc = min(c, ${width} - 4u);` : J.map((t) => `  let xc${t} = min(c + ${t}u, ${width} - 1u);`).join('\n');
+  return vec
+    ? `  let xc = min(c, ${width} - 4u);`
+    : J.map((t) => `  let xc${t} = min(c + ${t}u, ${width} - 1u);`).join('\n');
 }
 
 /**
@@ -127,7 +167,8 @@ export function columnOffsets(width: string, vec: boolean): string {
  * gathers per block made lavapipe take up to a minute to compile a backward kernel.
  */
 export function maskQuad(row: string, k: string, transposed = false): string {
-  const at = (j: number) => (transposed ? `${k}${j} * params.mq + ${row} * params.mk` : `${row} * params.mq + ${k}${j} * params.mk`);
+  const at = (j: number) =>
+    transposed ? `${k}${j} * params.mq + ${row} * params.mk` : `${row} * params.mq + ${k}${j} * params.mk`;
   return `vec4<f32>(${J.map((j) => `mask[mbase + ${at(j)}]`).join(', ')})`;
 }
 

@@ -46,7 +46,15 @@ export function batchNormReduceLayout(valuesPerChannel: number, unitsPerChannel:
 
 /** Uniforms of the per-channel kernels: x as (n, c, su) in units, count = values per channel. */
 const CHANNEL_PARAMS = {
-  n: 'u32', c: 'u32', su: 'u32', csu: 'u32', count: 'u32', training: 'u32', eps: 'f32', momentum: 'f32', unbias: 'f32',
+  n: 'u32',
+  c: 'u32',
+  su: 'u32',
+  csu: 'u32',
+  count: 'u32',
+  training: 'u32',
+  eps: 'f32',
+  momentum: 'f32',
+  unbias: 'f32',
 } as const;
 
 /** Invocations of a per-channel workgroup (wg), or 64 channels a workgroup when serial (wg = 0). */
@@ -96,7 +104,8 @@ const walk = (wg: number, body: string) => `
   }`;
 
 /** Workgroup memory of the sums (type T): per-lane partials and the broadcast total. */
-const sumStorage = (wg: number, T: string) => (wg === 0 ? '' : `var<workgroup> part: array<${T}, ${wg}>;\nvar<workgroup> total: ${T};`);
+const sumStorage = (wg: number, T: string) =>
+  wg === 0 ? '' : `var<workgroup> part: array<${T}, ${wg}>;\nvar<workgroup> total: ${T};`;
 
 /**
  * Sums `value` over the workgroup into `dst`, visible to every lane: the leader adds the wg
@@ -155,7 +164,9 @@ export const batchNormStatsKernel = kernel({
     let invstd = 1.0 / sqrt(var_b + params.eps);
     let w = ${hasWeight ? 'weight[c]' : '1.0'};
     stats[c] = vec4<f32>(mean, invstd, w * invstd, ${hasBias ? 'bias[c]' : '0.0'});
-    ${running ? `let mo = params.momentum;
+    ${
+      running
+        ? `let mo = params.momentum;
     let rm = (1.0 - mo) * running_mean[c] + mo * mean;
     let rv = (1.0 - mo) * running_var[c] + mo * (var_b * params.unbias);
     if (is_finite(rm) && is_finite(rv)) {
@@ -163,7 +174,9 @@ export const batchNormStatsKernel = kernel({
       running_var[c] = rv;
     } else {
       atomicAdd(&nonfinite[${NONFINITE_BATCHNORM}], 1u);
-    }` : ''}
+    }`
+        : ''
+    }
   }`;
   },
   grid: (p, v) => channelGrid(p.c, v.wg),

@@ -25,13 +25,14 @@ import { kernel } from './kernel.ts';
 function weightGradMain(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
   /** One output pixel's taps: gathers b at column xs, FMAs with a<r> = `gyOf(r)`. */
-  const pixel = (ind: string, gyOf: (r: number) => string) => [
-    ...Q4.map((j) => `${ind}let x${j} = xs + kx${j};`),
-    `${ind}let b = vec4<f32>(${Q4.map((j) => `select(0.0, X[rb${j} + min(x${j}, W - 1u)], rok${j} && x${j} < W)`).join(`,\n${ind}  `)});`,
-    ...R.map((r) => `${ind}c${r} = fma(vec4<f32>(${gyOf(r)}), b, c${r});`),
-    ...(bias ? [`${ind}if (withBias) {`, ...R.map((r) => `${ind}  s${r} += ${gyOf(r)};`), `${ind}}`] : []),
-    `${ind}xs += params.sw;`,
-  ].join('\n');
+  const pixel = (ind: string, gyOf: (r: number) => string) =>
+    [
+      ...Q4.map((j) => `${ind}let x${j} = xs + kx${j};`),
+      `${ind}let b = vec4<f32>(${Q4.map((j) => `select(0.0, X[rb${j} + min(x${j}, W - 1u)], rok${j} && x${j} < W)`).join(`,\n${ind}  `)});`,
+      ...R.map((r) => `${ind}c${r} = fma(vec4<f32>(${gyOf(r)}), b, c${r});`),
+      ...(bias ? [`${ind}if (withBias) {`, ...R.map((r) => `${ind}  s${r} += ${gyOf(r)};`), `${ind}}`] : []),
+      `${ind}xs += params.sw;`,
+    ].join('\n');
   const inner = `    for (var ow = 0u; ow < Wo; ow++) {
 ${weightLoads(tm, '(gn + ow) * Mp4 + mq', 'Gp')}
 ${pixel('        ', (r) => `a${r >> 2}[${r & 3}]`)}
@@ -46,10 +47,12 @@ ${pixel('        ', (r) => `a${r >> 2}[${r & 3}]`)}
 ${accumulators(tm)}
 ${bias ? R.map((r) => `  var s${r} = 0.0;`).join('\n') : ''}
   // Each column's channel offset and top-left tap offset (wrapping below zero).
-${Q4.map((j) => `  let c${j}i = min(c + ${j}u, NC - 1u);
+${Q4.map(
+  (j) => `  let c${j}i = min(c + ${j}u, NC - 1u);
   let xo${j} = (c${j}i / KK) * HW;
   let ky${j} = ((c${j}i % KK) / KW) * params.dh - params.ph;
-  let kx${j} = (c${j}i % KW) * params.dw - params.pw;`).join('\n')}
+  let kx${j} = (c${j}i % KW) * params.dw - params.pw;`,
+).join('\n')}
   let mq = co0 / 4u; // first vec4 of this row tile in each packed pixel row
   let Mp4 = params.aux0;
   let rows = params.n * Ho;
@@ -61,18 +64,22 @@ ${Q4.map((j) => `  let c${j}i = min(c + ${j}u, NC - 1u);
     let oh = rr % Ho;
     let xn = n * params.cin * HW;
     let gn = rr * Wo; // packed pixel index of (n, oh, 0)
-${Q4.map((j) => `    let y${j} = oh * params.sh + ky${j};
+${Q4.map(
+  (j) => `    let y${j} = oh * params.sh + ky${j};
     let rok${j} = y${j} < H;
-    let rb${j} = xn + xo${j} + min(y${j}, H - 1u) * W;`).join('\n')}
+    let rb${j} = xn + xo${j} + min(y${j}, H - 1u) * W;`,
+).join('\n')}
     var xs = 0u;
 ${inner}
   }
   let ob = wid.z * params.cout * NC;
-${R.map((r) => `  if (co0 + ${r}u < params.cout) {
+${R.map(
+  (r) => `  if (co0 + ${r}u < params.cout) {
     let o = ob + (co0 + ${r}u) * NC + c;
 ${Q4.map((j) => `    if (c + ${j}u < NC) { DW[o + ${j}u] = c${r}[${j}]; }`).join('\n')}
 ${bias ? `    if (withBias && lid.x == 0u) { DB[wid.z * params.cout + co0 + ${r}u] = s${r}; }` : ''}
-  }`).join('\n')}`;
+  }`,
+).join('\n')}`;
 }
 
 /**
@@ -168,11 +175,13 @@ ${firstTap('kw', 'pb + params.pw', 'KW', 'params.sw', 'params.dw')}
   let dyStep = stepH * params.dh / params.sh;
   let dxStep = stepW * params.dw / params.sw;
   // Per pixel: image n, phase-grid coordinates (i, j), and the image's base in gy.
-${Q4.map((j) => `  let q${j} = min(q + ${j}u, NQ - 1u);
+${Q4.map(
+  (j) => `  let q${j} = min(q + ${j}u, NQ - 1u);
   let n${j} = q${j} / Q;
   let i${j} = (q${j} % Q) / wq;
   let j${j} = (q${j} % Q) % wq;
-  let gn${j} = n${j} * params.cout * P;`).join('\n')}
+  let gn${j} = n${j} * params.cout * P;`,
+).join('\n')}
   let mq = ci0 / 4u; // first vec4 of this row tile in each packed tap row
   let Mp4 = params.aux0;
   var gc = 0u;
@@ -180,9 +189,11 @@ ${Q4.map((j) => `  let q${j} = min(q + ${j}u, NQ - 1u);
   for (var co = 0u; co < params.cout; co++) {
     var oy = khoff;
     for (var kh = kh0; kh < KH; kh += stepH) {
-${Q4.map((j) => `      let y${j} = i${j} + oy;
+${Q4.map(
+  (j) => `      let y${j} = i${j} + oy;
       let rok${j} = y${j} < Ho;
-      let rb${j} = gn${j} + gc + min(y${j}, Ho - 1u) * Wo;`).join('\n')}
+      let rb${j} = gn${j} + gc + min(y${j}, Ho - 1u) * Wo;`,
+).join('\n')}
       let wk = wc + kh * KW;
       var ox = kwoff;
       for (var kw = kw0; kw < KW; kw += stepW) {
@@ -198,14 +209,18 @@ ${fmas(tm, '        ')}
     wc += KK;
   }
   let HW = H * W;
-${Q4.map((j) => `  let ih${j} = pa + i${j} * params.sh;
+${Q4.map(
+  (j) => `  let ih${j} = pa + i${j} * params.sh;
   let iw${j} = pb + j${j} * params.sw;
   let ok${j} = q + ${j}u < NQ && ih${j} < H && iw${j} < W;
-  let off${j} = n${j} * params.cin * HW + ih${j} * W + iw${j};`).join('\n')}
-${R.map((r) => `  if (ci0 + ${r}u < params.cin) {
+  let off${j} = n${j} * params.cin * HW + ih${j} * W + iw${j};`,
+).join('\n')}
+${R.map(
+  (r) => `  if (ci0 + ${r}u < params.cin) {
     let o = (ci0 + ${r}u) * HW;
 ${Q4.map((j) => `    if (ok${j}) { DX[o + off${j}] = c${r}[${j}]; }`).join('\n')}
-  }`).join('\n')}`;
+  }`,
+).join('\n')}`;
 }
 
 /**
@@ -234,7 +249,8 @@ ${accumulators(tm)}
 ${firstRowTap}
   let mq = ci0 / 4u; // first vec4 of this row tile in each packed tap row
   let Mp4 = params.aux0;
-${tapRowLoop(`      var b = vec4<f32>(${Q4.map((j) => ld(`col0 + ${j}u`)).join(', ')});
+${tapRowLoop(
+  `      var b = vec4<f32>(${Q4.map((j) => ld(`col0 + ${j}u`)).join(', ')});
       let wk = wc + kh * KW;
       for (var kw = 0u; kw < KW; kw++) {
 ${weightLoads(tm, '(wk + kw) * Mp4 + mq')}
@@ -242,15 +258,19 @@ ${fmas(tm, '        ')}
         let xl = col0 - kw - 1u;
         b = vec4<f32>(${ld('xl')}, b.xyz);
       }
-`, 'KK')}
+`,
+  'KK',
+)}
   let ih = pa + i * params.sh;
   let ok = u / wq4 < params.n * hq && ih < H;
   let HW = H * W;
   let o = n * params.cin * HW + ih * W + iw0;
-${R.map((r) => `  if (ok && ci0 + ${r}u < params.cin) {
+${R.map(
+  (r) => `  if (ok && ci0 + ${r}u < params.cin) {
     let oc = o + (ci0 + ${r}u) * HW;
 ${Q4.map((j) => `    if (iw0 + ${j}u < W) { DX[oc + ${j}u] = c${r}[${j}]; }`).join('\n')}
-  }`).join('\n')}`;
+  }`,
+).join('\n')}`;
 }
 
 /**
@@ -279,15 +299,23 @@ function inputGradRunsMain(wg: number, qn: number, nc: number): string {
   let KK = KH * KW;
 ${C.flatMap((r) => Q.map((q) => `  var c${r}${q} = vec4<f32>(0.0);`)).join('\n')}
 ${firstRowTap}
-${tapRowLoop(`${Q.map((q) => `      var b${q} = vec4<f32>(${window.slice(4 * q, 4 * q + 4).join(', ')});`).join('\n')}
+${tapRowLoop(
+  `${Q.map((q) => `      var b${q} = vec4<f32>(${window.slice(4 * q, 4 * q + 4).join(', ')});`).join('\n')}
       let wk = wc + kh * KW;
       for (var kw = 0u; kw < KW; kw++) {
-${C.map((r) => `        let a${r} = vec4<f32>(Wp[wk + ${r === 0 ? '' : `${r}u * KK + `}kw]);
-${Q.map((q) => `        c${r}${q} = fma(a${r}, b${q}, c${r}${q});`).join('\n')}`).join('\n')}
+${C.map(
+  (r) => `        let a${r} = vec4<f32>(Wp[wk + ${r === 0 ? '' : `${r}u * KK + `}kw]);
+${Q.map((q) => `        c${r}${q} = fma(a${r}, b${q}, c${r}${q});`).join('\n')}`,
+).join('\n')}
         let xl = col0 - kw - 1u;
-${Q.slice().reverse().map((q) => `        b${q} = vec4<f32>(${q === 0 ? ld('xl') : `b${q - 1}.w`}, b${q}.xyz);`).join('\n')}
+${Q.slice()
+  .reverse()
+  .map((q) => `        b${q} = vec4<f32>(${q === 0 ? ld('xl') : `b${q - 1}.w`}, b${q}.xyz);`)
+  .join('\n')}
       }
-`, `${nc}u * KK`)}
+`,
+  `${nc}u * KK`,
+)}
   let ih = pa + i * params.sh;
   let ok = u / runs < params.n * hq && ih < H;
   let HW = H * W;

@@ -35,25 +35,31 @@ function smallMain(transposed: boolean, bias: boolean, wg: number, cq: number): 
   const R = [...Array(CONV_SMALL_ROWS).keys()];
   const Q = [...Array(cq).keys()];
   // Per pixel quad q: n, the pixel's coordinates (a, b) in the output image, its source offset and mask.
-  const coord = (q: number) => Q4.map((j) => `  let pi${q}${j} = min(${q * 4 + j}u, NPIX - 1u);
+  const coord = (q: number) =>
+    Q4.map(
+      (j) => `  let pi${q}${j} = min(${q * 4 + j}u, NPIX - 1u);
   let pn${q}${j} = pi${q}${j} / OHW;
   let pa${q}${j} = (pi${q}${j} % OHW) / OW;
-  let pb${q}${j} = pi${q}${j} % OW;`).join('\n');
-  const tap = (q: number, j: number) => transposed
-    ? `      let ty${q}${j} = i32(pa${q}${j} + params.ph) - i32(kh * params.dh);
+  let pb${q}${j} = pi${q}${j} % OW;`,
+    ).join('\n');
+  const tap = (q: number, j: number) =>
+    transposed
+      ? `      let ty${q}${j} = i32(pa${q}${j} + params.ph) - i32(kh * params.dh);
       let tx${q}${j} = i32(pb${q}${j} + params.pw) - i32(kw * params.dw);
       let sy${q}${j} = u32(ty${q}${j}) / params.sh;
       let sx${q}${j} = u32(tx${q}${j}) / params.sw;
       let ok${q}${j} = ${q * 4 + j}u < NPIX && ty${q}${j} >= 0 && tx${q}${j} >= 0 && u32(ty${q}${j}) % params.sh == 0u && u32(tx${q}${j}) % params.sw == 0u && sy${q}${j} < SH && sx${q}${j} < SW;`
-    : `      let sy${q}${j} = pa${q}${j} * params.sh - params.ph + kh * params.dh;
+      : `      let sy${q}${j} = pa${q}${j} * params.sh - params.ph + kh * params.dh;
       let sx${q}${j} = pb${q}${j} * params.sw - params.pw + kw * params.dw;
       let ok${q}${j} = ${q * 4 + j}u < NPIX && sy${q}${j} < SH && sx${q}${j} < SW;`;
   return wgsl`  let KK = params.kh * params.kw;
-  ${transposed
-    ? `let M = params.cin; let C = params.cout; let SH = params.ho; let SW = params.wo; let OH = params.h; let OW = params.w;
+  ${
+    transposed
+      ? `let M = params.cin; let C = params.cout; let SH = params.ho; let SW = params.wo; let OH = params.h; let OW = params.w;
   let rs = KK; let cs = params.cin * KK;`
-    : `let M = params.cout; let C = params.cin; let SH = params.h; let SW = params.w; let OH = params.ho; let OW = params.wo;
-  let rs = params.cin * KK; let cs = KK;`}
+      : `let M = params.cout; let C = params.cin; let SH = params.h; let SW = params.w; let OH = params.ho; let OW = params.wo;
+  let rs = params.cin * KK; let cs = KK;`
+  }
   let OHW = OH * OW;
   let SHW = SH * SW;
   let NPIX = params.n * OHW;
@@ -67,8 +73,10 @@ ${Q.map(coord).join('\n')}
   for (var kh = params.aux1 & 0xffffu; kh < kh1; kh++) {
     for (var kw = params.aux2 & 0xffffu; kw < kw1; kw++) {
 ${Q.map((q) => Q4.map((j) => tap(q, j)).join('\n')).join('\n')}
-${Q.map((q) => `      let m${q} = vec4<f32>(${Q4.map((j) => `select(0.0, 1.0, ok${q}${j})`).join(', ')});
-${Q4.map((j) => `      var so${q}${j} = select(0u, pn${q}${j} * C * SHW + sy${q}${j} * SW + sx${q}${j}, ok${q}${j}) + c0 * SHW;`).join('\n')}`).join('\n')}
+${Q.map(
+  (q) => `      let m${q} = vec4<f32>(${Q4.map((j) => `select(0.0, 1.0, ok${q}${j})`).join(', ')});
+${Q4.map((j) => `      var so${q}${j} = select(0u, pn${q}${j} * C * SHW + sy${q}${j} * SW + sx${q}${j}, ok${q}${j}) + c0 * SHW;`).join('\n')}`,
+).join('\n')}
       var wk = c0 * cs + kh * params.kw + kw;
       for (var c = c0; c < c1; c++) {
 ${Q.map((q) => `        let b${q} = m${q} * vec4<f32>(${Q4.map((j) => `S[so${q}${j}]`).join(', ')});`).join('\n')}
@@ -79,10 +87,12 @@ ${Q.map((q) => Q4.map((j) => `        so${q}${j} += SHW;`).join(' ')).join('\n')
     }
   }
   let ob = wid.z * params.n * M * OHW;
-${R.map((r) => `  if (row0 + ${r}u < M) {
+${R.map(
+  (r) => `  if (row0 + ${r}u < M) {
     ${bias ? `let bv = select(0.0, Bias[row0 + ${r}u], wid.z == 0u);` : 'let bv = 0.0;'}
 ${Q.map((q) => Q4.map((j) => `    if (${q * 4 + j}u < NPIX) { Out[ob + (pn${q}${j} * M + row0 + ${r}u) * OHW + pi${q}${j} % OHW] = c${r}${q}[${j}] + bv; }`).join('\n')).join('\n')}
-  }`).join('\n')}`;
+  }`,
+).join('\n')}`;
 }
 
 /**

@@ -35,11 +35,26 @@ import { kernel } from './kernel.ts';
  * Filled by engine/ops/conv-kernels.ts.
  */
 export const CONV_PARAMS = {
-  n: 'u32', cin: 'u32', h: 'u32', w: 'u32',
-  cout: 'u32', ho: 'u32', wo: 'u32', kh: 'u32',
-  kw: 'u32', sh: 'u32', sw: 'u32', ph: 'u32',
-  pw: 'u32', dh: 'u32', dw: 'u32', aux0: 'u32',
-  aux1: 'u32', aux2: 'u32', aux3: 'u32', aux4: 'u32',
+  n: 'u32',
+  cin: 'u32',
+  h: 'u32',
+  w: 'u32',
+  cout: 'u32',
+  ho: 'u32',
+  wo: 'u32',
+  kh: 'u32',
+  kw: 'u32',
+  sh: 'u32',
+  sw: 'u32',
+  ph: 'u32',
+  pw: 'u32',
+  dh: 'u32',
+  dw: 'u32',
+  aux0: 'u32',
+  aux1: 'u32',
+  aux2: 'u32',
+  aux3: 'u32',
+  aux4: 'u32',
 } as const;
 
 /** Workgroup-level builtins of every conv GEMM kernel. */
@@ -49,11 +64,20 @@ export const Q4 = [0, 1, 2, 3];
 export const rowsOf = (tm: number) => [...Array(tm).keys()];
 
 /** Accumulator declarations and the TM·4 FMAs of one tap: a<r> (uniform) times vec4 b. */
-export const accumulators = (tm: number) => rowsOf(tm).map((r) => `  var c${r} = vec4<f32>(0.0);`).join('\n');
-export const fmas = (tm: number, ind: string) => rowsOf(tm).map((r) => `${ind}c${r} = fma(vec4<f32>(a${r >> 2}[${r & 3}]), b, c${r});`).join('\n');
+export const accumulators = (tm: number) =>
+  rowsOf(tm)
+    .map((r) => `  var c${r} = vec4<f32>(0.0);`)
+    .join('\n');
+export const fmas = (tm: number, ind: string) =>
+  rowsOf(tm)
+    .map((r) => `${ind}c${r} = fma(vec4<f32>(a${r >> 2}[${r & 3}]), b, c${r});`)
+    .join('\n');
 /** The tap's tm row values a<q> (vec4s): tm / 4 workgroup-uniform loads from packed `arr` at vec4 index `at`. */
 export const weightLoads = (tm: number, at: string, arr = 'Wp') =>
-  `        let wi = ${at};\n` + rowsOf(tm / 4).map((q) => `        let a${q} = ${arr}[wi + ${q}u];`).join('\n');
+  `        let wi = ${at};\n` +
+  rowsOf(tm / 4)
+    .map((q) => `        let a${q} = ${arr}[wi + ${q}u];`)
+    .join('\n');
 
 /** First line of both forward variants (H, W, KH, KW in scope). */
 const FORWARD_START = '  let H = params.h; let W = params.w; let KH = params.kh; let KW = params.kw;';
@@ -75,12 +99,14 @@ function forwardMain(bias: boolean, wg: number, tm: number): string {
 ${accumulators(tm)}
   // Per pixel: its image's base in x, its top-left input coordinate (wrapping below zero), and its
   // output offset without the channel term.
-${Q4.map((j) => `  let p${j} = min(p + ${j}u, NP - 1u);
+${Q4.map(
+  (j) => `  let p${j} = min(p + ${j}u, NP - 1u);
   let n${j} = p${j} / P;
   let r${j} = p${j} % P;
   let xn${j} = n${j} * params.cin * HW;
   let ih${j} = (r${j} / params.wo) * params.sh - params.ph;
-  let iw${j} = (r${j} % params.wo) * params.sw - params.pw;`).join('\n')}
+  let iw${j} = (r${j} % params.wo) * params.sw - params.pw;`,
+).join('\n')}
   let mq = co0 / 4u; // first vec4 of this row tile in each packed tap row
   let Mp4 = params.aux0;
   var xc = 0u;
@@ -88,9 +114,11 @@ ${Q4.map((j) => `  let p${j} = min(p + ${j}u, NP - 1u);
   for (var ci = 0u; ci < params.cin; ci++) {
     for (var kh = 0u; kh < KH; kh++) {
       let dy = kh * params.dh;
-${Q4.map((j) => `      let y${j} = ih${j} + dy;
+${Q4.map(
+  (j) => `      let y${j} = ih${j} + dy;
       let rok${j} = y${j} < H;
-      let rb${j} = xn${j} + xc + min(y${j}, H - 1u) * W;`).join('\n')}
+      let rb${j} = xn${j} + xc + min(y${j}, H - 1u) * W;`,
+).join('\n')}
       let wk = wc + kh * KW;
       for (var kw = 0u; kw < KW; kw++) {
         let dx = kw * params.dw;
@@ -104,11 +132,13 @@ ${fmas(tm, '        ')}
     wc += KK;
   }
 ${Q4.map((j) => `  let o${j} = n${j} * params.cout * P + r${j};`).join('\n')}
-${R.map((r) => `  if (co0 + ${r}u < params.cout) {
+${R.map(
+  (r) => `  if (co0 + ${r}u < params.cout) {
     let co = (co0 + ${r}u) * P;
     ${bias ? `let bv = Bias[co0 + ${r}u];` : 'let bv = 0.0;'}
 ${Q4.map((j) => `    if (p + ${j}u < NP) { Y[o${j} + co] = c${r}[${j}] + bv; }`).join('\n')}
-  }`).join('\n')}`;
+  }`,
+).join('\n')}`;
 }
 
 /**
@@ -160,11 +190,13 @@ ${fmas(tm, '        ')}
   }
   let ok = u / wq4 < params.n * Ho;
   let o = n * params.cout * P + oh * Wo + ow0;
-${R.map((r) => `  if (ok && co0 + ${r}u < params.cout) {
+${R.map(
+  (r) => `  if (ok && co0 + ${r}u < params.cout) {
     let oc = o + (co0 + ${r}u) * P;
     ${bias ? `let bv = Bias[co0 + ${r}u];` : 'let bv = 0.0;'}
 ${Q4.map((j) => `    if (ow0 + ${j}u < Wo) { Y[oc + ${j}u] = c${r}[${j}] + bv; }`).join('\n')}
-  }`).join('\n')}`;
+  }`,
+).join('\n')}`;
 }
 
 /**

@@ -15,7 +15,14 @@ import { flatKernel } from './common.ts';
 
 /** Both kernels: `total` outputs, signals of n samples, `frames` frames of `len` samples every `hop`. */
 const PARAMS = {
-  total: 'u32', n: 'u32', frames: 'u32', len: 'u32', hop: 'u32', pad_left: 'u32', reflect: 'u32', padded: 'u32',
+  total: 'u32',
+  n: 'u32',
+  frames: 'u32',
+  len: 'u32',
+  hop: 'u32',
+  pad_left: 'u32',
+  reflect: 'u32',
+  padded: 'u32',
 } as const;
 const BINDINGS = { src: { read: 'f32' }, dst: { write: 'f32' } } as const;
 

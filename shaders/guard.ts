@@ -11,8 +11,20 @@ import { FLOAT_CLASS, flatKernel } from './common.ts';
 import { kernel } from './kernel.ts';
 
 export const GUARD = {
-  halt: 0, stepBad: 1, stepReasons: 2, stepLosses: 3, stepTensor: 4, stepGroup: 5, batchNormSeen: 6,
-  count: 7, first: 8, last: 9, firstReasons: 10, firstLosses: 11, firstTensor: 12, firstGroup: 13,
+  halt: 0,
+  stepBad: 1,
+  stepReasons: 2,
+  stepLosses: 3,
+  stepTensor: 4,
+  stepGroup: 5,
+  batchNormSeen: 6,
+  count: 7,
+  first: 8,
+  last: 9,
+  firstReasons: 10,
+  firstLosses: 11,
+  firstTensor: 12,
+  firstGroup: 13,
   /** First word of the ring. */
   ring: 16,
 } as const;

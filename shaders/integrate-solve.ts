@@ -15,7 +15,15 @@
 import { kernel } from './kernel.ts';
 import { STATE, STATE_STRIDE, TELEMETRY_HEADER, TELEMETRY_RECORD } from './integrate.ts';
 
-export type IntegratorMethod = 'uniform' | 'one-joint-loss' | 'mgda' | 'mmpareto' | 'mmpareto-official' | 'pcgrad' | 'gradnorm' | 'metabalance';
+export type IntegratorMethod =
+  | 'uniform'
+  | 'one-joint-loss'
+  | 'mgda'
+  | 'mmpareto'
+  | 'mmpareto-official'
+  | 'pcgrad'
+  | 'gradnorm'
+  | 'metabalance';
 
 /** Telemetry flag bits (record word 1). */
 export const FLAG = { nonFinite: 1, conflict: 2, zeroDirection: 4 } as const;

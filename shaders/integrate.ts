@@ -62,7 +62,9 @@ export const gramKernel = kernel({
   main: ({ k }) => {
     const pairs = gramPairs(k);
     const P = pairs.length;
-    const loads = Array.from({ length: k }, (_, j) => `let x${j} = select(vec4<f32>(), g${j}[q], keep);`).join('\n      ');
+    const loads = Array.from({ length: k }, (_, j) => `let x${j} = select(vec4<f32>(), g${j}[q], keep);`).join(
+      '\n      ',
+    );
     return `  let start = wid.x * params.chunk4;
   let end = min(start + params.chunk4, params.n4);
   ${pairs.map((_, e) => `var a${e} = vec4<f32>();`).join('\n  ')}

@@ -67,23 +67,34 @@ function matmulMain(transA: boolean, transB: boolean, vecA: boolean, vecB: boole
     const pad = (xs: string[]) => [...xs, ...Array(4 - xs.length).fill('0.0')].join(', ');
     if (!transA) {
       for (const r of rows) {
-        S.push(vec && vecA ? `    let a${r} = A[(ar${r} + k) / 4u];` : `    let a${r} = vec4<f32>(${pad(ks.map((kk) => `la(ar${r} + k + ${kk}u)`))});`);
+        S.push(
+          vec && vecA
+            ? `    let a${r} = A[(ar${r} + k) / 4u];`
+            : `    let a${r} = vec4<f32>(${pad(ks.map((kk) => `la(ar${r} + k + ${kk}u)`))});`,
+        );
       }
     } else if (vec && vecA) {
-      for (const kk of ks) for (let q = 0; q < tm / 4; q++) S.push(`    let t${kk}_${q} = A[(aq${q} + (k + ${kk}u) * M) / 4u];`);
+      for (const kk of ks)
+        for (let q = 0; q < tm / 4; q++) S.push(`    let t${kk}_${q} = A[(aq${q} + (k + ${kk}u) * M) / 4u];`);
       for (const r of rows) S.push(`    let a${r} = vec4<f32>(${pad(ks.map((kk) => `t${kk}_${r >> 2}[${r & 3}]`))});`);
     } else {
-      for (const r of rows) S.push(`    let a${r} = vec4<f32>(${pad(ks.map((kk) => `la(am${r} + (k + ${kk}u) * M)`))});`);
+      for (const r of rows)
+        S.push(`    let a${r} = vec4<f32>(${pad(ks.map((kk) => `la(am${r} + (k + ${kk}u) * M)`))});`);
     }
     if (!transB) {
       for (const kk of ks) {
-        S.push(vec && vecB ? `    let b${kk} = B[(bn + (k + ${kk}u) * N) / 4u];` : `    let b${kk} = vec4<f32>(${q4.map((j) => `lb(bn${j} + (k + ${kk}u) * N)`).join(', ')});`);
+        S.push(
+          vec && vecB
+            ? `    let b${kk} = B[(bn + (k + ${kk}u) * N) / 4u];`
+            : `    let b${kk} = vec4<f32>(${q4.map((j) => `lb(bn${j} + (k + ${kk}u) * N)`).join(', ')});`,
+        );
       }
     } else if (vec && vecB) {
       for (const j of q4) S.push(`    let s${j} = B[(bn${j} + k) / 4u];`);
       for (const kk of ks) S.push(`    let b${kk} = vec4<f32>(s0[${kk}], s1[${kk}], s2[${kk}], s3[${kk}]);`);
     } else {
-      for (const kk of ks) S.push(`    let b${kk} = vec4<f32>(${q4.map((j) => `lb(bn${j} + k + ${kk}u)`).join(', ')});`);
+      for (const kk of ks)
+        S.push(`    let b${kk} = vec4<f32>(${q4.map((j) => `lb(bn${j} + k + ${kk}u)`).join(', ')});`);
     }
     for (const kk of ks) for (const r of rows) S.push(`    c${r} = fma(vec4<f32>(a${r}[${kk}]), b${kk}, c${r});`);
     return S;

@@ -153,7 +153,8 @@ ${QDIV}`,
  * faster on lavapipe), else the Params value. The geometry itself always comes from Params.
  */
 export const POOL_UNROLL_MAX = 3;
-const trips = (n: number, field: string, signed: boolean) => (n ? `${n}${signed ? '' : 'u'}` : signed ? `i32(params.${field})` : `params.${field}`);
+const trips = (n: number, field: string, signed: boolean) =>
+  n ? `${n}${signed ? '' : 'u'}` : signed ? `i32(params.${field})` : `params.${field}`;
 
 /**
  * Sums over the windows containing input (y, x) (max/avg backward): `body` sees ok (the window
@@ -214,23 +215,35 @@ function maxBackwardBlocksMain(ny: number, nx: number, bh: number, bw: number): 
   let h = i32(params.h);
   let w = i32(params.w);
   // The candidate windows (ty − i, tx − j): gy (0 where the window does not exist) and argmax.
-${I.map((i) => `  let oy${i} = i32(ty) - ${i};
+${I.map(
+  (i) => `  let oy${i} = i32(ty) - ${i};
   let vy${i} = oy${i} >= 0 && oy${i} < oh;
-  let cy${i} = u32(clamp(oy${i}, 0, oh - 1)) * params.ow;`).join('\n')}
-${J.map((j) => `  let ox${j} = i32(tx) - ${j};
+  let cy${i} = u32(clamp(oy${i}, 0, oh - 1)) * params.ow;`,
+).join('\n')}
+${J.map(
+  (j) => `  let ox${j} = i32(tx) - ${j};
   let vx${j} = ox${j} >= 0 && ox${j} < ow;
-  let cx${j} = u32(clamp(ox${j}, 0, ow - 1));`).join('\n')}
-${windows.map(([i, j]) => `  let g${i}${j} = select(0.0, gy[obase + cy${i} + cx${j}], vy${i} && vx${j});
-  let m${i}${j} = argmax[obase + cy${i} + cx${j}];`).join('\n')}
+  let cx${j} = u32(clamp(ox${j}, 0, ow - 1));`,
+).join('\n')}
+${windows
+  .map(
+    ([i, j]) => `  let g${i}${j} = select(0.0, gy[obase + cy${i} + cx${j}], vy${i} && vx${j});
+  let m${i}${j} = argmax[obase + cy${i} + cx${j}];`,
+  )
+  .join('\n')}
   let y0 = i32(ty * ${bh}u) - i32(params.ph);
   let x0 = i32(tx * ${bw}u) - i32(params.pw);
-${pixels.map(([a, b]) => `  {
+${pixels
+  .map(
+    ([a, b]) => `  {
     let y = y0 + ${a};
     let x = x0 + ${b};
     let me = y * w + x;
     let acc = ${windows.map(([i, j]) => `select(0.0, g${i}${j}, m${i}${j} == me)`).join(' + ')};
     if (y >= 0 && y < h && x >= 0 && x < w) { dx[base + u32(me)] = acc; }
-  }`).join('\n')}`;
+  }`,
+  )
+  .join('\n')}`;
 }
 
 export const maxPoolBackwardBlocksKernel = kernel({

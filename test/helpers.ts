@@ -2,7 +2,16 @@
 import '../train/node.ts'; // Dawn as the default GPU
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { init, getDevice, gradcheck, liveTensors, tensor, type Device, type Tensor, Generator } from '../engine/index.ts';
+import {
+  init,
+  getDevice,
+  gradcheck,
+  liveTensors,
+  tensor,
+  type Device,
+  type Tensor,
+  Generator,
+} from '../engine/index.ts';
 
 let dev: Device;
 try {
@@ -29,7 +38,13 @@ export function randTensor(shape: number[], seed: number, lo = -1, hi = 1): [Ten
  * Asserts |actual - expected| <= atol + rtol·|expected| elementwise, reporting the worst element.
  * Tests state their rtol/atol and why (float32 unit roundoff u = 2^-24 ≈ 6e-8).
  */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number, what = ''): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  rtol: number,
+  atol: number,
+  what = '',
+): void {
   assert.is(actual.length, expected.length, `${what}: length`);
   let worst = -1;
   let worstExcess = 0;
@@ -42,11 +57,18 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
       worstExcess = excess;
     }
   }
-  if (worst >= 0) assert.unreachable(`${what}: element ${worst}: got ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+  if (worst >= 0)
+    assert.unreachable(
+      `${what}: element ${worst}: got ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`,
+    );
 }
 
 /** Runs gradcheck and fails the test with its message. */
-export async function check(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts: Parameters<typeof gradcheck>[2] = {}): Promise<void> {
+export async function check(
+  fn: (...xs: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  opts: Parameters<typeof gradcheck>[2] = {},
+): Promise<void> {
   const r = await gradcheck(fn, inputs, opts);
   assert.ok(r.ok);
   for (const t of inputs) t.dispose();

@@ -97,7 +97,12 @@ g.UVU_QUEUE.forEach((group, i) => {
         timedOut++;
         failed++;
         shared[3] = failed;
-        return [`  FAIL ${file}: still running after the ${limitS} s time limit per file (MMPARETO_TEST_FILE_TIMEOUT)`, 0, 0, 1];
+        return [
+          `  FAIL ${file}: still running after the ${limitS} s time limit per file (MMPARETO_TEST_FILE_TIMEOUT)`,
+          0,
+          0,
+          1,
+        ];
       }
       passed += r[1];
       failed += r[3] - r[1] - r[2];

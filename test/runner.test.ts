@@ -20,13 +20,22 @@ const fixture = (path: string, body: string) => {
 fixture('a/pass.test.ts', "test('adds', () => { if (1 + 1 !== 2) throw new Error('no'); });");
 fixture('b/hang.test.ts', "test('never settles', () => new Promise(() => {}));\ntest('not reached', () => {});");
 fixture('c/after.test.ts', "test('runs after the hung file', () => {});");
-fixture('d/block.test.ts', "import { execFileSync } from 'node:child_process';\ntest('blocks', () => { execFileSync('sleep', ['30']); });");
+fixture(
+  'd/block.test.ts',
+  "import { execFileSync } from 'node:child_process';\ntest('blocks', () => { execFileSync('sleep', ['30']); });",
+);
 
 /** Runs test/run.ts on the fixtures; resolves with its exit code (or signal) and output. */
-function runner(timeout: string, ...filters: string[]): Promise<{ code: number | null; signal: string | null; out: string }> {
+function runner(
+  timeout: string,
+  ...filters: string[]
+): Promise<{ code: number | null; signal: string | null; out: string }> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, MMPARETO_TEST_DIR: dir, MMPARETO_TEST_FILE_TIMEOUT: timeout, NO_COLOR: '1' };
-    const p = spawn(process.execPath, ['--import', 'tsx', join(repo, 'test', 'run.ts'), ...filters], { cwd: repo, env });
+    const p = spawn(process.execPath, ['--import', 'tsx', join(repo, 'test', 'run.ts'), ...filters], {
+      cwd: repo,
+      env,
+    });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d));
     p.stderr.on('data', (d: Buffer) => (out += d));

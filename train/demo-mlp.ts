@@ -45,7 +45,9 @@ for (let step = 1; step <= steps; step++) {
   loss.dispose();
 }
 const secs = (performance.now() - t0) / 1000;
-console.log(`trained ${steps} steps in ${secs.toFixed(1)} s: mse ${first.toFixed(4)} -> ${last.toFixed(4)} (${liveTensors.count} live tensors)`);
+console.log(
+  `trained ${steps} steps in ${secs.toFixed(1)} s: mse ${first.toFixed(4)} -> ${last.toFixed(4)} (${liveTensors.count} live tensors)`,
+);
 opt.dispose();
 device.destroy();
 process.exitCode = last < first ? 0 : 1;

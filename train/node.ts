@@ -14,7 +14,9 @@ export const dawnGPU: GPUProvider = async ({ timestamps }) => {
   try {
     dawn = await import('webgpu');
   } catch (e) {
-    throw new EngineError(`The 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}. Reinstall it (npm install webgpu), or pass Device.create({ gpu }).`);
+    throw new EngineError(
+      `The 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}. Reinstall it (npm install webgpu), or pass Device.create({ gpu }).`,
+    );
   }
   // Dawn's constants (GPUBufferUsage, ...) as globals, as in a browser; never over the host's own.
   for (const [k, v] of Object.entries(dawn.globals)) {

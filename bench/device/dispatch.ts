@@ -30,7 +30,11 @@ gpu.queue.writeBuffer(params, 0, new Uint32Array([64, 0x7fc00000, 0, 0]));
 const out = gpu.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE });
 const bindGroup = gpu.createBindGroup({
   layout: pipeline.getBindGroupLayout(0),
-  entries: [{ binding: 0, resource: { buffer: params } }, { binding: 1, resource: { buffer: x.rawBuffer } }, { binding: 2, resource: { buffer: out } }],
+  entries: [
+    { binding: 0, resource: { buffer: params } },
+    { binding: 1, resource: { buffer: x.rawBuffer } },
+    { binding: 2, resource: { buffer: out } },
+  ],
 });
 async function rawRun(): Promise<number> {
   await device.wait(gpu.queue.onSubmittedWorkDone());
@@ -64,7 +68,9 @@ async function rawUnbatched(): Promise<number> {
 await engineRun();
 await rawRun();
 await rawUnbatched();
-const e: number[] = [], r: number[] = [], u: number[] = [];
+const e: number[] = [],
+  r: number[] = [],
+  u: number[] = [];
 for (let i = 0; i < REPS; i++) {
   e.push(await engineRun());
   r.push(await rawRun());
@@ -74,7 +80,8 @@ const s0 = device.batcher.stats.submits;
 await engineRun();
 const submits = device.batcher.stats.submits - s0;
 emit({
-  bench: 'dispatch', dispatches: N,
+  bench: 'dispatch',
+  dispatches: N,
   engine_us_per_dispatch: round((median(e) * 1000) / N, 2),
   raw_dawn_us_per_dispatch: round((median(r) * 1000) / N, 2),
   raw_dawn_one_submit_each_us: round((median(u) * 1000) / N, 2),

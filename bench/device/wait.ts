@@ -21,7 +21,11 @@ const device = await init();
 const a = randn([n, n]);
 const b = randn([n, n]);
 
-interface Sample { wall: number; cpu: number; thread: number }
+interface Sample {
+  wall: number;
+  cpu: number;
+  thread: number;
+}
 async function run(quiet: boolean): Promise<Sample> {
   device.quietWait = quiet;
   await device.sync();
@@ -44,9 +48,18 @@ for (let i = 0; i < REPS; i++) {
 }
 const m = (xs: Sample[], k: keyof Sample) => median(xs.map((x) => x[k]));
 emit({
-  bench: 'wait', work: `3 matmuls ${n}^3`,
-  busy_poll: { wall_ms: round(m(busy, 'wall'), 1), main_thread_cpu_ms: round(m(busy, 'thread'), 1), process_cpu_ms: round(m(busy, 'cpu'), 1) },
-  quiet_wait: { wall_ms: round(m(quiet, 'wall'), 1), main_thread_cpu_ms: round(m(quiet, 'thread'), 1), process_cpu_ms: round(m(quiet, 'cpu'), 1) },
+  bench: 'wait',
+  work: `3 matmuls ${n}^3`,
+  busy_poll: {
+    wall_ms: round(m(busy, 'wall'), 1),
+    main_thread_cpu_ms: round(m(busy, 'thread'), 1),
+    process_cpu_ms: round(m(busy, 'cpu'), 1),
+  },
+  quiet_wait: {
+    wall_ms: round(m(quiet, 'wall'), 1),
+    main_thread_cpu_ms: round(m(quiet, 'thread'), 1),
+    process_cpu_ms: round(m(quiet, 'cpu'), 1),
+  },
   wall_ratio_quiet_over_busy: round(m(quiet, 'wall') / m(busy, 'wall'), 3),
   main_thread_cpu_ratio_quiet_over_busy: round(m(quiet, 'thread') / Math.max(m(busy, 'thread'), 1e-9), 3),
   note: 'main-thread CPU from /proc (10 ms ticks); process CPU includes the lavapipe worker threads doing the GPU work',

@@ -40,7 +40,8 @@ async function ours(backward: boolean): Promise<number> {
   return ms;
 }
 
-const tfAttention = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Tensor => tf.matMul(tf.softmax(tf.mul(tf.matMul(a, b, false, true), scale)), c);
+const tfAttention = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Tensor =>
+  tf.matMul(tf.softmax(tf.mul(tf.matMul(a, b, false, true), scale)), c);
 const tfGrads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tfAttention(a, b, c));
 
 async function tfjs(backward: boolean): Promise<number> {
@@ -74,9 +75,15 @@ for (let r = 0; r < ROUNDS; r++) {
 }
 const [o, t, of, tf_] = [median(s.ours), median(s.tfjs), median(s.oursFwd), median(s.tfjsFwd)];
 emit({
-  bench: 'attention_fwd_bwd', shape: [B, H, L, D], rounds: ROUNDS,
-  ours_ms: round(o, 2), tfjs_ms: round(t, 2), ratio: round(o / t),
-  ours_fwd_ms: round(of, 2), tfjs_fwd_ms: round(tf_, 2), fwd_ratio: round(of / tf_),
+  bench: 'attention_fwd_bwd',
+  shape: [B, H, L, D],
+  rounds: ROUNDS,
+  ours_ms: round(o, 2),
+  tfjs_ms: round(t, 2),
+  ratio: round(o / t),
+  ours_fwd_ms: round(of, 2),
+  tfjs_fwd_ms: round(tf_, 2),
+  fwd_ratio: round(of / tf_),
   adapter: device.adapterName,
 });
 for (const x of [q, k, v, gOut]) x.dispose();

@@ -39,7 +39,11 @@ async function timeTf(run: () => tf.Tensor, reps: number): Promise<number> {
 type Sampler = (reps: number) => Promise<number>;
 
 /** Warms every sampler up, picks reps to last ~targetMs, then interleaves `rounds` rounds. */
-async function compare(samplers: Record<string, Sampler>, rounds: number, targetMs: number): Promise<Record<string, number>> {
+async function compare(
+  samplers: Record<string, Sampler>,
+  rounds: number,
+  targetMs: number,
+): Promise<Record<string, number>> {
   const reps: Record<string, number> = {};
   for (const [k, s] of Object.entries(samplers)) {
     await s(1); // compile
@@ -50,7 +54,17 @@ async function compare(samplers: Record<string, Sampler>, rounds: number, target
   return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
 }
 
-interface Shape { name: string; n: number; cin: number; h: number; w: number; cout: number; k: number; s: number; p: number }
+interface Shape {
+  name: string;
+  n: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  k: number;
+  s: number;
+  p: number;
+}
 
 function flops(c: Shape): number {
   const ho = Math.floor((c.h + 2 * c.p - c.k) / c.s) + 1;
@@ -84,8 +98,10 @@ function theirs(c: Shape) {
     tf.engine().runKernel(name, inputs as never, { ...attrs, ...extra } as never) as tf.Tensor;
   const samplers: Record<string, Sampler> = {
     forward: (r) => timeTf(() => tf.conv2d(x, f, c.s, c.p), r),
-    input_grad: (r) => timeTf(() => run('Conv2DBackpropInput', { dy, filter: f }, { inputShape: [c.n, c.h, c.w, c.cin] }), r),
-    weight_grad: (r) => timeTf(() => run('Conv2DBackpropFilter', { x, dy }, { filterShape: [c.k, c.k, c.cin, c.cout] }), r),
+    input_grad: (r) =>
+      timeTf(() => run('Conv2DBackpropInput', { dy, filter: f }, { inputShape: [c.n, c.h, c.w, c.cin] }), r),
+    weight_grad: (r) =>
+      timeTf(() => run('Conv2DBackpropFilter', { x, dy }, { filterShape: [c.k, c.k, c.cin, c.cout] }), r),
   };
   return { samplers, dispose: () => [x, f, dy].forEach((t) => t.dispose()) };
 }
@@ -112,9 +128,28 @@ const main: Shape = { name: 'conv3x3_64_56', n: 8, cin: 64, h: 56, w: 56, cout: 
     const t = ms[`tfjs_${p}`]!;
     oursTotal += o;
     tfTotal += t;
-    emit({ bench: 'conv', shape: main.name, pass: p, ours_ms: round(o, 1), tfjs_ms: round(t, 1), ratio: round(o / t), ours_gflops: round(f / (o * 1e6), 2), tfjs_gflops: round(f / (t * 1e6), 2), adapter });
+    emit({
+      bench: 'conv',
+      shape: main.name,
+      pass: p,
+      ours_ms: round(o, 1),
+      tfjs_ms: round(t, 1),
+      ratio: round(o / t),
+      ours_gflops: round(f / (o * 1e6), 2),
+      tfjs_gflops: round(f / (t * 1e6), 2),
+      adapter,
+    });
   }
-  emit({ bench: 'conv', shape: main.name, pass: 'total', ours_ms: round(oursTotal, 1), tfjs_ms: round(tfTotal, 1), ratio: round(oursTotal / tfTotal), target_ratio: 0.3, adapter });
+  emit({
+    bench: 'conv',
+    shape: main.name,
+    pass: 'total',
+    ours_ms: round(oursTotal, 1),
+    tfjs_ms: round(tfTotal, 1),
+    ratio: round(oursTotal / tfTotal),
+    target_ratio: 0.3,
+    adapter,
+  });
   a.dispose();
   b.dispose();
 }

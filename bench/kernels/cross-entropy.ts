@@ -71,7 +71,17 @@ async function compare(ours: () => Tensor[], theirs: () => tf.Tensor[], reps: nu
     return [value, g];
   };
   const [oursMs, tfMs] = await compare(ours, theirs, 10);
-  emit({ bench: 'cross_entropy_fwd_bwd', batch: n, classes: c, reduction: 'mean', rounds, ours_ms: round(oursMs), tfjs_ms: round(tfMs), ratio: round(oursMs / tfMs), adapter: device.adapterName });
+  emit({
+    bench: 'cross_entropy_fwd_bwd',
+    batch: n,
+    classes: c,
+    reduction: 'mean',
+    rounds,
+    ours_ms: round(oursMs),
+    tfjs_ms: round(tfMs),
+    ratio: round(oursMs / tfMs),
+    adapter: device.adapterName,
+  });
   for (const t of [x, labels]) t.dispose();
   for (const t of [tx, onehot]) t.dispose();
 }
@@ -93,7 +103,12 @@ async function compare(ours: () => Tensor[], theirs: () => tf.Tensor[], reps: nu
     const gs = grad([y], [x], { gradOutputs: [gy] });
     return [y, ...gs];
   };
-  const [tx, tw, tb, tgy] = [tf.randomNormal([n, d]), tf.randomNormal([d]), tf.randomNormal([d]), tf.randomNormal([n, d])];
+  const [tx, tw, tb, tgy] = [
+    tf.randomNormal([n, d]),
+    tf.randomNormal([d]),
+    tf.randomNormal([d]),
+    tf.randomNormal([n, d]),
+  ];
   const lnTf = (a: tf.Tensor, wt: tf.Tensor, bt: tf.Tensor) => {
     const { mean, variance } = tf.moments(a, -1, true);
     return tf.add(tf.mul(tf.mul(tf.sub(a, mean), tf.rsqrt(tf.add(variance, 1e-5))), wt), bt);
@@ -106,9 +121,17 @@ async function compare(ours: () => Tensor[], theirs: () => tf.Tensor[], reps: nu
   const [lnOursMs, lnTfMs] = await compare(lnOurs, lnTheirs, 5);
   const [geluOursMs, geluTfMs] = await compare(geluOurs, geluTheirs, 5);
   emit({
-    bench: 'layernorm_gelu_fwd_bwd', rows: n, width: d, rounds,
-    layernorm_ours_ms: round(lnOursMs), layernorm_tfjs_ms: round(lnTfMs), layernorm_ratio: round(lnOursMs / lnTfMs),
-    gelu_ours_ms: round(geluOursMs), gelu_tfjs_ms: round(geluTfMs), gelu_ratio: round(geluOursMs / geluTfMs), adapter: device.adapterName,
+    bench: 'layernorm_gelu_fwd_bwd',
+    rows: n,
+    width: d,
+    rounds,
+    layernorm_ours_ms: round(lnOursMs),
+    layernorm_tfjs_ms: round(lnTfMs),
+    layernorm_ratio: round(lnOursMs / lnTfMs),
+    gelu_ours_ms: round(geluOursMs),
+    gelu_tfjs_ms: round(geluTfMs),
+    gelu_ratio: round(geluOursMs / geluTfMs),
+    adapter: device.adapterName,
   });
   for (const t of [x, w, b, gy]) t.dispose();
   for (const t of [tx, tw, tb, tgy]) t.dispose();

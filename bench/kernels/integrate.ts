@@ -29,7 +29,12 @@ function resnet18Shapes(inChannels: number): number[][] {
   const c = (n: number) => Math.max(1, Math.round(n * scale));
   const shapes: number[][] = [[c(64), inChannels, 7, 7], [c(64)], [c(64)]];
   let cin = c(64);
-  for (const [width, stride] of [[64, 1], [128, 2], [256, 2], [512, 2]] as const) {
+  for (const [width, stride] of [
+    [64, 1],
+    [128, 2],
+    [256, 2],
+    [512, 2],
+  ] as const) {
     const w = c(width);
     for (let block = 0; block < 2; block++) {
       shapes.push([w, cin, 3, 3], [w], [w], [w, w, 3, 3], [w], [w]);
@@ -40,7 +45,9 @@ function resnet18Shapes(inChannels: number): number[][] {
   return shapes;
 }
 
-const groups = [resnet18Shapes(1), resnet18Shapes(3)].map((shapes) => shapes.map((s) => randn(s, { requiresGrad: true })));
+const groups = [resnet18Shapes(1), resnet18Shapes(3)].map((shapes) =>
+  shapes.map((s) => randn(s, { requiresGrad: true })),
+);
 const params = groups.flat();
 const count = params.reduce((a, p) => a + p.size, 0);
 const grads = groups.map((g) => [0, 1].map(() => g.map((p) => randn(p.shape))));
@@ -80,7 +87,11 @@ const baseline = () => {
 const combine = () => {
   for (const t of integrators.get('mmpareto')!.combine(byParam).values()) t.dispose();
 };
-const samples = new Map<string, number[]>([['sgd-sum', []], ['combine', []], ...methods.map((m) => [m, []] as [string, number[]])]);
+const samples = new Map<string, number[]>([
+  ['sgd-sum', []],
+  ['combine', []],
+  ...methods.map((m) => [m, []] as [string, number[]]),
+]);
 for (let r = -1; r < rounds; r++) {
   // round -1 compiles and warms up
   const run = (name: string, fn: () => void) => time(fn, 2).then((ms) => r >= 0 && samples.get(name)!.push(ms));
@@ -89,16 +100,36 @@ for (let r = -1; r < rounds; r++) {
   await run('combine', combine);
 }
 const base = median(samples.get('sgd-sum')!);
-const mb = count * 4 / 1e6;
+const mb = (count * 4) / 1e6;
 // bytes: baseline reads p, m, g and writes p, m (5 passes); a fused integrator step reads 2
 // gradients for the Gram pass, then p, m, 2 gradients and writes p, m (8 passes + 2 = 10).
-emit({ bench: 'integrate', method: 'sgd-sum', params: count, ms: round(base, 1), gbps: round((5 * mb) / base, 2), device: device.adapterName });
+emit({
+  bench: 'integrate',
+  method: 'sgd-sum',
+  params: count,
+  ms: round(base, 1),
+  gbps: round((5 * mb) / base, 2),
+  device: device.adapterName,
+});
 for (const m of methods) {
   const ms = median(samples.get(m)!);
-  emit({ bench: 'integrate', method: m, params: count, ms: round(ms, 1), ratio: round(ms / base, 2), gbps: round((10 * mb) / ms, 2) });
+  emit({
+    bench: 'integrate',
+    method: m,
+    params: count,
+    ms: round(ms, 1),
+    ratio: round(ms / base, 2),
+    gbps: round((10 * mb) / ms, 2),
+  });
 }
 const cm = median(samples.get('combine')!);
-emit({ bench: 'integrate-combine', method: 'mmpareto', params: count, ms: round(cm, 1), gbps: round((7 * mb) / cm, 2) });
+emit({
+  bench: 'integrate-combine',
+  method: 'mmpareto',
+  params: count,
+  ms: round(cm, 1),
+  gbps: round((7 * mb) / cm, 2),
+});
 for (const i of integrators.values()) i.dispose();
 opt.dispose();
 for (const t of [...params, ...grads.flat(2), ...sums.flat()]) t.dispose();

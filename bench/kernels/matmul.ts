@@ -27,7 +27,11 @@ async function time(run: () => Tensor, reps: number): Promise<number> {
 }
 
 /** Interleaves the kernels `rounds` times; each sample dispatches enough copies to last ~targetMs. */
-async function compare(kernels: Record<string, () => Tensor>, rounds: number, targetMs: number): Promise<Record<string, number>> {
+async function compare(
+  kernels: Record<string, () => Tensor>,
+  rounds: number,
+  targetMs: number,
+): Promise<Record<string, number>> {
   const reps: Record<string, number> = {};
   for (const [name, run] of Object.entries(kernels)) {
     await time(run, 1); // compile + warm up
@@ -52,11 +56,18 @@ for (const n of [256, 512, 1024]) {
     n === 1024 ? 5 : 7,
     n === 1024 ? 600 : 250,
   );
-  console.log(JSON.stringify({
-    bench: 'matmul', n,
-    tiled_gflops: r2(gflops(n, ms.tiled!)), naive_gflops: r2(gflops(n, ms.naive!)),
-    speedup: r2(ms.naive! / ms.tiled!), tiled_ms: r2(ms.tiled!), naive_ms: r2(ms.naive!), adapter,
-  }));
+  console.log(
+    JSON.stringify({
+      bench: 'matmul',
+      n,
+      tiled_gflops: r2(gflops(n, ms.tiled!)),
+      naive_gflops: r2(gflops(n, ms.naive!)),
+      speedup: r2(ms.naive! / ms.tiled!),
+      tiled_ms: r2(ms.tiled!),
+      naive_ms: r2(ms.naive!),
+      adapter,
+    }),
+  );
   if (n === 1024) {
     const t = await compare(
       {
@@ -68,11 +79,21 @@ for (const n of [256, 512, 1024]) {
       3,
       400,
     );
-    console.log(JSON.stringify({
-      bench: 'matmul_transposed', n,
-      nn_gflops: r2(gflops(n, t.nn!)), transA_gflops: r2(gflops(n, t.tn!)), transB_gflops: r2(gflops(n, t.nt!)), transAB_gflops: r2(gflops(n, t.tt!)),
-      nn_ms: r2(t.nn!), transA_ms: r2(t.tn!), transB_ms: r2(t.nt!), transAB_ms: r2(t.tt!), adapter,
-    }));
+    console.log(
+      JSON.stringify({
+        bench: 'matmul_transposed',
+        n,
+        nn_gflops: r2(gflops(n, t.nn!)),
+        transA_gflops: r2(gflops(n, t.tn!)),
+        transB_gflops: r2(gflops(n, t.nt!)),
+        transAB_gflops: r2(gflops(n, t.tt!)),
+        nn_ms: r2(t.nn!),
+        transA_ms: r2(t.tn!),
+        transB_ms: r2(t.nt!),
+        transAB_ms: r2(t.tt!),
+        adapter,
+      }),
+    );
   }
   a.dispose();
   b.dispose();

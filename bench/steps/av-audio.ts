@@ -25,7 +25,16 @@ const SPEC = 257 * 188;
 const dir = mkdtempSync(join(tmpdir(), 'bench-av-'));
 const files = Array.from({ length: batch }, (_, i) => {
   const f = join(dir, `${i}.wav`);
-  writeFileSync(f, encodeWav(Float32Array.from({ length: Math.round(2.5 * SR) }, (_, k) => 0.3 * Math.sin(k * (0.01 + 0.001 * i)) + 0.05 * Math.sin(k * 0.37)), SR));
+  writeFileSync(
+    f,
+    encodeWav(
+      Float32Array.from(
+        { length: Math.round(2.5 * SR) },
+        (_, k) => 0.3 * Math.sin(k * (0.01 + 0.001 * i)) + 0.05 * Math.sin(k * 0.37),
+      ),
+      SR,
+    ),
+  );
   return f;
 });
 const wave = new Float32Array(batch * N);
@@ -71,7 +80,11 @@ async function cached(): Promise<number> {
 const model = new ResNet18({ inChannels: 1, seed: 1 });
 const head = new Linear(512, 6);
 const opt = new SGD([...model.parameters(), ...head.parameters()], { lr: 0.01, momentum: 0.9 });
-const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % 6), [batch], { dtype: 'int32' });
+const labels = tensor(
+  Int32Array.from({ length: batch }, (_, i) => i % 6),
+  [batch],
+  { dtype: 'int32' },
+);
 const spec = tensor(cache, [batch, 1, 257, 188]);
 async function step(): Promise<number> {
   const t0 = performance.now();
@@ -94,8 +107,23 @@ for (let r = 0; r < reps; r++) {
   t.step.push(await step());
 }
 const [g, c, s] = [median(t.gpu), median(t.cache), median(t.step)];
-emit({ bench: 'av-audio', batch, adapter: device.adapterName, gpu_per_batch_ms: round(g, 1), cached_ms: round(c, 1), resnet18_audio_step_ms: round(s, 1), gpu_over_cached: round(g / c, 2), gpu_share_of_step: round(g / s, 3), cached_share_of_step: round(c / s, 3) });
-emit({ bench: 'av-audio-memory', cache_bytes_per_clip: SPEC * 4, crema_d_cache_gb: round((7442 * SPEC * 4) / 1e9, 2), wav_bytes_per_clip_2_5s: 2 * Math.round(2.5 * SR) + 44 });
+emit({
+  bench: 'av-audio',
+  batch,
+  adapter: device.adapterName,
+  gpu_per_batch_ms: round(g, 1),
+  cached_ms: round(c, 1),
+  resnet18_audio_step_ms: round(s, 1),
+  gpu_over_cached: round(g / c, 2),
+  gpu_share_of_step: round(g / s, 3),
+  cached_share_of_step: round(c / s, 3),
+});
+emit({
+  bench: 'av-audio-memory',
+  cache_bytes_per_clip: SPEC * 4,
+  crema_d_cache_gb: round((7442 * SPEC * 4) / 1e9, 2),
+  wav_bytes_per_clip_2_5s: 2 * Math.round(2.5 * SR) + 44,
+});
 for (const m of [model, head, opt, labels, spec]) m.dispose();
 rmSync(dir, { recursive: true, force: true });
 device.destroy();

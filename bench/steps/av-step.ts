@@ -5,7 +5,17 @@
 // interleaved, on random inputs (the loader's own cost is bench/steps/av-audio.ts's). JSON lines.
 //   npx tsx bench/steps/av-step.ts [imageSize=224] [batch=4] [rounds=3] [model=resnet18|mbt]
 import '../../train/node.ts'; // Dawn as the default GPU
-import { crossEntropy, init, MultimodalStep, randn, SGD, tensor, tidy, type IntegratorMethod, type Tensor } from '../../engine/index.ts';
+import {
+  crossEntropy,
+  init,
+  MultimodalStep,
+  randn,
+  SGD,
+  tensor,
+  tidy,
+  type IntegratorMethod,
+  type Tensor,
+} from '../../engine/index.ts';
 import { buildModel } from '../../models/registry.ts';
 import { emit, median, round } from '../util.ts';
 
@@ -14,13 +24,26 @@ const batch = Number(process.argv[3] ?? 4);
 const rounds = Number(process.argv[4] ?? 3);
 const name = (process.argv[5] ?? 'resnet18') as 'resnet18' | 'mbt';
 const device = await init();
-const model = buildModel(name, { name: 'crema-d', inputs: { audio: [1, 257, 188], visual: [2, 3, size, size] }, tasks: { label: 6 } }, { seed: 0 });
+const model = buildModel(
+  name,
+  { name: 'crema-d', inputs: { audio: [1, 257, 188], visual: [2, 3, size, size] }, tasks: { label: 6 } },
+  { seed: 0 },
+);
 const inputs = { audio: randn([batch, 1, 257, 188]), visual: randn([batch, 2, 3, size, size]) };
-const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % 6), [batch], { dtype: 'int32' });
-const setups = Object.fromEntries((['uniform', 'mmpareto'] as IntegratorMethod[]).map((method) => {
-  const opt = new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9 });
-  return [method, new MultimodalStep({ method, encoders: model.encoderGroups(), optimizer: opt, mainLoss: model.mainLoss })];
-}));
+const labels = tensor(
+  Int32Array.from({ length: batch }, (_, i) => i % 6),
+  [batch],
+  { dtype: 'int32' },
+);
+const setups = Object.fromEntries(
+  (['uniform', 'mmpareto'] as IntegratorMethod[]).map((method) => {
+    const opt = new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9 });
+    return [
+      method,
+      new MultimodalStep({ method, encoders: model.encoderGroups(), optimizer: opt, mainLoss: model.mainLoss }),
+    ];
+  }),
+);
 
 async function step(method: string): Promise<number> {
   await device.sync();
@@ -41,8 +64,15 @@ await step('mmpareto'); // compiles every pipeline
 const t: Record<string, number[]> = { uniform: [], mmpareto: [] };
 for (let r = 0; r < rounds; r++) for (const m of ['uniform', 'mmpareto']) t[m]!.push(await step(m));
 emit({
-  bench: 'av-step', model: name, image_size: size, frames: 2, audio: '1x257x188', batch, adapter: device.adapterName,
-  mmpareto_step_s: round(median(t.mmpareto!) / 1000, 2), uniform_step_s: round(median(t.uniform!) / 1000, 2),
+  bench: 'av-step',
+  model: name,
+  image_size: size,
+  frames: 2,
+  audio: '1x257x188',
+  batch,
+  adapter: device.adapterName,
+  mmpareto_step_s: round(median(t.mmpareto!) / 1000, 2),
+  uniform_step_s: round(median(t.uniform!) / 1000, 2),
   mmpareto_per_item_s: round(median(t.mmpareto!) / 1000 / batch, 2),
 });
 device.destroy();

@@ -25,7 +25,9 @@ const instance = create([]); // kept alive: Dawn crashes if it is collected
 async function nodeRound(): Promise<{ adapter: string; rates: number[] }> {
   const adapter = (await instance.requestAdapter())!;
   const maxStorageBuffersPerShaderStage = Math.min(10, adapter.limits.maxStorageBuffersPerShaderStage);
-  const device = await Device.fromGPUDevice(await adapter.requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage } }));
+  const device = await Device.fromGPUDevice(
+    await adapter.requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage } }),
+  );
   const t = new ExampleTraining(device);
   const rates: number[] = [];
   for (let w = 0; w <= windows; w++) {
@@ -48,13 +50,32 @@ const browser = await launchChromium();
 async function chromiumRound(): Promise<{ adapter: string; rates: number[] }> {
   const page = await browser.context.newPage();
   await page.goto(urlOf(server));
-  type State = { adapter: string; ready: boolean; running: boolean; errors: string[]; records: unknown[]; windowRates: number[] };
+  type State = {
+    adapter: string;
+    ready: boolean;
+    running: boolean;
+    errors: string[];
+    records: unknown[];
+    windowRates: number[];
+  };
   const state = () => page.evaluate(() => (globalThis as unknown as { mmparetoExample: State }).mmparetoExample);
-  await page.waitForFunction(() => (globalThis as unknown as { mmparetoExample?: State }).mmparetoExample?.ready, null, { timeout: 300_000 });
+  await page.waitForFunction(
+    () => (globalThis as unknown as { mmparetoExample?: State }).mmparetoExample?.ready,
+    null,
+    { timeout: 300_000 },
+  );
   await page.click('#start');
-  await page.waitForFunction((n) => (globalThis as unknown as { mmparetoExample: State }).mmparetoExample.records.length >= n, (windows + 1) * perWindow, { timeout: 600_000, polling: 50 });
+  await page.waitForFunction(
+    (n) => (globalThis as unknown as { mmparetoExample: State }).mmparetoExample.records.length >= n,
+    (windows + 1) * perWindow,
+    { timeout: 600_000, polling: 50 },
+  );
   await page.click('#stop');
-  await page.waitForFunction(() => !(globalThis as unknown as { mmparetoExample: State }).mmparetoExample.running, null, { timeout: 60_000 });
+  await page.waitForFunction(
+    () => !(globalThis as unknown as { mmparetoExample: State }).mmparetoExample.running,
+    null,
+    { timeout: 60_000 },
+  );
   const s = await state();
   if (s.errors.length) throw new Error(`example page: ${s.errors.join('; ')}`);
   await page.close();
@@ -63,13 +84,31 @@ async function chromiumRound(): Promise<{ adapter: string; rates: number[] }> {
 
 const summary: Record<string, number[]> = { node: [], chromium: [] };
 for (let r = 0; r < rounds; r++) {
-  for (const [env, fn] of [['node', nodeRound], ['chromium', chromiumRound]] as const) {
+  for (const [env, fn] of [
+    ['node', nodeRound],
+    ['chromium', chromiumRound],
+  ] as const) {
     const { adapter, rates } = await fn();
     const sps = median(rates);
     summary[env]!.push(sps);
-    emit({ bench: 'example-steps', env, round: r, adapter, windows: rates.length, stepsPerWindow: perWindow, batch: DEFAULT_CONFIG.batch, stepsPerSecond: round(sps, 2) });
+    emit({
+      bench: 'example-steps',
+      env,
+      round: r,
+      adapter,
+      windows: rates.length,
+      stepsPerWindow: perWindow,
+      batch: DEFAULT_CONFIG.batch,
+      stepsPerSecond: round(sps, 2),
+    });
   }
 }
-emit({ bench: 'example-steps', summary: true, nodeStepsPerSecond: round(median(summary.node!), 2), chromiumStepsPerSecond: round(median(summary.chromium!), 2), chromiumOverNode: round(median(summary.chromium!) / median(summary.node!), 3) });
+emit({
+  bench: 'example-steps',
+  summary: true,
+  nodeStepsPerSecond: round(median(summary.node!), 2),
+  chromiumStepsPerSecond: round(median(summary.chromium!), 2),
+  chromiumOverNode: round(median(summary.chromium!) / median(summary.node!), 3),
+});
 await browser.close();
 server.close();

@@ -14,14 +14,26 @@ const device = await init();
 for (const method of ['mmpareto', 'uniform'] as IntegratorMethod[]) {
   const plain = cgStep(batch, method);
   const guarded = cgStep(batch, method, { guard: true });
-  for (let i = 0; i < 3; i++) { await plain.run(); await guarded.run(); } // compile and warm up
+  for (let i = 0; i < 3; i++) {
+    await plain.run();
+    await guarded.run();
+  } // compile and warm up
   const t = { plain: [] as number[], guarded: [] as number[] };
   for (let i = 0; i < steps; i++) {
     t.plain.push(await plain.run());
     t.guarded.push(await guarded.run());
   }
   const [p, g] = [median(t.plain), median(t.guarded)];
-  emit({ bench: 'guard', method, batch, steps, plain_ms: round(p, 2), guarded_ms: round(g, 2), ratio: round(g / p, 4), adapter: device.adapterName });
+  emit({
+    bench: 'guard',
+    method,
+    batch,
+    steps,
+    plain_ms: round(p, 2),
+    guarded_ms: round(g, 2),
+    ratio: round(g / p, 4),
+    adapter: device.adapterName,
+  });
   plain.dispose();
   guarded.dispose();
 }

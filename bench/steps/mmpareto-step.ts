@@ -13,7 +13,18 @@
 //   alone, over the whole step's wall time (with that extra sync).
 // Usage: tsx bench/steps/mmpareto-step.ts [size] [rounds]
 import '../../train/node.ts'; // Dawn as the default GPU
-import { DispatchTimer, init, MultimodalStep, perLossGrads, randn, SGD, tensor, tidy, type IntegratorMethod, type TimedDispatch } from '../../engine/index.ts';
+import {
+  DispatchTimer,
+  init,
+  MultimodalStep,
+  perLossGrads,
+  randn,
+  SGD,
+  tensor,
+  tidy,
+  type IntegratorMethod,
+  type TimedDispatch,
+} from '../../engine/index.ts';
 import { TwoEncoders } from './two-encoders.ts';
 import { emit, median, round } from '../util.ts';
 
@@ -28,13 +39,19 @@ const timer = device.gpu.features.has('timestamp-query') ? new DispatchTimer(dev
 const model = new TwoEncoders(classes);
 const a = randn([batch, 1, size, size]);
 const v = randn([batch, 3, size, size]);
-const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+const y = tensor(
+  Int32Array.from({ length: batch }, (_, i) => i % classes),
+  [batch],
+  { dtype: 'int32' },
+);
 const inputs = { inputs: { audio: a, visual: v }, labels: { label: y } };
 const encoders = model.encoderGroups();
-const setups = Object.fromEntries((['uniform', 'mmpareto'] as IntegratorMethod[]).map((method) => {
-  const opt = new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9 });
-  return [method, { opt, step: new MultimodalStep({ method, encoders, optimizer: opt }) }];
-}));
+const setups = Object.fromEntries(
+  (['uniform', 'mmpareto'] as IntegratorMethod[]).map((method) => {
+    const opt = new SGD(model.parameters(), { lr: 1e-4, momentum: 0.9 });
+    return [method, { opt, step: new MultimodalStep({ method, encoders, optimizer: opt }) }];
+  }),
+);
 
 /** One step; returns [ms, peak bytes]. */
 async function run(method: string): Promise<[number, number]> {
@@ -68,7 +85,9 @@ async function integrationShare(): Promise<[number, number]> {
 }
 
 /** Kernel GPU ms of one timed step of `method`, by family. */
-async function inSitu(method: string): Promise<{ total: number; gram: number; solve: number; update: number; plain: number }> {
+async function inSitu(
+  method: string,
+): Promise<{ total: number; gram: number; solve: number; update: number; plain: number }> {
   device.batcher.timer = timer;
   try {
     await run(method);
@@ -107,21 +126,36 @@ if (timer) {
   for (let r = 0; r < rounds; r++) for (const m of Object.keys(setups)) situ[m]!.push(await inSitu(m));
 }
 const med = (m: string, k: keyof Awaited<ReturnType<typeof inSitu>>): number => median(situ[m]!.map((x) => x[k]));
-const shares = (m: string, f: (x: Awaited<ReturnType<typeof inSitu>>) => number): number => median(situ[m]!.map((x) => f(x) / x.total));
+const shares = (m: string, f: (x: Awaited<ReturnType<typeof inSitu>>) => number): number =>
+  median(situ[m]!.map((x) => f(x) / x.total));
 const u = median(ms.uniform!);
 const mp = median(ms.mmpareto!);
 emit({
-  bench: 'mmpareto_step', model: 'late-fusion 2×ResNet-18', batch, size, rounds,
-  uniform_ms: round(u, 1), mmpareto_ms: round(mp, 1), ratio: round(mp / u), target_ratio: 1.8,
+  bench: 'mmpareto_step',
+  model: 'late-fusion 2×ResNet-18',
+  batch,
+  size,
+  rounds,
+  uniform_ms: round(u, 1),
+  mmpareto_ms: round(mp, 1),
+  ratio: round(mp / u),
+  target_ratio: 1.8,
   insitu: timer
     ? {
-      mmpareto: {
-        kernels_ms: round(med('mmpareto', 'total'), 1), gram_ms: round(med('mmpareto', 'gram'), 1), solve_ms: round(med('mmpareto', 'solve'), 2),
-        update_ms: round(med('mmpareto', 'update'), 1), integration_share: round(shares('mmpareto', (x) => x.gram + x.solve + x.update)),
-        update_only_share: round(shares('mmpareto', (x) => x.update)),
-      },
-      uniform: { kernels_ms: round(med('uniform', 'total'), 1), sgd_ms: round(med('uniform', 'plain'), 1), sgd_share: round(shares('uniform', (x) => x.plain)) },
-    }
+        mmpareto: {
+          kernels_ms: round(med('mmpareto', 'total'), 1),
+          gram_ms: round(med('mmpareto', 'gram'), 1),
+          solve_ms: round(med('mmpareto', 'solve'), 2),
+          update_ms: round(med('mmpareto', 'update'), 1),
+          integration_share: round(shares('mmpareto', (x) => x.gram + x.solve + x.update)),
+          update_only_share: round(shares('mmpareto', (x) => x.update)),
+        },
+        uniform: {
+          kernels_ms: round(med('uniform', 'total'), 1),
+          sgd_ms: round(med('uniform', 'plain'), 1),
+          sgd_share: round(shares('uniform', (x) => x.plain)),
+        },
+      }
     : 'no timestamp-query on this adapter',
   wall: { integration_update_ms: round(median(integ), 1), integration_share: round(median(share)) },
   target_share: 0.05,

@@ -28,7 +28,11 @@ const model = new TwoEncoders(classes);
 const params = model.parameters();
 const a = randn([batch, 1, size, size]);
 const v = randn([batch, 3, size, size]);
-const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+const y = tensor(
+  Int32Array.from({ length: batch }, (_, i) => i % classes),
+  [batch],
+  { dtype: 'int32' },
+);
 
 const dispose = (gs: Iterable<Tensor | null>) => {
   for (const g of gs) g?.dispose();
@@ -51,22 +55,25 @@ async function measure(run: (l: Record<string, Tensor>) => void): Promise<[numbe
 }
 
 const variants: Record<string, () => Promise<[number, number]>> = {
-  official: () => measure((l) => {
-    for (const n of ['mm', 'audio', 'visual']) dispose(grad(l[n]!, params, { retainGraph: true, allowUnused: true }));
-    const total = tidy(() => add(add(l.mm!, l.audio!), l.visual!));
-    total.backward();
-    total.dispose();
-    for (const p of params) {
-      p.grad?.dispose();
-      p.grad = null;
-    }
-  }),
-  stacked: () => measure((l) => {
-    disposeByParam(perLossGrads(l, params, { stacked: true }));
-  }),
-  per_slot: () => measure((l) => {
-    disposeByParam(perLossGrads(l, params, { stacked: false }));
-  }),
+  official: () =>
+    measure((l) => {
+      for (const n of ['mm', 'audio', 'visual']) dispose(grad(l[n]!, params, { retainGraph: true, allowUnused: true }));
+      const total = tidy(() => add(add(l.mm!, l.audio!), l.visual!));
+      total.backward();
+      total.dispose();
+      for (const p of params) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+    }),
+  stacked: () =>
+    measure((l) => {
+      disposeByParam(perLossGrads(l, params, { stacked: true }));
+    }),
+  per_slot: () =>
+    measure((l) => {
+      disposeByParam(perLossGrads(l, params, { stacked: false }));
+    }),
 };
 
 for (const [k, run] of Object.entries(variants)) console.error(`warm-up ${k}: ${(await run())[0].toFixed(0)} ms`); // compiles everything
@@ -81,9 +88,17 @@ for (let r = 0; r < rounds; r++) {
 }
 const med = Object.fromEntries(Object.entries(ms).map(([k, xs]) => [k, median(xs)]));
 emit({
-  bench: 'per_loss_grads', model: 'late-fusion 2×ResNet-18', batch, size, rounds,
-  official_ms: round(med.official!, 1), stacked_ms: round(med.stacked!, 1), per_slot_ms: round(med.per_slot!, 1),
-  stacked_ratio: round(med.stacked! / med.official!), per_slot_ratio: round(med.per_slot! / med.official!), target_ratio: 0.75,
+  bench: 'per_loss_grads',
+  model: 'late-fusion 2×ResNet-18',
+  batch,
+  size,
+  rounds,
+  official_ms: round(med.official!, 1),
+  stacked_ms: round(med.stacked!, 1),
+  per_slot_ms: round(med.per_slot!, 1),
+  stacked_ratio: round(med.stacked! / med.official!),
+  per_slot_ratio: round(med.per_slot! / med.official!),
+  target_ratio: 0.75,
   peak_mb: Object.fromEntries(Object.entries(peak).map(([k, b]) => [k, round(b / 2 ** 20, 1)])),
   adapter: device.adapterName,
 });

@@ -81,7 +81,12 @@ const rows: { i: number; op: string; groups: number[]; ms: number }[] = [];
 for (const [i, d] of recorded.entries()) {
   const bg = bindGroupOf(d);
   await replay(d, bg); // first use of the bind group
-  rows.push({ i, op: d.op, groups: [d.groups[0], d.groups[1] ?? 1, d.groups[2] ?? 1], ms: Math.max(0, (await replay(d, bg)) - overhead) });
+  rows.push({
+    i,
+    op: d.op,
+    groups: [d.groups[0], d.groups[1] ?? 1, d.groups[2] ?? 1],
+    ms: Math.max(0, (await replay(d, bg)) - overhead),
+  });
 }
 device.quietWait = true;
 const total = rows.reduce((s, r) => s + r.ms, 0);
@@ -103,7 +108,18 @@ function layerOf(d: Dispatch): string {
 }
 const gflops = (flops: number, ms: number) => (flops > 0 && ms > 0 ? round(flops / ms / 1e6, 2) : undefined);
 
-emit({ bench: cg ? 'profile_cg_step' : 'profile_step', size, batch, R, ...(cg ? { method } : {}), step_ms: round(stepMs, 1), dispatches: recorded.length, sum_of_dispatches_ms: round(total, 1), overhead_ms: round(overhead, 3), adapter: device.adapterName });
+emit({
+  bench: cg ? 'profile_cg_step' : 'profile_step',
+  size,
+  batch,
+  R,
+  ...(cg ? { method } : {}),
+  step_ms: round(stepMs, 1),
+  dispatches: recorded.length,
+  sum_of_dispatches_ms: round(total, 1),
+  overhead_ms: round(overhead, 3),
+  adapter: device.adapterName,
+});
 for (const r of [...rows].sort((a, b) => b.ms - a.ms).slice(0, 15)) {
   const d = recorded[r.i]!;
   emit({

@@ -15,7 +15,11 @@ export function resnetStep(size: number, batch: number, classes: number): ResNet
   const head = new Linear(512, classes);
   const opt = new SGD([...model.parameters(), ...head.parameters()], { lr: 0.01, momentum: 0.9 });
   const x = randn([batch, 3, size, size]);
-  const labels = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { dtype: 'int32' });
+  const labels = tensor(
+    Int32Array.from({ length: batch }, (_, i) => i % classes),
+    [batch],
+    { dtype: 'int32' },
+  );
   return {
     async run() {
       const t0 = performance.now();

@@ -29,7 +29,16 @@ for (const size of sizes) {
 
   const tfModel = new TfResNet18(3, classes);
   const tx = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
-  const onehot = tf.cast(tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32'), classes), 'float32') as tf.Tensor2D;
+  const onehot = tf.cast(
+    tf.oneHot(
+      tf.tensor1d(
+        Array.from({ length: batch }, (_, i) => i % classes),
+        'int32',
+      ),
+      classes,
+    ),
+    'float32',
+  ) as tf.Tensor2D;
   const theirs = async (): Promise<number> => {
     const t0 = performance.now();
     const loss = tfModel.step(tx, onehot);
@@ -39,21 +48,31 @@ for (const size of sizes) {
   };
 
   const warm = [await ours(), await theirs()]; // first steps compile every shader
-  if (process.env.VERBOSE) console.error(`size ${size}: warm-up ours ${warm[0]!.toFixed(0)} ms, tfjs ${warm[1]!.toFixed(0)} ms`);
+  if (process.env.VERBOSE)
+    console.error(`size ${size}: warm-up ours ${warm[0]!.toFixed(0)} ms, tfjs ${warm[1]!.toFixed(0)} ms`);
   const a: number[] = [];
   const b: number[] = [];
   for (let r = 0; r < rounds; r++) {
     a.push(await ours());
     b.push(await theirs());
-    if (process.env.VERBOSE) console.error(`size ${size} round ${r}: ours ${a[r]!.toFixed(0)} ms, tfjs ${b[r]!.toFixed(0)} ms`);
+    if (process.env.VERBOSE)
+      console.error(`size ${size} round ${r}: ours ${a[r]!.toFixed(0)} ms, tfjs ${b[r]!.toFixed(0)} ms`);
   }
   const oursMs = median(a);
   const tfMs = median(b);
   emit({
-    bench: 'resnet18_train_step', size, batch, classes, rounds,
-    ours_ms: round(oursMs, 1), tfjs_ms: round(tfMs, 1), ratio: round(oursMs / tfMs),
+    bench: 'resnet18_train_step',
+    size,
+    batch,
+    classes,
+    rounds,
+    ours_ms: round(oursMs, 1),
+    tfjs_ms: round(tfMs, 1),
+    ratio: round(oursMs / tfMs),
     first_step_ms: { ours: round(warm[0]!, 0), tfjs: round(warm[1]!, 0) },
-    ours_dispatches_per_step: dispatches, peak_gpu_mb: round(device.pool.stats.peakBytesInUse / 2 ** 20, 1), adapter: device.adapterName,
+    ours_dispatches_per_step: dispatches,
+    peak_gpu_mb: round(device.pool.stats.peakBytesInUse / 2 ** 20, 1),
+    adapter: device.adapterName,
   });
   ours0.dispose();
   tfModel.dispose();

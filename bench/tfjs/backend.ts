@@ -17,7 +17,11 @@ export function tfjsOn(device: Device): Promise<void> {
   ready ??= (async () => {
     // tfjs only checks that navigator.gpu exists; the device it uses is the one given below.
     const g = globalThis as { navigator?: { gpu?: unknown } };
-    if (!g.navigator?.gpu) Object.defineProperty(globalThis, 'navigator', { value: { ...(g.navigator ?? {}), gpu: {} }, configurable: true });
+    if (!g.navigator?.gpu)
+      Object.defineProperty(globalThis, 'navigator', {
+        value: { ...(g.navigator ?? {}), gpu: {} },
+        configurable: true,
+      });
     tf.registerBackend('webgpu', () => new WebGPUBackend(device.gpu), 10);
     const ok = await tf.setBackend('webgpu');
     if (!ok) throw new Error('tfjs: could not start the WebGPU backend on the engine device');

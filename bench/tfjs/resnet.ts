@@ -11,25 +11,52 @@ export class TfResNet18 {
   private readonly vars: Var[] = [];
   private readonly optimizer = tf.train.momentum(0.01, 0.9);
   private readonly stem: { w: Var; g: Var; b: Var };
-  private readonly blocks: { c1: Var; g1: Var; b1: Var; c2: Var; g2: Var; b2: Var; down: { w: Var; g: Var; b: Var } | null; stride: number }[] = [];
+  private readonly blocks: {
+    c1: Var;
+    g1: Var;
+    b1: Var;
+    c2: Var;
+    g2: Var;
+    b2: Var;
+    down: { w: Var; g: Var; b: Var } | null;
+    stride: number;
+  }[] = [];
   private readonly fc: { w: Var; b: Var };
 
   constructor(inChannels: number, classes: number) {
-    const conv = (k: number, i: number, o: number) => this.v(tf.randomNormal([k, k, i, o], 0, Math.sqrt(2 / (k * k * o))));
+    const conv = (k: number, i: number, o: number) =>
+      this.v(tf.randomNormal([k, k, i, o], 0, Math.sqrt(2 / (k * k * o))));
     const bn = (c: number) => ({ g: this.v(tf.ones([c])), b: this.v(tf.zeros([c])) });
     this.stem = { w: conv(7, inChannels, 64), ...bn(64) };
     let inPlanes = 64;
-    for (const [planes, stride] of [[64, 1], [128, 2], [256, 2], [512, 2]] as const) {
+    for (const [planes, stride] of [
+      [64, 1],
+      [128, 2],
+      [256, 2],
+      [512, 2],
+    ] as const) {
       for (let j = 0; j < 2; j++) {
         const s = j === 0 ? stride : 1;
         const n1 = bn(planes);
         const n2 = bn(planes);
         const down = s !== 1 || inPlanes !== planes ? { w: conv(1, inPlanes, planes), ...bn(planes) } : null;
-        this.blocks.push({ c1: conv(3, inPlanes, planes), g1: n1.g, b1: n1.b, c2: conv(3, planes, planes), g2: n2.g, b2: n2.b, down, stride: s });
+        this.blocks.push({
+          c1: conv(3, inPlanes, planes),
+          g1: n1.g,
+          b1: n1.b,
+          c2: conv(3, planes, planes),
+          g2: n2.g,
+          b2: n2.b,
+          down,
+          stride: s,
+        });
         inPlanes = planes;
       }
     }
-    this.fc = { w: this.v(tf.randomUniform([512, classes], -1 / Math.sqrt(512), 1 / Math.sqrt(512))), b: this.v(tf.zeros([classes])) };
+    this.fc = {
+      w: this.v(tf.randomUniform([512, classes], -1 / Math.sqrt(512), 1 / Math.sqrt(512))),
+      b: this.v(tf.zeros([classes])),
+    };
   }
 
   private v(t: tf.Tensor): Var {
@@ -45,7 +72,19 @@ export class TfResNet18 {
   }
 
   private static conv(x: tf.Tensor4D, w: Var, stride: number, pad: number): tf.Tensor4D {
-    return tf.conv2d(x, w as tf.Tensor4D, stride, pad === 0 ? 'valid' : [[0, 0], [pad, pad], [pad, pad], [0, 0]]);
+    return tf.conv2d(
+      x,
+      w as tf.Tensor4D,
+      stride,
+      pad === 0
+        ? 'valid'
+        : [
+            [0, 0],
+            [pad, pad],
+            [pad, pad],
+            [0, 0],
+          ],
+    );
   }
 
   forward(x: tf.Tensor4D): tf.Tensor2D {
@@ -64,7 +103,11 @@ export class TfResNet18 {
 
   /** One SGD step on (x NHWC, one-hot labels); returns the loss scalar (caller disposes). */
   step(x: tf.Tensor4D, onehot: tf.Tensor2D): tf.Scalar {
-    return this.optimizer.minimize(() => tf.losses.softmaxCrossEntropy(onehot, this.forward(x)) as tf.Scalar, true, this.vars)!;
+    return this.optimizer.minimize(
+      () => tf.losses.softmaxCrossEntropy(onehot, this.forward(x)) as tf.Scalar,
+      true,
+      this.vars,
+    )!;
   }
 
   dispose(): void {

@@ -46,7 +46,12 @@ export interface KaldiFbankOptions {
 export const KALDI_EPSILON = 2 ** -23;
 
 /** The frame geometry of a Kaldi recipe: window W, shift S, FFT size N (torchaudio's integer rounding). */
-export function kaldiFrameGeometry(sampleRate: number, frameLengthMs = 25, frameShiftMs = 10, roundToPowerOfTwo = true): { window: number; shift: number; nFft: number } {
+export function kaldiFrameGeometry(
+  sampleRate: number,
+  frameLengthMs = 25,
+  frameShiftMs = 10,
+  roundToPowerOfTwo = true,
+): { window: number; shift: number; nFft: number } {
   const window = Math.trunc(sampleRate * frameLengthMs * 0.001);
   const shift = Math.trunc(sampleRate * frameShiftMs * 0.001);
   const nFft = roundToPowerOfTwo ? 2 ** Math.ceil(Math.log2(Math.max(1, window))) : window;
@@ -56,12 +61,21 @@ export function kaldiFrameGeometry(sampleRate: number, frameLengthMs = 25, frame
 const melScale = (f: number) => 1127 * Math.log(1 + f / 700);
 
 /** Kaldi's mel filterbank as an (F × nMels) matrix, F = nFft/2 + 1 (the Nyquist row is 0). */
-export function kaldiMelBanks(nMels: number, nFft: number, sampleRate: number, lowFreq: number, highFreq: number): Float64Array {
+export function kaldiMelBanks(
+  nMels: number,
+  nFft: number,
+  sampleRate: number,
+  lowFreq: number,
+  highFreq: number,
+): Float64Array {
   const nyquist = sampleRate / 2;
   const high = highFreq <= 0 ? highFreq + nyquist : highFreq;
-  if (!(nMels > 3 && Number.isInteger(nMels))) throw new EngineError(`kaldiFbank: nMels ${nMels} must be an integer > 3`);
+  if (!(nMels > 3 && Number.isInteger(nMels)))
+    throw new EngineError(`kaldiFbank: nMels ${nMels} must be an integer > 3`);
   if (!(lowFreq >= 0 && lowFreq < nyquist && high > 0 && high <= nyquist && lowFreq < high)) {
-    throw new EngineError(`kaldiFbank: lowFreq ${lowFreq} and highFreq ${highFreq} (${high} Hz) must satisfy 0 <= low < high <= Nyquist (${nyquist} Hz)`);
+    throw new EngineError(
+      `kaldiFbank: lowFreq ${lowFreq} and highFreq ${highFreq} (${high} Hz) must satisfy 0 <= low < high <= Nyquist (${nyquist} Hz)`,
+    );
   }
   const bins = nFft / 2 + 1;
   const binWidth = sampleRate / nFft;
@@ -82,7 +96,13 @@ export function kaldiMelBanks(nMels: number, nFft: number, sampleRate: number, l
 }
 
 /** (W × 2F): frame ↦ [Re X ; Im X] after mean removal, pre-emphasis and the window, folded. */
-function frameBasis(w: number, nFft: number, window: NonNullable<KaldiFbankOptions['window']>, preemph: number, removeDc: boolean): Float32Array {
+function frameBasis(
+  w: number,
+  nFft: number,
+  window: NonNullable<KaldiFbankOptions['window']>,
+  preemph: number,
+  removeDc: boolean,
+): Float32Array {
   const win = windowFunction(window, w);
   const c = dftMatrix(nFft, w); // (2F × W): only the first W samples are non-zero after padding
   const rows = c.length / w;
@@ -123,18 +143,33 @@ export function kaldiFbank(signal: Tensor, opts: KaldiFbankOptions): Tensor {
   const usePower = opts.usePower ?? true;
   if (!(sr > 0 && Number.isFinite(sr))) throw new EngineError(`${op}: sampleRate ${sr} must be a positive number`);
   if (!(preemph >= 0 && preemph <= 1)) throw new EngineError(`${op}: preemphasis ${preemph} must be in [0, 1]`);
-  if (!['hanning', 'povey', 'hamming', 'rectangular'].includes(window)) throw new EngineError(`${op}: window '${String(window)}' is not 'hanning', 'povey', 'hamming' or 'rectangular'`);
-  if (signal.rank !== 1 && signal.rank !== 2) throw new EngineError(`${op}: expected a signal (n) or a batch of signals (B, n), got [${signal.shape.join(', ')}]`);
+  if (!['hanning', 'povey', 'hamming', 'rectangular'].includes(window))
+    throw new EngineError(`${op}: window '${String(window)}' is not 'hanning', 'povey', 'hamming' or 'rectangular'`);
+  if (signal.rank !== 1 && signal.rank !== 2)
+    throw new EngineError(
+      `${op}: expected a signal (n) or a batch of signals (B, n), got [${signal.shape.join(', ')}]`,
+    );
   const g = kaldiFrameGeometry(sr, opts.frameLengthMs, opts.frameShiftMs, opts.roundToPowerOfTwo ?? true);
-  if (g.window < 2 || g.shift < 1) throw new EngineError(`${op}: frameLengthMs/frameShiftMs give a window of ${g.window} and a shift of ${g.shift} samples at ${sr} Hz (need >= 2 and >= 1)`);
-  if (g.nFft % 2 !== 0) throw new EngineError(`${op}: the FFT size ${g.nFft} must be even; use roundToPowerOfTwo or change frameLengthMs`);
+  if (g.window < 2 || g.shift < 1)
+    throw new EngineError(
+      `${op}: frameLengthMs/frameShiftMs give a window of ${g.window} and a shift of ${g.shift} samples at ${sr} Hz (need >= 2 and >= 1)`,
+    );
+  if (g.nFft % 2 !== 0)
+    throw new EngineError(`${op}: the FFT size ${g.nFft} must be even; use roundToPowerOfTwo or change frameLengthMs`);
   const n = signal.shape[signal.rank - 1]!;
-  if (n < g.window) throw new EngineError(`${op}: the signal has ${n} samples, fewer than one ${g.window}-sample window (${opts.frameLengthMs ?? 25} ms at ${sr} Hz); pad or repeat it first`);
+  if (n < g.window)
+    throw new EngineError(
+      `${op}: the signal has ${n} samples, fewer than one ${g.window}-sample window (${opts.frameLengthMs ?? 25} ms at ${sr} Hz); pad or repeat it first`,
+    );
   const lowFreq = opts.lowFreq ?? 20;
   const highFreq = opts.highFreq ?? 0;
   const bins = g.nFft / 2 + 1;
-  const basis = cached(`basis|${g.window}|${g.nFft}|${window}|${preemph}|${removeDc}`, () => frameBasis(g.window, g.nFft, window, preemph, removeDc));
-  const mel = cached(`mel|${nMels}|${g.nFft}|${sr}|${lowFreq}|${highFreq}`, () => Float32Array.from(kaldiMelBanks(nMels, g.nFft, sr, lowFreq, highFreq)));
+  const basis = cached(`basis|${g.window}|${g.nFft}|${window}|${preemph}|${removeDc}`, () =>
+    frameBasis(g.window, g.nFft, window, preemph, removeDc),
+  );
+  const mel = cached(`mel|${nMels}|${g.nFft}|${sr}|${lowFreq}|${highFreq}`, () =>
+    Float32Array.from(kaldiMelBanks(nMels, g.nFft, sr, lowFreq, highFreq)),
+  );
   return tidy(() => {
     const frames = frameSignal(signal, { frameLength: g.window, hop: g.shift }); // (…, T, W)
     const z = matmul(frames, tensor(basis, [g.window, 2 * bins], { device: signal.device })); // (…, T, 2F)

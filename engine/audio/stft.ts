@@ -52,13 +52,23 @@ export function stft(signal: Tensor, opts: StftOptions): Tensor {
   const power = opts.power ?? 1;
   if (!Number.isInteger(nFft) || nFft < 2) throw new EngineError(`${op}: nFft ${nFft} must be an integer >= 2`);
   if (!Number.isInteger(hop) || hop < 1) throw new EngineError(`${op}: hop ${hop} must be an integer >= 1`);
-  if (window !== 'hann' && window !== 'rectangular') throw new EngineError(`${op}: window '${String(window)}' is not 'hann' or 'rectangular'`);
+  if (window !== 'hann' && window !== 'rectangular')
+    throw new EngineError(`${op}: window '${String(window)}' is not 'hann' or 'rectangular'`);
   if (power !== 1 && power !== 2) throw new EngineError(`${op}: power ${String(power)} is not 1 or 2`);
-  if (signal.rank !== 1 && signal.rank !== 2) throw new EngineError(`${op}: expected a signal (n) or a batch of signals (B, n), got [${signal.shape.join(', ')}]`);
+  if (signal.rank !== 1 && signal.rank !== 2)
+    throw new EngineError(
+      `${op}: expected a signal (n) or a batch of signals (B, n), got [${signal.shape.join(', ')}]`,
+    );
   const pad = center ? Math.floor(nFft / 2) : 0;
   const bins = Math.floor(nFft / 2) + 1;
   return tidy(() => {
-    const frames = frameSignal(signal, { frameLength: nFft, hop, padLeft: pad, padRight: pad, padMode: opts.padMode ?? 'reflect' });
+    const frames = frameSignal(signal, {
+      frameLength: nFft,
+      hop,
+      padLeft: pad,
+      padRight: pad,
+      padMode: opts.padMode ?? 'reflect',
+    });
     const basis = tensor(stftBasis(nFft, window), [2 * bins, nFft], { device: signal.device });
     const z = matmul(basis, frames, { transB: true }); // (2F, T) or (B, 2F, T)
     const t = frames.shape[frames.rank - 2]!;
@@ -69,7 +79,13 @@ export function stft(signal: Tensor, opts: StftOptions): Tensor {
 }
 
 /** The OGM-GE recipe's STFT: nFft 512, hop 353, periodic Hann, centred with reflect padding. */
-export const OGM_GE_STFT = { nFft: 512, hop: 353, window: 'hann', center: true, padMode: 'reflect' } as const satisfies StftOptions;
+export const OGM_GE_STFT = {
+  nFft: 512,
+  hop: 353,
+  window: 'hann',
+  center: true,
+  padMode: 'reflect',
+} as const satisfies StftOptions;
 
 /**
  * log(|STFT| + 1e-7) with OGM-GE's settings (the CREMA-D baselines' spectrogram): 257 × 188 for

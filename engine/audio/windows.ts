@@ -12,11 +12,21 @@ export function windowFunction(name: WindowName, n: number): Float64Array {
   for (let k = 0; k < n; k++) {
     const sym = (2 * Math.PI * k) / (n - 1);
     switch (name) {
-      case 'hann': w[k] = 0.5 - 0.5 * Math.cos((2 * Math.PI * k) / n); break;
-      case 'hanning': w[k] = 0.5 - 0.5 * Math.cos(sym); break;
-      case 'povey': w[k] = (0.5 - 0.5 * Math.cos(sym)) ** 0.85; break;
-      case 'hamming': w[k] = 0.54 - 0.46 * Math.cos(sym); break;
-      case 'rectangular': w[k] = 1; break;
+      case 'hann':
+        w[k] = 0.5 - 0.5 * Math.cos((2 * Math.PI * k) / n);
+        break;
+      case 'hanning':
+        w[k] = 0.5 - 0.5 * Math.cos(sym);
+        break;
+      case 'povey':
+        w[k] = (0.5 - 0.5 * Math.cos(sym)) ** 0.85;
+        break;
+      case 'hamming':
+        w[k] = 0.54 - 0.46 * Math.cos(sym);
+        break;
+      case 'rectangular':
+        w[k] = 1;
+        break;
     }
   }
   return w;
@@ -39,4 +49,3 @@ export function dftMatrix(nFft: number, len: number): Float64Array {
   }
   return m;
 }
-

@@ -18,8 +18,15 @@ import { empty, type Tensor } from '../tensor.ts';
 import { fill } from '../ops/elementwise.ts';
 import type { Optimizer } from '../optim.ts';
 import {
-  GUARD, GUARD_LOSSES_PER_DISPATCH, GUARD_REASON, NOT_APPLIED,
-  guardEndKernel, guardFoldKernel, guardLossesKernel, guardRollbackKernel, guardTensorKernel,
+  GUARD,
+  GUARD_LOSSES_PER_DISPATCH,
+  GUARD_REASON,
+  NOT_APPLIED,
+  guardEndKernel,
+  guardFoldKernel,
+  guardLossesKernel,
+  guardRollbackKernel,
+  guardTensorKernel,
 } from '../../shaders/guard.ts';
 
 export type NonFiniteReason = keyof typeof GUARD_REASON;
@@ -46,13 +53,20 @@ export interface GuardReadout {
   /** Bad steps over the guard's life (since the last reset()). */
   badSteps: number;
   /** The first bad step: which losses (indices as given to checkLosses), the lowest bad tensor index (checkTensors), the lowest bad group (integrator). */
-  first: { step: number; reasons: NonFiniteReason[]; losses: number[]; tensor: number | null; group: number | null } | null;
+  first: {
+    step: number;
+    reasons: NonFiniteReason[];
+    losses: number[];
+    tensor: number | null;
+    group: number | null;
+  } | null;
   lastBad: number | null;
   /** Steps ended since the previous read() (the last ringSteps of them) that were bad or dropped. */
   dropped: GuardedStep[];
 }
 
-const reasonsOf = (bits: number): NonFiniteReason[] => (Object.keys(GUARD_REASON) as NonFiniteReason[]).filter((r) => (bits & GUARD_REASON[r]) !== 0);
+const reasonsOf = (bits: number): NonFiniteReason[] =>
+  (Object.keys(GUARD_REASON) as NonFiniteReason[]).filter((r) => (bits & GUARD_REASON[r]) !== 0);
 const NONE = 0xffffffff;
 
 export class NonFiniteGuard {
@@ -69,11 +83,16 @@ export class NonFiniteGuard {
   private readUpTo = 0; // steps < readUpTo were reported by read()
   private disposed = false;
 
-  constructor(readonly device: Device, opts: NonFiniteGuardOptions = {}) {
+  constructor(
+    readonly device: Device,
+    opts: NonFiniteGuardOptions = {},
+  ) {
     const mode = opts.mode ?? 'stop';
-    if (mode !== 'stop' && mode !== 'skip') throw new EngineError(`NonFiniteGuard: mode must be 'stop' or 'skip', got '${String(mode)}'`);
+    if (mode !== 'stop' && mode !== 'skip')
+      throw new EngineError(`NonFiniteGuard: mode must be 'stop' or 'skip', got '${String(mode)}'`);
     const ring = opts.ringSteps ?? 64;
-    if (!Number.isInteger(ring) || ring < 1) throw new EngineError(`NonFiniteGuard: ringSteps must be an integer >= 1, got ${ring}`);
+    if (!Number.isInteger(ring) || ring < 1)
+      throw new EngineError(`NonFiniteGuard: ringSteps must be an integer >= 1, got ${ring}`);
     this.mode = mode;
     this.ringSteps = ring;
     this.status = fill([GUARD.ring + 2 * ring], 0, device, 'int32');
@@ -104,7 +123,8 @@ export class NonFiniteGuard {
   /** Backs up the protected tensors again (after loading them from a checkpoint). */
   snapshot(): void {
     this.live('snapshot');
-    for (const [t, b] of this.protected) this.device.batcher.copy(t.buffer('NonFiniteGuard.snapshot'), 0, b.rawBuffer, 0, Math.max(4, t.size * 4));
+    for (const [t, b] of this.protected)
+      this.device.batcher.copy(t.buffer('NonFiniteGuard.snapshot'), 0, b.rawBuffer, 0, Math.max(4, t.size * 4));
   }
 
   /** Rewinds `opt`'s host step counts (AdamW) for the steps this guard drops. */
@@ -118,14 +138,20 @@ export class NonFiniteGuard {
   /** Checks scalar losses (bit j of the report's loss list = losses[j]) and BatchNorm's refused updates. Call once per step. */
   checkLosses(losses: readonly Tensor[]): void {
     this.live('checkLosses');
-    if (losses.length > 32) throw new EngineError(`NonFiniteGuard.checkLosses: at most 32 losses, got ${losses.length}`);
+    if (losses.length > 32)
+      throw new EngineError(`NonFiniteGuard.checkLosses: at most 32 losses, got ${losses.length}`);
     for (let base = 0; base === 0 || base < losses.length; base += GUARD_LOSSES_PER_DISPATCH) {
       const part = losses.slice(base, base + GUARD_LOSSES_PER_DISPATCH);
-      for (const l of part) if (l.size !== 1 || l.dtype !== 'float32') throw new EngineError(`NonFiniteGuard.checkLosses: expected float32 scalars, got ${l}`);
+      for (const l of part)
+        if (l.size !== 1 || l.dtype !== 'float32')
+          throw new EngineError(`NonFiniteGuard.checkLosses: expected float32 scalars, got ${l}`);
       this.device.dispatch({
-        kernel: guardLossesKernel, variant: { n: part.length }, params: { base, counter: NONFINITE_COUNTERS.batchNorm },
+        kernel: guardLossesKernel,
+        variant: { n: part.length },
+        params: { base, counter: NONFINITE_COUNTERS.batchNorm },
         bindings: {
-          status: this.status.rawBuffer, counters: this.device.nonFiniteCounters,
+          status: this.status.rawBuffer,
+          counters: this.device.nonFiniteCounters,
           loss: part.map((l) => l.buffer('NonFiniteGuard.checkLosses')),
         },
       });
@@ -140,7 +166,8 @@ export class NonFiniteGuard {
       if (t.dtype !== 'float32') throw new EngineError(`NonFiniteGuard.checkTensors: ${t} is not float32`);
       const n4 = Math.ceil(t.size / 4);
       this.device.dispatch({
-        kernel: guardTensorKernel, params: { n: t.size, n4, index: indices?.[k] ?? k },
+        kernel: guardTensorKernel,
+        params: { n: t.size, n4, index: indices?.[k] ?? k },
         bindings: { status: this.status.rawBuffer, xs: t.buffer('NonFiniteGuard.checkTensors') },
       });
     });
@@ -153,7 +180,8 @@ export class NonFiniteGuard {
   foldGroups(state: Tensor, groups: number, stride: number, valid: number): void {
     this.live('foldGroups');
     this.device.dispatch({
-      kernel: guardFoldKernel, params: { groups, stride, valid },
+      kernel: guardFoldKernel,
+      params: { groups, stride, valid },
       bindings: { status: this.status.rawBuffer, state: state.buffer('NonFiniteGuard.foldGroups') },
     });
   }
@@ -164,7 +192,8 @@ export class NonFiniteGuard {
     for (const [t, b] of this.protected) {
       const n4 = Math.ceil(t.size / 4);
       this.device.dispatch({
-        kernel: guardRollbackKernel, params: { n4 },
+        kernel: guardRollbackKernel,
+        params: { n4 },
         bindings: { status: this.status.rawBuffer, xs: t.buffer('NonFiniteGuard.end'), backup: b.rawBuffer },
       });
     }
@@ -174,7 +203,10 @@ export class NonFiniteGuard {
       for (const opt of this.optimizers) {
         const now = opt.stepCounts!;
         const before = this.lastCounts.get(opt)!;
-        deltas.set(opt, now.map((c, i) => c - (before[i] ?? 0)));
+        deltas.set(
+          opt,
+          now.map((c, i) => c - (before[i] ?? 0)),
+        );
         this.lastCounts.set(opt, [...now]);
       }
       this.counts.set(this.step, deltas);
@@ -189,7 +221,9 @@ export class NonFiniteGuard {
    */
   async read(): Promise<GuardReadout> {
     this.live('read');
-    const u = new Uint32Array(await this.device.batcher.read(this.statusBuffer, this.status.size * 4, 0, 'NonFiniteGuard.read'));
+    const u = new Uint32Array(
+      await this.device.batcher.read(this.statusBuffer, this.status.size * 4, 0, 'NonFiniteGuard.read'),
+    );
     const firstStep = u[GUARD.first]!;
     const opt = (v: number) => (v === NONE ? null : v);
     const dropped: GuardedStep[] = [];
@@ -207,13 +241,16 @@ export class NonFiniteGuard {
     return {
       halted: u[GUARD.halt] !== 0,
       badSteps: u[GUARD.count]!,
-      first: firstStep === 0 ? null : {
-        step: firstStep - 1,
-        reasons: reasonsOf(u[GUARD.firstReasons]!),
-        losses: Array.from({ length: 32 }, (_, j) => j).filter((j) => (u[GUARD.firstLosses]! >>> j) & 1),
-        tensor: opt(u[GUARD.firstTensor]!),
-        group: opt(u[GUARD.firstGroup]!),
-      },
+      first:
+        firstStep === 0
+          ? null
+          : {
+              step: firstStep - 1,
+              reasons: reasonsOf(u[GUARD.firstReasons]!),
+              losses: Array.from({ length: 32 }, (_, j) => j).filter((j) => (u[GUARD.firstLosses]! >>> j) & 1),
+              tensor: opt(u[GUARD.firstTensor]!),
+              group: opt(u[GUARD.firstGroup]!),
+            },
       lastBad: u[GUARD.last] === 0 ? null : u[GUARD.last]! - 1,
       dropped,
     };
@@ -249,7 +286,10 @@ export class NonFiniteGuard {
     this.device.dispatch({
       kernel: guardEndKernel,
       params: {
-        step: this.step, stop: this.mode === 'stop' ? 1 : 0, ring: this.ringSteps, reset: reset ? 1 : 0,
+        step: this.step,
+        stop: this.mode === 'stop' ? 1 : 0,
+        ring: this.ringSteps,
+        reset: reset ? 1 : 0,
         counter: NONFINITE_COUNTERS.batchNorm,
       },
       bindings: { status: this.status.rawBuffer, counters: this.device.nonFiniteCounters },

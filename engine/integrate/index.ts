@@ -6,7 +6,21 @@ export {
   type IntegratorOptions,
   type IntegratorGroup,
 } from './options.ts';
-export { IntegratorTelemetry, magnitudeHistogram, type MagnitudeHistogram, type TelemetryRecord, type TelemetryReadout, type TelemetryReadOptions, type NonFiniteReport } from './telemetry.ts';
+export {
+  IntegratorTelemetry,
+  magnitudeHistogram,
+  type MagnitudeHistogram,
+  type TelemetryRecord,
+  type TelemetryReadout,
+  type TelemetryReadOptions,
+  type NonFiniteReport,
+} from './telemetry.ts';
 export { pcgradOrder } from './pcgrad-order.ts';
 export { MultimodalStep, type MultimodalStepOptions } from './multimodal-step.ts';
-export { NonFiniteGuard, type NonFiniteGuardOptions, type GuardReadout, type GuardedStep, type NonFiniteReason } from './guard.ts';
+export {
+  NonFiniteGuard,
+  type NonFiniteGuardOptions,
+  type GuardReadout,
+  type GuardedStep,
+  type NonFiniteReason,
+} from './guard.ts';

@@ -192,8 +192,14 @@ export class GradientIntegrator {
     const op = 'GradientIntegrator.loadStateDict';
     const s = entries.get('state');
     const t = entries.get('telemetry');
-    if (!(s instanceof Float32Array) || s.length !== this.state.size) throw new EngineError(`${op}: 'state' must hold ${this.state.size} float32 values (same method, groups and tensors), got ${s ? s.length : 'none'}`);
-    if (!(t instanceof Int32Array) || t.length !== this.telemetryBuffer.size) throw new EngineError(`${op}: 'telemetry' must hold ${this.telemetryBuffer.size} int32 values (same groups and telemetrySteps), got ${t ? t.length : 'none'}`);
+    if (!(s instanceof Float32Array) || s.length !== this.state.size)
+      throw new EngineError(
+        `${op}: 'state' must hold ${this.state.size} float32 values (same method, groups and tensors), got ${s ? s.length : 'none'}`,
+      );
+    if (!(t instanceof Int32Array) || t.length !== this.telemetryBuffer.size)
+      throw new EngineError(
+        `${op}: 'telemetry' must hold ${this.telemetryBuffer.size} int32 values (same groups and telemetrySteps), got ${t ? t.length : 'none'}`,
+      );
     writeTensor(this.state, s);
     writeTensor(this.telemetryBuffer, t);
     this.telemetry.markReported(t);
@@ -207,7 +213,13 @@ export class GradientIntegrator {
   }
 
   private context() {
-    return { disposed: this.disposed, method: this.method, device: this.device, groups: this.groups, slots: this.slots };
+    return {
+      disposed: this.disposed,
+      method: this.method,
+      device: this.device,
+      groups: this.groups,
+      slots: this.slots,
+    };
   }
 
   /** Slot s's K per-loss gradients (zeros where a loss does not reach it) and where its coefficients are. */

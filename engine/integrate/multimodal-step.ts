@@ -48,13 +48,16 @@ export class MultimodalStep {
     this.main = opts.mainLoss ?? 'mm';
     this.names = Object.keys(opts.encoders);
     if (this.names.length === 0) throw new EngineError(`${op}: no encoder groups given`);
-    if (this.names.includes(this.main)) throw new EngineError(`${op}: an encoder is named like the multimodal loss '${this.main}'`);
+    if (this.names.includes(this.main))
+      throw new EngineError(`${op}: an encoder is named like the multimodal loss '${this.main}'`);
     this.encoderParams = new Set();
     const all = new Set(opts.optimizer.params);
     for (const n of this.names) {
       for (const p of opts.encoders[n]!) {
-        if (this.encoderParams.has(p)) throw new EngineError(`${op}: parameter ${p} [${p.shape.join(', ')}] is in two encoder groups`);
-        if (!all.has(p)) throw new EngineError(`${op}: encoder '${n}' parameter ${p} is not in the optimizer's parameters`);
+        if (this.encoderParams.has(p))
+          throw new EngineError(`${op}: parameter ${p} [${p.shape.join(', ')}] is in two encoder groups`);
+        if (!all.has(p))
+          throw new EngineError(`${op}: encoder '${n}' parameter ${p} is not in the optimizer's parameters`);
         this.encoderParams.add(p);
       }
     }
@@ -62,7 +65,8 @@ export class MultimodalStep {
     const groups = this.names.map((n) => ({ params: opts.encoders[n]!, losses: [this.main, n] }));
     const plain = method === 'uniform' || method === 'one-joint-loss';
     this.integrator = plain ? null : new GradientIntegrator(groups, { ...integ, method });
-    if (guard && guard.device !== opts.optimizer.params[0]?.device) throw new EngineError(`${op}: the guard lives on another device`);
+    if (guard && guard.device !== opts.optimizer.params[0]?.device)
+      throw new EngineError(`${op}: the guard lives on another device`);
     guard?.trackOptimizer(opts.optimizer);
   }
 
@@ -74,10 +78,12 @@ export class MultimodalStep {
       if (!losses[n]) throw new EngineError(`${op}: loss '${n}' is missing (expected ${expected.join(', ')})`);
     }
     this.opts.optimizer.params[0]?.device.assertUsable(op);
-    for (const n of Object.keys(losses)) if (n !== this.main && !this.opts.encoders[n]) throw new EngineError(`${op}: unknown loss '${n}'`);
+    for (const n of Object.keys(losses))
+      if (n !== this.main && !this.opts.encoders[n]) throw new EngineError(`${op}: unknown loss '${n}'`);
     const reached = new Set(topoOrder(Object.values(losses)));
     for (const n of this.names) {
-      if (!this.opts.encoders[n]!.some((p) => reached.has(p))) throw new EngineError(`${op}: encoder group '${n}' is reached by no loss`);
+      if (!this.opts.encoders[n]!.some((p) => reached.has(p)))
+        throw new EngineError(`${op}: encoder group '${n}' is reached by no loss`);
     }
     const opt = this.opts.optimizer;
     const guard = this.opts.guard;
@@ -121,7 +127,10 @@ export class MultimodalStep {
   }
   loadStateDict(entries: Map<string, Float32Array | Int32Array>): void {
     if (this.integrator) this.integrator.loadStateDict(entries);
-    else if (entries.size) throw new EngineError(`MultimodalStep.loadStateDict: method '${this.method}' keeps no integrator state, got ${[...entries.keys()].join(', ')}`);
+    else if (entries.size)
+      throw new EngineError(
+        `MultimodalStep.loadStateDict: method '${this.method}' keeps no integrator state, got ${[...entries.keys()].join(', ')}`,
+      );
   }
 
   dispose(): void {

@@ -34,7 +34,16 @@ import { MAX_LOSSES } from '../../shaders/integrate.ts';
 import type { IntegratorMethod } from '../../shaders/integrate-solve.ts';
 
 export type { IntegratorMethod };
-export const INTEGRATOR_METHODS: readonly IntegratorMethod[] = ['uniform', 'one-joint-loss', 'mgda', 'mmpareto', 'mmpareto-official', 'pcgrad', 'gradnorm', 'metabalance'];
+export const INTEGRATOR_METHODS: readonly IntegratorMethod[] = [
+  'uniform',
+  'one-joint-loss',
+  'mgda',
+  'mmpareto',
+  'mmpareto-official',
+  'pcgrad',
+  'gradnorm',
+  'metabalance',
+];
 
 export interface IntegratorOptions {
   method: IntegratorMethod;
@@ -89,8 +98,7 @@ export function checkOptions(groups: readonly IntegratorGroup[], opts: Integrato
         `${op}: group ${i} has ${names?.length ?? 'no'} losses, group 0 has ${k} ` +
           '(K must be the same for every group)',
       );
-    if (new Set(names).size !== k)
-      throw new EngineError(`${op}: group ${i} names a loss twice (${names.join(', ')})`);
+    if (new Set(names).size !== k) throw new EngineError(`${op}: group ${i} names a loss twice (${names.join(', ')})`);
   });
   if (method.startsWith('mmpareto') && k !== 2)
     throw new EngineError(`${op}: method '${method}' integrates exactly 2 losses (g_m, g_u), got K = ${k}`);
@@ -145,7 +153,12 @@ interface StepContext {
 }
 
 /** Checks a step's per-loss gradients (and, for 'gradnorm', the loss values). */
-export function checkStep(op: string, it: StepContext, grads: PerLossGradients, lossValues: LossValues | undefined): void {
+export function checkStep(
+  op: string,
+  it: StepContext,
+  grads: PerLossGradients,
+  lossValues: LossValues | undefined,
+): void {
   if (it.disposed) throw new EngineError(`${op}: the integrator was disposed`);
   if (!(grads instanceof Map))
     throw new EngineError(

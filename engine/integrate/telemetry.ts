@@ -79,17 +79,28 @@ export class IntegratorTelemetry {
   /** Fetches the ring and counters with one buffer map; see TelemetryReadOptions for non-finite steps. */
   async read(opts: TelemetryReadOptions = {}): Promise<TelemetryReadout> {
     const onNonFinite = opts.onNonFinite ?? 'throw';
-    if (onNonFinite !== 'throw' && onNonFinite !== 'return') throw new EngineError(`telemetry.read: unknown onNonFinite '${String(onNonFinite)}'`);
+    if (onNonFinite !== 'throw' && onNonFinite !== 'return')
+      throw new EngineError(`telemetry.read: unknown onNonFinite '${String(onNonFinite)}'`);
     const G = this.groups;
     const bytes = (G * TELEMETRY_HEADER + this.steps * G * TELEMETRY_RECORD) * 4;
-    const data = await this.buffer.device.batcher.read(this.buffer.buffer('telemetry.read'), bytes, 0, 'telemetry.read');
+    const data = await this.buffer.device.batcher.read(
+      this.buffer.buffer('telemetry.read'),
+      bytes,
+      0,
+      'telemetry.read',
+    );
     const u = new Uint32Array(data);
     const f = new Float32Array(data);
     const nonFinite: NonFiniteReport[] = [];
     for (let g = 0; g < G; g++) {
       const count = u[g * TELEMETRY_HEADER]!;
       if (count > this.seen[g]!) {
-        nonFinite.push({ group: g, count: count - this.seen[g]!, firstStep: u[g * TELEMETRY_HEADER + 1]! - 1, lastStep: u[g * TELEMETRY_HEADER + 2]! - 1 });
+        nonFinite.push({
+          group: g,
+          count: count - this.seen[g]!,
+          firstStep: u[g * TELEMETRY_HEADER + 1]! - 1,
+          lastStep: u[g * TELEMETRY_HEADER + 2]! - 1,
+        });
         this.seen[g] = count;
       }
     }
@@ -101,15 +112,28 @@ export class IntegratorTelemetry {
         if (u[r] !== s + 1) continue; // not written (cannot happen unless the ring was reset)
         const flags = u[r + 1]!;
         records.push({
-          step: s, group: g, cos: f[r + 2]!, alpha: f[r + 3]!, normM: f[r + 4]!, normU: f[r + 5]!, normH: f[r + 6]!, scale: f[r + 7]!,
+          step: s,
+          group: g,
+          cos: f[r + 2]!,
+          alpha: f[r + 3]!,
+          normM: f[r + 4]!,
+          normU: f[r + 5]!,
+          normH: f[r + 6]!,
+          scale: f[r + 7]!,
           coefficients: Array.from(f.subarray(r + 8, r + 8 + this.losses)),
-          conflict: (flags & FLAG.conflict) !== 0, zeroDirection: (flags & FLAG.zeroDirection) !== 0, nonFinite: (flags & FLAG.nonFinite) !== 0,
+          conflict: (flags & FLAG.conflict) !== 0,
+          zeroDirection: (flags & FLAG.zeroDirection) !== 0,
+          nonFinite: (flags & FLAG.nonFinite) !== 0,
         });
       }
     }
     if (nonFinite.length && onNonFinite === 'throw') {
-      const what = nonFinite.map((n) => `group ${n.group}: ${n.count} step(s), first ${n.firstStep}, last ${n.lastStep}`).join('; ');
-      throw new EngineError(`gradient integrator: non-finite (NaN/Inf) gradients; those groups were not updated (${what})`);
+      const what = nonFinite
+        .map((n) => `group ${n.group}: ${n.count} step(s), first ${n.firstStep}, last ${n.lastStep}`)
+        .join('; ');
+      throw new EngineError(
+        `gradient integrator: non-finite (NaN/Inf) gradients; those groups were not updated (${what})`,
+      );
     }
     return { steps, records, nonFinite };
   }
@@ -130,8 +154,14 @@ export interface MagnitudeHistogram {
  * that the parameters do not move. Non-finite records are skipped. `range` defaults to the
  * records' [min, max] of both norms.
  */
-export function magnitudeHistogram(records: readonly TelemetryRecord[], group: number, bins = 20, range?: readonly [number, number]): MagnitudeHistogram {
-  if (!Number.isInteger(bins) || bins < 1) throw new EngineError(`magnitudeHistogram: bins must be an integer >= 1, got ${bins}`);
+export function magnitudeHistogram(
+  records: readonly TelemetryRecord[],
+  group: number,
+  bins = 20,
+  range?: readonly [number, number],
+): MagnitudeHistogram {
+  if (!Number.isInteger(bins) || bins < 1)
+    throw new EngineError(`magnitudeHistogram: bins must be an integer >= 1, got ${bins}`);
   const rs = records.filter((r) => r.group === group && !r.nonFinite);
   const all = rs.flatMap((r) => [r.normM, r.normU]);
   const [lo, hi] = range ?? [Math.min(...all, Infinity), Math.max(...all, -Infinity)];

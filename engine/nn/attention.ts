@@ -21,7 +21,11 @@ export class MultiheadAttention extends Module {
   readonly inProjBias: Tensor;
   readonly outProj: Linear;
   readonly headDim: number;
-  constructor(readonly embedDim: number, readonly numHeads: number, opts: InitOptions = {}) {
+  constructor(
+    readonly embedDim: number,
+    readonly numHeads: number,
+    opts: InitOptions = {},
+  ) {
     super();
     if (!Number.isInteger(embedDim) || !Number.isInteger(numHeads) || numHeads < 1 || embedDim % numHeads !== 0) {
       throw new EngineError(`MultiheadAttention: width ${embedDim} is not divisible by ${numHeads} heads`);
@@ -47,13 +51,21 @@ export class MultiheadAttention extends Module {
   /** query (B, Lq, E), key and value (B, Lk, E) → (B, Lq, E). */
   forward(query: Tensor, key: Tensor = query, value: Tensor = key, opts: AttentionCallOptions = {}): Tensor {
     const e = this.embedDim;
-    for (const [n, t] of [['query', query], ['key', key], ['value', value]] as const) {
-      if (t.rank !== 3 || t.shape[2] !== e) throw new EngineError(`MultiheadAttention: ${n} ${fmt(t)} is not (batch, tokens, ${e})`);
+    for (const [n, t] of [
+      ['query', query],
+      ['key', key],
+      ['value', value],
+    ] as const) {
+      if (t.rank !== 3 || t.shape[2] !== e)
+        throw new EngineError(`MultiheadAttention: ${n} ${fmt(t)} is not (batch, tokens, ${e})`);
     }
     if (key.shape[0] !== query.shape[0] || value.shape[0] !== query.shape[0]) {
-      throw new EngineError(`MultiheadAttention: batch sizes differ: query ${fmt(query)}, key ${fmt(key)}, value ${fmt(value)}`);
+      throw new EngineError(
+        `MultiheadAttention: batch sizes differ: query ${fmt(query)}, key ${fmt(key)}, value ${fmt(value)}`,
+      );
     }
-    if (key.shape[1] !== value.shape[1]) throw new EngineError(`MultiheadAttention: key ${fmt(key)} and value ${fmt(value)} have different token counts`);
+    if (key.shape[1] !== value.shape[1])
+      throw new EngineError(`MultiheadAttention: key ${fmt(key)} and value ${fmt(value)} have different token counts`);
     const w = this.inProjWeight;
     const b = this.inProjBias;
     const project = (x: Tensor, i: number): Tensor => {

@@ -2,7 +2,20 @@
 // names, shapes and default initialisation.
 import { EngineError } from '../errors.ts';
 import { fill } from '../ops/elementwise.ts';
-import { relu, linear, reshape, conv2d, batchNorm2d, maxPool2d, adaptiveAvgPool2d, layerNorm, gelu, dropout, type Conv2dOptions, type Pool2dOptions } from '../ops/index.ts';
+import {
+  relu,
+  linear,
+  reshape,
+  conv2d,
+  batchNorm2d,
+  maxPool2d,
+  adaptiveAvgPool2d,
+  layerNorm,
+  gelu,
+  dropout,
+  type Conv2dOptions,
+  type Pool2dOptions,
+} from '../ops/index.ts';
 import { getDevice, type Tensor } from '../tensor.ts';
 import { tensor } from '../creation.ts';
 import type { Generator } from '../random.ts';
@@ -15,10 +28,15 @@ const pair = (v: number | [number, number]): [number, number] => (typeof v === '
 export class Linear extends Layer {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: InitOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: InitOptions & { bias?: boolean } = {},
+  ) {
     super();
     this.weight = this.param('weight', defaultWeight([outFeatures, inFeatures], opts));
-    this.bias = opts.bias === false ? null : this.param('bias', uniform([outFeatures], 1 / Math.sqrt(inFeatures), opts));
+    this.bias =
+      opts.bias === false ? null : this.param('bias', uniform([outFeatures], 1 / Math.sqrt(inFeatures), opts));
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias ?? undefined);
@@ -37,12 +55,18 @@ export class Conv2d extends Layer {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   private readonly conv: Conv2dOptions;
-  constructor(readonly inChannels: number, readonly outChannels: number, kernelSize: number | [number, number], opts: Conv2dModuleOptions = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: number | [number, number],
+    opts: Conv2dModuleOptions = {},
+  ) {
     super();
     const [kh, kw] = pair(kernelSize);
     const shape = [outChannels, inChannels, kh, kw];
     this.weight = this.param('weight', defaultWeight(shape, opts));
-    this.bias = opts.bias === false ? null : this.param('bias', uniform([outChannels], 1 / Math.sqrt(fans(shape)[0]), opts));
+    this.bias =
+      opts.bias === false ? null : this.param('bias', uniform([outChannels], 1 / Math.sqrt(fans(shape)[0]), opts));
     this.conv = { stride: opts.stride ?? 1, padding: opts.padding ?? 0, dilation: opts.dilation ?? 1 };
   }
   forward(x: Tensor): Tensor {
@@ -58,7 +82,10 @@ export class BatchNorm2d extends Layer {
   readonly runningVar: Tensor;
   private readonly tracked: Tensor;
   private batches = 0;
-  constructor(readonly numFeatures: number, readonly opts: { eps?: number; momentum?: number } = {}) {
+  constructor(
+    readonly numFeatures: number,
+    readonly opts: { eps?: number; momentum?: number } = {},
+  ) {
     super();
     const dev = getDevice();
     this.weight = this.param('weight', fill([numFeatures], 1, dev));
@@ -80,7 +107,11 @@ export class BatchNorm2d extends Layer {
       const v = Int32Array.of(this.batches);
       this.tracked.device.writeBuffer('BatchNorm2d', this.tracked.buffer('BatchNorm2d'), v);
     }
-    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, { training: this.training, eps: this.opts.eps, momentum: this.opts.momentum });
+    return batchNorm2d(x, this.weight, this.bias, this.runningMean, this.runningVar, {
+      training: this.training,
+      eps: this.opts.eps,
+      momentum: this.opts.momentum,
+    });
   }
 }
 
@@ -100,7 +131,10 @@ export class GELU extends Layer {
 }
 
 export class Dropout extends Layer {
-  constructor(readonly p = 0.5, readonly generator?: Generator) {
+  constructor(
+    readonly p = 0.5,
+    readonly generator?: Generator,
+  ) {
     super();
     if (!(p >= 0 && p <= 1)) throw new EngineError(`Dropout: p must be in [0, 1], got ${p}`);
   }
@@ -138,7 +172,10 @@ export class Flatten extends Layer {
 export class LayerNorm extends Layer {
   readonly weight: Tensor;
   readonly bias: Tensor;
-  constructor(readonly dim: number, readonly eps = 1e-5) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-5,
+  ) {
     super();
     const dev = getDevice();
     this.weight = this.param('weight', fill([dim], 1, dev));

@@ -89,7 +89,9 @@ export abstract class Module {
       const host = v instanceof Float32Array || v instanceof Int32Array;
       const n = host ? v.length : v.size;
       if (n !== dst.size || (!host && v.shape.join() !== dst.shape.join())) {
-        problems.push(`'${k}' has ${host ? `${n} values` : `shape [${v.shape.join(', ')}]`}, the module expects [${dst.shape.join(', ')}]`);
+        problems.push(
+          `'${k}' has ${host ? `${n} values` : `shape [${v.shape.join(', ')}]`}, the module expects [${dst.shape.join(', ')}]`,
+        );
       } else if (!host && v.dtype !== dst.dtype) problems.push(`'${k}' is ${v.dtype}, the module expects ${dst.dtype}`);
     }
     if (problems.length) throw new EngineError(`loadStateDict: ${problems.join('; ')}`);
@@ -102,7 +104,14 @@ export abstract class Module {
         dst.device.writeBuffer('loadStateDict', dst.buffer('loadStateDict'), arr);
         module.stateLoaded(name, arr);
       } else {
-        dst.device.batcher.copy(v.buffer('loadStateDict'), 0, dst.buffer('loadStateDict'), 0, dst.size * 4, 'loadStateDict');
+        dst.device.batcher.copy(
+          v.buffer('loadStateDict'),
+          0,
+          dst.buffer('loadStateDict'),
+          0,
+          dst.size * 4,
+          'loadStateDict',
+        );
         module.stateLoaded(name, null);
       }
     }
@@ -111,7 +120,10 @@ export abstract class Module {
   /** Called after loadStateDict wrote entry `name` of this module (host values, or null for a GPU copy). */
   protected stateLoaded(_name: string, _value: Float32Array | Int32Array | null): void {}
 
-  private ownedEntries(prefix = '', out = new Map<string, [Module, string, Tensor]>()): Map<string, [Module, string, Tensor]> {
+  private ownedEntries(
+    prefix = '',
+    out = new Map<string, [Module, string, Tensor]>(),
+  ): Map<string, [Module, string, Tensor]> {
     for (const [n, t] of this.params) out.set(prefix + n, [this, n, t]);
     for (const [n, t] of this.buffers) out.set(prefix + n, [this, n, t]);
     for (const [n, m] of this.children) m.ownedEntries(`${prefix}${n}.`, out);

@@ -33,7 +33,11 @@ export class TransformerBlock extends Layer {
   readonly norm2: LayerNorm;
   private readonly act: GELU;
   private readonly drops: [Dropout, Dropout, Dropout];
-  constructor(readonly width: number, readonly heads: number, opts: TransformerBlockOptions = {}) {
+  constructor(
+    readonly width: number,
+    readonly heads: number,
+    opts: TransformerBlockOptions = {},
+  ) {
     super();
     const mlp = opts.mlpDim ?? 4 * width;
     const p = opts.dropout ?? 0;
@@ -51,7 +55,8 @@ export class TransformerBlock extends Layer {
     return this;
   }
   forward(x: Tensor, opts: AttentionCallOptions = {}): Tensor {
-    if (x.rank !== 3 || x.shape[2] !== this.width) throw new EngineError(`TransformerBlock: input [${x.shape.join(', ')}] is not (batch, tokens, ${this.width})`);
+    if (x.rank !== 3 || x.shape[2] !== this.width)
+      throw new EngineError(`TransformerBlock: input [${x.shape.join(', ')}] is not (batch, tokens, ${this.width})`);
     const chain = (h: Tensor, fns: ((t: Tensor) => Tensor)[]): Tensor => {
       let cur = h;
       for (const f of fns) {
@@ -61,12 +66,20 @@ export class TransformerBlock extends Layer {
       }
       return cur;
     };
-    const a = chain(x, [(t) => this.norm1.forward(t), (t) => this.selfAttn.forward(t, t, t, opts), (t) => this.drops[0].forward(t)]);
+    const a = chain(x, [
+      (t) => this.norm1.forward(t),
+      (t) => this.selfAttn.forward(t, t, t, opts),
+      (t) => this.drops[0].forward(t),
+    ]);
     const x1 = add(x, a);
     if (a !== x) a.dispose();
     const m = chain(x1, [
-      (t) => this.norm2.forward(t), (t) => this.linear1.forward(t), (t) => this.act.forward(t),
-      (t) => this.drops[1].forward(t), (t) => this.linear2.forward(t), (t) => this.drops[2].forward(t),
+      (t) => this.norm2.forward(t),
+      (t) => this.linear1.forward(t),
+      (t) => this.act.forward(t),
+      (t) => this.drops[1].forward(t),
+      (t) => this.linear2.forward(t),
+      (t) => this.drops[2].forward(t),
     ]);
     const out = add(x1, m);
     x1.dispose();
@@ -83,7 +96,12 @@ export class TransformerBlock extends Layer {
 export class PatchEmbed extends Layer {
   readonly proj: Conv2d;
   readonly patch: [number, number];
-  constructor(readonly inChannels: number, readonly width: number, patch: number | [number, number], opts: InitOptions = {}) {
+  constructor(
+    readonly inChannels: number,
+    readonly width: number,
+    patch: number | [number, number],
+    opts: InitOptions = {},
+  ) {
     super();
     this.patch = typeof patch === 'number' ? [patch, patch] : patch;
     this.proj = this.child('proj', new Conv2d(inChannels, width, this.patch, { ...opts, stride: this.patch }));
@@ -93,8 +111,12 @@ export class PatchEmbed extends Layer {
     return Math.floor(h / this.patch[0]) * Math.floor(w / this.patch[1]);
   }
   forward(x: Tensor): Tensor {
-    if (x.rank !== 4 || x.shape[1] !== this.inChannels) throw new EngineError(`PatchEmbed: input [${x.shape.join(', ')}] is not (batch, ${this.inChannels}, H, W)`);
-    if (x.shape[2]! < this.patch[0] || x.shape[3]! < this.patch[1]) throw new EngineError(`PatchEmbed: input [${x.shape.join(', ')}] is smaller than one ${this.patch.join('×')} patch`);
+    if (x.rank !== 4 || x.shape[1] !== this.inChannels)
+      throw new EngineError(`PatchEmbed: input [${x.shape.join(', ')}] is not (batch, ${this.inChannels}, H, W)`);
+    if (x.shape[2]! < this.patch[0] || x.shape[3]! < this.patch[1])
+      throw new EngineError(
+        `PatchEmbed: input [${x.shape.join(', ')}] is smaller than one ${this.patch.join('×')} patch`,
+      );
     const y = this.proj.forward(x);
     const [b, e, gh, gw] = y.shape as [number, number, number, number];
     const r = reshape(y, [b, e, gh * gw]);

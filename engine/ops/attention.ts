@@ -11,7 +11,9 @@ import { isGradEnabled, record, type Rule } from '../graph.ts';
 import type { Tensor } from '../tensor.ts';
 import { ATTN_MAX_WIDTH, ATTN_TM, attentionForwardKernel, attentionWorkgroupSize } from '../../shaders/attention.ts';
 import {
-  attentionBackwardKeyKernel, attentionBackwardKeyScratchKernel, attentionBackwardQueryKernel,
+  attentionBackwardKeyKernel,
+  attentionBackwardKeyScratchKernel,
+  attentionBackwardQueryKernel,
 } from '../../shaders/attention-backward.ts';
 import {
   broadcastShapes,
@@ -41,14 +43,33 @@ export interface AttentionOptions {
 export const attentionTuning = { scratchMaxFloats: 1 << 24 };
 const PINF_BITS = 0x7f800000;
 
-interface Dims { b: number; h: number; lq: number; lk: number; d: number; dv: number }
+interface Dims {
+  b: number;
+  h: number;
+  lq: number;
+  lk: number;
+  d: number;
+  dv: number;
+}
 
 /** Params: shapes, mask strides over (B, H, Lq, Lk) (0 where broadcast, all 0 without a mask), ±inf bits, scale. */
 function params(s: Dims, mask: Tensor | null | undefined, scale: number) {
   const [mb, mh, mq, mk] = mask ? broadcastStrides(mask.shape, [s.b, s.h, s.lq, s.lk]) : [0, 0, 0, 0];
   return {
-    lq: s.lq, lk: s.lk, d: s.d, dv: s.dv, heads: s.h, mb: mb!, mh: mh!, mq: mq!, mk: mk!,
-    ninf: NINF_BITS, pinf: PINF_BITS, tm: ATTN_TM, scale, batch: s.b,
+    lq: s.lq,
+    lk: s.lk,
+    d: s.d,
+    dv: s.dv,
+    heads: s.h,
+    mb: mb!,
+    mh: mh!,
+    mq: mq!,
+    mk: mk!,
+    ninf: NINF_BITS,
+    pinf: PINF_BITS,
+    tm: ATTN_TM,
+    scale,
+    batch: s.b,
   };
 }
 
@@ -56,26 +77,41 @@ function dimsOf(q: Tensor, k: Tensor, v: Tensor): Dims {
   return { b: q.shape[0]!, h: q.shape[1]!, lq: q.shape[2]!, lk: k.shape[2]!, d: q.shape[3]!, dv: v.shape[3]! };
 }
 
-function checkInputs(op: string, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null | undefined, scale: number): void {
+function checkInputs(
+  op: string,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | null | undefined,
+  scale: number,
+): void {
   const all = mask ? [q, k, v, mask] : [q, k, v];
   checkLive(op, ...all);
   checkFloat(op, ...all);
   checkSameDevice(op, ...all);
   const shapes = `q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${fmt(v.shape)}`;
-  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw new EngineError(`${op}: q, k and v must be 4-D (B, H, L, D), got ${shapes}`);
+  if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4)
+    throw new EngineError(`${op}: q, k and v must be 4-D (B, H, L, D), got ${shapes}`);
   const [b, h, lq, d] = q.shape as [number, number, number, number];
   const [bk, hk, lk, dk] = k.shape as [number, number, number, number];
   const [bv, hv, lv, dv] = v.shape as [number, number, number, number];
-  if (bk !== b || bv !== b || hk !== h || hv !== h) throw new EngineError(`${op}: batch and head dimensions of q, k and v differ: ${shapes}`);
+  if (bk !== b || bv !== b || hk !== h || hv !== h)
+    throw new EngineError(`${op}: batch and head dimensions of q, k and v differ: ${shapes}`);
   if (dk !== d) throw new EngineError(`${op}: q and k have different widths D (${d} vs ${dk}): ${shapes}`);
   if (lv !== lk) throw new EngineError(`${op}: k and v have different token counts Lk (${lk} vs ${lv}): ${shapes}`);
   if (b * h * lq * lk * d * dv === 0) throw new EngineError(`${op}: empty input: ${shapes}`);
-  if (d > ATTN_MAX_WIDTH || dv > ATTN_MAX_WIDTH) throw new EngineError(`${op}: head widths above ${ATTN_MAX_WIDTH} are not supported: ${shapes}`);
-  if (h > 65535 || b > 65535 || Math.ceil(Math.max(lq, lk) / ATTN_TM) > 65535) throw new EngineError(`${op}: too many rows for one dispatch: ${shapes}`);
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new EngineError(`${op}: scale ${scale} is not a finite number (${shapes})`);
+  if (d > ATTN_MAX_WIDTH || dv > ATTN_MAX_WIDTH)
+    throw new EngineError(`${op}: head widths above ${ATTN_MAX_WIDTH} are not supported: ${shapes}`);
+  if (h > 65535 || b > 65535 || Math.ceil(Math.max(lq, lk) / ATTN_TM) > 65535)
+    throw new EngineError(`${op}: too many rows for one dispatch: ${shapes}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale))
+    throw new EngineError(`${op}: scale ${scale} is not a finite number (${shapes})`);
   if (mask) {
     const want = [b, h, lq, lk];
-    const bad = () => new EngineError(`${op}: mask ${fmt(mask.shape)} cannot be broadcast to ${fmt(want)} (B, H, Lq, Lk) for ${shapes}`);
+    const bad = () =>
+      new EngineError(
+        `${op}: mask ${fmt(mask.shape)} cannot be broadcast to ${fmt(want)} (B, H, Lq, Lk) for ${shapes}`,
+      );
     if (mask.rank < 1 || mask.rank > 4) throw bad();
     let to: number[];
     try {
@@ -84,7 +120,8 @@ function checkInputs(op: string, q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
       throw bad();
     }
     if (to.join() !== want.join()) throw bad();
-    if (mask.requiresGrad && isGradEnabled()) throw new EngineError(`${op}: mask ${fmt(mask.shape)} requires grad, but there is no gradient for masks`);
+    if (mask.requiresGrad && isGradEnabled())
+      throw new EngineError(`${op}: mask ${fmt(mask.shape)} requires grad, but there is no gradient for masks`);
   }
 }
 

@@ -39,7 +39,11 @@ export interface BatchNormOptions {
 
 /** Geometry of x as (N, C, S): S in vec4 units when S % 4 == 0. */
 interface Layout {
-  n: number; c: number; s: number; vec: boolean; su: number;
+  n: number;
+  c: number;
+  s: number;
+  vec: boolean;
+  su: number;
 }
 
 function layoutOf(x: Tensor): Layout {
@@ -65,7 +69,16 @@ function channelParams(l: Layout, training: boolean, eps: number, momentum: numb
   };
 }
 
-function apply(dev: Device, op: string, l: Layout, backward: boolean, x: Tensor, coef: Tensor, out: Tensor, gy?: Tensor): void {
+function apply(
+  dev: Device,
+  op: string,
+  l: Layout,
+  backward: boolean,
+  x: Tensor,
+  coef: Tensor,
+  out: Tensor,
+  gy?: Tensor,
+): void {
   const units = (l.n * l.c * l.s) / (l.vec ? 4 : 1);
   dev.dispatch({
     kernel: batchNormApplyKernel,
@@ -77,7 +90,12 @@ function apply(dev: Device, op: string, l: Layout, backward: boolean, x: Tensor,
 }
 
 export function batchNorm2d(
-  x: Tensor, weight: Tensor | null, bias: Tensor | null, runningMean: Tensor | null, runningVar: Tensor | null, opts: BatchNormOptions,
+  x: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  opts: BatchNormOptions,
 ): Tensor {
   const op = 'batchNorm2d';
   const affineParams = [weight, bias].filter((t): t is Tensor => t !== null);
@@ -85,21 +103,33 @@ export function batchNorm2d(
   checkLive(op, x, ...affineParams, ...running);
   checkFloat(op, x, ...affineParams, ...running);
   const dev = checkSameDevice(op, x, ...affineParams, ...running);
-  if (x.rank !== 4 && x.rank !== 2) throw new EngineError(`${op}: expected 4-D (N, C, H, W) or 2-D (N, C) input, got ${fmt(x.shape)}`);
+  if (x.rank !== 4 && x.rank !== 2)
+    throw new EngineError(`${op}: expected 4-D (N, C, H, W) or 2-D (N, C) input, got ${fmt(x.shape)}`);
   if (x.size === 0) throw new EngineError(`${op}: input ${fmt(x.shape)} is empty`);
   const l = layoutOf(x);
-  for (const [name, t] of [['weight', weight], ['bias', bias], ['runningMean', runningMean], ['runningVar', runningVar]] as const) {
-    if (t && (t.rank !== 1 || t.shape[0] !== l.c)) throw new EngineError(`${op}: ${name} ${fmt(t.shape)} does not match input ${fmt(x.shape)} (expected [${l.c}])`);
+  for (const [name, t] of [
+    ['weight', weight],
+    ['bias', bias],
+    ['runningMean', runningMean],
+    ['runningVar', runningVar],
+  ] as const) {
+    if (t && (t.rank !== 1 || t.shape[0] !== l.c))
+      throw new EngineError(`${op}: ${name} ${fmt(t.shape)} does not match input ${fmt(x.shape)} (expected [${l.c}])`);
   }
-  if ((runningMean === null) !== (runningVar === null)) throw new EngineError(`${op}: give both runningMean and runningVar, or neither (input ${fmt(x.shape)})`);
+  if ((runningMean === null) !== (runningVar === null))
+    throw new EngineError(`${op}: give both runningMean and runningVar, or neither (input ${fmt(x.shape)})`);
   const training = opts.training;
   const eps = opts.eps ?? 1e-5;
   const momentum = opts.momentum ?? 0.1;
   if (typeof training !== 'boolean') throw new EngineError(`${op}: opts.training must be a boolean`);
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new EngineError(`${op}: eps ${eps} must be a finite number >= 0`);
   if (!Number.isFinite(momentum)) throw new EngineError(`${op}: momentum ${momentum} must be a finite number`);
-  if (training && l.n * l.s === 1) throw new EngineError(`${op}: Expected more than 1 value per channel when training, got input ${fmt(x.shape)}`);
-  if (!training && !runningMean) throw new EngineError(`${op}: eval mode (training: false) needs runningMean and runningVar (input ${fmt(x.shape)})`);
+  if (training && l.n * l.s === 1)
+    throw new EngineError(`${op}: Expected more than 1 value per channel when training, got input ${fmt(x.shape)}`);
+  if (!training && !runningMean)
+    throw new EngineError(
+      `${op}: eval mode (training: false) needs runningMean and runningVar (input ${fmt(x.shape)})`,
+    );
 
   const stats = output(dev, [l.c, 4]);
   const hasW = weight !== null;
@@ -108,9 +138,10 @@ export function batchNorm2d(
   const params = channelParams(l, training, eps, momentum);
   if (training) {
     const wg = batchNormReduceLayout(l.n * l.s, l.n * l.su);
-    const stored = runningMean && runningVar
-      ? { running_mean: runningMean.rawBuffer, running_var: runningVar.rawBuffer, nonfinite: dev.nonFiniteCounters }
-      : {};
+    const stored =
+      runningMean && runningVar
+        ? { running_mean: runningMean.rawBuffer, running_var: runningVar.rawBuffer, nonfinite: dev.nonFiniteCounters }
+        : {};
     dev.dispatch({
       kernel: batchNormStatsKernel,
       variant: { vec: l.vec, wg, hasWeight: hasW, hasBias: hasB, running: running.length > 0 },

@@ -26,7 +26,9 @@ export function checkLive(op: string, ...ts: Tensor[]): void {
 }
 
 export function checkFloat(op: string, ...ts: Tensor[]): void {
-  for (const t of ts) if (t.dtype !== 'float32') throw new EngineError(`${op}: expected a float32 tensor, got ${t.dtype} ${fmt(t.shape)}`);
+  for (const t of ts)
+    if (t.dtype !== 'float32')
+      throw new EngineError(`${op}: expected a float32 tensor, got ${t.dtype} ${fmt(t.shape)}`);
 }
 
 export function checkSameDevice(op: string, ...ts: Tensor[]): Device {
@@ -42,7 +44,8 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
   for (let i = 0; i < r; i++) {
     const da = a[a.length - r + i] ?? 1;
     const db = b[b.length - r + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new EngineError(`${op}: shapes ${fmt(a)} and ${fmt(b)} cannot be broadcast together`);
+    if (da !== db && da !== 1 && db !== 1)
+      throw new EngineError(`${op}: shapes ${fmt(a)} and ${fmt(b)} cannot be broadcast together`);
     out[i] = da === 1 ? db : da;
   }
   if (r > MAX_RANK) throw new EngineError(`${op}: rank ${r} above the supported ${MAX_RANK}`);
@@ -57,11 +60,17 @@ export function broadcastStrides(shape: Shape, out: Shape): number[] {
 }
 
 /** Normalises possibly negative axes; throws on out-of-range or repeated axes. */
-export function normAxes(op: string, axes: number | readonly number[] | undefined, rank: number, shape: Shape): number[] {
+export function normAxes(
+  op: string,
+  axes: number | readonly number[] | undefined,
+  rank: number,
+  shape: Shape,
+): number[] {
   if (axes === undefined) return [...Array(rank).keys()];
   const list = typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => {
-    if (!Number.isInteger(a) || a < -rank || a >= rank) throw new EngineError(`${op}: axis ${a} out of range for shape ${fmt(shape)}`);
+    if (!Number.isInteger(a) || a < -rank || a >= rank)
+      throw new EngineError(`${op}: axis ${a} out of range for shape ${fmt(shape)}`);
     return a < 0 ? a + rank : a;
   });
   if (new Set(out).size !== out.length) throw new EngineError(`${op}: repeated axis in [${list.join(', ')}]`);

@@ -19,9 +19,18 @@ import { sum } from './reduce.ts';
 
 /** One conv's geometry: x (n, cin, h, w), w (cout, cin, kh, kw), y (n, cout, ho, wo); stride, padding, dilation. */
 export interface Geometry {
-  n: number; cin: number; h: number; w: number;
-  cout: number; ho: number; wo: number; kh: number; kw: number;
-  s: [number, number]; p: [number, number]; d: [number, number];
+  n: number;
+  cin: number;
+  h: number;
+  w: number;
+  cout: number;
+  ho: number;
+  wo: number;
+  kh: number;
+  kw: number;
+  s: [number, number];
+  p: [number, number];
+  d: [number, number];
 }
 
 type ConvParams = ParamValues<typeof CONV_PARAMS>;
@@ -29,9 +38,26 @@ type ConvParams = ParamValues<typeof CONV_PARAMS>;
 /** The uniform Params of every conv kernel (CONV_PARAMS); aux = the kernel-specific aux0..aux4. */
 function params(g: Geometry, aux: readonly number[]): ConvParams {
   return {
-    n: g.n, cin: g.cin, h: g.h, w: g.w, cout: g.cout, ho: g.ho, wo: g.wo, kh: g.kh, kw: g.kw,
-    sh: g.s[0], sw: g.s[1], ph: g.p[0], pw: g.p[1], dh: g.d[0], dw: g.d[1],
-    aux0: aux[0] ?? 0, aux1: aux[1] ?? 0, aux2: aux[2] ?? 0, aux3: aux[3] ?? 0, aux4: aux[4] ?? 0,
+    n: g.n,
+    cin: g.cin,
+    h: g.h,
+    w: g.w,
+    cout: g.cout,
+    ho: g.ho,
+    wo: g.wo,
+    kh: g.kh,
+    kw: g.kw,
+    sh: g.s[0],
+    sw: g.s[1],
+    ph: g.p[0],
+    pw: g.p[1],
+    dh: g.d[0],
+    dw: g.d[1],
+    aux0: aux[0] ?? 0,
+    aux1: aux[1] ?? 0,
+    aux2: aux[2] ?? 0,
+    aux3: aux[3] ?? 0,
+    aux4: aux[4] ?? 0,
   };
 }
 
@@ -63,13 +89,23 @@ function columnWorkgroup(dev: Device, columns: number, what: string): number {
  * Whether the row-quad kernels (4 neighbours of one row per invocation) apply to rows of `width`
  * pixels: unit stride and dilation along w, and at most 25 % padding to a multiple of 4.
  */
-const rowQuadsFit = (g: Geometry, width: number): boolean => g.s[1] === 1 && g.d[1] === 1 && (width % 4 === 0 || width >= 7);
+const rowQuadsFit = (g: Geometry, width: number): boolean =>
+  g.s[1] === 1 && g.d[1] === 1 && (width % 4 === 0 || width >= 7);
 
 /**
  * Packs a GEMM row operand for a row tile of tm (see convPackKernel): [k, Mp] with Mp = m rounded
  * up to tm, element (k, r) = src[r·sm + ⌊k / kk⌋·sa + k mod kk] (0 for padding rows).
  */
-function packRows(dev: Device, src: Tensor, m: number, tm: number, k: number, kk: number, sm: number, sa: number): Tensor {
+function packRows(
+  dev: Device,
+  src: Tensor,
+  m: number,
+  tm: number,
+  k: number,
+  kk: number,
+  sm: number,
+  sa: number,
+): Tensor {
   const mp = Math.ceil(m / tm) * tm;
   const packed = output(dev, [k, mp]);
   dev.dispatch({
@@ -83,7 +119,9 @@ function packRows(dev: Device, src: Tensor, m: number, tm: number, k: number, kk
 /** Weights for the forward (rows Cout, taps (Cin, kh, kw)) or for dx (rows Cin, taps (Cout, kh, kw)). */
 function packWeights(dev: Device, w: Tensor, g: Geometry, tm: number, forInput: boolean): Tensor {
   const kk = g.kh * g.kw;
-  return forInput ? packRows(dev, w, g.cin, tm, g.cout * kk, kk, kk, g.cin * kk) : packRows(dev, w, g.cout, tm, g.cin * kk, kk, g.cin * kk, kk);
+  return forInput
+    ? packRows(dev, w, g.cin, tm, g.cout * kk, kk, kk, g.cin * kk)
+    : packRows(dev, w, g.cout, tm, g.cin * kk, kk, g.cin * kk, kk);
 }
 
 /** Largest pixel count (N·H·W of the result) the tiny-image kernel takes: 4 vec4 accumulators per row. */
@@ -98,7 +136,15 @@ const SMALL_MIN_CHUNK = 8;
  * forward, a tap k reaches source o·s − p + k·d of some output o < O inside [0, I); transposed
  * (dx), output pixel i reads source (i + p − k·d) / s when exact and inside [0, I).
  */
-function tapRange(transposed: boolean, k: number, outLen: number, srcLen: number, s: number, p: number, d: number): number {
+function tapRange(
+  transposed: boolean,
+  k: number,
+  outLen: number,
+  srcLen: number,
+  s: number,
+  p: number,
+  d: number,
+): number {
   const hits = (t: number): boolean => {
     for (let o = 0; o < outLen; o++) {
       const v = transposed ? o + p - t * d : o * s - p + t * d;
@@ -116,18 +162,25 @@ function tapRange(transposed: boolean, k: number, outLen: number, srcLen: number
  * gradient (src = gy) when the result has at most CONV_SMALL_MAX_PIXELS pixels in all.
  */
 function smallKernel(dev: Device, src: Tensor, w: Tensor, b: Tensor | null, g: Geometry, transposed: boolean): Tensor {
-  const [rows, chans, oh, ow, sh, sw] = transposed ? [g.cin, g.cout, g.h, g.w, g.ho, g.wo] : [g.cout, g.cin, g.ho, g.wo, g.h, g.w];
+  const [rows, chans, oh, ow, sh, sw] = transposed
+    ? [g.cin, g.cout, g.h, g.w, g.ho, g.wo]
+    : [g.cout, g.cin, g.ho, g.wo, g.h, g.w];
   const wg = rows <= 64 ? 16 : 32;
   const gx = Math.ceil(rows / (CONV_SMALL_ROWS * wg));
   const chunk = Math.max(SMALL_MIN_CHUNK, Math.ceil(chans / Math.ceil(SMALL_GROUPS / gx)));
   const slices = Math.ceil(chans / chunk);
-  const taps = [tapRange(transposed, g.kh, oh, sh, g.s[0], g.p[0], g.d[0]), tapRange(transposed, g.kw, ow, sw, g.s[1], g.p[1], g.d[1])];
+  const taps = [
+    tapRange(transposed, g.kh, oh, sh, g.s[0], g.p[0], g.d[0]),
+    tapRange(transposed, g.kw, ow, sw, g.s[1], g.p[1], g.d[1]),
+  ];
   const shape = [g.n, rows, oh, ow];
   const out = output(dev, slices > 1 ? [slices, ...shape] : shape);
   const cq = Math.ceil((g.n * oh * ow) / 4);
   dev.dispatch({
-    kernel: convSmallKernel, op: transposed ? 'conv2dBackwardInputSmall' : 'conv2dSmall',
-    variant: { transposed, bias: !!b, wg, cq }, params: params(g, [chunk, ...taps]),
+    kernel: convSmallKernel,
+    op: transposed ? 'conv2dBackwardInputSmall' : 'conv2dSmall',
+    variant: { transposed, bias: !!b, wg, cq },
+    params: params(g, [chunk, ...taps]),
     bindings: { S: src.rawBuffer, Wt: w.rawBuffer, Out: out.rawBuffer, ...(b ? { Bias: b.rawBuffer } : {}) },
   });
   if (slices === 1) return out;
@@ -146,7 +199,9 @@ export function forwardKernel(dev: Device, x: Tensor, w: Tensor, b: Tensor | nul
   const tm = tileRows(g.cout);
   const wp = packWeights(dev, w, g, tm, false);
   dev.dispatch({
-    kernel: convForwardKernel, variant: { bias: !!b, wg, tm, rowQuads }, params: params(g, [wp.shape[1]! / 4, wq4]),
+    kernel: convForwardKernel,
+    variant: { bias: !!b, wg, tm, rowQuads },
+    params: params(g, [wp.shape[1]! / 4, wq4]),
     bindings: { X: x.rawBuffer, Wp: wp.rawBuffer, Y: y.rawBuffer, ...(b ? { Bias: b.rawBuffer } : {}) },
   });
   wp.dispose(); // the batcher keeps the buffer until the dispatch ran
@@ -171,7 +226,9 @@ function inputGradRuns(dev: Device, gy: Tensor, w: Tensor, g: Geometry, dx: Tens
   const qn = Math.ceil(quads / runs);
   const wg = columnWorkgroup(dev, g.n * hq * runs * 4, 'input');
   dev.dispatch({
-    kernel: convInputGradRunsKernel, variant: { wg, qn, nc: g.cin }, params: params(g, [0, runs, hq, stepH]),
+    kernel: convInputGradRunsKernel,
+    variant: { wg, qn, nc: g.cin },
+    params: params(g, [0, runs, hq, stepH]),
     bindings: { GY: gy.rawBuffer, Wp: w.rawBuffer, DX: dx.rawBuffer },
   });
   return dx;
@@ -192,7 +249,8 @@ export function inputGradKernel(dev: Device, gy: Tensor, w: Tensor, g: Geometry)
   const wp = packWeights(dev, w, g, tm, true);
   const mp4 = wp.shape[1]! / 4;
   dev.dispatch({
-    kernel: convInputGradKernel, variant: { wg, tm, rowQuads },
+    kernel: convInputGradKernel,
+    variant: { wg, tm, rowQuads },
     params: params(g, rowQuads ? [mp4, wq4, hq, steps[0]!] : [mp4, wq, hq, ...steps]),
     bindings: { GY: gy.rawBuffer, Wp: wp.rawBuffer, DX: dx.rawBuffer },
   });

@@ -38,7 +38,14 @@ interface Conv2dAttrs {
   dilation: [number, number];
 }
 
-function pair(op: string, name: string, v: number | [number, number] | undefined, dflt: number, min: number, shapes: string): [number, number] {
+function pair(
+  op: string,
+  name: string,
+  v: number | [number, number] | undefined,
+  dflt: number,
+  min: number,
+  shapes: string,
+): [number, number] {
   const p: [number, number] = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
   if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x) && x >= min)) {
     const what = min > 0 ? 'positive integers' : 'non-negative integers';
@@ -50,24 +57,33 @@ function pair(op: string, name: string, v: number | [number, number] | undefined
 function geometry(x: Tensor, w: Tensor, b: Tensor | null, a: Conv2dAttrs): Geometry {
   const op = 'conv2d';
   const shapes = `input ${fmt(x.shape)}, weight ${fmt(w.shape)}`;
-  if (x.rank !== 4) throw new EngineError(`${op}: input must be 4-D (N, C, H, W), got ${fmt(x.shape)} (weight ${fmt(w.shape)})`);
-  if (w.rank !== 4) throw new EngineError(`${op}: weight must be 4-D (Cout, Cin, kh, kw), got ${fmt(w.shape)} (input ${fmt(x.shape)})`);
+  if (x.rank !== 4)
+    throw new EngineError(`${op}: input must be 4-D (N, C, H, W), got ${fmt(x.shape)} (weight ${fmt(w.shape)})`);
+  if (w.rank !== 4)
+    throw new EngineError(`${op}: weight must be 4-D (Cout, Cin, kh, kw), got ${fmt(w.shape)} (input ${fmt(x.shape)})`);
   const [n, cin, h, wd] = x.shape as [number, number, number, number];
   const [cout, wcin, kh, kw] = w.shape as [number, number, number, number];
-  if (wcin !== cin) throw new EngineError(`${op}: channel mismatch: input ${fmt(x.shape)} has ${cin} channels, weight ${fmt(w.shape)} expects ${wcin}`);
-  if (b && (b.rank !== 1 || b.shape[0] !== cout)) throw new EngineError(`${op}: bias ${fmt(b.shape)} does not match weight ${fmt(w.shape)} (expected [${cout}])`);
+  if (wcin !== cin)
+    throw new EngineError(
+      `${op}: channel mismatch: input ${fmt(x.shape)} has ${cin} channels, weight ${fmt(w.shape)} expects ${wcin}`,
+    );
+  if (b && (b.rank !== 1 || b.shape[0] !== cout))
+    throw new EngineError(`${op}: bias ${fmt(b.shape)} does not match weight ${fmt(w.shape)} (expected [${cout}])`);
   const [s, p, d] = [a.stride, a.padding, a.dilation];
   const ho = Math.floor((h + 2 * p[0] - d[0] * (kh - 1) - 1) / s[0]) + 1;
   const wo = Math.floor((wd + 2 * p[1] - d[1] * (kw - 1) - 1) / s[1]) + 1;
   if (n * cin * cout * kh * kw === 0) throw new EngineError(`${op}: empty ${shapes}`);
   if (ho < 1 || wo < 1) {
-    throw new EngineError(`${op}: kernel ${kh}×${kw} (dilation ${d.join('×')}) is larger than the padded input ${h + 2 * p[0]}×${wd + 2 * p[1]} (${shapes}, padding ${p.join('×')})`);
+    throw new EngineError(
+      `${op}: kernel ${kh}×${kw} (dilation ${d.join('×')}) is larger than the padded input ${h + 2 * p[0]}×${wd + 2 * p[1]} (${shapes}, padding ${p.join('×')})`,
+    );
   }
   return { n, cin, h, w: wd, cout, ho, wo, kh, kw, s, p, d };
 }
 
 function attrsOf(op: string, opts: Conv2dOptions, shapes: string): Conv2dAttrs {
-  if ((opts.groups ?? 1) !== 1) throw new EngineError(`${op}: groups > 1 not supported (groups ${opts.groups}, ${shapes})`);
+  if ((opts.groups ?? 1) !== 1)
+    throw new EngineError(`${op}: groups > 1 not supported (groups ${opts.groups}, ${shapes})`);
   return {
     stride: pair(op, 'stride', opts.stride, 1, 1, shapes),
     padding: pair(op, 'padding', opts.padding, 0, 0, shapes),
@@ -129,7 +145,10 @@ const convBackward: Rule<'conv2d'> = ({ inputs: [x, w, b], attrs }, gy) => {
  * (bench/README.md); larger maps run one pass per slot.
  */
 const convStacked: StackedRule<'conv2d'> = (ctx, gys) => {
-  const { inputs: [x, w, b], attrs } = ctx;
+  const {
+    inputs: [x, w, b],
+    attrs,
+  } = ctx;
   const g = geometry(x!, w!, b ?? null, attrs);
   if (gys.length * g.n * Math.max(g.ho * g.wo, g.h * g.w) > CONV_SMALL_MAX_PIXELS)
     return gys.map((gy) => convBackward(ctx, gy));

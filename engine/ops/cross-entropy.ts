@@ -74,27 +74,45 @@ export function crossEntropy(logits: Tensor, labels: Tensor, opts: CrossEntropyO
   if (logits.rank !== 2) throw new EngineError(`${op}: logits must be 2-D (N, C), got ${fmt(logits.shape)}`);
   const [n, c] = logits.shape as [number, number];
   if (n === 0 || c === 0) throw new EngineError(`${op}: logits ${fmt(logits.shape)} are empty`);
-  if (labels.dtype !== 'int32') throw new EngineError(`${op}: non-integer labels: expected int32 labels, got ${labels.dtype} ${fmt(labels.shape)}`);
-  if (labels.rank !== 1 || labels.shape[0] !== n) throw new EngineError(`${op}: labels ${fmt(labels.shape)} do not match logits ${fmt(logits.shape)} (expected [${n}])`);
+  if (labels.dtype !== 'int32')
+    throw new EngineError(`${op}: non-integer labels: expected int32 labels, got ${labels.dtype} ${fmt(labels.shape)}`);
+  if (labels.rank !== 1 || labels.shape[0] !== n)
+    throw new EngineError(
+      `${op}: labels ${fmt(labels.shape)} do not match logits ${fmt(logits.shape)} (expected [${n}])`,
+    );
   const r = labels.valueRange;
-  if (r && (r[0] < 0 || r[1] >= c)) throw new EngineError(`${op}: labels outside [0, ${c}): found ${r[0] < 0 ? r[0] : r[1]} for logits ${fmt(logits.shape)}`);
+  if (r && (r[0] < 0 || r[1] >= c))
+    throw new EngineError(
+      `${op}: labels outside [0, ${c}): found ${r[0] < 0 ? r[0] : r[1]} for logits ${fmt(logits.shape)}`,
+    );
   if (w) {
     checkFloat(op, w);
-    if (w.rank !== 1 || w.shape[0] !== c) throw new EngineError(`${op}: weight ${fmt(w.shape)} does not match logits ${fmt(logits.shape)} (expected [${c}])`);
-    if (w.requiresGrad && isGradEnabled()) throw new EngineError(`${op}: weight ${fmt(w.shape)} requires grad, but class weights get no gradient`);
+    if (w.rank !== 1 || w.shape[0] !== c)
+      throw new EngineError(
+        `${op}: weight ${fmt(w.shape)} does not match logits ${fmt(logits.shape)} (expected [${c}])`,
+      );
+    if (w.requiresGrad && isGradEnabled())
+      throw new EngineError(`${op}: weight ${fmt(w.shape)} requires grad, but class weights get no gradient`);
   }
   const eps = opts.labelSmoothing ?? 0;
-  if (typeof eps !== 'number' || !(eps >= 0 && eps < 1)) throw new EngineError(`${op}: labelSmoothing ${eps} outside [0, 1) (logits ${fmt(logits.shape)})`);
+  if (typeof eps !== 'number' || !(eps >= 0 && eps < 1))
+    throw new EngineError(`${op}: labelSmoothing ${eps} outside [0, 1) (logits ${fmt(logits.shape)})`);
   const reduction = opts.reduction ?? 'mean';
-  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none') throw new EngineError(`${op}: unknown reduction '${String(reduction)}'`);
+  if (reduction !== 'mean' && reduction !== 'sum' && reduction !== 'none')
+    throw new EngineError(`${op}: unknown reduction '${String(reduction)}'`);
 
   const rows = output(dev, [n]);
   const tw = output(dev, [n]);
   const stats = output(dev, [n, 2]);
   dev.dispatch({
-    kernel: crossEntropyForwardKernel, ...plan(n, c, eps, !!w),
+    kernel: crossEntropyForwardKernel,
+    ...plan(n, c, eps, !!w),
     bindings: {
-      xs: logits.rawBuffer, labels: labels.rawBuffer, loss: rows.rawBuffer, tw: tw.rawBuffer, stats: stats.rawBuffer,
+      xs: logits.rawBuffer,
+      labels: labels.rawBuffer,
+      loss: rows.rawBuffer,
+      tw: tw.rawBuffer,
+      stats: stats.rawBuffer,
       ...(w ? { weights: w.rawBuffer } : {}),
     },
   });
@@ -132,9 +150,14 @@ export const crossEntropyRules = {
     const [n, c] = x!.shape as [number, number];
     const dx = output(x!.device, x!.shape);
     x!.device.dispatch({
-      kernel: crossEntropyBackwardKernel, ...plan(n, c, attrs.labelSmoothing, !!w),
+      kernel: crossEntropyBackwardKernel,
+      ...plan(n, c, attrs.labelSmoothing, !!w),
       bindings: {
-        xs: x!.rawBuffer, labels: labels!.rawBuffer, stats: stats!.rawBuffer, gy: gy.rawBuffer, dx: dx.rawBuffer,
+        xs: x!.rawBuffer,
+        labels: labels!.rawBuffer,
+        stats: stats!.rawBuffer,
+        gy: gy.rawBuffer,
+        dx: dx.rawBuffer,
         ...(w ? { weights: w.rawBuffer } : {}),
       },
     });

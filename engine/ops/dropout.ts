@@ -38,7 +38,10 @@ function applyMask(op: string, x: Tensor, p: number, seed: number): Tensor {
   const threshold = Math.min(0xffffffff, Math.floor(p * 2 ** 32));
   const scale = p < 1 ? 1 / (1 - p) : 0;
   x.device.dispatch({
-    kernel: dropoutKernel, op, variant: { vec }, params: { n, threshold, drop_all: p === 1 ? 1 : 0, seed, scale },
+    kernel: dropoutKernel,
+    op,
+    variant: { vec },
+    params: { n, threshold, drop_all: p === 1 ? 1 : 0, seed, scale },
     bindings: { xs: x.rawBuffer, ys: y.rawBuffer },
   });
   return y;
@@ -48,8 +51,10 @@ export function dropout(x: Tensor, p: number, opts: DropoutOptions): Tensor {
   const op = 'dropout';
   checkLive(op, x);
   checkFloat(op, x);
-  if (typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new EngineError(`${op}: p ${p} outside [0, 1] (x ${fmt(x.shape)})`);
-  if (!opts || typeof opts.training !== 'boolean') throw new EngineError(`${op}: opts.training must be true or false (x ${fmt(x.shape)})`);
+  if (typeof p !== 'number' || !(p >= 0 && p <= 1))
+    throw new EngineError(`${op}: p ${p} outside [0, 1] (x ${fmt(x.shape)})`);
+  if (!opts || typeof opts.training !== 'boolean')
+    throw new EngineError(`${op}: opts.training must be true or false (x ${fmt(x.shape)})`);
   if (!opts.training || p === 0) return reshape(x, x.shape);
   const seed = (opts.generator ?? defaultGenerator).nextU32();
   return record(applyMask(op, x, p, seed), { op, inputs: [x], attrs: { p, seed } });

@@ -16,9 +16,21 @@ import { sumTo } from './reduce-kernel.ts';
 
 declare module '../op-attrs.ts' {
   interface OpAttrs {
-    add: object; sub: object; mul: object; div: object;
-    neg: object; exp: object; log: object; sqrt: object; relu: object; sigmoid: object; tanh: object;
-    powScalar: { p: number }; addScalar: { c: number }; mulScalar: { c: number }; rdivScalar: { c: number };
+    add: object;
+    sub: object;
+    mul: object;
+    div: object;
+    neg: object;
+    exp: object;
+    log: object;
+    sqrt: object;
+    relu: object;
+    sigmoid: object;
+    tanh: object;
+    powScalar: { p: number };
+    addScalar: { c: number };
+    mulScalar: { c: number };
+    rdivScalar: { c: number };
   }
 }
 
@@ -65,7 +77,8 @@ export function mapBinary(code: BinaryCode, a: Tensor, b: Tensor, s = 0): Tensor
 
 type Operand = Tensor | number;
 function arithmetic(code: 'add' | 'sub' | 'mul' | 'div', a: Operand, b: Operand): Tensor {
-  if (typeof a === 'number' && typeof b === 'number') throw new TypeError(`${code}: at least one operand must be a tensor`);
+  if (typeof a === 'number' && typeof b === 'number')
+    throw new TypeError(`${code}: at least one operand must be a tensor`);
   // Scalar operands: validate under this op's name, then map to the scalar kernels.
   const t = typeof a === 'number' ? (b as Tensor) : a;
   checkLive(code, t);
@@ -131,7 +144,9 @@ export const copyOf = (x: Tensor): Tensor => mapUnary('copy', x);
 /** A new tensor filled with `value` (float32, or int32 bit patterns for labels). */
 export function fill(shape: Shape, value: number, device: Device, dtype: 'float32' | 'int32' = 'float32'): Tensor {
   const y = output(device, shape, dtype);
-  const bits = new Uint32Array(dtype === 'int32' ? new Int32Array([value]).buffer : new Float32Array([value]).buffer)[0]!;
+  const bits = new Uint32Array(
+    dtype === 'int32' ? new Int32Array([value]).buffer : new Float32Array([value]).buffer,
+  )[0]!;
   device.dispatch({
     kernel: fillKernel,
     variant: { dtype: dtype === 'int32' ? 'i32' : 'f32' },
@@ -143,14 +158,16 @@ export function fill(shape: Shape, value: number, device: Device, dtype: 'float3
 
 // Backward rules. Broadcast operands get their gradient summed back to their own shape.
 const reduceTo = (g: Tensor, shape: Shape): Tensor => (g.shape.join() === shape.join() ? g : sumTo(g, shape));
-const binaryRule = <P extends 'add' | 'sub' | 'mul' | 'div'>(f: (a: Tensor, b: Tensor, gy: Tensor) => [Tensor, Tensor]): Rule<P> => ({ inputs: [a, b] }, gy) => {
-  const [ga, gb] = f(a!, b!, gy);
-  const ra = reduceTo(ga, a!.shape);
-  const rb = reduceTo(gb, b!.shape);
-  if (ra !== ga && ga !== gy) ga.dispose();
-  if (rb !== gb && gb !== gy) gb.dispose();
-  return [ra === gy ? copyOf(gy) : ra, rb === gy ? copyOf(gy) : rb];
-};
+const binaryRule =
+  <P extends 'add' | 'sub' | 'mul' | 'div'>(f: (a: Tensor, b: Tensor, gy: Tensor) => [Tensor, Tensor]): Rule<P> =>
+  ({ inputs: [a, b] }, gy) => {
+    const [ga, gb] = f(a!, b!, gy);
+    const ra = reduceTo(ga, a!.shape);
+    const rb = reduceTo(gb, b!.shape);
+    if (ra !== ga && ga !== gy) ga.dispose();
+    if (rb !== gb && gb !== gy) gb.dispose();
+    return [ra === gy ? copyOf(gy) : ra, rb === gy ? copyOf(gy) : rb];
+  };
 
 export const elementwiseRules = {
   add: binaryRule((_a, _b, gy) => [gy, gy]),
@@ -181,5 +198,21 @@ export const elementwiseRules = {
   addScalar: (_c, gy) => [copyOf(gy)],
   mulScalar: ({ attrs }, gy) => [mapUnary('mulScalar', gy, attrs.c)],
   rdivScalar: ({ inputs: [x], attrs }, gy) => [mapBinary('rdivGrad', gy, x!, attrs.c)],
-} satisfies { [P in 'add' | 'sub' | 'mul' | 'div' | 'neg' | 'exp' | 'log' | 'sqrt' | 'relu' | 'sigmoid' | 'tanh' | 'powScalar' | 'addScalar' | 'mulScalar' | 'rdivScalar']: Rule<P> };
-
+} satisfies {
+  [P in
+    | 'add'
+    | 'sub'
+    | 'mul'
+    | 'div'
+    | 'neg'
+    | 'exp'
+    | 'log'
+    | 'sqrt'
+    | 'relu'
+    | 'sigmoid'
+    | 'tanh'
+    | 'powScalar'
+    | 'addScalar'
+    | 'mulScalar'
+    | 'rdivScalar']: Rule<P>;
+};

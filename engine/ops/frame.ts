@@ -30,7 +30,10 @@ export interface FrameOptions {
 const isCount = (v: number, min: number) => Number.isInteger(v) && v >= min;
 
 /** The number of frames `frameSignal` gives for a signal of n samples. */
-export function frameCount(n: number, o: Required<Pick<FrameOptions, 'frameLength' | 'hop' | 'padLeft' | 'padRight'>>): number {
+export function frameCount(
+  n: number,
+  o: Required<Pick<FrameOptions, 'frameLength' | 'hop' | 'padLeft' | 'padRight'>>,
+): number {
   const padded = n + o.padLeft + o.padRight;
   return padded < o.frameLength ? 0 : 1 + Math.floor((padded - o.frameLength) / o.hop);
 }
@@ -47,23 +50,33 @@ export function frameSignal(x: Tensor, opts: FrameOptions): Tensor {
   const padLeft = opts.padLeft ?? 0;
   const padRight = opts.padRight ?? 0;
   const padMode = opts.padMode ?? 'constant';
-  if (x.rank !== 1 && x.rank !== 2) throw new EngineError(`${op}: expected a signal (n) or a batch of signals (B, n), got ${fmt(x.shape)}`);
-  if (!isCount(len, 1) || !isCount(hop, 1)) throw new EngineError(`${op}: frameLength ${len} and hop ${hop} must be integers >= 1`);
-  if (!isCount(padLeft, 0) || !isCount(padRight, 0)) throw new EngineError(`${op}: padLeft ${padLeft} and padRight ${padRight} must be integers >= 0`);
-  if (padMode !== 'reflect' && padMode !== 'constant') throw new EngineError(`${op}: padMode '${String(padMode)}' is not 'reflect' or 'constant'`);
+  if (x.rank !== 1 && x.rank !== 2)
+    throw new EngineError(`${op}: expected a signal (n) or a batch of signals (B, n), got ${fmt(x.shape)}`);
+  if (!isCount(len, 1) || !isCount(hop, 1))
+    throw new EngineError(`${op}: frameLength ${len} and hop ${hop} must be integers >= 1`);
+  if (!isCount(padLeft, 0) || !isCount(padRight, 0))
+    throw new EngineError(`${op}: padLeft ${padLeft} and padRight ${padRight} must be integers >= 0`);
+  if (padMode !== 'reflect' && padMode !== 'constant')
+    throw new EngineError(`${op}: padMode '${String(padMode)}' is not 'reflect' or 'constant'`);
   const n = x.shape[x.rank - 1]!;
   const batch = x.rank === 2 ? x.shape[0]! : 1;
   if (n < 1) throw new EngineError(`${op}: the signal ${fmt(x.shape)} is empty`);
   if (padMode === 'reflect' && (padLeft >= n || padRight >= n)) {
-    throw new EngineError(`${op}: reflect padding (${padLeft}, ${padRight}) must be shorter than the signal (${n} samples); pad the signal first or use padMode 'constant'`);
+    throw new EngineError(
+      `${op}: reflect padding (${padLeft}, ${padRight}) must be shorter than the signal (${n} samples); pad the signal first or use padMode 'constant'`,
+    );
   }
   const frames = frameCount(n, { frameLength: len, hop, padLeft, padRight });
-  if (frames < 1) throw new EngineError(`${op}: a signal of ${n} samples padded by (${padLeft}, ${padRight}) is shorter than one frame of ${len}`);
+  if (frames < 1)
+    throw new EngineError(
+      `${op}: a signal of ${n} samples padded by (${padLeft}, ${padRight}) is shorter than one frame of ${len}`,
+    );
   const y = output(x.device, x.rank === 2 ? [batch, frames, len] : [frames, len]);
   const reflect = padMode === 'reflect' ? 1 : 0;
   const padded = (frames - 1) * hop + len;
   x.device.dispatch({
-    kernel: frameKernel, params: { total: y.size, n, frames, len, hop, pad_left: padLeft, reflect, padded },
+    kernel: frameKernel,
+    params: { total: y.size, n, frames, len, hop, pad_left: padLeft, reflect, padded },
     bindings: { src: x.rawBuffer, dst: y.rawBuffer },
   });
   return record(y, { op, inputs: [x], attrs: { frameLength: len, hop, padLeft, reflect: reflect === 1 } });
@@ -78,7 +91,8 @@ export const frameRules = {
     const { frameLength: len, hop, padLeft: pad_left } = attrs;
     const reflect = attrs.reflect ? 1 : 0;
     gy.device.dispatch({
-      kernel: frameBackwardKernel, params: { total: gx.size, n, frames, len, hop, pad_left, reflect, padded },
+      kernel: frameBackwardKernel,
+      params: { total: gx.size, n, frames, len, hop, pad_left, reflect, padded },
       bindings: { src: gy.rawBuffer, dst: gx.rawBuffer },
     });
     return [gx];

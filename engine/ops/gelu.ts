@@ -28,7 +28,10 @@ export function gelu(x: Tensor, opts: GeluOptions = {}): Tensor {
   checkLive(op, x);
   checkFloat(op, x);
   const approximate = opts.approximate ?? 'none';
-  if (approximate !== 'none' && approximate !== 'tanh') throw new EngineError(`${op}: unknown approximate '${String(approximate)}' (expected 'none' or 'tanh'; x ${fmt(x.shape)})`);
+  if (approximate !== 'none' && approximate !== 'tanh')
+    throw new EngineError(
+      `${op}: unknown approximate '${String(approximate)}' (expected 'none' or 'tanh'; x ${fmt(x.shape)})`,
+    );
   const y = output(x.device, x.shape);
   if (x.size > 0) {
     const l = layout(x.size);
@@ -48,7 +51,9 @@ export const geluRules = {
     if (x!.size === 0) return [dx];
     const l = layout(x!.size);
     x!.device.dispatch({
-      kernel: geluBackwardKernel, variant: { approximate: attrs.approximate, vec: l.vec }, params: { n: l.n },
+      kernel: geluBackwardKernel,
+      variant: { approximate: attrs.approximate, vec: l.vec },
+      params: { n: l.n },
       bindings: { xs: x!.rawBuffer, gy: gy.rawBuffer, dx: dx.rawBuffer },
     });
     return [dx];

@@ -17,11 +17,20 @@ import { attentionRules } from './attention.ts';
 import { frameRules } from './frame.ts';
 
 export const rules: RuleTable = {
-  ...elementwiseRules, ...reduceRules, ...shapeRules, ...matmulRules, ...crossEntropyRules,
+  ...elementwiseRules,
+  ...reduceRules,
+  ...shapeRules,
+  ...matmulRules,
+  ...crossEntropyRules,
   ...convRules,
-  ...batchNormRules, ...poolRules,
-  ...layerNormRules, ...geluRules, ...softmaxRules, ...dropoutRules,
-  ...attentionRules, ...frameRules,
+  ...batchNormRules,
+  ...poolRules,
+  ...layerNormRules,
+  ...geluRules,
+  ...softmaxRules,
+  ...dropoutRules,
+  ...attentionRules,
+  ...frameRules,
 };
 
 export * from './elementwise.ts';

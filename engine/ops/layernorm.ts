@@ -36,15 +36,22 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   checkLive(op, x, ...affine);
   checkFloat(op, x, ...affine);
   const dev = checkSameDevice(op, x, ...affine);
-  if (x.rank < 1 || x.size === 0) throw new EngineError(`${op}: x ${fmt(x.shape)} is empty or a scalar; expected (..., D) with D > 0`);
+  if (x.rank < 1 || x.size === 0)
+    throw new EngineError(`${op}: x ${fmt(x.shape)} is empty or a scalar; expected (..., D) with D > 0`);
   const d = x.shape[x.rank - 1]!;
-  for (const [name, t] of [['weight', weight], ['bias', bias]] as const) {
+  for (const [name, t] of [
+    ['weight', weight],
+    ['bias', bias],
+  ] as const) {
     if (t && (t.rank !== 1 || t.shape[0] !== d)) {
-      throw new EngineError(`${op}: ${name} ${fmt(t.shape)} does not match the last axis of x ${fmt(x.shape)} (expected [${d}])`);
+      throw new EngineError(
+        `${op}: ${name} ${fmt(t.shape)} does not match the last axis of x ${fmt(x.shape)} (expected [${d}])`,
+      );
     }
   }
   const eps = opts.eps ?? 1e-5;
-  if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps)) throw new EngineError(`${op}: eps ${eps} must be a finite number >= 0 (x ${fmt(x.shape)})`);
+  if (typeof eps !== 'number' || !(eps >= 0) || !Number.isFinite(eps))
+    throw new EngineError(`${op}: eps ${eps} must be a finite number >= 0 (x ${fmt(x.shape)})`);
   const n = x.size / d;
   if (Math.ceil(params(n, d, eps).dv / LN_COLS) > 65535)
     throw new EngineError(`${op}: last axis ${d} of x ${fmt(x.shape)} is too long for the dweight/dbias grid`);

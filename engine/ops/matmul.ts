@@ -25,7 +25,13 @@ export interface MatmulOptions {
 }
 
 interface Plan {
-  batch: number; m: number; n: number; k: number; sa: number; sb: number; outShape: number[];
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  sa: number;
+  sb: number;
+  outShape: number[];
 }
 
 function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean): Plan {
@@ -36,11 +42,23 @@ function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   const [bb, rb, cb] = b.rank === 3 ? b.shape : [1, ...b.shape];
   const [m, ka] = transA ? [ca!, ra!] : [ra!, ca!];
   const [kb, n] = transB ? [cb!, rb!] : [rb!, cb!];
-  if (ka !== kb) throw new EngineError(`${op}: inner dimensions differ: ${fmt(a.shape)}${transA ? 'ᵀ' : ''} · ${fmt(b.shape)}${transB ? 'ᵀ' : ''} (${ka} vs ${kb})`);
-  if (ba !== bb && ba !== 1 && bb !== 1) throw new EngineError(`${op}: batch sizes ${ba} and ${bb} of ${fmt(a.shape)} and ${fmt(b.shape)} differ`);
+  if (ka !== kb)
+    throw new EngineError(
+      `${op}: inner dimensions differ: ${fmt(a.shape)}${transA ? 'ᵀ' : ''} · ${fmt(b.shape)}${transB ? 'ᵀ' : ''} (${ka} vs ${kb})`,
+    );
+  if (ba !== bb && ba !== 1 && bb !== 1)
+    throw new EngineError(`${op}: batch sizes ${ba} and ${bb} of ${fmt(a.shape)} and ${fmt(b.shape)} differ`);
   const batch = Math.max(ba!, bb!);
   const is3d = a.rank === 3 || b.rank === 3;
-  return { batch, m, n, k: ka!, sa: ba === 1 ? 0 : ra! * ca!, sb: bb === 1 ? 0 : rb! * cb!, outShape: is3d ? [batch, m, n] : [m, n] };
+  return {
+    batch,
+    m,
+    n,
+    k: ka!,
+    sa: ba === 1 ? 0 : ra! * ca!,
+    sb: bb === 1 ? 0 : rb! * cb!,
+    outShape: is3d ? [batch, m, n] : [m, n],
+  };
 }
 
 /** Runs the tiled kernel (or the naive one, for benchmarks) without autograd. */
@@ -72,8 +90,10 @@ export function matmulKernel(a: Tensor, b: Tensor, transA = false, transB = fals
   const fy = Math.ceil(rowGroups / maxGroups); // split row groups over x past the per-dimension limit
   if (gx * fy > maxGroups) throw new EngineError(`matmul: output ${fmt(p.outShape)} too large for one dispatch`);
   dev.dispatch({
-    kernel: tiledKernel, variant: { transA, transB, vecA, vecB, wg, tm: MATMUL_TM },
-    params: { m: p.m, n: p.n, k: p.k, sa: p.sa, sb: p.sb, gx, fy, batch: p.batch }, bindings: operands,
+    kernel: tiledKernel,
+    variant: { transA, transB, vecA, vecB, wg, tm: MATMUL_TM },
+    params: { m: p.m, n: p.n, k: p.k, sa: p.sa, sb: p.sb, gx, fy, batch: p.batch },
+    bindings: operands,
   });
   return c;
 }
@@ -90,9 +110,12 @@ export function linear(x: Tensor, w: Tensor, b?: Tensor): Tensor {
   checkLive('linear', x, w, ...(b ? [b] : []));
   checkFloat('linear', x, w, ...(b ? [b] : []));
   if (w.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== w.shape[1]) {
-    throw new EngineError(`linear: input ${fmt(x.shape)} does not match weight ${fmt(w.shape)} (expected last dim ${w.shape[1]})`);
+    throw new EngineError(
+      `linear: input ${fmt(x.shape)} does not match weight ${fmt(w.shape)} (expected last dim ${w.shape[1]})`,
+    );
   }
-  if (b && (b.rank !== 1 || b.shape[0] !== w.shape[0])) throw new EngineError(`linear: bias ${fmt(b.shape)} does not match weight ${fmt(w.shape)}`);
+  if (b && (b.rank !== 1 || b.shape[0] !== w.shape[0]))
+    throw new EngineError(`linear: bias ${fmt(b.shape)} does not match weight ${fmt(w.shape)}`);
   const lead = x.shape.slice(0, -1);
   const x2 = x.rank === 2 ? x : reshape(x, [-1, w.shape[1]!]);
   const y2 = matmul(x2, w, { transB: true });

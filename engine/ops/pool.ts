@@ -26,7 +26,12 @@ import { checkFloat, checkLive, fmt, output } from './common.ts';
 declare module '../op-attrs.ts' {
   interface OpAttrs {
     maxPool2d: { kernel: [number, number]; stride: [number, number]; padding: [number, number] };
-    avgPool2d: { kernel: [number, number]; stride: [number, number]; padding: [number, number]; countIncludePad: boolean };
+    avgPool2d: {
+      kernel: [number, number];
+      stride: [number, number];
+      padding: [number, number];
+      countIncludePad: boolean;
+    };
     adaptiveAvgPool2d: object;
   }
 }
@@ -40,7 +45,9 @@ export interface Pool2dOptions {
 }
 
 interface Geometry {
-  kernel: [number, number]; stride: [number, number]; padding: [number, number];
+  kernel: [number, number];
+  stride: [number, number];
+  padding: [number, number];
 }
 
 const PLANE_MAX = 2 ** 19;
@@ -53,7 +60,8 @@ function check4d(op: string, x: Tensor): [number, number, number, number] {
   if (x.rank !== 4) throw new EngineError(`${op}: expected 4-D (N, C, H, W) input, got ${fmt(x.shape)}`);
   if (x.size === 0) throw new EngineError(`${op}: input ${fmt(x.shape)} is empty`);
   // The kernels divide plane coordinates in float, exact below 2^20 (shaders/pool.ts).
-  if (x.shape[2]! * x.shape[3]! >= PLANE_MAX) throw new EngineError(`${op}: planes of ${fmt(x.shape)} exceed the supported ${PLANE_MAX} elements`);
+  if (x.shape[2]! * x.shape[3]! >= PLANE_MAX)
+    throw new EngineError(`${op}: planes of ${fmt(x.shape)} exceed the supported ${PLANE_MAX} elements`);
   return x.shape as [number, number, number, number];
 }
 
@@ -204,9 +212,12 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
   const op = 'adaptiveAvgPool2d';
   const [n, c] = check4d(op, x);
   const [oh, ow] = pair(outputSize);
-  if (![oh, ow].every((d) => Number.isInteger(d) && d >= 1)) throw new EngineError(`${op}: outputSize [${oh}, ${ow}] must be positive integers (input ${fmt(x.shape)})`);
+  if (![oh, ow].every((d) => Number.isInteger(d) && d >= 1))
+    throw new EngineError(`${op}: outputSize [${oh}, ${ow}] must be positive integers (input ${fmt(x.shape)})`);
   if ((x.shape[2]! + 1) * (oh + 1) >= PLANE_MAX || (x.shape[3]! + 1) * (ow + 1) >= PLANE_MAX || oh * ow >= PLANE_MAX) {
-    throw new EngineError(`${op}: outputSize [${oh}, ${ow}] for input ${fmt(x.shape)} exceeds the supported bin arithmetic (< ${PLANE_MAX})`);
+    throw new EngineError(
+      `${op}: outputSize [${oh}, ${ow}] for input ${fmt(x.shape)} exceeds the supported bin arithmetic (< ${PLANE_MAX})`,
+    );
   }
   const y = output(x.device, [n, c, oh, ow]);
   x.device.dispatch({
@@ -231,7 +242,8 @@ function unrolled(p: PoolParams): { ny: number; nx: number } {
  */
 function maxPoolBackwardBlocks(x: Tensor, gy: Tensor, argmax: Tensor, dx: Tensor, p: PoolParams): boolean {
   const { sh, sw, ph, pw, ny, nx } = p;
-  if (sh * sw === 1 || sh > POOL_BLOCK_MAX || sw > POOL_BLOCK_MAX || ny > POOL_UNROLL_MAX || nx > POOL_UNROLL_MAX) return false;
+  if (sh * sw === 1 || sh > POOL_BLOCK_MAX || sw > POOL_BLOCK_MAX || ny > POOL_UNROLL_MAX || nx > POOL_UNROLL_MAX)
+    return false;
   const [nby, nbx] = [Math.ceil((p.h + ph) / sh), Math.ceil((p.w + pw) / sw)];
   x.device.dispatch({
     kernel: maxPoolBackwardBlocksKernel,
@@ -249,7 +261,9 @@ export const poolRules = {
     const p = windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs);
     if (!maxPoolBackwardBlocks(x!, gy, argmax!, dx, p)) {
       x!.device.dispatch({
-        kernel: maxPoolBackwardKernel, variant: { wg: poolWorkgroupSize(p.h * p.w), ...unrolled(p) }, params: p,
+        kernel: maxPoolBackwardKernel,
+        variant: { wg: poolWorkgroupSize(p.h * p.w), ...unrolled(p) },
+        params: p,
         bindings: { gy: gy.rawBuffer, argmax: argmax!.rawBuffer, dx: dx.rawBuffer },
       });
     }
@@ -260,7 +274,9 @@ export const poolRules = {
     const planes = x!.shape[0]! * x!.shape[1]!;
     const p = windowParams(planes, x!.shape, gy.shape[2]!, gy.shape[3]!, attrs, attrs.countIncludePad);
     x!.device.dispatch({
-      kernel: avgPoolBackwardKernel, variant: { wg: poolWorkgroupSize(p.h * p.w), ...unrolled(p) }, params: p,
+      kernel: avgPoolBackwardKernel,
+      variant: { wg: poolWorkgroupSize(p.h * p.w), ...unrolled(p) },
+      params: p,
       bindings: { gy: gy.rawBuffer, dx: dx.rawBuffer },
     });
     return [dx];
@@ -282,4 +298,8 @@ export const poolRules = {
       });
     return [dx];
   },
-} satisfies { maxPool2d: Rule<'maxPool2d'>; avgPool2d: Rule<'avgPool2d'>; adaptiveAvgPool2d: Rule<'adaptiveAvgPool2d'> };
+} satisfies {
+  maxPool2d: Rule<'maxPool2d'>;
+  avgPool2d: Rule<'avgPool2d'>;
+  adaptiveAvgPool2d: Rule<'adaptiveAvgPool2d'>;
+};

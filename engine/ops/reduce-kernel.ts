@@ -28,7 +28,9 @@ export function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], keepdi
   let src = x;
   let outer: number, r: number, inner: number;
   if (axes.length === 0) {
-    outer = x.size; r = 1; inner = 1;
+    outer = x.size;
+    r = 1;
+    inner = 1;
   } else if (contiguous) {
     outer = prod(x.shape, 0, axes[0]);
     r = prod(x.shape, axes[0], axes[axes.length - 1]! + 1);
@@ -36,7 +38,9 @@ export function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], keepdi
   } else {
     const kept = [...x.shape.keys()].filter((d) => !axes.includes(d));
     src = permuteKernel(x, [...kept, ...axes]);
-    outer = prod(kept.map((d) => x.shape[d]!)); r = prod(axes.map((d) => x.shape[d]!)); inner = 1;
+    outer = prod(kept.map((d) => x.shape[d]!));
+    r = prod(axes.map((d) => x.shape[d]!));
+    inner = 1;
   }
   // A long reduction with few outputs goes through the tree kernel on an inner = 1 view.
   if (inner > 1 && r >= 1024 && outer * inner < 16384) {
@@ -45,7 +49,8 @@ export function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], keepdi
     v.dispose();
     if (src !== x) src.dispose();
     src = moved;
-    outer *= inner; inner = 1;
+    outer *= inner;
+    inner = 1;
   }
   const y = output(dev, outShape);
   if (inner === 1 && r >= 256 && outer <= 65535) {
@@ -70,8 +75,11 @@ export function reduceKernel(kind: ReduceKind, x: Tensor, axes: number[], keepdi
     }
   } else {
     dev.dispatch({
-      kernel: reduceStridedKernel, op: kind, variant: { kind },
-      params: { n: outer * inner, r, inner, init: INIT[kind] }, bindings: { xs: src.rawBuffer, ys: y.rawBuffer },
+      kernel: reduceStridedKernel,
+      op: kind,
+      variant: { kind },
+      params: { n: outer * inner, r, inner, init: INIT[kind] },
+      bindings: { xs: src.rawBuffer, ys: y.rawBuffer },
     });
   }
   if (src !== x) src.dispose();

@@ -45,21 +45,32 @@ export function transpose(x: Tensor, a = -2, b = -1): Tensor {
 /** x[begin[0]:end[0], begin[1]:end[1], ...]; missing axes are taken whole; negative indices count from the end. */
 export function slice(x: Tensor, begin: readonly number[], end: readonly number[] = []): Tensor {
   checkLive('slice', x);
-  if (begin.length > x.rank || end.length > x.rank) throw new EngineError(`slice: more bounds than the ${x.rank} axes of ${fmt(x.shape)}`);
+  if (begin.length > x.rank || end.length > x.rank)
+    throw new EngineError(`slice: more bounds than the ${x.rank} axes of ${fmt(x.shape)}`);
   const starts: number[] = [];
   const shape = x.shape.map((d, i) => {
     const norm = (v: number) => (v < 0 ? v + d : v);
     const s = norm(begin[i] ?? 0);
     const e = norm(end[i] ?? d);
     if (!Number.isInteger(s) || !Number.isInteger(e) || s < 0 || e > d || s > e) {
-      throw new EngineError(`slice: bounds [${begin[i] ?? 0}, ${end[i] ?? d}) out of range for axis ${i} of ${fmt(x.shape)}`);
+      throw new EngineError(
+        `slice: bounds [${begin[i] ?? 0}, ${end[i] ?? d}) out of range for axis ${i} of ${fmt(x.shape)}`,
+      );
     }
     starts.push(s);
     return e - s;
   });
   const st = stridesOf(x.shape);
   const y = output(x.device, shape, x.dtype);
-  stridedCopy(x, y, shape, starts.reduce((a, s, i) => a + s * st[i]!, 0), st, 0, stridesOf(shape));
+  stridedCopy(
+    x,
+    y,
+    shape,
+    starts.reduce((a, s, i) => a + s * st[i]!, 0),
+    st,
+    0,
+    stridesOf(shape),
+  );
   return record(y, { op: 'slice', inputs: [x], attrs: { starts } });
 }
 
@@ -71,7 +82,10 @@ export function concat(ts: readonly Tensor[], axis = 0): Tensor {
   const first = ts[0]!;
   const ax = normAxes('concat', axis, first.rank, first.shape)[0]!;
   for (const t of ts) {
-    if (t.dtype !== first.dtype) throw new EngineError(`concat: ${t.dtype} ${fmt(t.shape)} does not match ${first.dtype} ${fmt(first.shape)} (same dtype needed)`);
+    if (t.dtype !== first.dtype)
+      throw new EngineError(
+        `concat: ${t.dtype} ${fmt(t.shape)} does not match ${first.dtype} ${fmt(first.shape)} (same dtype needed)`,
+      );
     if (t.rank !== first.rank || t.shape.some((d, i) => i !== ax && d !== first.shape[i])) {
       throw new EngineError(`concat: ${fmt(t.shape)} does not match ${fmt(first.shape)} outside axis ${ax}`);
     }
@@ -103,7 +117,15 @@ export const shapeRules = {
   slice: ({ inputs: [x], attrs }, gy) => {
     const g = fill(x!.shape, 0, x!.device);
     const st = stridesOf(x!.shape);
-    stridedCopy(gy, g, gy.shape, 0, stridesOf(gy.shape), attrs.starts.reduce((a, s, i) => a + s * st[i]!, 0), st);
+    stridedCopy(
+      gy,
+      g,
+      gy.shape,
+      0,
+      stridesOf(gy.shape),
+      attrs.starts.reduce((a, s, i) => a + s * st[i]!, 0),
+      st,
+    );
     return [g];
   },
   concat: ({ inputs, attrs }, gy) => {

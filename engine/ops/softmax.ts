@@ -51,16 +51,21 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
   return softmaxOp('logSoftmax', x, axis);
 }
 
-const backwardRule = <K extends SoftmaxKind>(kind: K): Rule<K> => ({ saved: [y], attrs }, gy) => {
-  const dx = output(y!.device, y!.shape);
-  if (y!.size === 0) return [dx];
-  const v = rowView(y!.shape, attrs.axis);
-  y!.device.dispatch({
-    kernel: softmaxBackwardKernel, op: `${kind}Grad`, variant: { kind, vec: v.vec }, params: v.params,
-    bindings: { ys: y!.rawBuffer, gy: gy.rawBuffer, dx: dx.rawBuffer },
-  });
-  return [dx];
-};
+const backwardRule =
+  <K extends SoftmaxKind>(kind: K): Rule<K> =>
+  ({ saved: [y], attrs }, gy) => {
+    const dx = output(y!.device, y!.shape);
+    if (y!.size === 0) return [dx];
+    const v = rowView(y!.shape, attrs.axis);
+    y!.device.dispatch({
+      kernel: softmaxBackwardKernel,
+      op: `${kind}Grad`,
+      variant: { kind, vec: v.vec },
+      params: v.params,
+      bindings: { ys: y!.rawBuffer, gy: gy.rawBuffer, dx: dx.rawBuffer },
+    });
+    return [dx];
+  };
 
 export const softmaxRules = {
   softmax: backwardRule('softmax'),

@@ -43,7 +43,9 @@ export function view(x: Tensor, shape: readonly number[]): Tensor {
 export function permutation(x: Tensor, perm: readonly number[]): number[] {
   const p = perm.map((a) => (a < 0 ? a + x.rank : a));
   if (p.length !== x.rank || [...p].sort((a, b) => a - b).some((a, i) => a !== i)) {
-    throw new EngineError(`permute: [${perm.join(', ')}] is not a permutation of the ${x.rank} axes of ${fmt(x.shape)}`);
+    throw new EngineError(
+      `permute: [${perm.join(', ')}] is not a permutation of the ${x.rank} axes of ${fmt(x.shape)}`,
+    );
   }
   return p;
 }
@@ -53,7 +55,15 @@ export function permuteKernel(x: Tensor, p: readonly number[]): Tensor {
   const st = stridesOf(x.shape);
   const shape = p.map((a) => x.shape[a]!);
   const y = output(x.device, shape, x.dtype);
-  stridedCopy(x, y, shape, 0, p.map((a) => st[a]!), 0, stridesOf(shape));
+  stridedCopy(
+    x,
+    y,
+    shape,
+    0,
+    p.map((a) => st[a]!),
+    0,
+    stridesOf(shape),
+  );
   return y;
 }
 

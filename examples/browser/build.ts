@@ -7,7 +7,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 export const EXAMPLE_DIR = dirname(fileURLToPath(import.meta.url));
 
 /** Bundles `entries` (default: the page and its worker) into `outdir`; returns esbuild's metafile. */
-export async function buildExample(outdir = join(EXAMPLE_DIR, 'dist'), entries = [join(EXAMPLE_DIR, 'main.ts'), join(EXAMPLE_DIR, 'worker.ts')]): Promise<Metafile> {
+export async function buildExample(
+  outdir = join(EXAMPLE_DIR, 'dist'),
+  entries = [join(EXAMPLE_DIR, 'main.ts'), join(EXAMPLE_DIR, 'worker.ts')],
+): Promise<Metafile> {
   const r = await build({
     entryPoints: entries,
     bundle: true,

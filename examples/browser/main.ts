@@ -31,13 +31,23 @@ function render(): void {
   const last = state.records[state.records.length - 1];
   $('step').textContent = last ? String(last.step + 1) : '0';
   $('rate').textContent = state.stepsPerSecond ? state.stepsPerSecond.toFixed(1) : '–';
-  $('loss-now').textContent = last ? `${last.losses.mm.toFixed(3)} / ${last.losses.audio.toFixed(3)} / ${last.losses.visual.toFixed(3)}` : '–';
-  const line = (name: string, color: string, get: (r: StepRecord) => number): Series => ({ name, color, points: state.records.map((r) => [r.step + 1, get(r)] as const) });
-  drawChart($<HTMLCanvasElement>('loss-chart'), [
-    line('L_m (multimodal)', '#1f6feb', (r) => r.losses.mm),
-    line('L_audio', '#d9480f', (r) => r.losses.audio),
-    line('L_visual', '#2f9e44', (r) => r.losses.visual),
-  ], { yMin: 0 });
+  $('loss-now').textContent = last
+    ? `${last.losses.mm.toFixed(3)} / ${last.losses.audio.toFixed(3)} / ${last.losses.visual.toFixed(3)}`
+    : '–';
+  const line = (name: string, color: string, get: (r: StepRecord) => number): Series => ({
+    name,
+    color,
+    points: state.records.map((r) => [r.step + 1, get(r)] as const),
+  });
+  drawChart(
+    $<HTMLCanvasElement>('loss-chart'),
+    [
+      line('L_m (multimodal)', '#1f6feb', (r) => r.losses.mm),
+      line('L_audio', '#d9480f', (r) => r.losses.audio),
+      line('L_visual', '#2f9e44', (r) => r.losses.visual),
+    ],
+    { yMin: 0 },
+  );
   drawChart(
     $<HTMLCanvasElement>('cos-chart'),
     [line('audio encoder', '#d9480f', (r) => r.cos.audio), line('visual encoder', '#2f9e44', (r) => r.cos.visual)],
@@ -51,8 +61,15 @@ function showGradcheck(r: GradcheckReport): void {
   const row = document.createElement('tr');
   row.dataset.ok = String(r.ok);
   const verdict = r.ok ? 'pass' : 'FAIL';
-  const detail = r.error ?? `max |analytic − numeric| ${r.maxAbsErr.toExponential(2)} (tolerance there ${r.tolerance.toExponential(2)})`;
-  for (const [text, cls] of [[r.name, ''], [verdict, r.ok ? 'pass' : 'fail'], [detail, 'detail'], [`${(r.ms / 1000).toFixed(1)} s`, 'detail']] as const) {
+  const detail =
+    r.error ??
+    `max |analytic − numeric| ${r.maxAbsErr.toExponential(2)} (tolerance there ${r.tolerance.toExponential(2)})`;
+  for (const [text, cls] of [
+    [r.name, ''],
+    [verdict, r.ok ? 'pass' : 'fail'],
+    [detail, 'detail'],
+    [`${(r.ms / 1000).toFixed(1)} s`, 'detail'],
+  ] as const) {
     const td = document.createElement('td');
     td.textContent = text;
     if (cls) td.className = cls;

@@ -31,7 +31,10 @@ export function serveStatic(mounts: Record<string, string>, port = 0): Promise<S
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}\n`);
       return;
     }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'cache-control': 'no-store',
+    });
     createReadStream(file).pipe(res);
   });
   return new Promise((ok, fail) => {
@@ -58,5 +61,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     return serveStatic({ '/': EXAMPLE_DIR }, 0);
   });
   console.log(`MMPareto example: ${urlOf(server)}  (Ctrl-C stops the server)`);
-  console.log('Open it in a browser with WebGPU (Chrome/Edge 113+; on Linux start Chrome with --enable-unsafe-webgpu).');
+  console.log(
+    'Open it in a browser with WebGPU (Chrome/Edge 113+; on Linux start Chrome with --enable-unsafe-webgpu).',
+  );
 }

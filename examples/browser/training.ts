@@ -4,7 +4,21 @@
 // times both). An app imports the same names from 'mmpareto-webgpu', 'mmpareto-webgpu/nn',
 // '/models' and '/data'; the example imports the repository's source so it always runs the
 // current engine.
-import { Generator, MultimodalStep, SGD, concat, crossEntropy, noGrad, perLossGrads, reshape, setDevice, tensor, tidy, type Device, type Tensor } from '../../engine/index.ts';
+import {
+  Generator,
+  MultimodalStep,
+  SGD,
+  concat,
+  crossEntropy,
+  noGrad,
+  perLossGrads,
+  reshape,
+  setDevice,
+  tensor,
+  tidy,
+  type Device,
+  type Tensor,
+} from '../../engine/index.ts';
 import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, ReLU, Sequential } from '../../engine/nn/index.ts';
 import { LateFusionClassifier } from '../../models/late-fusion.ts';
 import { SYNTHETIC_SIDE, syntheticAV } from '../../train/data/synthetic.ts';
@@ -27,7 +41,15 @@ export interface ExampleConfig {
   readEvery: number;
 }
 
-export const DEFAULT_CONFIG: ExampleConfig = { items: 512, batch: 32, classes: 4, width: 8, lr: 0.02, seed: 0, readEvery: 5 };
+export const DEFAULT_CONFIG: ExampleConfig = {
+  items: 512,
+  batch: 32,
+  classes: 4,
+  width: 8,
+  lr: 0.02,
+  seed: 0,
+  readEvery: 5,
+};
 
 /** One step's readout: the three losses and cos β between g_m and g_u per encoder. */
 export interface StepRecord {
@@ -62,20 +84,31 @@ export class ExampleTraining {
   private steps = 0;
   private pending: Tensor[] = []; // per step since the last read: the three losses, (3,)
 
-  constructor(readonly device: Device, config: Partial<ExampleConfig> = {}) {
+  constructor(
+    readonly device: Device,
+    config: Partial<ExampleConfig> = {},
+  ) {
     this.config = { ...DEFAULT_CONFIG, ...config };
     const c = this.config;
     setDevice(device); // modules draw their parameters on the current device
     const generator = new Generator(c.seed);
     const features = 32 * c.width;
     this.model = new LateFusionClassifier({
-      encoders: { audio: { module: encoder(1, c.width, generator), features }, visual: { module: encoder(3, c.width, generator), features } },
+      encoders: {
+        audio: { module: encoder(1, c.width, generator), features },
+        visual: { module: encoder(3, c.width, generator), features },
+      },
       classes: c.classes,
       seed: c.seed,
     });
     this.data = syntheticAV({ n: c.items, classes: c.classes, seed: c.seed });
     this.optimizer = new SGD(this.model.parameters(), { lr: c.lr, momentum: 0.9 });
-    this.step = new MultimodalStep({ method: 'mmpareto', encoders: this.model.encoderGroups(), optimizer: this.optimizer, telemetrySteps: c.readEvery });
+    this.step = new MultimodalStep({
+      method: 'mmpareto',
+      encoders: this.model.encoderGroups(),
+      optimizer: this.optimizer,
+      telemetrySteps: c.readEvery,
+    });
   }
 
   get stepsDone(): number {
@@ -91,8 +124,16 @@ export class ExampleTraining {
     const dev = { device: this.device };
     return {
       inputs: {
-        audio: tensor(d.audio.subarray(start * px, (start + batch) * px), [batch, 1, SYNTHETIC_SIDE, SYNTHETIC_SIDE], dev),
-        visual: tensor(d.visual.subarray(start * 3 * px, (start + batch) * 3 * px), [batch, 3, SYNTHETIC_SIDE, SYNTHETIC_SIDE], dev),
+        audio: tensor(
+          d.audio.subarray(start * px, (start + batch) * px),
+          [batch, 1, SYNTHETIC_SIDE, SYNTHETIC_SIDE],
+          dev,
+        ),
+        visual: tensor(
+          d.visual.subarray(start * 3 * px, (start + batch) * 3 * px),
+          [batch, 3, SYNTHETIC_SIDE, SYNTHETIC_SIDE],
+          dev,
+        ),
       },
       labels: tensor(d.labels.subarray(start, start + batch), [batch], { ...dev, dtype: 'int32' }),
     };
@@ -101,7 +142,11 @@ export class ExampleTraining {
   private losses(inputs: Record<Modality, Tensor>, labels: Tensor): Record<LossName, Tensor> {
     return tidy(() => {
       const logits = this.model.logits(inputs);
-      return { mm: crossEntropy(logits.mm!, labels), audio: crossEntropy(logits.audio!, labels), visual: crossEntropy(logits.visual!, labels) };
+      return {
+        mm: crossEntropy(logits.mm!, labels),
+        audio: crossEntropy(logits.audio!, labels),
+        visual: crossEntropy(logits.visual!, labels),
+      };
     });
   }
 
@@ -110,7 +155,14 @@ export class ExampleTraining {
     const { inputs, labels } = this.batch(this.steps);
     const losses = this.losses(inputs, labels);
     this.step.step(losses);
-    this.pending.push(noGrad(() => concat(LOSSES.map((n) => reshape(losses[n], [1])), 0)));
+    this.pending.push(
+      noGrad(() =>
+        concat(
+          LOSSES.map((n) => reshape(losses[n], [1])),
+          0,
+        ),
+      ),
+    );
     for (const t of [...Object.values(losses), ...Object.values(inputs), labels]) t.dispose();
     this.steps++;
   }
@@ -126,7 +178,11 @@ export class ExampleTraining {
     const records = this.pending.map((_, i): StepRecord => {
       const step = first + i;
       const cos = (g: number) => telemetry.records.find((r) => r.step === step && r.group === g)?.cos ?? Number.NaN;
-      return { step, losses: { mm: values[3 * i]!, audio: values[3 * i + 1]!, visual: values[3 * i + 2]! }, cos: { audio: cos(0), visual: cos(1) } };
+      return {
+        step,
+        losses: { mm: values[3 * i]!, audio: values[3 * i + 1]!, visual: values[3 * i + 2]! },
+        cos: { audio: cos(0), visual: cos(1) },
+      };
     });
     for (const t of this.pending) t.dispose();
     this.pending = [];

@@ -1,7 +1,19 @@
 // The training worker: owns the WebGPU device (as an app would: it requests it and hands it to
 // the engine with Device.fromGPUDevice), checks three ops' gradients with gradcheck, then trains
 // while the page draws. Running here keeps the page responsive.
-import { Device, Generator, conv2d, crossEntropy, gradcheck, randn, scaledDotProductAttention, setDevice, tensor, type GradcheckResult, type Tensor } from '../../engine/index.ts';
+import {
+  Device,
+  Generator,
+  conv2d,
+  crossEntropy,
+  gradcheck,
+  randn,
+  scaledDotProductAttention,
+  setDevice,
+  tensor,
+  type GradcheckResult,
+  type Tensor,
+} from '../../engine/index.ts';
 import { ExampleTraining } from './training.ts';
 import type { FromWorker, GradcheckReport, ToWorker } from './messages.ts';
 
@@ -13,12 +25,18 @@ let ready: Promise<Device> | null = null;
 
 async function openDevice(): Promise<Device> {
   const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
-  if (!gpu) throw new Error('navigator.gpu is undefined in this Web Worker: this browser exposes no WebGPU to workers.');
+  if (!gpu)
+    throw new Error('navigator.gpu is undefined in this Web Worker: this browser exposes no WebGPU to workers.');
   const adapter = await gpu.requestAdapter();
-  if (!adapter) throw new Error('navigator.gpu.requestAdapter() found no adapter: WebGPU is disabled or no GPU driver supports it.');
+  if (!adapter)
+    throw new Error(
+      'navigator.gpu.requestAdapter() found no adapter: WebGPU is disabled or no GPU driver supports it.',
+    );
   // Default limits suffice for most kernels; attention's backward binds up to 10 storage buffers.
   const maxStorageBuffersPerShaderStage = Math.min(10, adapter.limits.maxStorageBuffersPerShaderStage);
-  const device = await Device.fromGPUDevice(await adapter.requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage } }));
+  const device = await Device.fromGPUDevice(
+    await adapter.requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage } }),
+  );
   setDevice(device);
   post({ type: 'device', adapter: device.adapterName });
   return device;
@@ -31,7 +49,14 @@ async function check(name: string, fn: (...xs: Tensor[]) => Tensor, inputs: Tens
   try {
     r = await gradcheck(fn, inputs, { raise: false });
   } catch (e) {
-    return { name, ok: false, maxAbsErr: Number.NaN, tolerance: Number.NaN, ms: performance.now() - t0, error: (e as Error).message };
+    return {
+      name,
+      ok: false,
+      maxAbsErr: Number.NaN,
+      tolerance: Number.NaN,
+      ms: performance.now() - t0,
+      error: (e as Error).message,
+    };
   } finally {
     for (const t of inputs) t.dispose();
   }
@@ -44,8 +69,16 @@ async function gradchecks(): Promise<void> {
   const r = (shape: number[]) => randn(shape, { generator });
   const labels = tensor(Int32Array.of(0, 3, 1, 4), [4], { dtype: 'int32' });
   const reports = [
-    await check('conv2d (stride 2, padding 1)', (x, w, b) => conv2d(x, w, b, { stride: 2, padding: 1 }), [r([2, 2, 5, 5]), r([3, 2, 3, 3]), r([3])]),
-    await check('attention (2 heads, 3 queries, 4 keys)', (q, k, v) => scaledDotProductAttention(q, k, v), [r([1, 2, 3, 4]), r([1, 2, 4, 4]), r([1, 2, 4, 4])]),
+    await check('conv2d (stride 2, padding 1)', (x, w, b) => conv2d(x, w, b, { stride: 2, padding: 1 }), [
+      r([2, 2, 5, 5]),
+      r([3, 2, 3, 3]),
+      r([3]),
+    ]),
+    await check('attention (2 heads, 3 queries, 4 keys)', (q, k, v) => scaledDotProductAttention(q, k, v), [
+      r([1, 2, 3, 4]),
+      r([1, 2, 4, 4]),
+      r([1, 2, 4, 4]),
+    ]),
     await check('cross-entropy (4 × 5 logits)', (z) => crossEntropy(z, labels), [r([4, 5])]),
   ];
   labels.dispose();

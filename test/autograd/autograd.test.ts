@@ -93,7 +93,10 @@ test('grad() of outputs where one depends on another: both paths counted (topolo
   const x = tensor([1, 2], [2], { requiresGrad: true });
   const y = tidy(() => sum(mul(x, x))); // dy/dx = 2x
   const z = tidy(() => mul(y, tensor([3]))); // z = 3y: dz/dx = 6x
-  for (const outs of [[y, z], [z, y]]) {
+  for (const outs of [
+    [y, z],
+    [z, y],
+  ]) {
     const [gx] = grad(outs, [x], { retainGraph: true }); // 8x whichever output comes first
     assert.equal(await vals(gx!), [8, 16]);
     gx!.dispose();

@@ -49,21 +49,29 @@ for (const stacked of [true, false]) {
     for (const loss of Object.keys(losses)) {
       const gs = params.map((p) => got.get(p)![loss] ?? null);
       for (let i = 0; i < params.length; i++) {
-        const reaches = names[i]!.startsWith('head.') ? loss === 'mm'
-          : names[i]!.startsWith('head_audio.') ? loss === 'audio'
-          : names[i]!.startsWith('head_visual.') ? loss === 'visual'
-          : names[i]!.startsWith('audio.') ? loss === 'mm' || loss === 'audio'
-          : loss === 'mm' || loss === 'visual';
+        const reaches = names[i]!.startsWith('head.')
+          ? loss === 'mm'
+          : names[i]!.startsWith('head_audio.')
+            ? loss === 'audio'
+            : names[i]!.startsWith('head_visual.')
+              ? loss === 'visual'
+              : names[i]!.startsWith('audio.')
+                ? loss === 'mm' || loss === 'audio'
+                : loss === 'mm' || loss === 'visual';
         assert.is(gs[i] !== null, reaches, `${loss} reaches ${names[i]}: ${reaches}`);
         // The same kernels run on the same values; only a stacked GEMM's rows may be summed in
         // another order (conv weight gradients: sums of ~100 terms of size ~0.1 → 1e-6 abs).
-        if (gs[i]) assertClose(await gs[i]!.toArray(), await ref[loss]![i]!.toArray(), 1e-5, 1e-6, `${loss} → ${names[i]}`);
+        if (gs[i])
+          assertClose(await gs[i]!.toArray(), await ref[loss]![i]!.toArray(), 1e-5, 1e-6, `${loss} → ${names[i]}`);
       }
     }
     // Encoders are reached by two losses each, heads by one: every encoder node ran for 2 slots.
     assert.ok(perLossStats.singleCalls > 0);
     // conv2d has a stacked rule (used on tiny maps like these 2×2 ones): the encoders' convs ran as one call for both slots.
-    assert.ok(stacked ? perLossStats.stackedCalls >= 4 : perLossStats.stackedCalls === 0, `stacked calls ${perLossStats.stackedCalls}`);
+    assert.ok(
+      stacked ? perLossStats.stackedCalls >= 4 : perLossStats.stackedCalls === 0,
+      `stacked calls ${perLossStats.stackedCalls}`,
+    );
     assert.ok(perLossStats.perSlotCalls > 0, 'ops without a stacked rule ran once per slot');
     disposeAll(got);
     for (const gs of Object.values(ref)) for (const g of gs) g.dispose();
@@ -84,7 +92,14 @@ test('a loss used twice and a loss that is a sum of others', async () => {
     const g1 = got.get(p)!.audio;
     const g2 = got.get(p)!.twice;
     assert.is(g1 === undefined, g2 === undefined);
-    if (g1) assertClose(await g2!.toArray(), Array.from(await g1.toArray(), (x) => 2 * x), 1e-6, 1e-7, `param ${i}`);
+    if (g1)
+      assertClose(
+        await g2!.toArray(),
+        Array.from(await g1.toArray(), (x) => 2 * x),
+        1e-6,
+        1e-7,
+        `param ${i}`,
+      );
   }
   disposeAll(got);
   for (const t of [a, v, y, total, ...Object.values(losses)]) t.dispose();
@@ -100,7 +115,10 @@ test('bad input: non-scalar loss, losses of two forwards, repeated or non-leaf p
   const vec = tidy(() => mulScalar(m.headAudio.forward(m.audio.forward(a)), 1));
   rejects(() => perLossGrads({}, params), 'no losses given');
   rejects(() => perLossGrads({ v: vec }, params), "loss 'v' is not a scalar (shape [2, 3])");
-  rejects(() => perLossGrads({ mm: l1.mm, audio: l2.audio }, params), "losses 'audio' come from a different forward graph than 'mm'");
+  rejects(
+    () => perLossGrads({ mm: l1.mm, audio: l2.audio }, params),
+    "losses 'audio' come from a different forward graph than 'mm'",
+  );
   rejects(() => perLossGrads({ mm: l1.mm }, [params[0]!, params[0]!]), 'is listed twice');
   rejects(() => perLossGrads({ mm: l1.mm }, [vec]), 'is not a leaf tensor with requiresGrad');
   disposeAll(perLossGrads({ mm: l1.mm }, params));

@@ -11,7 +11,13 @@ import { Generator, liveTensors } from '../../engine/index.ts';
 import { buildDataset } from '../../train/data/registry.ts';
 import { Loader, disposeBatch } from '../../train/data/loader.ts';
 import { frameIndices, tileClip } from '../../train/data/av/dataset.ts';
-import { IMAGENET_MEAN, IMAGENET_STD, decodeJpeg, randomResizedCropBox, toNormalizedCHW } from '../../train/data/av/image.ts';
+import {
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  decodeJpeg,
+  randomResizedCropBox,
+  toNormalizedCHW,
+} from '../../train/data/av/image.ts';
 import { readManifest } from '../../train/data/av/manifest.ts';
 import { CorruptMediaError, encodeWav, parseWav } from '../../train/data/av/wav.ts';
 import { AVE_CLASSES, preparedAve, preparedCremaD, root } from '../fixtures/av.ts';
@@ -31,12 +37,18 @@ test('crema-d batches: shapes, labels from the manifest, the OGM-GE spectrogram 
   assert.equal(d.inputs, { audio: [1, 257, 188], visual: [2, 3, 32, 32] });
   assert.equal(d.tasks, { label: 6 });
   const val = m.items.filter((i) => i.split === 'val');
-  assert.equal([...d.val.labels.label!], val.map((i) => i.label));
+  assert.equal(
+    [...d.val.labels.label!],
+    val.map((i) => i.label),
+  );
   const loader = new Loader(d.val, d, { batchSize: 4, shuffle: false, seed: 0 });
   const b = loader.batches(0).next().value!;
   assert.equal(b.inputs.audio!.shape, [4, 1, 257, 188]);
   assert.equal(b.inputs.visual!.shape, [4, 2, 3, 32, 32]);
-  assert.equal([...(await b.labels.label!.toArray())], val.slice(0, 4).map((i) => i.label));
+  assert.equal(
+    [...(await b.labels.label!.toArray())],
+    val.slice(0, 4).map((i) => i.label),
+  );
   const spec = (await b.inputs.audio!.toArray()) as Float32Array;
   disposeBatch(b);
   // Each item: the WAV tiled to 3 s (66,150 samples), then log(|STFT| + 1e-7) — also for the 221-sample clip.
@@ -50,7 +62,8 @@ test('crema-d batches: shapes, labels from the manifest, the OGM-GE spectrogram 
     const got = spec.subarray(k * 257 * 188, (k + 1) * 257 * 188);
     for (let i = 0; i < got.length; i++) {
       const bound = logBound(r.mag[i]! + 1e-7, r.bound[i]! + U * (r.mag[i]! + 1e-7), 1e-7);
-      if (!(Math.abs(got[i]! - Math.log(r.mag[i]! + 1e-7)) <= bound)) assert.unreachable(`item ${k} element ${i}: ${got[i]} vs ${Math.log(r.mag[i]! + 1e-7)} ± ${bound}`);
+      if (!(Math.abs(got[i]! - Math.log(r.mag[i]! + 1e-7)) <= bound))
+        assert.unreachable(`item ${k} element ${i}: ${got[i]} vs ${Math.log(r.mag[i]! + 1e-7)} ± ${bound}`);
     }
   }
 });
@@ -61,7 +74,10 @@ test('ave batches: 10 s of audio → 1 × 257 × 625, labels in sorted-class ord
   assert.equal(d.inputs, { audio: [1, 257, 625], visual: [2, 3, 32, 32] });
   const classes = [...AVE_CLASSES].sort();
   const m = readManifest(out);
-  assert.equal([...d.test.labels.label!], m.items.filter((i) => i.split === 'test').map((i) => classes.indexOf(ids.get(i.name)!)));
+  assert.equal(
+    [...d.test.labels.label!],
+    m.items.filter((i) => i.split === 'test').map((i) => classes.indexOf(ids.get(i.name)!)),
+  );
   const b = new Loader(d.test, d, { batchSize: 3, shuffle: false, seed: 0 }).batches(0).next().value!;
   assert.equal(b.inputs.audio!.shape, [3, 1, 257, 625]);
   const a = (await b.inputs.audio!.toArray()) as Float32Array;
@@ -98,7 +114,13 @@ test('frame choice: T segments of ⌊K/T⌋, random within each in training, the
   assert.equal(frameIndices(2, 4, true, new Generator(1)), [0, 0, 1, 1]);
   const seen = [new Set<number>(), new Set<number>()];
   for (let s = 0; s < 200; s++) frameIndices(6, 2, true, new Generator(s)).forEach((f, i) => seen[i]!.add(f));
-  assert.equal([[...seen[0]!].sort(), [...seen[1]!].sort()], [[0, 1, 2], [3, 4, 5]]);
+  assert.equal(
+    [[...seen[0]!].sort(), [...seen[1]!].sort()],
+    [
+      [0, 1, 2],
+      [3, 4, 5],
+    ],
+  );
   // The validation loader's frames of the 4-frame clip are frames 2 and 4, resized whole.
   const { fixture, out } = await preparedCremaD();
   const d = buildDataset('crema-d', { seed: 0, dataDir: out, av });
@@ -110,7 +132,10 @@ test('frame choice: T segments of ⌊K/T⌋, random within each in training, the
   const v = (await b.inputs.visual!.toArray()) as Float32Array;
   disposeBatch(b);
   const len = 3 * 32 * 32;
-  for (const [t, f] of [[0, 2], [1, 4]] as const) {
+  for (const [t, f] of [
+    [0, 2],
+    [1, 4],
+  ] as const) {
     const img = decodeJpeg(readFileSync(join(out, 'visual', fixture.longClip, `frame_0000${f}.jpg`)), 'frame');
     const want = new Float32Array(len);
     toNormalizedCHW(img, { top: 0, left: 0, width: img.width, height: img.height }, 32, false, want);
@@ -142,7 +167,12 @@ test('bad input: a corrupt frame names the file; stft at 16 kHz says what to do;
   throwsWith(() => loader.batches(0).next(), jpg, 'not a decodable JPEG', 'run `mmpareto prepare` again');
   const edited = { ...m, recipe: { ...m.recipe, sampleRate: 16000 } };
   writeFileSync(join(copy, 'manifest.json'), JSON.stringify(edited));
-  throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: copy, av }), '22,050 Hz', 'prepared at 16000 Hz', '--audio fbank');
+  throwsWith(
+    () => buildDataset('crema-d', { seed: 0, dataDir: copy, av }),
+    '22,050 Hz',
+    'prepared at 16000 Hz',
+    '--audio fbank',
+  );
   writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...m, items: m.items.slice(1) }));
   throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: copy, av }), 'does not match its checksum');
   const empty = join(root, 'empty-dir');
@@ -171,7 +201,10 @@ test('frame transforms: crop boxes inside the image, torchvision fallback, exact
   for (let s = 0; s < 100; s++) {
     const g = new Generator(s);
     const b = randomResizedCropBox(64, 48, g);
-    assert.ok(b.top >= 0 && b.left >= 0 && b.top + b.height <= 48 && b.left + b.width <= 64 && b.width > 0 && b.height > 0, JSON.stringify(b));
+    assert.ok(
+      b.top >= 0 && b.left >= 0 && b.top + b.height <= 48 && b.left + b.width <= 64 && b.width > 0 && b.height > 0,
+      JSON.stringify(b),
+    );
     const area = (b.width * b.height) / (64 * 48);
     assert.ok(area >= 0.08 * 0.9 && area <= 1, `area ${area}`); // rounding of w and h
   }
@@ -180,7 +213,9 @@ test('frame transforms: crop boxes inside the image, torchvision fallback, exact
   const img = { width: 5, height: 3, data: new Uint8Array(5 * 3 * 3).fill(51) };
   const out = new Float32Array(3 * 4 * 4);
   toNormalizedCHW(img, { top: 0, left: 0, width: 5, height: 3 }, 4, false, out);
-  for (let c = 0; c < 3; c++) for (let i = 0; i < 16; i++) assert.ok(Math.abs(out[c * 16 + i]! - (0.2 - IMAGENET_MEAN[c]!) / IMAGENET_STD[c]!) < 1e-6);
+  for (let c = 0; c < 3; c++)
+    for (let i = 0; i < 16; i++)
+      assert.ok(Math.abs(out[c * 16 + i]! - (0.2 - IMAGENET_MEAN[c]!) / IMAGENET_STD[c]!) < 1e-6);
   // A horizontal ramp, downscaled 4 → 2 (Pillow's taps): scale 2, support 2, output o centred at 2o + 1, weights 1 − |i + ½ − centre|/2.
   const ramp = { width: 4, height: 1, data: Uint8Array.from([0, 0, 0, 100, 100, 100, 200, 200, 200, 250, 250, 250]) };
   const r = new Float32Array(3 * 1 * 2);

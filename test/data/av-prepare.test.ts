@@ -60,8 +60,16 @@ test('crema-d: manifest with counts per class and split, recipe, per-clip checks
   // The short clip's 10 ms at 16 kHz became 221 samples at 22,050 Hz; the others ≈ their tone length.
   assert.is(m.items.find((i) => i.name === fixture.shortClip)!.samples, 221);
   for (const s of ['train', 'val', 'test'] as const) {
-    const rows = readFileSync(join(out, `${s}.csv`), 'utf8').trim().split('\n');
-    assert.equal(rows.sort(), m.items.filter((i) => i.split === s).map((i) => `${i.name},${i.className}`).sort());
+    const rows = readFileSync(join(out, `${s}.csv`), 'utf8')
+      .trim()
+      .split('\n');
+    assert.equal(
+      rows.sort(),
+      m.items
+        .filter((i) => i.split === s)
+        .map((i) => `${i.name},${i.className}`)
+        .sort(),
+    );
   }
   assert.is(readFileSync(join(out, 'stat.csv'), 'utf8'), 'ANG\nDIS\nFEA\nHAP\nNEU\nSAD\n');
   assert.equal(temporaries(out), []);
@@ -168,7 +176,9 @@ test('a source tree that is not the layout: the first missing path is named, not
 test('a corrupt WAV: skipped and counted (default), or the run fails naming it with nothing half-written (--on-corrupt fail)', async () => {
   const f = makeCremaD('crema-corrupt', 4);
   // A clip the seeded split puts in train, so that its class keeps a training clip without it.
-  const byClass = new Map([...new Set(f.clips.values())].map((c) => [c, [...f.clips].filter(([, k]) => k === c).map(([n]) => n)]));
+  const byClass = new Map(
+    [...new Set(f.clips.values())].map((c) => [c, [...f.clips].filter(([, k]) => k === c).map(([n]) => n)]),
+  );
   const split = stratifiedSplit(byClass, 0, { val: 0.1, test: 0.1 }, ['val', 'test']);
   const victim = [...split].find(([n, s]) => s === 'train' && n !== f.longClip && n !== f.shortClip)![0];
   const wav = join(f.src, 'AudioWAV', `${victim}.wav`);
@@ -177,7 +187,10 @@ test('a corrupt WAV: skipped and counted (default), or the run fails naming it w
   let r = await cli('prepare', 'crema-d', '--src', f.src, '--out', failed, '--on-corrupt', 'fail', '--jobs', '1');
   assert.is(r.code, 1);
   assert.match(r.err, wav);
-  assert.ok(!existsSync(failed) || (!existsSync(join(failed, 'manifest.json')) && temporaries(failed).length === 0), 'no manifest, no temporaries');
+  assert.ok(
+    !existsSync(failed) || (!existsSync(join(failed, 'manifest.json')) && temporaries(failed).length === 0),
+    'no manifest, no temporaries',
+  );
   const out = join(root, 'out-corrupt-skip');
   r = await cli('prepare', 'crema-d', '--src', f.src, '--out', out, '--quiet');
   assert.is(r.code, 0, r.err);
@@ -196,16 +209,57 @@ test('classes missing from a split: named, nothing created', async () => {
   const train = join(root, 'train.csv');
   const testCsv = join(root, 'test.csv');
   const row = (n: string) => `${n},${fixture.clips.get(n)}\n`;
-  writeFileSync(train, names.filter((n) => n.startsWith('1001') || n.startsWith('1002')).map(row).join(''));
-  writeFileSync(testCsv, names.filter((n) => n.startsWith('1003') && !n.includes('SAD')).map(row).join(''));
+  writeFileSync(
+    train,
+    names
+      .filter((n) => n.startsWith('1001') || n.startsWith('1002'))
+      .map(row)
+      .join(''),
+  );
+  writeFileSync(
+    testCsv,
+    names
+      .filter((n) => n.startsWith('1003') && !n.includes('SAD'))
+      .map(row)
+      .join(''),
+  );
   const out = join(root, 'out-missing-class');
-  const r = await cli('prepare', 'crema-d', '--src', fixture.src, '--out', out, '--train-csv', train, '--test-csv', testCsv);
+  const r = await cli(
+    'prepare',
+    'crema-d',
+    '--src',
+    fixture.src,
+    '--out',
+    out,
+    '--train-csv',
+    train,
+    '--test-csv',
+    testCsv,
+  );
   assert.is(r.code, 1);
   assert.match(r.err, "class 'SAD' has no clip in the test split");
   assert.not.ok(existsSync(out));
   // With every class in both CSVs, val is carved from train.csv (one per class here).
-  writeFileSync(testCsv, names.filter((n) => n.startsWith('1003')).map(row).join(''));
-  const ok = await cli('prepare', 'crema-d', '--src', fixture.src, '--out', out, '--train-csv', train, '--test-csv', testCsv, '--quiet');
+  writeFileSync(
+    testCsv,
+    names
+      .filter((n) => n.startsWith('1003'))
+      .map(row)
+      .join(''),
+  );
+  const ok = await cli(
+    'prepare',
+    'crema-d',
+    '--src',
+    fixture.src,
+    '--out',
+    out,
+    '--train-csv',
+    train,
+    '--test-csv',
+    testCsv,
+    '--quiet',
+  );
   assert.is(ok.code, 0, ok.err);
   const m = readManifest(out);
   assert.is(m.recipe.split, 'csv');

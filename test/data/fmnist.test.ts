@@ -31,7 +31,8 @@ function tinyDir(n: number, gz: boolean): string {
   const dir = mkdtempSync(join(tmpdir(), 'fmnist-'));
   const px = Uint8Array.from({ length: n * 784 }, (_, k) => (Math.floor(k / 784) + (k % 784)) % 256);
   const labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
-  const write = (name: string, bytes: Uint8Array) => writeFileSync(join(dir, gz ? `${name}.gz` : name), gz ? gzipSync(bytes) : bytes);
+  const write = (name: string, bytes: Uint8Array) =>
+    writeFileSync(join(dir, gz ? `${name}.gz` : name), gz ? gzipSync(bytes) : bytes);
   write(FASHION_MNIST_FILES.trainImages, idx([n, 28, 28], px));
   write(FASHION_MNIST_FILES.trainLabels, idx([n], labels));
   write(FASHION_MNIST_FILES.testImages, idx([n, 28, 28], px));
@@ -40,7 +41,10 @@ function tinyDir(n: number, gz: boolean): string {
 }
 
 test('the installed Fashion-MNIST: 60000/10000 items of 1×28×28 in [0, 1], 6000 (1000) per class', () => {
-  for (const [set, n] of [[fm.train, 60000], [fm.test, 10000]] as const) {
+  for (const [set, n] of [
+    [fm.train, 60000],
+    [fm.test, 10000],
+  ] as const) {
     assert.equal([set.n, set.c, set.h, set.w], [n, 1, 28, 28]);
     assert.is(set.images.length, n * 784);
     assert.is(set.labels.length, n);
@@ -111,7 +115,10 @@ test('split indices: val and train disjoint, sizes from valSize and trainLimit, 
   const seen = new Uint8Array(60000);
   for (const i of a.train) seen[i]!++;
   for (const i of a.val) seen[i]!++;
-  assert.ok(seen.every((c) => c === 1), 'train ∪ val is the training file, each item once');
+  assert.ok(
+    seen.every((c) => c === 1),
+    'train ∪ val is the training file, each item once',
+  );
   assert.equal(fashionSplitIndices(60000, 3, 5000).val, a.val);
   assert.not.equal(fashionSplitIndices(60000, 4, 5000).val, a.val);
   assert.is(fashionSplitIndices(60000, 3, 5000, 1234).train.length, 1234);
@@ -132,7 +139,10 @@ test('cg-fmnist: split sizes, items taken from the right source items, colour = 
   assert.equal([d.train.n, d.val.n, d.test.n], [300, 100, 10000]);
   assert.is(d.train.inputs.color!.length, 300 * 3 * 784);
   const idx = fashionSplitIndices(60000, 7, 100, 300);
-  for (const [split, ids] of [[d.train, idx.train], [d.val, idx.val]] as const) {
+  for (const [split, ids] of [
+    [d.train, idx.train],
+    [d.val, idx.val],
+  ] as const) {
     for (let i = 0; i < split.n; i += 37) {
       assert.ok(sameItem(split.inputs.gray!, i, fm.train.images, ids[i]!, 784), 'item comes from its source index');
       assert.is(split.labels.label![i], fm.train.labels[ids[i]!]);
@@ -145,13 +155,23 @@ test('cg-fmnist: split sizes, items taken from the right source items, colour = 
     const p = g.indexOf(Math.max(...g));
     for (let ch = 0; ch < 3; ch++) {
       const c = d.train.inputs.color![(3 * i + ch) * 784 + p]! / g[p]!;
-      for (let q = 0; q < 784; q += 11) assert.ok(Math.abs(d.train.inputs.color![(3 * i + ch) * 784 + q]! - c * g[q]!) < 1e-6);
+      for (let q = 0; q < 784; q += 11)
+        assert.ok(Math.abs(d.train.inputs.color![(3 * i + ch) * 784 + q]! - c * g[q]!) < 1e-6);
     }
   }
   const again = buildDataset('cg-fmnist', opts);
   assert.equal(again.val.inputs.color, d.val.inputs.color, 'deterministic for a seed');
-  assert.not.equal(buildDataset('cg-fmnist', { ...opts, seed: 8 }).val.labels.label, d.val.labels.label, 'another seed, another split');
-  assert.ok(d.description.includes('train 300') && d.description.includes('val 100') && d.description.includes('test 10000') && d.description.includes('seed 7'));
+  assert.not.equal(
+    buildDataset('cg-fmnist', { ...opts, seed: 8 }).val.labels.label,
+    d.val.labels.label,
+    'another seed, another split',
+  );
+  assert.ok(
+    d.description.includes('train 300') &&
+      d.description.includes('val 100') &&
+      d.description.includes('test 10000') &&
+      d.description.includes('seed 7'),
+  );
 });
 
 test('multi-fmnist: [1, 28, 56] pairs, two tasks, left half = a same-split item with the left label', () => {
@@ -163,7 +183,10 @@ test('multi-fmnist: [1, 28, 56] pairs, two tasks, left half = a same-split item 
   // Each val item's left half is one of the val source items (pairs never cross splits).
   const ids = fashionSplitIndices(60000, 2, 50, 80).val;
   for (let i = 0; i < 6; i++) {
-    const left = Float32Array.from({ length: 784 }, (_, k) => d.val.inputs.image![i * 1568 + Math.floor(k / 28) * 56 + (k % 28)]!);
+    const left = Float32Array.from(
+      { length: 784 },
+      (_, k) => d.val.inputs.image![i * 1568 + Math.floor(k / 28) * 56 + (k % 28)]!,
+    );
     const j = [...ids].findIndex((s) => sameItem(left, 0, fm.train.images, s, 784));
     assert.ok(j >= 0, `val item ${i}'s left half is a val item`);
     assert.is(d.val.labels.left![i], fm.train.labels[ids[j]!]);

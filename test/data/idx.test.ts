@@ -31,13 +31,19 @@ test('images (rank 3) and labels (rank 1), raw and gzipped', () => {
 
 test('truncated files and foreign data are refused, saying what is wrong', () => {
   const img = idx([2, 4, 4]);
-  assert.throws(() => parseIdx(img.subarray(0, img.length - 1), 'train-images'), /train-images: truncated: shape \[2, 4, 4\] needs 32 bytes of data, the file has 31/);
+  assert.throws(
+    () => parseIdx(img.subarray(0, img.length - 1), 'train-images'),
+    /train-images: truncated: shape \[2, 4, 4\] needs 32 bytes of data, the file has 31/,
+  );
   assert.throws(() => parseIdx(img.subarray(0, 9)), /header of rank 3 is truncated/);
   assert.throws(() => parseIdx(Uint8Array.of(0x50, 0x4b, 3, 4, 0, 0)), /not an IDX file/);
   const f32 = idx([2]);
   f32[2] = 0x0d;
   assert.throws(() => parseIdx(f32), /element type 0xd is not unsigned byte/);
-  assert.throws(() => parseIdx(new Uint8Array(gzipSync(img)).subarray(0, 20)), /unexpected end of file|incorrect header check|invalid/i);
+  assert.throws(
+    () => parseIdx(new Uint8Array(gzipSync(img)).subarray(0, 20)),
+    /unexpected end of file|incorrect header check|invalid/i,
+  );
 });
 
 test.run();

@@ -14,7 +14,10 @@ import { assertClose, randArray, throwsWith } from '../helpers.ts';
 const test = suite('loader');
 
 /** n items: modality x [2, 3] (item i's values i·10 + k, 6 per item) and task y = i. */
-function indexedSplit(n: number): { split: Split; dataset: { inputs: Record<string, number[]>; tasks: Record<string, number> } } {
+function indexedSplit(n: number): {
+  split: Split;
+  dataset: { inputs: Record<string, number[]>; tasks: Record<string, number> };
+} {
   const x = Float32Array.from({ length: n * 6 }, (_, k) => Math.floor(k / 6) * 10 + (k % 6));
   const y = Int32Array.from({ length: n }, (_, i) => i);
   return { split: { n, inputs: { x }, labels: { y } }, dataset: { inputs: { x: [2, 3] }, tasks: { y: n } } };
@@ -33,7 +36,8 @@ async function readEpoch(loader: Loader, epoch: number): Promise<{ ids: number[]
     const y = await b.labels.y!.toArray();
     const x = await b.inputs.x!.toArray();
     assert.ok(y instanceof Int32Array);
-    for (let i = 0; i < b.size; i++) for (let k = 0; k < 6; k++) assert.is(x[i * 6 + k], y[i]! * 10 + k, 'inputs travel with their label');
+    for (let i = 0; i < b.size; i++)
+      for (let k = 0; k < 6; k++) assert.is(x[i * 6 + k], y[i]! * 10 + k, 'inputs travel with their label');
     ids.push(...y);
     sizes.push(b.size);
     disposeBatch(b);
@@ -49,17 +53,32 @@ test('shuffled epochs: every item exactly once, epochs differ, (seed, epoch) rep
   const e0 = await readEpoch(loader, 0);
   const e1 = await readEpoch(loader, 1);
   assert.equal(e0.sizes, [5, 5, 5, 5, 3]);
-  for (const e of [e0, e1]) assert.equal([...e.ids].sort((a, b) => a - b), Array.from({ length: 23 }, (_, i) => i));
+  for (const e of [e0, e1])
+    assert.equal(
+      [...e.ids].sort((a, b) => a - b),
+      Array.from({ length: 23 }, (_, i) => i),
+    );
   assert.not.equal(e0.ids, e1.ids, 'another epoch, another order');
-  assert.not.equal(e0.ids, Array.from({ length: 23 }, (_, i) => i), 'shuffled');
+  assert.not.equal(
+    e0.ids,
+    Array.from({ length: 23 }, (_, i) => i),
+    'shuffled',
+  );
   // Epoch 1 from a fresh loader (as after a resume) without reading epoch 0 first: same order.
   const fresh = new Loader(split, dataset, { batchSize: 5, shuffle: true, seed: 11 });
   assert.equal((await readEpoch(fresh, 1)).ids, e1.ids);
   assert.equal([...fresh.order(1)], e1.ids);
-  assert.not.equal([...new Loader(split, dataset, { batchSize: 5, shuffle: true, seed: 12 }).order(1)], e1.ids, 'another seed');
+  assert.not.equal(
+    [...new Loader(split, dataset, { batchSize: 5, shuffle: true, seed: 12 }).order(1)],
+    e1.ids,
+    'another seed',
+  );
   // Without shuffling: the split's order.
   const plain = new Loader(split, dataset, { batchSize: 5, shuffle: false, seed: 11 });
-  assert.equal((await readEpoch(plain, 3)).ids, Array.from({ length: 23 }, (_, i) => i));
+  assert.equal(
+    (await readEpoch(plain, 3)).ids,
+    Array.from({ length: 23 }, (_, i) => i),
+  );
   assert.is(liveTensors.count, live, 'no tensor leaked');
 });
 
@@ -81,14 +100,51 @@ test('dropLast: floor(n / batch) full batches; a batch larger than the split wit
 test('bad batch sizes and mismatched splits are refused, naming the split size or the mismatch', () => {
   const live = liveTensors.count;
   const { split, dataset } = indexedSplit(10);
-  for (const bs of [0, -2, 2.5, Number.NaN]) throwsWith(() => new Loader(split, dataset, { batchSize: bs, shuffle: true, seed: 0 }), `batch size ${bs}`, 'split size (10)');
-  throwsWith(() => new Loader(split, dataset, { batchSize: 11, shuffle: true, seed: 0, dropLast: true }), 'batch size 11', 'larger than the split (10 items)');
-  throwsWith(() => new Loader(split, { inputs: { z: [6] }, tasks: { y: 10 } }, { batchSize: 2, shuffle: false, seed: 0 }), "no modality 'z'", 'x');
-  throwsWith(() => new Loader(split, { inputs: { x: [7] }, tasks: { y: 10 } }, { batchSize: 2, shuffle: false, seed: 0 }), "modality 'x' holds 60 values");
-  throwsWith(() => new Loader(split, { inputs: { x: [2, 3] }, tasks: { w: 10 } }, { batchSize: 2, shuffle: false, seed: 0 }), "task 'w'");
-  throwsWith(() => new Loader(split, dataset, { batchSize: 2, shuffle: false, seed: 0, normalize: { q: { mean: [0], std: [1] } } }), "modality 'q'", 'x');
-  throwsWith(() => new Loader(split, dataset, { batchSize: 2, shuffle: false, seed: 0, normalize: { x: { mean: [0], std: [1] } } }), '2 channels');
-  throwsWith(() => new Loader(split, dataset, { batchSize: 2, shuffle: false, seed: 0, normalize: { x: { mean: [0, 0], std: [1, 0] } } }), 'positive');
+  for (const bs of [0, -2, 2.5, Number.NaN])
+    throwsWith(
+      () => new Loader(split, dataset, { batchSize: bs, shuffle: true, seed: 0 }),
+      `batch size ${bs}`,
+      'split size (10)',
+    );
+  throwsWith(
+    () => new Loader(split, dataset, { batchSize: 11, shuffle: true, seed: 0, dropLast: true }),
+    'batch size 11',
+    'larger than the split (10 items)',
+  );
+  throwsWith(
+    () => new Loader(split, { inputs: { z: [6] }, tasks: { y: 10 } }, { batchSize: 2, shuffle: false, seed: 0 }),
+    "no modality 'z'",
+    'x',
+  );
+  throwsWith(
+    () => new Loader(split, { inputs: { x: [7] }, tasks: { y: 10 } }, { batchSize: 2, shuffle: false, seed: 0 }),
+    "modality 'x' holds 60 values",
+  );
+  throwsWith(
+    () => new Loader(split, { inputs: { x: [2, 3] }, tasks: { w: 10 } }, { batchSize: 2, shuffle: false, seed: 0 }),
+    "task 'w'",
+  );
+  throwsWith(
+    () =>
+      new Loader(split, dataset, { batchSize: 2, shuffle: false, seed: 0, normalize: { q: { mean: [0], std: [1] } } }),
+    "modality 'q'",
+    'x',
+  );
+  throwsWith(
+    () =>
+      new Loader(split, dataset, { batchSize: 2, shuffle: false, seed: 0, normalize: { x: { mean: [0], std: [1] } } }),
+    '2 channels',
+  );
+  throwsWith(
+    () =>
+      new Loader(split, dataset, {
+        batchSize: 2,
+        shuffle: false,
+        seed: 0,
+        normalize: { x: { mean: [0, 0], std: [1, 0] } },
+      }),
+    'positive',
+  );
   const loader = new Loader(split, dataset, { batchSize: 2, shuffle: true, seed: 0 });
   throwsWith(() => loader.order(-1), 'epoch -1');
   assert.is(liveTensors.count, live);
@@ -110,9 +166,25 @@ test('normalisation: per-channel stats and (x − mean)/std against float64 host
     return { mean, std: Math.sqrt(vals.reduce((a, b) => a + (b - mean) ** 2, 0) / vals.length) };
   });
   // Both float64 sums over the same float32 data: equal up to summation order (~1e-15 relative).
-  assertClose(stats.m!.mean, ref.map((r) => r.mean), 1e-12, 0, 'mean');
-  assertClose(stats.m!.std, ref.map((r) => r.std), 1e-12, 0, 'std');
-  const loader = new Loader(split, { inputs: shapes, tasks: { t: 3 } }, { batchSize: 4, shuffle: true, seed: 3, normalize: stats });
+  assertClose(
+    stats.m!.mean,
+    ref.map((r) => r.mean),
+    1e-12,
+    0,
+    'mean',
+  );
+  assertClose(
+    stats.m!.std,
+    ref.map((r) => r.std),
+    1e-12,
+    0,
+    'std',
+  );
+  const loader = new Loader(
+    split,
+    { inputs: shapes, tasks: { t: 3 } },
+    { batchSize: 4, shuffle: true, seed: 3, normalize: stats },
+  );
   const order = loader.order(0);
   const got: number[] = [];
   const labels: number[] = [];
@@ -122,10 +194,15 @@ test('normalisation: per-channel stats and (x − mean)/std against float64 host
     disposeBatch(b);
   }
   const want: number[] = [];
-  for (const i of order) for (let k = 0; k < 12; k++) want.push((x[i * 12 + k]! - ref[Math.floor(k / 6)]!.mean) / ref[Math.floor(k / 6)]!.std);
+  for (const i of order)
+    for (let k = 0; k < 12; k++)
+      want.push((x[i * 12 + k]! - ref[Math.floor(k / 6)]!.mean) / ref[Math.floor(k / 6)]!.std);
   // float32 arithmetic on values of magnitude <= ~3: a few ulps (u = 6e-8) of the result, atol for values near 0.
   assertClose(got, want, 1e-6, 1e-6, 'normalised batch');
-  assert.equal(labels, [...order].map((i) => i % 3));
+  assert.equal(
+    labels,
+    [...order].map((i) => i % 3),
+  );
   // Constant channel: std 1, normalised to zeros (no division by zero).
   const flat: Split = { n: 2, inputs: { c: new Float32Array(16).fill(0.5) }, labels: {} };
   assert.equal(normalizationStats(flat, { c: [1, 8] }), { c: { mean: [0.5], std: [1] } });
@@ -150,13 +227,28 @@ test('consecutive batches keep their own contents when read back after both were
 
 test('deriveSeed: deterministic, sensitive to every part', () => {
   assert.is(deriveSeed(1, 'epoch', 2), deriveSeed(1, 'epoch', 2));
-  const seeds = new Set([deriveSeed(1, 'epoch', 2), deriveSeed(1, 'epoch', 3), deriveSeed(2, 'epoch', 2), deriveSeed(1, 'epocg', 2), deriveSeed(1, 'ab', 'c'), deriveSeed(1, 'a', 'bc'), deriveSeed(2 ** 32 + 1)]);
+  const seeds = new Set([
+    deriveSeed(1, 'epoch', 2),
+    deriveSeed(1, 'epoch', 3),
+    deriveSeed(2, 'epoch', 2),
+    deriveSeed(1, 'epocg', 2),
+    deriveSeed(1, 'ab', 'c'),
+    deriveSeed(1, 'a', 'bc'),
+    deriveSeed(2 ** 32 + 1),
+  ]);
   assert.is(seeds.size, 7);
   assert.ok(deriveSeed(2 ** 32 + 1) !== deriveSeed(1), 'high bits count');
 });
 
 /** Nearest-class-mean accuracy: means from (xa, ya), evaluated on (xb, yb); d floats per item. */
-function nearestMeanAccuracy(xa: Float32Array, ya: Int32Array, xb: Float32Array, yb: Int32Array, d: number, classes: number): number {
+function nearestMeanAccuracy(
+  xa: Float32Array,
+  ya: Int32Array,
+  xb: Float32Array,
+  yb: Int32Array,
+  d: number,
+  classes: number,
+): number {
   const mu = new Float64Array(classes * d);
   const count = new Float64Array(classes);
   for (let i = 0; i < ya.length; i++) {
@@ -196,7 +288,9 @@ test('synthetic AV: shapes, balanced labels, deterministic, audio clearly strong
   // No signal: chance level; strong visual signal: visual wins.
   const noise = syntheticAV({ n: 400, seed: 3, audioStrength: 0, visualStrength: 0 });
   const noiseTrain = syntheticAV({ n: 200, seed: 4, audioStrength: 0, visualStrength: 0 });
-  assert.ok(Math.abs(nearestMeanAccuracy(noiseTrain.audio, noiseTrain.labels, noise.audio, noise.labels, 256, 4) - 0.25) < 0.11);
+  assert.ok(
+    Math.abs(nearestMeanAccuracy(noiseTrain.audio, noiseTrain.labels, noise.audio, noise.labels, 256, 4) - 0.25) < 0.11,
+  );
   const vTrain = syntheticAV({ n: 200, seed: 5, visualStrength: 2 });
   const vTest = syntheticAV({ n: 200, seed: 6, visualStrength: 2 });
   assert.ok(nearestMeanAccuracy(vTrain.visual, vTrain.labels, vTest.visual, vTest.labels, 768, 4) > 0.95);
@@ -225,7 +319,11 @@ test('synthetic-av data set: sizes, independent splits, a Loader over it; unknow
     disposeBatch(b);
   }
   assert.is(total, 256);
-  throwsWith(() => buildDataset('cifar' as 'cg-fmnist', { seed: 0, dataDir: '' }), "unknown dataset 'cifar'", 'cg-fmnist, multi-fmnist, synthetic-av');
+  throwsWith(
+    () => buildDataset('cifar' as 'cg-fmnist', { seed: 0, dataDir: '' }),
+    "unknown dataset 'cifar'",
+    'cg-fmnist, multi-fmnist, synthetic-av',
+  );
   assert.is(liveTensors.count, live);
 });
 

@@ -5,7 +5,18 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { device } from '../helpers.ts';
-import { Device, DeviceLostError, MultimodalStep, SGD, add, getDevice, setDevice, tensor, tidy, type Tensor } from '../../engine/index.ts';
+import {
+  Device,
+  DeviceLostError,
+  MultimodalStep,
+  SGD,
+  add,
+  getDevice,
+  setDevice,
+  tensor,
+  tidy,
+  type Tensor,
+} from '../../engine/index.ts';
 import { LateFusion } from '../fixtures/late-fusion.ts';
 
 const test = suite('device lost');
@@ -22,7 +33,8 @@ async function rejectsLost(p: Promise<unknown>, op: string, ...fragments: string
   }
   assert.unreachable(`${op}: expected a DeviceLostError`);
 }
-const throwsLost = (fn: () => unknown, op: string, ...fragments: string[]) => rejectsLost((async () => fn())(), op, ...fragments);
+const throwsLost = (fn: () => unknown, op: string, ...fragments: string[]) =>
+  rejectsLost((async () => fn())(), op, ...fragments);
 
 /** Builds objects on `dev` (modules take the current device), then restores the suite's device. */
 function on<T>(dev: Device, fn: () => T): T {
@@ -39,7 +51,15 @@ test('device.destroy() in the middle of a training step: the step, the pending r
   const { m, opt, step } = on(dev, () => {
     const m = new LateFusion(4, 3, 1);
     const opt = new SGD(m.parameters(), { lr: 0.1 });
-    return { m, opt, step: new MultimodalStep({ method: 'mmpareto', encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() }, optimizer: opt }) };
+    return {
+      m,
+      opt,
+      step: new MultimodalStep({
+        method: 'mmpareto',
+        encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
+        optimizer: opt,
+      }),
+    };
   });
   const a = tensor(new Float32Array(3 * 64).fill(0.5), [3, 1, 8, 8], { device: dev });
   const v = tensor(new Float32Array(3 * 108).fill(-0.25), [3, 3, 6, 6], { device: dev });
@@ -63,7 +83,7 @@ test('device.destroy() in the middle of a training step: the step, the pending r
   assert.is(getDevice(), device);
 });
 
-test('lost underneath the engine (GPUDevice.destroy(), as a driver reset): Dawn\'s reason is passed on', async () => {
+test("lost underneath the engine (GPUDevice.destroy(), as a driver reset): Dawn's reason is passed on", async () => {
   const dev = await Device.create();
   const x = tensor([1, 2, 3], [3], { device: dev });
   const s = tensor([4], [1], { device: dev });

@@ -28,7 +28,13 @@ test('fromGPUDevice wraps an app-owned device and checks its limits', async () =
   assert.equal([...(await y.toArray())], [4, 6]);
   for (const t of [a, b, y]) t.dispose();
   wrapped.destroy();
-  const tiny = { limits: { ...Object.fromEntries(Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(device.gpu.limits))).map(([k]) => [k, 0])) } } as unknown as GPUDevice;
+  const tiny = {
+    limits: {
+      ...Object.fromEntries(
+        Object.entries(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(device.gpu.limits))).map(([k]) => [k, 0]),
+      ),
+    },
+  } as unknown as GPUDevice;
   try {
     await Device.fromGPUDevice(tiny);
     assert.unreachable('expected an error');
@@ -94,7 +100,9 @@ test('a validation error surfaces at the next sync and names the op', async () =
   const small = device.gpu.createBuffer({ size: 4, usage: STORAGE });
   const x = zeros([4]);
   device.dispatch({
-    kernel: sgdKernel, op: 'tooSmallBinding', variant: { guarded: false },
+    kernel: sgdKernel,
+    op: 'tooSmallBinding',
+    variant: { guarded: false },
     params: { n: 1, nesterov: 0, lr: 0.1, momentum: 0, wd: 0 },
     bindings: { p: small, m: x.rawBuffer, grad: x.rawBuffer },
   });
@@ -109,7 +117,7 @@ test('a validation error surfaces at the next sync and names the op', async () =
   await device.sync();
 });
 
-test('a dispatch without one of its kernel\'s bindings is refused at once, naming the binding', async () => {
+test("a dispatch without one of its kernel's bindings is refused at once, naming the binding", async () => {
   const x = tensor([1, 2], [2]);
   const d0 = device.batcher.stats.dispatches;
   const params = { n: 2, nan: 0, s: 0 };

@@ -12,7 +12,12 @@ test('a device without timestamp-query: a clear error', () => {
 });
 
 test('Device.create({ timestamps: true }) on an adapter without the feature: a clear error', async () => {
-  const adapter = { limits: device.gpu.limits, features: new Set<string>(), info: {}, requestDevice: async () => device.gpu };
+  const adapter = {
+    limits: device.gpu.limits,
+    features: new Set<string>(),
+    info: {},
+    requestDevice: async () => device.gpu,
+  };
   const gpu = { requestAdapter: async () => adapter } as unknown as GPU;
   try {
     await Device.create({ gpu, timestamps: true });
@@ -51,7 +56,10 @@ test('one timing per dispatch, in order, across submits; results unchanged', asy
     assert.equal([...values], [1, 1, 1, 1, 1]);
     const times = await timer.read();
     assert.is(times.length, ops.length);
-    assert.equal(times.map((t) => t.op), ops);
+    assert.equal(
+      times.map((t) => t.op),
+      ops,
+    );
     for (const t of times) assert.ok(Number.isFinite(t.ms) && t.ms >= 0, `${t.op}: ${t.ms} ms`);
     assert.equal(await timer.read(), [], 'read() starts afresh');
 

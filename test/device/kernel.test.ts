@@ -78,8 +78,14 @@ test('a declaration whose params exceed the 256-byte uniform slot is refused', (
   const params = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`d${i}`, 'dims8' as const]));
   const declare = () =>
     kernel({
-      name: 'tooBig', variant: {}, params, bindings: {}, workgroupSize: 1, builtins: {},
-      main: () => '', grid: () => [1],
+      name: 'tooBig',
+      variant: {},
+      params,
+      bindings: {},
+      workgroupSize: 1,
+      builtins: {},
+      main: () => '',
+      grid: () => [1],
     });
   throwsWith(declare, 'tooBig', '288 bytes');
 });

@@ -6,7 +6,23 @@ import * as assert from 'uvu/assert';
 import { create } from 'webgpu';
 import { device } from '../helpers.ts';
 import { dawnGPU } from '../../train/node.ts';
-import { Device, EngineError, MultimodalStep, SGD, Tensor, liveTensors, matmul, releaseGraph, scaledDotProductAttention, setDefaultGPU, setDevice, sum, tensor, tidy, type Tensor as T } from '../../engine/index.ts';
+import {
+  Device,
+  EngineError,
+  MultimodalStep,
+  SGD,
+  Tensor,
+  liveTensors,
+  matmul,
+  releaseGraph,
+  scaledDotProductAttention,
+  setDefaultGPU,
+  setDevice,
+  sum,
+  tensor,
+  tidy,
+  type Tensor as T,
+} from '../../engine/index.ts';
 import { unaryKernel } from '../../shaders/elementwise.ts';
 import { LateFusion } from '../fixtures/late-fusion.ts';
 
@@ -85,14 +101,21 @@ function on<M>(dev: Device, build: () => M): M {
 }
 
 /** Three MMPareto steps of the tests' two-encoder model; `between(step, headWeight)` runs after each. */
-async function train(dev: Device, between: (step: number, headWeight: T) => Promise<void> | void): Promise<Float32Array[]> {
+async function train(
+  dev: Device,
+  between: (step: number, headWeight: T) => Promise<void> | void,
+): Promise<Float32Array[]> {
   const m = on(dev, () => new LateFusion(4, 3, 21));
   const g = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 1.3));
   const a = tensor(g(3 * 64, 1), [3, 1, 8, 8], { device: dev });
   const v = tensor(g(3 * 3 * 36, 2), [3, 3, 6, 6], { device: dev });
   const y = tensor(Int32Array.of(0, 2, 1), [3], { dtype: 'int32', device: dev });
   const opt = new SGD(m.parameters(), { lr: 0.1, momentum: 0.9 });
-  const step = new MultimodalStep({ method: 'mmpareto', encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() }, optimizer: opt });
+  const step = new MultimodalStep({
+    method: 'mmpareto',
+    encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
+    optimizer: opt,
+  });
   for (let s = 0; s < 3; s++) {
     const losses = tidy(() => m.losses(a, v, y));
     step.step(losses);
@@ -125,8 +148,13 @@ test("the app's compute pass between engine training steps: the app's and the en
     expected.push(Float64Array.from(input, (x, i) => 2 * x + host[i]!));
   });
   // The app's results: 2·a + w of each step, exact in float32 (one multiply by 2, one add).
-  appResults.forEach((r, s) => assert.equal([...r], [...Float32Array.from(expected[s]!)], `app result after step ${s}`));
-  assert.ok(appResults[0]!.some((x, i) => x !== appResults[2]![i]), 'the weight changed between steps');
+  appResults.forEach((r, s) =>
+    assert.equal([...r], [...Float32Array.from(expected[s]!)], `app result after step ${s}`),
+  );
+  assert.ok(
+    appResults[0]!.some((x, i) => x !== appResults[2]![i]),
+    'the weight changed between steps',
+  );
   // The engine's results: bit-identical to the same training on an engine-owned device (same
   // adapter, same kernels, deterministic), where no app work ran in between.
   const alone = await train(device, () => undefined);
@@ -171,8 +199,11 @@ test("error scopes: the app's stack is left as found, the app's errors reach the
   // to the app's listener.
   const notStorage = appDevice.createBuffer({ label: 'not storage', size: 16, usage: U.COPY_DST | U.MAP_READ });
   engine.dispatch({
-    kernel: unaryKernel, op: 'missingBinding', variant: { code: 'exp' },
-    params: { n: 3, nan: 0, s: 0 }, bindings: { xs: x.rawBuffer, ys: notStorage },
+    kernel: unaryKernel,
+    op: 'missingBinding',
+    variant: { code: 'exp' },
+    params: { n: 3, nan: 0, s: 0 },
+    bindings: { xs: x.rawBuffer, ys: notStorage },
   });
   try {
     await engine.sync();
@@ -197,7 +228,10 @@ test("destroy() frees the engine's buffers and leaves the app's device alive", a
   await engine.sync();
   engine.destroy();
   assert.is(engine.pool.stats.bytesAllocated, 0);
-  const lost = await Promise.race([appDevice.lost.then(() => 'lost'), appDevice.queue.onSubmittedWorkDone().then(() => 'alive')]);
+  const lost = await Promise.race([
+    appDevice.lost.then(() => 'lost'),
+    appDevice.queue.onSubmittedWorkDone().then(() => 'alive'),
+  ]);
   assert.is(lost, 'alive');
   const a = appBuffer(Float32Array.of(1, 2), U.STORAGE);
   const b = appBuffer(Float32Array.of(10, 20), U.STORAGE);
@@ -232,21 +266,33 @@ test("Tensor.fromGPUBuffer: the app's buffer without a copy, never pooled or des
   const y = matmul(w, x); // [[1·1+2·(−1)+3·1, 1·0+2·2+3·0], [4−5+6, 0+10+0]] = [[2, 4], [5, 10]]
   assert.equal([...(await y.toArray())], [2, 4, 5, 10]);
   // As a parameter: SGD updates the app's buffer in place; the app sees it with its own readback.
-  const loss = tidy(() => matmul(tensor([[1, 1]], undefined, { device: engine }), matmul(y, tensor([[1], [1]], undefined, { device: engine }))));
+  const loss = tidy(() =>
+    matmul(
+      tensor([[1, 1]], undefined, { device: engine }),
+      matmul(y, tensor([[1], [1]], undefined, { device: engine })),
+    ),
+  );
   loss.backward();
   const opt = new SGD([w], { lr: 0.5 });
   opt.step();
   // ∂(Σ_ij (w x)_ij)/∂w_ik = Σ_j x_kj, the row sums of x: [1, 1, 1]; so every w_ik drops by 0.5.
   const updated = Float32Array.from(data, (v) => v - 0.5);
   engine.flush();
-  assert.equal([...(await appRead(buf, 28))], [...updated, 99], "the app's buffer holds the update; bytes 24 on untouched");
+  assert.equal(
+    [...(await appRead(buf, 28))],
+    [...updated, 99],
+    "the app's buffer holds the update; bytes 24 on untouched",
+  );
   opt.dispose();
   for (const t of [x, y, loss]) t.dispose();
   // dispose() only forgets the buffer: it is not pooled (later tensors never get it) nor destroyed.
   w.dispose();
   await engine.sync();
   const later = Array.from({ length: 4 }, () => tensor([0, 0, 0, 0, 0, 0], [2, 3], { device: engine }));
-  assert.ok(later.every((t) => t.rawBuffer !== buf), 'never handed out by the pool');
+  assert.ok(
+    later.every((t) => t.rawBuffer !== buf),
+    'never handed out by the pool',
+  );
   for (const t of later) t.dispose();
   engine.destroy();
   assert.equal([...(await appRead(buf, 28))], [...updated, 99], 'still alive after Device.destroy()');
@@ -269,8 +315,15 @@ test('Tensor.fromGPUBuffer refuses a buffer too small or without STORAGE, before
       for (const f of fragments) assert.ok((e as Error).message.includes(f), `"${(e as Error).message}" lacks "${f}"`);
     }
   };
-  refuse(() => Tensor.fromGPUBuffer(small, [2, 3], { device: engine }), "buffer 'small' has 16 bytes", 'shape [2, 3] of float32 needs 24');
-  refuse(() => Tensor.fromGPUBuffer(uniform, [4], { device: engine }), "buffer 'uniforms' lacks GPUBufferUsage.STORAGE");
+  refuse(
+    () => Tensor.fromGPUBuffer(small, [2, 3], { device: engine }),
+    "buffer 'small' has 16 bytes",
+    'shape [2, 3] of float32 needs 24',
+  );
+  refuse(
+    () => Tensor.fromGPUBuffer(uniform, [4], { device: engine }),
+    "buffer 'uniforms' lacks GPUBufferUsage.STORAGE",
+  );
   refuse(() => Tensor.fromGPUBuffer(small, [2, -1], { device: engine }), 'invalid shape');
   assert.is(liveTensors.count, tensors, 'no tensor made');
   assert.is(engine.batcher.stats.dispatches, dispatches, 'nothing dispatched');
@@ -292,7 +345,12 @@ test("a kernel binding more storage buffers than the app's device allows is refu
   // The app's device has the default 8 storage buffers per stage; attention's backward binds 9.
   assert.is(appDevice.limits.maxStorageBuffersPerShaderStage, 8);
   const engine = await Device.fromGPUDevice(appDevice);
-  const r = (shape: number[], seed: number) => tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(seed + i)), shape, { device: engine, requiresGrad: true });
+  const r = (shape: number[], seed: number) =>
+    tensor(
+      Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(seed + i)),
+      shape,
+      { device: engine, requiresGrad: true },
+    );
   const [q, k, v] = [r([1, 2, 3, 4], 1), r([1, 2, 3, 4], 2), r([1, 2, 3, 4], 3)];
   const y = scaledDotProductAttention(q, k, v); // the forward binds 5: fine
   const loss = sum(y);
@@ -301,7 +359,10 @@ test("a kernel binding more storage buffers than the app's device allows is refu
     assert.unreachable('expected an error');
   } catch (e) {
     assert.instance(e, EngineError);
-    assert.match((e as Error).message, /attentionGradQuery: its kernel binds (9|10) storage buffers, above this device's maxStorageBuffersPerShaderStage \(8\)/);
+    assert.match(
+      (e as Error).message,
+      /attentionGradQuery: its kernel binds (9|10) storage buffers, above this device's maxStorageBuffersPerShaderStage \(8\)/,
+    );
     assert.match((e as Error).message, /requiredLimits: \{ maxStorageBuffersPerShaderStage: (9|10) \}/);
   }
   await engine.sync(); // no validation error followed: nothing invalid reached the device

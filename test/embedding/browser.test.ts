@@ -38,7 +38,10 @@ test.before(async () => {
   mkdirSync(parity);
   await buildExample(dist);
   await buildExample(parity, [join(import.meta.dirname, 'browser', 'parity.ts')]);
-  writeFileSync(join(parity, 'index.html'), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./parity.js"></script>');
+  writeFileSync(
+    join(parity, 'index.html'),
+    '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./parity.js"></script>',
+  );
   server = await serveStatic({ '/': EXAMPLE_DIR, '/dist/': dist, '/parity/': parity });
   browser = await launchChromium();
 });
@@ -62,7 +65,8 @@ async function open(path: string, initScript?: string): Promise<{ page: Page; pr
   return { page, problems };
 }
 
-const exampleState = (page: Page) => page.evaluate(() => (globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample);
+const exampleState = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 let examplePage: { page: Page; problems: string[] };
@@ -70,30 +74,50 @@ let examplePage: { page: Page; problems: string[] };
 test('the example page runs gradcheck of conv2d, attention and cross-entropy in the browser: all pass', async () => {
   examplePage = await open('/');
   const { page } = examplePage;
-  await page.waitForFunction(() => {
-    const s = (globalThis as unknown as { mmparetoExample?: ExampleState }).mmparetoExample;
-    return s && (s.ready || s.errors.length > 0);
-  }, null, { timeout: 120_000 });
+  await page.waitForFunction(
+    () => {
+      const s = (globalThis as unknown as { mmparetoExample?: ExampleState }).mmparetoExample;
+      return s && (s.ready || s.errors.length > 0);
+    },
+    null,
+    { timeout: 120_000 },
+  );
   const s = await exampleState(page);
   assert.equal(s.errors, []);
   assert.match(s.adapter, /swiftshader|google/i, `adapter '${s.adapter}'`);
-  assert.equal(s.gradcheck.map((r) => r.name.split(' ')[0]), ['conv2d', 'attention', 'cross-entropy']);
-  for (const r of s.gradcheck) assert.ok(r.ok && r.maxAbsErr <= r.tolerance, `${r.name}: ${r.error ?? `${r.maxAbsErr} > ${r.tolerance}`}`);
+  assert.equal(
+    s.gradcheck.map((r) => r.name.split(' ')[0]),
+    ['conv2d', 'attention', 'cross-entropy'],
+  );
+  for (const r of s.gradcheck)
+    assert.ok(r.ok && r.maxAbsErr <= r.tolerance, `${r.name}: ${r.error ?? `${r.maxAbsErr} > ${r.tolerance}`}`);
   assert.is(await page.locator('#gradcheck-rows td.pass').count(), 3, 'three rows say pass');
 });
 
 test('the example page trains with MMPareto in a worker: the loss falls, curves and steps/s show, no console error', async () => {
   const { page, problems } = examplePage;
   await page.click('#start');
-  await page.waitForFunction(() => {
-    const s = (globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample;
-    return s.records.length >= 60 || s.errors.length > 0;
-  }, null, { timeout: 180_000 });
+  await page.waitForFunction(
+    () => {
+      const s = (globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample;
+      return s.records.length >= 60 || s.errors.length > 0;
+    },
+    null,
+    { timeout: 180_000 },
+  );
   await page.click('#stop');
-  await page.waitForFunction(() => !(globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample.running, null, { timeout: 60_000 });
+  await page.waitForFunction(
+    () => !(globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample.running,
+    null,
+    { timeout: 60_000 },
+  );
   const s = await exampleState(page);
   assert.equal(s.errors, []);
-  assert.equal(s.records.map((r) => r.step), [...s.records.keys()], 'every step reported once, in order');
+  assert.equal(
+    s.records.map((r) => r.step),
+    [...s.records.keys()],
+    'every step reported once, in order',
+  );
   // The first steps sit near ln 4 = 1.386 (4 balanced classes); 60 steps of MMPareto on the
   // strong audio modality must bring the multimodal loss well below that.
   const first = mean(s.records.slice(0, 5).map((r) => r.losses.mm));
@@ -110,7 +134,9 @@ test('the example page trains with MMPareto in a worker: the loss falls, curves 
   assert.match((await page.locator('#status').textContent()) ?? '', /Stopped after \d+ steps/);
   const shot = join(tmp, 'example.png');
   await page.screenshot({ path: shot, fullPage: true });
-  console.log(`    screenshot: ${shot} (${s.records.length} steps, ${s.stepsPerSecond.toFixed(1)} steps/s, loss ${first.toFixed(3)} → ${last.toFixed(3)})`);
+  console.log(
+    `    screenshot: ${shot} (${s.records.length} steps, ${s.stepsPerSecond.toFixed(1)} steps/s, loss ${first.toFixed(3)} → ${last.toFixed(3)})`,
+  );
   assert.equal(problems, [], 'no console error');
   await page.close();
 });
@@ -119,7 +145,9 @@ test('parity: first-step losses and per-loss gradient norms in Chromium (SwiftSh
   const { page, problems } = await open('/parity/');
   await page.waitForFunction(() => 'runParity' in globalThis, null, { timeout: 30_000 });
   type Diag = { adapter: string; losses: Record<string, number>; gradNorms: Record<string, number> };
-  const web = (await page.evaluate(() => (globalThis as unknown as { runParity(): Promise<unknown> }).runParity())) as Diag;
+  const web = (await page.evaluate(() =>
+    (globalThis as unknown as { runParity(): Promise<unknown> }).runParity(),
+  )) as Diag;
   const training = new ExampleTraining(device);
   const node = await training.firstStepDiagnostics();
   training.dispose();
@@ -134,14 +162,22 @@ test('parity: first-step losses and per-loss gradient norms in Chromium (SwiftSh
   const rtol = 2e-4;
   let worst = 0;
   for (const n of LOSSES) {
-    for (const [what, a, b] of [['loss', web.losses[n]!, node.losses[n]], ['|grad|', web.gradNorms[n]!, node.gradNorms[n]]] as const) {
+    for (const [what, a, b] of [
+      ['loss', web.losses[n]!, node.losses[n]],
+      ['|grad|', web.gradNorms[n]!, node.gradNorms[n]],
+    ] as const) {
       const rel = Math.abs(a - b) / Math.abs(b);
       worst = Math.max(worst, rel);
       assert.ok(Number.isFinite(a) && b > 0, `${n} ${what}: ${a} vs ${b}`);
-      assert.ok(rel <= rtol, `${n} ${what}: Chromium ${a} vs Node ${b}, relative difference ${rel.toExponential(2)} > ${rtol}`);
+      assert.ok(
+        rel <= rtol,
+        `${n} ${what}: Chromium ${a} vs Node ${b}, relative difference ${rel.toExponential(2)} > ${rtol}`,
+      );
     }
   }
-  console.log(`    parity (${web.adapter} vs ${device.adapterName.split(' ').slice(0, 3).join(' ')}): worst relative difference ${worst.toExponential(2)}`);
+  console.log(
+    `    parity (${web.adapter} vs ${device.adapterName.split(' ').slice(0, 3).join(' ')}): worst relative difference ${worst.toExponential(2)}`,
+  );
   assert.equal(problems, []);
   await page.close();
 });
@@ -149,14 +185,19 @@ test('parity: first-step losses and per-loss gradient norms in Chromium (SwiftSh
 test('in Chromium too, Device.fromGPUDevice refuses a destroyed device with a clear error', async () => {
   const { page, problems } = await open('/parity/');
   await page.waitForFunction(() => 'fromLostDevice' in globalThis, null, { timeout: 30_000 });
-  const message = await page.evaluate(() => (globalThis as unknown as { fromLostDevice(): Promise<string> }).fromLostDevice());
+  const message = await page.evaluate(() =>
+    (globalThis as unknown as { fromLostDevice(): Promise<string> }).fromLostDevice(),
+  );
   assert.match(message, /Device\.fromGPUDevice: the GPUDevice is lost \(reason 'destroyed'/);
   assert.equal(problems, []);
   await page.close();
 });
 
 test('without WebGPU the example page says what is missing and how to get it', async () => {
-  const { page, problems } = await open('/', "Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });");
+  const { page, problems } = await open(
+    '/',
+    "Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined });",
+  );
   await page.waitForSelector('#no-webgpu:not([hidden])', { timeout: 30_000 });
   const text = (await page.locator('#no-webgpu').textContent()) ?? '';
   assert.match(text, /navigator\.gpu/);

@@ -6,7 +6,15 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { incompleteBeta, logGamma, mean, pairedComparison, sampleStd, tCdf, tQuantile } from '../../experiments/stats.ts';
+import {
+  incompleteBeta,
+  logGamma,
+  mean,
+  pairedComparison,
+  sampleStd,
+  tCdf,
+  tQuantile,
+} from '../../experiments/stats.ts';
 import { SWEEP_BUDGET, budgetLabel, summaryPath, type Budget } from '../../experiments/plan.ts';
 import { writeSummary, SUMMARY_VERSION, type RunSummary } from '../../experiments/summary.ts';
 import { collectAndRender, writeResults } from '../../experiments/summarize.ts';
@@ -16,7 +24,8 @@ import { standaloneSvg } from '../../experiments/figures.ts';
 const test = suite('summarize');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-summarize-'));
 
-const close = (a: number, e: number, tol: number, what: string) => assert.ok(Math.abs(a - e) <= tol, `${what}: ${a} vs ${e} (tol ${tol})`);
+const close = (a: number, e: number, tol: number, what: string) =>
+  assert.ok(Math.abs(a - e) <= tol, `${what}: ${a} vs ${e} (tol ${tol})`);
 
 test('Student t CDF: closed forms for 1 and 2 degrees of freedom, SciPy values otherwise', () => {
   // df = 1 (Cauchy): 1/2 + atan(t)/π; df = 2: 1/2 + t / (2√(2 + t²)). Both exact in float64 to ~1e-16;
@@ -26,7 +35,13 @@ test('Student t CDF: closed forms for 1 and 2 degrees of freedom, SciPy values o
     close(tCdf(t, 2), 0.5 + t / (2 * Math.sqrt(2 + t * t)), 1e-13, `df 2, t ${t}`);
   }
   // scipy.stats.t.cdf (SciPy 1.17), printed to 16 digits.
-  const scipy: [number, number, number][] = [[2.0, 5, 0.9490302605850708], [-1.5, 3, 0.11529193262241147], [0.7, 1, 0.6944001122142147], [3.2, 30, 0.9983806991440234], [1.0, 2.5, 0.7979694863608632]];
+  const scipy: [number, number, number][] = [
+    [2.0, 5, 0.9490302605850708],
+    [-1.5, 3, 0.11529193262241147],
+    [0.7, 1, 0.6944001122142147],
+    [3.2, 30, 0.9983806991440234],
+    [1.0, 2.5, 0.7979694863608632],
+  ];
   for (const [t, df, p] of scipy) close(tCdf(t, df), p, 1e-13, `t ${t}, df ${df}`);
   assert.is(tCdf(Infinity, 4), 1);
   assert.is(tCdf(-Infinity, 4), 0);
@@ -38,7 +53,13 @@ test('Student t CDF: closed forms for 1 and 2 degrees of freedom, SciPy values o
 });
 
 test('t quantiles: scipy.stats.t.ppf(0.975, df) to 1e-9', () => {
-  const ppf: [number, number][] = [[1, 12.706204736174694], [2, 4.302652729749462], [4, 2.7764451051977934], [9, 2.262157162798205], [29, 2.045229642132703]];
+  const ppf: [number, number][] = [
+    [1, 12.706204736174694],
+    [2, 4.302652729749462],
+    [4, 2.7764451051977934],
+    [9, 2.262157162798205],
+    [29, 2.045229642132703],
+  ];
   for (const [df, q] of ppf) close(tQuantile(0.975, df), q, 1e-9 * q, `df ${df}`);
   close(tQuantile(0.025, 4), -2.7764451051977934, 1e-9 * 2.78, 'lower tail');
   assert.is(tQuantile(0.5, 7), 0);
@@ -66,59 +87,134 @@ test('paired comparison on hand-made numbers: mean, 95% CI and one-sided p as sc
 });
 
 /** A hand-made summary: test accuracy `acc` (in [0, 1]) on every head, best = final = last epoch. */
-function fake(method: string, seed: number, acc: number, budget: Budget = SWEEP_BUDGET, dataset = 'cg-fmnist'): RunSummary {
+function fake(
+  method: string,
+  seed: number,
+  acc: number,
+  budget: Budget = SWEEP_BUDGET,
+  dataset = 'cg-fmnist',
+): RunSummary {
   const heads = dataset === 'cg-fmnist' ? ['mm', 'gray', 'color'] : ['left', 'right'];
-  const m = { loss: Object.fromEntries(heads.map((h) => [h, 1])), acc: Object.fromEntries(heads.map((h) => [h, acc])), macro_f1: Object.fromEntries(heads.map((h) => [h, acc - 0.01])) };
-  const curve = Array.from({ length: budget.epochs }, (_, i) => ({ epoch: i + 1, step: 200 * (i + 1), acc: Object.fromEntries(heads.map((h) => [h, acc - 0.02 * (budget.epochs - 1 - i)])), macro_f1: m.macro_f1, loss: m.loss }));
+  const m = {
+    loss: Object.fromEntries(heads.map((h) => [h, 1])),
+    acc: Object.fromEntries(heads.map((h) => [h, acc])),
+    macro_f1: Object.fromEntries(heads.map((h) => [h, acc - 0.01])),
+  };
+  const curve = Array.from({ length: budget.epochs }, (_, i) => ({
+    epoch: i + 1,
+    step: 200 * (i + 1),
+    acc: Object.fromEntries(heads.map((h) => [h, acc - 0.02 * (budget.epochs - 1 - i)])),
+    macro_f1: m.macro_f1,
+    loss: m.loss,
+  }));
   curve[curve.length - 1]!.acc = m.acc;
-  const series: [number, number, number, number, number][] = [[100, 0.2, 0.3, 1, 2], [200, 0.1, 0.4, 0.5, 1.5]];
+  const series: [number, number, number, number, number][] = [
+    [100, 0.2, 0.3, 1, 2],
+    [200, 0.1, 0.4, 0.5, 1.5],
+  ];
   return {
-    type: 'run-summary', version: SUMMARY_VERSION, dataset, model: 'cnn', method, seed, budget: { ...budget, label: budgetLabel(budget) },
-    config: {} as RunSummary['config'], steps: 200 * budget.epochs,
-    best: { epoch: budget.epochs, step: 200 * budget.epochs, val: m, test: m }, final: { epoch: budget.epochs, step: 200 * budget.epochs, val: m, test: m },
-    valCurve: curve, trainLoss: [], telemetry: method === 'uniform' ? null : { gray: { steps: 10, cosMean: 0.1, conflictFraction: 0.25, normM: { mean: 1, median: 1 }, normU: { mean: 2, median: 2 }, normRatio: 2, alphaMean: 0.5, scaleMean: 1, nonFiniteSteps: 0, series } },
-    wall: { train_s: 100, segments: 1, steps_per_s: 20, note: '' }, adapter: 'test adapter', commits: ['0123456789abcdef'], pairing: { init: `i${seed}`, data: `d${seed}` },
+    type: 'run-summary',
+    version: SUMMARY_VERSION,
+    dataset,
+    model: 'cnn',
+    method,
+    seed,
+    budget: { ...budget, label: budgetLabel(budget) },
+    config: {} as RunSummary['config'],
+    steps: 200 * budget.epochs,
+    best: { epoch: budget.epochs, step: 200 * budget.epochs, val: m, test: m },
+    final: { epoch: budget.epochs, step: 200 * budget.epochs, val: m, test: m },
+    valCurve: curve,
+    trainLoss: [],
+    telemetry:
+      method === 'uniform'
+        ? null
+        : {
+            gray: {
+              steps: 10,
+              cosMean: 0.1,
+              conflictFraction: 0.25,
+              normM: { mean: 1, median: 1 },
+              normU: { mean: 2, median: 2 },
+              normRatio: 2,
+              alphaMean: 0.5,
+              scaleMean: 1,
+              nonFiniteSteps: 0,
+              series,
+            },
+          },
+    wall: { train_s: 100, segments: 1, steps_per_s: 20, note: '' },
+    adapter: 'test adapter',
+    commits: ['0123456789abcdef'],
+    pairing: { init: `i${seed}`, data: `d${seed}` },
   };
 }
 
 test('summarize: results page from hand-made summaries — known CI and p, partial results listed, figures written', () => {
   const results = join(root, 'results');
-  const uni = [0.70, 0.715, 0.69, 0.72, 0.705];
+  const uni = [0.7, 0.715, 0.69, 0.72, 0.705];
   const diffs = [0.012, -0.004, 0.025, 0.009, 0.018];
   uni.forEach((u, s) => {
-    writeSummary(summaryPath(results, { dataset: 'cg-fmnist', method: 'uniform', seed: s, budget: SWEEP_BUDGET }), fake('uniform', s, u));
-    writeSummary(summaryPath(results, { dataset: 'cg-fmnist', method: 'mmpareto', seed: s, budget: SWEEP_BUDGET }), fake('mmpareto', s, u + diffs[s]!));
+    writeSummary(
+      summaryPath(results, { dataset: 'cg-fmnist', method: 'uniform', seed: s, budget: SWEEP_BUDGET }),
+      fake('uniform', s, u),
+    );
+    writeSummary(
+      summaryPath(results, { dataset: 'cg-fmnist', method: 'mmpareto', seed: s, budget: SWEEP_BUDGET }),
+      fake('mmpareto', s, u + diffs[s]!),
+    );
   });
-  writeSummary(summaryPath(results, { dataset: 'cg-fmnist', method: 'mgda', seed: 0, budget: SWEEP_BUDGET }), fake('mgda', 0, 0.6));
+  writeSummary(
+    summaryPath(results, { dataset: 'cg-fmnist', method: 'mgda', seed: 0, budget: SWEEP_BUDGET }),
+    fake('mgda', 0, 0.6),
+  );
   const pilotBudget: Budget = { ...SWEEP_BUDGET, epochs: 12, lrSchedule: 'cosine' };
   writeSummary(join(results, 'pilot', 'cg-fmnist', 'x', 'uniform-seed0.json'), fake('uniform', 0, 0.5, pilotBudget));
   const page = collectAndRender(results);
   const md = page.markdown;
   // The hand-made differences (points) are those of the paired test above.
   assert.ok(md.includes('| MMPareto | mm | 5 (0, 1, 2, 3, 4) | +1.20 | [−0.15, +2.55] | 2.48 | 0.034 | 4/5 |'), md);
-  assert.ok(md.includes('**MMPareto vs uniform on CG-FMNIST (mm head, best epoch), 5 paired seeds:** mean difference +1.20 points, 95% CI [−0.15, +2.55], one-sided paired t-test p = 0.034 — significant at the 5% level'), md);
-  assert.ok(md.includes('| uniform (baseline) | 0, 1, 2, 3, 4 | 70.60 ± 1.19 |'), 'mean ± sample std of the uniform runs');
+  assert.ok(
+    md.includes(
+      '**MMPareto vs uniform on CG-FMNIST (mm head, best epoch), 5 paired seeds:** mean difference +1.20 points, 95% CI [−0.15, +2.55], one-sided paired t-test p = 0.034 — significant at the 5% level',
+    ),
+    md,
+  );
+  assert.ok(
+    md.includes('| uniform (baseline) | 0, 1, 2, 3, 4 | 70.60 ± 1.19 |'),
+    'mean ± sample std of the uniform runs',
+  );
   assert.ok(md.includes('75.68 | 75.66 |'), "the paper's Table 3 beside uniform");
   assert.ok(md.includes('Fashion-MNIST'), 'the data set note');
   assert.ok(md.includes('| MGDA (conventional Pareto) | mm | 1 | — |'), 'one MGDA seed: no interval');
   assert.ok(md.includes('Runs: 11 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
   assert.ok(md.includes('## Multi-FMNIST\n\nNo runs yet.'), 'an empty data set says so');
   assert.ok(md.includes('No analysis yet'), 'no Hypothesis 1 analysis yet');
-  assert.ok(md.includes(`| cg-fmnist uniform ${budgetLabel(pilotBudget)} | — | — | — | — | — | — | — | 6.00 |`), 'the pilot table: a cosine run shows only its own E');
+  assert.ok(
+    md.includes(`| cg-fmnist uniform ${budgetLabel(pilotBudget)} | — | — | — | — | — | — | — | 6.00 |`),
+    'the pilot table: a cosine run shows only its own E',
+  );
   // Pairing problems are reported.
   assert.ok(md.includes('Pairing: every seed'), md);
   const out = writeResults(page, join(root, 'docs'));
   assert.ok(existsSync(out.markdown));
   const figs = readdirSync(join(root, 'docs', 'figures')).sort();
-  for (const f of ['accuracy-cg-fmnist.svg', 'cos-cg-fmnist-gray.svg', 'pilot-val.svg', 'val-curves-cg-fmnist.svg']) assert.ok(figs.includes(f), `${f} in ${figs.join(', ')}`);
+  for (const f of ['accuracy-cg-fmnist.svg', 'cos-cg-fmnist-gray.svg', 'pilot-val.svg', 'val-curves-cg-fmnist.svg'])
+    assert.ok(figs.includes(f), `${f} in ${figs.join(', ')}`);
   const svg = readFileSync(join(root, 'docs', 'figures', 'accuracy-cg-fmnist.svg'), 'utf8');
-  assert.ok(svg.startsWith('<?xml') && svg.includes('xmlns="http://www.w3.org/2000/svg"') && svg.includes('<style>'), 'standalone SVG');
+  assert.ok(
+    svg.startsWith('<?xml') && svg.includes('xmlns="http://www.w3.org/2000/svg"') && svg.includes('<style>'),
+    'standalone SVG',
+  );
   assert.ok((svg.match(/<circle/g) ?? []).length >= 11 * 3, 'every seed drawn as a dot');
   assert.throws(() => standaloneSvg('<div/>'), /not an <svg>/);
 });
 
 test('convergence criterion: largest change over the epochs of the last 20%', () => {
-  const curve = [0.4, 0.5, 0.55, 0.58, 0.6, 0.61, 0.612, 0.615, 0.61, 0.618].map((a, i) => ({ epoch: i + 1, acc: { mm: a } }));
+  const curve = [0.4, 0.5, 0.55, 0.58, 0.6, 0.61, 0.612, 0.615, 0.61, 0.618].map((a, i) => ({
+    epoch: i + 1,
+    acc: { mm: a },
+  }));
   // E = 10: epochs 8..10 → max(|0.615 − 0.618|, |0.61 − 0.618|, 0) = 0.8 points.
   close(lastFifthChange(curve, 'mm', 10), 0.8, 1e-9, 'E = 10');
   // E = 5: epochs 4..5 → 2 points.

@@ -6,7 +6,17 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { device, mountTmpfs, unmount } from '../helpers.ts';
@@ -26,7 +36,24 @@ async function run(...argv: string[]): Promise<{ code: number; out: string; err:
   return { code, out, err };
 }
 // 64 training items, batch 16: 4 steps an epoch (the checkpoints have their full size).
-const small = (out: string, ...extra: string[]) => ['train', '--dataset', 'synthetic-av', '--train-limit', '64', '--batch-size', '16', '--lr', '0.02', '--log-every', '3', '--quiet', '--no-report', '--out', out, ...extra];
+const small = (out: string, ...extra: string[]) => [
+  'train',
+  '--dataset',
+  'synthetic-av',
+  '--train-limit',
+  '64',
+  '--batch-size',
+  '16',
+  '--lr',
+  '0.02',
+  '--log-every',
+  '3',
+  '--quiet',
+  '--no-report',
+  '--out',
+  out,
+  ...extra,
+];
 const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
 const temporaries = (dir: string) => readdirSync(dir).filter((n) => /\.tmp-|^lock|\.write-test/.test(n));
 
@@ -37,9 +64,14 @@ function sameRun(dir: string, ref: string): void {
   const { config: _a, ...metaA } = a.meta;
   const { config: _b, ...metaB } = b.meta;
   assert.equal(metaB, metaA, 'checkpoint metadata (but the config, which names the directory)');
-  for (const [k, t] of a.model) assert.ok(Buffer.from(b.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
-  for (const [k, v] of a.optimizer) assert.ok(Buffer.from(b.optimizer.get(k)!.buffer).equals(Buffer.from(v.buffer)), `optimizer ${k} identical`);
-  const strip = (d: string) => readRecords(join(d, 'metrics.jsonl')).map((x) => (x.type === 'step' ? { ...x, time_s: 0 } : x.type === 'final' ? { ...x, wall_s: 0, steps_per_s: 0 } : x));
+  for (const [k, t] of a.model)
+    assert.ok(Buffer.from(b.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
+  for (const [k, v] of a.optimizer)
+    assert.ok(Buffer.from(b.optimizer.get(k)!.buffer).equals(Buffer.from(v.buffer)), `optimizer ${k} identical`);
+  const strip = (d: string) =>
+    readRecords(join(d, 'metrics.jsonl')).map((x) =>
+      x.type === 'step' ? { ...x, time_s: 0 } : x.type === 'final' ? { ...x, wall_s: 0, steps_per_s: 0 } : x,
+    );
   assert.equal(strip(dir), strip(ref), 'the log reads as one uninterrupted run');
 }
 
@@ -76,7 +108,12 @@ test('a full disk writing latest.safetensors (simulated ENOSPC after 64 KiB): ex
   }
   assert.is(r.code, 1);
   const latest = join(dir, 'latest.safetensors');
-  for (const f of [`cannot write ${latest}: no space left on the device (ENOSPC) after 65,536 of`, 'it needs', 'previous latest.safetensors (if any) is unchanged']) assert.ok(r.err.includes(f), `"${r.err}" lacks "${f}"`);
+  for (const f of [
+    `cannot write ${latest}: no space left on the device (ENOSPC) after 65,536 of`,
+    'it needs',
+    'previous latest.safetensors (if any) is unchanged',
+  ])
+    assert.ok(r.err.includes(f), `"${r.err}" lacks "${f}"`);
   assert.is(readCheckpoint(latest).meta.epoch, 1, 'epoch 1 checkpoint whole (checksums verified)');
   readCheckpoint(join(dir, 'best.safetensors'));
   assert.equal(temporaries(dir), [], 'no temporary file, lock released');
@@ -96,8 +133,14 @@ test('a real full disk (a 3 MB tmpfs, as root): exit 1 with the file and the spa
     const dir = join(mnt, 'r');
     const r = await run(...small(dir, '--epochs', '2'));
     assert.is(r.code, 1, 'the run fails instead of reporting success');
-    assert.ok(/cannot write .*(latest|best)\.safetensors: no space left on the device \(ENOSPC\) after [\d,]+ of [\d,]+ bytes; it needs [\d,]+ bytes .* are free in/.test(r.err), r.err);
-    for (const f of ['latest.safetensors', 'best.safetensors']) if (existsSync(join(dir, f))) readCheckpoint(join(dir, f)); // whole, checksums verified
+    assert.ok(
+      /cannot write .*(latest|best)\.safetensors: no space left on the device \(ENOSPC\) after [\d,]+ of [\d,]+ bytes; it needs [\d,]+ bytes .* are free in/.test(
+        r.err,
+      ),
+      r.err,
+    );
+    for (const f of ['latest.safetensors', 'best.safetensors'])
+      if (existsSync(join(dir, f))) readCheckpoint(join(dir, f)); // whole, checksums verified
     assert.is(readCheckpoint(join(dir, 'latest.safetensors')).meta.epoch, 1);
     assert.equal(temporaries(dir), [], 'no temporary file, lock released');
     execFileSync('mount', ['-o', 'remount,size=20m', mnt], { stdio: 'pipe' }); // space freed
@@ -134,7 +177,11 @@ test('--out on /proc, /sys, below a file, on a read-only mount: exit 1 with a cl
   // Node 20's recursive mkdir spins forever on /proc: the bin must exit (a hang is killed after 60 s and fails here).
   const bin = join(import.meta.dirname, '..', '..', 'bin', 'mmpareto.mjs');
   try {
-    execFileSync(process.execPath, [bin, 'train', '--dataset', 'synthetic-av', '--out', '/proc/x'], { stdio: 'pipe', timeout: 60_000, encoding: 'utf8' });
+    execFileSync(process.execPath, [bin, 'train', '--dataset', 'synthetic-av', '--out', '/proc/x'], {
+      stdio: 'pipe',
+      timeout: 60_000,
+      encoding: 'utf8',
+    });
     assert.unreachable('should exit 1');
   } catch (e) {
     const err = e as { status: number | null; signal: string | null; stderr: string };
@@ -159,12 +206,18 @@ test('a run that died writing its first checkpoint: a fresh train says what to d
   assert.not.ok(existsSync(join(dir, 'latest.safetensors')));
   const fresh = await run(...small(dir, '--epochs', '2'));
   assert.is(fresh.code, 1);
-  assert.ok(fresh.err.includes('stopped before its first checkpoint') && fresh.err.includes('pass --resume to start it over'), fresh.err);
+  assert.ok(
+    fresh.err.includes('stopped before its first checkpoint') && fresh.err.includes('pass --resume to start it over'),
+    fresh.err,
+  );
   const dead = spawnSync(process.execPath, ['-e', '']).pid; // a PID that no longer runs
   writeFileSync(join(dir, `latest.safetensors.tmp-${dead}`), new Uint8Array(1000)); // what a kill -9 mid-write leaves
   const resumed = await run('train', '--resume', '--out', dir, '--no-report');
   assert.is(resumed.code, 0, resumed.err);
-  assert.ok(resumed.err.includes(`removed 1 temporary file(s) an interrupted run left: latest.safetensors.tmp-${dead}`), resumed.err);
+  assert.ok(
+    resumed.err.includes(`removed 1 temporary file(s) an interrupted run left: latest.safetensors.tmp-${dead}`),
+    resumed.err,
+  );
   assert.ok(resumed.err.includes('starting it over'), resumed.err);
   sameRun(dir, ref);
 });
@@ -175,18 +228,29 @@ test('--resume with fewer epochs than done, or on a finished run: exit 2, nothin
   const stamp = statSync(join(ref, 'latest.safetensors')).mtimeMs;
   const fewer = await run('train', '--resume', '--epochs', '1', '--out', ref);
   assert.is(fewer.code, 2);
-  assert.ok(fewer.err.includes('the run has finished 2 epochs; --epochs 1 would undo them (give --epochs 3 or more to train on)'), fewer.err);
+  assert.ok(
+    fewer.err.includes(
+      'the run has finished 2 epochs; --epochs 1 would undo them (give --epochs 3 or more to train on)',
+    ),
+    fewer.err,
+  );
   const same = await run('train', '--resume', '--out', ref);
   assert.is(same.code, 2);
   assert.ok(same.err.includes('already finished its 2 epochs'), same.err);
-  assert.ok(readFileSync(join(ref, 'config.json')).equals(config) && readFileSync(join(ref, 'metrics.jsonl')).equals(metrics), 'config and log untouched');
+  assert.ok(
+    readFileSync(join(ref, 'config.json')).equals(config) && readFileSync(join(ref, 'metrics.jsonl')).equals(metrics),
+    'config and log untouched',
+  );
   assert.is(statSync(join(ref, 'latest.safetensors')).mtimeMs, stamp);
 });
 
 test('a corrupt checkpoint (one flipped bit, NaN bits): --resume and eval refuse it, naming the tensor', async () => {
   const dir = join(root, 'corrupt');
   cpSync(ref, dir, { recursive: true });
-  for (const [file, cmd] of [['latest.safetensors', ['train', '--resume', '--epochs', '3', '--out', dir]], ['best.safetensors', ['eval', dir]]] as const) {
+  for (const [file, cmd] of [
+    ['latest.safetensors', ['train', '--resume', '--epochs', '3', '--out', dir]],
+    ['best.safetensors', ['eval', dir]],
+  ] as const) {
     const path = join(dir, file);
     const bytes = new Uint8Array(readFileSync(path));
     bytes[bytes.length - 2]! ^= 0x40;
@@ -205,19 +269,26 @@ test('the GPU lost mid-run: exit 1, the error names the operation, and the messa
   let err = '';
   let code: number;
   try {
-    code = await main(small(dir, '--epochs', '3'), {
-      out: (s) => (out += s + '\n'),
-      err: (s) => {
-        err += s + '\n';
-        if (s.startsWith('epoch 1/3')) dev.destroy(); // right after epoch 1's checkpoint
+    code = await main(
+      small(dir, '--epochs', '3'),
+      {
+        out: (s) => (out += s + '\n'),
+        err: (s) => {
+          err += s + '\n';
+          if (s.startsWith('epoch 1/3')) dev.destroy(); // right after epoch 1's checkpoint
+        },
       },
-    }, dev);
+      dev,
+    );
   } finally {
     setDevice(device);
   }
   assert.is(code, 1, out + err);
   assert.ok(/the GPU device was lost \(destroyed: Device\.destroy\(\) was called\)/.test(err), err);
-  assert.ok(err.includes(`latest.safetensors holds epoch 1: 'mmpareto train --resume --out ${dir}' continues from it`), err);
+  assert.ok(
+    err.includes(`latest.safetensors holds epoch 1: 'mmpareto train --resume --out ${dir}' continues from it`),
+    err,
+  );
   assert.equal(temporaries(dir), [], 'lock released');
   const resumed = await run('train', '--resume', '--epochs', '2', '--quiet', '--no-report', '--out', dir);
   assert.is(resumed.code, 0, resumed.err);

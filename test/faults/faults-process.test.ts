@@ -18,7 +18,22 @@ import { readRecords, type FinalRecord } from '../../train/run/run-log.ts';
 const test = suite('faults-process');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-proc-'));
 const bin = join(import.meta.dirname, '..', '..', 'bin', 'mmpareto.mjs');
-const args = (out: string, ...extra: string[]) => ['train', '--dataset', 'synthetic-av', '--batch-size', '16', '--lr', '0.02', '--log-every', '16', '--quiet', '--no-report', '--out', out, ...extra];
+const args = (out: string, ...extra: string[]) => [
+  'train',
+  '--dataset',
+  'synthetic-av',
+  '--batch-size',
+  '16',
+  '--lr',
+  '0.02',
+  '--log-every',
+  '16',
+  '--quiet',
+  '--no-report',
+  '--out',
+  out,
+  ...extra,
+];
 
 interface Proc {
   child: ChildProcess;
@@ -26,12 +41,17 @@ interface Proc {
 }
 const started: ChildProcess[] = [];
 function start(argv: string[]): Proc {
-  const child = spawn(process.execPath, [bin, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' } });
+  const child = spawn(process.execPath, [bin, ...argv], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' },
+  });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   child.stdout!.on('data', () => {});
   started.push(child);
-  const done = new Promise<{ code: number | null; signal: string | null; err: string }>((res) => child.on('exit', (code, signal) => res({ code, signal, err })));
+  const done = new Promise<{ code: number | null; signal: string | null; err: string }>((res) =>
+    child.on('exit', (code, signal) => res({ code, signal, err })),
+  );
   return { child, done };
 }
 /** Polls until `cond` holds (a broken run fails the test after 3 minutes instead of hanging it). */
@@ -56,7 +76,12 @@ const evalsDone = (dir: string): number => {
     return 0;
   }
 };
-const lastStep = (dir: string) => Math.max(...readRecords(join(dir, 'metrics.jsonl')).filter((r) => r.type === 'step').map((r) => r.step));
+const lastStep = (dir: string) =>
+  Math.max(
+    ...readRecords(join(dir, 'metrics.jsonl'))
+      .filter((r) => r.type === 'step')
+      .map((r) => r.step),
+  );
 
 test('two runs into one --out, Ctrl-C, SIGTERM and kill -9, then --resume: refused, resumable, and bitwise the uninterrupted run', async () => {
   let out = '';
@@ -71,7 +96,10 @@ test('two runs into one --out, Ctrl-C, SIGTERM and kill -9, then --resume: refus
   await until(() => lockPid(dir) === a.child.pid, 'A to take the lock');
   const b = await start(args(dir, '--method', 'uniform', '--lr', '0.05', '--epochs', '4')).done;
   assert.is(b.code, 1, b.err);
-  assert.ok(b.err.includes(`${dir} is in use by PID ${a.child.pid} since `) && b.err.includes('one run per directory'), b.err);
+  assert.ok(
+    b.err.includes(`${dir} is in use by PID ${a.child.pid} since `) && b.err.includes('one run per directory'),
+    b.err,
+  );
 
   // Ctrl-C in A's second epoch: it stops after the step in progress (not at the epoch's readback), exit 130.
   await until(() => evalsDone(dir) >= 1, 'A to finish epoch 1');
@@ -103,16 +131,29 @@ test('two runs into one --out, Ctrl-C, SIGTERM and kill -9, then --resume: refus
   // The next --resume takes the stale lock over with a notice and finishes the run (2 epochs, as the reference).
   err = '';
   assert.is(await main(['train', '--resume', '--epochs', '2', '--out', dir, '--no-report'], io, device), 0, err);
-  assert.ok(err.includes(`notice: took over the lock of ${dir} from PID ${e.child.pid} since `) && err.includes('which is no longer running'), err);
+  assert.ok(
+    err.includes(`notice: took over the lock of ${dir} from PID ${e.child.pid} since `) &&
+      err.includes('which is no longer running'),
+    err,
+  );
   const x = readCheckpoint(join(ref, 'latest.safetensors'));
   const y = readCheckpoint(join(dir, 'latest.safetensors'));
-  for (const [k, t] of x.model) assert.ok(Buffer.from(y.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
-  for (const [k, v] of x.optimizer) assert.ok(Buffer.from(y.optimizer.get(k)!.buffer).equals(Buffer.from(v.buffer)), `optimizer ${k} identical`);
+  for (const [k, t] of x.model)
+    assert.ok(Buffer.from(y.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
+  for (const [k, v] of x.optimizer)
+    assert.ok(Buffer.from(y.optimizer.get(k)!.buffer).equals(Buffer.from(v.buffer)), `optimizer ${k} identical`);
   const recs = readRecords(join(dir, 'metrics.jsonl'));
-  assert.equal(recs.filter((r) => r.type === 'step').map((r) => r.step), Array.from({ length: 32 }, (_, i) => i + 1), 'each step logged once');
+  assert.equal(
+    recs.filter((r) => r.type === 'step').map((r) => r.step),
+    Array.from({ length: 32 }, (_, i) => i + 1),
+    'each step logged once',
+  );
   const finals = recs.filter((r): r is FinalRecord => r.type === 'final');
   assert.is(finals.length, 1);
-  assert.equal(finals[0]!.test, readRecords(join(ref, 'metrics.jsonl')).find((r): r is FinalRecord => r.type === 'final')!.test);
+  assert.equal(
+    finals[0]!.test,
+    readRecords(join(ref, 'metrics.jsonl')).find((r): r is FinalRecord => r.type === 'final')!.test,
+  );
   assert.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).method, 'mmpareto');
 });
 
@@ -122,9 +163,15 @@ test('a lock held on another host, or a lock file this program did not write: re
   mkdirSync(dir);
   let err = '';
   const io = { out: () => {}, err: (s: string) => (err += s + '\n') };
-  writeFileSync(join(dir, 'lock'), JSON.stringify({ pid: 1, host: `not-${hostname()}`, started: '2024-01-01T00:00:00.000Z', command: 'train' }));
+  writeFileSync(
+    join(dir, 'lock'),
+    JSON.stringify({ pid: 1, host: `not-${hostname()}`, started: '2024-01-01T00:00:00.000Z', command: 'train' }),
+  );
   assert.is(await main(args(dir, '--epochs', '1'), io, device), 1);
-  assert.ok(err.includes(`in use by PID 1 on host not-${hostname()}`) && err.includes(`delete ${join(dir, 'lock')}`), err);
+  assert.ok(
+    err.includes(`in use by PID 1 on host not-${hostname()}`) && err.includes(`delete ${join(dir, 'lock')}`),
+    err,
+  );
   err = '';
   writeFileSync(join(dir, 'lock'), 'garbage');
   assert.is(await main(args(dir, '--epochs', '1'), io, device), 1);

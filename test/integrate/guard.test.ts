@@ -7,8 +7,20 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { device, randTensor, throwsWith } from '../helpers.ts';
 import {
-  AdamW, INTEGRATOR_METHODS, Linear, MultimodalStep, NonFiniteGuard, SGD, batchNorm2d, crossEntropy, liveTensors, tensor, tidy, writeTensor,
-  type IntegratorMethod, type Tensor,
+  AdamW,
+  INTEGRATOR_METHODS,
+  Linear,
+  MultimodalStep,
+  NonFiniteGuard,
+  SGD,
+  batchNorm2d,
+  crossEntropy,
+  liveTensors,
+  tensor,
+  tidy,
+  writeTensor,
+  type IntegratorMethod,
+  type Tensor,
 } from '../../engine/index.ts';
 import { LateFusion } from '../fixtures/late-fusion.ts';
 
@@ -37,10 +49,22 @@ interface Run {
 function build(method: IntegratorMethod, optimizer: 'sgd' | 'adamw', mode?: 'stop' | 'skip'): Run {
   const m = new LateFusion(4, 3, 5);
   const params = m.parameters();
-  const opt = optimizer === 'sgd' ? new SGD(params, { lr: 0.05, momentum: 0.9, weightDecay: 1e-3 }) : new AdamW(params, { lr: 0.01 });
-  const running = m.namedBuffers().filter(([k]) => !k.endsWith('num_batches_tracked')).map(([, t]) => t);
+  const opt =
+    optimizer === 'sgd'
+      ? new SGD(params, { lr: 0.05, momentum: 0.9, weightDecay: 1e-3 })
+      : new AdamW(params, { lr: 0.01 });
+  const running = m
+    .namedBuffers()
+    .filter(([k]) => !k.endsWith('num_batches_tracked'))
+    .map(([, t]) => t);
   const guard = mode ? new NonFiniteGuard(device, { mode, protect: running, ringSteps: 8 }) : undefined;
-  const step = new MultimodalStep({ method, encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() }, optimizer: opt, telemetrySteps: 4, guard });
+  const step = new MultimodalStep({
+    method,
+    encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
+    optimizer: opt,
+    telemetrySteps: 4,
+    guard,
+  });
   return { m, opt, step, guard };
 }
 function stepOn(r: Run, i: number, poison = false): void {
@@ -52,8 +76,10 @@ function stepOn(r: Run, i: number, poison = false): void {
 /** Everything a step may change, read back: model state (minus the batch counter), optimizer state and step counts, integrator state. */
 async function state(r: Run): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
-  const put = (k: string, v: Float32Array | Int32Array) => out.set(k, new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)));
-  for (const [k, t] of r.m.stateDict()) if (!k.endsWith('num_batches_tracked')) put(k, (await t.toArray()) as Float32Array);
+  const put = (k: string, v: Float32Array | Int32Array) =>
+    out.set(k, new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength)));
+  for (const [k, t] of r.m.stateDict())
+    if (!k.endsWith('num_batches_tracked')) put(k, (await t.toArray()) as Float32Array);
   for (const [k, v] of await r.opt.stateDict()) put(`optimizer.${k}`, v);
   const integ = await r.step.stateDict();
   if (integ.has('state')) put('integrator.state', integ.get('state')!);
@@ -85,9 +111,17 @@ for (const method of INTEGRATOR_METHODS) {
       assert.ok(v.halted, 'halted');
       assert.is(v.badSteps, 1, 'only step 3 was bad; 4 and 5 were dropped by the halt');
       assert.is(v.first!.step, 2);
-      for (const reason of ['loss', 'batchNorm'] as const) assert.ok(v.first!.reasons.includes(reason), `reasons ${v.first!.reasons}`);
+      for (const reason of ['loss', 'batchNorm'] as const)
+        assert.ok(v.first!.reasons.includes(reason), `reasons ${v.first!.reasons}`);
       assert.equal(v.first!.losses, [0, 1], 'the mm and audio losses (indices in [mm, audio, visual]) were NaN');
-      assert.equal(v.dropped.map((s) => [s.step, s.applied]), [[2, false], [3, false], [4, false]]);
+      assert.equal(
+        v.dropped.map((s) => [s.step, s.applied]),
+        [
+          [2, false],
+          [3, false],
+          [4, false],
+        ],
+      );
       assert.equal(v.dropped[1]!.reasons, [], 'step 4 was fine but dropped');
       sameState(await state(r), before, `${method} + ${optimizer}`);
       dispose(r);
@@ -95,7 +129,11 @@ for (const method of INTEGRATOR_METHODS) {
   }
 }
 
-for (const [method, optimizer] of [['mmpareto', 'sgd'], ['uniform', 'adamw'], ['gradnorm', 'sgd']] as const) {
+for (const [method, optimizer] of [
+  ['mmpareto', 'sgd'],
+  ['uniform', 'adamw'],
+  ['gradnorm', 'sgd'],
+] as const) {
   test(`${method} + ${optimizer}, skip: steps 0, 1, bad, 3, 4 = steps 0, 1, 3, 4 without the bad one (bitwise)`, async () => {
     const r = build(method, optimizer, 'skip');
     stepOn(r, 0);
@@ -103,7 +141,10 @@ for (const [method, optimizer] of [['mmpareto', 'sgd'], ['uniform', 'adamw'], ['
     stepOn(r, 2, true);
     const v = await r.guard!.read(); // rewinds AdamW's step counts for the dropped step
     assert.not.ok(v.halted);
-    assert.equal(v.dropped.map((s) => [s.step, s.applied]), [[2, false]]);
+    assert.equal(
+      v.dropped.map((s) => [s.step, s.applied]),
+      [[2, false]],
+    );
     stepOn(r, 3);
     stepOn(r, 4);
     const ref = build(method, optimizer);
@@ -187,7 +228,10 @@ test('a BatchNorm layer that refused its running-stat update makes the step bad 
   guard.checkLosses([loss]); // the next step is fine again
   guard.end();
   const v = await guard.read();
-  assert.equal(v.dropped.map((s) => [s.step, s.reasons]), [[0, ['batchNorm']]]);
+  assert.equal(
+    v.dropped.map((s) => [s.step, s.reasons]),
+    [[0, ['batchNorm']]],
+  );
   for (const t of [x, rm, rv, y, loss]) t.dispose();
   guard.dispose();
 });

@@ -84,20 +84,46 @@ const lossRecord = (values: Tensor[][]): Record<string, Tensor> =>
 function upload(gs: Grads): Tensor[][] {
   return gs.map((list) => list.map((x) => tensor(Float32Array.from(x), [x.length])));
 }
-function randomGrads(k: number, sizes: number[], seed: number, f?: (j: number, x: Float64Array[], t: number, i: number) => number): Grads {
+function randomGrads(
+  k: number,
+  sizes: number[],
+  seed: number,
+  f?: (j: number, x: Float64Array[], t: number, i: number) => number,
+): Grads {
   const base = Array.from({ length: k }, (_, j) => sizes.map((n, t) => randArray(n, seed + 97 * j + t)));
   if (!f) return base;
-  return base.map((list, j) => list.map((x, t) => Float64Array.from(Float32Array.from(x, (_, i) => f(j, base.map((l) => l[t]!), t, i)))));
+  return base.map((list, j) =>
+    list.map((x, t) =>
+      Float64Array.from(
+        Float32Array.from(x, (_, i) =>
+          f(
+            j,
+            base.map((l) => l[t]!),
+            t,
+            i,
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 const maxAbs = (xs: Float64Array[]) => xs.reduce((m, x) => x.reduce((mm, v) => Math.max(mm, Math.abs(v)), m), 0);
 async function expectH(out: Tensor[], ref: Float64Array[], what: string): Promise<void> {
   const atol = 1e-4 * maxAbs(ref);
-  for (let t = 0; t < out.length; t++) assertClose(await out[t]!.toArray(), ref[t]!, 1e-4, atol, `${what}, tensor ${t}`);
+  for (let t = 0; t < out.length; t++)
+    assertClose(await out[t]!.toArray(), ref[t]!, 1e-4, atol, `${what}, tensor ${t}`);
 }
 
 /** Runs `steps` steps of one method on several groups, checking h and the telemetry against the reference. */
-async function runAgainstReference(method: IntegratorMethod, k: number, sizes: number[][], make: (step: number, g: number) => Grads, o: RefOptions = {}, steps = 1): Promise<void> {
+async function runAgainstReference(
+  method: IntegratorMethod,
+  k: number,
+  sizes: number[][],
+  make: (step: number, g: number) => Grads,
+  o: RefOptions = {},
+  steps = 1,
+): Promise<void> {
   const s = setup(sizes, k, { method, telemetrySteps: steps, ...o });
   const states: RefState[] = sizes.map(() => newState(k));
   for (let step = 0; step < steps; step++) {
@@ -110,7 +136,14 @@ async function runAgainstReference(method: IntegratorMethod, k: number, sizes: n
       s.integrator.combine(keyed(s.params, grads), method === 'gradnorm' ? lossRecord(losses) : undefined),
     );
     for (let g = 0; g < sizes.length; g++) {
-      const r = reference(method, host[g]!, o, states[g]!, g, lossVals[g]!.map((v) => Math.fround(v)));
+      const r = reference(
+        method,
+        host[g]!,
+        o,
+        states[g]!,
+        g,
+        lossVals[g]!.map((v) => Math.fround(v)),
+      );
       await expectH(out[g]!, applyCoef(host[g]!, r.coef), `${method} step ${step} group ${g}`);
     }
     for (const t of [...grads.flat(2), ...losses.flat(), ...out.flat()]) t.dispose();
@@ -120,17 +153,32 @@ async function runAgainstReference(method: IntegratorMethod, k: number, sizes: n
   teardown(s);
 }
 
-const K2: IntegratorMethod[] = ['uniform', 'one-joint-loss', 'mgda', 'mmpareto', 'mmpareto-official', 'pcgrad', 'gradnorm', 'metabalance'];
+const K2: IntegratorMethod[] = [
+  'uniform',
+  'one-joint-loss',
+  'mgda',
+  'mmpareto',
+  'mmpareto-official',
+  'pcgrad',
+  'gradnorm',
+  'metabalance',
+];
 for (const method of K2) {
   test(`${method}, K = 2: random gradients over tensors of ${SIZES.join(', ')} elements + a second group, 3 steps, match float64`, async () => {
     // loss 1 = −0.4·loss 0 + noise on odd steps (conflicting), independent on even steps
-    const make = (step: number, g: number): Grads => randomGrads(2, g === 0 ? SIZES : SMALL, 10 * step + 100 * g + 1, (j, x, _t, i) => (j === 1 && step % 2 === 1 ? -0.4 * x[0]![i]! + 0.3 * x[1]![i]! : x[j]![i]!));
+    const make = (step: number, g: number): Grads =>
+      randomGrads(2, g === 0 ? SIZES : SMALL, 10 * step + 100 * g + 1, (j, x, _t, i) =>
+        j === 1 && step % 2 === 1 ? -0.4 * x[0]![i]! + 0.3 * x[1]![i]! : x[j]![i]!,
+      );
     await runAgainstReference(method, 2, [SIZES, SMALL], make, {}, 3);
   });
 }
 for (const method of ['uniform', 'mgda', 'pcgrad', 'gradnorm', 'metabalance'] as const) {
   test(`${method}, K = 3: random gradients (loss 2 conflicts with loss 0), 2 steps, match float64`, async () => {
-    const make = (step: number): Grads => randomGrads(3, [130, 70001, 9], 7 + step, (j, x, _t, i) => (j === 2 ? -0.5 * x[0]![i]! + 0.5 * x[2]![i]! : x[j]![i]!));
+    const make = (step: number): Grads =>
+      randomGrads(3, [130, 70001, 9], 7 + step, (j, x, _t, i) =>
+        j === 2 ? -0.5 * x[0]![i]! + 0.5 * x[2]![i]! : x[j]![i]!,
+      );
     await runAgainstReference(method, 3, [[130, 70001, 9]], make, { seed: 5 }, 2);
   });
 }
@@ -159,11 +207,18 @@ async function handMade(method: IntegratorMethod, gs: Grads, what: string) {
 
 const v = (xs: number[]) => Float64Array.from(xs);
 const gm = [v([1, 2, -1, 0.5, 3]), v([0.25, -2, 1])];
-const scaled = (gs: Float64Array[], f: (x: number, t: number, i: number) => number) => gs.map((x, t) => x.map((y, i) => f(y, t, i)));
+const scaled = (gs: Float64Array[], f: (x: number, t: number, i: number) => number) =>
+  gs.map((x, t) => x.map((y, i) => f(y, t, i)));
 const CASES: [string, Grads][] = [
   ['cos > 0', [gm, scaled(gm, (x, t, i) => x + 0.3 * ((t + i) % 3) - 0.2)]],
   ['cos < 0', [gm, scaled(gm, (x, t, i) => -0.5 * x + 0.25 * ((t + 2 * i) % 3))]],
-  ['cos = 0 exactly (disjoint supports)', [[v([1, 2, 0, 0, 0]), v([0, 0, 0])], [v([0, 0, 3, -1, 0]), v([0, 0, 2])]]],
+  [
+    'cos = 0 exactly (disjoint supports)',
+    [
+      [v([1, 2, 0, 0, 0]), v([0, 0, 0])],
+      [v([0, 0, 3, -1, 0]), v([0, 0, 2])],
+    ],
+  ],
   ['g_u = 3·g_m (mgda α clamped at 1)', [gm, scaled(gm, (x) => 3 * x)]],
   ['g_m = 3·g_u (mgda α clamped at 0)', [scaled(gm, (x) => 3 * x), gm]],
   ['g_u = g_m', [gm, gm]],
@@ -171,8 +226,14 @@ const CASES: [string, Grads][] = [
   ['g_u = 0', [gm, scaled(gm, () => 0)]],
   ['g_m = 0', [scaled(gm, () => 0), gm]],
   ['both zero', [scaled(gm, () => 0), scaled(gm, () => 0)]],
-  ['very unequal norms, conflicting (|g_m| ~ 1e-4, |g_u| ~ 1e3)', [scaled(gm, (x) => 1e-4 * x), scaled(gm, (x, t, i) => 1e3 * (-x + 0.5 * ((t + i) % 2)))]],
-  ['very unequal norms, aligned (|g_m| ~ 1e3, |g_u| ~ 1e-4)', [scaled(gm, (x) => 1e3 * x), scaled(gm, (x, t, i) => 1e-4 * (x + 0.5 * ((t + i) % 2)))]],
+  [
+    'very unequal norms, conflicting (|g_m| ~ 1e-4, |g_u| ~ 1e3)',
+    [scaled(gm, (x) => 1e-4 * x), scaled(gm, (x, t, i) => 1e3 * (-x + 0.5 * ((t + i) % 2)))],
+  ],
+  [
+    'very unequal norms, aligned (|g_m| ~ 1e3, |g_u| ~ 1e-4)',
+    [scaled(gm, (x) => 1e3 * x), scaled(gm, (x, t, i) => 1e-4 * (x + 0.5 * ((t + i) % 2)))],
+  ],
 ];
 for (const method of ['mmpareto', 'mmpareto-official', 'mgda', 'pcgrad', 'uniform'] as const) {
   test(`${method}: hand-made cases (cos > 0, < 0, = 0, clamped α, equal, opposite, zero, unequal norms)`, async () => {
@@ -201,7 +262,10 @@ test('a null gradient (a loss that does not reach a parameter) counts as zero', 
 
 test('3 groups (3 modalities) in one step: mmpareto per group, each group only sees its own gradients', async () => {
   const sizes = [[5, 130], [70001], [7, 9, 11]];
-  const make = (_s: number, g: number): Grads => randomGrads(2, sizes[g]!, 40 + g, (j, x, _t, i) => (j === 1 && g !== 1 ? -0.6 * x[0]![i]! + 0.2 * x[1]![i]! : x[j]![i]!));
+  const make = (_s: number, g: number): Grads =>
+    randomGrads(2, sizes[g]!, 40 + g, (j, x, _t, i) =>
+      j === 1 && g !== 1 ? -0.6 * x[0]![i]! + 0.2 * x[1]![i]! : x[j]![i]!,
+    );
   await runAgainstReference('mmpareto', 2, sizes, make, { gamma: 1.25 }, 1);
 });
 
@@ -212,8 +276,16 @@ test('NaN / Inf in a gradient: that group is not updated (zero gradient), the ot
   h0[1]![0]![0]![0] = Infinity;
   const grads = h0.map(upload);
   const out = byGroup(s.params, s.integrator.combine(keyed(s.params, grads)));
-  for (const t of out[0]!) assert.ok((await t.toArray()).every((x) => x === 0), 'group 0 zero');
-  for (const t of out[1]!) assert.ok((await t.toArray()).every((x) => x === 0), 'group 1 zero');
+  for (const t of out[0]!)
+    assert.ok(
+      (await t.toArray()).every((x) => x === 0),
+      'group 0 zero',
+    );
+  for (const t of out[1]!)
+    assert.ok(
+      (await t.toArray()).every((x) => x === 0),
+      'group 1 zero',
+    );
   for (const t of out.flat()) t.dispose();
   try {
     await s.integrator.telemetry.read();
@@ -226,13 +298,26 @@ test('NaN / Inf in a gradient: that group is not updated (zero gradient), the ot
   for (const t of s.integrator.combine(keyed(s.params, ok)).values()) t.dispose();
   const r = await s.integrator.telemetry.read({ onNonFinite: 'return' });
   assert.is(r.nonFinite.length, 0);
-  assert.equal(r.records.map((x) => x.nonFinite), [true, true, false, false]);
+  assert.equal(
+    r.records.map((x) => x.nonFinite),
+    [true, true, false, false],
+  );
   // fused: the flagged group's parameters and momentum stay as they were
   const opt = new SGD(s.params.flat(), { lr: 0.1, momentum: 0.9 });
   s.integrator.step(opt, keyed(s.params, grads));
-  for (const p of s.params.flat()) assert.ok((await p.toArray()).every((x) => x === 0), 'parameters untouched');
+  for (const p of s.params.flat())
+    assert.ok(
+      (await p.toArray()).every((x) => x === 0),
+      'parameters untouched',
+    );
   const r2 = await s.integrator.telemetry.read({ onNonFinite: 'return' });
-  assert.equal(r2.nonFinite.map((n) => [n.group, n.count, n.firstStep, n.lastStep]), [[0, 1, 0, 2], [1, 1, 0, 2]]);
+  assert.equal(
+    r2.nonFinite.map((n) => [n.group, n.count, n.firstStep, n.lastStep]),
+    [
+      [0, 1, 0, 2],
+      [1, 1, 0, 2],
+    ],
+  );
   opt.dispose();
   teardown(s, ...grads, ...ok);
 });
@@ -249,8 +334,17 @@ test('telemetry ring wraps around: ring of 3, 5 steps → steps 2, 3, 4 with the
   }
   const r = await s.integrator.telemetry.read();
   assert.is(r.steps, 5);
-  assert.equal(r.records.map((x) => x.step), [2, 3, 4]);
-  assertClose(r.records.map((x) => x.normM), norms.slice(2), 1e-5, 0, '|g_m| per step'); // positive squares: ≲ 135·u relative, halved by the sqrt
+  assert.equal(
+    r.records.map((x) => x.step),
+    [2, 3, 4],
+  );
+  assertClose(
+    r.records.map((x) => x.normM),
+    norms.slice(2),
+    1e-5,
+    0,
+    '|g_m| per step',
+  ); // positive squares: ≲ 135·u relative, halved by the sqrt
   teardown(s);
 });
 
@@ -260,12 +354,21 @@ for (const kind of ['sgd', 'adamw'] as const) {
     const init = sizes.map((g, gi) => g.map((n, t) => randArray(n, 500 + 10 * gi + t)));
     const mk = () => init.map((g) => g.map((x) => tensor(Float32Array.from(x), [x.length], { requiresGrad: true })));
     const [pa, pb] = [mk(), mk()];
-    const opt = (ps: Tensor[][]) => (kind === 'sgd' ? new SGD(ps.flat(), { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true }) : new AdamW(ps.flat(), { lr: 0.01, weightDecay: 0.1 }));
+    const opt = (ps: Tensor[][]) =>
+      kind === 'sgd'
+        ? new SGD(ps.flat(), { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true })
+        : new AdamW(ps.flat(), { lr: 0.01, weightDecay: 0.1 });
     const [oa, ob] = [opt(pa), opt(pb)];
     const groups = (ps: Tensor[][]) => ps.map((params, g) => ({ params, losses: [lossName(g, 0), lossName(g, 1)] }));
     const [ia, ib] = [pa, pb].map((ps) => new GradientIntegrator(groups(ps), { method: 'mmpareto-official' }));
     for (let step = 0; step < 3; step++) {
-      const grads = sizes.map((g, gi) => upload(randomGrads(2, g, 70 + 3 * step + gi, (j, x, _t, i) => (j === 1 && step !== 1 ? -0.5 * x[0]![i]! + x[1]![i]! : x[j]![i]!))));
+      const grads = sizes.map((g, gi) =>
+        upload(
+          randomGrads(2, g, 70 + 3 * step + gi, (j, x, _t, i) =>
+            j === 1 && step !== 1 ? -0.5 * x[0]![i]! + x[1]![i]! : x[j]![i]!,
+          ),
+        ),
+      );
       ia!.step(oa, keyed(pa, grads));
       const h = ib!.combine(keyed(pb, grads));
       for (const p of pb.flat()) p.grad = h.get(p)!;
@@ -274,7 +377,8 @@ for (const kind of ['sgd', 'adamw'] as const) {
       for (const t of [...grads.flat(2), ...h.values()]) t.dispose();
     }
     // same float32 operations in the same order: identical up to FMA contraction choices (a few ulp)
-    for (let i = 0; i < pa.flat().length; i++) assertClose(await pa.flat()[i]!.toArray(), await pb.flat()[i]!.toArray(), 1e-6, 1e-7, `parameter ${i}`);
+    for (let i = 0; i < pa.flat().length; i++)
+      assertClose(await pa.flat()[i]!.toArray(), await pb.flat()[i]!.toArray(), 1e-6, 1e-7, `parameter ${i}`);
     for (const x of [oa, ob, ia!, ib!]) x.dispose();
     for (const t of [...pa.flat(), ...pb.flat()]) t.dispose();
   });
@@ -302,16 +406,31 @@ test('no buffer maps over 5 fused steps with telemetry off; exactly one per tele
 test('a late-fusion model: mmpareto on separately computed g_m, g_u per encoder, fused SGD step, matches the formula', async () => {
   // audio and visual encoders (linear → relu → linear), a fusion head on their concatenation and
   // one head per encoder; L_m on the fusion head, L_a / L_v on the unimodal heads
-  const mk = (shape: number[], seed: number) => tensor(Float32Array.from(randArray(shape[0]! * (shape[1] ?? 1), seed, -0.6, 0.6)), shape, { requiresGrad: true });
-  const enc = [[mk([5, 6], 1), mk([5], 2), mk([4, 5], 3), mk([4], 4)], [mk([5, 8], 5), mk([5], 6), mk([4, 5], 7), mk([4], 8)]];
+  const mk = (shape: number[], seed: number) =>
+    tensor(Float32Array.from(randArray(shape[0]! * (shape[1] ?? 1), seed, -0.6, 0.6)), shape, { requiresGrad: true });
+  const enc = [
+    [mk([5, 6], 1), mk([5], 2), mk([4, 5], 3), mk([4], 4)],
+    [mk([5, 8], 5), mk([5], 6), mk([4, 5], 7), mk([4], 8)],
+  ];
   const [fusion, headA, headV] = [[mk([3, 8], 9)], [mk([3, 4], 10)], [mk([3, 4], 11)]];
-  const x = [tensor(Float32Array.from(randArray(6 * 6, 20)), [6, 6]), tensor(Float32Array.from(randArray(6 * 8, 21)), [6, 8])];
+  const x = [
+    tensor(Float32Array.from(randArray(6 * 6, 20)), [6, 6]),
+    tensor(Float32Array.from(randArray(6 * 8, 21)), [6, 8]),
+  ];
   const y = tensor(Int32Array.from([0, 1, 2, 1, 0, 2]), [6]);
   const feats = tidy(() => enc.map((e, k) => linear(relu(linear(x[k]!, e[0]!, e[1]!)), e[2]!, e[3]!)));
-  const [lm, ...lu] = tidy(() => [crossEntropy(linear(concat(feats, 1), fusion[0]!), y), crossEntropy(linear(feats[0]!, headA[0]!), y), crossEntropy(linear(feats[1]!, headV[0]!), y)]);
+  const [lm, ...lu] = tidy(() => [
+    crossEntropy(linear(concat(feats, 1), fusion[0]!), y),
+    crossEntropy(linear(feats[0]!, headA[0]!), y),
+    crossEntropy(linear(feats[1]!, headV[0]!), y),
+  ]);
   const grads = enc.map((e, k) => [grad(lm!, e, { retainGraph: true }), grad(lu[k]!, e, { retainGraph: true })]);
   const before = await Promise.all(enc.flat().map((p) => p.toArray()));
-  const host: Grads[] = await Promise.all(grads.map((gk) => Promise.all(gk.map((list) => Promise.all(list.map(async (t) => Float64Array.from(await t.toArray())))))));
+  const host: Grads[] = await Promise.all(
+    grads.map((gk) =>
+      Promise.all(gk.map((list) => Promise.all(list.map(async (t) => Float64Array.from(await t.toArray()))))),
+    ),
+  );
   const names = ['audio', 'visual'];
   const integ = new GradientIntegrator(
     enc.map((params, k) => ({ params, losses: ['mm', names[k]!] })),
@@ -332,26 +451,43 @@ test('a late-fusion model: mmpareto on separately computed g_m, g_u per encoder,
     assertClose([rec[k]!.cos], [r.cos], 1e-4, 1e-6, `encoder ${k} cos`);
     const h = applyCoef(host[k]!, r.coef);
     // p − lr·h: one rounding of p plus h's error (see the header) times lr
-    for (const [t, p] of enc[k]!.entries()) assertClose(await p.toArray(), before[i++]!.map((v, j) => v - 0.5 * h[t]![j]!), 1e-5, 1e-5 * maxAbs(h), `encoder ${k} parameter ${t}`);
+    for (const [t, p] of enc[k]!.entries())
+      assertClose(
+        await p.toArray(),
+        before[i++]!.map((v, j) => v - 0.5 * h[t]![j]!),
+        1e-5,
+        1e-5 * maxAbs(h),
+        `encoder ${k} parameter ${t}`,
+      );
   }
   integ.dispose();
   opt.dispose();
   for (const l of [lm!, ...lu]) releaseGraph(l);
-  for (const t of [...enc.flat(), ...fusion, ...headA, ...headV, ...x, y, ...feats, lm!, ...lu, ...grads.flat(2)]) t.dispose();
+  for (const t of [...enc.flat(), ...fusion, ...headA, ...headV, ...x, y, ...feats, lm!, ...lu, ...grads.flat(2)])
+    t.dispose();
 });
 
 test('magnitudeHistogram: the per-batch |g_m|, |g_u| distribution of one group from the telemetry ring', async () => {
   const s = setup([[130], [7]], 2, { method: 'uniform', telemetrySteps: 6 });
   for (let step = 0; step < 6; step++) {
-    const grads = [upload(randomGrads(2, [130], 90 + step, (j, x, _t, i) => (j === 0 ? 0.1 : 1) * (1 + step) * x[j]![i]!)), upload(randomGrads(2, [7], 3))];
+    const grads = [
+      upload(randomGrads(2, [130], 90 + step, (j, x, _t, i) => (j === 0 ? 0.1 : 1) * (1 + step) * x[j]![i]!)),
+      upload(randomGrads(2, [7], 3)),
+    ];
     for (const t of s.integrator.combine(keyed(s.params, grads)).values()) t.dispose();
     for (const t of grads.flat(2)) t.dispose();
   }
   const { records } = await s.integrator.telemetry.read();
   const hist = magnitudeHistogram(records, 0, 4);
   assert.is(hist.edges.length, 5);
-  assert.is(hist.multimodal.reduce((a, b) => a + b, 0), 6);
-  assert.is(hist.unimodal.reduce((a, b) => a + b, 0), 6);
+  assert.is(
+    hist.multimodal.reduce((a, b) => a + b, 0),
+    6,
+  );
+  assert.is(
+    hist.unimodal.reduce((a, b) => a + b, 0),
+    6,
+  );
   const g0 = records.filter((r) => r.group === 0);
   const bin = (v: number) => Math.min(3, Math.floor((v - hist.edges[0]!) / (hist.edges[1]! - hist.edges[0]!)));
   const expect = (vs: number[]) => vs.reduce((c, v) => (c[bin(v)]!++, c), [0, 0, 0, 0]);
@@ -362,7 +498,10 @@ test('magnitudeHistogram: the per-batch |g_m|, |g_u| distribution of one group f
 });
 
 test('bad input is refused before any dispatch, naming the problem', () => {
-  const p = [tensor(new Float32Array(6), [2, 3], { requiresGrad: true }), tensor(new Float32Array(4), [4], { requiresGrad: true })];
+  const p = [
+    tensor(new Float32Array(6), [2, 3], { requiresGrad: true }),
+    tensor(new Float32Array(4), [4], { requiresGrad: true }),
+  ];
   const q = tensor(new Float32Array(3), [3], { requiresGrad: true });
   const two = ['a', 'b'];
   const group = (params: Tensor[], losses = two) => ({ params, losses });

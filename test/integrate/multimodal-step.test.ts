@@ -5,7 +5,17 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, device, randTensor, rejects } from '../helpers.ts';
-import { grad, liveTensors, MultimodalStep, SGD, tensor, tidy, zeros, type IntegratorMethod, type Tensor } from '../../engine/index.ts';
+import {
+  grad,
+  liveTensors,
+  MultimodalStep,
+  SGD,
+  tensor,
+  tidy,
+  zeros,
+  type IntegratorMethod,
+  type Tensor,
+} from '../../engine/index.ts';
 import { LateFusion } from '../fixtures/late-fusion.ts';
 import { applyCoef, newState, reference, type Grads } from './reference.ts';
 
@@ -40,7 +50,9 @@ for (const method of ['mmpareto', 'mmpareto-official', 'mgda', 'uniform'] as Int
     const p0 = await Promise.all(params.map(host));
     step.step(losses);
     const index = new Map(params.map((p, i) => [p, i]));
-    const expected = p0.map((p, i) => p.map((x, j) => x - lr * (ref.mm![i]![j]! + ref.audio![i]![j]! + ref.visual![i]![j]!)));
+    const expected = p0.map((p, i) =>
+      p.map((x, j) => x - lr * (ref.mm![i]![j]! + ref.audio![i]![j]! + ref.visual![i]![j]!)),
+    );
     if (method !== 'uniform') {
       for (const [k, name] of ['audio', 'visual'].entries()) {
         const ids = encoders[name as 'audio' | 'visual'].map((p) => index.get(p)!);
@@ -52,7 +64,8 @@ for (const method of ['mmpareto', 'mmpareto-official', 'mgda', 'uniform'] as Int
     // p − lr·h: h from float32 Gram sums over ~500 values (relative error ~1e-5 of the largest
     // entry through the coefficients) → atol 1e-5·lr·max|g| + one rounding of p.
     const scale = lr * maxAbs(Object.values(ref).flat());
-    for (const [i, p] of params.entries()) assertClose(await p.toArray(), expected[i]!, 1e-6, 2e-5 * scale + 1e-7, `${method} parameter ${i}`);
+    for (const [i, p] of params.entries())
+      assertClose(await p.toArray(), expected[i]!, 1e-6, 2e-5 * scale + 1e-7, `${method} parameter ${i}`);
     for (const t of [a, v, y, ...Object.values(losses)]) t.dispose();
     step.dispose();
     opt.dispose();
@@ -65,7 +78,11 @@ test('three MMPareto training steps read nothing back (no buffer maps) and chang
   const m = new LateFusion(4, 3, 13);
   const [a, v, y] = data(14);
   const opt = new SGD(m.parameters(), { lr: 0.05, momentum: 0.9 });
-  const step = new MultimodalStep({ method: 'mmpareto', encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() }, optimizer: opt });
+  const step = new MultimodalStep({
+    method: 'mmpareto',
+    encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
+    optimizer: opt,
+  });
   const w0 = await host(m.audio.conv1.weight);
   await device.sync();
   const maps = device.batcher.stats.readbacks;
@@ -89,13 +106,27 @@ test('bad input: missing or unknown loss, a parameter in two groups, a group no 
   const stray = zeros([2], { requiresGrad: true });
   const opt = new SGD([...m.parameters(), stray], { lr: 0.1 });
   const audio = m.audio.parameters();
-  rejects(() => new MultimodalStep({ method: 'mmpareto', encoders: { audio, visual: [audio[0]!] }, optimizer: opt }), 'is in two encoder groups');
+  rejects(
+    () => new MultimodalStep({ method: 'mmpareto', encoders: { audio, visual: [audio[0]!] }, optimizer: opt }),
+    'is in two encoder groups',
+  );
   const outside = zeros([1], { requiresGrad: true });
-  rejects(() => new MultimodalStep({ method: 'mmpareto', encoders: { audio: [outside] }, optimizer: opt }), 'is not in the optimizer');
-  const step = new MultimodalStep({ method: 'mmpareto', encoders: { audio, visual: m.visual.parameters(), depth: [stray] }, optimizer: opt });
+  rejects(
+    () => new MultimodalStep({ method: 'mmpareto', encoders: { audio: [outside] }, optimizer: opt }),
+    'is not in the optimizer',
+  );
+  const step = new MultimodalStep({
+    method: 'mmpareto',
+    encoders: { audio, visual: m.visual.parameters(), depth: [stray] },
+    optimizer: opt,
+  });
   const losses = tidy(() => m.losses(a, v, y));
   rejects(() => step.step(losses), "loss 'depth' is missing");
-  const two = new MultimodalStep({ method: 'mmpareto', encoders: { audio, visual: m.visual.parameters() }, optimizer: opt });
+  const two = new MultimodalStep({
+    method: 'mmpareto',
+    encoders: { audio, visual: m.visual.parameters() },
+    optimizer: opt,
+  });
   rejects(() => two.step({ ...losses, text: losses.mm }), "unknown loss 'text'");
   rejects(() => step.step({ ...losses, depth: losses.audio }), "encoder group 'depth' is reached by no loss");
   for (const t of [a, v, y, stray, outside, ...Object.values(losses)]) t.dispose();

@@ -15,7 +15,12 @@ export interface RefState {
   l0: number[];
   avg: number[];
 }
-export const newState = (k: number): RefState => ({ step: 0, w: new Array<number>(k).fill(1), l0: new Array<number>(k).fill(0), avg: new Array<number>(k).fill(0) });
+export const newState = (k: number): RefState => ({
+  step: 0,
+  w: new Array<number>(k).fill(1),
+  l0: new Array<number>(k).fill(0),
+  avg: new Array<number>(k).fill(0),
+});
 
 export interface RefResult {
   /** Coefficients per tensor: h_t = Σ_j coef[t][j]·g_j,t. */
@@ -54,7 +59,14 @@ export function frankWolfe(G: number[][], iters: number): number[] {
 }
 
 /** One step of `method` for one group. `losses` (gradnorm): this group's K loss values. */
-export function reference(method: IntegratorMethod, gs: Grads, o: RefOptions, st: RefState, group: number, losses: number[] = []): RefResult {
+export function reference(
+  method: IntegratorMethod,
+  gs: Grads,
+  o: RefOptions,
+  st: RefState,
+  group: number,
+  losses: number[] = [],
+): RefResult {
   const k = gs.length;
   const T = gs[0]!.length;
   const G = gs.map((a) => gs.map((b) => dotT(a, b)));
@@ -158,7 +170,14 @@ export function reference(method: IntegratorMethod, gs: Grads, o: RefOptions, st
   }
   const csum = c.reduce((s, v) => s + v, 0);
   if (Number.isNaN(alpha)) alpha = csum !== 0 ? c[0]! / csum : 0;
-  return { coef, cos: mm * uu > 0 ? mu / Math.sqrt(mm * uu) : 0, alpha, normH: Math.sqrt(h2), conflict: mu < 0, zeroDirection };
+  return {
+    coef,
+    cos: mm * uu > 0 ? mu / Math.sqrt(mm * uu) : 0,
+    alpha,
+    normH: Math.sqrt(h2),
+    conflict: mu < 0,
+    zeroDirection,
+  };
 }
 
 /** h_t = Σ_j coef[t][j]·g_j,t for every tensor. */

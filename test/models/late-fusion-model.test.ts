@@ -55,15 +55,18 @@ function maxPool(x: Arr, [n, c, h, w]: Shape4, k: number, stride: number, pad: n
   const oh = Math.floor((h + 2 * pad - k) / stride) + 1;
   const ow = Math.floor((w + 2 * pad - k) / stride) + 1;
   const y = new Float64Array(n * c * oh * ow);
-  for (let p = 0; p < n * c; p++) for (let yi = 0; yi < oh; yi++) for (let xi = 0; xi < ow; xi++) {
-    let m = -Infinity;
-    for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) {
-      const iy = yi * stride - pad + ky;
-      const ix = xi * stride - pad + kx;
-      if (iy >= 0 && iy < h && ix >= 0 && ix < w) m = Math.max(m, x[(p * h + iy) * w + ix]!);
-    }
-    y[(p * oh + yi) * ow + xi] = m;
-  }
+  for (let p = 0; p < n * c; p++)
+    for (let yi = 0; yi < oh; yi++)
+      for (let xi = 0; xi < ow; xi++) {
+        let m = -Infinity;
+        for (let ky = 0; ky < k; ky++)
+          for (let kx = 0; kx < k; kx++) {
+            const iy = yi * stride - pad + ky;
+            const ix = xi * stride - pad + kx;
+            if (iy >= 0 && iy < h && ix >= 0 && ix < w) m = Math.max(m, x[(p * h + iy) * w + ix]!);
+          }
+        y[(p * oh + yi) * ow + xi] = m;
+      }
   return [y, [n, c, oh, ow]];
 }
 /** Batchnorm with the given per-channel mean/var (training: the batch's, biased variance). */
@@ -80,21 +83,23 @@ function batchNorm(x: Arr, [n, c, h, w]: Shape4, g: Arr, b: Arr, stats?: [Arr, A
       for (let ni = 0; ni < n; ni++) for (let i = 0; i < hw; i++) v += (x[(ni * c + ci) * hw + i]! - mean) ** 2;
       v /= n * hw;
     }
-    for (let ni = 0; ni < n; ni++) for (let i = 0; i < hw; i++) {
-      const j = (ni * c + ci) * hw + i;
-      y[j] = ((x[j]! - mean) / Math.sqrt(v + 1e-5)) * g[ci]! + b[ci]!;
-    }
+    for (let ni = 0; ni < n; ni++)
+      for (let i = 0; i < hw; i++) {
+        const j = (ni * c + ci) * hw + i;
+        y[j] = ((x[j]! - mean) / Math.sqrt(v + 1e-5)) * g[ci]! + b[ci]!;
+      }
   }
   return y;
 }
 /** x (n, i) · wᵀ + b with w (o, i). */
 function linearH(x: Arr, n: number, i: number, w: Arr, o: number, b: Arr): Arr {
   const y = new Float64Array(n * o);
-  for (let r = 0; r < n; r++) for (let c = 0; c < o; c++) {
-    let s = b[c]!;
-    for (let k = 0; k < i; k++) s += x[r * i + k]! * w[c * i + k]!;
-    y[r * o + c] = s;
-  }
+  for (let r = 0; r < n; r++)
+    for (let c = 0; c < o; c++) {
+      let s = b[c]!;
+      for (let k = 0; k < i; k++) s += x[r * i + k]! * w[c * i + k]!;
+      y[r * o + c] = s;
+    }
   return y;
 }
 async function cgReference(e: CGEncoder, x: Arr, shape: Shape4, stats?: [Arr, Arr]): Promise<Arr> {
@@ -125,8 +130,23 @@ test('CGEncoder: PMR convnet names and shapes; forward equals the float64 refere
   const before = liveTensors.count;
   const e = new CGEncoder({ inChannels: 3, seed: 5 });
   const shapes = Object.fromEntries([...e.stateDict()].map(([k, t]) => [k, t.shape.join('x')]));
-  assert.equal(Object.keys(shapes), ['bn0.weight', 'bn0.bias', 'bn0.running_mean', 'bn0.running_var', 'bn0.num_batches_tracked',
-    'conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias', 'conv3.weight', 'conv3.bias', 'conv4.weight', 'conv4.bias', 'fc.weight', 'fc.bias']);
+  assert.equal(Object.keys(shapes), [
+    'bn0.weight',
+    'bn0.bias',
+    'bn0.running_mean',
+    'bn0.running_var',
+    'bn0.num_batches_tracked',
+    'conv1.weight',
+    'conv1.bias',
+    'conv2.weight',
+    'conv2.bias',
+    'conv3.weight',
+    'conv3.bias',
+    'conv4.weight',
+    'conv4.bias',
+    'fc.weight',
+    'fc.bias',
+  ]);
   assert.is(shapes['conv1.weight'], '32x3x5x5');
   assert.is(shapes['conv3.weight'], '64x32x3x3');
   assert.is(shapes['fc.weight'], '512x64');
@@ -157,7 +177,10 @@ test('CGEncoder: PMR convnet names and shapes; forward equals the float64 refere
 });
 
 /** Features of each encoder alone, in eval mode (deterministic), as host arrays. */
-async function encoderFeatures(model: LateFusionClassifier, inputs: Record<string, Tensor>): Promise<Record<string, Arr>> {
+async function encoderFeatures(
+  model: LateFusionClassifier,
+  inputs: Record<string, Tensor>,
+): Promise<Record<string, Arr>> {
   const out: Record<string, Arr> = {};
   for (const n of model.modalities) {
     const f = model.encoders.items.get(n)!.forward(inputs[n]!);
@@ -170,10 +193,15 @@ async function encoderFeatures(model: LateFusionClassifier, inputs: Record<strin
 for (const fusion of ['concat', 'sum'] as const) {
   test(`LateFusionClassifier (${fusion}), 2 and 3 modalities: logits shapes and values, names, targets, groups`, async () => {
     const before = liveTensors.count;
-    for (const names of [['gray', 'color'], ['gray', 'color', 'depth']]) {
+    for (const names of [
+      ['gray', 'color'],
+      ['gray', 'color', 'depth'],
+    ]) {
       const channels: Record<string, number> = { gray: 1, color: 3, depth: 2 };
       const encoders: Record<string, EncoderSpec> = {};
-      names.forEach((n, i) => (encoders[n] = { module: new CGEncoder({ inChannels: channels[n]!, seed: 10 + i }), features: 512 }));
+      names.forEach(
+        (n, i) => (encoders[n] = { module: new CGEncoder({ inChannels: channels[n]!, seed: 10 + i }), features: 512 }),
+      );
       const model = new LateFusionClassifier({ encoders, classes: 4, fusion, seed: 7 }).eval();
       const inputs: Record<string, Tensor> = {};
       const hostIn: Record<string, Arr> = {};
@@ -190,16 +218,39 @@ for (const fusion of ['concat', 'sum'] as const) {
       let fused: Arr;
       if (fusion === 'concat') {
         fused = new Float64Array(2 * 512 * names.length);
-        for (let r = 0; r < 2; r++) names.forEach((n, j) => fused.set(feats[n]!.subarray(r * 512, (r + 1) * 512), r * 512 * names.length + j * 512));
+        for (let r = 0; r < 2; r++)
+          names.forEach((n, j) =>
+            fused.set(feats[n]!.subarray(r * 512, (r + 1) * 512), r * 512 * names.length + j * 512),
+          );
       } else fused = feats[names[0]!]!.map((_, i) => names.reduce((s, n) => s + feats[n]![i]!, 0));
       const width = fusion === 'concat' ? 512 * names.length : 512;
       assert.equal(sd.get('head.weight')!.shape, [4, width]);
       // Features are float32 outputs fed to a float32 dot product over ≤ 1536 terms: rtol 1e-5 / atol 1e-5.
-      assertClose(await logits.mm!.toArray(), linearH(fused, 2, width, await p('head.weight'), 4, await p('head.bias')), 1e-5, 1e-5, 'mm logits');
+      assertClose(
+        await logits.mm!.toArray(),
+        linearH(fused, 2, width, await p('head.weight'), 4, await p('head.bias')),
+        1e-5,
+        1e-5,
+        'mm logits',
+      );
       for (const n of names) {
-        assertClose(await logits[n]!.toArray(), linearH(feats[n]!, 2, 512, await p(`heads.${n}.weight`), 4, await p(`heads.${n}.bias`)), 1e-5, 1e-5, `${n} logits`);
+        assertClose(
+          await logits[n]!.toArray(),
+          linearH(feats[n]!, 2, 512, await p(`heads.${n}.weight`), 4, await p(`heads.${n}.bias`)),
+          1e-5,
+          1e-5,
+          `${n} logits`,
+        );
       }
-      for (const k of ['encoders.gray.conv1.weight', 'encoders.gray.bn0.running_mean', 'encoders.color.fc.bias', 'head.bias', 'heads.gray.weight', 'heads.color.bias']) assert.ok(sd.has(k), `has ${k}`);
+      for (const k of [
+        'encoders.gray.conv1.weight',
+        'encoders.gray.bn0.running_mean',
+        'encoders.color.fc.bias',
+        'head.bias',
+        'heads.gray.weight',
+        'heads.color.bias',
+      ])
+        assert.ok(sd.has(k), `has ${k}`);
       checkGroups(model, ['head.', 'heads.']);
       for (const t of [...Object.values(inputs), ...Object.values(logits)]) t.dispose();
       model.dispose();
@@ -224,7 +275,11 @@ function checkGroups(model: TrainableModel, outside: string[]): void {
     const isOutside = outside.some((o) => name === o || name.startsWith(o));
     assert.is(seen.has(p), !isOutside, `parameter ${name} ${isOutside ? 'outside' : 'inside'} the groups`);
   }
-  assert.is(seen.size, model.parameters().length - model.namedParameters().filter(([n]) => outside.some((o) => n === o || n.startsWith(o))).length);
+  assert.is(
+    seen.size,
+    model.parameters().length -
+      model.namedParameters().filter(([n]) => outside.some((o) => n === o || n.startsWith(o))).length,
+  );
 }
 
 test('LateFusionClassifier bad input: one encoder, sum of unequal widths, wrong names, a modality named mm', () => {
@@ -236,10 +291,24 @@ test('LateFusionClassifier bad input: one encoder, sum of unequal widths, wrong 
     built.push(s.module);
     return s;
   };
-  throwsWith(() => new LateFusionClassifier({ encoders: { a: spec(3, 4) }, classes: 2 }), 'at least 2 modality encoders', 'a');
-  throwsWith(() => new LateFusionClassifier({ encoders: { a: spec(3, 4), b: spec(3, 5) }, classes: 2, fusion: 'sum' }), 'equal feature size', 'a 4', 'b 5', 'concat');
+  throwsWith(
+    () => new LateFusionClassifier({ encoders: { a: spec(3, 4) }, classes: 2 }),
+    'at least 2 modality encoders',
+    'a',
+  );
+  throwsWith(
+    () => new LateFusionClassifier({ encoders: { a: spec(3, 4), b: spec(3, 5) }, classes: 2, fusion: 'sum' }),
+    'equal feature size',
+    'a 4',
+    'b 5',
+    'concat',
+  );
   throwsWith(() => new LateFusionClassifier({ encoders: { mm: spec(3, 4), b: spec(3, 4) }, classes: 2 }), "'mm'");
-  throwsWith(() => new LateFusionClassifier({ encoders: { a: spec(3, 4), b: spec(3, 4) }, classes: 2, fusion: 'max' as 'sum' }), "unknown fusion 'max'", 'concat, sum');
+  throwsWith(
+    () => new LateFusionClassifier({ encoders: { a: spec(3, 4), b: spec(3, 4) }, classes: 2, fusion: 'max' as 'sum' }),
+    "unknown fusion 'max'",
+    'concat, sum',
+  );
   const model = new LateFusionClassifier({ encoders: { a: lin(3, 4), b: lin(3, 4) }, classes: 2 });
   const [x] = randTensor([2, 3], 1);
   throwsWith(() => model.logits({ a: x }), 'missing input b', 'expects a, b');
@@ -252,7 +321,12 @@ test('LateFusionClassifier bad input: one encoder, sum of unequal widths, wrong 
 
 test('SharedTwoHead: one shared forward, two task heads, targets, main loss and the one group', async () => {
   const before = liveTensors.count;
-  const model = new SharedTwoHead({ encoder: { module: new CGEncoder({ inChannels: 1, seed: 3 }), features: 512 }, input: 'image', tasks: { left: 10, right: 10 }, seed: 4 });
+  const model = new SharedTwoHead({
+    encoder: { module: new CGEncoder({ inChannels: 1, seed: 3 }), features: 512 },
+    input: 'image',
+    tasks: { left: 10, right: 10 },
+    seed: 4,
+  });
   const [x] = randTensor([2, 1, 6, 12], 8);
   const logits = tidy(() => model.logits({ image: x }));
   assert.equal(Object.keys(logits), ['left', 'right']);
@@ -262,15 +336,19 @@ test('SharedTwoHead: one shared forward, two task heads, targets, main loss and 
   assert.equal(Object.keys(model.encoderGroups()), ['right']);
   checkGroups(model, ['heads.']);
   const names = model.namedParameters().map(([n]) => n);
-  for (const k of ['encoder.conv1.weight', 'encoder.fc.weight', 'heads.left.weight', 'heads.right.bias']) assert.ok(names.includes(k), `has ${k}`);
+  for (const k of ['encoder.conv1.weight', 'encoder.fc.weight', 'heads.left.weight', 'heads.right.bias'])
+    assert.ok(names.includes(k), `has ${k}`);
   throwsWith(() => model.logits({ gray: x }), 'expects exactly image');
-  throwsWith(() => new SharedTwoHead({ encoder: { module: model.encoder, features: 512 }, input: 'image', tasks: { a: 2 } }), 'exactly 2 tasks');
+  throwsWith(
+    () => new SharedTwoHead({ encoder: { module: model.encoder, features: 512 }, input: 'image', tasks: { a: 2 } }),
+    'exactly 2 tasks',
+  );
   for (const t of [x, ...Object.values(logits)]) t.dispose();
   model.dispose();
   assert.is(liveTensors.count, before, 'no leaks');
 });
 
-test('losses(batch): each logits entry scored against its own task\'s labels; missing labels are named', async () => {
+test("losses(batch): each logits entry scored against its own task's labels; missing labels are named", async () => {
   const before = liveTensors.count;
   const encoder = { module: new CGEncoder({ inChannels: 1, seed: 5 }), features: 512 };
   const model = new SharedTwoHead({ encoder, input: 'image', tasks: { left: 4, right: 3 }, seed: 6 });
@@ -281,7 +359,10 @@ test('losses(batch): each logits entry scored against its own task\'s labels; mi
   assert.equal(Object.keys(losses), ['left', 'right']);
   // the same forward through logits, and crossEntropy by hand on the host (float64)
   const logits = tidy(() => model.logits({ image: x }));
-  for (const [name, labels] of [['left', [0, 3, 1]], ['right', [2, 0, 1]]] as const) {
+  for (const [name, labels] of [
+    ['left', [0, 3, 1]],
+    ['right', [2, 0, 1]],
+  ] as const) {
     const z = await host(logits[name]!);
     const c = z.length / 3;
     let want = 0;
@@ -303,9 +384,21 @@ test('losses(batch): each logits entry scored against its own task\'s labels; mi
 
 const CG: DatasetShape = { name: 'cg-fmnist', inputs: { gray: [1, 28, 28], color: [3, 28, 28] }, tasks: { label: 10 } };
 const MULTI: DatasetShape = { name: 'multi-fmnist', inputs: { image: [1, 28, 56] }, tasks: { left: 10, right: 10 } };
-const SMALL_AV: DatasetShape = { name: 'synthetic-av', inputs: { audio: [1, 16, 16], visual: [3, 16, 16] }, tasks: { label: 5 } };
-const SMALL_THREE: DatasetShape = { name: 'three', inputs: { a: [1, 16, 16], b: [3, 16, 16], c: [2, 16, 16] }, tasks: { label: 3 } };
-const SMALL_MULTI: DatasetShape = { name: 'multi-fmnist', inputs: { image: [1, 16, 32] }, tasks: { left: 10, right: 10 } };
+const SMALL_AV: DatasetShape = {
+  name: 'synthetic-av',
+  inputs: { audio: [1, 16, 16], visual: [3, 16, 16] },
+  tasks: { label: 5 },
+};
+const SMALL_THREE: DatasetShape = {
+  name: 'three',
+  inputs: { a: [1, 16, 16], b: [3, 16, 16], c: [2, 16, 16] },
+  tasks: { label: 3 },
+};
+const SMALL_MULTI: DatasetShape = {
+  name: 'multi-fmnist',
+  inputs: { image: [1, 16, 32] },
+  tasks: { left: 10, right: 10 },
+};
 
 const cases: [ModelName, DatasetShape, 'concat' | 'sum', string[]][] = [
   ['cnn', CG, 'concat', ['head.', 'heads.']],
@@ -317,10 +410,14 @@ const cases: [ModelName, DatasetShape, 'concat' | 'sum', string[]][] = [
   ['mbt', SMALL_THREE, 'sum', ['mbt.bottleneck', 'mbt.heads.', 'heads.']],
 ];
 for (const [name, ds, fusion, outside] of cases) {
-  test(`buildModel('${name}') on ${ds.name} [${Object.values(ds.inputs).map((s) => s.join('×')).join(', ')}] (${fusion}): logits, targets, groups, no leaks`, async () => {
+  test(`buildModel('${name}') on ${ds.name} [${Object.values(ds.inputs)
+    .map((s) => s.join('×'))
+    .join(', ')}] (${fusion}): logits, targets, groups, no leaks`, async () => {
     const before = liveTensors.count;
     const model = buildModel(name, ds, { seed: 1, fusion });
-    const inputs = Object.fromEntries(Object.entries(ds.inputs).map(([m, s], i) => [m, randTensor([2, ...s], 30 + i, 0, 1)[0]]));
+    const inputs = Object.fromEntries(
+      Object.entries(ds.inputs).map(([m, s], i) => [m, randTensor([2, ...s], 30 + i, 0, 1)[0]]),
+    );
     const logits = tidy(() => model.logits(inputs));
     assert.equal(Object.keys(logits).sort(), Object.keys(model.targets).sort());
     assert.ok(model.mainLoss in logits);
@@ -336,18 +433,37 @@ for (const [name, ds, fusion, outside] of cases) {
 }
 
 test('buildModel: deterministic for a seed (identical initial state dict), different for another seed', async () => {
-  const values = async (m: TrainableModel) => Promise.all([...m.stateDict()].map(async ([k, t]) => [k, await t.toArray()] as const));
-  for (const [name, ds] of [['cnn', CG], ['cnn', MULTI], ['mbt', SMALL_AV]] as [ModelName, DatasetShape][]) {
-    const [a, b, c] = [buildModel(name, ds, { seed: 9 }), buildModel(name, ds, { seed: 9 }), buildModel(name, ds, { seed: 10 })];
+  const values = async (m: TrainableModel) =>
+    Promise.all([...m.stateDict()].map(async ([k, t]) => [k, await t.toArray()] as const));
+  for (const [name, ds] of [
+    ['cnn', CG],
+    ['cnn', MULTI],
+    ['mbt', SMALL_AV],
+  ] as [ModelName, DatasetShape][]) {
+    const [a, b, c] = [
+      buildModel(name, ds, { seed: 9 }),
+      buildModel(name, ds, { seed: 9 }),
+      buildModel(name, ds, { seed: 10 }),
+    ];
     const [va, vb, vc] = await Promise.all([values(a), values(b), values(c)]);
-    assert.equal(va.map(([k]) => k), vb.map(([k]) => k));
+    assert.equal(
+      va.map(([k]) => k),
+      vb.map(([k]) => k),
+    );
     va.forEach(([k, v], i) => assert.equal([...v], [...vb[i]![1]], `${name} ${k} equal for one seed`));
     const differs = va.filter(([k, v], i) => k.endsWith('weight') && v.some((x, j) => x !== vc[i]![1][j]));
-    assert.ok(differs.length > 0 && differs.length === va.filter(([k, v]) => k.endsWith('weight') && v.some((x) => x !== 1)).length, `${name}: every random weight differs for another seed`);
+    assert.ok(
+      differs.length > 0 &&
+        differs.length === va.filter(([k, v]) => k.endsWith('weight') && v.some((x) => x !== 1)).length,
+      `${name}: every random weight differs for another seed`,
+    );
     // Two encoders of one model are not copies of each other.
     if (name === 'cnn' && ds === CG) {
       const sd = a.stateDict();
-      assert.not.equal([...(await sd.get('encoders.gray.conv2.weight')!.toArray())], [...(await sd.get('encoders.color.conv2.weight')!.toArray())]);
+      assert.not.equal(
+        [...(await sd.get('encoders.gray.conv2.weight')!.toArray())],
+        [...(await sd.get('encoders.color.conv2.weight')!.toArray())],
+      );
     }
     for (const m of [a, b, c]) m.dispose();
   }
@@ -357,11 +473,21 @@ test('buildModel bad input: unknown model, mbt on a two-task set, unsupported ta
   const before = liveTensors.count;
   throwsWith(() => buildModel('vit' as ModelName, CG, { seed: 0 }), "unknown model 'vit'", 'cnn, resnet18, mbt');
   throwsWith(() => buildModel('mbt', MULTI, { seed: 0 }), "'mbt'", 'multi-fmnist', '2 tasks', 'cnn or resnet18');
-  throwsWith(() => buildModel('cnn', { name: 'x', inputs: { a: [1, 8, 8] }, tasks: { label: 3 } }, { seed: 0 }), '1 input(s) and 1 task(s)');
-  throwsWith(() => buildModel('cnn', { name: 'x', inputs: { a: [8, 8] }, tasks: { label: 3 } }, { seed: 0 }), "input 'a'", '[channels, height, width]');
+  throwsWith(
+    () => buildModel('cnn', { name: 'x', inputs: { a: [1, 8, 8] }, tasks: { label: 3 } }, { seed: 0 }),
+    '1 input(s) and 1 task(s)',
+  );
+  throwsWith(
+    () => buildModel('cnn', { name: 'x', inputs: { a: [8, 8] }, tasks: { label: 3 } }, { seed: 0 }),
+    "input 'a'",
+    '[channels, height, width]',
+  );
   throwsWith(() => buildModel('cnn', CG, { seed: 0, fusion: 'max' as 'sum' }), "unknown fusion 'max'", 'concat, sum');
   assert.is(liveTensors.count, before, 'refused before building anything');
-  assert.equal([patchFor(16, 16), patchFor(28, 28), patchFor(28, 56), patchFor(15, 9), patchFor(7, 5)], [4, 4, 4, 3, 1]);
+  assert.equal(
+    [patchFor(16, 16), patchFor(28, 28), patchFor(28, 56), patchFor(15, 9), patchFor(7, 5)],
+    [4, 4, 4, 3, 1],
+  );
 });
 
 test("one MultimodalStep('mmpareto') on a LateFusionClassifier of CGEncoders: finite losses, every head and encoder moves, no leaks", async () => {
@@ -369,7 +495,12 @@ test("one MultimodalStep('mmpareto') on a LateFusionClassifier of CGEncoders: fi
   const ds: DatasetShape = { name: 'tiny', inputs: { gray: [1, 8, 8], color: [3, 8, 8] }, tasks: { label: 3 } };
   const model = buildModel('cnn', ds, { seed: 2 });
   const opt = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
-  const step = new MultimodalStep({ method: 'mmpareto', encoders: model.encoderGroups(), optimizer: opt, mainLoss: model.mainLoss });
+  const step = new MultimodalStep({
+    method: 'mmpareto',
+    encoders: model.encoderGroups(),
+    optimizer: opt,
+    mainLoss: model.mainLoss,
+  });
   const [gray] = randTensor([3, 1, 8, 8], 40, 0, 1);
   const [color] = randTensor([3, 3, 8, 8], 41, 0, 1);
   const y = tensor(Int32Array.of(0, 2, 1), [3], { dtype: 'int32' });
@@ -383,7 +514,15 @@ test("one MultimodalStep('mmpareto') on a LateFusionClassifier of CGEncoders: fi
     assert.ok(now.every(Number.isFinite), `${n} finite`);
     if (now.some((v, j) => v !== p0[i]![1][j])) moved.add(n);
   }
-  for (const n of ['head.weight', 'heads.gray.weight', 'heads.color.weight', 'encoders.gray.conv1.weight', 'encoders.color.conv1.weight', 'encoders.gray.fc.weight', 'encoders.color.bn0.weight']) {
+  for (const n of [
+    'head.weight',
+    'heads.gray.weight',
+    'heads.color.weight',
+    'encoders.gray.conv1.weight',
+    'encoders.color.conv1.weight',
+    'encoders.gray.fc.weight',
+    'encoders.color.bn0.weight',
+  ]) {
     assert.ok(moved.has(n), `${n} moved`);
   }
   for (const t of [gray, color, y, ...Object.values(losses)]) t.dispose();

@@ -10,8 +10,21 @@ import { MBT, MBT_VIT_BASE, type MBTConfig } from '../../models/mbt.ts';
 const test = suite('mbt');
 
 // audio: a 1×16×12 spectrogram in 4×4 patches (12 tokens); video: a 3×8×8 frame in 4×4 patches (4 tokens).
-const modalities = { audio: { channels: 1, height: 16, width: 12, patch: 4 }, video: { channels: 3, height: 8, width: 8, patch: 4 } };
-const small: MBTConfig = { modalities, width: 16, heads: 2, mlpDim: 32, uniLayers: 1, fusionLayers: 1, bottlenecks: 2, numClasses: 3, seed: 1 };
+const modalities = {
+  audio: { channels: 1, height: 16, width: 12, patch: 4 },
+  video: { channels: 3, height: 8, width: 8, patch: 4 },
+};
+const small: MBTConfig = {
+  modalities,
+  width: 16,
+  heads: 2,
+  mlpDim: 32,
+  uniLayers: 1,
+  fusionLayers: 1,
+  bottlenecks: 2,
+  numClasses: 3,
+  seed: 1,
+};
 
 test('parameter count: the stated formula, checked against a count by hand', () => {
   // E=16, F=32, L=2 per modality. Per layer: 4·256 + 2·16·32 + 9·16 + 32 = 1024 + 1024 + 144 + 32 = 2224.
@@ -26,9 +39,17 @@ test('parameter count: the stated formula, checked against a count by hand', () 
   assert.is(mc.numParameters(), 10470 - 102 + (2 * 16 * 3 + 3));
   assert.is(mc.numParameters(), MBT.expectedParameters(concat));
   const names = m.namedParameters().map(([n]) => n);
-  for (const n of ['modalities.audio.patch_embed.proj.weight', 'modalities.audio.cls_token', 'modalities.video.pos_embed',
-    'modalities.video.layers.1.self_attn.in_proj_weight', 'modalities.video.layers.1.self_attn.out_proj.bias',
-    'modalities.audio.layers.0.linear1.weight', 'modalities.audio.norm.weight', 'bottleneck', 'heads.audio.weight']) {
+  for (const n of [
+    'modalities.audio.patch_embed.proj.weight',
+    'modalities.audio.cls_token',
+    'modalities.video.pos_embed',
+    'modalities.video.layers.1.self_attn.in_proj_weight',
+    'modalities.video.layers.1.self_attn.out_proj.bias',
+    'modalities.audio.layers.0.linear1.weight',
+    'modalities.audio.norm.weight',
+    'bottleneck',
+    'heads.audio.weight',
+  ]) {
     assert.ok(names.includes(n), `has ${n}`);
   }
   m.dispose();
@@ -57,13 +78,19 @@ test('forward + backward: features (B, E) per modality, fused logits, finite gra
   assert.equal(out.modalityLogits.video!.shape, [2, 3]);
   assert.equal(out.logits!.shape, [2, 3]);
   const y = tensor(Int32Array.of(0, 2), [2], { dtype: 'int32' });
-  const loss = tidy(() => add(add(crossEntropy(out.logits!, y), crossEntropy(out.modalityLogits.audio!, y)), crossEntropy(out.modalityLogits.video!, y)));
+  const loss = tidy(() =>
+    add(
+      add(crossEntropy(out.logits!, y), crossEntropy(out.modalityLogits.audio!, y)),
+      crossEntropy(out.modalityLogits.video!, y),
+    ),
+  );
   loss.backward();
   for (const [n, p] of m.namedParameters()) {
     assert.ok(p.grad, `${n} has a gradient`);
     assert.ok(await finite(p.grad!), `${n} gradient is finite`);
   }
-  for (const t of [a, v, y, loss, out.logits!, ...Object.values(out.features), ...Object.values(out.modalityLogits)]) t.dispose();
+  for (const t of [a, v, y, loss, out.logits!, ...Object.values(out.features), ...Object.values(out.modalityLogits)])
+    t.dispose();
   m.dispose();
   assert.is(liveTensors.count, before);
 });
@@ -75,22 +102,35 @@ test('the bottleneck is the only path between modalities', async () => {
     const [v] = randTensor([1, 3, 8, 8], seedV);
     const out = m.forward({ audio: a, video: v });
     const r = (await out.features.audio!.toArray()) as Float32Array;
-    for (const t of [a, v, out.logits!, ...Object.values(out.features), ...Object.values(out.modalityLogits)]) t.dispose();
+    for (const t of [a, v, out.logits!, ...Object.values(out.features), ...Object.values(out.modalityLogits)])
+      t.dispose();
     m.dispose();
     return r;
   };
   const noFusion = { ...small, uniLayers: 2, fusionLayers: 0 };
-  assert.equal(await feats(noFusion, 5), await feats(noFusion, 6), 'no fusion layer: audio features ignore the video input');
+  assert.equal(
+    await feats(noFusion, 5),
+    await feats(noFusion, 6),
+    'no fusion layer: audio features ignore the video input',
+  );
   // One fusion layer: video's update of the bottleneck only reaches the next layer, so still none.
   assert.equal(await feats(small, 5), await feats(small, 6), 'one fusion layer: audio features ignore the video input');
   const twoFusion = { ...small, fusionLayers: 2 };
   const a5 = await feats(twoFusion, 5);
   const a6 = await feats(twoFusion, 6);
-  assert.ok(a5.some((x, i) => Math.abs(x - a6[i]!) > 1e-4), 'two fusion layers: audio features depend on the video input');
+  assert.ok(
+    a5.some((x, i) => Math.abs(x - a6[i]!) > 1e-4),
+    'two fusion layers: audio features depend on the video input',
+  );
 });
 
 test('three modalities, concat fusion, and a few SGD steps on a fixed batch drive the loss down', async () => {
-  const cfg: MBTConfig = { ...small, modalities: { ...modalities, depth: { channels: 1, height: 8, width: 8, patch: 4 } }, fusion: 'concat', seed: 3 };
+  const cfg: MBTConfig = {
+    ...small,
+    modalities: { ...modalities, depth: { channels: 1, height: 8, width: 8, patch: 4 } },
+    fusion: 'concat',
+    seed: 3,
+  };
   const m = new MBT(cfg);
   const [a] = randTensor([4, 1, 16, 12], 7);
   const [v] = randTensor([4, 3, 8, 8], 8);

@@ -50,7 +50,10 @@ test('forward + backward on 2×3×32×32: 512-d features, finite nonzero gradien
   loss.backward();
   assert.ok(Number.isFinite(await loss.item()));
   const grads = m.parameters().map((p) => p.grad!);
-  assert.ok(grads.every((g) => g), 'every parameter has a gradient');
+  assert.ok(
+    grads.every((g) => g),
+    'every parameter has a gradient',
+  );
   assert.ok(await allFinite(grads), 'finite gradients');
   let nonzero = 0;
   for (const g of grads) if ((await g.toArray()).some((v) => v !== 0)) nonzero++;
@@ -77,7 +80,8 @@ test('frames (B, T, C, H, W): features are the mean over T of the per-frame feat
       for (let c = 0; c < 512; c++) ref[b * 512 + c] = ref[b * 512 + c]! + per[(b * 3 + t) * 512 + c]! / 3;
   const got = await f.toArray();
   // Same per-frame values; only the mean over 3 adds float32 rounding (a few ulp of values ~1).
-  for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(got[i]! - ref[i]!) <= 1e-5 + 1e-5 * Math.abs(ref[i]!), `feature ${i}`);
+  for (let i = 0; i < ref.length; i++)
+    assert.ok(Math.abs(got[i]! - ref[i]!) <= 1e-5 + 1e-5 * Math.abs(ref[i]!), `feature ${i}`);
   for (const t of [x, f, flat, perT]) t.dispose();
   m.dispose();
 });

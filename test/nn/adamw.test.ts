@@ -29,7 +29,7 @@ function refStep(s: RefParam, g: Float64Array, o: Required<AdamWOptions>): void 
     s.p[i]! *= 1 - o.lr * o.weightDecay;
     s.m[i] = b1 * s.m[i]! + (1 - b1) * g[i]!;
     s.v[i] = b2 * s.v[i]! + (1 - b2) * g[i]! * g[i]!;
-    s.p[i]! -= (o.lr / bc1) * s.m[i]! / (Math.sqrt(s.v[i]!) / Math.sqrt(bc2) + o.eps);
+    s.p[i]! -= ((o.lr / bc1) * s.m[i]!) / (Math.sqrt(s.v[i]!) / Math.sqrt(bc2) + o.eps);
   }
 }
 
@@ -42,7 +42,12 @@ for (const o of CONFIGS) {
   test(`AdamW lr ${o.lr}, betas [${o.betas}], eps ${o.eps}, weight decay ${o.weightDecay}: 5 steps on sizes 7 and 130 match torch.optim.AdamW`, async () => {
     const sizes = [7, 130];
     const params = sizes.map((n, i) => tensor(Float32Array.from(randArray(n, 10 + i)), [n], { requiresGrad: true }));
-    const refs: RefParam[] = sizes.map((n, i) => ({ p: randArray(n, 10 + i), m: new Float64Array(n), v: new Float64Array(n), t: 0 }));
+    const refs: RefParam[] = sizes.map((n, i) => ({
+      p: randArray(n, 10 + i),
+      m: new Float64Array(n),
+      v: new Float64Array(n),
+      t: 0,
+    }));
     const opt = new AdamW(params, o);
     for (let step = 0; step < 5; step++) {
       params.forEach((p, i) => {
@@ -54,7 +59,8 @@ for (const o of CONFIGS) {
       opt.step();
       opt.zeroGrad();
     }
-    for (let i = 0; i < params.length; i++) assertClose(await params[i]!.toArray(), refs[i]!.p, 1e-6, 3e-6, `parameter ${i}`);
+    for (let i = 0; i < params.length; i++)
+      assertClose(await params[i]!.toArray(), refs[i]!.p, 1e-6, 3e-6, `parameter ${i}`);
     opt.dispose();
     for (const p of params) p.dispose();
   });

@@ -5,17 +5,38 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, randTensor, throwsWith } from '../helpers.ts';
 import { liveTensors, sum, tensor, tidy, Generator, type Tensor } from '../../engine/index.ts';
-import { BatchNorm2d, Conv2d, Linear, MultiheadAttention, ReLU, Sequential, TransformerBlock } from '../../engine/nn/index.ts';
+import {
+  BatchNorm2d,
+  Conv2d,
+  Linear,
+  MultiheadAttention,
+  ReLU,
+  Sequential,
+  TransformerBlock,
+} from '../../engine/nn/index.ts';
 
 const test = suite('nn modules');
 const host = async (t: Tensor) => Float64Array.from(await t.toArray());
 
 test('state dict: PyTorch names and order (own params, own buffers, then children)', () => {
   const m = new Sequential(new Conv2d(3, 4, 3, { bias: false }), new BatchNorm2d(4), new ReLU(), new Linear(4, 2));
-  assert.equal([...m.stateDict().keys()], [
-    '0.weight', '1.weight', '1.bias', '1.running_mean', '1.running_var', '1.num_batches_tracked', '3.weight', '3.bias',
-  ]);
-  assert.equal(m.namedParameters().map(([n]) => n), ['0.weight', '1.weight', '1.bias', '3.weight', '3.bias']);
+  assert.equal(
+    [...m.stateDict().keys()],
+    [
+      '0.weight',
+      '1.weight',
+      '1.bias',
+      '1.running_mean',
+      '1.running_var',
+      '1.num_batches_tracked',
+      '3.weight',
+      '3.bias',
+    ],
+  );
+  assert.equal(
+    m.namedParameters().map(([n]) => n),
+    ['0.weight', '1.weight', '1.bias', '3.weight', '3.bias'],
+  );
   assert.is(m.numParameters(), 4 * 3 * 9 + 4 + 4 + 2 * 4 + 2);
   assert.ok(m.parameters().every((p) => p.requiresGrad));
   assert.ok(m.namedBuffers().every(([, b]) => !b.requiresGrad));
@@ -40,7 +61,17 @@ test('loadStateDict copies values and refuses unknown keys, missing keys and wro
   assert.equal(await b.weight.toArray(), await a.weight.toArray());
   b.loadStateDict(new Map([['bias', Float32Array.of(5, 6)]]), false);
   assert.equal([...(await b.bias!.toArray())], [5, 6]);
-  throwsWith(() => b.loadStateDict(new Map([['bias', Float32Array.of(1, 2)], ['nope', Float32Array.of(1)]]), false), 'unexpected keys nope');
+  throwsWith(
+    () =>
+      b.loadStateDict(
+        new Map([
+          ['bias', Float32Array.of(1, 2)],
+          ['nope', Float32Array.of(1)],
+        ]),
+        false,
+      ),
+    'unexpected keys nope',
+  );
   throwsWith(() => b.loadStateDict(new Map([['bias', Float32Array.of(1, 2)]])), 'missing keys weight');
   throwsWith(() => b.loadStateDict(new Map([['bias', Float32Array.of(1, 2, 3)]]), false), "'bias' has 3 values", '[2]');
   a.dispose();
@@ -53,7 +84,7 @@ test('Linear and Conv2d initialise like PyTorch: U(±1/√fan_in)', async () => 
   const bound = 1 / Math.sqrt(50);
   assert.ok(w.every((v) => Math.abs(v) <= bound));
   const m2 = w.reduce((s, v) => s + v * v, 0) / w.length; // uniform variance bound²/3
-  assert.ok(Math.abs(m2 - (bound * bound) / 3) < 0.1 * (bound * bound) / 3, `variance ${m2}`);
+  assert.ok(Math.abs(m2 - (bound * bound) / 3) < (0.1 * (bound * bound)) / 3, `variance ${m2}`);
   const c = new Conv2d(3, 8, 5, { generator: new Generator(4) });
   assert.ok((await host(c.weight)).every((v) => Math.abs(v) <= 1 / Math.sqrt(75)));
   l.dispose();
@@ -62,44 +93,77 @@ test('Linear and Conv2d initialise like PyTorch: U(±1/√fan_in)', async () => 
 
 // ---- float64 references --------------------------------------------------------------
 /** y[r, o] = Σ_i x[r, i]·w[o, i] + b[o]. */
-function linearRef(x: Float64Array, rows: number, w: Float64Array, b: Float64Array | null, out: number, inp: number, wOff = 0, bOff = 0): Float64Array {
+function linearRef(
+  x: Float64Array,
+  rows: number,
+  w: Float64Array,
+  b: Float64Array | null,
+  out: number,
+  inp: number,
+  wOff = 0,
+  bOff = 0,
+): Float64Array {
   const y = new Float64Array(rows * out);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < out; o++) {
-    let s = b ? b[bOff + o]! : 0;
-    for (let i = 0; i < inp; i++) s += x[r * inp + i]! * w[(wOff + o) * inp + i]!;
-    y[r * out + o] = s;
-  }
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < out; o++) {
+      let s = b ? b[bOff + o]! : 0;
+      for (let i = 0; i < inp; i++) s += x[r * inp + i]! * w[(wOff + o) * inp + i]!;
+      y[r * out + o] = s;
+    }
   return y;
 }
 
-interface MhaWeights { wIn: Float64Array; bIn: Float64Array; wOut: Float64Array; bOut: Float64Array }
+interface MhaWeights {
+  wIn: Float64Array;
+  bIn: Float64Array;
+  wOut: Float64Array;
+  bOut: Float64Array;
+}
 async function mhaWeights(m: MultiheadAttention): Promise<MhaWeights> {
-  return { wIn: await host(m.inProjWeight), bIn: await host(m.inProjBias), wOut: await host(m.outProj.weight), bOut: await host(m.outProj.bias!) };
+  return {
+    wIn: await host(m.inProjWeight),
+    bIn: await host(m.inProjBias),
+    wOut: await host(m.outProj.weight),
+    bOut: await host(m.outProj.bias!),
+  };
 }
 
 /** nn.MultiheadAttention(batch_first) in float64: q, k, v projections, per-head softmax(q·kᵀ/√d + mask)·v, out_proj. */
-function mhaRef(p: MhaWeights, e: number, h: number, q: Float64Array, k: Float64Array, v: Float64Array, b: number, lq: number, lk: number, mask: Float64Array | null): Float64Array {
+function mhaRef(
+  p: MhaWeights,
+  e: number,
+  h: number,
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  b: number,
+  lq: number,
+  lk: number,
+  mask: Float64Array | null,
+): Float64Array {
   const Q = linearRef(q, b * lq, p.wIn, p.bIn, e, e, 0, 0);
   const K = linearRef(k, b * lk, p.wIn, p.bIn, e, e, e, e);
   const V = linearRef(v, b * lk, p.wIn, p.bIn, e, e, 2 * e, 2 * e);
   const d = e / h;
   const o = new Float64Array(b * lq * e);
-  for (let bi = 0; bi < b; bi++) for (let hi = 0; hi < h; hi++) for (let i = 0; i < lq; i++) {
-    const s = new Float64Array(lk);
-    for (let j = 0; j < lk; j++) {
-      let dot = 0;
-      for (let c = 0; c < d; c++) dot += Q[(bi * lq + i) * e + hi * d + c]! * K[(bi * lk + j) * e + hi * d + c]!;
-      s[j] = dot / Math.sqrt(d) + (mask ? mask[i * lk + j]! : 0);
-    }
-    const mx = Math.max(...s);
-    let z = 0;
-    for (let j = 0; j < lk; j++) z += (s[j] = Math.exp(s[j]! - mx));
-    for (let c = 0; c < d; c++) {
-      let acc = 0;
-      for (let j = 0; j < lk; j++) acc += (s[j]! / z) * V[(bi * lk + j) * e + hi * d + c]!;
-      o[(bi * lq + i) * e + hi * d + c] = acc;
-    }
-  }
+  for (let bi = 0; bi < b; bi++)
+    for (let hi = 0; hi < h; hi++)
+      for (let i = 0; i < lq; i++) {
+        const s = new Float64Array(lk);
+        for (let j = 0; j < lk; j++) {
+          let dot = 0;
+          for (let c = 0; c < d; c++) dot += Q[(bi * lq + i) * e + hi * d + c]! * K[(bi * lk + j) * e + hi * d + c]!;
+          s[j] = dot / Math.sqrt(d) + (mask ? mask[i * lk + j]! : 0);
+        }
+        const mx = Math.max(...s);
+        let z = 0;
+        for (let j = 0; j < lk; j++) z += s[j] = Math.exp(s[j]! - mx);
+        for (let c = 0; c < d; c++) {
+          let acc = 0;
+          for (let j = 0; j < lk; j++) acc += (s[j]! / z) * V[(bi * lk + j) * e + hi * d + c]!;
+          o[(bi * lq + i) * e + hi * d + c] = acc;
+        }
+      }
   return linearRef(o, b * lq, p.wOut, p.bOut, e, e);
 }
 
@@ -153,7 +217,14 @@ test('MultiheadAttention and TransformerBlock refuse bad widths and inputs', () 
   blk.dispose();
 });
 
-function layerNormRef(x: Float64Array, rows: number, d: number, g: Float64Array, b: Float64Array, eps: number): Float64Array {
+function layerNormRef(
+  x: Float64Array,
+  rows: number,
+  d: number,
+  g: Float64Array,
+  b: Float64Array,
+  eps: number,
+): Float64Array {
   const y = new Float64Array(rows * d);
   for (let r = 0; r < rows; r++) {
     let mu = 0;
@@ -188,10 +259,18 @@ test('TransformerBlock (pre-LN, exact GELU) matches a float64 reference', async 
   const a = mhaRef(w, e, 2, ln1, ln1, ln1, 2, 3, 3, null);
   const x1 = xh.map((v, i) => v + a[i]!);
   const ln2 = layerNormRef(x1, rows, e, await host(blk.norm2.weight), await host(blk.norm2.bias), 1e-5);
-  const hmid = linearRef(ln2, rows, await host(blk.linear1.weight), await host(blk.linear1.bias!), 16, e).map((v) => 0.5 * v * (1 + erf(v / Math.SQRT2)));
+  const hmid = linearRef(ln2, rows, await host(blk.linear1.weight), await host(blk.linear1.bias!), 16, e).map(
+    (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)),
+  );
   const m = linearRef(hmid, rows, await host(blk.linear2.weight), await host(blk.linear2.bias!), e, 16);
   // Layer norm divides by a std of ~0.5: the attention tolerance above doubled.
-  assertClose(await y.toArray(), x1.map((v, i) => v + m[i]!), 2e-4, 4e-5, 'block');
+  assertClose(
+    await y.toArray(),
+    x1.map((v, i) => v + m[i]!),
+    2e-4,
+    4e-5,
+    'block',
+  );
   x.dispose();
   y.dispose();
   blk.dispose();

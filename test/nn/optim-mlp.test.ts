@@ -7,7 +7,12 @@ import { MLP } from '../../models/mlp.ts';
 
 const test = suite('optim + mlp');
 
-for (const [momentum, wd, nesterov] of [[0, 0, false], [0.9, 0, false], [0.9, 0.01, false], [0.9, 0.01, true]] as const) {
+for (const [momentum, wd, nesterov] of [
+  [0, 0, false],
+  [0.9, 0, false],
+  [0.9, 0.01, false],
+  [0.9, 0.01, true],
+] as const) {
   test(`SGD momentum ${momentum}, weight decay ${wd}, nesterov ${nesterov}: 3 steps match torch.optim.SGD`, async () => {
     const p0 = randArray(7, 3);
     const grads = [randArray(7, 4), randArray(7, 5), randArray(7, 6)];

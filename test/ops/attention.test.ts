@@ -24,13 +24,26 @@ test.before(() => void (live0 = liveTensors.count));
 
 const U = 2 ** -24;
 
-interface Case { b: number; h: number; lq: number; lk: number; d: number; dv: number; scale?: number }
+interface Case {
+  b: number;
+  h: number;
+  lq: number;
+  lk: number;
+  d: number;
+  dv: number;
+  scale?: number;
+}
 
 interface Ref {
   out: Float64Array;
-  dq: Float64Array; dk: Float64Array; dv: Float64Array;
+  dq: Float64Array;
+  dk: Float64Array;
+  dv: Float64Array;
   /** Largest Σ|terms| of one entry of out, dq, dk, dv (bounds for the tolerances). */
-  mOut: number; mdq: number; mdk: number; mdv: number;
+  mOut: number;
+  mdq: number;
+  mdk: number;
+  mdv: number;
   /** max_ij scale·Σ_d |q_id·k_jd|. */
   sAbs: number;
 }
@@ -48,18 +61,31 @@ function expandMask(m: Float64Array, ms: number[], c: Case): Float64Array {
   let n = 0;
   for (let b = 0; b < full[0]!; b++)
     for (let h = 0; h < full[1]!; h++)
-      for (let i = 0; i < full[2]!; i++) for (let j = 0; j < full[3]!; j++) out[n++] = m[b * st[0]! + h * st[1]! + i * st[2]! + j * st[3]!]!;
+      for (let i = 0; i < full[2]!; i++)
+        for (let j = 0; j < full[3]!; j++) out[n++] = m[b * st[0]! + h * st[1]! + i * st[2]! + j * st[3]!]!;
   return out;
 }
 
 /** float64 reference: forward, and the gradients for the cotangent g of out. All-(−inf) rows give 0. */
-function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mask: Float64Array | null, g: Float64Array): Ref {
+function attnRef(
+  c: Case,
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  mask: Float64Array | null,
+  g: Float64Array,
+): Ref {
   const { b: B, h: H, lq: Lq, lk: Lk, d: D, dv: Dv } = c;
   const scale = c.scale ?? 1 / Math.sqrt(D);
   const out = new Float64Array(B * H * Lq * Dv);
-  const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
-  const adq = new Float64Array(q.length), adk = new Float64Array(k.length), adv = new Float64Array(v.length);
-  let mOut = 0, sAbs = 0;
+  const dq = new Float64Array(q.length),
+    dk = new Float64Array(k.length),
+    dv = new Float64Array(v.length);
+  const adq = new Float64Array(q.length),
+    adk = new Float64Array(k.length),
+    adv = new Float64Array(v.length);
+  let mOut = 0,
+    sAbs = 0;
   for (let bh = 0; bh < B * H; bh++) {
     const Q = (i: number, d: number) => q[(bh * Lq + i) * D + d]!;
     const K = (j: number, d: number) => k[(bh * Lk + j) * D + d]!;
@@ -68,7 +94,8 @@ function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mas
     for (let i = 0; i < Lq; i++) {
       const s = new Float64Array(Lk);
       for (let j = 0; j < Lk; j++) {
-        let acc = 0, abs = 0;
+        let acc = 0,
+          abs = 0;
         for (let d = 0; d < D; d++) {
           acc += Q(i, d) * K(j, d);
           abs += Math.abs(Q(i, d) * K(j, d));
@@ -82,7 +109,8 @@ function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mas
       for (let j = 0; j < Lk; j++) l += Math.exp(s[j]! - m);
       const p = s.map((x) => Math.exp(x - m) / l);
       for (let e = 0; e < Dv; e++) {
-        let acc = 0, abs = 0;
+        let acc = 0,
+          abs = 0;
         for (let j = 0; j < Lk; j++) {
           acc += p[j]! * V(j, e);
           abs += Math.abs(p[j]! * V(j, e));
@@ -91,12 +119,15 @@ function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mas
         mOut = Math.max(mOut, abs);
       }
       // dP_ij = Σ_e g_ie v_je, Δ_i = Σ_j p_ij dP_ij, dS = p ∘ (dP − Δ).
-      const dp = new Float64Array(Lk), adp = new Float64Array(Lk);
-      for (let j = 0; j < Lk; j++) for (let e = 0; e < Dv; e++) {
-        dp[j] = dp[j]! + G(i, e) * V(j, e);
-        adp[j] = adp[j]! + Math.abs(G(i, e) * V(j, e));
-      }
-      let delta = 0, adelta = 0;
+      const dp = new Float64Array(Lk),
+        adp = new Float64Array(Lk);
+      for (let j = 0; j < Lk; j++)
+        for (let e = 0; e < Dv; e++) {
+          dp[j] = dp[j]! + G(i, e) * V(j, e);
+          adp[j] = adp[j]! + Math.abs(G(i, e) * V(j, e));
+        }
+      let delta = 0,
+        adelta = 0;
       for (let j = 0; j < Lk; j++) {
         delta += p[j]! * dp[j]!;
         adelta += p[j]! * adp[j]!;
@@ -124,18 +155,38 @@ function attnRef(c: Case, q: Float64Array, k: Float64Array, v: Float64Array, mas
 /** The bound E of the header comment: `width` = D (forward) or D + Dv (backward), `len` = Lk or Lq + Lk. */
 const errBound = (width: number, sAbs: number, len: number) => 2 * (width + 2) * sAbs * U + (2 * len + 8) * U;
 
-const sizes = (c: Case) => [c.b * c.h * c.lq * c.d, c.b * c.h * c.lk * c.d, c.b * c.h * c.lk * c.dv, c.b * c.h * c.lq * c.dv];
+const sizes = (c: Case) => [
+  c.b * c.h * c.lq * c.d,
+  c.b * c.h * c.lk * c.d,
+  c.b * c.h * c.lk * c.dv,
+  c.b * c.h * c.lq * c.dv,
+];
 
-interface Inputs { q: Float64Array; k: Float64Array; v: Float64Array; g: Float64Array }
+interface Inputs {
+  q: Float64Array;
+  k: Float64Array;
+  v: Float64Array;
+  g: Float64Array;
+}
 function inputsFor(c: Case, seed: number, lim = 1): Inputs {
   const [nq, nk, nv, no] = sizes(c);
-  return { q: randArray(nq!, seed, -lim, lim), k: randArray(nk!, seed + 1, -lim, lim), v: randArray(nv!, seed + 2), g: randArray(no!, seed + 3) };
+  return {
+    q: randArray(nq!, seed, -lim, lim),
+    k: randArray(nk!, seed + 1, -lim, lim),
+    v: randArray(nv!, seed + 2),
+    g: randArray(no!, seed + 3),
+  };
 }
 
 const f32 = (a: Float64Array) => Float32Array.from(a);
 
 /** Forward and backward of one case against the reference; returns nothing, asserts. */
-async function compareCase(c: Case, x: Inputs, mask: { data: Float64Array; shape: number[] } | null, what: string): Promise<void> {
+async function compareCase(
+  c: Case,
+  x: Inputs,
+  mask: { data: Float64Array; shape: number[] } | null,
+  what: string,
+): Promise<void> {
   const opt = { requiresGrad: true };
   const q = tensor(f32(x.q), [c.b, c.h, c.lq, c.d], opt);
   const k = tensor(f32(x.k), [c.b, c.h, c.lk, c.d], opt);
@@ -156,12 +207,21 @@ async function compareCase(c: Case, x: Inputs, mask: { data: Float64Array; shape
 }
 
 /** Gradcheck of q, k, v (the mask, if any, is a constant). */
-async function gradcheckCase(c: Case, seed: number, mask: { data: Float64Array; shape: number[] } | null): Promise<void> {
+async function gradcheckCase(
+  c: Case,
+  seed: number,
+  mask: { data: Float64Array; shape: number[] } | null,
+): Promise<void> {
   const x = inputsFor(c, seed);
   const mt = mask ? tensor(f32(mask.data), mask.shape) : null;
   await check(
-    (q, k, v) => scaledDotProductAttention(q!, k!, v!, { mask: mt, ...(c.scale !== undefined ? { scale: c.scale } : {}) }),
-    [tensor(f32(x.q), [c.b, c.h, c.lq, c.d]), tensor(f32(x.k), [c.b, c.h, c.lk, c.d]), tensor(f32(x.v), [c.b, c.h, c.lk, c.dv])],
+    (q, k, v) =>
+      scaledDotProductAttention(q!, k!, v!, { mask: mt, ...(c.scale !== undefined ? { scale: c.scale } : {}) }),
+    [
+      tensor(f32(x.q), [c.b, c.h, c.lq, c.d]),
+      tensor(f32(x.k), [c.b, c.h, c.lk, c.d]),
+      tensor(f32(x.v), [c.b, c.h, c.lk, c.dv]),
+    ],
   );
   mt?.dispose();
 }
@@ -221,9 +281,11 @@ test('large logits (scores ~ ±50) stay finite and accurate', async () => {
   assert.ok(ref.sAbs > 20, `scores reach ±${ref.sAbs.toFixed(1)}`);
   // Gradcheck with a smaller step: the softmax is steep at these logits.
   const y = inputsFor({ ...c, h: 1 }, 17, 3.5);
-  await check((q, k, v) => scaledDotProductAttention(q!, k!, v!, { scale: 1 }), [
-    tensor(f32(y.q), [1, 1, 5, 4]), tensor(f32(y.k), [1, 1, 7, 4]), tensor(f32(y.v), [1, 1, 7, 4]),
-  ], { eps: 1e-3, ulps: 256 });
+  await check(
+    (q, k, v) => scaledDotProductAttention(q!, k!, v!, { scale: 1 }),
+    [tensor(f32(y.q), [1, 1, 5, 4]), tensor(f32(y.k), [1, 1, 7, 4]), tensor(f32(y.v), [1, 1, 7, 4])],
+    { eps: 1e-3, ulps: 256 },
+  );
 });
 
 test('a query row masked with −inf at every key gives zeros and zero gradients (PyTorch: NaN)', async () => {
@@ -273,7 +335,11 @@ test('wide heads with widths not divisible by 4 (D = 5, Dv = 38; D = 66, Dv = 36
 test('bigger forward: B = 2, H = 3, L = 197, D = 64 against float64', async () => {
   const c = { b: 2, h: 3, lq: 197, lk: 197, d: 64, dv: 64 };
   const x = inputsFor(c, 26);
-  const [q, k, v] = [tensor(f32(x.q), [2, 3, 197, 64]), tensor(f32(x.k), [2, 3, 197, 64]), tensor(f32(x.v), [2, 3, 197, 64])];
+  const [q, k, v] = [
+    tensor(f32(x.q), [2, 3, 197, 64]),
+    tensor(f32(x.k), [2, 3, 197, 64]),
+    tensor(f32(x.v), [2, 3, 197, 64]),
+  ];
   const out = scaledDotProductAttention(q, k, v);
   const ref = attnRef(c, x.q, x.k, x.v, null, x.g);
   assertClose(await out.toArray(), ref.out, 0, 4 * errBound(c.d, ref.sAbs, c.lk) * ref.mOut, 'L=197 out');
@@ -294,14 +360,24 @@ test('the recompute backward (used when the P/dS scratch would be too large): D 
 });
 
 test('bad input is refused at the call, naming the op and shapes', () => {
-  const z = (s: number[], requiresGrad = false) => tensor(new Float32Array(s.reduce((a, b) => a * b, 1)), s, { requiresGrad });
+  const z = (s: number[], requiresGrad = false) =>
+    tensor(new Float32Array(s.reduce((a, b) => a * b, 1)), s, { requiresGrad });
   const q = z([2, 3, 5, 4]);
   const k = z([2, 3, 7, 4]);
   const v = z([2, 3, 7, 6]);
   const op = 'scaledDotProductAttention';
-  const kD = z([2, 3, 7, 5]), vL = z([2, 3, 6, 6]), kB = z([1, 3, 7, 4]), vH = z([2, 2, 7, 6]);
-  const q3 = z([3, 5, 4]), k3 = z([3, 7, 4]), v3 = z([3, 7, 6]), vWide = z([2, 3, 7, 300]);
-  const m56 = z([5, 6]), m3357 = z([3, 3, 5, 7]), m5 = z([1, 2, 3, 5, 7]), mGrad = z([5, 7], true);
+  const kD = z([2, 3, 7, 5]),
+    vL = z([2, 3, 6, 6]),
+    kB = z([1, 3, 7, 4]),
+    vH = z([2, 2, 7, 6]);
+  const q3 = z([3, 5, 4]),
+    k3 = z([3, 7, 4]),
+    v3 = z([3, 7, 6]),
+    vWide = z([2, 3, 7, 300]);
+  const m56 = z([5, 6]),
+    m3357 = z([3, 3, 5, 7]),
+    m5 = z([1, 2, 3, 5, 7]),
+    mGrad = z([5, 7], true);
   rejects(() => scaledDotProductAttention(q, kD, v), op, 'widths D', '[2, 3, 5, 4]', '[2, 3, 7, 5]');
   rejects(() => scaledDotProductAttention(q, k, vL), op, 'token counts Lk', '[2, 3, 6, 6]');
   rejects(() => scaledDotProductAttention(q, kB, v), op, 'batch and head', '[1, 3, 7, 4]');

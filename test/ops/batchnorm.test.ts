@@ -32,7 +32,11 @@ test.before(() => void (live0 = liveTensors.count));
 const U = 2 ** -24;
 const EPS = 1e-5;
 
-interface Geo { n: number; c: number; s: number }
+interface Geo {
+  n: number;
+  c: number;
+  s: number;
+}
 const geoOf = (shape: number[]): Geo => ({ n: shape[0]!, c: shape[1]!, s: (shape[2] ?? 1) * (shape[3] ?? 1) });
 const at = (g: Geo, n: number, c: number, s: number) => (n * g.c + c) * g.s + s;
 /** Sequential depth of the kernels' per-channel sums (see the header). */
@@ -60,10 +64,24 @@ function channelStats(x: Float64Array, g: Geo): { mean: Float64Array; varB: Floa
   return { mean, varB, maxDev };
 }
 
-interface BnRef { y: Float64Array; atol: Float64Array; mean: Float64Array; varB: Float64Array; invstd: Float64Array }
+interface BnRef {
+  y: Float64Array;
+  atol: Float64Array;
+  mean: Float64Array;
+  varB: Float64Array;
+  invstd: Float64Array;
+}
 
 /** float64 batch_norm forward with per-element atol as derived in the header. */
-function bnRef(x: Float64Array, shape: number[], w: Float64Array | null, b: Float64Array | null, training: boolean, rm?: Float64Array, rv?: Float64Array): BnRef {
+function bnRef(
+  x: Float64Array,
+  shape: number[],
+  w: Float64Array | null,
+  b: Float64Array | null,
+  training: boolean,
+  rm?: Float64Array,
+  rv?: Float64Array,
+): BnRef {
   const g = geoOf(shape);
   const st = channelStats(x, g);
   const mean = training ? st.mean : rm!;
@@ -77,7 +95,13 @@ function bnRef(x: Float64Array, shape: number[], w: Float64Array | null, b: Floa
       const bc = b ? b[c]! : 0;
       let maxDev = 0;
       for (let s = 0; s < g.s; s++) maxDev = Math.max(maxDev, Math.abs(x[at(g, n, c, s)]! - mean[c]!));
-      const tol = 2 * U * Math.abs(wc) * invstd[c]! * (Math.abs(mean[c]!) + (3 * depth(g) + 8) * Math.max(maxDev, st.maxDev[c]!)) + 8 * U * Math.abs(bc);
+      const tol =
+        2 *
+          U *
+          Math.abs(wc) *
+          invstd[c]! *
+          (Math.abs(mean[c]!) + (3 * depth(g) + 8) * Math.max(maxDev, st.maxDev[c]!)) +
+        8 * U * Math.abs(bc);
       for (let s = 0; s < g.s; s++) {
         const i = at(g, n, c, s);
         y[i] = (x[i]! - mean[c]!) * invstd[c]! * wc + bc;
@@ -90,17 +114,36 @@ function bnRef(x: Float64Array, shape: number[], w: Float64Array | null, b: Floa
 /** Asserts per-element |a − e| ≤ atol_i + 64·u·|e|. */
 function assertCloseEach(a: ArrayLike<number>, e: Float64Array, atol: Float64Array, what: string): void {
   const excess = Array.from(e, (ev, i) => Math.abs(a[i]! - ev) - atol[i]! - 64 * U * Math.abs(ev));
-  assertClose(excess.map((v) => Math.max(v, 0)), new Float64Array(e.length), 0, 0, what);
+  assertClose(
+    excess.map((v) => Math.max(v, 0)),
+    new Float64Array(e.length),
+    0,
+    0,
+    what,
+  );
 }
 
-const f32 = (h: Float64Array, shape: number[], requiresGrad = false) => tensor(Float32Array.from(h), shape, { requiresGrad });
+const f32 = (h: Float64Array, shape: number[], requiresGrad = false) =>
+  tensor(Float32Array.from(h), shape, { requiresGrad });
 
 test('training forward against float64: 4-D (scalar and vec4 layouts) and (N, C); with and without affine', async () => {
-  const shapes = [[2, 3, 3, 5], [3, 2, 4, 2], [5, 3], [2, 2, 96, 96], [4, 3, 20, 30], [1100, 2]];
+  const shapes = [
+    [2, 3, 3, 5],
+    [3, 2, 4, 2],
+    [5, 3],
+    [2, 2, 96, 96],
+    [4, 3, 20, 30],
+    [1100, 2],
+  ];
   let seed = 100;
   for (const shape of shapes) {
     const c = shape[1]!;
-    const x = randArray(shape.reduce((a, b) => a * b, 1), seed++, -2, 3);
+    const x = randArray(
+      shape.reduce((a, b) => a * b, 1),
+      seed++,
+      -2,
+      3,
+    );
     const w = randArray(c, seed++, 0.5, 2);
     const b = randArray(c, seed++, -1, 1);
     for (const affine of [true, false]) {
@@ -117,9 +160,18 @@ test('training forward against float64: 4-D (scalar and vec4 layouts) and (N, C)
 });
 
 test('eval forward uses the running statistics', async () => {
-  for (const shape of [[2, 3, 3, 5], [2, 4, 2, 2], [4, 3]]) {
+  for (const shape of [
+    [2, 3, 3, 5],
+    [2, 4, 2, 2],
+    [4, 3],
+  ]) {
     const c = shape[1]!;
-    const x = randArray(shape.reduce((a, b) => a * b, 1), 200, -2, 2);
+    const x = randArray(
+      shape.reduce((a, b) => a * b, 1),
+      200,
+      -2,
+      2,
+    );
     const w = randArray(c, 201, 0.5, 2);
     const b = randArray(c, 202, -1, 1);
     const rm = randArray(c, 203, -0.5, 0.5);
@@ -136,7 +188,11 @@ test('eval forward uses the running statistics', async () => {
 });
 
 test('running stats updated in place after two calls (momentum 0.1 and 0.3)', async () => {
-  for (const [shape, momentum] of [[[2, 3, 3, 5], undefined], [[3, 2, 4, 4], 0.3], [[6, 4], 0.3]] as const) {
+  for (const [shape, momentum] of [
+    [[2, 3, 3, 5], undefined],
+    [[3, 2, 4, 4], 0.3],
+    [[6, 4], 0.3],
+  ] as const) {
     const c = shape[1]!;
     const size = shape.reduce((a: number, b: number) => a * b, 1);
     const mo = momentum ?? 0.1;
@@ -166,7 +222,12 @@ test('running stats updated in place after two calls (momentum 0.1 and 0.3)', as
 });
 
 test('large mean (1000 ± 1): the variance is computed stably', async () => {
-  for (const shape of [[4, 3, 5, 6], [4, 2, 4, 4], [64, 3], [4, 2, 30, 30]]) {
+  for (const shape of [
+    [4, 3, 5, 6],
+    [4, 2, 4, 4],
+    [64, 3],
+    [4, 2, 30, 30],
+  ]) {
     const c = shape[1]!;
     const size = shape.reduce((a, b) => a * b, 1);
     const x = randArray(size, 400, 999, 1001);
@@ -183,14 +244,28 @@ test('large mean (1000 ± 1): the variance is computed stably', async () => {
     // unbiasing and blend roundings: rtol = 4·(D + 8)·u. Naive E[x²] − E[x]² is off by ~0.1 absolute.
     const m = size / c;
     const rtol = 4 * (depth(geoOf(shape)) + 8) * U;
-    assertClose(await rvt.toArray(), ref.varB.map((v) => (v * m) / (m - 1)), rtol, 0, `unbiased variance [${shape}]`);
+    assertClose(
+      await rvt.toArray(),
+      ref.varB.map((v) => (v * m) / (m - 1)),
+      rtol,
+      0,
+      `unbiased variance [${shape}]`,
+    );
     assertClose(await rmt.toArray(), ref.mean, 2 * U, 0, `mean [${shape}]`);
     for (const t of [xt, wt, rmt, rvt, y]) t.dispose();
   }
 });
 
 /** float64 backward: dx, dweight, dbias for upstream gy, with the tolerances of the header. */
-function bnGradRef(x: Float64Array, gy: Float64Array, shape: number[], w: Float64Array, training: boolean, rm: Float64Array, rv: Float64Array) {
+function bnGradRef(
+  x: Float64Array,
+  gy: Float64Array,
+  shape: number[],
+  w: Float64Array,
+  training: boolean,
+  rm: Float64Array,
+  rv: Float64Array,
+) {
   const g = geoOf(shape);
   const ref = bnRef(x, shape, w, null, training, rm, rv);
   const m = g.n * g.s;
@@ -230,7 +305,13 @@ function bnGradRef(x: Float64Array, gy: Float64Array, shape: number[], w: Float6
 
 test('backward against float64 (train and eval; scalar, vec4, (N, C), 256-lane channels)', async () => {
   let seed = 500;
-  for (const shape of [[2, 3, 3, 5], [3, 2, 4, 2], [5, 3], [2, 2, 96, 96], [4, 3, 20, 30]])
+  for (const shape of [
+    [2, 3, 3, 5],
+    [3, 2, 4, 2],
+    [5, 3],
+    [2, 2, 96, 96],
+    [4, 3, 20, 30],
+  ])
     for (const training of [true, false]) {
       const c = shape[1]!;
       const size = shape.reduce((a, b) => a * b, 1);
@@ -255,7 +336,11 @@ test('backward against float64 (train and eval; scalar, vec4, (N, C), 256-lane c
 
 test('gradcheck of x, weight, bias: train and eval, affine or not, (N, C)', async () => {
   let seed = 600;
-  for (const shape of [[2, 3, 3, 5], [2, 2, 2, 4], [6, 3]])
+  for (const shape of [
+    [2, 3, 3, 5],
+    [2, 2, 2, 4],
+    [6, 3],
+  ])
     for (const training of [true, false]) {
       const c = shape[1]!;
       const size = shape.reduce((a, b) => a * b, 1);
@@ -281,14 +366,29 @@ test('bad input is refused before any dispatch, naming the op and shapes', () =>
   const c3 = f32(new Float64Array(3), [3]);
   const c4 = f32(new Float64Array(4), [4]);
   const xi = tensor(new Int32Array(2 * 3 * 4 * 4), [2, 3, 4, 4]);
-  rejects(() => batchNorm2d(x, null, null, c4, c3, { training: true }), 'batchNorm2d', 'runningMean [4]', '[2, 3, 4, 4]', 'expected [3]');
+  rejects(
+    () => batchNorm2d(x, null, null, c4, c3, { training: true }),
+    'batchNorm2d',
+    'runningMean [4]',
+    '[2, 3, 4, 4]',
+    'expected [3]',
+  );
   rejects(() => batchNorm2d(x, null, null, c3, c4, { training: false }), 'batchNorm2d', 'runningVar [4]');
   rejects(() => batchNorm2d(x, c4, null, null, null, { training: true }), 'batchNorm2d', 'weight [4]');
   rejects(() => batchNorm2d(x, null, c4, null, null, { training: true }), 'batchNorm2d', 'bias [4]');
   rejects(() => batchNorm2d(x3, null, null, null, null, { training: true }), 'batchNorm2d', '4-D', '[2, 3, 4]');
-  rejects(() => batchNorm2d(one, null, null, null, null, { training: true }), 'batchNorm2d', 'Expected more than 1 value per channel when training', '[1, 3, 1, 1]');
+  rejects(
+    () => batchNorm2d(one, null, null, null, null, { training: true }),
+    'batchNorm2d',
+    'Expected more than 1 value per channel when training',
+    '[1, 3, 1, 1]',
+  );
   rejects(() => batchNorm2d(x, null, null, null, null, { training: false }), 'batchNorm2d', 'eval', 'runningMean');
-  rejects(() => batchNorm2d(x, null, null, c3, null, { training: true }), 'batchNorm2d', 'both runningMean and runningVar');
+  rejects(
+    () => batchNorm2d(x, null, null, c3, null, { training: true }),
+    'batchNorm2d',
+    'both runningMean and runningVar',
+  );
   rejects(() => batchNorm2d(xi, null, null, null, null, { training: true }), 'batchNorm2d', 'int32');
   rejects(() => batchNorm2d(x, null, null, null, null, { training: true, eps: -1 }), 'batchNorm2d', 'eps -1');
   for (const t of [x, x3, one, c3, c4, xi] as Tensor[]) t.dispose();

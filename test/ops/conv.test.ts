@@ -18,10 +18,21 @@ test.before(() => void (live0 = liveTensors.count));
 const U = 2 ** -24;
 
 interface Geo {
-  n: number; c: number; h: number; w: number; o: number; kh: number; kw: number;
-  s: [number, number]; p: [number, number]; d: [number, number]; ho: number; wo: number;
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+  o: number;
+  kh: number;
+  kw: number;
+  s: [number, number];
+  p: [number, number];
+  d: [number, number];
+  ho: number;
+  wo: number;
 }
-const pairOf = (v: number | [number, number] | undefined, dflt: number): [number, number] => (v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v);
+const pairOf = (v: number | [number, number] | undefined, dflt: number): [number, number] =>
+  v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
 
 function geo(xs: number[], ws: number[], opts: Conv2dOptions): Geo {
   const [n, c, h, w] = xs as [number, number, number, number];
@@ -55,7 +66,12 @@ function taps(g: Geo, f: (yi: number, xi: number, wi: number, oc: number) => voi
 }
 
 /** Reference forward y and Σ|terms| per output (for the tolerance). */
-function refForward(g: Geo, x: Float64Array, w: Float64Array, b?: Float64Array): { y: Float64Array; mag: Float64Array } {
+function refForward(
+  g: Geo,
+  x: Float64Array,
+  w: Float64Array,
+  b?: Float64Array,
+): { y: Float64Array; mag: Float64Array } {
   const size = g.n * g.o * g.ho * g.wo;
   const y = new Float64Array(size);
   const mag = new Float64Array(size);
@@ -63,19 +79,23 @@ function refForward(g: Geo, x: Float64Array, w: Float64Array, b?: Float64Array):
     y[yi]! += x[xi]! * w[wi]!;
     mag[yi]! += Math.abs(x[xi]! * w[wi]!);
   });
-  if (b) for (let i = 0; i < size; i++) {
-    const oc = Math.floor(i / (g.ho * g.wo)) % g.o;
-    y[i]! += b[oc]!;
-    mag[i]! += Math.abs(b[oc]!);
-  }
+  if (b)
+    for (let i = 0; i < size; i++) {
+      const oc = Math.floor(i / (g.ho * g.wo)) % g.o;
+      y[i]! += b[oc]!;
+      mag[i]! += Math.abs(b[oc]!);
+    }
   return { y, mag };
 }
 
 /** Reference backward for upstream gy: dx, dW, db and the Σ|terms| of each. */
 function refBackward(g: Geo, x: Float64Array, w: Float64Array, gy: Float64Array) {
-  const dx = new Float64Array(x.length), dxm = new Float64Array(x.length);
-  const dw = new Float64Array(w.length), dwm = new Float64Array(w.length);
-  const db = new Float64Array(g.o), dbm = new Float64Array(g.o);
+  const dx = new Float64Array(x.length),
+    dxm = new Float64Array(x.length);
+  const dw = new Float64Array(w.length),
+    dwm = new Float64Array(w.length);
+  const db = new Float64Array(g.o),
+    dbm = new Float64Array(g.o);
   taps(g, (yi, xi, wi) => {
     dx[xi]! += gy[yi]! * w[wi]!;
     dxm[xi]! += Math.abs(gy[yi]! * w[wi]!);
@@ -95,7 +115,13 @@ function tol(k: number, mag: Float64Array): [number, number] {
   return [4 * U, 2 * (k + 1) * U * Math.max(...mag)];
 }
 
-interface Case { x: number[]; w: number[]; bias: boolean; opts: Conv2dOptions; what: string }
+interface Case {
+  x: number[];
+  w: number[];
+  bias: boolean;
+  opts: Conv2dOptions;
+  what: string;
+}
 const cases: Case[] = [
   { x: [1, 2, 5, 5], w: [3, 2, 3, 3], bias: true, opts: { padding: 1 }, what: '3×3 s1 p1 odd' },
   { x: [2, 3, 6, 6], w: [5, 3, 3, 3], bias: false, opts: { stride: 2, padding: 1 }, what: '3×3 s2 p1 even, batch 2' },
@@ -200,7 +226,11 @@ test('forward against float64: strides 1/2, padding 0/1/3, 1×1/3×3/7×7, dilat
 cases.forEach((c, i) => {
   test(`gradcheck dx, dW${c.bias ? ', db' : ''}: ${c.what}`, async () => {
     let seed = 200 + 10 * i;
-    const ins = [randTensor(c.x, seed++)[0], randTensor(c.w, seed++)[0], ...(c.bias ? [randTensor([c.w[0]!], seed++)[0]] : [])];
+    const ins = [
+      randTensor(c.x, seed++)[0],
+      randTensor(c.w, seed++)[0],
+      ...(c.bias ? [randTensor([c.w[0]!], seed++)[0]] : []),
+    ];
     await check((x, w, b) => conv2d(x!, w!, b ?? null, c.opts), ins);
   });
 });

@@ -15,7 +15,15 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, check, device, randArray, throwsWith, rejects } from '../helpers.ts';
-import { crossEntropy, grad, releaseGraph, tensor, liveTensors, type Tensor, type CrossEntropyOptions } from '../../engine/index.ts';
+import {
+  crossEntropy,
+  grad,
+  releaseGraph,
+  tensor,
+  liveTensors,
+  type Tensor,
+  type CrossEntropyOptions,
+} from '../../engine/index.ts';
 
 const test = suite('cross-entropy');
 let live0 = 0;
@@ -33,7 +41,15 @@ interface Ref {
 }
 
 /** float64 reference of F.cross_entropy(x, y, weight=w, reduction, label_smoothing=eps). */
-function ceRef(x: Float64Array, n: number, c: number, y: readonly number[], red: Red, eps: number, w?: Float64Array): Ref {
+function ceRef(
+  x: Float64Array,
+  n: number,
+  c: number,
+  y: readonly number[],
+  red: Red,
+  eps: number,
+  w?: Float64Array,
+): Ref {
   const wt = (k: number) => (w ? w[k]! : 1);
   const rows = new Float64Array(n);
   const grad = new Float64Array(n * c);
@@ -78,7 +94,14 @@ function tolFor(red: Red, c: number, n: number, w?: Float64Array): [number, numb
   return [rtol, 4 * 2 ** -21 * wmax];
 }
 
-async function fwdCase(x: Float64Array, y: number[], red: Red, eps: number, w: Float64Array | undefined, what: string): Promise<void> {
+async function fwdCase(
+  x: Float64Array,
+  y: number[],
+  red: Red,
+  eps: number,
+  w: Float64Array | undefined,
+  what: string,
+): Promise<void> {
   const lt = tensor(Float32Array.from(x), [N, C]);
   const yt = int32(y);
   const wt = w ? tensor(Float32Array.from(w), [C]) : undefined;
@@ -97,17 +120,22 @@ test('forward: reductions × smoothing × class weights (N=5, C=7) against float
   const w = randArray(C, 13, 0.5, 2);
   for (const red of ['mean', 'sum', 'none'] as const)
     for (const eps of [0, 0.1, 0.75])
-      for (const weight of [undefined, w]) await fwdCase(x, y, red, eps, weight, `${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`);
+      for (const weight of [undefined, w])
+        await fwdCase(x, y, red, eps, weight, `${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`);
 });
 
 test('forward: large logits ±50 and ±1000 stay finite and accurate', async () => {
   const w = randArray(C, 23, 0.5, 2);
-  for (const [lim, seed] of [[50, 20], [1000, 21]] as const) {
+  for (const [lim, seed] of [
+    [50, 20],
+    [1000, 21],
+  ] as const) {
     const x = randArray(N * C, seed, -lim, lim);
     const y = labelsOf(N, C, seed + 10);
     for (const red of ['mean', 'sum', 'none'] as const)
       for (const eps of [0, 0.2])
-        for (const weight of [undefined, w]) await fwdCase(x, y, red, eps, weight, `±${lim}, ${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`);
+        for (const weight of [undefined, w])
+          await fwdCase(x, y, red, eps, weight, `±${lim}, ${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`);
   }
 });
 
@@ -128,13 +156,22 @@ test('exact values for large logits', async () => {
   const xg = tensor(await x.toArray(), [5, 3], { requiresGrad: true });
   const s = crossEntropy(xg, y, { reduction: 'sum' });
   const [g] = grad([s], [xg]);
-  assertClose(await g!.toArray(), [0, 0, 0, 1, -1, 0, 1, 0, -1, -0.5, 0.5, 0, 1 / 3, -2 / 3, 1 / 3], 0, 4 * U, 'gradient');
+  assertClose(
+    await g!.toArray(),
+    [0, 0, 0, 1, -1, 0, 1, 0, -1, -0.5, 0.5, 0, 1 / 3, -2 / 3, 1 / 3],
+    0,
+    4 * U,
+    'gradient',
+  );
   for (const t of [x, y, out, xg, s, g!]) t.dispose();
 });
 
 test('backward against the float64 gradient, including ±1000 logits', async () => {
   const w = randArray(C, 33, 0.5, 2);
-  for (const [lim, seed] of [[3, 30], [1000, 31]] as const) {
+  for (const [lim, seed] of [
+    [3, 30],
+    [1000, 31],
+  ] as const) {
     const x = randArray(N * C, seed, -lim, lim);
     const y = labelsOf(N, C, seed + 10);
     for (const red of ['mean', 'sum'] as const)
@@ -152,7 +189,13 @@ test('backward against the float64 gradient, including ±1000 logits', async () 
           // for ±1000 logits too. Times A ≤ max w, plus two roundings: atol = 64·u·max w (a factor 2 spare;
           // measured ≤ 2.1·u). A misplaced term would be off by ≥ (ε/C)·min w or p·A, far above this.
           const wmax = weight ? Math.max(...weight) : 1;
-          assertClose(await g!.toArray(), ref.grad, 0, 64 * U * wmax, `grad ±${lim}, ${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`);
+          assertClose(
+            await g!.toArray(),
+            ref.grad,
+            0,
+            64 * U * wmax,
+            `grad ±${lim}, ${red}, ε=${eps}, ${weight ? 'weighted' : 'unweighted'}`,
+          );
           for (const t of [lt, yt, out, g!, ...(wt ? [wt] : [])]) t.dispose();
         }
   }
@@ -166,7 +209,10 @@ test('gradcheck (moderate logits)', async () => {
     for (const eps of [0, 0.25])
       for (const weight of [undefined, w]) {
         const x = tensor(Float32Array.from(randArray(N * C, seed++, -2, 2)), [N, C]);
-        await check((l) => crossEntropy(l!, y, { reduction: red, labelSmoothing: eps, ...(weight ? { weight } : {}) }), [x]);
+        await check(
+          (l) => crossEntropy(l!, y, { reduction: red, labelSmoothing: eps, ...(weight ? { weight } : {}) }),
+          [x],
+        );
       }
   y.dispose();
   w.dispose();
@@ -204,7 +250,10 @@ function gpuLabels(v: readonly number[]): Tensor {
 
 test('labels from host data outside [0, C) throw before any dispatch', () => {
   const x = tensor(Float32Array.from(randArray(N * C, 52)), [N, C]);
-  for (const bad of [[0, C, 2, 1, 0], [0, 1, -1, 2, 3]]) {
+  for (const bad of [
+    [0, C, 2, 1, 0],
+    [0, 1, -1, 2, 3],
+  ]) {
     const y = int32(bad);
     const before = device.batcher.stats.dispatches;
     rejects(() => crossEntropy(x, y), 'crossEntropy', `labels outside [0, ${C})`, `found ${bad.includes(-1) ? -1 : C}`);
@@ -221,8 +270,16 @@ test('a label outside [0, C) computed on the GPU gives NaN loss and NaN gradient
   const rows = crossEntropy(x, y, { reduction: 'none' });
   const r = await rows.toArray();
   assert.ok(Number.isNaN(r[1]) && Number.isNaN(r[3]), `rows 1 and 3 NaN: ${[...r]}`);
-  assert.ok([0, 2, 4].every((i) => Number.isFinite(r[i])), 'other rows finite');
-  for (const opts of [{}, { reduction: 'sum' }, { weight: w }, { labelSmoothing: 0.1, weight: w }] as CrossEntropyOptions[]) {
+  assert.ok(
+    [0, 2, 4].every((i) => Number.isFinite(r[i])),
+    'other rows finite',
+  );
+  for (const opts of [
+    {},
+    { reduction: 'sum' },
+    { weight: w },
+    { labelSmoothing: 0.1, weight: w },
+  ] as CrossEntropyOptions[]) {
     const l = crossEntropy(x, y, opts);
     assert.ok(Number.isNaN((await l.toArray())[0]), `reduced loss NaN for ${JSON.stringify(Object.keys(opts))}`);
     const [g] = grad([l], [x]);
@@ -230,7 +287,8 @@ test('a label outside [0, C) computed on the GPU gives NaN loss and NaN gradient
     for (let i = 0; i < N; i++) {
       const row = [...gv.subarray(i * C, (i + 1) * C)];
       // The bad rows are NaN; a weighted mean also divides every row by the NaN Σ w_y (all NaN).
-      if (i === 1 || i === 3 || (opts.weight && !opts.reduction)) assert.ok(row.every(Number.isNaN), `grad row ${i} NaN`);
+      if (i === 1 || i === 3 || (opts.weight && !opts.reduction))
+        assert.ok(row.every(Number.isNaN), `grad row ${i} NaN`);
       else assert.ok(row.every(Number.isFinite), `grad row ${i} finite`);
     }
     l.dispose();
@@ -285,7 +343,11 @@ test('few long rows (one workgroup per row: C ≥ 64·N and C ≥ 4096), vec4 an
 });
 
 test('out-of-range labels give NaN rows in the vec4 and one-workgroup-per-row layouts too', async () => {
-  for (const [n, c, y] of [[4, 8, [0, 8, 3, -1]], [2, 4096, [-1, 17]], [2, 4099, [4099, 4098]]] as const) {
+  for (const [n, c, y] of [
+    [4, 8, [0, 8, 3, -1]],
+    [2, 4096, [-1, 17]],
+    [2, 4099, [4099, 4098]],
+  ] as const) {
     const x = tensor(Float32Array.from(randArray(n * c, 80, -2, 2)), [n, c], { requiresGrad: true });
     const yt = gpuLabels(y);
     const rows = crossEntropy(x, yt, { reduction: 'none' });

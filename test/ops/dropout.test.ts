@@ -5,7 +5,16 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, check, randArray, randTensor, throwsWith } from '../helpers.ts';
-import { dropout, grad, tensor, liveTensors, Generator, defaultGenerator, manualSeed, type Tensor } from '../../engine/index.ts';
+import {
+  dropout,
+  grad,
+  tensor,
+  liveTensors,
+  Generator,
+  defaultGenerator,
+  manualSeed,
+  type Tensor,
+} from '../../engine/index.ts';
 
 const test = suite('dropout');
 let live0 = 0;
@@ -14,7 +23,12 @@ test.before(() => void (live0 = liveTensors.count));
 const U = 2 ** -24;
 
 /** Runs dropout with gradient on positive inputs (so 0 means dropped); returns values and dx for upstream g. */
-async function run(n: number, p: number, gen: Generator | undefined, seed: number): Promise<{ x: Float64Array; g: Float64Array; y: Float32Array; dx: Float32Array }> {
+async function run(
+  n: number,
+  p: number,
+  gen: Generator | undefined,
+  seed: number,
+): Promise<{ x: Float64Array; g: Float64Array; y: Float32Array; dx: Float32Array }> {
   const x = randArray(n, seed, 0.5, 2);
   const g = randArray(n, seed + 1, -1, 1);
   const xt = tensor(Float32Array.from(x), [n], { requiresGrad: true });
@@ -28,7 +42,11 @@ async function run(n: number, p: number, gen: Generator | undefined, seed: numbe
 }
 
 test('kept fraction, kept values and backward mask (1e5 elements, vec4 and scalar kernels)', async () => {
-  for (const [n, p] of [[100000, 0.3], [99999, 0.5], [100000, 0.9]] as const) {
+  for (const [n, p] of [
+    [100000, 0.3],
+    [99999, 0.5],
+    [100000, 0.9],
+  ] as const) {
     const { x, g, y, dx } = await run(n, p, new Generator(n + Math.round(p * 10)), 800);
     const q = 1 - p;
     let kept = 0;
@@ -51,7 +69,10 @@ test('kept fraction, kept values and backward mask (1e5 elements, vec4 and scala
     assert.ok(Math.abs(kept - n * q) <= 5 * sigma, `n=${n}, p=${p}: kept ${kept}, expected ${n * q} ± ${5 * sigma}`);
     // Neighbours independent: pairs (2i, 2i+1) both kept ~ Binomial(n/2, q²).
     const m = Math.floor(n / 2);
-    assert.ok(Math.abs(pairs - m * q * q) <= 5 * Math.sqrt(m * q * q * (1 - q * q)), `n=${n}, p=${p}: ${pairs} adjacent kept pairs, expected ${m * q * q}`);
+    assert.ok(
+      Math.abs(pairs - m * q * q) <= 5 * Math.sqrt(m * q * q * (1 - q * q)),
+      `n=${n}, p=${p}: ${pairs} adjacent kept pairs, expected ${m * q * q}`,
+    );
     assertClose(keptY, keptX, 2 * U, 0, `n=${n}, p=${p}: kept values x/(1 − p)`);
     assertClose(keptDx, keptG, 2 * U, 0, `n=${n}, p=${p}: backward g/(1 − p) on the kept elements`);
   }
@@ -80,7 +101,11 @@ test('eval mode and p = 0 are the identity (a view); p = 1 gives zeros', async (
   const [x, xv] = randTensor([3, 5], 830);
   x.requireGrad();
   const gt = tensor(Float32Array.from(randArray(15, 831)), [3, 5]);
-  for (const [p, training] of [[0.5, false], [0, true], [1, false]] as const) {
+  for (const [p, training] of [
+    [0.5, false],
+    [0, true],
+    [1, false],
+  ] as const) {
     const gen = new Generator(1);
     const y = dropout(x, p, { training, generator: gen });
     assert.equal(gen.state, new Generator(1).state, 'no random number drawn');
@@ -93,20 +118,33 @@ test('eval mode and p = 0 are the identity (a view); p = 1 gives zeros', async (
   }
   const z = dropout(x, 1, { training: true, generator: new Generator(2) });
   const [dz] = grad([z], [x], { gradOutputs: [gt] });
-  assert.ok([...(await z.toArray())].every((v) => Object.is(v, 0)), 'p = 1: zeros');
-  assert.ok([...(await dz!.toArray())].every((v) => Object.is(v, 0)), 'p = 1: zero gradient');
+  assert.ok(
+    [...(await z.toArray())].every((v) => Object.is(v, 0)),
+    'p = 1: zeros',
+  );
+  assert.ok(
+    [...(await dz!.toArray())].every((v) => Object.is(v, 0)),
+    'p = 1: zero gradient',
+  );
   for (const t of [x, gt, z, dz!]) t.dispose();
 });
 
 test('gradcheck (fixed seed per evaluation)', async () => {
-  for (const [shape, p] of [[[7], 0.4], [[2, 4], 0.25]] as const)
-    await check((x) => dropout(x!, p, { training: true, generator: new Generator(9) }), [randTensor([...shape], 840, -2, 2)[0]]);
+  for (const [shape, p] of [
+    [[7], 0.4],
+    [[2, 4], 0.25],
+  ] as const)
+    await check(
+      (x) => dropout(x!, p, { training: true, generator: new Generator(9) }),
+      [randTensor([...shape], 840, -2, 2)[0]],
+    );
 });
 
 test('bad input: p outside [0, 1], missing training flag', () => {
   const x = tensor([1, 2, 3], [3]);
   const n = liveTensors.count;
-  for (const p of [-0.1, 1.5, NaN]) throwsWith(() => dropout(x, p, { training: true }), 'dropout', `p ${p}`, '[0, 1]', '[3]');
+  for (const p of [-0.1, 1.5, NaN])
+    throwsWith(() => dropout(x, p, { training: true }), 'dropout', `p ${p}`, '[0, 1]', '[3]');
   throwsWith(() => dropout(x, 0.5, {} as { training: boolean }), 'dropout', 'training');
   assert.is(liveTensors.count, n, 'nothing allocated');
   x.dispose();

@@ -12,8 +12,25 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, check, randArray, randTensor, throwsWith, rejects } from '../helpers.ts';
 import {
-  add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh, powScalar, addScalar, mulScalar, sum,
-  tensor, tidy, liveTensors, type Tensor,
+  add,
+  sub,
+  mul,
+  div,
+  neg,
+  exp,
+  log,
+  sqrt,
+  relu,
+  sigmoid,
+  tanh,
+  powScalar,
+  addScalar,
+  mulScalar,
+  sum,
+  tensor,
+  tidy,
+  liveTensors,
+  type Tensor,
 } from '../../engine/index.ts';
 
 const test = suite('elementwise');
@@ -24,7 +41,13 @@ type Shape = number[];
 const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
 
 /** numpy-broadcast binary map in float64. */
-function broadcastRef(a: Float64Array, sa: Shape, b: Float64Array, sb: Shape, f: (x: number, y: number) => number): [Float64Array, Shape] {
+function broadcastRef(
+  a: Float64Array,
+  sa: Shape,
+  b: Float64Array,
+  sb: Shape,
+  f: (x: number, y: number) => number,
+): [Float64Array, Shape] {
   const r = Math.max(sa.length, sb.length);
   const pa = [...Array(r - sa.length).fill(1), ...sa];
   const pb = [...Array(r - sb.length).fill(1), ...sb];
@@ -32,7 +55,10 @@ function broadcastRef(a: Float64Array, sa: Shape, b: Float64Array, sb: Shape, f:
   const y = new Float64Array(size(out));
   for (let i = 0; i < y.length; i++) {
     let rem = i;
-    let ia = 0, ib = 0, stA = 1, stB = 1;
+    let ia = 0,
+      ib = 0,
+      stA = 1,
+      stB = 1;
     for (let d = r - 1; d >= 0; d--) {
       const c = rem % out[d]!;
       rem = Math.floor(rem / out[d]!);
@@ -54,7 +80,14 @@ function awayFromZero(n: number, seed: number, lo: number, hi: number): Float64A
 }
 const fromHost = (h: Float64Array, shape: Shape): Tensor => tensor(Float32Array.from(h), shape);
 
-async function expectClose(y: Tensor, ref: ArrayLike<number>, shape: Shape, rtol: number, atol: number, what: string): Promise<void> {
+async function expectClose(
+  y: Tensor,
+  ref: ArrayLike<number>,
+  shape: Shape,
+  rtol: number,
+  atol: number,
+  what: string,
+): Promise<void> {
   assert.equal([...y.shape], shape, `${what}: shape`);
   assertClose(await y.toArray(), ref, rtol, atol, what);
   y.dispose();
@@ -66,7 +99,23 @@ const BIN = {
   mul: [mul, (x: number, y: number) => x * y],
   div: [div, (x: number, y: number) => x / y],
 } as const;
-const PAIRS: [Shape, Shape][] = [[[3, 5], [3, 5]], [[2, 3, 4], [4]], [[3, 1], [1, 4]], [[2, 1, 3], [4, 1]], [[], [2, 3]], [[5], [1]]];
+const PAIRS: [Shape, Shape][] = [
+  [
+    [3, 5],
+    [3, 5],
+  ],
+  [[2, 3, 4], [4]],
+  [
+    [3, 1],
+    [1, 4],
+  ],
+  [
+    [2, 1, 3],
+    [4, 1],
+  ],
+  [[], [2, 3]],
+  [[5], [1]],
+];
 
 for (const [name, [op, f]] of Object.entries(BIN)) {
   test(`${name}: forward with broadcasting`, async () => {
@@ -85,10 +134,31 @@ for (const [name, [op, f]] of Object.entries(BIN)) {
   test(`${name}: scalar operands`, async () => {
     const [x, hx] = randTensor([2, 3], 21, 0.5, 2);
     const c = Math.fround(0.7); // the scalar reaches the kernel as a float32
-    await expectClose(op(x, c), hx.map((v) => f(v, c)), [2, 3], 1e-6, 0, `${name}(x, c)`);
+    await expectClose(
+      op(x, c),
+      hx.map((v) => f(v, c)),
+      [2, 3],
+      1e-6,
+      0,
+      `${name}(x, c)`,
+    );
     // c - x is neg then add (one rounding), c / x one division (a WGSL f32 division is within 2.5 ulp)
-    await expectClose(op(c, x), hx.map((v) => f(c, v)), [2, 3], 1e-6, 0, `${name}(c, x)`);
-    await expectClose(op(x, 2), hx.map((v) => f(v, 2)), [2, 3], 1e-6, 0, `${name}(x, 2)`);
+    await expectClose(
+      op(c, x),
+      hx.map((v) => f(c, v)),
+      [2, 3],
+      1e-6,
+      0,
+      `${name}(c, x)`,
+    );
+    await expectClose(
+      op(x, 2),
+      hx.map((v) => f(v, 2)),
+      [2, 3],
+      1e-6,
+      0,
+      `${name}(x, 2)`,
+    );
     x.dispose();
   });
 
@@ -106,8 +176,22 @@ for (const [name, [op, f]] of Object.entries(BIN)) {
 
 test('binary: a tensor used twice (x * x, x - x)', async () => {
   const [x, hx] = randTensor([7], 41);
-  await expectClose(mul(x, x), hx.map((v) => v * v), [7], 1e-6, 0, 'x*x');
-  await expectClose(sub(x, x), hx.map(() => 0), [7], 0, 0, 'x-x');
+  await expectClose(
+    mul(x, x),
+    hx.map((v) => v * v),
+    [7],
+    1e-6,
+    0,
+    'x*x',
+  );
+  await expectClose(
+    sub(x, x),
+    hx.map(() => 0),
+    [7],
+    0,
+    0,
+    'x-x',
+  );
   await check((a) => mul(a!, a!), [x]);
 });
 
@@ -141,7 +225,14 @@ test('exp/sigmoid/tanh: large |x| saturate without NaN', async () => {
   const x = fromHost(h, [4]);
   // exp is allowed 3 + 2|x| ULP: 63 ULP ≈ 3.8e-6 at |x| = 30; at |x| = 100 exp overflows float32,
   // so sigmoid(-100) is 0 (the true 3.7e-44 is below float32's normal range: atol 1e-30).
-  await expectClose(sigmoid(x), h.map((v) => 1 / (1 + Math.exp(-v))), [4], 1e-5, 1e-30, 'sigmoid');
+  await expectClose(
+    sigmoid(x),
+    h.map((v) => 1 / (1 + Math.exp(-v))),
+    [4],
+    1e-5,
+    1e-30,
+    'sigmoid',
+  );
   await expectClose(tanh(x), h.map(Math.tanh), [4], 1e-6, 0, 'tanh');
   const e = exp(x);
   const ev = await e.toArray();

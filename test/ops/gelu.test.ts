@@ -70,7 +70,10 @@ function refTanh(x: number): [number, number] {
 function tolExact(x: number, y: number, dy: number): [number, number] {
   const z2 = (x * x) / 2;
   const tail = 1.5 * z2 * U * phi64(-Math.abs(x));
-  return [Math.abs(x) * (7.5e-8 + 8 * U + tail) + 2 * U * Math.abs(y), 7.5e-8 + 16 * U + (4 + 2 * x * x) * U * Math.abs(x * pdf64(x)) + tail + 4 * U * Math.abs(dy)];
+  return [
+    Math.abs(x) * (7.5e-8 + 8 * U + tail) + 2 * U * Math.abs(y),
+    7.5e-8 + 16 * U + (4 + 2 * x * x) * U * Math.abs(x * pdf64(x)) + tail + 4 * U * Math.abs(dy),
+  ];
 }
 function tolTanh(x: number, y: number): [number, number] {
   const a = Math.abs(K * (x + 0.044715 * x ** 3));
@@ -79,10 +82,18 @@ function tolTanh(x: number, y: number): [number, number] {
   return [(9 + 16 * a) * U * Math.abs(y), (2 * (8 + 16 * a) + 8) * U * (s + Math.abs(2 * x * s * (1 - s) * ap))];
 }
 
-function assertWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: ArrayLike<number>, what: string): void {
+function assertWithin(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: ArrayLike<number>,
+  what: string,
+): void {
   for (let i = 0; i < expected.length; i++) {
     const err = Math.abs(actual[i]! - expected[i]!);
-    if (!(err <= tol[i]!)) assert.unreachable(`${what}: element ${i}: got ${actual[i]}, expected ${expected[i]} (|err| ${err} > tol ${tol[i]})`);
+    if (!(err <= tol[i]!))
+      assert.unreachable(
+        `${what}: element ${i}: got ${actual[i]}, expected ${expected[i]} (|err| ${err} > tol ${tol[i]})`,
+      );
   }
 }
 
@@ -92,9 +103,21 @@ async function compare(approximate: 'none' | 'tanh', xs: Float64Array, gs: Float
   const y = gelu(x, { approximate });
   const [dx] = grad([y], [x], { gradOutputs: [g] });
   const ref = Array.from(xs, (v) => (approximate === 'none' ? refExact(v) : refTanh(v)));
-  const tols = Array.from(xs, (v, i) => (approximate === 'none' ? tolExact(v, ref[i]![0], ref[i]![1]) : tolTanh(v, ref[i]![0])));
-  assertWithin(await y.toArray(), ref.map((r) => r[0]), tols.map((t) => t[0]), `${what}: forward`);
-  assertWithin(await dx!.toArray(), ref.map((r, i) => r[1] * gs[i]!), tols.map((t, i) => t[1] * Math.abs(gs[i]!)), `${what}: backward`);
+  const tols = Array.from(xs, (v, i) =>
+    approximate === 'none' ? tolExact(v, ref[i]![0], ref[i]![1]) : tolTanh(v, ref[i]![0]),
+  );
+  assertWithin(
+    await y.toArray(),
+    ref.map((r) => r[0]),
+    tols.map((t) => t[0]),
+    `${what}: forward`,
+  );
+  assertWithin(
+    await dx!.toArray(),
+    ref.map((r, i) => r[1] * gs[i]!),
+    tols.map((t, i) => t[1] * Math.abs(gs[i]!)),
+    `${what}: backward`,
+  );
   for (const t of [x, g, y, dx!]) t.dispose();
 }
 
@@ -133,7 +156,8 @@ test('large |x|: gelu → x and → 0, derivative → 1 and → 0, never NaN', a
 test('gradcheck (both forms, scalar and vec4 sizes)', async () => {
   let seed = 600;
   for (const approximate of ['none', 'tanh'] as const)
-    for (const shape of [[7], [2, 4]]) await check((x) => gelu(x!, { approximate }), [randTensor(shape, seed++, -3, 3)[0]]);
+    for (const shape of [[7], [2, 4]])
+      await check((x) => gelu(x!, { approximate }), [randTensor(shape, seed++, -3, 3)[0]]);
 });
 
 test('bad input', () => {

@@ -34,7 +34,14 @@ interface LnRef {
 }
 
 /** float64 layer_norm over rows of length d, and its gradients for upstream g. */
-function lnRef(x: Float64Array, d: number, w: Float64Array | null, b: Float64Array | null, g: Float64Array, eps = EPS): LnRef {
+function lnRef(
+  x: Float64Array,
+  d: number,
+  w: Float64Array | null,
+  b: Float64Array | null,
+  g: Float64Array,
+  eps = EPS,
+): LnRef {
   const n = x.length / d;
   const y = new Float64Array(x.length);
   const dx = new Float64Array(x.length);
@@ -85,7 +92,12 @@ function bounds(x: Float64Array, d: number, ref: LnRef): { k8: number; e1: numbe
   return { k8: k + 8, e1: e1 + xh, xh, r: maxAbs(ref.r) };
 }
 
-async function forwardBackwardCase(shape: number[], affine: 'none' | 'weight' | 'both', x: Float64Array, what: string): Promise<void> {
+async function forwardBackwardCase(
+  shape: number[],
+  affine: 'none' | 'weight' | 'both',
+  x: Float64Array,
+  what: string,
+): Promise<void> {
   const d = shape[shape.length - 1]!;
   const n = x.length / d;
   const xt = tensor(Float32Array.from(x), shape, { requiresGrad: true });
@@ -102,7 +114,13 @@ async function forwardBackwardCase(shape: number[], affine: 'none' | 'weight' | 
   const params = [xt, ...(wt ? [wt] : []), ...(bt ? [bt] : [])];
   const grads = grad([y], params, { gradOutputs: [gt] });
   const gmax = maxAbs(g) * wmax;
-  assertClose(await grads[0]!.toArray(), ref.dx, 0, 4 * bd.k8 * U * bd.r * gmax * (1 + bd.xh) * (1 + bd.e1), `${what}: dx`);
+  assertClose(
+    await grads[0]!.toArray(),
+    ref.dx,
+    0,
+    4 * bd.k8 * U * bd.r * gmax * (1 + bd.xh) * (1 + bd.e1),
+    `${what}: dx`,
+  );
   const k = n / 8 + 8;
   if (wt) {
     let sgx = 0;
@@ -125,14 +143,20 @@ test('forward and backward against float64: widths 37, 192, 300, with and withou
   for (const d of [37, 192, 300])
     for (const affine of ['none', 'weight', 'both'] as const) {
       const shape = d === 192 ? [2, 3, d] : [5, d];
-      await forwardBackwardCase(shape, affine, randArray(shape[0]! * (shape.length === 3 ? 3 : 1) * d, d + 100, -2, 3), `D=${d}, ${affine}`);
+      await forwardBackwardCase(
+        shape,
+        affine,
+        randArray(shape[0]! * (shape.length === 3 ? 3 : 1) * d, d + 100, -2, 3),
+        `D=${d}, ${affine}`,
+      );
     }
 });
 
 test('rows with a large mean (1000 ± 0.5) keep full precision', async () => {
   for (const d of [37, 192]) {
     const x = randArray(4 * d, 200 + d, 999.5, 1000.5);
-    for (const affine of ['none', 'both'] as const) await forwardBackwardCase([4, d], affine, x, `mean 1000, D=${d}, ${affine}`);
+    for (const affine of ['none', 'both'] as const)
+      await forwardBackwardCase([4, d], affine, x, `mean 1000, D=${d}, ${affine}`);
   }
 });
 
@@ -143,10 +167,20 @@ test('many rows (1576 × 192, the MBT shape) against float64', async () => {
 
 test('eps and constant rows: y = b, finite gradients', async () => {
   const d = 8;
-  const x = tensor(Float32Array.from({ length: 2 * d }, (_, i) => (i < d ? 5 : -3)), [2, d], { requiresGrad: true });
+  const x = tensor(
+    Float32Array.from({ length: 2 * d }, (_, i) => (i < d ? 5 : -3)),
+    [2, d],
+    { requiresGrad: true },
+  );
   const b = tensor(Float32Array.from(randArray(d, 400)), [d]);
   const y = layerNorm(x, null, b, { eps: 1e-3 });
-  assertClose(await y.toArray(), [...(await b.toArray()), ...(await b.toArray())], 0, 0, 'constant rows give the bias exactly');
+  assertClose(
+    await y.toArray(),
+    [...(await b.toArray()), ...(await b.toArray())],
+    0,
+    0,
+    'constant rows give the bias exactly',
+  );
   const gy = tensor(Float32Array.from(randArray(2 * d, 401)), [2, d]);
   const [g] = grad([y], [x], { gradOutputs: [gy] });
   assert.ok([...(await g!.toArray())].every(Number.isFinite), 'finite gradient');
@@ -168,7 +202,13 @@ test('gradient subsets: only the inputs that require grad get (and launch) a gra
   bt.requireGrad();
   const y = layerNorm(xt, wt, bt);
   const [dx, db] = grad([y], [xt, bt], { gradOutputs: [gt] });
-  assertClose(await dx!.toArray(), ref.dx, 0, 4 * bd.k8 * U * bd.r * maxAbs(g) * maxAbs(w) * (1 + bd.xh) * (1 + bd.e1), 'dx');
+  assertClose(
+    await dx!.toArray(),
+    ref.dx,
+    0,
+    4 * bd.k8 * U * bd.r * maxAbs(g) * maxAbs(w) * (1 + bd.xh) * (1 + bd.e1),
+    'dx',
+  );
   assertClose(await db!.toArray(), ref.db, 0, (n / 8 + 8) * U * sg, 'dbias');
   // Only the weight requires grad (x is a constant): dweight alone.
   const xc = tensor(Float32Array.from(x), [n, d]);

@@ -74,8 +74,13 @@ test('forward: 3-D batched, 3-D × 2-D, 2-D × 3-D, batch-1 broadcast', async ()
 });
 
 test('forward: transA, transB, both (2-D and batched)', async () => {
-  for (const [ta, tb] of [[true, false], [false, true], [true, true]] as const) {
-    const sa = [3, 5], sb = [5, 7];
+  for (const [ta, tb] of [
+    [true, false],
+    [false, true],
+    [true, true],
+  ] as const) {
+    const sa = [3, 5],
+      sb = [5, 7];
     await expectMatmul(ta ? T(sa) : sa, tb ? T(sb) : sb, ta, tb, 21);
     await expectMatmul(ta ? T([2, 3, 5]) : [2, 3, 5], tb ? T([2, 5, 4]) : [2, 5, 4], ta, tb, 23);
     await expectMatmul(ta ? T([2, 3, 5]) : [2, 3, 5], tb ? T([5, 4]) : [5, 4], ta, tb, 25);
@@ -138,9 +143,15 @@ test('linear: 1-D, 2-D and 3-D input, with and without bias', async () => {
 });
 
 test('linear gradcheck: 2-D and 3-D, with and without bias', async () => {
-  await check((x, w, b) => linear(x!, w!, b!), [randTensor([4, 3], 80)[0], randTensor([5, 3], 81)[0], randTensor([5], 82)[0]]);
+  await check(
+    (x, w, b) => linear(x!, w!, b!),
+    [randTensor([4, 3], 80)[0], randTensor([5, 3], 81)[0], randTensor([5], 82)[0]],
+  );
   await check((x, w) => linear(x!, w!), [randTensor([4, 3], 83)[0], randTensor([5, 3], 84)[0]]);
-  await check((x, w, b) => linear(x!, w!, b!), [randTensor([2, 3, 3], 85)[0], randTensor([2, 3], 86)[0], randTensor([2], 87)[0]]);
+  await check(
+    (x, w, b) => linear(x!, w!, b!),
+    [randTensor([2, 3, 3], 85)[0], randTensor([2, 3], 86)[0], randTensor([2], 87)[0]],
+  );
   await check((x, w) => linear(x!, w!), [randTensor([2, 2, 3], 88)[0], randTensor([4, 3], 89)[0]]);
 });
 

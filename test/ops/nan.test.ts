@@ -9,7 +9,20 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { check, device, randArray, throwsWith, rejects } from '../helpers.ts';
 import {
-  assertFinite, batchNorm2d, conv2d, gradcheck, grad, liveTensors, max, maxPool2d, mul, relu, sum, tensor, tidy, type Tensor,
+  assertFinite,
+  batchNorm2d,
+  conv2d,
+  gradcheck,
+  grad,
+  liveTensors,
+  max,
+  maxPool2d,
+  mul,
+  relu,
+  sum,
+  tensor,
+  tidy,
+  type Tensor,
 } from '../../engine/index.ts';
 import { argmaxRows } from '../../train/run/metrics.ts';
 
@@ -23,12 +36,18 @@ function sameValues(actual: ArrayLike<number>, expected: ArrayLike<number>, what
   for (let i = 0; i < expected.length; i++) {
     const e = expected[i]!;
     const a = actual[i]!;
-    if (Number.isNaN(e) ? !Number.isNaN(a) : a !== e) assert.unreachable(`${what}: element ${i}: got ${a}, expected ${e}`);
+    if (Number.isNaN(e) ? !Number.isNaN(a) : a !== e)
+      assert.unreachable(`${what}: element ${i}: got ${a}, expected ${e}`);
   }
 }
 
 /** Gradient of Σ gy·f(x) on the GPU, for f and fixed gy. */
-async function vjp(f: (x: Tensor) => Tensor, x: Float32Array, shape: number[], gy: Float32Array): Promise<Float32Array> {
+async function vjp(
+  f: (x: Tensor) => Tensor,
+  x: Float32Array,
+  shape: number[],
+  gy: Float32Array,
+): Promise<Float32Array> {
   const xt = tensor(x, shape, { requiresGrad: true });
   const y = f(xt);
   const g = tensor(gy, y.shape);
@@ -70,10 +89,41 @@ test('max: a set with a NaN has maximum NaN, every kernel path (strided, tree, t
   // [rows, n] reduced over the last axis: n = 7 (strided), 300 (tree), 5000 (tree, two passes);
   // and [1100, 3] over axis 0 (permuted to the tree kernel).
   const cases: { shape: number[]; axis: number; nanAt: [number, number][] }[] = [
-    { shape: [5, 7], axis: 1, nanAt: [[1, 0], [3, 6], [3, 2]] },
-    { shape: [4, 300], axis: 1, nanAt: [[0, 299], [2, 17], [2, 256]] },
-    { shape: [3, 5000], axis: 1, nanAt: [[1, 4999], [2, 4096], [2, 11]] },
-    { shape: [1100, 3], axis: 0, nanAt: [[1099, 0], [5, 2]] },
+    {
+      shape: [5, 7],
+      axis: 1,
+      nanAt: [
+        [1, 0],
+        [3, 6],
+        [3, 2],
+      ],
+    },
+    {
+      shape: [4, 300],
+      axis: 1,
+      nanAt: [
+        [0, 299],
+        [2, 17],
+        [2, 256],
+      ],
+    },
+    {
+      shape: [3, 5000],
+      axis: 1,
+      nanAt: [
+        [1, 4999],
+        [2, 4096],
+        [2, 11],
+      ],
+    },
+    {
+      shape: [1100, 3],
+      axis: 0,
+      nanAt: [
+        [1099, 0],
+        [5, 2],
+      ],
+    },
   ];
   for (const [ci, c] of cases.entries()) {
     const [a, b] = c.shape as [number, number];
@@ -82,14 +132,18 @@ test('max: a set with a NaN has maximum NaN, every kernel path (strided, tree, t
     const n = c.axis === 1 ? b : a;
     const flatRows = Float32Array.from(randArray(rows * n, 70 + ci));
     for (const [r, j] of c.nanAt) flatRows[r * n + j] = NaN;
-    const x = c.axis === 1 ? flatRows : Float32Array.from({ length: a * b }, (_, i) => flatRows[(i % b) * n + Math.floor(i / b)]!);
+    const x =
+      c.axis === 1
+        ? flatRows
+        : Float32Array.from({ length: a * b }, (_, i) => flatRows[(i % b) * n + Math.floor(i / b)]!);
     const gy = Float32Array.from(randArray(rows, 90 + ci, 0.5, 1.5));
     const ref = maxRowsRef(flatRows, rows, n, gy);
     const xt = tensor(x, c.shape);
     const y = max(xt, c.axis);
     sameValues(await y.toArray(), ref.y, `max [${c.shape}] axis ${c.axis}`);
     const dx = await vjp((t) => max(t, c.axis), x, c.shape, gy);
-    const dxRows = c.axis === 1 ? dx : Float32Array.from({ length: rows * n }, (_, k) => dx[(k % n) * b + Math.floor(k / n)]!);
+    const dxRows =
+      c.axis === 1 ? dx : Float32Array.from({ length: rows * n }, (_, k) => dx[(k % n) * b + Math.floor(k / n)]!);
     sameValues(dxRows, ref.dx, `max backward [${c.shape}] axis ${c.axis}`);
     xt.dispose();
     y.dispose();
@@ -143,7 +197,10 @@ test('maxPool2d: NaN wins, the gradient goes to the last NaN of the window (as P
   x[7] = NaN;
   x[14] = Infinity;
   x[20] = NaN; // shared by several 3×3/1 windows
-  for (const [k, s, p] of [[2, 2, 0], [3, 1, 1]] as const) {
+  for (const [k, s, p] of [
+    [2, 2, 0],
+    [3, 1, 1],
+  ] as const) {
     const oh = Math.floor((h + 2 * p - k) / s) + 1;
     const gy = Float32Array.from(randArray(oh * oh, 32 + k, 0.5, 1.5));
     const ref = poolRef(x, h, w, k, s, p, gy);
@@ -152,7 +209,11 @@ test('maxPool2d: NaN wins, the gradient goes to the last NaN of the window (as P
     sameValues(await y.toArray(), ref.y, `maxPool2d ${k}/${s} pad ${p}`);
     // Gradients are sums of a few gy values: float32 sums in window order, so compare with a tolerance of a few ulps.
     const dx = await vjp((t) => maxPool2d(t, { kernelSize: k, stride: s, padding: p }), x, [1, 1, h, w], gy);
-    for (let i = 0; i < dx.length; i++) assert.ok(Math.abs(dx[i]! - ref.dx[i]!) <= 4 * 2 ** -24 * 9 * 1.5, `maxPool2d ${k}/${s} backward element ${i}: ${dx[i]} vs ${ref.dx[i]}`);
+    for (let i = 0; i < dx.length; i++)
+      assert.ok(
+        Math.abs(dx[i]! - ref.dx[i]!) <= 4 * 2 ** -24 * 9 * 1.5,
+        `maxPool2d ${k}/${s} backward element ${i}: ${dx[i]} vs ${ref.dx[i]}`,
+      );
     if (k === 2) assert.is(dx[7], gy[0], 'window (0, 0): the last NaN takes the gradient');
     if (k === 2) assert.is(dx[0], 0, 'window (0, 0): not the first NaN');
     xt.dispose();
@@ -160,7 +221,7 @@ test('maxPool2d: NaN wins, the gradient goes to the last NaN of the window (as P
   }
 });
 
-test('argmax (the evaluation\'s predictions): the first NaN, else the first maximum (torch.argmax)', () => {
+test("argmax (the evaluation's predictions): the first NaN, else the first maximum (torch.argmax)", () => {
   assert.equal(Array.from(argmaxRows([1, NaN, 5, NaN, 2, 9, 9, 0, NaN, 1, 1, 1], 4)), [1, 1, 0]);
   assert.equal(Array.from(argmaxRows([-Infinity, -Infinity, Infinity, 3], 2)), [0, 0]);
 });
@@ -239,15 +300,40 @@ test('conv → batchNorm → relu with one NaN pixel: NaN out (as PyTorch), runn
     feats.push((await bi.toArray()) as Float32Array);
     for (const t of [xi, ci, bi]) t.dispose();
   }
-  assert.ok(feats[0]!.some((v, i) => v !== feats[1]![i]) && feats[0]!.every(Number.isFinite), 'eval features finite and input-dependent');
+  assert.ok(
+    feats[0]!.some((v, i) => v !== feats[1]![i]) && feats[0]!.every(Number.isFinite),
+    'eval features finite and input-dependent',
+  );
   for (const t of [w, rm, rv, xt, c, bn, h]) t.dispose();
 });
 
 test('host data: assertFinite and tensor({ checkFinite }) name the index; int32 out of range is refused, not wrapped', () => {
-  throwsWith(() => assertFinite(Float32Array.of(1, 2, NaN, Infinity), 'batch gray'), 'batch gray', 'NaN at index 2', '2 non-finite values in 4');
+  throwsWith(
+    () => assertFinite(Float32Array.of(1, 2, NaN, Infinity), 'batch gray'),
+    'batch gray',
+    'NaN at index 2',
+    '2 non-finite values in 4',
+  );
   assertFinite([0, -1e38, 3e38], 'fine');
-  rejects(() => tensor([[1, 2], [3, -Infinity]], undefined, { checkFinite: true }), 'tensor', '-Infinity at index 3');
-  rejects(() => tensor([2 ** 33], [1], { dtype: 'int32' }), 'tensor', '8589934592', 'outside [-2147483648, 2147483647]');
+  rejects(
+    () =>
+      tensor(
+        [
+          [1, 2],
+          [3, -Infinity],
+        ],
+        undefined,
+        { checkFinite: true },
+      ),
+    'tensor',
+    '-Infinity at index 3',
+  );
+  rejects(
+    () => tensor([2 ** 33], [1], { dtype: 'int32' }),
+    'tensor',
+    '8589934592',
+    'outside [-2147483648, 2147483647]',
+  );
   rejects(() => tensor([-(2 ** 31) - 1], [1], { dtype: 'int32' }), 'outside');
   const edge = tensor([-(2 ** 31), 2 ** 31 - 1], [2], { dtype: 'int32' });
   assert.equal(edge.valueRange, [-(2 ** 31), 2 ** 31 - 1]);

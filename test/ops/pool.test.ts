@@ -8,7 +8,16 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, check, randArray, throwsWith, rejects } from '../helpers.ts';
-import { adaptiveAvgPool2d, avgPool2d, grad, liveTensors, maxPool2d, tensor, type Pool2dOptions, type Tensor } from '../../engine/index.ts';
+import {
+  adaptiveAvgPool2d,
+  avgPool2d,
+  grad,
+  liveTensors,
+  maxPool2d,
+  tensor,
+  type Pool2dOptions,
+  type Tensor,
+} from '../../engine/index.ts';
 
 const test = suite('pool');
 let live0 = 0;
@@ -18,14 +27,34 @@ const U = 2 ** -24;
 type P2 = [number, number];
 const pair = (v: number | P2 | undefined, d: P2): P2 => (v === undefined ? d : typeof v === 'number' ? [v, v] : v);
 
-interface Win { y0: number; y1: number; x0: number; x1: number; div: number }
-interface PoolRef { oh: number; ow: number; y: Float64Array; arg: Int32Array; dx: Float64Array }
+interface Win {
+  y0: number;
+  y1: number;
+  x0: number;
+  x1: number;
+  div: number;
+}
+interface PoolRef {
+  oh: number;
+  ow: number;
+  y: Float64Array;
+  arg: Int32Array;
+  dx: Float64Array;
+}
 
 /**
  * float64 pooling over (P, H, W) planes: `win(oy, ox)` gives the clipped window and divisor.
  * Returns the output (max or mean), max's first argmax, and dx for upstream gy (if given).
  */
-function poolRef(x: Float64Array, shape: number[], oh: number, ow: number, win: (oy: number, ox: number) => Win, kind: 'max' | 'avg', gy?: Float64Array): PoolRef {
+function poolRef(
+  x: Float64Array,
+  shape: number[],
+  oh: number,
+  ow: number,
+  win: (oy: number, ox: number) => Win,
+  kind: 'max' | 'avg',
+  gy?: Float64Array,
+): PoolRef {
   const [n, c, h, w] = shape as [number, number, number, number];
   const y = new Float64Array(n * c * oh * ow);
   const arg = new Int32Array(y.length);
@@ -48,7 +77,9 @@ function poolRef(x: Float64Array, shape: number[], oh: number, ow: number, win: 
         arg[o] = bi;
         if (!gy) continue;
         if (kind === 'max') dx[p * h * w + bi]! += gy[o]!;
-        else for (let yy = wd.y0; yy < wd.y1; yy++) for (let xx = wd.x0; xx < wd.x1; xx++) dx[p * h * w + yy * w + xx]! += gy[o]! / wd.div;
+        else
+          for (let yy = wd.y0; yy < wd.y1; yy++)
+            for (let xx = wd.x0; xx < wd.x1; xx++) dx[p * h * w + yy * w + xx]! += gy[o]! / wd.div;
       }
   return { oh, ow, y, arg, dx };
 }
@@ -64,7 +95,9 @@ function windowRef(shape: number[], opts: Pool2dOptions, includePad: boolean) {
     const wy = oy * sh - ph;
     const wx = ox * sw - pw;
     const r = { y0: Math.max(wy, 0), y1: Math.min(wy + kh, h), x0: Math.max(wx, 0), x1: Math.min(wx + kw, w), div: 0 };
-    r.div = includePad ? (Math.min(wy + kh, h + ph) - wy) * (Math.min(wx + kw, w + pw) - wx) : (r.y1 - r.y0) * (r.x1 - r.x0);
+    r.div = includePad
+      ? (Math.min(wy + kh, h + ph) - wy) * (Math.min(wx + kw, w + pw) - wx)
+      : (r.y1 - r.y0) * (r.x1 - r.x0);
     return r;
   };
   return { oh, ow, win };
@@ -73,7 +106,13 @@ function windowRef(shape: number[], opts: Pool2dOptions, includePad: boolean) {
 function adaptiveRef(shape: number[], oh: number, ow: number) {
   const [h, w] = [shape[2]!, shape[3]!];
   return (oy: number, ox: number): Win => {
-    const r = { y0: Math.floor((oy * h) / oh), y1: Math.ceil(((oy + 1) * h) / oh), x0: Math.floor((ox * w) / ow), x1: Math.ceil(((ox + 1) * w) / ow), div: 0 };
+    const r = {
+      y0: Math.floor((oy * h) / oh),
+      y1: Math.ceil(((oy + 1) * h) / oh),
+      x0: Math.floor((ox * w) / ow),
+      x1: Math.ceil(((ox + 1) * w) / ow),
+      div: 0,
+    };
     r.div = (r.y1 - r.y0) * (r.x1 - r.x0);
     return r;
   };
@@ -181,7 +220,36 @@ test('avgPool2d forward and backward against float64 (countIncludePad true and f
 // Output 1×1 takes the global-average backward kernel (gy[plane] / (H·W)); the others the bin gathers.
 test('adaptiveAvgPool2d forward and backward against float64: 1×1, 7×5 → 3×2, upsampling 3×4 → 5×7 and 2×3 → 7×9', async () => {
   let seed = 70;
-  for (const [shape, out] of [[[2, 3, 7, 5], [1, 1]], [[2, 3, 7, 5], [3, 2]], [[1, 2, 3, 4], [5, 7]], [[2, 2, 8, 8], [4, 4]], [[1, 2, 6, 9], [4, 5]], [[1, 2, 2, 3], [7, 9]], [[1, 2, 40, 40], [3, 3]]] as [number[], P2][]) {
+  for (const [shape, out] of [
+    [
+      [2, 3, 7, 5],
+      [1, 1],
+    ],
+    [
+      [2, 3, 7, 5],
+      [3, 2],
+    ],
+    [
+      [1, 2, 3, 4],
+      [5, 7],
+    ],
+    [
+      [2, 2, 8, 8],
+      [4, 4],
+    ],
+    [
+      [1, 2, 6, 9],
+      [4, 5],
+    ],
+    [
+      [1, 2, 2, 3],
+      [7, 9],
+    ],
+    [
+      [1, 2, 40, 40],
+      [3, 3],
+    ],
+  ] as [number[], P2][]) {
     const x = randArray(sizeOf(shape), seed++);
     const gy = randArray(shape[0]! * shape[1]! * out[0] * out[1], seed++);
     const ref = poolRef(x, shape, out[0], out[1], adaptiveRef(shape, out[0], out[1]), 'avg', gy);
@@ -201,11 +269,17 @@ test('gradcheck: max (distinct values), avg (both divisors), adaptive', async ()
   for (const [shape, opts] of CASES.slice(0, 4)) {
     await check((x) => maxPool2d(x!, opts), [tensor(Float32Array.from(distinct(sizeOf(shape), seed++)), shape)]);
     for (const countIncludePad of [true, false]) {
-      await check((x) => avgPool2d(x!, { ...opts, countIncludePad }), [tensor(Float32Array.from(randArray(sizeOf(shape), seed++)), shape)]);
+      await check(
+        (x) => avgPool2d(x!, { ...opts, countIncludePad }),
+        [tensor(Float32Array.from(randArray(sizeOf(shape), seed++)), shape)],
+      );
     }
   }
   for (const out of [1, [3, 2], [4, 6]] as (number | P2)[]) {
-    await check((x) => adaptiveAvgPool2d(x!, out), [tensor(Float32Array.from(randArray(2 * 2 * 7 * 5, seed++)), [2, 2, 7, 5])]);
+    await check(
+      (x) => adaptiveAvgPool2d(x!, out),
+      [tensor(Float32Array.from(randArray(2 * 2 * 7 * 5, seed++)), [2, 2, 7, 5])],
+    );
   }
 });
 
@@ -216,8 +290,19 @@ test('bad input is refused before any dispatch, naming the op and shapes', () =>
   rejects(() => avgPool2d(x3, { kernelSize: 2 }), 'avgPool2d', '4-D', '[3, 4, 5]');
   rejects(() => adaptiveAvgPool2d(x3, 1), 'adaptiveAvgPool2d', '4-D', '[3, 4, 5]');
   rejects(() => maxPool2d(x, { kernelSize: 6 }), 'maxPool2d', 'larger than the padded input', '[2, 3, 4, 5]');
-  rejects(() => avgPool2d(x, { kernelSize: [3, 8], padding: 1 }), 'avgPool2d', 'larger than the padded input', '[2, 3, 4, 5]');
-  rejects(() => maxPool2d(x, { kernelSize: 3, padding: 2 }), 'maxPool2d', 'padding [2,2]', 'at most half', '[2, 3, 4, 5]');
+  rejects(
+    () => avgPool2d(x, { kernelSize: [3, 8], padding: 1 }),
+    'avgPool2d',
+    'larger than the padded input',
+    '[2, 3, 4, 5]',
+  );
+  rejects(
+    () => maxPool2d(x, { kernelSize: 3, padding: 2 }),
+    'maxPool2d',
+    'padding [2,2]',
+    'at most half',
+    '[2, 3, 4, 5]',
+  );
   rejects(() => avgPool2d(x, { kernelSize: [2, 4], padding: [1, 3] }), 'avgPool2d', 'at most half');
   rejects(() => maxPool2d(x, { kernelSize: 2, stride: 0 }), 'maxPool2d', 'stride');
   rejects(() => maxPool2d(x, { kernelSize: 1.5 }), 'maxPool2d', 'kernelSize');

@@ -24,7 +24,8 @@ const OPS = { sum, max, mean } as const;
 /** Reference reduction of x (shape) over axes (undefined: all), with keepdim. Also Σ|x| per output. */
 function reduceRef(kind: Kind, x: Float64Array, shape: Shape, axes: number | number[] | undefined, keepdim: boolean) {
   const r = shape.length;
-  const ax = axes === undefined ? [...shape.keys()] : (typeof axes === 'number' ? [axes] : axes).map((a) => (a < 0 ? a + r : a));
+  const ax =
+    axes === undefined ? [...shape.keys()] : (typeof axes === 'number' ? [axes] : axes).map((a) => (a < 0 ? a + r : a));
   const outKeep = shape.map((d, i) => (ax.includes(i) ? 1 : d));
   const outShape = keepdim ? outKeep : shape.filter((_, i) => !ax.includes(i));
   const n = outKeep.reduce((a, b) => a * b, 1);
@@ -49,7 +50,13 @@ function reduceRef(kind: Kind, x: Float64Array, shape: Shape, axes: number | num
 }
 
 /** Checks kind(x, axes, keepdim) on random inputs against the reference. */
-async function fwd(kind: Kind, shape: Shape, axes: number | number[] | undefined, keepdim: boolean, seed: number): Promise<void> {
+async function fwd(
+  kind: Kind,
+  shape: Shape,
+  axes: number | number[] | undefined,
+  keepdim: boolean,
+  seed: number,
+): Promise<void> {
   const [x, hx] = randTensor(shape, seed);
   const ref = reduceRef(kind, hx, shape, axes, keepdim);
   const y = OPS[kind](x, axes, keepdim);
@@ -81,13 +88,28 @@ const CASES: [Shape, number | number[] | undefined][] = [
   [[3, 4, 5], 1], // single middle axis (inner > 1)
   [[3, 4, 5], 2], // last axis
   [[3, 4, 5], 0], // first axis
-  [[3, 4, 5], [0, 2]], // non-adjacent: permuted to the end
-  [[2, 3, 2, 3], [1, 3]], // non-adjacent, rank 4
-  [[3, 4, 5], [1, 2]], // adjacent pair
+  [
+    [3, 4, 5],
+    [0, 2],
+  ], // non-adjacent: permuted to the end
+  [
+    [2, 3, 2, 3],
+    [1, 3],
+  ], // non-adjacent, rank 4
+  [
+    [3, 4, 5],
+    [1, 2],
+  ], // adjacent pair
   [[3, 4, 5], -1], // negative axis
-  [[3, 4, 5], [-3, -1]], // negative non-adjacent
+  [
+    [3, 4, 5],
+    [-3, -1],
+  ], // negative non-adjacent
   [[3, 4, 5], undefined], // all axes
-  [[3, 4, 5], [0, 1, 2]], // all axes, listed
+  [
+    [3, 4, 5],
+    [0, 1, 2],
+  ], // all axes, listed
   [[7], 0], // rank 1
   [[3, 4], []], // no axes: a copy
   [[300, 2], 0], // R ≥ 256, inner 2: strided kernel
@@ -97,7 +119,8 @@ const CASES: [Shape, number | number[] | undefined][] = [
 for (const kind of ['sum', 'mean', 'max'] as const) {
   test(`${kind}: forward over single / several / negative / all axes, keepdim`, async () => {
     let seed = 100;
-    for (const [shape, axes] of CASES) for (const keepdim of [false, true]) await fwd(kind, shape, axes, keepdim, seed++);
+    for (const [shape, axes] of CASES)
+      for (const keepdim of [false, true]) await fwd(kind, shape, axes, keepdim, seed++);
   });
 }
 
@@ -107,8 +130,14 @@ test('long reductions: tree kernel two-pass, permute path (exact dyadic sums)', 
     [[3, 9001], 1], // 3 rows, 3 chunks each
     [[2, 1100, 3], 1], // inner 3, R 1100 ≥ 1024: permuted to (6, 1100), one chunk
     [[5000, 3], 0], // inner 3, R 5000: permuted, then two passes
-    [[4, 40, 40], [1, 2]], // R 1600 over two adjacent axes, tree kernel
-    [[40, 3, 40], [0, 2]], // R 1600 over non-adjacent axes
+    [
+      [4, 40, 40],
+      [1, 2],
+    ], // R 1600 over two adjacent axes, tree kernel
+    [
+      [40, 3, 40],
+      [0, 2],
+    ], // R 1600 over non-adjacent axes
   ];
   let seed = 300;
   for (const [shape, axes] of shapes) {
@@ -143,7 +172,11 @@ test('max of all-negative rows and of -inf', async () => {
 
 test('sum / mean gradcheck', async () => {
   for (const [shape, axes, keepdim] of [
-    [[3, 4], 1, false], [[2, 3, 4], [0, 2], true], [[2, 3, 4], -2, false], [[3, 5], undefined, false], [[2, 3, 2], [0, 1, 2], true],
+    [[3, 4], 1, false],
+    [[2, 3, 4], [0, 2], true],
+    [[2, 3, 4], -2, false],
+    [[3, 5], undefined, false],
+    [[2, 3, 2], [0, 1, 2], true],
   ] as [Shape, number | number[] | undefined, boolean][]) {
     await check((x) => sum(x!, axes, keepdim), [randTensor(shape, 500)[0]]);
     await check((x) => mean(x!, axes, keepdim), [randTensor(shape, 501)[0]]);
@@ -152,7 +185,11 @@ test('sum / mean gradcheck', async () => {
 
 test('max gradcheck (no ties)', async () => {
   for (const [shape, axes, keepdim] of [
-    [[3, 5], 1, false], [[3, 5], 0, true], [[2, 3, 4], [0, 2], false], [[2, 3, 4], -1, true], [[4, 5], undefined, false],
+    [[3, 5], 1, false],
+    [[3, 5], 0, true],
+    [[2, 3, 4], [0, 2], false],
+    [[2, 3, 4], -1, true],
+    [[4, 5], undefined, false],
   ] as [Shape, number | number[] | undefined, boolean][]) {
     const n = shape.reduce((a, b) => a * b, 1);
     await check((x) => max(x!, axes, keepdim), [tensor(distinct(n, n + shape.length), shape)]);

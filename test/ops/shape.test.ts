@@ -4,7 +4,19 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { check, randTensor, throwsWith, rejects } from '../helpers.ts';
-import { reshape, permute, transpose, slice, concat, expand, mul, tensor, tidy, liveTensors, type Tensor } from '../../engine/index.ts';
+import {
+  reshape,
+  permute,
+  transpose,
+  slice,
+  concat,
+  expand,
+  mul,
+  tensor,
+  tidy,
+  liveTensors,
+  type Tensor,
+} from '../../engine/index.ts';
 
 const test = suite('shape');
 let live0 = 0;
@@ -29,13 +41,22 @@ function coords(i: number, s: Shape): number[] {
 /** out[c] = x[src(c)] over every coordinate c of outShape. */
 function gather(x: ArrayLike<number>, xs: Shape, outShape: Shape, src: (c: number[]) => number[]): number[] {
   const st = strides(xs);
-  return Array.from({ length: size(outShape) }, (_, i) => x[src(coords(i, outShape)).reduce((a, v, d) => a + v * st[d]!, 0)]!);
+  return Array.from(
+    { length: size(outShape) },
+    (_, i) => x[src(coords(i, outShape)).reduce((a, v, d) => a + v * st[d]!, 0)]!,
+  );
 }
-const permuteRef = (x: ArrayLike<number>, s: Shape, p: number[]) => gather(x, s, p.map((a) => s[a]!), (c) => {
-  const o = s.map(() => 0);
-  p.forEach((a, i) => (o[a] = c[i]!));
-  return o;
-});
+const permuteRef = (x: ArrayLike<number>, s: Shape, p: number[]) =>
+  gather(
+    x,
+    s,
+    p.map((a) => s[a]!),
+    (c) => {
+      const o = s.map(() => 0);
+      p.forEach((a, i) => (o[a] = c[i]!));
+      return o;
+    },
+  );
 function sliceRef(x: ArrayLike<number>, s: Shape, begin: number[], end: number[]): [number[], Shape] {
   const b = s.map((d, i) => ((begin[i] ?? 0) < 0 ? begin[i]! + d : (begin[i] ?? 0)));
   const e = s.map((d, i) => ((end[i] ?? d) < 0 ? end[i]! + d : (end[i] ?? d)));
@@ -76,7 +97,19 @@ test('reshape: values kept, -1 inferred, gradcheck', async () => {
 
 test('permute and transpose: forward and gradcheck', async () => {
   const [x, h] = randTensor([2, 3, 4], 2);
-  for (const p of [[2, 0, 1], [1, 0, 2], [0, 2, 1], [2, 1, 0], [0, 1, 2]]) await exact(permute(x, p), permuteRef(h, [2, 3, 4], p), p.map((a) => [2, 3, 4][a]!), `permute ${p}`);
+  for (const p of [
+    [2, 0, 1],
+    [1, 0, 2],
+    [0, 2, 1],
+    [2, 1, 0],
+    [0, 1, 2],
+  ])
+    await exact(
+      permute(x, p),
+      permuteRef(h, [2, 3, 4], p),
+      p.map((a) => [2, 3, 4][a]!),
+      `permute ${p}`,
+    );
   await exact(permute(x, [-1, 0, -2]), permuteRef(h, [2, 3, 4], [2, 0, 1]), [4, 2, 3], 'permute negative');
   await exact(transpose(x), permuteRef(h, [2, 3, 4], [0, 2, 1]), [2, 4, 3], 'transpose default');
   await exact(transpose(x, 0, -1), permuteRef(h, [2, 3, 4], [2, 1, 0]), [4, 3, 2], 'transpose 0 -1');
@@ -92,12 +125,24 @@ test('slice: negative indices, partial axes, empty, gradcheck', async () => {
   const [x, h] = randTensor(s, 5);
   const cases: [number[], number[]][] = [
     [[1], [3]], // first axis only
-    [[0, 1], [3, 3]], // two axes, last whole
-    [[-2, -3, 1], [-1, 4, -1]], // negative begin and end
-    [[0, 0, 4], [3, 4, 5]], // width-1 window at the end
+    [
+      [0, 1],
+      [3, 3],
+    ], // two axes, last whole
+    [
+      [-2, -3, 1],
+      [-1, 4, -1],
+    ], // negative begin and end
+    [
+      [0, 0, 4],
+      [3, 4, 5],
+    ], // width-1 window at the end
     [[], []], // everything
-    [[1, 2, 2], [1, 4, 5]], // empty along axis 0
-    [[0, 0, 0], [], ], // begin only
+    [
+      [1, 2, 2],
+      [1, 4, 5],
+    ], // empty along axis 0
+    [[0, 0, 0], []], // begin only
   ];
   for (const [b, e] of cases) {
     const [ref, shape] = sliceRef(h, s, b, e);
@@ -113,11 +158,31 @@ test('concat: axis 0, middle axis, last, 3 tensors, gradcheck', async () => {
   const [c, hc] = randTensor([2, 4, 2], 9);
   const [d, hd] = randTensor([2, 3, 3], 10);
   const [e, he] = randTensor([2, 1, 2], 11);
-  let [ref, shape] = concatRef([[ha, [2, 3, 2]], [hb, [1, 3, 2]]], 0);
+  let [ref, shape] = concatRef(
+    [
+      [ha, [2, 3, 2]],
+      [hb, [1, 3, 2]],
+    ],
+    0,
+  );
   await exact(concat([a, b], 0), ref, shape, 'axis 0');
-  [ref, shape] = concatRef([[ha, [2, 3, 2]], [hc, [2, 4, 2]], [he, [2, 1, 2]]], 1);
+  [ref, shape] = concatRef(
+    [
+      [ha, [2, 3, 2]],
+      [hc, [2, 4, 2]],
+      [he, [2, 1, 2]],
+    ],
+    1,
+  );
   await exact(concat([a, c, e], 1), ref, shape, 'axis 1, 3 tensors');
-  [ref, shape] = concatRef([[ha, [2, 3, 2]], [hd, [2, 3, 3]], [ha, [2, 3, 2]]], 2);
+  [ref, shape] = concatRef(
+    [
+      [ha, [2, 3, 2]],
+      [hd, [2, 3, 3]],
+      [ha, [2, 3, 2]],
+    ],
+    2,
+  );
   await exact(concat([a, d, a], -1), ref, shape, 'axis -1, repeated input');
   await exact(concat([a], 1), [...Float32Array.from(ha)], [2, 3, 2], 'one tensor');
   await check((p, q, r) => concat([p!, q!, r!], 1), [a, c, e]);
@@ -126,7 +191,26 @@ test('concat: axis 0, middle axis, last, 3 tensors, gradcheck', async () => {
 });
 
 test('expand: forward and gradcheck (summed back over broadcast axes)', async () => {
-  const cases: [Shape, Shape][] = [[[3, 1], [3, 4]], [[4], [2, 3, 4]], [[2, 1, 3], [2, 4, 3]], [[1, 1], [2, 3]], [[2, 3], [2, 3]], [[], [2, 2]]];
+  const cases: [Shape, Shape][] = [
+    [
+      [3, 1],
+      [3, 4],
+    ],
+    [[4], [2, 3, 4]],
+    [
+      [2, 1, 3],
+      [2, 4, 3],
+    ],
+    [
+      [1, 1],
+      [2, 3],
+    ],
+    [
+      [2, 3],
+      [2, 3],
+    ],
+    [[], [2, 2]],
+  ];
   for (const [s, out] of cases) {
     const [x, h] = randTensor(s, 13);
     await exact(expand(x, out), expandRef(Float32Array.from(h), s, out), out, `expand [${s}] → [${out}]`);
@@ -148,7 +232,18 @@ test('int32 tensors: bit patterns survive every shape op', async () => {
   await run(reshape(x, [3, 2]), v, [3, 2], 'reshape');
   await run(permute(x, [1, 0]), permuteRef(v, [2, 3], [1, 0]), [3, 2], 'permute');
   await run(slice(x, [0, 1], [2, 3]), sliceRef(v, [2, 3], [0, 1], [2, 3])[0], [2, 2], 'slice');
-  await run(concat([x, x], 1), concatRef([[v, [2, 3]], [v, [2, 3]]], 1)[0], [2, 6], 'concat');
+  await run(
+    concat([x, x], 1),
+    concatRef(
+      [
+        [v, [2, 3]],
+        [v, [2, 3]],
+      ],
+      1,
+    )[0],
+    [2, 6],
+    'concat',
+  );
   const x3 = reshape(x, [1, 2, 3]);
   await run(expand(x3, [2, 2, 3]), [...v, ...v], [2, 2, 3], 'expand');
   x3.dispose();

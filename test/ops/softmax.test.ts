@@ -27,7 +27,13 @@ const U = 2 ** -24;
 type Kind = 'softmax' | 'logSoftmax';
 
 /** float64 reference along `axis`: [output, d(Σ g·output)/dx]. */
-function ref(kind: Kind, x: Float64Array, shape: number[], axis: number, g: Float64Array): [Float64Array, Float64Array] {
+function ref(
+  kind: Kind,
+  x: Float64Array,
+  shape: number[],
+  axis: number,
+  g: Float64Array,
+): [Float64Array, Float64Array] {
   const d = shape[axis]!;
   const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
   const outer = x.length / (d * inner);
@@ -84,16 +90,23 @@ async function compare(kind: Kind, x: Float64Array, shape: number[], axis: numbe
       s2 = Math.max(s2, sa);
     }
   const gmax = Math.max(...Array.from(g, Math.abs));
-  const bwd = kind === 'softmax'
-    ? 4 * (k + 8 + 6 * Math.log(d) + 3) * U * gmax
-    : 2 * (s1 * ((k + 13) * U + 2 ** -21) + k * U * s2 + U * (s1 + gmax));
+  const bwd =
+    kind === 'softmax'
+      ? 4 * (k + 8 + 6 * Math.log(d) + 3) * U * gmax
+      : 2 * (s1 * ((k + 13) * U + 2 ** -21) + k * U * s2 + U * (s1 + gmax));
   assertClose(await dx!.toArray(), rdx, 0, bwd, `${what}: backward`);
   for (const t of [xt, gt, y, dx!]) t.dispose();
 }
 
 test('last axis (scalar and vec4 kernels, D up to 300) against float64', async () => {
   for (const kind of ['softmax', 'logSoftmax'] as const)
-    for (const shape of [[5, 7], [5, 8], [3, 300], [2, 3, 37], [64, 1000]]) {
+    for (const shape of [
+      [5, 7],
+      [5, 8],
+      [3, 300],
+      [2, 3, 37],
+      [64, 1000],
+    ]) {
       const n = shape.reduce((a, b) => a * b, 1);
       await compare(kind, randArray(n, n, -4, 4), shape, -1, `${kind} ${JSON.stringify(shape)}`);
     }
@@ -101,8 +114,23 @@ test('last axis (scalar and vec4 kernels, D up to 300) against float64', async (
 
 test('every axis of 3-D tensors (in place, strided rows)', async () => {
   for (const kind of ['softmax', 'logSoftmax'] as const)
-    for (const shape of [[3, 4, 5], [4, 8, 4]])
-      for (const axis of [0, 1, 2, -2, -3]) await compare(kind, randArray(shape.reduce((a, b) => a * b, 1), 40 + axis, -3, 3), shape, axis, `${kind} ${JSON.stringify(shape)} axis ${axis}`);
+    for (const shape of [
+      [3, 4, 5],
+      [4, 8, 4],
+    ])
+      for (const axis of [0, 1, 2, -2, -3])
+        await compare(
+          kind,
+          randArray(
+            shape.reduce((a, b) => a * b, 1),
+            40 + axis,
+            -3,
+            3,
+          ),
+          shape,
+          axis,
+          `${kind} ${JSON.stringify(shape)} axis ${axis}`,
+        );
 });
 
 test('rows of ±1000: accurate, finite, exact where float32 allows', async () => {
@@ -118,7 +146,13 @@ test('rows of ±1000: accurate, finite, exact where float32 allows', async () =>
   const lt = logSoftmax(x);
   const l = await lt.toArray();
   assert.equal([...l.subarray(0, 4)], [0, -2000, -1000, -1000], 'log-softmax: exact differences from the max');
-  assertClose(l.subarray(4), [-Math.LN2, -Math.LN2, -2000 - Math.LN2, -2000 - Math.LN2, ...Array(4).fill(-2 * Math.LN2)], 2 * U, 2 ** -21, 'log of ties');
+  assertClose(
+    l.subarray(4),
+    [-Math.LN2, -Math.LN2, -2000 - Math.LN2, -2000 - Math.LN2, ...Array(4).fill(-2 * Math.LN2)],
+    2 * U,
+    2 ** -21,
+    'log of ties',
+  );
   for (const t of [x, pt, lt]) t.dispose();
 });
 

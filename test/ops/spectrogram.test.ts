@@ -8,7 +8,15 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { check, randArray, rejects } from '../helpers.ts';
 import { fbankRef, frames as refFrames, pad, stftRef, logBound, U } from '../fixtures/audio-reference.ts';
-import { frameSignal, kaldiFbank, liveTensors, ogmGeSpectrogram, stft, tensor, type Tensor } from '../../engine/index.ts';
+import {
+  frameSignal,
+  kaldiFbank,
+  liveTensors,
+  ogmGeSpectrogram,
+  stft,
+  tensor,
+  type Tensor,
+} from '../../engine/index.ts';
 
 const test = suite('spectrogram');
 let live0 = 0;
@@ -23,7 +31,8 @@ function withinBound(got: Float32Array, want: Float64Array, bound: Float64Array,
     const r = Math.abs(got[i]! - want[i]!) / bound[i]!;
     if (!(r <= 1) && (worst < 0 || r > ratio || Number.isNaN(r))) [worst, ratio] = [i, r];
   }
-  if (worst >= 0) assert.unreachable(`${what}: element ${worst}: got ${got[worst]}, expected ${want[worst]} ± ${bound[worst]}`);
+  if (worst >= 0)
+    assert.unreachable(`${what}: element ${worst}: got ${got[worst]}, expected ${want[worst]} ± ${bound[worst]}`);
 }
 
 async function read(t: Tensor): Promise<Float32Array> {
@@ -57,7 +66,11 @@ test('frameSignal copies the padded signal exactly (reflect and constant, one si
 });
 
 test('frameSignal gradient (overlap-add, both pad modes, hop below and above the frame length)', async () => {
-  for (const [mode, len, hop, pl, pr] of [['reflect', 6, 2, 3, 3], ['constant', 5, 7, 2, 0], ['reflect', 4, 1, 3, 2]] as const) {
+  for (const [mode, len, hop, pl, pr] of [
+    ['reflect', 6, 2, 3, 3],
+    ['constant', 5, 7, 2, 0],
+    ['reflect', 4, 1, 3, 2],
+  ] as const) {
     const x = tensor(Float32Array.from(randArray(2 * 11, 3)), [2, 11], { requiresGrad: true });
     await check((v) => frameSignal(v, { frameLength: len, hop, padLeft: pl, padRight: pr, padMode: mode }), [x]);
   }
@@ -65,7 +78,11 @@ test('frameSignal gradient (overlap-add, both pad modes, hop below and above the
 
 test('stft matches torch.stft (periodic Hann, centre, reflect / constant, not centred, batched)', async () => {
   const n = 1000;
-  for (const [center, mode] of [[true, 'reflect'], [true, 'constant'], [false, 'reflect']] as const) {
+  for (const [center, mode] of [
+    [true, 'reflect'],
+    [true, 'constant'],
+    [false, 'reflect'],
+  ] as const) {
     const a = signal(n, 4);
     const b = signal(n, 5);
     const x = tensor(Float32Array.from([...a, ...b]), [2, n]);
@@ -74,7 +91,12 @@ test('stft matches torch.stft (periodic Hann, centre, reflect / constant, not ce
     const rb = stftRef(b, 64, 24, center, mode);
     assert.equal(y.shape, [2, 33, ra.frames]);
     if (center) assert.is(ra.frames, 1 + Math.floor(n / 24));
-    withinBound(await read(y), Float64Array.from([...ra.mag, ...rb.mag]), Float64Array.from([...ra.bound, ...rb.bound]), `stft ${center} ${mode}`);
+    withinBound(
+      await read(y),
+      Float64Array.from([...ra.mag, ...rb.mag]),
+      Float64Array.from([...ra.bound, ...rb.bound]),
+      `stft ${center} ${mode}`,
+    );
     x.dispose();
   }
   const one = tensor(Float32Array.from(signal(300, 6)), [300]);
@@ -82,14 +104,21 @@ test('stft matches torch.stft (periodic Hann, centre, reflect / constant, not ce
   const r = stftRef(signal(300, 6), 32, 8, true, 'reflect');
   assert.equal(p.shape, [17, 1 + Math.floor(300 / 8)]);
   // |X|² errs by 2|X|·Δ + Δ² + 2u|X|².
-  withinBound(await read(p), r.mag.map((m) => m * m), r.bound.map((d, i) => 2 * r.mag[i]! * d + d * d + 2 * U * r.mag[i]! ** 2), 'stft power 2');
+  withinBound(
+    await read(p),
+    r.mag.map((m) => m * m),
+    r.bound.map((d, i) => 2 * r.mag[i]! * d + d * d + 2 * U * r.mag[i]! ** 2),
+    'stft power 2',
+  );
   one.dispose();
 });
 
 test('ogmGeSpectrogram: 3 s at 22,050 Hz gives 257 × 188, log(|X| + 1e-7) as the reference', async () => {
   const n = 3 * 22050;
   const g = randArray(n, 7, -0.5, 0.5);
-  const xs = Float64Array.from(Float32Array.from(g, (v, i) => v * Math.sin(i / 5000) + 0.3 * Math.sin((2 * Math.PI * 300 * i) / 22050)));
+  const xs = Float64Array.from(
+    Float32Array.from(g, (v, i) => v * Math.sin(i / 5000) + 0.3 * Math.sin((2 * Math.PI * 300 * i) / 22050)),
+  );
   const x = tensor(Float32Array.from(xs), [1, n]);
   const y = ogmGeSpectrogram(x);
   assert.equal(y.shape, [1, 257, 188]);
@@ -108,17 +137,34 @@ test('stft gradient (magnitude and power)', async () => {
 });
 
 test('kaldiFbank matches torchaudio.compliance.kaldi.fbank (128 mel, 25/10 ms, pre-emphasis 0.97, hanning and povey)', async () => {
-  for (const [sr, win, dc] of [[16000, 'hanning', true], [22050, 'povey', true], [16000, 'povey', false]] as const) {
+  for (const [sr, win, dc] of [
+    [16000, 'hanning', true],
+    [22050, 'povey', true],
+    [16000, 'povey', false],
+  ] as const) {
     const n = Math.round(sr * 0.31);
     const a = signal(n, 9);
     const b = signal(n, 10);
     const x = tensor(Float32Array.from([...a, ...b]), [2, n]);
-    const o = { sampleRate: sr, nMels: 128, frameLengthMs: 25, frameShiftMs: 10, preemphasis: 0.97, removeDcOffset: dc, window: win };
+    const o = {
+      sampleRate: sr,
+      nMels: 128,
+      frameLengthMs: 25,
+      frameShiftMs: 10,
+      preemphasis: 0.97,
+      removeDcOffset: dc,
+      window: win,
+    };
     const y = kaldiFbank(x, o);
     const ra = fbankRef(a, o);
     const rb = fbankRef(b, o);
     assert.equal(y.shape, [2, ra.frames, 128]);
-    withinBound(await read(y), Float64Array.from([...ra.out, ...rb.out]), Float64Array.from([...ra.bound, ...rb.bound]), `fbank ${sr} ${win} dc=${dc}`);
+    withinBound(
+      await read(y),
+      Float64Array.from([...ra.out, ...rb.out]),
+      Float64Array.from([...ra.bound, ...rb.bound]),
+      `fbank ${sr} ${win} dc=${dc}`,
+    );
     x.dispose();
   }
 });

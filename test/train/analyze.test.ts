@@ -37,13 +37,27 @@ function reference(gs: Float64Array[]): { norms: number[]; mean: Float64Array; c
   for (const g of gs) for (let j = 0; j < P; j++) m[j]! += g[j]! / N;
   let ss = 0;
   for (const g of gs) for (let j = 0; j < P; j++) ss += (g[j]! - m[j]!) ** 2;
-  return { norms: gs.map((g) => Math.sqrt(g.reduce((a, x) => a + x * x, 0))), mean: m, covTrace: ss / (N - 1), normOfMean: Math.sqrt(m.reduce((a, x) => a + x * x, 0)) };
+  return {
+    norms: gs.map((g) => Math.sqrt(g.reduce((a, x) => a + x * x, 0))),
+    mean: m,
+    covTrace: ss / (N - 1),
+    normOfMean: Math.sqrt(m.reduce((a, x) => a + x * x, 0)),
+  };
 }
 
 const relErr = (a: number, e: number) => Math.abs(a - e) / Math.abs(e);
 
 test('analyzeGradients = float64 statistics of the same per-batch gradients (norms, cos, tr C, k)', async () => {
-  const config = parseTrainArgs(['--dataset', 'synthetic-av', '--batch-size', '16', '--seed', '3', '--out', join(root, 'unused')]);
+  const config = parseTrainArgs([
+    '--dataset',
+    'synthetic-av',
+    '--batch-size',
+    '16',
+    '--seed',
+    '3',
+    '--out',
+    join(root, 'unused'),
+  ]);
   const setup = buildSetup(config);
   const before = liveTensors.count;
   const N = 6;
@@ -53,7 +67,13 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
   const groups = setup.model.encoderGroups();
   const names = Object.keys(groups);
   const params = names.flatMap((n) => groups[n]!);
-  const loader = new Loader(setup.dataset.train, setup.dataset, { batchSize: 16, shuffle: true, seed: deriveSeed(config.seed, 'analyze'), dropLast: true, normalize: setup.normalize });
+  const loader = new Loader(setup.dataset.train, setup.dataset, {
+    batchSize: 16,
+    shuffle: true,
+    seed: deriveSeed(config.seed, 'analyze'),
+    dropLast: true,
+    normalize: setup.normalize,
+  });
   setup.model.train();
   const host: Record<string, [Float64Array[], Float64Array[]]> = Object.fromEntries(names.map((n) => [n, [[], []]]));
   let k = 0;
@@ -67,7 +87,10 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
     for (const l of Object.values(losses)) l.dispose();
     disposeBatch(b);
     for (const n of names) {
-      for (const [slot, loss] of [[0, 'mm'], [1, n]] as const) {
+      for (const [slot, loss] of [
+        [0, 'mm'],
+        [1, n],
+      ] as const) {
         const parts: number[] = [];
         for (const p of groups[n]!) parts.push(...((await grads.get(p)![loss]!.toArray()) as Float32Array));
         host[n]![slot].push(Float64Array.from(parts));
@@ -86,9 +109,17 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
     const ref = [reference(host[n]![0]), reference(host[n]![1])] as const;
     ([e.multimodal, e.unimodal] as const).forEach((s, slot) => {
       const r = ref[slot]!;
-      s.norms.forEach((v, i) => assert.ok(relErr(v, r.norms[i]!) <= normTol, `${n} slot ${slot} batch ${i}: |g| ${v} vs ${r.norms[i]}`));
-      assert.ok(relErr(s.covTrace, r.covTrace) <= traceTol, `${n} slot ${slot}: tr C ${s.covTrace} vs ${r.covTrace} (tol ${traceTol})`);
-      assert.ok(relErr(s.normOfMean, r.normOfMean) <= traceTol, `${n} slot ${slot}: ‖ḡ‖ ${s.normOfMean} vs ${r.normOfMean}`);
+      s.norms.forEach((v, i) =>
+        assert.ok(relErr(v, r.norms[i]!) <= normTol, `${n} slot ${slot} batch ${i}: |g| ${v} vs ${r.norms[i]}`),
+      );
+      assert.ok(
+        relErr(s.covTrace, r.covTrace) <= traceTol,
+        `${n} slot ${slot}: tr C ${s.covTrace} vs ${r.covTrace} (tol ${traceTol})`,
+      );
+      assert.ok(
+        relErr(s.normOfMean, r.normOfMean) <= traceTol,
+        `${n} slot ${slot}: ‖ḡ‖ ${s.normOfMean} vs ${r.normOfMean}`,
+      );
       assert.ok(Math.abs(s.meanNorm - r.norms.reduce((a, x) => a + x, 0) / N) <= normTol * s.meanNorm, 'mean |g|');
     });
     assert.ok(relErr(e.k, ref[1].covTrace / ref[0].covTrace) <= 2 * traceTol, `${n}: k`);
@@ -112,7 +143,9 @@ test('ShiftedMoments: exact where E‖g‖² − ‖ḡ‖² in float32 loses ev
   const g = new Generator(11);
   const sizes = [1000, 37, 5];
   const N = 9;
-  const batches = Array.from({ length: N }, () => sizes.map((s) => Float32Array.from({ length: s }, () => 100 + 1e-3 * g.normal())));
+  const batches = Array.from({ length: N }, () =>
+    sizes.map((s) => Float32Array.from({ length: s }, () => 100 + 1e-3 * g.normal())),
+  );
   const mom = new ShiftedMoments();
   for (const b of batches) {
     const ts = b.map((x) => tensor(x));
@@ -144,12 +177,29 @@ test('ShiftedMoments: exact where E‖g‖² − ‖ḡ‖² in float32 loses ev
   let meanNormSq = 0;
   for (let j = 0; j < P; j++) meanNormSq = f(meanNormSq + f(m[j]! * m[j]!));
   const naive = ((sumSq / N - meanNormSq) * N) / (N - 1);
-  assert.ok(relErr(naive, ref.covTrace) > 1000 * tol, `the naive float32 formula should fail here (it gave ${naive} for ${ref.covTrace})`);
+  assert.ok(
+    relErr(naive, ref.covTrace) > 1000 * tol,
+    `the naive float32 formula should fail here (it gave ${naive} for ${ref.covTrace})`,
+  );
 });
 
 test('CLI: analyze a trained run; JSON written where it says, with the report lines', async () => {
   const dir = join(root, 'run');
-  const t = await cli('train', '--dataset', 'synthetic-av', '--batch-size', '16', '--lr', '0.02', '--epochs', '1', '--quiet', '--no-report', '--out', dir);
+  const t = await cli(
+    'train',
+    '--dataset',
+    'synthetic-av',
+    '--batch-size',
+    '16',
+    '--lr',
+    '0.02',
+    '--epochs',
+    '1',
+    '--quiet',
+    '--no-report',
+    '--out',
+    dir,
+  );
   assert.is(t.code, 0, t.err);
   const r = await cli('analyze', dir, '--checkpoint', 'latest', '--batches', '4', '--quiet');
   assert.is(r.code, 0, r.err);
@@ -182,7 +232,11 @@ test('bad input: no checkpoint, --batches 1, a single-modality model, not a run 
   assert.ok(b1.err.includes('--batches') && b1.err.includes('at least two batches'), b1.err);
   assert.equal(listing(), before);
   try {
-    await analyzeGradients(buildSetup(parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')])), parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')]), { batches: 1 });
+    await analyzeGradients(
+      buildSetup(parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')])),
+      parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')]),
+      { batches: 1 },
+    );
     assert.unreachable();
   } catch (e) {
     assert.ok(e instanceof AnalyzeError && e.message.includes('--batches must be an integer >= 2'), String(e));
@@ -192,19 +246,50 @@ test('bad input: no checkpoint, --batches 1, a single-modality model, not a run 
   assert.ok(missing.err.includes('nope.safetensors does not exist'), missing.err);
   // A run with config.json but no finished epoch.
   const fresh = join(root, 'fresh');
-  const stop = await cli('train', '--dataset', 'synthetic-av', '--batch-size', '16', '--epochs', '1', '--quiet', '--no-report', '--out', fresh);
+  const stop = await cli(
+    'train',
+    '--dataset',
+    'synthetic-av',
+    '--batch-size',
+    '16',
+    '--epochs',
+    '1',
+    '--quiet',
+    '--no-report',
+    '--out',
+    fresh,
+  );
   assert.is(stop.code, 0);
   for (const f of ['best.safetensors', 'latest.safetensors']) rmSync(join(fresh, f));
   const noCkpt = await cli('analyze', fresh);
   assert.is(noCkpt.code, 1);
   assert.ok(noCkpt.err.includes('has no best.safetensors (no epoch of the run has finished)'), noCkpt.err);
-  assert.equal(readdirSync(fresh).filter((f) => f.startsWith('analysis')), []);
+  assert.equal(
+    readdirSync(fresh).filter((f) => f.startsWith('analysis')),
+    [],
+  );
   const notRun = await cli('analyze', join(root, 'does-not-exist'));
   assert.is(notRun.code, 1);
   assert.ok(notRun.err.includes('is not a run directory'), notRun.err);
   // Multi-FMNIST: one input (image), two tasks on a shared encoder.
   const multi = join(root, 'multi');
-  const m = await cli('train', '--dataset', 'multi-fmnist', '--train-limit', '64', '--val-size', '64', '--batch-size', '32', '--epochs', '1', '--quiet', '--no-report', '--out', multi);
+  const m = await cli(
+    'train',
+    '--dataset',
+    'multi-fmnist',
+    '--train-limit',
+    '64',
+    '--val-size',
+    '64',
+    '--batch-size',
+    '32',
+    '--epochs',
+    '1',
+    '--quiet',
+    '--no-report',
+    '--out',
+    multi,
+  );
   assert.is(m.code, 0, m.err);
   const before2 = readdirSync(multi).sort();
   const s = await cli('analyze', multi, '--batches', '2');

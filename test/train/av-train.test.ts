@@ -19,21 +19,51 @@ for (const model of ['resnet18', 'mbt']) {
     const run = join(root, `run-${model}`);
     let err = '';
     let out = '';
-    const code = await main(['train', '--dataset', 'crema-d', '--data-dir', data, '--model', model, '--method', 'mmpareto', '--image-size', '32',
-      '--epochs', '1', '--batch-size', '2', '--train-limit', '4', '--log-every', '1', '--quiet', '--no-report', '--out', run],
-    { out: (s) => (out += s + '\n'), err: (s) => (err += s + '\n') }, device);
+    const code = await main(
+      [
+        'train',
+        '--dataset',
+        'crema-d',
+        '--data-dir',
+        data,
+        '--model',
+        model,
+        '--method',
+        'mmpareto',
+        '--image-size',
+        '32',
+        '--epochs',
+        '1',
+        '--batch-size',
+        '2',
+        '--train-limit',
+        '4',
+        '--log-every',
+        '1',
+        '--quiet',
+        '--no-report',
+        '--out',
+        run,
+      ],
+      { out: (s) => (out += s + '\n'), err: (s) => (err += s + '\n') },
+      device,
+    );
     assert.is(code, 0, err);
     assert.match(err, 'audio log(|STFT| + 1e-7), n_fft 512, hop 353');
     assert.match(out, 'test (best epoch 1 by validation)');
     const recs = readRecords(join(run, 'metrics.jsonl'));
     const steps = recs.filter((r) => r.type === 'step');
     assert.is(steps.length, 2);
-    for (const s of steps) for (const v of Object.values(s.loss)) assert.ok(Number.isFinite(v) && v > 0, JSON.stringify(s.loss));
+    for (const s of steps)
+      for (const v of Object.values(s.loss)) assert.ok(Number.isFinite(v) && v > 0, JSON.stringify(s.loss));
     const tele = recs.filter((r) => r.type === 'telemetry');
     assert.equal([...new Set(tele.map((r) => r.group))].sort(), ['audio', 'visual']);
     assert.ok(tele.every((r) => Number.isFinite(r.cos) && Number.isFinite(r.norm_m)));
     const evals = recs.filter((r) => r.type === 'eval');
-    assert.equal(evals.map((r) => r.split), ['val']);
+    assert.equal(
+      evals.map((r) => r.split),
+      ['val'],
+    );
     const fin = recs.find((r) => r.type === 'final');
     assert.ok(fin && fin.type === 'final' && fin.test.split === 'test');
   });

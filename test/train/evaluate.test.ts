@@ -21,7 +21,15 @@ test('two tasks of 3 and 4 classes: accuracy, macro-F1, loss and confusion match
   const left = Int32Array.from({ length: n }, (_, i) => i % 3);
   const right = Int32Array.from({ length: n }, (_, i) => (i * 7) % 4);
   const split = { n, inputs: { image: images }, labels: { left, right } };
-  const dataset: Dataset = { name: 'toy', inputs: { image: [1, 8, 8] }, tasks: { left: 3, right: 4 }, train: split, val: split, test: split, description: 'toy' };
+  const dataset: Dataset = {
+    name: 'toy',
+    inputs: { image: [1, 8, 8] },
+    tasks: { left: 3, right: 4 },
+    train: split,
+    val: split,
+    test: split,
+    description: 'toy',
+  };
   const model = buildModel('cnn', dataset, { seed: 3 });
   const setup: Setup = { dataset, model, normalize: { image: { mean: [0.5], std: [0.25] } } };
   const rec = await evaluate(setup, split, 'val', 1, 10, 5);
@@ -29,9 +37,15 @@ test('two tasks of 3 and 4 classes: accuracy, macro-F1, loss and confusion match
 
   // Reference: the same normalised inputs through the model in eval mode, all items at once.
   model.eval();
-  const x = tensor(images.map((v) => (v - 0.5) / 0.25), [n, 1, 8, 8]);
+  const x = tensor(
+    images.map((v) => (v - 0.5) / 0.25),
+    [n, 1, 8, 8],
+  );
   const out = noGrad(() => model.logits({ image: x }));
-  for (const [task, labels, k] of [['left', left, 3], ['right', right, 4]] as const) {
+  for (const [task, labels, k] of [
+    ['left', left, 3],
+    ['right', right, 4],
+  ] as const) {
     const logits = (await out[task]!.toArray()) as Float32Array;
     const pred = argmaxRows(logits, k);
     assert.is(rec.acc[task], accuracy(pred, labels), `${task} accuracy`);

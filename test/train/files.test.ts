@@ -4,7 +4,16 @@
 // (CI runs as root; elsewhere those two cases fall back to the simulated ones, and say so).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -27,7 +36,6 @@ const errorOf = (fn: () => unknown): Error => {
   }
   return assert.unreachable('expected an error') as never;
 };
-
 
 test('writeFileAtomic: short writes are looped until every byte is written', () => {
   const path = join(root, 'short.bin');
@@ -63,11 +71,22 @@ test('writeFileAtomic: ENOSPC mid-write — the old file stays, the temporary fi
   } finally {
     resetFileOps();
   }
-  for (const f of [path, 'no space left on the device (ENOSPC)', 'after 4,096 of 1,669,080 bytes', 'it needs 1,669,080 bytes (1.7 MB)', 'are free in', 'previous latest.safetensors (if any) is unchanged']) {
+  for (const f of [
+    path,
+    'no space left on the device (ENOSPC)',
+    'after 4,096 of 1,669,080 bytes',
+    'it needs 1,669,080 bytes (1.7 MB)',
+    'are free in',
+    'previous latest.safetensors (if any) is unchanged',
+  ]) {
     assert.ok(e.message.includes(f), `"${e.message}" lacks "${f}"`);
   }
   assert.is(readFileSync(path, 'utf8'), 'previous checkpoint');
-  assert.equal(readdirSync(root).filter((n) => n.includes('.tmp-')), [], 'temporary file removed');
+  assert.equal(
+    readdirSync(root).filter((n) => n.includes('.tmp-')),
+    [],
+    'temporary file removed',
+  );
 });
 
 test('writeFileAtomic: a write that makes no progress, an fsync or a rename that fails — same guarantees', () => {
@@ -75,8 +94,22 @@ test('writeFileAtomic: a write that makes no progress, an fsync or a rename that
   writeFileSync(path, 'best so far');
   const cases: [string, () => void, string][] = [
     ['zero', () => (fileOps.write = () => 0), 'the write made no progress (returned 0)'],
-    ['fsync', () => (fileOps.fsync = () => { throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }); }), 'I/O error (EIO)'],
-    ['rename', () => (fileOps.rename = () => { throw Object.assign(new Error('EXDEV'), { code: 'EXDEV' }); }), 'EXDEV'],
+    [
+      'fsync',
+      () =>
+        (fileOps.fsync = () => {
+          throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+        }),
+      'I/O error (EIO)',
+    ],
+    [
+      'rename',
+      () =>
+        (fileOps.rename = () => {
+          throw Object.assign(new Error('EXDEV'), { code: 'EXDEV' });
+        }),
+      'EXDEV',
+    ],
   ];
   for (const [what, inject, fragment] of cases) {
     inject();
@@ -88,7 +121,11 @@ test('writeFileAtomic: a write that makes no progress, an fsync or a rename that
     }
     assert.ok(e.message.includes(fragment) && e.message.includes(path), `${what}: ${e.message}`);
     assert.is(readFileSync(path, 'utf8'), 'best so far', what);
-    assert.equal(readdirSync(root).filter((n) => n.includes('.tmp-')), [], `${what}: temporary file removed`);
+    assert.equal(
+      readdirSync(root).filter((n) => n.includes('.tmp-')),
+      [],
+      `${what}: temporary file removed`,
+    );
   }
 });
 
@@ -105,16 +142,27 @@ test('appendWhole: a full disk mid-line cuts the log back to its last whole line
   } finally {
     resetFileOps();
   }
-  assert.ok(e.message.includes(`cannot append to ${path}: no space left on the device (ENOSPC)`) && e.message.includes('keeps its previous 8 bytes'), e.message);
+  assert.ok(
+    e.message.includes(`cannot append to ${path}: no space left on the device (ENOSPC)`) &&
+      e.message.includes('keeps its previous 8 bytes'),
+    e.message,
+  );
   assert.is(readFileSync(path, 'utf8'), '{"a":1}\n');
   appendWhole(path, '{"c":3}\n');
   assert.is(readFileSync(path, 'utf8'), '{"a":1}\n{"c":3}\n');
 });
 
 test('ensureDir: /proc, /sys, below a file — a clear error at once; nested directories created level by level', () => {
-  for (const [p, f] of [['/proc/x', 'proc file system'], ['/proc/self/x/y', 'proc file system'], ['/sys/x', 'sysfs file system']]) {
+  for (const [p, f] of [
+    ['/proc/x', 'proc file system'],
+    ['/proc/self/x/y', 'proc file system'],
+    ['/sys/x', 'sysfs file system'],
+  ]) {
     const e = errorOf(() => ensureDir(p!, `--out ${p}`));
-    assert.ok(e.message.startsWith(`--out ${p}: `) && e.message.includes(f!) && e.message.includes('not storage'), e.message);
+    assert.ok(
+      e.message.startsWith(`--out ${p}: `) && e.message.includes(f!) && e.message.includes('not storage'),
+      e.message,
+    );
   }
   writeFileSync(join(root, 'afile'), 'x');
   const e = errorOf(() => ensureDir(join(root, 'afile', 'run'), '--out'));
@@ -133,7 +181,9 @@ test('ensureDir on a read-only mount (a real one as root): cannot write, EROFS',
   const ro = join(root, 'ro');
   mkdirSync(ro);
   if (!mountTmpfs(ro, 'ro,size=64k')) {
-    console.log('  (no mount permission here: the read-only case is covered by the CLI test through a simulated EROFS)');
+    console.log(
+      '  (no mount permission here: the read-only case is covered by the CLI test through a simulated EROFS)',
+    );
     return;
   }
   try {
@@ -167,7 +217,10 @@ test('checkpoints carry a CRC-32 per tensor: a flipped bit or a NaN written into
   flip[end - 9]! ^= 0x10; // a bit of weight[5]
   writeFileSync(path, flip);
   let e = errorOf(() => readCheckpoint(path));
-  assert.ok(e.message.includes(`checkpoint ${path} is corrupt (1 tensor)`) && e.message.includes("'weight' fails its CRC-32"), e.message);
+  assert.ok(
+    e.message.includes(`checkpoint ${path} is corrupt (1 tensor)`) && e.message.includes("'weight' fails its CRC-32"),
+    e.message,
+  );
   const nan = Uint8Array.from(good);
   new DataView(nan.buffer).setFloat32(end - 4, NaN, true); // bias[1] = NaN
   writeFileSync(path, nan);

@@ -10,7 +10,12 @@ test('accuracy, confusion matrix and macro-F1 on a hand-checked example', () => 
   const pred = [0, 0, 1, 1, 2, 2, 2, 0];
   assert.is(accuracy(pred, truth), 5 / 8);
   const m = confusionMatrix(pred, truth, 4);
-  assert.equal(m, [[2, 1, 0, 0], [0, 1, 1, 0], [1, 0, 2, 0], [0, 0, 0, 0]]);
+  assert.equal(m, [
+    [2, 1, 0, 0],
+    [0, 1, 1, 0],
+    [1, 0, 2, 0],
+    [0, 0, 0, 0],
+  ]);
   // class 0: P = 2/3, R = 2/3 → F1 = 2/3; class 1: P = 1/2, R = 1/2 → 1/2; class 2: P = 2/3, R = 2/3 → 2/3;
   // class 3 never occurs: left out. Macro-F1 = (2/3 + 1/2 + 2/3)/3 = 11/18.
   assert.ok(Math.abs(macroF1(m) - 11 / 18) < 1e-12);

@@ -18,11 +18,29 @@ const test = suite('report');
 /** Host reference: bin i of `bins` over [lo, hi] holds lo + i·w ≤ v < lo + (i+1)·w (the last bin also hi), by comparison with the edges. */
 function hostCounts(values: number[], bins: number, lo: number, hi: number): number[] {
   const w = (hi - lo) / bins;
-  return Array.from({ length: bins }, (_, i) => values.filter((v) => v >= lo + i * w && (i === bins - 1 ? v <= hi : v < lo + (i + 1) * w)).length);
+  return Array.from(
+    { length: bins },
+    (_, i) => values.filter((v) => v >= lo + i * w && (i === bins - 1 ? v <= hi : v < lo + (i + 1) * w)).length,
+  );
 }
 
-const evalRec = (split: EvalRecord['split'], epoch: number, acc: Record<string, number>, confusion: number[][] = [[1, 0], [0, 1]]): EvalRecord => ({
-  type: 'eval', epoch, step: 10 * epoch, split, loss: Object.fromEntries(Object.keys(acc).map((k) => [k, 1])), acc, macro_f1: Object.fromEntries(Object.keys(acc).map((k) => [k, 0.5])), confusion,
+const evalRec = (
+  split: EvalRecord['split'],
+  epoch: number,
+  acc: Record<string, number>,
+  confusion: number[][] = [
+    [1, 0],
+    [0, 1],
+  ],
+): EvalRecord => ({
+  type: 'eval',
+  epoch,
+  step: 10 * epoch,
+  split,
+  loss: Object.fromEntries(Object.keys(acc).map((k) => [k, 1])),
+  acc,
+  macro_f1: Object.fromEntries(Object.keys(acc).map((k) => [k, 0.5])),
+  confusion,
 });
 
 // Run A's telemetry for 'gray': cos with one conflict-free NaN step (non-finite) and 2 of 5 finite < 0;
@@ -30,7 +48,11 @@ const evalRec = (split: EvalRecord['split'], epoch: number, acc: Record<string, 
 const GRAY_COS = [0.5, -0.2, 0.1, -0.4, 0.3];
 const GRAY_M = [0.02, 0.13, 0.17, 0.55, 0.58];
 const GRAY_U = [0.9, 1.23, 1.27, 1.95, 2.0];
-const CONFUSION = [[5, 1, 0], [2, 6, 0], [0, 0, 2]];
+const CONFUSION = [
+  [5, 1, 0],
+  [2, 6, 0],
+  [0, 0, 2],
+];
 
 function writeRun(dir: string, config: Record<string, unknown>, records: RunRecord[], torn = ''): void {
   mkdirSync(dir, { recursive: true });
@@ -50,12 +72,42 @@ function makeRuns(root: string): [string, string] {
     { type: 'step', epoch: 2, step: 20, steps: 5, loss: { mm: 1.2, gray: 1.7, color: 1.0 }, lr: 0.1, time_s: 4 },
   ];
   GRAY_COS.forEach((cos, k) => {
-    const t = { type: 'telemetry', step: k, cos, alpha: 0.5, norm_h: 1, scale: 1, conflict: cos < 0, non_finite: false } as const;
-    aRecs.push({ ...t, group: 'gray', norm_m: GRAY_M[k]!, norm_u: GRAY_U[k]! }, { ...t, group: 'color', norm_m: 1, norm_u: 2 + k });
+    const t = {
+      type: 'telemetry',
+      step: k,
+      cos,
+      alpha: 0.5,
+      norm_h: 1,
+      scale: 1,
+      conflict: cos < 0,
+      non_finite: false,
+    } as const;
+    aRecs.push(
+      { ...t, group: 'gray', norm_m: GRAY_M[k]!, norm_u: GRAY_U[k]! },
+      { ...t, group: 'color', norm_m: 1, norm_u: 2 + k },
+    );
   });
-  aRecs.push({ type: 'telemetry', step: 5, group: 'gray', cos: NaN, alpha: NaN, norm_m: 100, norm_u: NaN, norm_h: NaN, scale: 1, conflict: false, non_finite: true });
-  aRecs.push(evalRec('val', 1, { mm: 0.5, gray: 0.4, color: 0.3 }), evalRec('val', 2, { mm: 0.75, gray: 0.5, color: 0.4 }));
-  const testEval = { ...evalRec('test', 2, { mm: 0.8125, gray: 0.625, color: 0.5 }, CONFUSION), macro_f1: { mm: 0.80123, gray: 0.6, color: 0.4 } };
+  aRecs.push({
+    type: 'telemetry',
+    step: 5,
+    group: 'gray',
+    cos: NaN,
+    alpha: NaN,
+    norm_m: 100,
+    norm_u: NaN,
+    norm_h: NaN,
+    scale: 1,
+    conflict: false,
+    non_finite: true,
+  });
+  aRecs.push(
+    evalRec('val', 1, { mm: 0.5, gray: 0.4, color: 0.3 }),
+    evalRec('val', 2, { mm: 0.75, gray: 0.5, color: 0.4 }),
+  );
+  const testEval = {
+    ...evalRec('test', 2, { mm: 0.8125, gray: 0.625, color: 0.5 }, CONFUSION),
+    macro_f1: { mm: 0.80123, gray: 0.6, color: 0.4 },
+  };
   aRecs.push({ type: 'final', best_epoch: 2, best_val: 0.75, test: testEval, wall_s: 75, steps_per_s: 12.5 });
   writeRun(a, { ...base, method: 'mmpareto' }, aRecs);
   const bRecs: RunRecord[] = [
@@ -71,8 +123,12 @@ function makeRuns(root: string): [string, string] {
 /** The text of each <td> of each comparison-table row. */
 function tableRows(html: string): Array<Array<{ text: string; best: boolean }>> {
   const table = html.slice(html.indexOf('<table class="compare">'));
-  const rows = [...table.slice(0, table.indexOf('</table>')).matchAll(/<tr class="run">(.*?)<\/tr>/g)].map((m) => m[1]!);
-  return rows.map((r) => [...r.matchAll(/<td( class="best")?>(.*?)<\/td>/g)].map((m) => ({ text: m[2]!, best: m[1] !== undefined })));
+  const rows = [...table.slice(0, table.indexOf('</table>')).matchAll(/<tr class="run">(.*?)<\/tr>/g)].map(
+    (m) => m[1]!,
+  );
+  return rows.map((r) =>
+    [...r.matchAll(/<td( class="best")?>(.*?)<\/td>/g)].map((m) => ({ text: m[2]!, best: m[1] !== undefined })),
+  );
 }
 
 test('a self-contained page: one HTML document, no network references, one <svg> per chart', () => {
@@ -85,12 +141,21 @@ test('a self-contained page: one HTML document, no network references, one <svg>
     assert.ok(existsSync(out));
     const html = readFileSync(out, 'utf8');
     assert.ok(html.startsWith('<!DOCTYPE html>'));
-    for (const tag of ['<html', '</html>', '<head>', '<body>', '</body>']) assert.is(html.split(tag).length - 1, 1, tag);
-    for (const bad of ['http://', 'https://', 'src=', '<script', '<link', 'url(', '<img']) assert.not.ok(html.includes(bad), `page contains ${bad}`);
+    for (const tag of ['<html', '</html>', '<head>', '<body>', '</body>'])
+      assert.is(html.split(tag).length - 1, 1, tag);
+    for (const bad of ['http://', 'https://', 'src=', '<script', '<link', 'url(', '<img'])
+      assert.not.ok(html.includes(bad), `page contains ${bad}`);
     // Charts: losses mm, gray, color (3); val accuracy mm, gray, color (3); per encoder gray and
     // color: cos β, α, and run A's magnitude histogram (2 × 3); run B has no telemetry.
     assert.is(html.split('<svg').length - 1, 12);
-    for (const title of ["training loss 'mm'", "training loss 'color'", "validation accuracy 'gray'", "cos β, encoder 'gray'", "α, encoder 'color'", "|g_m| vs |g_u|, encoder 'color', #1 mmpareto"]) {
+    for (const title of [
+      "training loss 'mm'",
+      "training loss 'color'",
+      "validation accuracy 'gray'",
+      "cos β, encoder 'gray'",
+      "α, encoder 'color'",
+      "|g_m| vs |g_u|, encoder 'color', #1 mmpareto",
+    ]) {
       assert.ok(html.includes(`aria-label="${title.replace(/'/g, '&#39;')}"`), title);
     }
     // The pure renderer gives the same page for the same data.
@@ -107,11 +172,23 @@ test('comparison table: one row per run, accuracies as NN.NN%, macro-F1 to 4 pla
     const rows = tableRows(html);
     assert.is(rows.length, 2);
     // Columns: run, status, best epoch, val acc, test acc mm / gray / color, test macro-F1, steps/s.
-    assert.equal(rows[0]!.map((c) => c.text), ['#1 mmpareto', 'complete', '2', '75.00%', '81.25%', '62.50%', '50.00%', '0.8012', '12.50']);
-    assert.equal(rows[1]!.map((c) => c.text), ['#2 uni&lt;&amp;&gt;form', '<span class="incomplete">incomplete</span>', '1', '90.00%', '—', '—', '—', '—', '—']);
+    assert.equal(
+      rows[0]!.map((c) => c.text),
+      ['#1 mmpareto', 'complete', '2', '75.00%', '81.25%', '62.50%', '50.00%', '0.8012', '12.50'],
+    );
+    assert.equal(
+      rows[1]!.map((c) => c.text),
+      ['#2 uni&lt;&amp;&gt;form', '<span class="incomplete">incomplete</span>', '1', '90.00%', '—', '—', '—', '—', '—'],
+    );
     // Run B's val acc (0.9 so far) beats A's 0.75; A holds every test column alone; best epoch is not ranked.
-    assert.equal(rows[0]!.map((c) => c.best), [false, false, false, false, true, true, true, true, true]);
-    assert.equal(rows[1]!.map((c) => c.best), [false, false, false, true, false, false, false, false, false]);
+    assert.equal(
+      rows[0]!.map((c) => c.best),
+      [false, false, false, false, true, true, true, true, true],
+    );
+    assert.equal(
+      rows[1]!.map((c) => c.best),
+      [false, false, false, true, false, false, false, false, false],
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -136,7 +213,10 @@ test('text from configs and paths is escaped; the incomplete run and the run wit
     assert.is(mmChart.split('<polyline').length - 1, 2);
     // Confusion matrix of A's final test: counts in row order, the diagonal marked.
     const conf = html.slice(html.indexOf('<table class="confusion">')).split('</table>')[0]!;
-    assert.equal([...conf.matchAll(/<td[^>]*>(\d+)<\/td>/g)].map((m) => Number(m[1])), CONFUSION.flat());
+    assert.equal(
+      [...conf.matchAll(/<td[^>]*>(\d+)<\/td>/g)].map((m) => Number(m[1])),
+      CONFUSION.flat(),
+    );
     assert.is(conf.split('class="diag"').length - 1, 3);
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -149,7 +229,8 @@ test('magnitude histogram: bar counts equal a host count of |g_m| and |g_u| on t
     const html = renderReport(makeRuns(root).map(loadRun));
     const fig = html.slice(html.indexOf('<figure class="hist" data-group="gray"')).split('</figure>')[0]!;
     const counts = [new Array<number>(MAGNITUDE_BINS).fill(0), new Array<number>(MAGNITUDE_BINS).fill(0)];
-    for (const m of fig.matchAll(/data-series="(\d)" data-bin="(\d+)" data-count="(\d+)"/g)) counts[Number(m[1])]![Number(m[2])] = Number(m[3]);
+    for (const m of fig.matchAll(/data-series="(\d)" data-bin="(\d+)" data-count="(\d+)"/g))
+      counts[Number(m[1])]![Number(m[2])] = Number(m[3]);
     // Shared range [0.02, 2.0] (the non-finite record is skipped): w = 0.099. By hand: 0.02 → 0,
     // 0.13 and 0.17 → 1, 0.55 and 0.58 → 5; 0.9 → 8, 1.23 and 1.27 → 12, 1.95 → 19, 2.0 (= hi) → 19.
     const byHand = (bins: Record<number, number>) => Array.from({ length: MAGNITUDE_BINS }, (_, i) => bins[i] ?? 0);
@@ -168,7 +249,10 @@ test('histogram(): equal-width bins against a host count; out-of-range and NaN v
   values.push(NaN, Infinity, 0, 3);
   const got = histogram(values, 7, [0, 3]);
   assert.equal(got, hostCounts(values, 7, 0, 3));
-  assert.is(got.reduce((a, b) => a + b, 0), values.filter((v) => v >= 0 && v <= 3).length);
+  assert.is(
+    got.reduce((a, b) => a + b, 0),
+    values.filter((v) => v >= 0 && v <= 3).length,
+  );
   throwsWith(() => histogram(values, 0, [0, 1]), 'bins must be an integer >= 1', 'got 0');
   throwsWith(() => histogram(values, 3, [1, 1]), 'hi > lo', '[1, 1]');
   assert.equal(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
@@ -195,13 +279,22 @@ test('loader: a missing directory or file, a malformed or unknown line (file:lin
     throwsWith(() => loadRun(dir), `${metrics}:3:`, 'not a JSON record');
     writeFileSync(metrics, `${good}\n{"type":"checkpoint"}\n`);
     throwsWith(() => loadRun(dir), `${metrics}:2:`, 'unknown record type "checkpoint"', 'step, telemetry, eval, final');
-    writeFileSync(metrics, `${good}\n{"type":"telemetry","step":1,"group":"gray","cos":"x","alpha":0,"norm_m":0,"norm_u":0}\n`);
+    writeFileSync(
+      metrics,
+      `${good}\n{"type":"telemetry","step":1,"group":"gray","cos":"x","alpha":0,"norm_m":0,"norm_u":0}\n`,
+    );
     throwsWith(() => loadRun(dir), `${metrics}:2:`, "field 'cos' must be a number");
     // A resumed run rewrites steps after its checkpoint: the later record of a step wins.
     writeFileSync(metrics, `${good}\n`);
-    appendFileSync(metrics, JSON.stringify({ type: 'step', epoch: 1, step: 1, steps: 1, loss: { mm: 0.25 }, lr: 0.1, time_s: 2 }) + '\n');
+    appendFileSync(
+      metrics,
+      JSON.stringify({ type: 'step', epoch: 1, step: 1, steps: 1, loss: { mm: 0.25 }, lr: 0.1, time_s: 2 }) + '\n',
+    );
     const run = loadRun(dir);
-    assert.equal(run.steps.map((s) => s.loss.mm), [0.25]);
+    assert.equal(
+      run.steps.map((s) => s.loss.mm),
+      [0.25],
+    );
     assert.is(run.final, null);
     writeFileSync(join(dir, 'config.json'), '{"method":');
     throwsWith(() => loadRun(dir), join(dir, 'config.json'), 'not valid JSON');
@@ -233,8 +326,20 @@ test('by-method summary: mean ± sample std of test metrics over runs of one met
 });
 
 test('loss curves: per-step losses averaged in groups of consecutive steps', () => {
-  const pts = [[1, 1], [2, 3], [3, 5], [4, NaN], [5, 2]] as const;
-  assert.equal(binnedMeans(pts, 10), [[1, 1], [2, 3], [3, 5], [4, NaN], [5, 2]]);
+  const pts = [
+    [1, 1],
+    [2, 3],
+    [3, 5],
+    [4, NaN],
+    [5, 2],
+  ] as const;
+  assert.equal(binnedMeans(pts, 10), [
+    [1, 1],
+    [2, 3],
+    [3, 5],
+    [4, NaN],
+    [5, 2],
+  ]);
   const two = binnedMeans(pts, 2); // groups of 3: (1, 3, 5) → 3 at step 3; (NaN, 2) → a gap at step 5
   assert.equal(two[0], [3, 3]);
   assert.is(two[1]![0], 5);

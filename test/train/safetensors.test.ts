@@ -20,7 +20,13 @@ async function toSafe(t: Tensor): Promise<SafeTensor> {
 test('layout: 8-byte little-endian header length, JSON header with dtype/shape/data_offsets, data after it', () => {
   const a: SafeTensor = { dtype: 'F32', shape: [2, 2], data: Float32Array.of(1, 2, 3, 4.5) };
   const b: SafeTensor = { dtype: 'I32', shape: [], data: Int32Array.of(7) };
-  const bytes = encodeSafetensors(new Map([['w', a], ['n', b]]), { format: 'pt' });
+  const bytes = encodeSafetensors(
+    new Map([
+      ['w', a],
+      ['n', b],
+    ]),
+    { format: 'pt' },
+  );
   const view = new DataView(bytes.buffer);
   const n = Number(view.getBigUint64(0, true));
   assert.is((8 + n) % 8, 0, 'data starts 8-byte aligned');
@@ -42,7 +48,10 @@ test("a module's state dict round-trips through a file (PyTorch names, values, i
   writeFileAtomic(path, encodeSafetensors(sd));
   assert.equal(readdirSync(dir), ['model.safetensors'], 'no temporary file left behind');
   const back = decodeSafetensors(new Uint8Array(readFileSync(path)));
-  assert.equal([...back.tensors.keys()], ['0.weight', '0.bias', '1.weight', '1.bias', '1.running_mean', '1.running_var', '1.num_batches_tracked']);
+  assert.equal(
+    [...back.tensors.keys()],
+    ['0.weight', '0.bias', '1.weight', '1.bias', '1.running_mean', '1.running_var', '1.num_batches_tracked'],
+  );
   for (const [k, t] of sd) {
     assert.equal(back.tensors.get(k)!.shape, t.shape, k);
     assert.equal([...back.tensors.get(k)!.data], [...t.data], k);
@@ -56,11 +65,19 @@ test("a module's state dict round-trips through a file (PyTorch names, values, i
 });
 
 test('truncated files and mismatched tensors are refused with a clear error', () => {
-  const bytes = encodeSafetensors(new Map([['w', { dtype: 'F32', shape: [3], data: Float32Array.of(1, 2, 3) } as SafeTensor]]));
+  const bytes = encodeSafetensors(
+    new Map([['w', { dtype: 'F32', shape: [3], data: Float32Array.of(1, 2, 3) } as SafeTensor]]),
+  );
   assert.throws(() => decodeSafetensors(bytes.subarray(0, 5)), /no header length/);
   assert.throws(() => decodeSafetensors(bytes.subarray(0, 20)), /runs past the end/);
-  assert.throws(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4)), /'w' data \[0, 12\) does not fit .* \(truncated\?\)/);
-  assert.throws(() => encodeSafetensors(new Map([['w', { dtype: 'F32', shape: [2], data: Float32Array.of(1) } as SafeTensor]])), /1 values for shape \[2\]/);
+  assert.throws(
+    () => decodeSafetensors(bytes.subarray(0, bytes.length - 4)),
+    /'w' data \[0, 12\) does not fit .* \(truncated\?\)/,
+  );
+  assert.throws(
+    () => encodeSafetensors(new Map([['w', { dtype: 'F32', shape: [2], data: Float32Array.of(1) } as SafeTensor]])),
+    /1 values for shape \[2\]/,
+  );
 });
 
 test.run();

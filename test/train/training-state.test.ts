@@ -6,7 +6,18 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randTensor, throwsWith } from '../helpers.ts';
-import { AdamW, BatchNorm2d, liveTensors, MultimodalStep, SGD, tensor, tidy, INTEGRATOR_METHODS, type IntegratorMethod, type Tensor } from '../../engine/index.ts';
+import {
+  AdamW,
+  BatchNorm2d,
+  liveTensors,
+  MultimodalStep,
+  SGD,
+  tensor,
+  tidy,
+  INTEGRATOR_METHODS,
+  type IntegratorMethod,
+  type Tensor,
+} from '../../engine/index.ts';
 import { LateFusion } from '../fixtures/late-fusion.ts';
 
 const test = suite('training state');
@@ -25,8 +36,16 @@ interface Run {
 function build(method: IntegratorMethod, optimizer: 'sgd' | 'adamw'): Run {
   const m = new LateFusion(4, 3, 5);
   const params = m.parameters();
-  const opt = optimizer === 'sgd' ? new SGD(params, { lr: 0.05, momentum: 0.9, weightDecay: 1e-3 }) : new AdamW(params, { lr: 0.01 });
-  const step = new MultimodalStep({ method, encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() }, optimizer: opt, telemetrySteps: 4 });
+  const opt =
+    optimizer === 'sgd'
+      ? new SGD(params, { lr: 0.05, momentum: 0.9, weightDecay: 1e-3 })
+      : new AdamW(params, { lr: 0.01 });
+  const step = new MultimodalStep({
+    method,
+    encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
+    optimizer: opt,
+    telemetrySteps: 4,
+  });
   return { m, opt, step };
 }
 function train(r: Run, from: number, to: number): void {
@@ -80,11 +99,15 @@ for (const method of INTEGRATOR_METHODS) {
 
 test('loadStateDict right after construction wins over the pending zero-fill; num_batches_tracked continues', async () => {
   const bn = new BatchNorm2d(3);
-  bn.loadStateDict(new Map<string, Float32Array | Int32Array>([
-    ['weight', Float32Array.of(1, 2, 3)], ['bias', Float32Array.of(4, 5, 6)],
-    ['running_mean', Float32Array.of(7, 8, 9)], ['running_var', Float32Array.of(1, 1, 2)],
-    ['num_batches_tracked', Int32Array.of(41)],
-  ]));
+  bn.loadStateDict(
+    new Map<string, Float32Array | Int32Array>([
+      ['weight', Float32Array.of(1, 2, 3)],
+      ['bias', Float32Array.of(4, 5, 6)],
+      ['running_mean', Float32Array.of(7, 8, 9)],
+      ['running_var', Float32Array.of(1, 1, 2)],
+      ['num_batches_tracked', Int32Array.of(41)],
+    ]),
+  );
   assert.equal(Array.from(await bn.stateDict().get('running_mean')!.toArray()), [7, 8, 9]);
   assert.equal(Array.from(await bn.stateDict().get('weight')!.toArray()), [1, 2, 3]);
   const [x] = randTensor([2, 3, 2, 2], 3);
@@ -96,16 +119,39 @@ test('loadStateDict right after construction wins over the pending zero-fill; nu
 
 test('loadStateDict lists every mismatch and writes nothing', async () => {
   const bn = new BatchNorm2d(2);
-  throwsWith(() => bn.loadStateDict(new Map<string, Float32Array | Int32Array>([
-    ['weight', Float32Array.of(9, 9)], ['bias', Float32Array.of(1, 2, 3)], ['running_mean', Float32Array.of(0)], ['extra', Float32Array.of(0)],
-  ])), "unexpected keys extra", "missing keys running_var, num_batches_tracked", "'bias' has 3 values, the module expects [2]", "'running_mean' has 1 values");
+  throwsWith(
+    () =>
+      bn.loadStateDict(
+        new Map<string, Float32Array | Int32Array>([
+          ['weight', Float32Array.of(9, 9)],
+          ['bias', Float32Array.of(1, 2, 3)],
+          ['running_mean', Float32Array.of(0)],
+          ['extra', Float32Array.of(0)],
+        ]),
+      ),
+    'unexpected keys extra',
+    'missing keys running_var, num_batches_tracked',
+    "'bias' has 3 values, the module expects [2]",
+    "'running_mean' has 1 values",
+  );
   assert.equal(Array.from(await bn.stateDict().get('weight')!.toArray()), [1, 1], 'nothing written');
   bn.dispose();
 });
 
 test('optimizer and integrator state: wrong sizes and keys are named', () => {
   const r = build('mmpareto', 'sgd');
-  throwsWith(() => r.opt.loadStateDict(new Map([['0.momentum_buffer', new Float32Array(1)], ['x', new Float32Array(1)]])), "unexpected key 'x'", "'0.momentum_buffer' has 1 float32 values", "missing key '1.momentum_buffer'");
+  throwsWith(
+    () =>
+      r.opt.loadStateDict(
+        new Map([
+          ['0.momentum_buffer', new Float32Array(1)],
+          ['x', new Float32Array(1)],
+        ]),
+      ),
+    "unexpected key 'x'",
+    "'0.momentum_buffer' has 1 float32 values",
+    "missing key '1.momentum_buffer'",
+  );
   throwsWith(() => r.step.loadStateDict(new Map([['state', new Float32Array(1)]])), "'state' must hold");
   dispose(r);
 });

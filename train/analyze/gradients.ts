@@ -24,7 +24,17 @@
 // (paired runs of different methods) are analysed on the same batches.
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { concat, keep, noGrad, perLossGrads, reshape, square, tidy, type Device, type Tensor } from '../../engine/index.ts';
+import {
+  concat,
+  keep,
+  noGrad,
+  perLossGrads,
+  reshape,
+  square,
+  tidy,
+  type Device,
+  type Tensor,
+} from '../../engine/index.ts';
 import { loadModelState, readCheckpoint } from '../run/checkpoint.ts';
 import type { RunConfig } from '../run/config.ts';
 import { buildSetup, type Setup } from '../run/setup.ts';
@@ -66,7 +76,16 @@ export interface EncoderAnalysis {
 
 export interface GradientAnalysis {
   type: 'gradient-analysis';
-  run: { dataset: string; model: string; method: string; seed: number; trainLimit: number; epochs: number; lr: number; batchSize: number };
+  run: {
+    dataset: string;
+    model: string;
+    method: string;
+    seed: number;
+    trainLimit: number;
+    epochs: number;
+    lr: number;
+    batchSize: number;
+  };
   checkpoint: { which: string; epoch: number; step: number };
   batches: number;
   batchSize: number;
@@ -84,13 +103,14 @@ export interface AnalyzeOptions {
   progress?(done: number, total: number): void;
 }
 
-
 /** Checks that the model has a multimodal loss and at least two modality encoders; returns the encoder groups. */
 export function analyzableGroups(setup: Setup, config: Pick<RunConfig, 'dataset' | 'model'>): Record<string, Tensor[]> {
   const groups = setup.model.encoderGroups();
   const inputs = Object.keys(setup.dataset.inputs);
   if (inputs.length < 2 || Object.keys(groups).length < 2) {
-    throw new AnalyzeError(`analyze: the run's model (dataset ${config.dataset}, model ${config.model}) has ${inputs.length} input modality (${inputs.join(', ')}) and encoder group(s) ${Object.keys(groups).join(', ')}; Hypothesis 1 compares the multimodal loss's gradient with each modality's own unimodal one, which needs a model over two or more modalities`);
+    throw new AnalyzeError(
+      `analyze: the run's model (dataset ${config.dataset}, model ${config.model}) has ${inputs.length} input modality (${inputs.join(', ')}) and encoder group(s) ${Object.keys(groups).join(', ')}; Hypothesis 1 compares the multimodal loss's gradient with each modality's own unimodal one, which needs a model over two or more modalities`,
+    );
   }
   return groups;
 }
@@ -99,19 +119,34 @@ export function analyzableGroups(setup: Setup, config: Pick<RunConfig, 'dataset'
  * Hypothesis 1 at the model's current weights: N training batches, per-loss gradients per
  * encoder, GPU reductions, one readback. Nothing is updated (no optimizer exists here).
  */
-export async function analyzeGradients(setup: Setup, config: RunConfig, opts: AnalyzeOptions): Promise<Pick<GradientAnalysis, 'batches' | 'batchSize' | 'mainLoss' | 'encoders'>> {
+export async function analyzeGradients(
+  setup: Setup,
+  config: RunConfig,
+  opts: AnalyzeOptions,
+): Promise<Pick<GradientAnalysis, 'batches' | 'batchSize' | 'mainLoss' | 'encoders'>> {
   const N = opts.batches;
-  if (!Number.isInteger(N) || N < 2) throw new AnalyzeError(`analyze: --batches must be an integer >= 2 (a covariance needs at least two batches), got ${N}`);
+  if (!Number.isInteger(N) || N < 2)
+    throw new AnalyzeError(
+      `analyze: --batches must be an integer >= 2 (a covariance needs at least two batches), got ${N}`,
+    );
   const { model, dataset } = setup;
   const groups = analyzableGroups(setup, config);
   const names = Object.keys(groups);
   const main = model.mainLoss;
   const params = names.flatMap((n) => groups[n]!);
   const batchSize = Math.min(config.batchSize, dataset.train.n);
-  const loader = new Loader(dataset.train, dataset, { batchSize, shuffle: true, seed: deriveSeed(config.seed, 'analyze'), dropLast: true, normalize: setup.normalize });
+  const loader = new Loader(dataset.train, dataset, {
+    batchSize,
+    shuffle: true,
+    seed: deriveSeed(config.seed, 'analyze'),
+    dropLast: true,
+    normalize: setup.normalize,
+  });
   const wasTraining = model.training;
   model.train();
-  const acc: Record<string, [ShiftedMoments, ShiftedMoments]> = Object.fromEntries(names.map((n) => [n, [new ShiftedMoments(), new ShiftedMoments()]]));
+  const acc: Record<string, [ShiftedMoments, ShiftedMoments]> = Object.fromEntries(
+    names.map((n) => [n, [new ShiftedMoments(), new ShiftedMoments()]]),
+  );
   const perBatch: Tensor[] = []; // [G·3] per batch: ‖g_m‖², ‖g_u‖², g_m·g_u for every group
   try {
     let done = 0;
@@ -128,11 +163,15 @@ export async function analyzeGradients(setup: Setup, config: RunConfig, opts: An
         noGrad(() => {
           const scalars: Tensor[] = [];
           for (const n of names) {
-            const pick = (loss: string) => groups[n]!.map((p) => {
-              const g = grads.get(p)?.[loss];
-              if (!g) throw new AnalyzeError(`analyze: loss '${loss}' does not reach a parameter of encoder '${n}' [${p.shape.join(', ')}]`);
-              return g;
-            });
+            const pick = (loss: string) =>
+              groups[n]!.map((p) => {
+                const g = grads.get(p)?.[loss];
+                if (!g)
+                  throw new AnalyzeError(
+                    `analyze: loss '${loss}' does not reach a parameter of encoder '${n}' [${p.shape.join(', ')}]`,
+                  );
+                return g;
+              });
             const gm = pick(main);
             const gu = pick(n);
             scalars.push(total(gm, square), total(gu, square), dot(gm, gu));
@@ -165,8 +204,16 @@ export async function analyzeGradients(setup: Setup, config: RunConfig, opts: An
       const base = N * G * 3 + gi * 6;
       const stats = (norms: number[], k: number): LossGradientStats => {
         return {
-          norms, meanNorm: meanOf(norms), stdNorm: sampleStdOf(norms),
-          quantiles: { min: quantile(norms, 0), q25: quantile(norms, 0.25), median: quantile(norms, 0.5), q75: quantile(norms, 0.75), max: quantile(norms, 1) },
+          norms,
+          meanNorm: meanOf(norms),
+          stdNorm: sampleStdOf(norms),
+          quantiles: {
+            min: quantile(norms, 0),
+            q25: quantile(norms, 0.25),
+            median: quantile(norms, 0.5),
+            q75: quantile(norms, 0.75),
+            max: quantile(norms, 1),
+          },
           ...traceFromSums(host[base + 3 * k]!, host[base + 3 * k + 1]!, host[base + 3 * k + 2]!, N),
         };
       };
@@ -174,8 +221,12 @@ export async function analyzeGradients(setup: Setup, config: RunConfig, opts: An
       const u = stats(nu, 1);
       encoders[n] = {
         parameters: groups[n]!.reduce((a, p) => a + p.size, 0),
-        multimodal: m, unimodal: u, k: u.covTrace / m.covTrace, normRatio: u.meanNorm / m.meanNorm,
-        cos, conflictFraction: cos.filter((c) => c < 0).length / N,
+        multimodal: m,
+        unimodal: u,
+        k: u.covTrace / m.covTrace,
+        normRatio: u.meanNorm / m.meanNorm,
+        cos,
+        conflictFraction: cos.filter((c) => c < 0).length / N,
       };
     });
     return { batches: N, batchSize, mainLoss: main, encoders };
@@ -189,9 +240,11 @@ export async function analyzeGradients(setup: Setup, config: RunConfig, opts: An
 /** One line per encoder for the terminal. */
 export function formatAnalysis(a: Pick<GradientAnalysis, 'encoders' | 'batches'>): string[] {
   const f = (x: number) => x.toPrecision(3);
-  return Object.entries(a.encoders).map(([n, e]) =>
-    `encoder '${n}': |g_m| ${f(e.multimodal.meanNorm)} ± ${f(e.multimodal.stdNorm)}, |g_u| ${f(e.unimodal.meanNorm)} ± ${f(e.unimodal.stdNorm)} (ratio ${f(e.normRatio)}); ` +
-    `tr C^m ${f(e.multimodal.covTrace)}, tr C^u ${f(e.unimodal.covTrace)}, k = ${f(e.k)}; cos < 0 in ${(100 * e.conflictFraction).toFixed(1)}% of ${a.batches} batches`);
+  return Object.entries(a.encoders).map(
+    ([n, e]) =>
+      `encoder '${n}': |g_m| ${f(e.multimodal.meanNorm)} ± ${f(e.multimodal.stdNorm)}, |g_u| ${f(e.unimodal.meanNorm)} ± ${f(e.unimodal.stdNorm)} (ratio ${f(e.normRatio)}); ` +
+      `tr C^m ${f(e.multimodal.covTrace)}, tr C^u ${f(e.unimodal.covTrace)}, k = ${f(e.k)}; cos < 0 in ${(100 * e.conflictFraction).toFixed(1)}% of ${a.batches} batches`,
+  );
 }
 
 export interface AnalyzeRunOptions {
@@ -209,18 +262,27 @@ export interface AnalyzeRunOptions {
  * model) before any work, runs analyzeGradients at the checkpoint's weights and writes the JSON
  * once at the end (temp file + rename); on any error nothing is written.
  */
-export async function analyzeRun(runDir: string, opts: AnalyzeRunOptions, device: () => Promise<Device>): Promise<{ path: string; analysis: GradientAnalysis }> {
+export async function analyzeRun(
+  runDir: string,
+  opts: AnalyzeRunOptions,
+  device: () => Promise<Device>,
+): Promise<{ path: string; analysis: GradientAnalysis }> {
   const t0 = performance.now();
-  if (!Number.isInteger(opts.batches) || opts.batches < 2) throw new AnalyzeError(`analyze: --batches must be an integer >= 2 (a covariance needs at least two batches), got ${opts.batches}`);
+  if (!Number.isInteger(opts.batches) || opts.batches < 2)
+    throw new AnalyzeError(
+      `analyze: --batches must be an integer >= 2 (a covariance needs at least two batches), got ${opts.batches}`,
+    );
   const dir = resolve(runDir);
   const config = readRunConfig(dir);
   if (opts.dataDir) config.dataDir = opts.dataDir;
   const which = opts.checkpoint ?? 'best';
   const path = which === 'best' || which === 'latest' ? runFiles(dir)[which] : resolve(which);
   if (!existsSync(path)) {
-    throw new AnalyzeError(which === 'best' || which === 'latest'
-      ? `analyze: ${dir} has no ${which}.safetensors (no epoch of the run has finished); train it first or pass --checkpoint PATH`
-      : `analyze: checkpoint ${path} does not exist`);
+    throw new AnalyzeError(
+      which === 'best' || which === 'latest'
+        ? `analyze: ${dir} has no ${which}.safetensors (no epoch of the run has finished); train it first or pass --checkpoint PATH`
+        : `analyze: checkpoint ${path} does not exist`,
+    );
   }
   const ckpt = readCheckpoint(path);
   const dev = await device();
@@ -233,7 +295,16 @@ export async function analyzeRun(runDir: string, opts: AnalyzeRunOptions, device
     const core = await analyzeGradients(setup, config, { batches: opts.batches, progress: opts.progress });
     const analysis: GradientAnalysis = {
       type: 'gradient-analysis',
-      run: { dataset: config.dataset, model: config.model, method: config.method, seed: config.seed, trainLimit: config.trainLimit, epochs: config.epochs, lr: config.lr, batchSize: config.batchSize },
+      run: {
+        dataset: config.dataset,
+        model: config.model,
+        method: config.method,
+        seed: config.seed,
+        trainLimit: config.trainLimit,
+        epochs: config.epochs,
+        lr: config.lr,
+        batchSize: config.batchSize,
+      },
       checkpoint: { which: label, epoch: ckpt.meta.epoch, step: ckpt.meta.step },
       ...core,
       adapter: dev.adapterName,

@@ -2,7 +2,20 @@
 // a gradient vector over batches on the GPU (the precision note in gradients.ts says why they are
 // shifted), the trace of its covariance from them, sums and dot products over lists of tensors,
 // and host quantiles, means and standard deviations of per-batch scalars.
-import { add, concat, keep, mul, mulScalar, noGrad, reshape, square, sub, sum, tidy, type Tensor } from '../../engine/index.ts';
+import {
+  add,
+  concat,
+  keep,
+  mul,
+  mulScalar,
+  noGrad,
+  reshape,
+  square,
+  sub,
+  sum,
+  tidy,
+  type Tensor,
+} from '../../engine/index.ts';
 
 /** Bad input for analyze (no checkpoint, too few batches, a model without two modalities). */
 export class AnalyzeError extends Error {}
@@ -42,7 +55,8 @@ export class ShiftedMoments {
         this.s1 = g.map((t) => keep(mulScalar(t, 0)));
         this.s2 = g.map((t) => keep(mulScalar(t, 0)));
       } else {
-        if (g.length !== this.shift.length) throw new AnalyzeError(`ShiftedMoments.add: ${g.length} tensors, expected ${this.shift.length}`);
+        if (g.length !== this.shift.length)
+          throw new AnalyzeError(`ShiftedMoments.add: ${g.length} tensors, expected ${this.shift.length}`);
         g.forEach((t, i) => {
           const [s1, s2] = tidy(() => {
             const d = sub(t, this.shift![i]!);
@@ -62,7 +76,21 @@ export class ShiftedMoments {
   sums(): Tensor {
     if (!this.shift || this.count < 1) throw new AnalyzeError('ShiftedMoments.sums: no batch added');
     const n = this.count;
-    return noGrad(() => tidy(() => concat([total(this.s2), total(this.s1, square), total(this.shift!.map((s, i) => add(s, mulScalar(this.s1[i]!, 1 / n))), square)], 0)));
+    return noGrad(() =>
+      tidy(() =>
+        concat(
+          [
+            total(this.s2),
+            total(this.s1, square),
+            total(
+              this.shift!.map((s, i) => add(s, mulScalar(this.s1[i]!, 1 / n))),
+              square,
+            ),
+          ],
+          0,
+        ),
+      ),
+    );
   }
 
   dispose(): void {
@@ -74,7 +102,12 @@ export class ShiftedMoments {
 }
 
 /** tr C = (S2 − ‖S1‖²/N) / (N − 1) and ‖ḡ‖ from ShiftedMoments.sums() read back (float64 on the host). */
-export function traceFromSums(s2: number, s1sq: number, meanSq: number, n: number): { covTrace: number; normOfMean: number } {
+export function traceFromSums(
+  s2: number,
+  s1sq: number,
+  meanSq: number,
+  n: number,
+): { covTrace: number; normOfMean: number } {
   return { covTrace: Math.max(0, s2 - s1sq / n) / (n - 1), normOfMean: Math.sqrt(meanSq) };
 }
 

@@ -15,27 +15,64 @@ import { readRecords } from '../run/run-log.ts';
 export class UsageError extends Error {}
 
 export const OPTIONS = {
-  dataset: { type: 'string' }, model: { type: 'string' }, method: { type: 'string' }, epochs: { type: 'string' },
-  'batch-size': { type: 'string' }, optimizer: { type: 'string' }, lr: { type: 'string' }, momentum: { type: 'string' },
-  'weight-decay': { type: 'string' }, 'lr-schedule': { type: 'string' }, gamma: { type: 'string' }, fusion: { type: 'string' },
-  seed: { type: 'string' }, 'data-dir': { type: 'string' }, 'train-limit': { type: 'string' }, 'val-size': { type: 'string' },
-  'log-every': { type: 'string' }, 'on-nonfinite': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, 'no-report': { type: 'boolean' },
-  checkpoint: { type: 'string' }, split: { type: 'string' }, batches: { type: 'string' }, quiet: { type: 'boolean' },
-  frames: { type: 'string' }, 'image-size': { type: 'string' }, audio: { type: 'string' },
+  dataset: { type: 'string' },
+  model: { type: 'string' },
+  method: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  optimizer: { type: 'string' },
+  lr: { type: 'string' },
+  momentum: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  'lr-schedule': { type: 'string' },
+  gamma: { type: 'string' },
+  fusion: { type: 'string' },
+  seed: { type: 'string' },
+  'data-dir': { type: 'string' },
+  'train-limit': { type: 'string' },
+  'val-size': { type: 'string' },
+  'log-every': { type: 'string' },
+  'on-nonfinite': { type: 'string' },
+  out: { type: 'string' },
+  resume: { type: 'boolean' },
+  'no-report': { type: 'boolean' },
+  checkpoint: { type: 'string' },
+  split: { type: 'string' },
+  batches: { type: 'string' },
+  quiet: { type: 'boolean' },
+  frames: { type: 'string' },
+  'image-size': { type: 'string' },
+  audio: { type: 'string' },
   // prepare
-  src: { type: 'string' }, 'sample-rate': { type: 'string' }, 'val-fraction': { type: 'string' }, 'test-fraction': { type: 'string' },
-  'train-csv': { type: 'string' }, 'test-csv': { type: 'string' }, 'on-corrupt': { type: 'string' }, jobs: { type: 'string' },
-  help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' },
+  src: { type: 'string' },
+  'sample-rate': { type: 'string' },
+  'val-fraction': { type: 'string' },
+  'test-fraction': { type: 'string' },
+  'train-csv': { type: 'string' },
+  'test-csv': { type: 'string' },
+  'on-corrupt': { type: 'string' },
+  jobs: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
-export type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+export type Values = ReturnType<
+  typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>
+>['values'];
 
 export function choice<T extends string>(flag: string, v: string | undefined, valid: readonly T[], dflt: T): T {
   if (v === undefined) return dflt;
-  if (!(valid as readonly string[]).includes(v)) throw new UsageError(`--${flag}: unknown '${v}' (valid: ${valid.join(', ')})`);
+  if (!(valid as readonly string[]).includes(v))
+    throw new UsageError(`--${flag}: unknown '${v}' (valid: ${valid.join(', ')})`);
   return v as T;
 }
-export function num(flag: string, v: string | undefined, dflt: number, check: (x: number) => boolean, what: string): number {
+export function num(
+  flag: string,
+  v: string | undefined,
+  dflt: number,
+  check: (x: number) => boolean,
+  what: string,
+): number {
   if (v === undefined) return dflt;
   const x = Number(v);
   if (v.trim() === '' || !Number.isFinite(x) || !check(x)) throw new UsageError(`--${flag}: '${v}' is not ${what}`);
@@ -49,7 +86,10 @@ export function trainConfig(v: Values): RunConfig {
   const method = choice<IntegratorMethod>('method', v.method, INTEGRATOR_METHODS, 'mmpareto');
   const seed = num('seed', v.seed, 0, (x) => int(x) && x >= 0, 'an integer >= 0');
   return {
-    dataset, model, method, seed,
+    dataset,
+    model,
+    method,
+    seed,
     epochs: num('epochs', v.epochs, 10, (x) => int(x) && x >= 1, 'an integer >= 1'),
     batchSize: num('batch-size', v['batch-size'], 64, (x) => int(x) && x >= 1, 'an integer >= 1'),
     optimizer: choice('optimizer', v.optimizer, OPTIMIZERS, 'sgd'),
@@ -90,23 +130,45 @@ export function resumeConfig(v: Values, argv: string[]): RunConfig {
   const saved = readRunConfig(asked.outDir);
   const given = new Set(argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!));
   const flagOf: Record<string, string> = {
-    batchSize: 'batch-size', weightDecay: 'weight-decay', lrSchedule: 'lr-schedule', dataDir: 'data-dir', trainLimit: 'train-limit', valSize: 'val-size', logEvery: 'log-every', onNonFinite: 'on-nonfinite', outDir: 'out', imageSize: 'image-size',
+    batchSize: 'batch-size',
+    weightDecay: 'weight-decay',
+    lrSchedule: 'lr-schedule',
+    dataDir: 'data-dir',
+    trainLimit: 'train-limit',
+    valSize: 'val-size',
+    logEvery: 'log-every',
+    onNonFinite: 'on-nonfinite',
+    outDir: 'out',
+    imageSize: 'image-size',
   };
   const out = { onNonFinite: 'stop', ...saved, outDir: asked.outDir } as RunConfig;
   for (const k of Object.keys(asked) as (keyof RunConfig)[]) {
     const flag = flagOf[k] ?? k;
     if (!given.has(flag) || k === 'outDir') continue;
-    if (k === 'epochs' || k === 'dataDir' || k === 'onNonFinite') (out as unknown as Record<string, unknown>)[k] = asked[k];
-    else if (asked[k] !== saved[k]) throw new UsageError(`--resume: --${flag} ${String(asked[k])} differs from the run's ${String(saved[k])} (only --epochs may change)`);
+    if (k === 'epochs' || k === 'dataDir' || k === 'onNonFinite')
+      (out as unknown as Record<string, unknown>)[k] = asked[k];
+    else if (asked[k] !== saved[k])
+      throw new UsageError(
+        `--resume: --${flag} ${String(asked[k])} differs from the run's ${String(saved[k])} (only --epochs may change)`,
+      );
   }
   delete (out as unknown as Record<string, unknown>).version;
   delete (out as unknown as Record<string, unknown>).device;
   const files = runFiles(out.outDir);
   if (existsSync(files.latest)) {
     const done = readCheckpointMeta(files.latest).epoch;
-    if (out.epochs < done) throw new UsageError(`--resume: the run has finished ${done} epochs; --epochs ${out.epochs} would undo them (give --epochs ${done + 1} or more to train on)`);
-    if (out.epochs === done && existsSync(files.metrics) && readRecords(files.metrics).some((r) => r.type === 'final')) {
-      throw new UsageError(`--resume: the run already finished its ${done} epochs (metrics.jsonl has its final record); give --epochs ${done + 1} or more to train on`);
+    if (out.epochs < done)
+      throw new UsageError(
+        `--resume: the run has finished ${done} epochs; --epochs ${out.epochs} would undo them (give --epochs ${done + 1} or more to train on)`,
+      );
+    if (
+      out.epochs === done &&
+      existsSync(files.metrics) &&
+      readRecords(files.metrics).some((r) => r.type === 'final')
+    ) {
+      throw new UsageError(
+        `--resume: the run already finished its ${done} epochs (metrics.jsonl has its final record); give --epochs ${done + 1} or more to train on`,
+      );
     }
   }
   return out;

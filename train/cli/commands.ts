@@ -37,7 +37,9 @@ export async function cmdTrain(v: Values, argv: string[], io: Io, device: () => 
     interruptedCode = signal === 'SIGTERM' ? 143 : 130;
     stop.abort(signal);
     bar.clear();
-    io.err(`${signal === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: stopping after this step${signal === 'SIGINT' ? ' (Ctrl-C again to kill)' : ''}…`);
+    io.err(
+      `${signal === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: stopping after this step${signal === 'SIGINT' ? ' (Ctrl-C again to kill)' : ''}…`,
+    );
     if (signal === 'SIGINT') process.once('SIGINT', () => process.exit(130));
   };
   process.once('SIGINT', onSignal);
@@ -59,30 +61,40 @@ export async function cmdTrain(v: Values, argv: string[], io: Io, device: () => 
         io.err(progressLine(p));
       },
     },
-  }).catch((e: unknown) => {
-    if (!(e instanceof DeviceLostError)) throw e;
-    const latest = runFiles(config.outDir).latest;
-    let epoch = 0;
-    try {
-      epoch = existsSync(latest) ? readCheckpointMeta(latest).epoch : 0;
-    } catch {
-      /* reported as no checkpoint */
-    }
-    const where = epoch > 0 ? `latest.safetensors holds epoch ${epoch}: 'mmpareto train --resume --out ${config.outDir}' continues from it` : `no epoch had finished: 'mmpareto train --resume --out ${config.outDir}' starts the run over`;
-    throw new Error(`${e.message}. Training stopped; ${where} (on a working GPU)`);
-  }).finally(() => {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
-    bar.clear();
-  }).catch((e: unknown) => {
-    if (!(e instanceof TrainingInterrupted)) throw e;
-    io.err(`mmpareto: ${e.message}`);
-    return null;
-  });
+  })
+    .catch((e: unknown) => {
+      if (!(e instanceof DeviceLostError)) throw e;
+      const latest = runFiles(config.outDir).latest;
+      let epoch = 0;
+      try {
+        epoch = existsSync(latest) ? readCheckpointMeta(latest).epoch : 0;
+      } catch {
+        /* reported as no checkpoint */
+      }
+      const where =
+        epoch > 0
+          ? `latest.safetensors holds epoch ${epoch}: 'mmpareto train --resume --out ${config.outDir}' continues from it`
+          : `no epoch had finished: 'mmpareto train --resume --out ${config.outDir}' starts the run over`;
+      throw new Error(`${e.message}. Training stopped; ${where} (on a working GPU)`);
+    })
+    .finally(() => {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      bar.clear();
+    })
+    .catch((e: unknown) => {
+      if (!(e instanceof TrainingInterrupted)) throw e;
+      io.err(`mmpareto: ${e.message}`);
+      return null;
+    });
   if (!final) return interruptedCode;
   const t = final.test;
-  io.out(`test (best epoch ${final.best_epoch} by validation): ${formatEval(t)}; macro-F1 ${(100 * t.macro_f1[Object.keys(t.macro_f1)[0]!]!).toFixed(2)}%`);
-  io.out(`wall ${formatDuration(final.wall_s)} (${final.steps_per_s.toFixed(2)} steps/s); run directory ${config.outDir}`);
+  io.out(
+    `test (best epoch ${final.best_epoch} by validation): ${formatEval(t)}; macro-F1 ${(100 * t.macro_f1[Object.keys(t.macro_f1)[0]!]!).toFixed(2)}%`,
+  );
+  io.out(
+    `wall ${formatDuration(final.wall_s)} (${final.steps_per_s.toFixed(2)} steps/s); run directory ${config.outDir}`,
+  );
   if (!v['no-report']) {
     const r = writeReport([config.outDir], join(config.outDir, 'report.html'));
     io.out(`report: ${r.path}`);
@@ -111,19 +123,39 @@ export async function cmdEval(v: Values, positionals: string[], io: Io, device: 
   }
 }
 
-export async function cmdAnalyze(v: Values, positionals: string[], io: Io, device: () => Promise<Device>): Promise<void> {
+export async function cmdAnalyze(
+  v: Values,
+  positionals: string[],
+  io: Io,
+  device: () => Promise<Device>,
+): Promise<void> {
   if (positionals.length !== 1) throw new UsageError('analyze takes one run directory');
-  const batches = num('batches', v.batches, 100, (x) => int(x) && x >= 2, 'an integer >= 2 (a covariance needs at least two batches)');
+  const batches = num(
+    'batches',
+    v.batches,
+    100,
+    (x) => int(x) && x >= 2,
+    'an integer >= 2 (a covariance needs at least two batches)',
+  );
   let lastPrinted = performance.now();
-  const { path, analysis } = await analyzeRun(positionals[0]!, {
-    checkpoint: v.checkpoint, batches, out: v.out, dataDir: v['data-dir'],
-    progress: (done, total) => {
-      if (v.quiet || (performance.now() - lastPrinted < 10_000 && done < total)) return;
-      lastPrinted = performance.now();
-      io.err(`analyze: ${done}/${total} batches queued`);
+  const { path, analysis } = await analyzeRun(
+    positionals[0]!,
+    {
+      checkpoint: v.checkpoint,
+      batches,
+      out: v.out,
+      dataDir: v['data-dir'],
+      progress: (done, total) => {
+        if (v.quiet || (performance.now() - lastPrinted < 10_000 && done < total)) return;
+        lastPrinted = performance.now();
+        io.err(`analyze: ${done}/${total} batches queued`);
+      },
     },
-  }, device);
-  io.out(`${analysis.run.method} ${analysis.run.dataset} seed ${analysis.run.seed}, ${analysis.checkpoint.which} checkpoint (epoch ${analysis.checkpoint.epoch}), ${analysis.batches} batches of ${analysis.batchSize}:`);
+    device,
+  );
+  io.out(
+    `${analysis.run.method} ${analysis.run.dataset} seed ${analysis.run.seed}, ${analysis.checkpoint.which} checkpoint (epoch ${analysis.checkpoint.epoch}), ${analysis.batches} batches of ${analysis.batchSize}:`,
+  );
   for (const line of formatAnalysis(analysis)) io.out(`  ${line}`);
   io.out(`written: ${path}`);
 }
@@ -131,6 +163,9 @@ export async function cmdAnalyze(v: Values, positionals: string[], io: Io, devic
 export function cmdReport(v: Values, positionals: string[], io: Io): void {
   if (positionals.length === 0) throw new UsageError('report takes one or more run directories');
   const out = resolve(v.out ?? (positionals.length === 1 ? join(positionals[0]!, 'report.html') : 'report.html'));
-  const r = writeReport(positionals.map((p) => resolve(p)), out);
+  const r = writeReport(
+    positionals.map((p) => resolve(p)),
+    out,
+  );
   io.out(`report of ${r.runs} run(s): ${r.path}`);
 }

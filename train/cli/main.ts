@@ -14,7 +14,11 @@ import { cmdPrepare } from './prepare.ts';
 export { parseTrainArgs, UsageError } from './args.ts';
 
 /** Runs the CLI; returns the exit code (never calls process.exit). */
-export async function main(argv: string[], io: Io = { out: (s) => console.log(s), err: (s) => console.error(s) }, given?: Device): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Io = { out: (s) => console.log(s), err: (s) => console.error(s) },
+  given?: Device,
+): Promise<number> {
   let device: Device | null = null; // created here on first need (usage errors create none), destroyed at the end
   const getDevice = async () => given ?? (device ??= await init());
   try {
@@ -25,7 +29,7 @@ export async function main(argv: string[], io: Io = { out: (s) => console.log(s)
       throw new UsageError((e as Error).message);
     }
     const { values: v, positionals } = parsed;
-    if (v.version) return io.out(VERSION), 0;
+    if (v.version) return (io.out(VERSION), 0);
     const [cmd, ...rest] = positionals;
     if (v.help || !cmd) {
       io.out(HELP);

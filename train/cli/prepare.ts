@@ -37,21 +37,36 @@ Needs ffmpeg (Debian: apt-get install ffmpeg). Re-running skips finished clips.
 
 type Usage = (msg: string) => Error;
 
-function number(flag: string, v: string | undefined, dflt: number, ok: (x: number) => boolean, what: string, usage: Usage): number {
+function number(
+  flag: string,
+  v: string | undefined,
+  dflt: number,
+  ok: (x: number) => boolean,
+  what: string,
+  usage: Usage,
+): number {
   if (v === undefined) return dflt;
   const x = Number(v);
   if (v.trim() === '' || !Number.isFinite(x) || !ok(x)) throw usage(`--${flag}: '${v}' is not ${what}`);
   return x;
 }
 
-export async function cmdPrepare(v: PrepareFlags, positionals: string[], io: { out: (s: string) => void; err: (s: string) => void }, usage: Usage): Promise<number> {
+export async function cmdPrepare(
+  v: PrepareFlags,
+  positionals: string[],
+  io: { out: (s: string) => void; err: (s: string) => void },
+  usage: Usage,
+): Promise<number> {
   if (positionals.length !== 1 || !(AV_DATASETS as readonly string[]).includes(positionals[0]!)) {
-    throw usage(`prepare takes one data set name (${AV_DATASETS.join(' or ')}), got ${positionals.join(' ') || 'none'}`);
+    throw usage(
+      `prepare takes one data set name (${AV_DATASETS.join(' or ')}), got ${positionals.join(' ') || 'none'}`,
+    );
   }
   if (!v.src) throw usage('prepare needs --src DIR (the raw download)');
   if (!v.out) throw usage('prepare needs --out DIR (where the prepared data set goes)');
   const onCorrupt = v['on-corrupt'] ?? 'skip';
-  if (onCorrupt !== 'skip' && onCorrupt !== 'fail') throw usage(`--on-corrupt: unknown '${onCorrupt}' (valid: skip, fail)`);
+  if (onCorrupt !== 'skip' && onCorrupt !== 'fail')
+    throw usage(`--on-corrupt: unknown '${onCorrupt}' (valid: skip, fail)`);
   const stop = new AbortController();
   const onInterrupt = () => {
     stop.abort();
@@ -63,20 +78,36 @@ export async function cmdPrepare(v: PrepareFlags, positionals: string[], io: { o
       dataset: positionals[0] as AvDatasetName,
       src: resolve(v.src),
       out: resolve(v.out),
-      sampleRate: number('sample-rate', v['sample-rate'], 22050, (x) => (SAMPLE_RATES as readonly number[]).includes(x), SAMPLE_RATES.join(' or '), usage),
+      sampleRate: number(
+        'sample-rate',
+        v['sample-rate'],
+        22050,
+        (x) => (SAMPLE_RATES as readonly number[]).includes(x),
+        SAMPLE_RATES.join(' or '),
+        usage,
+      ),
       seed: number('seed', v.seed, 0, (x) => Number.isInteger(x) && x >= 0, 'an integer >= 0', usage),
       valFraction: number('val-fraction', v['val-fraction'], 0.1, (x) => x > 0 && x < 1, 'in (0, 1)', usage),
       testFraction: number('test-fraction', v['test-fraction'], 0.1, (x) => x > 0 && x < 1, 'in (0, 1)', usage),
       trainCsv: v['train-csv'] && resolve(v['train-csv']),
       testCsv: v['test-csv'] && resolve(v['test-csv']),
       onCorrupt,
-      jobs: number('jobs', v.jobs, availableParallelism(), (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1', usage),
+      jobs: number(
+        'jobs',
+        v.jobs,
+        availableParallelism(),
+        (x) => Number.isInteger(x) && x >= 1,
+        'an integer >= 1',
+        usage,
+      ),
       log: v.quiet ? undefined : io.err,
       signal: stop.signal,
     });
     const { counts, classes } = r.manifest;
     const total = (s: 'train' | 'val' | 'test') => classes.reduce((a, c) => a + counts[s][c]!, 0);
-    io.out(`prepared ${r.manifest.recipe.dataset} in ${resolve(v.out)}: train ${total('train')}, val ${total('val')}, test ${total('test')} clips over ${classes.length} classes (${r.made} made, ${r.reused} kept from an earlier run, ${r.skipped} skipped${r.skipped ? '; see manifest.json' : ''})`);
+    io.out(
+      `prepared ${r.manifest.recipe.dataset} in ${resolve(v.out)}: train ${total('train')}, val ${total('val')}, test ${total('test')} clips over ${classes.length} classes (${r.made} made, ${r.reused} kept from an earlier run, ${r.skipped} skipped${r.skipped ? '; see manifest.json' : ''})`,
+    );
     return 0;
   } catch (e) {
     if (e instanceof PrepareInterrupted) {

@@ -23,7 +23,10 @@ export function progressLine(p: ProgressState, width = 24): string {
 
 export class ProgressBar {
   private shown = false;
-  constructor(private readonly stream: NodeJS.WriteStream = process.stderr, readonly enabled = stream.isTTY === true) {}
+  constructor(
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+    readonly enabled = stream.isTTY === true,
+  ) {}
   update(p: ProgressState): void {
     if (!this.enabled) return;
     const cols = this.stream.columns || 100;

@@ -21,15 +21,27 @@ export interface ImageSet {
 
 /** Ten well-separated class colours (RGB in [0, 1]): the training split's mean colours. */
 export const CLASS_COLORS: readonly (readonly [number, number, number])[] = [
-  [0.9, 0.1, 0.1], [0.1, 0.9, 0.1], [0.1, 0.1, 0.9], [0.9, 0.9, 0.1], [0.9, 0.1, 0.9],
-  [0.1, 0.9, 0.9], [0.9, 0.5, 0.1], [0.5, 0.1, 0.9], [0.1, 0.5, 0.5], [0.6, 0.6, 0.6],
+  [0.9, 0.1, 0.1],
+  [0.1, 0.9, 0.1],
+  [0.1, 0.1, 0.9],
+  [0.9, 0.9, 0.1],
+  [0.9, 0.1, 0.9],
+  [0.1, 0.9, 0.9],
+  [0.9, 0.5, 0.1],
+  [0.5, 0.1, 0.9],
+  [0.1, 0.5, 0.5],
+  [0.6, 0.6, 0.6],
 ];
 export const COLOR_JITTER_VARIANCE = 0.03;
 
 const clamp01 = (x: number) => Math.min(1, Math.max(0, x));
 
 /** The colour modality of CG-FMNIST for a split; returns the colour used per item too. */
-export function colorModality(gray: ImageSet, split: 'train' | 'val' | 'test', seed: number): { color: ImageSet; colors: Float32Array } {
+export function colorModality(
+  gray: ImageSet,
+  split: 'train' | 'val' | 'test',
+  seed: number,
+): { color: ImageSet; colors: Float32Array } {
   if (gray.c !== 1) throw new Error(`colorModality: expected 1-channel images, got ${gray.c} channels`);
   const g = new Generator(seed);
   const px = gray.h * gray.w;
@@ -51,7 +63,12 @@ export function colorModality(gray: ImageSet, split: 'train' | 'val' | 'test', s
 }
 
 /** Multi-FMNIST from a pool of items: pairs drawn at random, right half 50% salt-and-pepper. */
-export function multiModality(gray: ImageSet, count: number, seed: number, noise = 0.5): { image: ImageSet; left: Int32Array; right: Int32Array } {
+export function multiModality(
+  gray: ImageSet,
+  count: number,
+  seed: number,
+  noise = 0.5,
+): { image: ImageSet; left: Int32Array; right: Int32Array } {
   if (gray.c !== 1) throw new Error(`multiModality: expected 1-channel images, got ${gray.c} channels`);
   const g = new Generator(seed);
   const { h, w } = gray;

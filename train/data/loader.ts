@@ -52,10 +52,16 @@ export function normalizationStats(split: Split, shapes: Record<string, number[]
   const out: NormalizationStats = {};
   for (const [m, shape] of Object.entries(shapes)) {
     const x = split.inputs[m];
-    if (!x) throw new Error(`normalizationStats: the split has no modality '${m}' (it has: ${Object.keys(split.inputs).join(', ')})`);
+    if (!x)
+      throw new Error(
+        `normalizationStats: the split has no modality '${m}' (it has: ${Object.keys(split.inputs).join(', ')})`,
+      );
     const c = shape[0]!;
     const px = prod(shape) / c;
-    if (x.length !== split.n * c * px) throw new Error(`normalizationStats: modality '${m}' holds ${x.length} values, expected ${split.n} × [${shape.join(', ')}]`);
+    if (x.length !== split.n * c * px)
+      throw new Error(
+        `normalizationStats: modality '${m}' holds ${x.length} values, expected ${split.n} × [${shape.join(', ')}]`,
+      );
     const mean: number[] = [];
     const std: number[] = [];
     for (let ch = 0; ch < c; ch++) {
@@ -67,7 +73,9 @@ export function normalizationStats(split: Split, shapes: Record<string, number[]
       const mu = s / (split.n * px);
       if (!Number.isFinite(mu)) {
         const k = x.findIndex((v) => !Number.isFinite(v));
-        throw new Error(`normalizationStats: modality '${m}' item ${Math.floor(k / (c * px))} holds ${x[k]} (element ${k % (c * px)}): the data set has non-finite values`);
+        throw new Error(
+          `normalizationStats: modality '${m}' item ${Math.floor(k / (c * px))} holds ${x[k]} (element ${k % (c * px)}): the data set has non-finite values`,
+        );
       }
       let ss = 0;
       for (let i = 0; i < split.n; i++) {
@@ -108,10 +116,14 @@ export class Loader {
     this.dropLast = opts.dropLast ?? false;
     this.checkFinite = opts.checkFinite ?? true;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new Error(`Loader: batch size ${batchSize} is invalid: it must be an integer from 1 to the split size (${split.n})`);
+      throw new Error(
+        `Loader: batch size ${batchSize} is invalid: it must be an integer from 1 to the split size (${split.n})`,
+      );
     }
     if (this.dropLast && batchSize > split.n) {
-      throw new Error(`Loader: batch size ${batchSize} is larger than the split (${split.n} items), so dropLast leaves no batch; use a batch size of at most ${split.n}`);
+      throw new Error(
+        `Loader: batch size ${batchSize} is larger than the split (${split.n} items), so dropLast leaves no batch; use a batch size of at most ${split.n}`,
+      );
     }
     if (!Number.isFinite(seed)) throw new Error(`Loader: seed ${seed} is not a finite number`);
     this.split = split;
@@ -122,34 +134,58 @@ export class Loader {
     this.seed = seed;
     const source = split.source;
     if (source) {
-      for (const m of Object.keys(this.shapes)) if (!source.hostShapes[m]) throw new Error(`Loader: the split's item source has no modality '${m}'`);
-      if (opts.normalize && Object.keys(opts.normalize).length) throw new Error('Loader: normalize is for in-memory splits; an item source normalises its own items');
+      for (const m of Object.keys(this.shapes))
+        if (!source.hostShapes[m]) throw new Error(`Loader: the split's item source has no modality '${m}'`);
+      if (opts.normalize && Object.keys(opts.normalize).length)
+        throw new Error('Loader: normalize is for in-memory splits; an item source normalises its own items');
     }
     for (const [m, shape] of source ? [] : Object.entries(this.shapes)) {
       const x = split.inputs[m];
-      if (!x) throw new Error(`Loader: the split has no modality '${m}' (it has: ${Object.keys(split.inputs).join(', ') || 'none'})`);
-      if (x.length !== split.n * prod(shape)) throw new Error(`Loader: modality '${m}' holds ${x.length} values, expected ${split.n} items × [${shape.join(', ')}]`);
+      if (!x)
+        throw new Error(
+          `Loader: the split has no modality '${m}' (it has: ${Object.keys(split.inputs).join(', ') || 'none'})`,
+        );
+      if (x.length !== split.n * prod(shape))
+        throw new Error(
+          `Loader: modality '${m}' holds ${x.length} values, expected ${split.n} items × [${shape.join(', ')}]`,
+        );
     }
     for (const t of this.tasks) {
       const y = split.labels[t];
-      if (!y) throw new Error(`Loader: the split has no labels for task '${t}' (it has: ${Object.keys(split.labels).join(', ') || 'none'})`);
+      if (!y)
+        throw new Error(
+          `Loader: the split has no labels for task '${t}' (it has: ${Object.keys(split.labels).join(', ') || 'none'})`,
+        );
       if (y.length !== split.n) throw new Error(`Loader: task '${t}' has ${y.length} labels for ${split.n} items`);
     }
     for (const [m, st] of Object.entries(opts.normalize ?? {})) {
       const shape = this.shapes[m];
-      if (!shape) throw new Error(`Loader: normalize names modality '${m}'; the modalities are: ${Object.keys(this.shapes).join(', ')}`);
+      if (!shape)
+        throw new Error(
+          `Loader: normalize names modality '${m}'; the modalities are: ${Object.keys(this.shapes).join(', ')}`,
+        );
       const c = shape[0]!;
       if (st.mean.length !== c || st.std.length !== c) {
-        throw new Error(`Loader: normalize.${m} has ${st.mean.length} means and ${st.std.length} stds; modality '${m}' has ${c} channels`);
+        throw new Error(
+          `Loader: normalize.${m} has ${st.mean.length} means and ${st.std.length} stds; modality '${m}' has ${c} channels`,
+        );
       }
       const bad = st.std.findIndex((s) => !(s > 0) || !Number.isFinite(s));
-      if (bad >= 0 || st.mean.some((v) => !Number.isFinite(v))) throw new Error(`Loader: normalize.${m} needs finite means and positive finite stds (std[${bad}] = ${st.std[bad]})`);
-      this.affine[m] = { offset: Float32Array.from(st.mean, (v) => -v), scale: Float32Array.from(st.std, (s) => 1 / s) };
+      if (bad >= 0 || st.mean.some((v) => !Number.isFinite(v)))
+        throw new Error(
+          `Loader: normalize.${m} needs finite means and positive finite stds (std[${bad}] = ${st.std[bad]})`,
+        );
+      this.affine[m] = {
+        offset: Float32Array.from(st.mean, (v) => -v),
+        scale: Float32Array.from(st.std, (s) => 1 / s),
+      };
     }
     this.batchesPerEpoch = this.dropLast ? Math.floor(split.n / batchSize) : Math.ceil(split.n / batchSize);
     const cap = Math.min(batchSize, split.n);
     const make = (): HostBuffers => ({
-      inputs: Object.fromEntries(Object.entries(split.source?.hostShapes ?? this.shapes).map(([m, s]) => [m, new Float32Array(cap * prod(s))])),
+      inputs: Object.fromEntries(
+        Object.entries(split.source?.hostShapes ?? this.shapes).map(([m, s]) => [m, new Float32Array(cap * prod(s))]),
+      ),
       labels: Object.fromEntries(this.tasks.map((t) => [t, new Int32Array(cap)])),
     });
     this.buffers = [make(), make()];
@@ -185,7 +221,9 @@ export class Loader {
     try {
       const source = this.split.source;
       if (source) {
-        const dst = Object.fromEntries(Object.keys(this.shapes).map((m) => [m, host.inputs[m]!.subarray(0, size * prod(source.hostShapes[m]!))]));
+        const dst = Object.fromEntries(
+          Object.keys(this.shapes).map((m) => [m, host.inputs[m]!.subarray(0, size * prod(source.hostShapes[m]!))]),
+        );
         source.read(items, dst, epoch);
         for (const m of Object.keys(this.shapes)) {
           const x = tensor(dst[m]!, [size, ...source.hostShapes[m]!], { dtype: 'float32' });
@@ -195,7 +233,10 @@ export class Loader {
             try {
               const y = (batch.inputs[m] = map(x));
               const want = [size, ...this.shapes[m]!];
-              if (y.shape.join() !== want.join()) throw new Error(`Loader: the item source's map of modality '${m}' gave [${y.shape.join(', ')}], the data set declares [${want.join(', ')}]`);
+              if (y.shape.join() !== want.join())
+                throw new Error(
+                  `Loader: the item source's map of modality '${m}' gave [${y.shape.join(', ')}], the data set declares [${want.join(', ')}]`,
+                );
             } finally {
               x.dispose();
             }
@@ -224,11 +265,19 @@ export class Loader {
 }
 
 /** Throws naming the split item, the modality and the value if a gathered batch holds a NaN or ±Inf. */
-function checkBatchFinite(dst: Float32Array, items: Int32Array, itemLen: number, modality: string, batch: number): void {
+function checkBatchFinite(
+  dst: Float32Array,
+  items: Int32Array,
+  itemLen: number,
+  modality: string,
+  batch: number,
+): void {
   for (let k = 0; k < dst.length; k++) {
     if (Number.isFinite(dst[k]!)) continue;
     const i = Math.floor(k / itemLen);
-    throw new Error(`Loader: item ${items[i]} of the split (batch ${batch}, modality '${modality}') holds ${dst[k]} at element ${k - i * itemLen} after normalisation; non-finite inputs would turn the step's losses and gradients into NaN`);
+    throw new Error(
+      `Loader: item ${items[i]} of the split (batch ${batch}, modality '${modality}') holds ${dst[k]} at element ${k - i * itemLen} after normalisation; non-finite inputs would turn the step's losses and gradients into NaN`,
+    );
   }
 }
 

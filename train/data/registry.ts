@@ -33,18 +33,27 @@ export const DEFAULT_VAL_SIZE = 5000;
 export const DEFAULT_SYNTHETIC_SIZE = 256;
 
 /** Indices into the training file for train and val: disjoint, from one seeded permutation. */
-export function fashionSplitIndices(total: number, seed: number, valSize: number, trainLimit = 0): { train: Int32Array; val: Int32Array } {
+export function fashionSplitIndices(
+  total: number,
+  seed: number,
+  valSize: number,
+  trainLimit = 0,
+): { train: Int32Array; val: Int32Array } {
   if (!Number.isInteger(valSize) || valSize < 1 || valSize >= total) {
-    throw new Error(`valSize ${valSize} is invalid: it must be an integer from 1 to ${total - 1} (the training file has ${total} items)`);
+    throw new Error(
+      `valSize ${valSize} is invalid: it must be an integer from 1 to ${total - 1} (the training file has ${total} items)`,
+    );
   }
-  if (!Number.isInteger(trainLimit) || trainLimit < 0) throw new Error(`trainLimit ${trainLimit} is invalid: it must be an integer >= 0 (0: all)`);
+  if (!Number.isInteger(trainLimit) || trainLimit < 0)
+    throw new Error(`trainLimit ${trainLimit} is invalid: it must be an integer >= 0 (0: all)`);
   const perm = permutation(total, new Generator(deriveSeed(seed, 'fashion-mnist-split')));
   const trainCount = trainLimit > 0 ? Math.min(trainLimit, total - valSize) : total - valSize;
   return { val: perm.slice(0, valSize), train: perm.slice(valSize, valSize + trainCount) };
 }
 
 export function buildDataset(name: DatasetName, opts: BuildDatasetOptions): Dataset {
-  if (!(DATASETS as readonly string[]).includes(name)) throw new Error(`unknown dataset '${name}'; valid choices: ${DATASETS.join(', ')}`);
+  if (!(DATASETS as readonly string[]).includes(name))
+    throw new Error(`unknown dataset '${name}'; valid choices: ${DATASETS.join(', ')}`);
   if (!Number.isFinite(opts.seed)) throw new Error(`dataset seed ${opts.seed} is not a finite number`);
   switch (name) {
     case 'cg-fmnist':
@@ -55,7 +64,10 @@ export function buildDataset(name: DatasetName, opts: BuildDatasetOptions): Data
       return syntheticDataset(opts);
     case 'crema-d':
     case 'ave':
-      if (!opts.dataDir) throw new Error(`--dataset ${name} needs --data-dir DIR, a directory made by \`mmpareto prepare ${name} --src RAW --out DIR\``);
+      if (!opts.dataDir)
+        throw new Error(
+          `--dataset ${name} needs --data-dir DIR, a directory made by \`mmpareto prepare ${name} --src RAW --out DIR\``,
+        );
       return buildAvDataset(name, opts.dataDir, { seed: opts.seed, trainLimit: opts.trainLimit, ...opts.av });
   }
 }
@@ -80,7 +92,13 @@ function cgFmnist(opts: BuildDatasetOptions): Dataset {
     return { n: gray.n, inputs: { gray: gray.images, color: color.images }, labels: { label: gray.labels } };
   };
   const side = sets.train.h;
-  return { name: 'cg-fmnist', inputs: { gray: [1, side, side], color: [3, side, side] }, tasks: { label: FASHION_MNIST_CLASSES }, ...splits(split), description: `CG-FMNIST (gray + class-coloured in train, randomly coloured in val/test) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}` };
+  return {
+    name: 'cg-fmnist',
+    inputs: { gray: [1, side, side], color: [3, side, side] },
+    tasks: { label: FASHION_MNIST_CLASSES },
+    ...splits(split),
+    description: `CG-FMNIST (gray + class-coloured in train, randomly coloured in val/test) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
+  };
 }
 
 function multiFmnist(opts: BuildDatasetOptions): Dataset {
@@ -91,14 +109,22 @@ function multiFmnist(opts: BuildDatasetOptions): Dataset {
     return { n: items.n, inputs: { image: m.image.images }, labels: { left: m.left, right: m.right } };
   };
   const side = sets.train.h;
-  return { name: 'multi-fmnist', inputs: { image: [1, side, 2 * side] }, tasks: { left: FASHION_MNIST_CLASSES, right: FASHION_MNIST_CLASSES }, ...splits(split), description: `Multi-FMNIST (pairs side by side, right half 50% salt-and-pepper, pairs drawn within each split) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}` };
+  return {
+    name: 'multi-fmnist',
+    inputs: { image: [1, side, 2 * side] },
+    tasks: { left: FASHION_MNIST_CLASSES, right: FASHION_MNIST_CLASSES },
+    ...splits(split),
+    description: `Multi-FMNIST (pairs side by side, right half 50% salt-and-pepper, pairs drawn within each split) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
+  };
 }
 
 function syntheticDataset(opts: BuildDatasetOptions): Dataset {
   const size = opts.syntheticSize ?? DEFAULT_SYNTHETIC_SIZE;
-  if (!Number.isInteger(size) || size < 1) throw new Error(`syntheticSize ${size} is invalid: it must be an integer >= 1`);
+  if (!Number.isInteger(size) || size < 1)
+    throw new Error(`syntheticSize ${size} is invalid: it must be an integer >= 1`);
   const limit = opts.trainLimit ?? 0;
-  if (!Number.isInteger(limit) || limit < 0) throw new Error(`trainLimit ${limit} is invalid: it must be an integer >= 0 (0: all)`);
+  if (!Number.isInteger(limit) || limit < 0)
+    throw new Error(`trainLimit ${limit} is invalid: it must be an integer >= 0 (0: all)`);
   const sizes: Record<SplitName, number> = {
     train: limit > 0 ? Math.min(limit, size) : size,
     val: Math.max(8, Math.round(size / 4)),
@@ -109,7 +135,13 @@ function syntheticDataset(opts: BuildDatasetOptions): Dataset {
     return { n: sizes[s], inputs: { audio: d.audio, visual: d.visual }, labels: { label: d.labels } };
   };
   const S = SYNTHETIC_SIDE;
-  return { name: 'synthetic-av', inputs: { audio: [1, S, S], visual: [3, S, S] }, tasks: { label: SYNTHETIC_DEFAULT_CLASSES }, ...splits(split), description: `synthetic audio-visual (generated; audio dominant): train ${sizes.train}, val ${sizes.val}, test ${sizes.test}, each from its own derived seed; seed ${opts.seed}` };
+  return {
+    name: 'synthetic-av',
+    inputs: { audio: [1, S, S], visual: [3, S, S] },
+    tasks: { label: SYNTHETIC_DEFAULT_CLASSES },
+    ...splits(split),
+    description: `synthetic audio-visual (generated; audio dominant): train ${sizes.train}, val ${sizes.val}, test ${sizes.test}, each from its own derived seed; seed ${opts.seed}`,
+  };
 }
 
 /** The items at `idx`, copied into a new set. */

@@ -36,7 +36,10 @@ export function deriveSeed(seed: number, ...salts: (number | string)[]): number 
 
 /** A uniformly random permutation of 0..n-1 (Fisher–Yates) drawn from `g`. */
 export function permutation(n: number, g: Random): Int32Array {
-  return shuffleInPlace(Int32Array.from({ length: n }, (_, i) => i), g);
+  return shuffleInPlace(
+    Int32Array.from({ length: n }, (_, i) => i),
+    g,
+  );
 }
 
 /** Fisher–Yates shuffle of `a` in place, drawn from `g`; returns `a`. */

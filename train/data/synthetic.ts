@@ -42,7 +42,10 @@ export function syntheticAV(opts: SyntheticAVOptions): SyntheticAV {
   if (!Number.isInteger(classes) || classes < 2 || classes > SYNTHETIC_MAX_CLASSES) {
     throw new Error(`syntheticAV: classes = ${classes} must be an integer from 2 to ${SYNTHETIC_MAX_CLASSES}`);
   }
-  for (const [k, v] of [['audioStrength', as], ['visualStrength', vs]] as const) {
+  for (const [k, v] of [
+    ['audioStrength', as],
+    ['visualStrength', vs],
+  ] as const) {
     if (!Number.isFinite(v) || v < 0) throw new Error(`syntheticAV: ${k} = ${v} must be a finite number >= 0`);
   }
   if (!Number.isFinite(seed)) throw new Error(`syntheticAV: seed ${seed} is not a finite number`);
@@ -85,7 +88,10 @@ export function syntheticAV(opts: SyntheticAVOptions): SyntheticAV {
 
 /** n labels, each class ⌊n/classes⌋ or ⌈n/classes⌉ times, in a random order. */
 function balancedLabels(n: number, classes: number, g: Generator): Int32Array {
-  return shuffleInPlace(Int32Array.from({ length: n }, (_, i) => i % classes), g);
+  return shuffleInPlace(
+    Int32Array.from({ length: n }, (_, i) => i % classes),
+    g,
+  );
 }
 
 /** A fully saturated colour of hue h ∈ [0, 1) (HSV with s = v = 1). */

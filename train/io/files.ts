@@ -2,7 +2,20 @@
 // directories created without Node's recursive mkdirSync (in Node 20 it spins forever on /proc).
 // Every failure names the file and, for a full disk, how many bytes were needed and are free.
 // The operations go through `fileOps`, which tests replace to simulate ENOSPC or short writes.
-import { closeSync, fsyncSync, ftruncateSync, fstatSync, mkdirSync, openSync, renameSync, rmdirSync, statSync, statfsSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  ftruncateSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  statfsSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 
 export interface FileOps {
@@ -37,15 +50,25 @@ export function resetFileOps(): void {
 
 /** Marks a failed write: the message names the file and what happened; `code` is the errno name. */
 export class FileWriteError extends Error {
-  constructor(message: string, readonly code: string | undefined) {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
     super(message);
   }
 }
 
 const codeOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 const REASON: Record<string, string> = {
-  ENOSPC: 'no space left on the device', EDQUOT: 'disk quota exceeded', EROFS: 'read-only file system', EACCES: 'permission denied',
-  EPERM: 'operation not permitted', EIO: 'I/O error', ENOENT: 'no such directory', ENOTDIR: 'a path component is not a directory', EISDIR: 'is a directory',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EIO: 'I/O error',
+  ENOENT: 'no such directory',
+  ENOTDIR: 'a path component is not a directory',
+  EISDIR: 'is a directory',
 };
 const reason = (e: unknown): string => {
   const c = codeOf(e);
@@ -106,10 +129,14 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
     const c = codeOf(e);
     const dir = dirname(path);
     const free = freeBytes(dir);
-    const space = c === 'ENOSPC' || c === 'EDQUOT'
-      ? `; it needs ${mb(bytes.length)}${free === null ? '' : ` and ${mb(free)} are free`} in ${dir}`
-      : '';
-    throw new FileWriteError(`cannot write ${path}: ${reason(e)} after ${written.toLocaleString('en-US')} of ${bytes.length.toLocaleString('en-US')} bytes${space}; the previous ${basename(path)} (if any) is unchanged`, c);
+    const space =
+      c === 'ENOSPC' || c === 'EDQUOT'
+        ? `; it needs ${mb(bytes.length)}${free === null ? '' : ` and ${mb(free)} are free`} in ${dir}`
+        : '';
+    throw new FileWriteError(
+      `cannot write ${path}: ${reason(e)} after ${written.toLocaleString('en-US')} of ${bytes.length.toLocaleString('en-US')} bytes${space}; the previous ${basename(path)} (if any) is unchanged`,
+      c,
+    );
   }
   syncDir(dirname(path));
 }
@@ -151,7 +178,10 @@ export function appendWhole(path: string, text: string): void {
       }
     }
     const c = codeOf(e);
-    throw new FileWriteError(`cannot append to ${path}: ${reason(e)}${c === 'ENOSPC' ? ` (${mb(bytes.length)} needed)` : ''}; the file keeps its previous ${start.toLocaleString('en-US')} bytes`, c);
+    throw new FileWriteError(
+      `cannot append to ${path}: ${reason(e)}${c === 'ENOSPC' ? ` (${mb(bytes.length)} needed)` : ''}; the file keeps its previous ${start.toLocaleString('en-US')} bytes`,
+      c,
+    );
   } finally {
     if (fd !== null) fileOps.close(fd);
   }
@@ -159,8 +189,17 @@ export function appendWhole(path: string, text: string): void {
 
 // statfs f_type of kernel interfaces that look like directories but are no storage.
 const VIRTUAL_FS: Record<number, string> = {
-  0x9fa0: 'proc', 0x62656572: 'sysfs', 0x64626720: 'debugfs', 0x74726163: 'tracefs', 0x73636673: 'securityfs',
-  0x27e0eb: 'cgroup', 0x63677270: 'cgroup2', 0xcafe4a11: 'bpf', 0x1cd1: 'devpts', 0x42494e4d: 'binfmt_misc', 0x6e736673: 'nsfs',
+  0x9fa0: 'proc',
+  0x62656572: 'sysfs',
+  0x64626720: 'debugfs',
+  0x74726163: 'tracefs',
+  0x73636673: 'securityfs',
+  0x27e0eb: 'cgroup',
+  0x63677270: 'cgroup2',
+  0xcafe4a11: 'bpf',
+  0x1cd1: 'devpts',
+  0x42494e4d: 'binfmt_misc',
+  0x6e736673: 'nsfs',
 };
 
 export interface EnsuredDir {
@@ -187,7 +226,8 @@ export function ensureDir(path: string, what: string, create = true): EnsuredDir
       if (codeOf(e) !== 'ENOTDIR') throw new Error(`${what}: cannot inspect ${at}: ${reason(e)}`); // ENOTDIR: a parent is a file, found above
     }
     if (st) {
-      if (!st.isDirectory()) throw new Error(`${what}: ${at} is a ${st.isFile() ? 'file' : 'special file'}, not a directory`);
+      if (!st.isDirectory())
+        throw new Error(`${what}: ${at} is a ${st.isFile() ? 'file' : 'special file'}, not a directory`);
       break;
     }
     missing.push(at);
@@ -202,7 +242,10 @@ export function ensureDir(path: string, what: string, create = true): EnsuredDir
     /* unknown: the mkdir below reports */
   }
   const virtual = fsType === undefined ? undefined : VIRTUAL_FS[fsType];
-  if (virtual) throw new Error(`${what}: ${at} is on the ${virtual} file system (a kernel interface, not storage); choose a directory on a disk`);
+  if (virtual)
+    throw new Error(
+      `${what}: ${at} is on the ${virtual} file system (a kernel interface, not storage); choose a directory on a disk`,
+    );
   const created: string[] = [];
   if (!create) {
     probeWritable(at, what, created);

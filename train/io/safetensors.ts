@@ -13,15 +13,20 @@ export interface SafeTensor {
 
 const BYTES: Record<SafeDType, number> = { F32: 4, I32: 4 };
 
-export function encodeSafetensors(tensors: ReadonlyMap<string, SafeTensor>, metadata: Record<string, string> = {}): Uint8Array {
+export function encodeSafetensors(
+  tensors: ReadonlyMap<string, SafeTensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
   for (const [name, t] of tensors) {
     if (name === '__metadata__') throw new Error('safetensors: "__metadata__" is not a tensor name');
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new Error(`safetensors: '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
-    if ((t.dtype === 'F32') !== t.data instanceof Float32Array) throw new Error(`safetensors: '${name}' dtype ${t.dtype} does not match its data`);
+    if (n !== t.data.length)
+      throw new Error(`safetensors: '${name}' has ${t.data.length} values for shape [${t.shape.join(', ')}]`);
+    if ((t.dtype === 'F32') !== t.data instanceof Float32Array)
+      throw new Error(`safetensors: '${name}' dtype ${t.dtype} does not match its data`);
     const bytes = n * BYTES[t.dtype];
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
@@ -49,7 +54,8 @@ export interface DecodedSafetensors {
 export function headerLength(bytes: Uint8Array, fileSize = bytes.length): number {
   if (bytes.length < 8) throw new Error(`safetensors: file of ${fileSize} bytes has no header length`);
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
-  if (8 + n > fileSize) throw new Error(`safetensors: header of ${n} bytes runs past the end of a ${fileSize}-byte file (truncated?)`);
+  if (8 + n > fileSize)
+    throw new Error(`safetensors: header of ${n} bytes runs past the end of a ${fileSize}-byte file (truncated?)`);
   return n;
 }
 
@@ -74,13 +80,20 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
       continue;
     }
     const e = v as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    if (e.dtype !== 'F32' && e.dtype !== 'I32') throw new Error(`safetensors: '${name}' has unsupported dtype ${e.dtype}`);
+    if (e.dtype !== 'F32' && e.dtype !== 'I32')
+      throw new Error(`safetensors: '${name}' has unsupported dtype ${e.dtype}`);
     const [b, end] = e.data_offsets;
     const count = e.shape.reduce((x, y) => x * y, 1);
-    if (end - b !== count * 4 || base + end > bytes.length) throw new Error(`safetensors: '${name}' data [${b}, ${end}) does not fit shape [${e.shape.join(', ')}] in a ${bytes.length}-byte file (truncated?)`);
+    if (end - b !== count * 4 || base + end > bytes.length)
+      throw new Error(
+        `safetensors: '${name}' data [${b}, ${end}) does not fit shape [${e.shape.join(', ')}] in a ${bytes.length}-byte file (truncated?)`,
+      );
     const copy = bytes.slice(base + b, base + end).buffer; // aligned copy
-    tensors.set(name, { dtype: e.dtype, shape: e.shape, data: e.dtype === 'F32' ? new Float32Array(copy) : new Int32Array(copy) });
+    tensors.set(name, {
+      dtype: e.dtype,
+      shape: e.shape,
+      data: e.dtype === 'F32' ? new Float32Array(copy) : new Int32Array(copy),
+    });
   }
   return { tensors, metadata };
 }
-

@@ -46,7 +46,11 @@ const mainKey = (e: EvalRecord): string | undefined => ('mm' in e.acc ? 'mm' : O
 function header(runs: RunData[]): string {
   const rows = runs.map((r, i) => {
     const c = r.config;
-    const wall = r.final ? formatDuration(r.final.wall_s) : r.steps.length ? `${formatDuration(r.steps[r.steps.length - 1]!.time_s)} so far` : '—';
+    const wall = r.final
+      ? formatDuration(r.final.wall_s)
+      : r.steps.length
+        ? `${formatDuration(r.steps[r.steps.length - 1]!.time_s)} so far`
+        : '—';
     const status = r.final ? 'complete' : '<span class="incomplete">incomplete</span>';
     return `<tr><td>#${i + 1}</td><td class="path">${text(r.dir)}</td><td>${text(c.dataset)}</td><td>${text(c.model)}</td><td>${text(c.method)}</td><td>${text(c.seed)}</td><td>${text(c.epochs)}</td><td>${text(c.device)}</td><td>${text(c.version)}</td><td>${wall}</td><td>${status}</td></tr>`;
   });
@@ -68,15 +72,28 @@ function comparisonTable(runs: RunData[]): string {
   const best = runs.map((r) => {
     if (r.final) return { epoch: r.final.best_epoch, val: r.final.best_val };
     const vals = r.evals.filter((e) => e.split === 'val' && mainKey(e) !== undefined);
-    const top = vals.reduce<EvalRecord | undefined>((b, e) => (!b || e.acc[mainKey(e)!]! > b.acc[mainKey(b)!]! ? e : b), undefined);
+    const top = vals.reduce<EvalRecord | undefined>(
+      (b, e) => (!b || e.acc[mainKey(e)!]! > b.acc[mainKey(b)!]! ? e : b),
+      undefined,
+    );
     return top ? { epoch: top.epoch, val: top.acc[mainKey(top)!]! } : { epoch: undefined, val: undefined };
   });
   const accKeys = unionKeys(runs.map((r) => r.final?.test.acc ?? {}));
   const cols: Column[] = [
     { name: 'best epoch', values: best.map((b) => b.epoch), format: String, best: false },
     { name: 'val acc', values: best.map((b) => b.val), format: formatAccuracy, best: true },
-    ...accKeys.map((k) => ({ name: `test acc ${k}`, values: runs.map((r) => r.final?.test.acc[k]), format: formatAccuracy, best: true })),
-    { name: 'test macro-F1', values: runs.map((r) => (r.final ? r.final.test.macro_f1[mainKey(r.final.test) ?? ''] : undefined)), format: formatF1, best: true },
+    ...accKeys.map((k) => ({
+      name: `test acc ${k}`,
+      values: runs.map((r) => r.final?.test.acc[k]),
+      format: formatAccuracy,
+      best: true,
+    })),
+    {
+      name: 'test macro-F1',
+      values: runs.map((r) => (r.final ? r.final.test.macro_f1[mainKey(r.final.test) ?? ''] : undefined)),
+      format: formatF1,
+      best: true,
+    },
     { name: 'steps/s', values: runs.map((r) => r.final?.steps_per_s), format: formatRate, best: true },
   ];
   const head = `<tr><th>run</th><th>status</th>${cols.map((c) => `<th>${escapeHtml(c.name)}</th>`).join('')}</tr>`;
@@ -96,7 +113,8 @@ ${rows.join('\n')}</table>`;
 }
 
 /** Sample standard deviation (n − 1); 0 for one value. */
-export const sampleStd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+export const sampleStd = (xs: number[]) =>
+  xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
 
 /** Complete runs grouped by (dataset, model, method): test metrics as mean ± std over the group's seeds. */
 function methodSummary(runs: RunData[]): string {
@@ -142,7 +160,13 @@ function lossCurves(runs: RunData[]): string {
   const names = unionKeys(runs.flatMap((r) => r.steps.map((s) => s.loss)));
   if (!names.length) return '<h2>Training losses</h2><p class="note">No step records yet.</p>';
   const charts = names.map((n) => {
-    const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: binnedMeans(r.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const), LOSS_POINTS) }));
+    const series: LineSeries[] = runs.map((r, i) => ({
+      name: label(r, i),
+      points: binnedMeans(
+        r.steps.map((s) => [s.step, s.loss[n] ?? NaN] as const),
+        LOSS_POINTS,
+      ),
+    }));
     return lineChart(series, { title: `training loss '${n}'`, xLabel: 'step', yLabel: 'mean loss' });
   });
   return `<h2>Training losses</h2>\n${charts.join('\n')}`;
@@ -153,8 +177,16 @@ function accuracyCurves(runs: RunData[]): string {
   const names = unionKeys(vals.flat().map((e) => e.acc));
   if (!names.length) return '<h2>Validation accuracy</h2><p class="note">No validation evaluations yet.</p>';
   const charts = names.map((n) => {
-    const series: LineSeries[] = runs.map((r, i) => ({ name: label(r, i), points: vals[i]!.map((e) => [e.epoch, 100 * (e.acc[n] ?? NaN)] as const) }));
-    return lineChart(series, { title: `validation accuracy '${n}'`, xLabel: 'epoch', yLabel: 'accuracy (%)', integerX: true });
+    const series: LineSeries[] = runs.map((r, i) => ({
+      name: label(r, i),
+      points: vals[i]!.map((e) => [e.epoch, 100 * (e.acc[n] ?? NaN)] as const),
+    }));
+    return lineChart(series, {
+      title: `validation accuracy '${n}'`,
+      xLabel: 'epoch',
+      yLabel: 'accuracy (%)',
+      integerX: true,
+    });
   });
   return `<h2>Validation accuracy</h2>\n${charts.join('\n')}`;
 }
@@ -166,30 +198,54 @@ const stat = (xs: number[]) => (xs.length ? `mean ${mean(xs).toPrecision(3)}, st
 function telemetrySections(runs: RunData[]): string {
   const withT = runs.map((r, i) => ({ r, i })).filter(({ r }) => r.telemetry.length > 0);
   const notes = runs
-    .map((r, i) => (r.telemetry.length ? '' : `<p class="note">${escapeHtml(label(r, i))}: no integrator telemetry in its metrics.jsonl (methods such as 'uniform' and 'one-joint-loss' log none); skipped in the charts below.</p>`))
+    .map((r, i) =>
+      r.telemetry.length
+        ? ''
+        : `<p class="note">${escapeHtml(label(r, i))}: no integrator telemetry in its metrics.jsonl (methods such as 'uniform' and 'one-joint-loss' log none); skipped in the charts below.</p>`,
+    )
     .join('');
   const head = '<h2>Gradient telemetry per encoder</h2>';
   if (!withT.length) return `${head}${notes}`;
   const groups = [...new Set(withT.flatMap(({ r }) => r.telemetry.map((t) => t.group)))];
   const parts = groups.map((g) => {
-    const per = withT.map(({ r, i }) => ({ name: label(r, i), t: r.telemetry.filter((t) => t.group === g) })).filter((p) => p.t.length);
-    const cos = lineChart(per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.cos] as const) })), { title: `cos β, encoder '${g}'`, xLabel: 'step', yLabel: 'cos(g_m, g_u)', yRange: [-1, 1], zeroLine: true });
+    const per = withT
+      .map(({ r, i }) => ({ name: label(r, i), t: r.telemetry.filter((t) => t.group === g) }))
+      .filter((p) => p.t.length);
+    const cos = lineChart(
+      per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.cos] as const) })),
+      { title: `cos β, encoder '${g}'`, xLabel: 'step', yLabel: 'cos(g_m, g_u)', yRange: [-1, 1], zeroLine: true },
+    );
     const conflicts = per.map((p) => {
       const finite = p.t.filter((t) => Number.isFinite(t.cos));
       const n = finite.filter((t) => t.cos < 0).length;
       return `${escapeHtml(p.name)}: ${finite.length ? formatAccuracy(n / finite.length) : '—'} of ${finite.length} logged steps with cos β &lt; 0`;
     });
-    const alpha = lineChart(per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.alpha] as const) })), { title: `α, encoder '${g}'`, xLabel: 'step', yLabel: 'α' });
+    const alpha = lineChart(
+      per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.alpha] as const) })),
+      { title: `α, encoder '${g}'`, xLabel: 'step', yLabel: 'α' },
+    );
     const hists = per.map((p) => {
       const ok = p.t.filter((t) => !t.non_finite);
       const m = ok.map((t) => t.norm_m);
       const u = ok.map((t) => t.norm_u);
       const range = finiteRange([...m, ...u]);
       if (!range) return `<p class="note">${escapeHtml(p.name)}: no finite gradient norms for '${escapeHtml(g)}'.</p>`;
-      const edges = Array.from({ length: MAGNITUDE_BINS + 1 }, (_, k) => range[0] + ((range[1] - range[0]) * k) / MAGNITUDE_BINS);
-      const chart = histogramChart(edges, [{ name: '|g_m| multimodal', counts: histogram(m, MAGNITUDE_BINS, range) }, { name: '|g_u| unimodal', counts: histogram(u, MAGNITUDE_BINS, range) }], {
-        title: `|g_m| vs |g_u|, encoder '${g}', ${p.name}`, xLabel: 'gradient norm over the encoder', yLabel: 'logged steps',
-      });
+      const edges = Array.from(
+        { length: MAGNITUDE_BINS + 1 },
+        (_, k) => range[0] + ((range[1] - range[0]) * k) / MAGNITUDE_BINS,
+      );
+      const chart = histogramChart(
+        edges,
+        [
+          { name: '|g_m| multimodal', counts: histogram(m, MAGNITUDE_BINS, range) },
+          { name: '|g_u| unimodal', counts: histogram(u, MAGNITUDE_BINS, range) },
+        ],
+        {
+          title: `|g_m| vs |g_u|, encoder '${g}', ${p.name}`,
+          xLabel: 'gradient norm over the encoder',
+          yLabel: 'logged steps',
+        },
+      );
       return `<figure class="hist" data-group="${escapeHtml(g)}" data-run="${escapeHtml(p.name)}">${chart}<figcaption>${escapeHtml(p.name)}: |g_m| ${stat(m)}; |g_u| ${stat(u)} (${ok.length} logged steps)</figcaption></figure>`;
     });
     return `<h3>Encoder '${escapeHtml(g)}'</h3>
@@ -210,7 +266,10 @@ function confusionTables(runs: RunData[]): string {
     const rows = m.map((row, t) => {
       const total = row.reduce((a, b) => a + b, 0) || 1;
       // White text on the darker half of the shades.
-      const cells = row.map((v, p) => `<td style="background:rgba(0,114,178,${(v / total).toFixed(3)})${v / total > 0.5 ? ';color:#fff' : ''}"${p === t ? ' class="diag"' : ''}>${v}</td>`);
+      const cells = row.map(
+        (v, p) =>
+          `<td style="background:rgba(0,114,178,${(v / total).toFixed(3)})${v / total > 0.5 ? ';color:#fff' : ''}"${p === t ? ' class="diag"' : ''}>${v}</td>`,
+      );
       return `<tr><th>${t}</th>${cells.join('')}</tr>`;
     });
     return `${title}<table class="confusion">${head}${rows.join('')}</table>`;

@@ -34,23 +34,29 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 function numbers(r: Obj, keys: string[], where: string): void {
   for (const k of keys) {
     if (r[k] === null) r[k] = NaN;
-    else if (typeof r[k] !== 'number') throw new Error(`${where}: field '${k}' must be a number, got ${JSON.stringify(r[k])}`);
+    else if (typeof r[k] !== 'number')
+      throw new Error(`${where}: field '${k}' must be a number, got ${JSON.stringify(r[k])}`);
   }
 }
 
 function numberMaps(r: Obj, keys: string[], where: string): void {
   for (const k of keys) {
     const m = r[k];
-    if (!isObj(m)) throw new Error(`${where}: field '${k}' must be an object of numbers by name, got ${JSON.stringify(m)}`);
+    if (!isObj(m))
+      throw new Error(`${where}: field '${k}' must be an object of numbers by name, got ${JSON.stringify(m)}`);
     numbers(m, Object.keys(m), `${where}: ${k}`);
   }
 }
 
 function checkEval(r: Obj, where: string): void {
   numbers(r, ['epoch', 'step'], where);
-  if (!SPLITS.includes(r.split as string)) throw new Error(`${where}: split must be one of ${SPLITS.join(', ')}, got ${JSON.stringify(r.split)}`);
+  if (!SPLITS.includes(r.split as string))
+    throw new Error(`${where}: split must be one of ${SPLITS.join(', ')}, got ${JSON.stringify(r.split)}`);
   numberMaps(r, ['loss', 'acc', 'macro_f1'], where);
-  if (!Array.isArray(r.confusion) || !r.confusion.every((row) => Array.isArray(row) && row.every((v) => typeof v === 'number'))) {
+  if (
+    !Array.isArray(r.confusion) ||
+    !r.confusion.every((row) => Array.isArray(row) && row.every((v) => typeof v === 'number'))
+  ) {
     throw new Error(`${where}: field 'confusion' must be an array of rows of numbers`);
   }
 }
@@ -65,7 +71,8 @@ function checkRecord(r: unknown, where: string): RunRecord {
       break;
     case 'telemetry':
       numbers(r, ['step', 'cos', 'alpha', 'norm_m', 'norm_u'], where);
-      if (typeof r.group !== 'string') throw new Error(`${where}: field 'group' must be a string, got ${JSON.stringify(r.group)}`);
+      if (typeof r.group !== 'string')
+        throw new Error(`${where}: field 'group' must be a string, got ${JSON.stringify(r.group)}`);
       break;
     case 'eval':
       checkEval(r, where);
@@ -76,7 +83,9 @@ function checkRecord(r: unknown, where: string): RunRecord {
       checkEval(r.test, `${where}: test`);
       break;
     default:
-      throw new Error(`${where}: unknown record type ${JSON.stringify(r.type)} (expected one of ${RECORD_TYPES.join(', ')})`);
+      throw new Error(
+        `${where}: unknown record type ${JSON.stringify(r.type)} (expected one of ${RECORD_TYPES.join(', ')})`,
+      );
   }
   return r as unknown as RunRecord;
 }
@@ -95,11 +104,17 @@ function latestBy<T>(records: T[], key: (r: T) => string, order: (r: T) => numbe
 /** Reads a run directory's config.json and metrics.jsonl; errors name the file (and line). */
 export function loadRun(dir: string): RunData {
   if (!existsSync(dir)) throw new Error(`report: run directory '${dir}' does not exist`);
-  if (!statSync(dir).isDirectory()) throw new Error(`report: '${dir}' is not a directory (give run directories, which hold config.json and metrics.jsonl)`);
+  if (!statSync(dir).isDirectory())
+    throw new Error(
+      `report: '${dir}' is not a directory (give run directories, which hold config.json and metrics.jsonl)`,
+    );
   const configPath = join(dir, 'config.json');
   const metricsPath = join(dir, 'metrics.jsonl');
   for (const p of [configPath, metricsPath]) {
-    if (!existsSync(p)) throw new Error(`report: ${p} is missing (a run directory holds config.json and metrics.jsonl, written by 'mmpareto train')`);
+    if (!existsSync(p))
+      throw new Error(
+        `report: ${p} is missing (a run directory holds config.json and metrics.jsonl, written by 'mmpareto train')`,
+      );
   }
   let config: unknown;
   try {
@@ -122,14 +137,27 @@ export function loadRun(dir: string): RunData {
     }
     records.push(checkRecord(parsed, `${metricsPath}:${i + 1}`));
   });
-  const of = <T extends RunRecord['type']>(t: T) => records.filter((r): r is Extract<RunRecord, { type: T }> => r.type === t);
+  const of = <T extends RunRecord['type']>(t: T) =>
+    records.filter((r): r is Extract<RunRecord, { type: T }> => r.type === t);
   const finals = of('final');
   return {
     dir,
     config: config as RunConfigFile,
-    steps: latestBy(of('step'), (r) => String(r.step), (r) => r.step).filter((r) => !r.skipped),
-    telemetry: latestBy(of('telemetry'), (r) => `${r.step}\u0000${r.group}`, (r) => r.step),
-    evals: latestBy(of('eval'), (r) => `${r.split}\u0000${r.epoch}`, (r) => r.epoch),
+    steps: latestBy(
+      of('step'),
+      (r) => String(r.step),
+      (r) => r.step,
+    ).filter((r) => !r.skipped),
+    telemetry: latestBy(
+      of('telemetry'),
+      (r) => `${r.step}\u0000${r.group}`,
+      (r) => r.step,
+    ),
+    evals: latestBy(
+      of('eval'),
+      (r) => `${r.split}\u0000${r.epoch}`,
+      (r) => r.epoch,
+    ),
     final: finals.length ? finals[finals.length - 1]! : null,
   };
 }

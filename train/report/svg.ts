@@ -29,7 +29,8 @@ export function niceTicks(lo: number, hi: number, target = 5): number[] {
   // Rounded to the step's precision so that 0.1 + 0.2 prints as 0.3.
   const digits = Math.max(0, -Math.floor(Math.log10(step)) + 1);
   const ticks: number[] = [];
-  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) ticks.push(Number((k * step).toFixed(digits)));
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++)
+    ticks.push(Number((k * step).toFixed(digits)));
   return ticks;
 }
 
@@ -89,7 +90,12 @@ export function finiteRange(values: Iterable<number>): [number, number] | null {
 }
 
 /** Axes, grid, ticks, labels and title; returns the frame and the data → pixel maps. */
-function frame(opts: ChartOptions, xData: readonly [number, number], yData: readonly [number, number], fixed: { x: boolean; y: boolean }): Frame {
+function frame(
+  opts: ChartOptions,
+  xData: readonly [number, number],
+  yData: readonly [number, number],
+  fixed: { x: boolean; y: boolean },
+): Frame {
   const W = opts.width ?? 640;
   const H = opts.height ?? 300;
   const pw = W - MARGIN.left - MARGIN.right;
@@ -102,25 +108,41 @@ function frame(opts: ChartOptions, xData: readonly [number, number], yData: read
   const x = (v: number) => MARGIN.left + ((v - xr[0]) / (xr[1] - xr[0] || 1)) * pw;
   const y = (v: number) => MARGIN.top + ph - ((v - y0) / (y1 - y0 || 1)) * ph;
   const r = (v: number) => v.toFixed(1);
-  const svg = [`<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(opts.title)}">`];
-  svg.push(`<text x="${W / 2 - MARGIN.right / 2}" y="16" text-anchor="middle" class="title">${escapeHtml(opts.title)}</text>`);
+  const svg = [
+    `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(opts.title)}">`,
+  ];
+  svg.push(
+    `<text x="${W / 2 - MARGIN.right / 2}" y="16" text-anchor="middle" class="title">${escapeHtml(opts.title)}</text>`,
+  );
   for (const t of yt.filter((t) => t >= y0 && t <= y1)) {
     svg.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + pw}" y1="${r(y(t))}" y2="${r(y(t))}" class="grid"/>`);
     svg.push(`<text x="${MARGIN.left - 6}" y="${r(y(t) + 4)}" text-anchor="end">${formatTick(t)}</text>`);
   }
   for (const t of xt.filter((t) => t >= xr[0] && t <= xr[1])) {
-    svg.push(`<line x1="${r(x(t))}" x2="${r(x(t))}" y1="${MARGIN.top + ph}" y2="${MARGIN.top + ph + 5}" class="axis"/>`);
+    svg.push(
+      `<line x1="${r(x(t))}" x2="${r(x(t))}" y1="${MARGIN.top + ph}" y2="${MARGIN.top + ph + 5}" class="axis"/>`,
+    );
     svg.push(`<text x="${r(x(t))}" y="${MARGIN.top + ph + 18}" text-anchor="middle">${formatTick(t)}</text>`);
   }
   svg.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${pw}" height="${ph}" class="plot"/>`);
-  svg.push(`<text x="${MARGIN.left + pw / 2}" y="${H - 6}" text-anchor="middle" class="label">${escapeHtml(opts.xLabel)}</text>`);
-  svg.push(`<text transform="translate(14 ${MARGIN.top + ph / 2}) rotate(-90)" text-anchor="middle" class="label">${escapeHtml(opts.yLabel)}</text>`);
-  if (opts.zeroLine && y0 < 0 && y1 > 0) svg.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + pw}" y1="${r(y(0))}" y2="${r(y(0))}" class="zero"/>`);
+  svg.push(
+    `<text x="${MARGIN.left + pw / 2}" y="${H - 6}" text-anchor="middle" class="label">${escapeHtml(opts.xLabel)}</text>`,
+  );
+  svg.push(
+    `<text transform="translate(14 ${MARGIN.top + ph / 2}) rotate(-90)" text-anchor="middle" class="label">${escapeHtml(opts.yLabel)}</text>`,
+  );
+  if (opts.zeroLine && y0 < 0 && y1 > 0)
+    svg.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + pw}" y1="${r(y(0))}" y2="${r(y(0))}" class="zero"/>`);
   return { svg, x, y };
 }
 
 /** One legend row per name in the right margin; `swatch` draws the key at (x, y). */
-function legend(svg: string[], names: string[], width: number, swatch: (i: number, x: number, y: number) => string): void {
+function legend(
+  svg: string[],
+  names: string[],
+  width: number,
+  swatch: (i: number, x: number, y: number) => string,
+): void {
   names.forEach((name, i) => {
     const ly = MARGIN.top + 6 + i * 18;
     const lx = width - MARGIN.right + 12;
@@ -149,12 +171,23 @@ export function lineChart(series: readonly LineSeries[], opts: ChartOptions): st
     }
     const finite = segments.reduce((n, seg) => n + seg.length, 0);
     for (const seg of segments) {
-      if (seg.length > 1) svg.push(`<polyline points="${seg.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="1.6"/>`);
+      if (seg.length > 1)
+        svg.push(
+          `<polyline points="${seg.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="1.6"/>`,
+        );
       // Markers where points are few (per-epoch curves) or isolated between gaps.
-      if (seg.length === 1 || finite <= 40) for (const [a, b] of seg) svg.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="2.6" fill="${color}"/>`);
+      if (seg.length === 1 || finite <= 40)
+        for (const [a, b] of seg)
+          svg.push(`<circle cx="${a.toFixed(1)}" cy="${b.toFixed(1)}" r="2.6" fill="${color}"/>`);
     }
   });
-  legend(svg, series.map((s) => s.name), opts.width ?? 640, (i, lx, ly) => `<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${seriesColor(i)}" stroke-width="3"/>`);
+  legend(
+    svg,
+    series.map((s) => s.name),
+    opts.width ?? 640,
+    (i, lx, ly) =>
+      `<line x1="${lx}" x2="${lx + 18}" y1="${ly}" y2="${ly}" stroke="${seriesColor(i)}" stroke-width="3"/>`,
+  );
   svg.push('</svg>');
   return svg.join('');
 }
@@ -166,7 +199,8 @@ export function lineChart(series: readonly LineSeries[], opts: ChartOptions): st
 export function histogram(values: readonly number[], bins: number, range: readonly [number, number]): number[] {
   if (!Number.isInteger(bins) || bins < 1) throw new Error(`histogram: bins must be an integer >= 1, got ${bins}`);
   const [lo, hi] = range;
-  if (!(Number.isFinite(lo) && Number.isFinite(hi) && hi > lo)) throw new Error(`histogram: range must be finite with hi > lo, got [${lo}, ${hi}]`);
+  if (!(Number.isFinite(lo) && Number.isFinite(hi) && hi > lo))
+    throw new Error(`histogram: range must be finite with hi > lo, got [${lo}, ${hi}]`);
   const width = (hi - lo) / bins;
   const counts = new Array<number>(bins).fill(0);
   for (const v of values) if (v >= lo && v <= hi) counts[Math.min(bins - 1, Math.floor((v - lo) / width))]!++;
@@ -179,10 +213,16 @@ export interface HistogramSeries {
 }
 
 /** Overlaid translucent histograms on the shared bin edges (bins + 1 of them). Each bar's <title> gives its bin and count. */
-export function histogramChart(edges: readonly number[], series: readonly HistogramSeries[], opts: ChartOptions): string {
+export function histogramChart(
+  edges: readonly number[],
+  series: readonly HistogramSeries[],
+  opts: ChartOptions,
+): string {
   const bins = edges.length - 1;
   if (bins < 1 || series.length === 0) return noData(opts);
-  for (const s of series) if (s.counts.length !== bins) throw new Error(`histogramChart: series '${s.name}' has ${s.counts.length} counts for ${bins} bins`);
+  for (const s of series)
+    if (s.counts.length !== bins)
+      throw new Error(`histogramChart: series '${s.name}' has ${s.counts.length} counts for ${bins} bins`);
   const top = Math.max(1, ...series.flatMap((s) => s.counts));
   const { svg, x, y } = frame(opts, [edges[0]!, edges[bins]!], [0, top], { x: true, y: false });
   series.forEach((s, i) => {
@@ -191,10 +231,18 @@ export function histogramChart(edges: readonly number[], series: readonly Histog
       const x0 = x(edges[b]!);
       const x1 = x(edges[b + 1]!);
       const tip = `${s.name}: [${formatTick(edges[b]!)}, ${formatTick(edges[b + 1]!)}${b === bins - 1 ? ']' : ')'} ${c}`;
-      svg.push(`<rect x="${x0.toFixed(1)}" y="${y(c).toFixed(1)}" width="${Math.max(0.5, x1 - x0 - 0.5).toFixed(1)}" height="${(y(0) - y(c)).toFixed(1)}" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}" data-series="${i}" data-bin="${b}" data-count="${c}"><title>${escapeHtml(tip)}</title></rect>`);
+      svg.push(
+        `<rect x="${x0.toFixed(1)}" y="${y(c).toFixed(1)}" width="${Math.max(0.5, x1 - x0 - 0.5).toFixed(1)}" height="${(y(0) - y(c)).toFixed(1)}" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}" data-series="${i}" data-bin="${b}" data-count="${c}"><title>${escapeHtml(tip)}</title></rect>`,
+      );
     });
   });
-  legend(svg, series.map((s) => s.name), opts.width ?? 640, (i, lx, ly) => `<rect x="${lx}" y="${ly - 5}" width="18" height="10" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}"/>`);
+  legend(
+    svg,
+    series.map((s) => s.name),
+    opts.width ?? 640,
+    (i, lx, ly) =>
+      `<rect x="${lx}" y="${ly - 5}" width="18" height="10" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}"/>`,
+  );
   svg.push('</svg>');
   return svg.join('');
 }

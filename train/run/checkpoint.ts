@@ -41,7 +41,8 @@ function host(t: SafeTensor['data'], shape: readonly number[]): SafeTensor {
 export async function saveCheckpoint(path: string, objs: TrainingObjects, meta: CheckpointMeta): Promise<void> {
   const out = new Map<string, SafeTensor>();
   for (const [k, t] of objs.model.stateDict()) out.set(k, host((await t.toArray()) as SafeTensor['data'], t.shape));
-  if (objs.optimizer) for (const [k, v] of await objs.optimizer.stateDict()) out.set(`optimizer.${k}`, host(v, [v.length]));
+  if (objs.optimizer)
+    for (const [k, v] of await objs.optimizer.stateDict()) out.set(`optimizer.${k}`, host(v, [v.length]));
   if (objs.step) for (const [k, v] of await objs.step.stateDict()) out.set(`integrator.${k}`, host(v, [v.length]));
   const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
@@ -76,7 +77,8 @@ export function readCheckpoint(path: string): Checkpoint {
     throw new Error(`checkpoint ${path} is not a readable safetensors file: ${(e as Error).message}`);
   }
   const md = decoded.metadata;
-  if (md.format !== CHECKPOINT_FORMAT) throw new Error(`checkpoint ${path}: format '${md.format ?? 'none'}' is not ${CHECKPOINT_FORMAT}`);
+  if (md.format !== CHECKPOINT_FORMAT)
+    throw new Error(`checkpoint ${path}: format '${md.format ?? 'none'}' is not ${CHECKPOINT_FORMAT}`);
   verifyTensors(path, decoded.tensors, md.crc32);
   const model = new Map<string, SafeTensor>();
   const optimizer = new Map<string, Float32Array | Int32Array>();
@@ -92,12 +94,17 @@ export function readCheckpoint(path: string): Checkpoint {
 function metaOf(path: string, md: Record<string, string>): CheckpointMeta {
   const num = (k: string) => {
     const v = Number(md[k]);
-    if (md[k] === undefined || Number.isNaN(v)) throw new Error(`checkpoint ${path}: metadata '${k}' is missing or not a number`);
+    if (md[k] === undefined || Number.isNaN(v))
+      throw new Error(`checkpoint ${path}: metadata '${k}' is missing or not a number`);
     return v;
   };
   return {
-    epoch: num('epoch'), step: num('step'), bestVal: num('best_val'), bestEpoch: num('best_epoch'),
-    rng: JSON.parse(md.rng ?? '{}') as Record<string, number[]>, config: md.config ?? '{}',
+    epoch: num('epoch'),
+    step: num('step'),
+    bestVal: num('best_val'),
+    bestEpoch: num('best_epoch'),
+    rng: JSON.parse(md.rng ?? '{}') as Record<string, number[]>,
+    config: md.config ?? '{}',
   };
 }
 
@@ -165,9 +172,11 @@ export function loadModelState(ckpt: Checkpoint, model: Module): void {
   for (const [k, t] of ckpt.model) {
     const dst: Tensor | undefined = own.get(k);
     if (!dst) problems.push(`'${k}' [${t.shape.join(', ')}] is not in the model`);
-    else if (dst.shape.join() !== t.shape.join()) problems.push(`'${k}' is [${t.shape.join(', ')}] in the checkpoint, [${dst.shape.join(', ')}] in the model`);
+    else if (dst.shape.join() !== t.shape.join())
+      problems.push(`'${k}' is [${t.shape.join(', ')}] in the checkpoint, [${dst.shape.join(', ')}] in the model`);
   }
-  for (const [k, t] of own) if (!ckpt.model.has(k)) problems.push(`'${k}' [${t.shape.join(', ')}] is missing from the checkpoint`);
+  for (const [k, t] of own)
+    if (!ckpt.model.has(k)) problems.push(`'${k}' [${t.shape.join(', ')}] is missing from the checkpoint`);
   if (problems.length) {
     const shown = problems.slice(0, 12).join('; ') + (problems.length > 12 ? `; and ${problems.length - 12} more` : '');
     throw new Error(`checkpoint ${ckpt.path} does not fit this model (${problems.length} mismatches): ${shown}`);

@@ -9,7 +9,14 @@ import type { EvalRecord } from './run-log.ts';
 import type { Setup } from './setup.ts';
 
 /** Host-side cross-entropy of one row (float64, max-shifted). */
-function rowLoss(logits: Float32Array, row: number, classes: number, offset: number, stride: number, label: number): number {
+function rowLoss(
+  logits: Float32Array,
+  row: number,
+  classes: number,
+  offset: number,
+  stride: number,
+  label: number,
+): number {
   let mx = -Infinity;
   for (let c = 0; c < classes; c++) mx = Math.max(mx, logits[row * stride + offset + c]!);
   let s = 0;
@@ -18,7 +25,14 @@ function rowLoss(logits: Float32Array, row: number, classes: number, offset: num
 }
 
 /** Evaluates every logits head of `model` on a split: mean loss, accuracy, macro-F1, main confusion matrix. */
-export async function evaluate(setup: Setup, split: Split, which: EvalRecord['split'], epoch: number, step: number, batchSize: number): Promise<EvalRecord> {
+export async function evaluate(
+  setup: Setup,
+  split: Split,
+  which: EvalRecord['split'],
+  epoch: number,
+  step: number,
+  batchSize: number,
+): Promise<EvalRecord> {
   const { model, dataset } = setup;
   const wasTraining = model.training;
   model.eval();
@@ -28,13 +42,24 @@ export async function evaluate(setup: Setup, split: Split, which: EvalRecord['sp
   const preds = names.map(() => new Int32Array(split.n));
   const truth = names.map(() => new Int32Array(split.n));
   const lossSum = names.map(() => 0);
-  const loader = new Loader(split, dataset, { batchSize: Math.min(batchSize, split.n), shuffle: false, seed: 0, dropLast: false, normalize: setup.normalize });
+  const loader = new Loader(split, dataset, {
+    batchSize: Math.min(batchSize, split.n),
+    shuffle: false,
+    seed: 0,
+    dropLast: false,
+    normalize: setup.normalize,
+  });
   let at = 0;
   for (const b of loader.batches(0)) {
-    const cat = noGrad(() => tidy(() => {
-      const out = model.logits(b.inputs);
-      return concat(names.map((n) => out[n]!), 1);
-    }));
+    const cat = noGrad(() =>
+      tidy(() => {
+        const out = model.logits(b.inputs);
+        return concat(
+          names.map((n) => out[n]!),
+          1,
+        );
+      }),
+    );
     // Unshuffled batches: the labels are the split's own host arrays, in order (no readback).
     const labelArrays = names.map((n) => split.labels[model.targets[n]!]!.subarray(at, at + b.size));
     const logits = (await cat.toArray()) as Float32Array;
@@ -42,7 +67,13 @@ export async function evaluate(setup: Setup, split: Split, which: EvalRecord['sp
     disposeBatch(b);
     let offset = 0;
     names.forEach((_, h) => {
-      const rows = argmaxRows(Float32Array.from({ length: b.size * classes[h]! }, (_, i) => logits[Math.floor(i / classes[h]!) * stride + offset + (i % classes[h]!)]!), classes[h]!);
+      const rows = argmaxRows(
+        Float32Array.from(
+          { length: b.size * classes[h]! },
+          (_, i) => logits[Math.floor(i / classes[h]!) * stride + offset + (i % classes[h]!)]!,
+        ),
+        classes[h]!,
+      );
       for (let r = 0; r < b.size; r++) {
         const y = labelArrays[h]![r]!;
         preds[h]![at + r] = rows[r]!;
@@ -73,5 +104,7 @@ export function score(r: EvalRecord): number {
 }
 
 export function formatEval(r: EvalRecord): string {
-  return Object.entries(r.acc).map(([n, a]) => `${n} ${(100 * a).toFixed(2)}%`).join(' ');
+  return Object.entries(r.acc)
+    .map(([n, a]) => `${n} ${(100 * a).toFixed(2)}%`)
+    .join(' ');
 }

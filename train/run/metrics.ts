@@ -4,19 +4,22 @@
 // P + R = 0 otherwise counts as F1 = 0, as scikit-learn's f1_score(average='macro') with
 // labels present in either array).
 export function confusionMatrix(pred: ArrayLike<number>, truth: ArrayLike<number>, classes: number): number[][] {
-  if (pred.length !== truth.length) throw new Error(`confusionMatrix: ${pred.length} predictions for ${truth.length} labels`);
+  if (pred.length !== truth.length)
+    throw new Error(`confusionMatrix: ${pred.length} predictions for ${truth.length} labels`);
   const m = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   for (let i = 0; i < pred.length; i++) {
     const t = truth[i]!;
     const p = pred[i]!;
-    if (!(t >= 0 && t < classes && p >= 0 && p < classes)) throw new Error(`confusionMatrix: item ${i} has label ${t}, prediction ${p} outside [0, ${classes})`);
+    if (!(t >= 0 && t < classes && p >= 0 && p < classes))
+      throw new Error(`confusionMatrix: item ${i} has label ${t}, prediction ${p} outside [0, ${classes})`);
     m[t]![p]!++;
   }
   return m;
 }
 
 export function accuracy(pred: ArrayLike<number>, truth: ArrayLike<number>): number {
-  if (pred.length !== truth.length || pred.length === 0) throw new Error(`accuracy: ${pred.length} predictions for ${truth.length} labels`);
+  if (pred.length !== truth.length || pred.length === 0)
+    throw new Error(`accuracy: ${pred.length} predictions for ${truth.length} labels`);
   let hit = 0;
   for (let i = 0; i < pred.length; i++) if (pred[i] === truth[i]) hit++;
   return hit / pred.length;

@@ -33,7 +33,11 @@ export function readRunConfig(dir: string): RunConfig {
  * and leaves no directory it created. `created`: the directories made, for the caller to remove
  * if what follows fails.
  */
-export function openRunDir(dir: string, resume: boolean, log: (s: string) => void): { lock: RunLock; created: string[] } {
+export function openRunDir(
+  dir: string,
+  resume: boolean,
+  log: (s: string) => void,
+): { lock: RunLock; created: string[] } {
   const files = runFiles(dir);
   const { created } = ensureDir(dir, `--out ${dir}`);
   let lock: RunLock | null = null;
@@ -42,10 +46,14 @@ export function openRunDir(dir: string, resume: boolean, log: (s: string) => voi
     const gone = removeTemporaryFiles(dir);
     if (gone.length) log(`removed ${gone.length} temporary file(s) an interrupted run left: ${gone.join(', ')}`);
     if (!resume && existsSync(files.latest)) {
-      throw new Error(`${dir} already holds a run (latest.safetensors); pass --resume to continue it, or choose another --out`);
+      throw new Error(
+        `${dir} already holds a run (latest.safetensors); pass --resume to continue it, or choose another --out`,
+      );
     }
     if (!resume && existsSync(files.metrics)) {
-      throw new Error(`${dir} holds a run that stopped before its first checkpoint (metrics.jsonl, no latest.safetensors); pass --resume to start it over, or choose another --out`);
+      throw new Error(
+        `${dir} holds a run that stopped before its first checkpoint (metrics.jsonl, no latest.safetensors); pass --resume to start it over, or choose another --out`,
+      );
     }
     return { lock, created };
   } catch (e) {
@@ -78,7 +86,9 @@ function alive(pid: number): boolean {
 function readOwner(path: string): LockOwner | null {
   try {
     const o = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockOwner>;
-    return typeof o.pid === 'number' && typeof o.host === 'string' ? { pid: o.pid, host: o.host, started: String(o.started), command: String(o.command) } : null;
+    return typeof o.pid === 'number' && typeof o.host === 'string'
+      ? { pid: o.pid, host: o.host, started: String(o.started), command: String(o.command) }
+      : null;
   } catch {
     return null;
   }
@@ -87,7 +97,10 @@ function readOwner(path: string): LockOwner | null {
 export class RunLock {
   private released = false;
   private readonly onExit = () => this.release();
-  constructor(readonly path: string, readonly owner: LockOwner) {
+  constructor(
+    readonly path: string,
+    readonly owner: LockOwner,
+  ) {
     process.once('exit', this.onExit); // process.exit() (a second Ctrl-C) skips finally blocks
   }
 
@@ -126,18 +139,25 @@ export function lockRunDir(dir: string, command: string, notice: (s: string) => 
         linkSync(tmp, path);
         return new RunLock(path, owner);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw new Error(`cannot lock ${dir}: ${(e as Error).message}`);
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2)
+          throw new Error(`cannot lock ${dir}: ${(e as Error).message}`);
       }
       const held = readOwner(path);
       if (!held) {
-        throw new Error(`${dir} is locked by ${path}, which is not a lock this program wrote; if no run uses the directory, delete that file`);
+        throw new Error(
+          `${dir} is locked by ${path}, which is not a lock this program wrote; if no run uses the directory, delete that file`,
+        );
       }
       const since = `since ${held.started} (${held.command})`;
       if (held.host !== owner.host) {
-        throw new Error(`${dir} is in use by PID ${held.pid} on host ${held.host} ${since}; one run per directory. If that run is gone, delete ${path}`);
+        throw new Error(
+          `${dir} is in use by PID ${held.pid} on host ${held.host} ${since}; one run per directory. If that run is gone, delete ${path}`,
+        );
       }
       if (alive(held.pid)) {
-        throw new Error(`${dir} is in use by PID ${held.pid} ${since}; one run per directory: wait for it to finish, stop it, or choose another --out`);
+        throw new Error(
+          `${dir} is in use by PID ${held.pid} ${since}; one run per directory: wait for it to finish, stop it, or choose another --out`,
+        );
       }
       // Stale: move it aside under our own name (atomic), so that of two processes taking it over only one succeeds.
       const aside = `${path}.stale-${process.pid}`;

@@ -4,8 +4,16 @@
 // guard halted (onNonFinite 'stop'), the steps after the bad one were never applied and are not
 // logged, and the caller stops the run with `describe`'s account of what went wrong.
 import {
-  concat, noGrad, reshape, tidy,
-  type AdamW, type GuardReadout, type MultimodalStep, type NonFiniteGuard, type SGD, type Tensor,
+  concat,
+  noGrad,
+  reshape,
+  tidy,
+  type AdamW,
+  type GuardReadout,
+  type MultimodalStep,
+  type NonFiniteGuard,
+  type SGD,
+  type Tensor,
 } from '../../engine/index.ts';
 import type { TrainableModel } from '../../models/multimodal.ts';
 import { appendRecord, type StepRecord } from './run-log.ts';
@@ -54,7 +62,17 @@ export class StepLog {
   /** Keeps a step's losses (concatenated on the GPU, nothing read back) and its learning rate. */
   push(losses: Record<string, Tensor>, lr: number): void {
     const names = this.lossNames;
-    this.pending.push({ losses: noGrad(() => tidy(() => concat(names.map((n) => reshape(losses[n]!, [1])), 0))), lr });
+    this.pending.push({
+      losses: noGrad(() =>
+        tidy(() =>
+          concat(
+            names.map((n) => reshape(losses[n]!, [1])),
+            0,
+          ),
+        ),
+      ),
+      lr,
+    });
   }
 
   /** Disposes the steps not read back (training stopped by an error). */
@@ -71,7 +89,12 @@ export class StepLog {
   async flush(epoch: number, globalStep: number, t0: number): Promise<Readback> {
     const { lossNames, pending, c } = this;
     if (!pending.length) return { last: undefined };
-    const all = noGrad(() => concat(pending.map((p) => p.losses), 0));
+    const all = noGrad(() =>
+      concat(
+        pending.map((p) => p.losses),
+        0,
+      ),
+    );
     const values = (await all.toArray()) as Float32Array;
     all.dispose();
     const verdict = await c.guard.read();
@@ -97,19 +120,32 @@ export class StepLog {
     if (verdict.halted) return { last, halt: { first: verdict.first!, losses: stepLosses.get(haltAt) } };
     const skipped = verdict.dropped.filter((d) => !d.applied);
     if (skipped.length) {
-      const what = skipped.slice(0, 5).map((d) => `step ${d.step + 1} (${this.describe(d.reasons, stepLosses.get(d.step), null, null)})`).join('; ');
-      c.log(`warning: ${skipped.length} step(s) dropped for non-finite values (--on-nonfinite skip): ${what}${skipped.length > 5 ? '; …' : ''}`);
+      const what = skipped
+        .slice(0, 5)
+        .map((d) => `step ${d.step + 1} (${this.describe(d.reasons, stepLosses.get(d.step), null, null)})`)
+        .join('; ');
+      c.log(
+        `warning: ${skipped.length} step(s) dropped for non-finite values (--on-nonfinite skip): ${what}${skipped.length > 5 ? '; …' : ''}`,
+      );
     }
     return { last };
   }
 
   /** What went wrong in a step, in words: losses (NaN printed as NaN), gradients and where, BatchNorm. */
-  describe(reasons: readonly string[], losses: Record<string, number> | undefined, tensor: number | null, group: number | null): string {
+  describe(
+    reasons: readonly string[],
+    losses: Record<string, number> | undefined,
+    tensor: number | null,
+    group: number | null,
+  ): string {
     const parts: string[] = [];
     if (losses) {
       const bad = Object.entries(losses).filter(([, v]) => !Number.isFinite(v));
       const ok = Object.entries(losses).filter(([, v]) => Number.isFinite(v));
-      if (bad.length) parts.push(`non-finite loss${bad.length > 1 ? 'es' : ''} ${bad.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')}${ok.length ? ` (${ok.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')})` : ''}`);
+      if (bad.length)
+        parts.push(
+          `non-finite loss${bad.length > 1 ? 'es' : ''} ${bad.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')}${ok.length ? ` (${ok.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')})` : ''}`,
+        );
     }
     if (reasons.includes('gradient')) {
       const names = this.c.model.namedParameters().map(([k]) => k);
@@ -136,8 +172,17 @@ export class StepLog {
       const s = r.step + 1;
       if (s <= after || s > upTo) continue;
       appendRecord(this.c.metrics, {
-        type: 'telemetry', step: s, group: this.groupNames[r.group]!, cos: r.cos, alpha: r.alpha, norm_m: r.normM, norm_u: r.normU,
-        norm_h: r.normH, scale: r.scale, conflict: r.conflict, non_finite: r.nonFinite,
+        type: 'telemetry',
+        step: s,
+        group: this.groupNames[r.group]!,
+        cos: r.cos,
+        alpha: r.alpha,
+        norm_m: r.normM,
+        norm_u: r.normU,
+        norm_h: r.normH,
+        scale: r.scale,
+        conflict: r.conflict,
+        non_finite: r.nonFinite,
       });
       last = Math.max(last, s);
     }

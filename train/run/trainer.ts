@@ -51,7 +51,10 @@ export class TrainingInterrupted extends Error {}
 
 /** Training stopped at a non-finite loss or gradient (onNonFinite 'stop'); `step` is 1-based. */
 export class NonFiniteError extends Error {
-  constructor(message: string, readonly step: number) {
+  constructor(
+    message: string,
+    readonly step: number,
+  ) {
     super(message);
   }
 }
@@ -109,11 +112,17 @@ class TrainingRun {
   private stepsThisRun = 0;
   private t0 = performance.now();
 
-  constructor(private readonly config: RunConfig, private readonly opts: TrainOptions, private readonly setup: Setup) {
+  constructor(
+    private readonly config: RunConfig,
+    private readonly opts: TrainOptions,
+    private readonly setup: Setup,
+  ) {
     const { dataset, model } = setup;
     this.files = runFiles(config.outDir);
     this.log(`data: ${dataset.description}`);
-    this.log(`model: ${config.model} (${model.numParameters().toLocaleString('en-US')} parameters), method ${config.method}, ${config.optimizer} lr ${config.lr}`);
+    this.log(
+      `model: ${config.model} (${model.numParameters().toLocaleString('en-US')} parameters), method ${config.method}, ${config.optimizer} lr ${config.lr}`,
+    );
     this.t = buildTraining(config, setup, opts.device);
     this.totalSteps = this.t.loader.batchesPerEpoch * config.epochs;
     this.stepLog = new StepLog({ metrics: this.files.metrics, model, ...this.t, log: (s) => this.log(s) });
@@ -125,14 +134,26 @@ class TrainingRun {
 
   /** What a checkpoint holds besides the tensors: where the run is, the best epoch, the generator, the config. */
   private meta(step: number) {
-    return { epoch: this.epoch, step, bestVal: this.bestVal, bestEpoch: this.bestEpoch, rng: { default: defaultGenerator.state }, config: JSON.stringify(this.config) };
+    return {
+      epoch: this.epoch,
+      step,
+      bestVal: this.bestVal,
+      bestEpoch: this.bestEpoch,
+      rng: { default: defaultGenerator.state },
+      config: JSON.stringify(this.config),
+    };
   }
 
   async execute(): Promise<FinalRecord> {
     const { config, files, setup } = this;
     if (this.opts.resume) this.resume();
     this.t.guard.step = this.globalStep;
-    writeFileAtomic(files.config, new TextEncoder().encode(JSON.stringify({ ...config, version: VERSION, device: this.opts.device.adapterName }, null, 2) + '\n'));
+    writeFileAtomic(
+      files.config,
+      new TextEncoder().encode(
+        JSON.stringify({ ...config, version: VERSION, device: this.opts.device.adapterName }, null, 2) + '\n',
+      ),
+    );
     this.t0 = performance.now();
     this.stepLog.lastTelemetry = this.globalStep;
     while (this.epoch < config.epochs) {
@@ -146,7 +167,9 @@ class TrainingRun {
       if (improved) await saveCheckpoint(files.best, { model: setup.model }, meta);
       await saveCheckpoint(files.latest, { model: setup.model, optimizer: this.t.optimizer, step: this.t.step }, meta);
       this.opts.events?.epochEnd?.(this.epoch, files.latest);
-      this.log(`epoch ${this.epoch}/${config.epochs}: val ${formatEval(val)}${improved ? ' (best)' : ''} | ${((performance.now() - this.t0) / 1000).toFixed(1)} s`);
+      this.log(
+        `epoch ${this.epoch}/${config.epochs}: val ${formatEval(val)}${improved ? ' (best)' : ''} | ${((performance.now() - this.t0) / 1000).toFixed(1)} s`,
+      );
     }
     // Test once, with the best-by-validation weights.
     const best = readCheckpoint(existsSync(files.best) ? files.best : files.latest);
@@ -154,7 +177,14 @@ class TrainingRun {
     this.log(`testing epoch ${best.meta.epoch} (best by validation) on ${setup.dataset.test.n} test items…`);
     const test = await evaluate(setup, setup.dataset.test, 'test', best.meta.epoch, best.meta.step, 256);
     const wall = (performance.now() - this.t0) / 1000;
-    const final: FinalRecord = { type: 'final', best_epoch: this.bestEpoch, best_val: this.bestVal, test, wall_s: wall, steps_per_s: this.stepsThisRun / wall };
+    const final: FinalRecord = {
+      type: 'final',
+      best_epoch: this.bestEpoch,
+      best_val: this.bestVal,
+      test,
+      wall_s: wall,
+      steps_per_s: this.stepsThisRun / wall,
+    };
     appendRecord(files.metrics, final);
     return final;
   }
@@ -172,8 +202,15 @@ class TrainingRun {
       return;
     }
     const ckpt = readCheckpoint(files.latest);
-    if (ckpt.meta.epoch > this.config.epochs) throw new Error(`--resume: the run has finished ${ckpt.meta.epoch} epochs; --epochs ${this.config.epochs} would undo them`);
-    if (ckpt.meta.epoch === this.config.epochs && existsSync(files.metrics) && readRecords(files.metrics).some((r) => r.type === 'final')) {
+    if (ckpt.meta.epoch > this.config.epochs)
+      throw new Error(
+        `--resume: the run has finished ${ckpt.meta.epoch} epochs; --epochs ${this.config.epochs} would undo them`,
+      );
+    if (
+      ckpt.meta.epoch === this.config.epochs &&
+      existsSync(files.metrics) &&
+      readRecords(files.metrics).some((r) => r.type === 'final')
+    ) {
       throw new Error(`--resume: the run already finished its ${ckpt.meta.epoch} epochs; raise --epochs to train on`);
     }
     loadTrainingState(ckpt, { model: this.setup.model, optimizer: this.t.optimizer, step: this.t.step });
@@ -194,7 +231,12 @@ class TrainingRun {
    * the step in progress, not at the next readback).
    */
   private async trainEpoch(epoch: number): Promise<void> {
-    const { config, setup: { model }, t: { loader, optimizer, step }, stepLog } = this;
+    const {
+      config,
+      setup: { model },
+      t: { loader, optimizer, step },
+      stepLog,
+    } = this;
     model.train();
     let intervalStart = performance.now();
     let rate = 0;
@@ -207,7 +249,8 @@ class TrainingRun {
           await this.readBack(epoch);
           throw new TrainingInterrupted(this.interruptedMessage(epoch, b.index));
         }
-        if (config.lrSchedule === 'cosine') optimizer.lr = 0.5 * config.lr * (1 + Math.cos((Math.PI * this.globalStep) / this.totalSteps));
+        if (config.lrSchedule === 'cosine')
+          optimizer.lr = 0.5 * config.lr * (1 + Math.cos((Math.PI * this.globalStep) / this.totalSteps));
         const losses = tidy(() => model.losses(b));
         stepLog.push(losses, optimizer.lr);
         step.step(losses);
@@ -222,7 +265,15 @@ class TrainingRun {
           rate = n / ((now - intervalStart) / 1000);
           intervalStart = now;
         }
-        this.opts.events?.progress?.({ epoch: epoch + 1, epochs: config.epochs, step: b.index + 1, steps: perEpoch, loss: lastLoss, stepsPerSecond: rate, remaining: this.totalSteps - this.globalStep });
+        this.opts.events?.progress?.({
+          epoch: epoch + 1,
+          epochs: config.epochs,
+          step: b.index + 1,
+          steps: perEpoch,
+          loss: lastLoss,
+          stepsPerSecond: rate,
+          remaining: this.totalSteps - this.globalStep,
+        });
         await new Promise<void>((r) => setImmediate(r)); // let a signal handler run
       }
     } finally {
@@ -244,14 +295,19 @@ class TrainingRun {
     const dir = this.config.outDir;
     let saved: string;
     try {
-      await saveCheckpoint(this.files.nonFinite, { model: this.setup.model, optimizer: this.t.optimizer, step: this.t.step }, this.meta(f.step));
+      await saveCheckpoint(
+        this.files.nonFinite,
+        { model: this.setup.model, optimizer: this.t.optimizer, step: this.t.step },
+        this.meta(f.step),
+      );
       saved = `the weights, optimizer state and running statistics before it are in ${this.files.nonFinite} (mmpareto eval ${dir} --checkpoint ${this.files.nonFinite})`;
     } catch (e) {
       saved = `saving the state before it failed: ${(e as Error).message}`;
     }
-    const resume = this.epoch > 0
-      ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there`
-      : `no epoch finished yet: 'mmpareto train --resume --out ${dir}' starts the run over`;
+    const resume =
+      this.epoch > 0
+        ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there`
+        : `no epoch finished yet: 'mmpareto train --resume --out ${dir}' starts the run over`;
     throw new NonFiniteError(
       `training stopped at step ${s} (epoch ${epoch + 1}): ${this.stepLog.describe(f.reasons, losses, f.tensor, f.group)}. ` +
         `Nothing of step ${s}${after ? ` or of the ${after} step(s) after it` : ''} was applied; ${saved}. ` +
@@ -262,10 +318,12 @@ class TrainingRun {
 
   private interruptedMessage(epoch: number, batch: number): string {
     const dir = this.config.outDir;
-    const repeat = batch > 0 ? `, repeating the ${batch} step(s) of epoch ${epoch + 1} done so far (with identical results)` : '';
-    const where = this.epoch > 0
-      ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there${repeat}`
-      : `no epoch finished yet, so there is no checkpoint: 'mmpareto train --resume --out ${dir}' starts the run over`;
+    const repeat =
+      batch > 0 ? `, repeating the ${batch} step(s) of epoch ${epoch + 1} done so far (with identical results)` : '';
+    const where =
+      this.epoch > 0
+        ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there${repeat}`
+        : `no epoch finished yet, so there is no checkpoint: 'mmpareto train --resume --out ${dir}' starts the run over`;
     return `interrupted after step ${this.globalStep} (epoch ${epoch + 1}, batch ${batch} of ${this.t.loader.batchesPerEpoch}); ${where}`;
   }
 

@@ -15,12 +15,26 @@ export interface Browser {
 
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} not found: 'npm run setup' installs Debian's chromium-headless-shell (or set CHROMIUM_PATH)`);
+    throw new Error(
+      `${CHROMIUM} not found: 'npm run setup' installs Debian's chromium-headless-shell (or set CHROMIUM_PATH)`,
+    );
   }
   const profile = mkdtempSync(join(tmpdir(), 'mmpareto-chromium-'));
-  const args = ['--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--no-default-browser-check'];
+  const args = [
+    '--enable-unsafe-webgpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+    '--no-default-browser-check',
+  ];
   if (process.getuid?.() === 0) args.push('--no-sandbox'); // Chromium refuses to run as root with its sandbox
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args, viewport: { width: 1100, height: 900 } });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args,
+    viewport: { width: 1100, height: 900 },
+  });
   return {
     context,
     async close() {

@@ -8,7 +8,9 @@ import { ExampleTraining } from '../../../examples/browser/training.ts';
   const adapter = await navigator.gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter');
   const maxStorageBuffersPerShaderStage = Math.min(10, adapter.limits.maxStorageBuffersPerShaderStage);
-  const device = await Device.fromGPUDevice(await adapter.requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage } }));
+  const device = await Device.fromGPUDevice(
+    await adapter.requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage } }),
+  );
   const training = new ExampleTraining(device);
   const out = await training.firstStepDiagnostics();
   training.dispose();

@@ -1,6 +1,17 @@
 // A strict TypeScript consumer: typechecked with `tsc --noEmit` against the shipped .d.ts files
 // (skipLibCheck off, no @types packages listed: the WebGPU types come with the package).
-import { Device, MultimodalStep, SGD, Tensor, crossEntropy, gradcheck, tensor, tidy, type GradcheckResult, type Shape } from 'mmpareto-webgpu';
+import {
+  Device,
+  MultimodalStep,
+  SGD,
+  Tensor,
+  crossEntropy,
+  gradcheck,
+  tensor,
+  tidy,
+  type GradcheckResult,
+  type Shape,
+} from 'mmpareto-webgpu';
 import { Conv2d, Linear, Module } from 'mmpareto-webgpu/nn';
 import { CGEncoder, LateFusionClassifier, type TrainableModel } from 'mmpareto-webgpu/models';
 import { syntheticAV, type SyntheticAV } from 'mmpareto-webgpu/data';
@@ -12,7 +23,10 @@ export async function oneStep(app: GPUDevice, buffer: GPUBuffer): Promise<number
   const out: GPUBuffer = w.gpuBuffer();
   const bytes: number = w.byteLength + out.size;
   const model: TrainableModel = new LateFusionClassifier({
-    encoders: { gray: { module: new CGEncoder({ inChannels: 1 }), features: 512 }, color: { module: new CGEncoder({ inChannels: 3 }), features: 512 } },
+    encoders: {
+      gray: { module: new CGEncoder({ inChannels: 1 }), features: 512 },
+      color: { module: new CGEncoder({ inChannels: 3 }), features: 512 },
+    },
     classes: 10,
   });
   const opt = new SGD(model.parameters(), { lr: 0.01 });
@@ -26,7 +40,10 @@ export async function oneStep(app: GPUDevice, buffer: GPUBuffer): Promise<number
     return { mm: crossEntropy(mm!, y), gray: crossEntropy(z.gray!, y), color: crossEntropy(z.color!, y) };
   });
   step.step(losses);
-  const r: GradcheckResult = await gradcheck((a) => new Linear(3, 2).forward(a), [tensor([1, 2, 3], [1, 3], { device })]);
+  const r: GradcheckResult = await gradcheck(
+    (a) => new Linear(3, 2).forward(a),
+    [tensor([1, 2, 3], [1, 3], { device })],
+  );
   const conv: Module = new Conv2d(1, 2, 3);
   // @ts-expect-error — shapes are numbers: the shipped types are real, not `any`
   tensor([1], ['1']);

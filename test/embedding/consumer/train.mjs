@@ -33,7 +33,11 @@ const losses = [];
 for (let s = 0; s < 20; s++) {
   const l = tidy(() => {
     const logits = model.logits({ audio, visual });
-    return { mm: crossEntropy(logits.mm, labels), audio: crossEntropy(logits.audio, labels), visual: crossEntropy(logits.visual, labels) };
+    return {
+      mm: crossEntropy(logits.mm, labels),
+      audio: crossEntropy(logits.audio, labels),
+      visual: crossEntropy(logits.visual, labels),
+    };
   });
   step.step(l);
   losses.push(await l.mm.item());

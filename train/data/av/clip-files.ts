@@ -37,18 +37,33 @@ export function writeAtomic(path: string, text: string, pid = process.pid): void
 }
 
 /** Checks a clip's files and returns (samples, frames, sha256); throws CorruptMediaError. */
-export function checkClip(wavPath: string, dir: string, sampleRate: number, label: string): { samples: number; frames: number; sha256: string } {
+export function checkClip(
+  wavPath: string,
+  dir: string,
+  sampleRate: number,
+  label: string,
+): { samples: number; frames: number; sha256: string } {
   const bytes = readFileSync(wavPath);
   const wav = parseWav(bytes, label);
-  if (wav.sampleRate !== sampleRate) throw new CorruptMediaError(`${label}: sample rate ${wav.sampleRate}, expected ${sampleRate}`);
+  if (wav.sampleRate !== sampleRate)
+    throw new CorruptMediaError(`${label}: sample rate ${wav.sampleRate}, expected ${sampleRate}`);
   if (wav.samples.length === 0) throw new CorruptMediaError(`${label}: no audio samples`);
-  const frames = readdirSync(dir).filter((f) => /^frame_\d{5}\.jpg$/.test(f)).sort();
-  if (frames.length === 0) throw new CorruptMediaError(`${label}: no video frame (is the video stream empty or shorter than 0.5 s?)`);
+  const frames = readdirSync(dir)
+    .filter((f) => /^frame_\d{5}\.jpg$/.test(f))
+    .sort();
+  if (frames.length === 0)
+    throw new CorruptMediaError(`${label}: no video frame (is the video stream empty or shorter than 0.5 s?)`);
   const h = createHash('sha256').update(bytes);
   frames.forEach((f, i) => {
-    if (f !== frameFile(i)) throw new CorruptMediaError(`${label}: frame files are not numbered 1…${frames.length} (${f})`);
+    if (f !== frameFile(i))
+      throw new CorruptMediaError(`${label}: frame files are not numbered 1…${frames.length} (${f})`);
     const jpg = readFileSync(join(dir, f));
-    const whole = jpg.length > 4 && jpg[0] === 0xff && jpg[1] === 0xd8 && jpg[jpg.length - 2] === 0xff && jpg[jpg.length - 1] === 0xd9;
+    const whole =
+      jpg.length > 4 &&
+      jpg[0] === 0xff &&
+      jpg[1] === 0xd8 &&
+      jpg[jpg.length - 2] === 0xff &&
+      jpg[jpg.length - 1] === 0xd9;
     if (!whole) throw new CorruptMediaError(`${label}: ${f} is not a whole JPEG`);
     h.update(jpg);
   });
@@ -61,7 +76,27 @@ export function ffmpegArgs(it: SourceItem, wavTmp: string, framesTmp: string, sa
   const v = it.video === it.audio ? 0 : 1;
   return [
     ...video,
-    '-map', '0:a:0', '-ac', '1', '-ar', String(sampleRate), '-c:a', 'pcm_s16le', '-f', 'wav', '-y', wavTmp,
-    '-map', `${v}:v:0`, '-vf', 'trim=start=0.5,setpts=PTS-STARTPTS,fps=1', '-q:v', '2', '-f', 'image2', '-y', join(framesTmp, 'frame_%05d.jpg'),
+    '-map',
+    '0:a:0',
+    '-ac',
+    '1',
+    '-ar',
+    String(sampleRate),
+    '-c:a',
+    'pcm_s16le',
+    '-f',
+    'wav',
+    '-y',
+    wavTmp,
+    '-map',
+    `${v}:v:0`,
+    '-vf',
+    'trim=start=0.5,setpts=PTS-STARTPTS,fps=1',
+    '-q:v',
+    '2',
+    '-f',
+    'image2',
+    '-y',
+    join(framesTmp, 'frame_%05d.jpg'),
   ];
 }

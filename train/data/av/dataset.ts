@@ -54,7 +54,8 @@ export function frameIndices(k: number, t: number, train: boolean, g: Generator 
 
 /** Fills `out` with `samples` repeated end to end (np.tile then a cut), clipped to [−1, 1]. */
 export function tileClip(samples: Float32Array, out: Float32Array): void {
-  for (let i = 0; i < out.length; i += samples.length) out.set(samples.subarray(0, Math.min(samples.length, out.length - i)), i);
+  for (let i = 0; i < out.length; i += samples.length)
+    out.set(samples.subarray(0, Math.min(samples.length, out.length - i)), i);
   for (let i = 0; i < out.length; i++) out[i] = Math.max(-1, Math.min(1, out[i]!));
 }
 
@@ -71,19 +72,36 @@ function audioRecipe(features: AudioFeatures, m: Manifest): AudioRecipe {
   const seconds = AUDIO_SECONDS[m.recipe.dataset];
   const samples = seconds * sr;
   if (features === 'stft') {
-    if (sr !== 22050) throw new Error(`--audio stft is OGM-GE's spectrogram at 22,050 Hz; this data set was prepared at ${sr} Hz (prepare it again with --sample-rate 22050, or use --audio fbank)`);
+    if (sr !== 22050)
+      throw new Error(
+        `--audio stft is OGM-GE's spectrogram at 22,050 Hz; this data set was prepared at ${sr} Hz (prepare it again with --sample-rate 22050, or use --audio fbank)`,
+      );
     const t = 1 + Math.floor(samples / 353);
     return {
-      samples, shape: [1, 257, t], describe: `log(|STFT| + 1e-7), n_fft 512, hop 353, periodic Hann, reflect-centred, ${seconds} s at ${sr} Hz → 1×257×${t}`,
+      samples,
+      shape: [1, 257, t],
+      describe: `log(|STFT| + 1e-7), n_fft 512, hop 353, periodic Hann, reflect-centred, ${seconds} s at ${sr} Hz → 1×257×${t}`,
       onDevice: (x) => tidy(() => reshape(ogmGeSpectrogram(x), [x.shape[0]!, 1, 257, t])),
     };
   }
   const window = Math.trunc(sr * 25 * 0.001);
   const shift = Math.trunc(sr * 10 * 0.001);
   const t = 1 + Math.floor((samples - window) / shift);
-  const o = { sampleRate: sr, nMels: 128, frameLengthMs: 25, frameShiftMs: 10, preemphasis: 0.97, removeDcOffset: true, window: 'hanning', lowFreq: 20, highFreq: 0 } as const;
+  const o = {
+    sampleRate: sr,
+    nMels: 128,
+    frameLengthMs: 25,
+    frameShiftMs: 10,
+    preemphasis: 0.97,
+    removeDcOffset: true,
+    window: 'hanning',
+    lowFreq: 20,
+    highFreq: 0,
+  } as const;
   return {
-    samples, shape: [1, t, 128], describe: `Kaldi log mel fbank, 128 bins, 25/10 ms, pre-emphasis 0.97, Hanning, ${seconds} s at ${sr} Hz → 1×${t}×128`,
+    samples,
+    shape: [1, t, 128],
+    describe: `Kaldi log mel fbank, 128 bins, 25/10 ms, pre-emphasis 0.97, Hanning, ${seconds} s at ${sr} Hz → 1×${t}×128`,
     onDevice: (x) => tidy(() => reshape(kaldiFbank(x, o), [x.shape[0]!, 1, t, 128])),
   };
 }
@@ -128,7 +146,9 @@ class ClipSource implements ItemSource {
       this.readItems(items, dst, epoch);
     } catch (e) {
       // A prepared file that vanished or was damaged after prepare: name it (the error does) and say how to repair.
-      throw new Error(`${(e as Error).message} — run \`mmpareto prepare\` again with --out ${this.root}: it re-checks every clip against the manifest and remakes damaged ones`);
+      throw new Error(
+        `${(e as Error).message} — run \`mmpareto prepare\` again with --out ${this.root}: it re-checks every clip against the manifest and remakes damaged ones`,
+      );
     }
   }
 
@@ -140,7 +160,10 @@ class ClipSource implements ItemSource {
       const it = this.item(i);
       const wavFile = audioPath(this.root, it.name);
       const wav = parseWav(readFileSync(wavFile), wavFile);
-      if (wav.sampleRate !== this.sampleRate || wav.samples.length === 0) throw new Error(`${wavFile}: ${wav.samples.length} samples at ${wav.sampleRate} Hz, the manifest says ${it.samples} at ${this.sampleRate} Hz; run \`mmpareto prepare\` again to repair it`);
+      if (wav.sampleRate !== this.sampleRate || wav.samples.length === 0)
+        throw new Error(
+          `${wavFile}: ${wav.samples.length} samples at ${wav.sampleRate} Hz, the manifest says ${it.samples} at ${this.sampleRate} Hz; run \`mmpareto prepare\` again to repair it`,
+        );
       tileClip(wav.samples, this.wav);
       a.set(this.wav, b * this.audio.samples);
       const g = this.generator(i, epoch);
@@ -148,9 +171,17 @@ class ClipSource implements ItemSource {
       chosen.forEach((f, t) => {
         const file = join(framesDir(this.root, it.name), frameFile(f));
         const img = decodeJpeg(readFileSync(file), file);
-        const box = this.train ? randomResizedCropBox(img.width, img.height, g) : { top: 0, left: 0, height: img.height, width: img.width };
+        const box = this.train
+          ? randomResizedCropBox(img.width, img.height, g)
+          : { top: 0, left: 0, height: img.height, width: img.width };
         const flip = this.train && g.uniform() < 0.5;
-        toNormalizedCHW(img, box, this.size, flip, v.subarray((b * this.frames + t) * frameLen, (b * this.frames + t + 1) * frameLen));
+        toNormalizedCHW(
+          img,
+          box,
+          this.size,
+          flip,
+          v.subarray((b * this.frames + t) * frameLen, (b * this.frames + t + 1) * frameLen),
+        );
       });
     });
   }
@@ -158,7 +189,8 @@ class ClipSource implements ItemSource {
 
 export function buildAvDataset(name: AvDatasetName, dir: string, o: AvDatasetOptions): Dataset {
   const m = readManifest(dir);
-  if (m.recipe.dataset !== name) throw new Error(`${dir} holds a prepared '${m.recipe.dataset}' data set, not '${name}'`);
+  if (m.recipe.dataset !== name)
+    throw new Error(`${dir} holds a prepared '${m.recipe.dataset}' data set, not '${name}'`);
   const frames = o.frames ?? DEFAULT_FRAMES;
   const size = o.imageSize ?? DEFAULT_IMAGE_SIZE;
   if (!Number.isInteger(frames) || frames < 1) throw new Error(`frames ${frames} must be an integer >= 1`);
@@ -178,7 +210,12 @@ export function buildAvDataset(name: AvDatasetName, dir: string, o: AvDatasetOpt
   const [train, val, test] = (['train', 'val', 'test'] as const).map(split) as [Split, Split, Split];
   const title = name === 'crema-d' ? 'CREMA-D' : 'AVE';
   return {
-    name, inputs: { audio: audio.shape, visual: [frames, 3, size, size] }, tasks: { label: m.classes.length }, train, val, test,
+    name,
+    inputs: { audio: audio.shape, visual: [frames, 3, size, size] },
+    tasks: { label: m.classes.length },
+    train,
+    val,
+    test,
     description: `${title} prepared at ${dir} (${m.recipe.split} split): train ${train.n}, val ${val.n}, test ${test.n} clips, ${m.classes.length} classes; audio ${audio.describe}; visual ${frames} frame(s) at ${size}², RandomResizedCrop + flip in training; seed ${o.seed}`,
   };
 }

@@ -25,7 +25,12 @@ export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
 
 export function decodeJpeg(bytes: Uint8Array, file: string): RgbImage {
   try {
-    const img = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: false, tolerantDecoding: false, maxResolutionInMP: 50 });
+    const img = jpeg.decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: false,
+      tolerantDecoding: false,
+      maxResolutionInMP: 50,
+    });
     if (!(img.width > 0 && img.height > 0)) throw new Error(`size ${img.width}×${img.height}`);
     return { width: img.width, height: img.height, data: img.data };
   } catch (e) {
@@ -73,7 +78,7 @@ function axisWeights(start: number, inLen: number, outLen: number): { first: Int
     const hi = Math.min(inLen, Math.ceil(centre + support));
     const w = new Float32Array(hi - lo);
     let total = 0;
-    for (let i = lo; i < hi; i++) total += (w[i - lo] = Math.max(0, 1 - Math.abs(i + 0.5 - centre) / support));
+    for (let i = lo; i < hi; i++) total += w[i - lo] = Math.max(0, 1 - Math.abs(i + 0.5 - centre) / support);
     for (let k = 0; k < w.length; k++) w[k]! /= total;
     first[o] = start + lo;
     weights.push(w);
@@ -95,7 +100,9 @@ export function toNormalizedCHW(img: RgbImage, box: Box, size: number, flip: boo
     for (let o = 0; o < size; o++) {
       const w = h.weights[o]!;
       const x0 = h.first[o]!;
-      let s0 = 0, s1 = 0, s2 = 0;
+      let s0 = 0,
+        s1 = 0,
+        s2 = 0;
       for (let k = 0; k < w.length; k++) {
         const p = row + (x0 + k) * 3;
         s0 += w[k]! * img.data[p]!;
@@ -103,7 +110,9 @@ export function toNormalizedCHW(img: RgbImage, box: Box, size: number, flip: boo
         s2 += w[k]! * img.data[p + 2]!;
       }
       const t = (r * size + o) * 3;
-      tmp[t] = s0; tmp[t + 1] = s1; tmp[t + 2] = s2;
+      tmp[t] = s0;
+      tmp[t + 1] = s1;
+      tmp[t + 2] = s2;
     }
   }
   const plane = size * size;
@@ -111,7 +120,9 @@ export function toNormalizedCHW(img: RgbImage, box: Box, size: number, flip: boo
     const w = v.weights[o]!;
     const r0 = v.first[o]! - box.top;
     for (let x = 0; x < size; x++) {
-      let s0 = 0, s1 = 0, s2 = 0;
+      let s0 = 0,
+        s1 = 0,
+        s2 = 0;
       for (let k = 0; k < w.length; k++) {
         const t = ((r0 + k) * size + x) * 3;
         s0 += w[k]! * tmp[t]!;

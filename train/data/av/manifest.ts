@@ -50,7 +50,8 @@ export interface Manifest {
   checksum: string;
 }
 
-export const itemsChecksum = (items: readonly ManifestItem[]): string => createHash('sha256').update(JSON.stringify(items)).digest('hex');
+export const itemsChecksum = (items: readonly ManifestItem[]): string =>
+  createHash('sha256').update(JSON.stringify(items)).digest('hex');
 
 export const audioPath = (root: string, name: string) => join(root, 'audio', `${name}.wav`);
 export const framesDir = (root: string, name: string) => join(root, 'visual', name);
@@ -59,15 +60,25 @@ export const frameFile = (i: number) => `frame_${String(i + 1).padStart(5, '0')}
 /** Reads and checks OUT/manifest.json. */
 export function readManifest(root: string): Manifest {
   const path = join(root, 'manifest.json');
-  if (!existsSync(root)) throw new Error(`--data-dir ${root} does not exist (prepare it first: mmpareto prepare crema-d|ave --src RAW --out ${root})`);
-  if (!existsSync(path)) throw new Error(`${root} has no manifest.json: it is not a prepared data set, or \`mmpareto prepare\` did not finish there (run it again; finished clips are kept)`);
+  if (!existsSync(root))
+    throw new Error(
+      `--data-dir ${root} does not exist (prepare it first: mmpareto prepare crema-d|ave --src RAW --out ${root})`,
+    );
+  if (!existsSync(path))
+    throw new Error(
+      `${root} has no manifest.json: it is not a prepared data set, or \`mmpareto prepare\` did not finish there (run it again; finished clips are kept)`,
+    );
   let m: Manifest;
   try {
     m = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
   } catch (e) {
     throw new Error(`${path} is not valid JSON (${(e as Error).message}); run \`mmpareto prepare\` again`);
   }
-  if (m.format !== MANIFEST_FORMAT) throw new Error(`${path}: format '${String(m.format)}', expected '${MANIFEST_FORMAT}'`);
-  if (!Array.isArray(m.items) || itemsChecksum(m.items) !== m.checksum) throw new Error(`${path}: its item list does not match its checksum (edited or damaged); run \`mmpareto prepare\` again`);
+  if (m.format !== MANIFEST_FORMAT)
+    throw new Error(`${path}: format '${String(m.format)}', expected '${MANIFEST_FORMAT}'`);
+  if (!Array.isArray(m.items) || itemsChecksum(m.items) !== m.checksum)
+    throw new Error(
+      `${path}: its item list does not match its checksum (edited or damaged); run \`mmpareto prepare\` again`,
+    );
   return m;
 }

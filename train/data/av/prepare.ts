@@ -18,8 +18,24 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { TMP, checkClip, csv, ffmpegArgs, removeTemporaries, writeAtomic } from './clip-files.ts';
 import { findFfmpeg, runFfmpeg, type Ffmpeg } from './ffmpeg.ts';
-import { MANIFEST_FORMAT, audioPath, framesDir, itemsChecksum, type Manifest, type ManifestItem, type Recipe } from './manifest.ts';
-import { AV_DATASETS, scanAve, scanCremaD, type AvDatasetName, type SourceItem, type SourceTree, type SplitName } from './sources.ts';
+import {
+  MANIFEST_FORMAT,
+  audioPath,
+  framesDir,
+  itemsChecksum,
+  type Manifest,
+  type ManifestItem,
+  type Recipe,
+} from './manifest.ts';
+import {
+  AV_DATASETS,
+  scanAve,
+  scanCremaD,
+  type AvDatasetName,
+  type SourceItem,
+  type SourceTree,
+  type SplitName,
+} from './sources.ts';
 import { checkEveryClassInEverySplit, countsBySplit, stratifiedSplit } from './split.ts';
 import { CorruptMediaError } from './wav.ts';
 
@@ -64,7 +80,10 @@ interface Planned extends SourceItem {
 }
 
 /** Which clips go where: the download's lists, the given CSVs (val carved from train), or a seeded split. */
-function plan(tree: SourceTree, o: Required<Pick<PrepareOptions, 'seed' | 'valFraction' | 'testFraction'>>): { planned: Planned[]; mode: Recipe['split']; unlisted: string[] } {
+function plan(
+  tree: SourceTree,
+  o: Required<Pick<PrepareOptions, 'seed' | 'valFraction' | 'testFraction'>>,
+): { planned: Planned[]; mode: Recipe['split']; unlisted: string[] } {
   const byClass = (names: readonly SourceItem[]) => {
     const m = new Map<string, string[]>();
     for (const it of names) m.set(it.className, [...(m.get(it.className) ?? []), it.name]);
@@ -78,14 +97,20 @@ function plan(tree: SourceTree, o: Required<Pick<PrepareOptions, 'seed' | 'valFr
   } else if (tree.official) {
     const train = tree.items.filter((it) => tree.official!.get(it.name) === 'train');
     assign = new Map(tree.official);
-    for (const [name, s] of stratifiedSplit(byClass(train), o.seed, { val: o.valFraction, test: 0 }, ['val'])) assign.set(name, s);
+    for (const [name, s] of stratifiedSplit(byClass(train), o.seed, { val: o.valFraction, test: 0 }, ['val']))
+      assign.set(name, s);
     mode = 'csv';
   } else {
-    assign = stratifiedSplit(byClass(tree.items), o.seed, { val: o.valFraction, test: o.testFraction }, ['val', 'test']);
+    assign = stratifiedSplit(byClass(tree.items), o.seed, { val: o.valFraction, test: o.testFraction }, [
+      'val',
+      'test',
+    ]);
     mode = 'seeded';
   }
   const unlisted = tree.items.filter((it) => !assign.has(it.name)).map((it) => it.name);
-  const planned = tree.items.filter((it) => assign.has(it.name)).map((it) => ({ ...it, split: assign.get(it.name)!, label: tree.classes.indexOf(it.className) }));
+  const planned = tree.items
+    .filter((it) => assign.has(it.name))
+    .map((it) => ({ ...it, split: assign.get(it.name)!, label: tree.classes.indexOf(it.className) }));
   return { planned, mode, unlisted };
 }
 
@@ -94,20 +119,37 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const sampleRate = opts.sampleRate ?? 22050;
   const onCorrupt = opts.onCorrupt ?? 'skip';
   const o = { seed: opts.seed ?? 0, valFraction: opts.valFraction ?? 0.1, testFraction: opts.testFraction ?? 0.1 };
-  if (!AV_DATASETS.includes(opts.dataset)) throw new Error(`unknown data set '${opts.dataset}' (valid: ${AV_DATASETS.join(', ')})`);
-  if (!(SAMPLE_RATES as readonly number[]).includes(sampleRate)) throw new Error(`sample rate ${sampleRate} is not one of ${SAMPLE_RATES.join(', ')}`);
-  for (const [k, v] of [['valFraction', o.valFraction], ['testFraction', o.testFraction]] as const) if (!(v > 0 && v < 1)) throw new Error(`${k} ${v} must be in (0, 1)`);
-  if ((opts.trainCsv === undefined) !== (opts.testCsv === undefined)) throw new Error('--train-csv and --test-csv go together');
-  if (opts.trainCsv && opts.dataset !== 'crema-d') throw new Error('--train-csv/--test-csv are for crema-d (AVE brings its own trainSet.txt, valSet.txt, testSet.txt)');
+  if (!AV_DATASETS.includes(opts.dataset))
+    throw new Error(`unknown data set '${opts.dataset}' (valid: ${AV_DATASETS.join(', ')})`);
+  if (!(SAMPLE_RATES as readonly number[]).includes(sampleRate))
+    throw new Error(`sample rate ${sampleRate} is not one of ${SAMPLE_RATES.join(', ')}`);
+  for (const [k, v] of [
+    ['valFraction', o.valFraction],
+    ['testFraction', o.testFraction],
+  ] as const)
+    if (!(v > 0 && v < 1)) throw new Error(`${k} ${v} must be in (0, 1)`);
+  if ((opts.trainCsv === undefined) !== (opts.testCsv === undefined))
+    throw new Error('--train-csv and --test-csv go together');
+  if (opts.trainCsv && opts.dataset !== 'crema-d')
+    throw new Error(
+      '--train-csv/--test-csv are for crema-d (AVE brings its own trainSet.txt, valSet.txt, testSet.txt)',
+    );
 
   // 1. Everything that can fail before --out is touched.
   const ff: Ffmpeg = findFfmpeg(opts.env);
-  const tree = opts.dataset === 'crema-d' ? scanCremaD(opts.src, opts.trainCsv ? { train: opts.trainCsv, test: opts.testCsv! } : undefined) : scanAve(opts.src);
-  if (tree.ignored.length) log(`ignoring ${tree.ignored.length} file(s) outside the ${opts.dataset} naming (first: ${tree.ignored[0]})`);
+  const tree =
+    opts.dataset === 'crema-d'
+      ? scanCremaD(opts.src, opts.trainCsv ? { train: opts.trainCsv, test: opts.testCsv! } : undefined)
+      : scanAve(opts.src);
+  if (tree.ignored.length)
+    log(`ignoring ${tree.ignored.length} file(s) outside the ${opts.dataset} naming (first: ${tree.ignored[0]})`);
   const skipped: Manifest['skipped'] = [];
   if (tree.incomplete.length) {
     const first = tree.incomplete[0]!;
-    if (onCorrupt === 'fail') throw new CorruptMediaError(`${tree.incomplete.length} clip(s) lack a file (first: ${first.missing}); pass --on-corrupt skip to leave them out`);
+    if (onCorrupt === 'fail')
+      throw new CorruptMediaError(
+        `${tree.incomplete.length} clip(s) lack a file (first: ${first.missing}); pass --on-corrupt skip to leave them out`,
+      );
     log(`skipping ${tree.incomplete.length} clip(s) that lack a file (first: ${first.missing})`);
     for (const x of tree.incomplete) skipped.push({ name: x.name, reason: `missing ${x.missing}` });
   }
@@ -115,23 +157,36 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   if (unlisted.length) log(`${unlisted.length} clip(s) are in no split list and are left out (first: ${unlisted[0]})`);
   checkEveryClassInEverySplit(countsBySplit(planned, tree.classes), `the ${mode} split of ${opts.src}`);
   const recipe: Recipe = {
-    dataset: opts.dataset, sampleRate, framesPerSecond: 1, frameOffsetSeconds: 0.5, jpegQuality: 2,
-    split: mode, splitSeed: o.seed, valFraction: o.valFraction, testFraction: mode === 'seeded' ? o.testFraction : 0, ffmpeg: ff.version,
+    dataset: opts.dataset,
+    sampleRate,
+    framesPerSecond: 1,
+    frameOffsetSeconds: 0.5,
+    jpegQuality: 2,
+    split: mode,
+    splitSeed: o.seed,
+    valFraction: o.valFraction,
+    testFraction: mode === 'seeded' ? o.testFraction : 0,
+    ffmpeg: ff.version,
   };
   const recipeKey = (r: Recipe) => JSON.stringify({ ...r, ffmpeg: undefined });
   const recipePath = join(opts.out, 'recipe.json');
   if (existsSync(recipePath)) {
     const old = JSON.parse(readFileSync(recipePath, 'utf8')) as Recipe;
     if (recipeKey(old) !== recipeKey(recipe)) {
-      throw new Error(`${opts.out} was prepared with a different recipe (${recipeKey(old)}); use another --out, or delete it to start over`);
+      throw new Error(
+        `${opts.out} was prepared with a different recipe (${recipeKey(old)}); use another --out, or delete it to start over`,
+      );
     }
   } else if (existsSync(opts.out) && readdirSync(opts.out).length > 0) {
-    throw new Error(`--out ${opts.out} exists and is not a prepared data set (no recipe.json); choose an empty or new directory`);
+    throw new Error(
+      `--out ${opts.out} exists and is not a prepared data set (no recipe.json); choose an empty or new directory`,
+    );
   }
   const previous = new Map<string, string>();
   if (existsSync(join(opts.out, 'manifest.json'))) {
     try {
-      for (const it of (JSON.parse(readFileSync(join(opts.out, 'manifest.json'), 'utf8')) as Manifest).items) previous.set(it.name, it.sha256);
+      for (const it of (JSON.parse(readFileSync(join(opts.out, 'manifest.json'), 'utf8')) as Manifest).items)
+        previous.set(it.name, it.sha256);
     } catch {
       log(`${join(opts.out, 'manifest.json')} is unreadable; every clip present is rehashed`);
     }
@@ -158,7 +213,9 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     lastLog = now;
     const finished = done.length + skipped.length - tree.incomplete.length;
     const rate = (made || finished) / ((now - t0) / 1000);
-    log(`prepare ${opts.dataset}: ${finished}/${planned.length} clips (${made} made, ${reused} kept, ${skipped.length} skipped), ${rate.toFixed(1)} clips/s${made ? `, ETA ${Math.round((planned.length - finished) / rate)} s` : ''}`);
+    log(
+      `prepare ${opts.dataset}: ${finished}/${planned.length} clips (${made} made, ${reused} kept, ${skipped.length} skipped), ${rate.toFixed(1)} clips/s${made ? `, ETA ${Math.round((planned.length - finished) / rate)} s` : ''}`,
+    );
   };
 
   const one = async (it: Planned): Promise<void> => {
@@ -190,9 +247,16 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
         await runFfmpeg(ff, ffmpegArgs(it, wavTmp, dirTmp, sampleRate));
       } catch (e) {
         if (opts.signal?.aborted) throw new PrepareInterrupted('interrupted');
-        throw new CorruptMediaError(`${it.audio === it.video ? it.video : `${it.audio} / ${it.video}`}: ${(e as Error).message}`);
+        throw new CorruptMediaError(
+          `${it.audio === it.video ? it.video : `${it.audio} / ${it.video}`}: ${(e as Error).message}`,
+        );
       }
-      const c = checkClip(wavTmp, dirTmp, sampleRate, it.audio === it.video ? it.video : `${it.name} (from ${it.audio}, ${it.video})`);
+      const c = checkClip(
+        wavTmp,
+        dirTmp,
+        sampleRate,
+        it.audio === it.video ? it.video : `${it.name} (from ${it.audio}, ${it.video})`,
+      );
       renameSync(dirTmp, dir);
       renameSync(wavTmp, wav); // the WAV last: a clip counts as present only when both exist
       done.push({ name: it.name, className: it.className, label: it.label, split: it.split, ...c });
@@ -231,10 +295,24 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     const counts = countsBySplit(done, tree.classes);
     checkEveryClassInEverySplit(counts, `after skipping ${skipped.length} clip(s) (see above)`);
     for (const s of ['train', 'val', 'test'] as const) {
-      writeAtomic(join(opts.out, `${s}.csv`), done.filter((d) => d.split === s).map((d) => `${csv(d.name)},${csv(d.className)}\n`).join(''));
+      writeAtomic(
+        join(opts.out, `${s}.csv`),
+        done
+          .filter((d) => d.split === s)
+          .map((d) => `${csv(d.name)},${csv(d.className)}\n`)
+          .join(''),
+      );
     }
     writeAtomic(join(opts.out, 'stat.csv'), tree.classes.map((c) => `${csv(c)}\n`).join(''));
-    const manifest: Manifest = { format: MANIFEST_FORMAT, recipe, classes: tree.classes, counts, items: done, skipped, checksum: itemsChecksum(done) };
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      recipe,
+      classes: tree.classes,
+      counts,
+      items: done,
+      skipped,
+      checksum: itemsChecksum(done),
+    };
     writeAtomic(join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
     return { manifest, made, reused, skipped: skipped.length };
   } catch (e) {

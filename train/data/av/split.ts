@@ -9,15 +9,25 @@ import type { SplitName } from './sources.ts';
 export class SplitError extends Error {}
 
 /** Assigns each named clip of `byClass` (class → clip names) to a split; `parts` says which splits to carve off. */
-export function stratifiedSplit(byClass: Map<string, string[]>, seed: number, fractions: { val: number; test: number }, parts: readonly ('val' | 'test')[]): Map<string, SplitName> {
+export function stratifiedSplit(
+  byClass: Map<string, string[]>,
+  seed: number,
+  fractions: { val: number; test: number },
+  parts: readonly ('val' | 'test')[],
+): Map<string, SplitName> {
   const out = new Map<string, SplitName>();
   for (const [cls, names] of [...byClass.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const sorted = [...names].sort();
     const need = parts.length + 1;
     if (sorted.length < need) {
-      throw new SplitError(`class '${cls}' has ${sorted.length} clip(s); a stratified ${['train', ...parts].join('/')} split needs at least ${need} per class (fewer splits: give the official split lists)`);
+      throw new SplitError(
+        `class '${cls}' has ${sorted.length} clip(s); a stratified ${['train', ...parts].join('/')} split needs at least ${need} per class (fewer splits: give the official split lists)`,
+      );
     }
-    const order = shuffleInPlace(Int32Array.from(sorted, (_, i) => i), new Generator(deriveSeed(seed, 'av-split', cls)));
+    const order = shuffleInPlace(
+      Int32Array.from(sorted, (_, i) => i),
+      new Generator(deriveSeed(seed, 'av-split', cls)),
+    );
     let at = 0;
     let left = sorted.length;
     for (const part of ['test', 'val'] as const) {
@@ -32,7 +42,10 @@ export function stratifiedSplit(byClass: Map<string, string[]>, seed: number, fr
 }
 
 /** Clips per class per split; throws naming the first class absent from a split. */
-export function countsBySplit(items: readonly { className: string; split: SplitName }[], classes: readonly string[]): Record<SplitName, Record<string, number>> {
+export function countsBySplit(
+  items: readonly { className: string; split: SplitName }[],
+  classes: readonly string[],
+): Record<SplitName, Record<string, number>> {
   const counts = { train: {}, val: {}, test: {} } as Record<SplitName, Record<string, number>>;
   for (const s of ['train', 'val', 'test'] as const) for (const c of classes) counts[s][c] = 0;
   for (const it of items) counts[it.split][it.className]! += 1;
@@ -41,7 +54,12 @@ export function countsBySplit(items: readonly { className: string; split: SplitN
 
 export function checkEveryClassInEverySplit(counts: Record<SplitName, Record<string, number>>, what: string): void {
   for (const s of ['train', 'val', 'test'] as const) {
-    const missing = Object.entries(counts[s]).filter(([, n]) => n === 0).map(([c]) => c);
-    if (missing.length) throw new SplitError(`${what}: class${missing.length > 1 ? 'es' : ''} ${missing.map((c) => `'${c}'`).join(', ')} ha${missing.length > 1 ? 've' : 's'} no clip in the ${s} split`);
+    const missing = Object.entries(counts[s])
+      .filter(([, n]) => n === 0)
+      .map(([c]) => c);
+    if (missing.length)
+      throw new SplitError(
+        `${what}: class${missing.length > 1 ? 'es' : ''} ${missing.map((c) => `'${c}'`).join(', ')} ha${missing.length > 1 ? 've' : 's'} no clip in the ${s} split`,
+      );
   }
 }

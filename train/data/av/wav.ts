@@ -12,7 +12,8 @@ export class CorruptMediaError extends Error {}
 function chunks(b: Uint8Array, file: string): Map<string, { at: number; size: number }> {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const tag = (at: number) => String.fromCharCode(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!);
-  if (b.length < 12 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE') throw new CorruptMediaError(`${file}: not a WAV file (no RIFF/WAVE header)`);
+  if (b.length < 12 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE')
+    throw new CorruptMediaError(`${file}: not a WAV file (no RIFF/WAVE header)`);
   const out = new Map<string, { at: number; size: number }>();
   let at = 12;
   while (at + 8 <= b.length) {
@@ -20,7 +21,8 @@ function chunks(b: Uint8Array, file: string): Map<string, { at: number; size: nu
     let size = view.getUint32(at + 4, true);
     // ffmpeg writing to a pipe leaves 0xFFFFFFFF (unknown) in the data size: take the rest.
     if (id === 'data' && (size === 0xffffffff || at + 8 + size > b.length)) {
-      if (size !== 0xffffffff && at + 8 + size > b.length) throw new CorruptMediaError(`${file}: truncated (data chunk of ${size} bytes, ${b.length - at - 8} present)`);
+      if (size !== 0xffffffff && at + 8 + size > b.length)
+        throw new CorruptMediaError(`${file}: truncated (data chunk of ${size} bytes, ${b.length - at - 8} present)`);
       size = b.length - at - 8;
     }
     if (!out.has(id)) out.set(id, { at: at + 8, size });
@@ -43,7 +45,9 @@ export function parseWav(bytes: Uint8Array, file: string): Wav {
   const bits = view.getUint16(fmt.at + 14, true);
   const extensiblePcm = format === 0xfffe && fmt.size >= 26 && view.getUint16(fmt.at + 24, true) === 1;
   if ((format !== 1 && !extensiblePcm) || bits !== 16 || channels !== 1) {
-    throw new CorruptMediaError(`${file}: expected 16-bit PCM mono, found format ${format}, ${bits} bits, ${channels} channel(s) (run \`mmpareto prepare\`, which converts with ffmpeg)`);
+    throw new CorruptMediaError(
+      `${file}: expected 16-bit PCM mono, found format ${format}, ${bits} bits, ${channels} channel(s) (run \`mmpareto prepare\`, which converts with ffmpeg)`,
+    );
   }
   if (sampleRate < 1) throw new CorruptMediaError(`${file}: sample rate ${sampleRate}`);
   const n = Math.floor(data.size / 2);
@@ -71,6 +75,7 @@ export function encodeWav(samples: ArrayLike<number>, sampleRate: number): Uint8
   v.setUint16(34, 16, true);
   put(36, 'data');
   v.setUint32(40, 2 * n, true);
-  for (let i = 0; i < n; i++) v.setInt16(44 + 2 * i, Math.max(-32768, Math.min(32767, Math.round(samples[i]! * 32768))), true);
+  for (let i = 0; i < n; i++)
+    v.setInt16(44 + 2 * i, Math.max(-32768, Math.min(32767, Math.round(samples[i]! * 32768))), true);
   return b;
 }
