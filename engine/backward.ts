@@ -322,7 +322,8 @@ function checkOneGraph(op: string, names: string[], roots: Tensor[], order: read
   const apart = names.filter((_, j) => find(j) !== find(0));
   if (apart.length) {
     throw new EngineError(
-      `${op}: losses ${apart.map((n) => `'${n}'`).join(', ')} come from a different forward graph than '${names[0]}' (they share no intermediate tensor)`,
+      `${op}: losses ${apart.map((n) => `'${n}'`).join(', ')} come from a different forward graph than ` +
+        `'${names[0]}' (they share no intermediate tensor)`,
     );
   }
 }

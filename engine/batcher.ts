@@ -174,11 +174,13 @@ export class Batcher {
     // Pool buffers have both usages; an app's buffer (Tensor.fromGPUBuffer) may lack them.
     if (!(src.usage & COPY_SRC))
       throw new EngineError(
-        `${op}: the source buffer lacks GPUBufferUsage.COPY_SRC (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be copied or read back)`,
+        `${op}: the source buffer lacks GPUBufferUsage.COPY_SRC (an app buffer wrapped by Tensor.fromGPUBuffer ` +
+          `needs it to be copied or read back)`,
       );
     if (!(dst.usage & COPY_DST))
       throw new EngineError(
-        `${op}: the destination buffer lacks GPUBufferUsage.COPY_DST (an app buffer wrapped by Tensor.fromGPUBuffer needs it to be written)`,
+        `${op}: the destination buffer lacks GPUBufferUsage.COPY_DST (an app buffer wrapped by ` +
+          `Tensor.fromGPUBuffer needs it to be written)`,
       );
     this.pass?.end();
     this.pass = null;
@@ -207,7 +209,10 @@ export class Batcher {
     this.host.pool.afterSubmit();
   }
 
-  /** Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data; `op` names the caller in errors. */
+  /**
+   * Copies `bytes` of `src` into a reused staging buffer, submits, and resolves with a copy of the data; `op` names the
+   * caller in errors.
+   */
   async read(src: GPUBuffer, bytes: number, srcOffset = 0, op = 'read'): Promise<ArrayBuffer> {
     this.host.assertUsable(op);
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);

@@ -93,7 +93,8 @@ export function assertFinite(data: ArrayLike<number>, what: string): void {
       let count = 0;
       for (let j = i; j < data.length; j++) if (!Number.isFinite(data[j]!)) count++;
       throw new EngineError(
-        `${what}: value ${v} at index ${i} is not finite (${count} non-finite value${count > 1 ? 's' : ''} in ${data.length})`,
+        `${what}: value ${v} at index ${i} is not finite (${count} non-finite value${count > 1 ? 's' : ''} in ` +
+          `${data.length})`,
       );
     }
   }

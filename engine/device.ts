@@ -108,7 +108,8 @@ export class Device implements BatcherHost {
     if (!adapter) {
       throw new EngineError(
         'No WebGPU adapter found. Install a GPU driver with Vulkan/Metal/D3D12 support, or on Linux the software ' +
-          "Vulkan driver: 'npm run setup' (Debian: libvulkan1 + mesa-vulkan-drivers >= 23, from bookworm-backports on Debian 12).",
+          "Vulkan driver: 'npm run setup' (Debian: libvulkan1 + mesa-vulkan-drivers >= 23, from bookworm-backports " +
+          'on Debian 12).',
       );
     }
     const requiredLimits: Record<string, number> = {};
@@ -144,14 +145,17 @@ export class Device implements BatcherHost {
       const have = gpu.limits[lim as LimitName];
       if (have < need)
         throw new EngineError(
-          `Device.fromGPUDevice: GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request it in requestDevice({ requiredLimits }).`,
+          `Device.fromGPUDevice: GPUDevice limit ${lim} = ${have} is below the engine's minimum ${need}; request ` +
+            `it in requestDevice({ requiredLimits }).`,
         );
     }
     // A destroyed or lost device resolves `lost` before an (empty) queue reports its work done.
     const lost = await Promise.race([gpu.lost, gpu.queue.onSubmittedWorkDone().then(() => null)]);
     if (lost) {
       throw new EngineError(
-        `Device.fromGPUDevice: the GPUDevice is lost (reason '${lost.reason}'${lost.message ? `: ${lost.message}` : ''}); request a new one with adapter.requestDevice().`,
+        `Device.fromGPUDevice: the GPUDevice is lost (reason ` +
+          `'${lost.reason}'${lost.message ? `: ${lost.message}` : ''}); request a new one with ` +
+          `adapter.requestDevice().`,
       );
     }
     const info = (gpu as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
@@ -224,8 +228,10 @@ export class Device implements BatcherHost {
     const max = this.gpu.limits.maxStorageBuffersPerShaderStage;
     if (storage > max) {
       throw new EngineError(
-        `${op}: its kernel binds ${storage} storage buffers, above this device's maxStorageBuffersPerShaderStage (${max}); ` +
-          `request it in requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage: ${storage} } }) if adapter.limits allows, or use Device.create(), which takes the adapter's limits`,
+        `${op}: its kernel binds ${storage} storage buffers, above this device's maxStorageBuffersPerShaderStage ` +
+          `(${max}); ` +
+          `request it in requestDevice({ requiredLimits: { maxStorageBuffersPerShaderStage: ${storage} } }) if ` +
+          `adapter.limits allows, or use Device.create(), which takes the adapter's limits`,
       );
     }
     let mod = this.modules.get(code);
@@ -358,7 +364,12 @@ async function defaultGPU(timestamps: boolean): Promise<GPU> {
     typeof (globalThis as { importScripts?: unknown }).importScripts === 'function';
   throw new EngineError(
     isWorkerOrPage
-      ? 'No WebGPU: navigator.gpu is undefined. Use a browser with WebGPU (Chrome or Edge 113+, Safari 26+, Firefox 141+ on Windows; on Linux Chrome needs --enable-unsafe-webgpu or chrome://flags/#enable-unsafe-webgpu), and serve the page from https:// or http://localhost (WebGPU needs a secure context).'
-      : "No WebGPU: navigator.gpu is undefined and no GPU was given. In Node, import the package as 'mmpareto-webgpu' (its Node entry loads Dawn from the 'webgpu' package), or pass Device.create({ gpu }) a GPU object, e.g. `create([])` from the 'webgpu' package.",
+      ? 'No WebGPU: navigator.gpu is undefined. Use a browser with WebGPU (Chrome or Edge 113+, Safari 26+, ' +
+          'Firefox 141+ on Windows; on Linux Chrome needs --enable-unsafe-webgpu or ' +
+          'chrome://flags/#enable-unsafe-webgpu), and serve the page from https:// or ' +
+          'http://localhost (WebGPU needs a secure context).'
+      : 'No WebGPU: navigator.gpu is undefined and no GPU was given. In Node, import the package as ' +
+          "'mmpareto-webgpu' (its Node entry loads Dawn from the 'webgpu' package), or pass " +
+          "Device.create({ gpu }) a GPU object, e.g. `create([])` from the 'webgpu' package.",
   );
 }

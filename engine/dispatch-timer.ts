@@ -37,7 +37,8 @@ export class DispatchTimer implements PassTimer {
   ) {
     if (!device.gpu.features.has('timestamp-query')) {
       throw new EngineError(
-        "DispatchTimer: the device lacks 'timestamp-query' (create it with Device.create({ timestamps: true }) or request the feature)",
+        "DispatchTimer: the device lacks 'timestamp-query' (create it with Device.create({ timestamps: true }) or " +
+          'request the feature)',
       );
     }
     if (!Number.isInteger(capacity) || capacity < 1)
@@ -55,7 +56,8 @@ export class DispatchTimer implements PassTimer {
   writes(op: string): GPUComputePassTimestampWrites {
     if (this.counts.length >= this.capacity)
       throw new EngineError(
-        `DispatchTimer: more than ${this.capacity} submits since the last read(); read() more often or give a larger capacity`,
+        `DispatchTimer: more than ${this.capacity} submits since the last read(); read() more often or give a ` +
+          `larger capacity`,
       );
     if (this.used + 2 > SET_QUERIES)
       throw new EngineError(

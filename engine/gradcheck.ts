@@ -147,7 +147,9 @@ export async function gradcheck(
         bad
           .map(
             (r) =>
-              `  input ${r.index} [${inputs[r.index]!.shape}], element ${r.worstElement}: analytic ${r.analytic}, numeric ${r.numeric}, |diff| ${r.maxAbsErr.toExponential(3)} > tol ${r.tolAtWorst.toExponential(3)}`,
+              `  input ${r.index} [${inputs[r.index]!.shape}], element ${r.worstElement}: analytic ${r.analytic}, ` +
+              `numeric ${r.numeric}, |diff| ${r.maxAbsErr.toExponential(3)} > tol ` +
+              `${r.tolAtWorst.toExponential(3)}`,
           )
           .join('\n'),
     );

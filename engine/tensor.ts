@@ -148,7 +148,8 @@ export class Tensor {
     const label = buffer.label ? ` '${buffer.label}'` : '';
     if (!(buffer.usage & STORAGE_USAGE)) {
       throw new EngineError(
-        `${op}: buffer${label} lacks GPUBufferUsage.STORAGE (its usage is 0x${buffer.usage.toString(16)}); create it with usage STORAGE (| COPY_SRC to read it back, | COPY_DST to write it)`,
+        `${op}: buffer${label} lacks GPUBufferUsage.STORAGE (its usage is 0x${buffer.usage.toString(16)}); create ` +
+          `it with usage STORAGE (| COPY_SRC to read it back, | COPY_DST to write it)`,
       );
     }
     if (buffer.size < bytes) {
@@ -240,7 +241,8 @@ export function empty(shape: Shape, dtype: DType = 'float32', device: Device = g
   const max = device.limits.maxStorageBufferBindingSize;
   if (bytes > max) {
     throw new EngineError(
-      `tensor [${shape.join(', ')}] needs ${bytes} bytes, above this device's maxStorageBufferBindingSize (${max}); use a smaller batch`,
+      `tensor [${shape.join(', ')}] needs ${bytes} bytes, above this device's maxStorageBufferBindingSize ` +
+        `(${max}); use a smaller batch`,
     );
   }
   return new Tensor(shape, dtype, new Storage(device, device.pool.acquire(bytes), bytes));

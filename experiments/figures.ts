@@ -11,7 +11,9 @@ const CHART_CSS =
 /** An inline chart from train/report/svg.ts (or barChart) as a standalone SVG document. */
 export function standaloneSvg(inline: string): string {
   if (!inline.startsWith('<svg')) throw new Error('standaloneSvg: not an <svg> element');
-  return `<?xml version="1.0" encoding="UTF-8"?>\n${inline.replace('<svg', '<svg xmlns="http://www.w3.org/2000/svg"').replace(/^(<svg[^>]*>)/, `$1<style>${CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>`)}\n`;
+  const background = `$1<style>${CHART_CSS}</style><rect width="100%" height="100%" fill="#fff"/>`;
+  const svg = inline.replace('<svg', '<svg xmlns="http://www.w3.org/2000/svg"').replace(/^(<svg[^>]*>)/, background);
+  return `<?xml version="1.0" encoding="UTF-8"?>\n${svg}\n`;
 }
 
 export interface BarGroup {
@@ -48,49 +50,63 @@ export function barChart(groups: readonly BarGroup[], opts: BarChartOptions): st
   );
   const refs = (opts.reference ?? []).flat().filter((v): v is number => v !== undefined);
   if (!all.length)
-    return `<svg class="chart" width="${W}" height="60" viewBox="0 0 ${W} 60"><text x="10" y="20" class="title">${escapeHtml(opts.title)}</text><text x="10" y="44">no data yet</text></svg>`;
+    return (
+      `<svg class="chart" width="${W}" height="60" viewBox="0 0 ${W} 60"><text x="10" y="20" ` +
+      `class="title">${escapeHtml(opts.title)}</text><text x="10" y="44">no data yet</text></svg>`
+    );
   const [y0, y1] = niceDomain(Math.min(0, ...all, ...refs), Math.max(...all, ...refs));
   const y = (v: number) => M.top + ph - ((v - y0) / (y1 - y0 || 1)) * ph;
   const r = (v: number) => v.toFixed(1);
   const svg = [
-    `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(opts.title)}">`,
+    `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" ` +
+      `aria-label="${escapeHtml(opts.title)}">`,
   ];
   svg.push(
     `<text x="${W / 2 - M.right / 2}" y="16" text-anchor="middle" class="title">${escapeHtml(opts.title)}</text>`,
   );
   for (const t of niceTicks(y0, y1)) {
     svg.push(
-      `<line x1="${M.left}" x2="${M.left + pw}" y1="${r(y(t))}" y2="${r(y(t))}" class="grid"/><text x="${M.left - 6}" y="${r(y(t) + 4)}" text-anchor="end">${formatTick(t)}</text>`,
+      `<line x1="${M.left}" x2="${M.left + pw}" y1="${r(y(t))}" y2="${r(y(t))}" class="grid"/><text ` +
+        `x="${M.left - 6}" y="${r(y(t) + 4)}" text-anchor="end">${formatTick(t)}</text>`,
     );
   }
   svg.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" class="plot"/>`);
   svg.push(
-    `<text transform="translate(14 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle" class="label">${escapeHtml(opts.yLabel)}</text>`,
+    `<text transform="translate(14 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle" ` +
+      `class="label">${escapeHtml(opts.yLabel)}</text>`,
   );
   const gw = pw / Math.max(1, groups.length);
   const bw = (gw * 0.8) / Math.max(1, opts.series.length);
   groups.forEach((g, gi) => {
     const gx = M.left + gi * gw + gw * 0.1;
     svg.push(
-      `<text x="${r(M.left + (gi + 0.5) * gw)}" y="${M.top + ph + 18}" text-anchor="middle">${escapeHtml(g.name)}</text>`,
+      `<text x="${r(M.left + (gi + 0.5) * gw)}" y="${M.top + ph + 18}" ` +
+        `text-anchor="middle">${escapeHtml(g.name)}</text>`,
     );
     g.values.forEach((v, si) => {
       const x = gx + si * bw;
       const ref = opts.reference?.[gi]?.[si];
       if (ref !== undefined)
         svg.push(
-          `<line x1="${r(x)}" x2="${r(x + bw * 0.9)}" y1="${r(y(ref))}" y2="${r(y(ref))}" stroke="#000" stroke-width="2"><title>reference ${formatTick(ref)}</title></line>`,
+          `<line x1="${r(x)}" x2="${r(x + bw * 0.9)}" y1="${r(y(ref))}" y2="${r(y(ref))}" stroke="#000" ` +
+            `stroke-width="2"><title>reference ${formatTick(ref)}</title></line>`,
         );
       if (!v.length) return;
       const m = mean(v);
       const s = sd(v);
       const c = seriesColor(si);
+      const title = escapeHtml(`${g.name} ${opts.series[si]}: ${m.toFixed(2)} ± ${s.toFixed(2)} (n = ${v.length})`);
       svg.push(
-        `<rect x="${r(x)}" y="${r(y(Math.max(m, y0)))}" width="${r(bw * 0.9)}" height="${r(Math.abs(y(Math.max(m, y0)) - y(Math.max(0, y0))))}" fill="${c}" fill-opacity="0.45" stroke="${c}"><title>${escapeHtml(`${g.name} ${opts.series[si]}: ${m.toFixed(2)} ± ${s.toFixed(2)} (n = ${v.length})`)}</title></rect>`,
+        `<rect x="${r(x)}" y="${r(y(Math.max(m, y0)))}" width="${r(bw * 0.9)}" ` +
+          `height="${r(Math.abs(y(Math.max(m, y0)) - y(Math.max(0, y0))))}" fill="${c}" ` +
+          `fill-opacity="0.45" stroke="${c}"><title>${title}</title></rect>`,
       );
       const cx = x + bw * 0.45;
       svg.push(
-        `<line x1="${r(cx)}" x2="${r(cx)}" y1="${r(y(m - s))}" y2="${r(y(m + s))}" stroke="#222" stroke-width="1.4"/><line x1="${r(cx - 4)}" x2="${r(cx + 4)}" y1="${r(y(m - s))}" y2="${r(y(m - s))}" stroke="#222"/><line x1="${r(cx - 4)}" x2="${r(cx + 4)}" y1="${r(y(m + s))}" y2="${r(y(m + s))}" stroke="#222"/>`,
+        `<line x1="${r(cx)}" x2="${r(cx)}" y1="${r(y(m - s))}" y2="${r(y(m + s))}" stroke="#222" ` +
+          `stroke-width="1.4"/><line x1="${r(cx - 4)}" x2="${r(cx + 4)}" y1="${r(y(m - s))}" ` +
+          `y2="${r(y(m - s))}" stroke="#222"/><line x1="${r(cx - 4)}" x2="${r(cx + 4)}" ` +
+          `y1="${r(y(m + s))}" y2="${r(y(m + s))}" stroke="#222"/>`,
       );
       v.forEach((p, k) =>
         svg.push(
@@ -103,13 +119,15 @@ export function barChart(groups: readonly BarGroup[], opts: BarChartOptions): st
     const ly = M.top + 6 + i * 18;
     const lx = W - M.right + 12;
     svg.push(
-      `<rect x="${lx}" y="${ly - 5}" width="18" height="10" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}"/><text x="${lx + 22}" y="${ly + 4}">${escapeHtml(name)}</text>`,
+      `<rect x="${lx}" y="${ly - 5}" width="18" height="10" fill="${seriesColor(i)}" fill-opacity="0.45" ` +
+        `stroke="${seriesColor(i)}"/><text x="${lx + 22}" y="${ly + 4}">${escapeHtml(name)}</text>`,
     );
   });
   if (opts.reference) {
     const ly = M.top + 6 + opts.series.length * 18;
     svg.push(
-      `<line x1="${W - M.right + 12}" x2="${W - M.right + 30}" y1="${ly}" y2="${ly}" stroke="#000" stroke-width="2"/><text x="${W - M.right + 34}" y="${ly + 4}">paper</text>`,
+      `<line x1="${W - M.right + 12}" x2="${W - M.right + 30}" y1="${ly}" y2="${ly}" stroke="#000" ` +
+        `stroke-width="2"/><text x="${W - M.right + 34}" y="${ly + 4}">paper</text>`,
     );
   }
   svg.push(

@@ -43,8 +43,13 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
   const cg = ds === 'cg-fmnist';
   const out: string[] = [];
   out.push(`## ${cg ? 'CG-FMNIST' : 'Multi-FMNIST'}: test accuracy`, '');
+  const beside = cg
+    ? "Beside it, the paper's Table 3 on CG-MNIST — **a different data set**: ours is built from Fashion-MNIST " +
+      '(harder items, the same colour shortcut), so only the orderings are comparable, not the numbers.'
+    : "Beside it, the paper's Table 5 on MultiMNIST with 50% salt-and-pepper noise on the right half; ours pairs " +
+      'Fashion-MNIST items, so only the orderings compare.';
   out.push(
-    `Test accuracy (%) of the best epoch by validation, as mean ± sample standard deviation over the seeds. ${cg ? "Beside it, the paper's Table 3 on CG-MNIST — **a different data set**: ours is built from Fashion-MNIST (harder items, the same colour shortcut), so only the orderings are comparable, not the numbers." : "Beside it, the paper's Table 5 on MultiMNIST with 50% salt-and-pepper noise on the right half; ours pairs Fashion-MNIST items, so only the orderings compare."}`,
+    `Test accuracy (%) of the best epoch by validation, as mean ± sample standard deviation over the seeds. ${beside}`,
     '',
   );
   out.push(
@@ -58,7 +63,8 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
   );
   const paired = pairedTable(runs, heads, 'best');
   out.push(
-    `Paired differences against uniform (same seed: same initial weights, data and order), test accuracy of the best epoch:`,
+    `Paired differences against uniform (same seed: same initial weights, data and order), test accuracy of the ` +
+      `best epoch:`,
     '',
     ...paired.lines,
     '',
@@ -115,7 +121,9 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
     out.push(
       `### Gradient conflicts during training (paper Fig. 1a)`,
       '',
-      'From the integrator telemetry (every step; uniform and one-joint-loss log none): mean cos β between g_m and g_u, the share of steps with cos β < 0, and mean |g_u| / mean |g_m| over training, mean over seeds.',
+      'From the integrator telemetry (every step; uniform and one-joint-loss log none): mean cos β between g_m and ' +
+        'g_u, the share of steps with cos β < 0, and mean |g_u| / mean |g_m| over training, mean ' +
+        'over seeds.',
       '',
     );
     out.push(
@@ -128,7 +136,9 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
         if (!rs.length) continue;
         const t = rs.map((r) => r.telemetry![g]!);
         out.push(
-          `| ${name(m)} | ${g} | ${rs.length} | ${mean(t.map((x) => x.cosMean)).toFixed(3)} | ${pct(mean(t.map((x) => x.conflictFraction)))}% | ${mean(t.map((x) => x.normRatio)).toFixed(2)} |`,
+          `| ${name(m)} | ${g} | ${rs.length} | ${mean(t.map((x) => x.cosMean)).toFixed(3)} | ` +
+            `${pct(mean(t.map((x) => x.conflictFraction)))}% | ` +
+            `${mean(t.map((x) => x.normRatio)).toFixed(2)} |`,
         );
       }
     out.push('');
@@ -168,11 +178,15 @@ function hypothesisSection(analyses: readonly GradientAnalysis[], figures: Recor
       '',
     ];
   out.push(
-    'At a checkpoint\'s weights (nothing updated), per encoder, g_m and g_u on the same training mini-batches: mean |g|, the trace of the mini-batch gradient covariance tr C = Σ‖g_i − ḡ‖²/(N − 1), k = tr C^u / tr C^m, and the share of batches with cos(g_m, g_u) < 0. The paper: the unimodal gradient is larger with a larger covariance, k "often more than 3".',
+    "At a checkpoint's weights (nothing updated), per encoder, g_m and g_u on the same training mini-batches: " +
+      'mean |g|, the trace of the mini-batch gradient covariance tr C = Σ‖g_i − ḡ‖²/(N − 1), k = ' +
+      'tr C^u / tr C^m, and the share of batches with cos(g_m, g_u) < 0. The paper: the unimodal ' +
+      'gradient is larger with a larger covariance, k "often more than 3".',
     '',
   );
   out.push(
-    '| method | seed | epoch | encoder | batches | mean \\|g_m\\| | mean \\|g_u\\| | \\|g_u\\|/\\|g_m\\| | tr C^m | tr C^u | k | cos < 0 |',
+    '| method | seed | epoch | encoder | batches | mean \\|g_m\\| | mean \\|g_u\\| | \\|g_u\\|/\\|g_m\\| | tr C^m ' +
+      '| tr C^u | k | cos < 0 |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   const sorted = [...analyses].sort(
@@ -182,7 +196,10 @@ function hypothesisSection(analyses: readonly GradientAnalysis[], figures: Recor
   for (const a of sorted)
     for (const [g, e] of Object.entries(a.encoders)) {
       out.push(
-        `| ${name(a.run.method)} | ${a.run.seed} | ${a.checkpoint.epoch} | ${g} | ${a.batches} | ${f(e.multimodal.meanNorm)} | ${f(e.unimodal.meanNorm)} | ${f(e.normRatio)} | ${f(e.multimodal.covTrace)} | ${f(e.unimodal.covTrace)} | ${f(e.k)} | ${pct(e.conflictFraction)}% |`,
+        `| ${name(a.run.method)} | ${a.run.seed} | ${a.checkpoint.epoch} | ${g} | ${a.batches} | ` +
+          `${f(e.multimodal.meanNorm)} | ${f(e.unimodal.meanNorm)} | ${f(e.normRatio)} | ` +
+          `${f(e.multimodal.covTrace)} | ${f(e.unimodal.covTrace)} | ${f(e.k)} | ` +
+          `${pct(e.conflictFraction)}% |`,
       );
     }
   const ks = sorted.flatMap((a) => Object.values(a.encoders).map((e) => e.k));
@@ -190,7 +207,8 @@ function hypothesisSection(analyses: readonly GradientAnalysis[], figures: Recor
   const over1 = ks.filter((k) => k > 1).length;
   out.push(
     '',
-    `k > 1 in ${over1} of ${ks.length} (checkpoint, encoder) cases and k > 3 in ${over3}; k ranges from ${f(Math.min(...ks))} to ${f(Math.max(...ks))}.`,
+    `k > 1 in ${over1} of ${ks.length} (checkpoint, encoder) cases and k > 3 in ${over3}; k ranges from ` +
+      `${f(Math.min(...ks))} to ${f(Math.max(...ks))}.`,
     '',
   );
   const series: LineSeries[] = [];
@@ -261,7 +279,13 @@ function pilotSection(
   const out = ['## Pilot: choosing the budget', ''];
   if (pilot.length) {
     out.push(
-      "Seed-0 uniform runs on CG-FMNIST (and their curves as committed summaries in experiments/results/pilot). Criterion (issue 14): the multimodal head's validation accuracy changes by less than 1 point over the last 20% of training, measured as the largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋. With a constant learning rate each epoch's order depends only on (seed, epoch), so a run of E epochs is exactly the first E epochs of a longer one: a constant-lr pilot shows every shorter budget. A cosine schedule depends on the run's length, so a cosine pilot shows only its own E.",
+      'Seed-0 uniform runs on CG-FMNIST (and their curves as committed summaries in experiments/results/pilot). ' +
+        "Criterion (issue 14): the multimodal head's validation accuracy changes by less than 1 " +
+        'point over the last 20% of training, measured as the largest |acc(e) − acc(E)| over the ' +
+        "epochs e ≥ ⌊0.8·E⌋. With a constant learning rate each epoch's order depends only on " +
+        '(seed, epoch), so a run of E epochs is exactly the first E epochs of a longer one: a ' +
+        "constant-lr pilot shows every shorter budget. A cosine schedule depends on the run's " +
+        'length, so a cosine pilot shows only its own E.',
       '',
     );
     const head = (r: RunSummary) => headsOf([r])[0]!;
@@ -272,7 +296,10 @@ function pilotSection(
     );
     for (const r of pilot)
       out.push(
-        `| ${r.dataset} ${r.method} ${r.budget.label} | ${Array.from({ length: maxE }, (_, i) => (r.valCurve[i] ? pct(r.valCurve[i]!.acc[head(r)]!) : '')).join(' | ')} |`,
+        `| ${r.dataset} ${r.method} ${r.budget.label} | ` +
+          `${Array.from({ length: maxE }, (_, i) => (r.valCurve[i] ? pct(r.valCurve[i]!.acc[head(r)]!) : '')).join(
+            ' | ',
+          )} |`,
       );
     out.push(
       '',
@@ -306,7 +333,9 @@ function pilotSection(
     out.push('', PILOT_DECISION, '');
     figures['pilot-val.svg'] = lineChart(
       pilot.map((r) => ({
-        name: `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ${r.budget.trainLimit / 1000}k×${r.budget.epochs}`,
+        name:
+          `lr ${r.budget.lr}${r.budget.lrSchedule === 'cosine' ? ' cos' : ''}, ` +
+          `${r.budget.trainLimit / 1000}k×${r.budget.epochs}`,
         points: r.valCurve.map((c) => [c.epoch, 100 * c.acc[head(r)]!] as const),
       })),
       {
@@ -343,16 +372,33 @@ export function renderResults(inp: ResultsInput): ResultsPage {
   const missing = inp.plan.filter((r) => !have.has(`${r.dataset}/${runName(r)}`));
   const commits = [...new Set(inp.runs.flatMap((r) => r.commits))];
   const adapters = [...new Set(inp.runs.map((r) => r.adapter))];
+  const missingList = missing.length
+    ? `; **missing**: ${missing.map((r) => `${r.dataset}/${runName(r)}`).join(', ')}`
+    : ' (complete)';
+  const pairing = inp.pairing.length
+    ? `**problems**: ${inp.pairing.join('; ')}`
+    : "every seed's runs share initial weights and data.";
   const md: string[] = [
     '# Results: MMPareto against its peers, with statistics',
     '',
-    '<!-- Generated by `npx tsx experiments/summarize.ts` from experiments/results; edit that script, not this file. -->',
+    '<!-- Generated by `npx tsx experiments/summarize.ts` from experiments/results; ' +
+      'edit that script, not this file. -->',
     '',
-    `Budget \`${budgetLabel(b)}\`: ${b.trainLimit.toLocaleString('en-US')} training items for ${b.epochs} epochs (${Math.floor(b.trainLimit / b.batchSize) * b.epochs} steps of ${b.batchSize}), SGD with momentum 0.9 and weight decay 1e-4 at lr ${b.lr}${b.lrSchedule === 'cosine' ? ' decayed to 0 by a cosine schedule over the steps' : ' (constant)'} for every method (the paper: constant lr 1e-3; see the pilot below), γ = 1.5, the paper's CNN encoders, validation on ${b.valSize.toLocaleString('en-US')} held-out training items, test on the 10,000 t10k items. Seeds are paired: runs of one seed start from the same weights and see the same data in the same order (checked through each summary's fingerprints).`,
+    `Budget \`${budgetLabel(b)}\`: ${b.trainLimit.toLocaleString('en-US')} training items for ${b.epochs} epochs ` +
+      `(${Math.floor(b.trainLimit / b.batchSize) * b.epochs} steps of ${b.batchSize}), SGD with ` +
+      `momentum 0.9 and weight decay 1e-4 at lr ` +
+      `${b.lr}${b.lrSchedule === 'cosine' ? ' decayed to 0 by a cosine schedule over the steps' : ' (constant)'} ` +
+      `for every method (the paper: constant lr 1e-3; see the pilot below), γ = 1.5, the paper's ` +
+      `CNN encoders, validation on ${b.valSize.toLocaleString('en-US')} held-out training items, ` +
+      `test on the 10,000 t10k items. Seeds are paired: runs of one seed start from the same ` +
+      `weights and see the same data in the same order (checked through each summary's ` +
+      `fingerprints).`,
     '',
-    `- Runs: ${inp.runs.length} of ${inp.plan.length} planned${missing.length ? `; **missing**: ${missing.map((r) => `${r.dataset}/${runName(r)}`).join(', ')}` : ' (complete)'}.`,
-    `- Pairing: ${inp.pairing.length ? `**problems**: ${inp.pairing.join('; ')}` : "every seed's runs share initial weights and data."}`,
-    `- Code: ${commits.length ? commits.map((c) => `\`${c.slice(0, 12)}\``).join(', ') : '—'}; adapter: ${adapters.join(', ') || '—'}. Wall times in the summaries were measured on a shared machine and are not benchmarks.`,
+    `- Runs: ${inp.runs.length} of ${inp.plan.length} planned${missingList}.`,
+    `- Pairing: ${pairing}`,
+    `- Code: ${commits.length ? commits.map((c) => `\`${c.slice(0, 12)}\``).join(', ') : '—'}; adapter: ` +
+      `${adapters.join(', ') || '—'}. Wall times in the summaries were measured on a shared ` +
+      `machine and are not benchmarks.`,
     '',
   ];
   for (const ds of ['cg-fmnist', 'multi-fmnist']) {

@@ -90,7 +90,8 @@ export function accuracyTable(
     const f1 = pm(rs.map((r) => r[which].test.macro_f1[heads[0]!]!));
     const ref = paperCols.map((_, i) => paper?.[m]?.[i]?.toFixed(2) ?? '—');
     lines.push(
-      `| ${name(m)} | ${rs.map((r) => r.seed).join(', ')} | ${cells.join(' | ')} | ${f1} |${ref.map((x) => ` ${x} |`).join('')}`,
+      `| ${name(m)} | ${rs.map((r) => r.seed).join(', ')} | ${cells.join(' | ')} | ${f1} ` +
+        `|${ref.map((x) => ` ${x} |`).join('')}`,
     );
   }
   return lines;
@@ -104,7 +105,8 @@ export function pairedTable(
   const base = new Map(runs.filter((r) => r.method === 'uniform').map((r) => [r.seed, r]));
   const methods = [...new Set(runs.map((r) => r.method))].filter((m) => m !== 'uniform').sort(byOrder);
   const lines = [
-    '| method − uniform | head | pairs (seeds) | mean difference (points) | 95% CI (t) | t | one-sided p (H1: method > uniform) | method wins |',
+    '| method − uniform | head | pairs (seeds) | mean difference (points) | 95% CI (t) | t | one-sided p (H1: ' +
+      'method > uniform) | method wins |',
     '|---|---|---|---|---|---|---|---|',
   ];
   let mmp: ReturnType<typeof pairedComparison> | null = null;
@@ -121,7 +123,9 @@ export function pairedTable(
       );
       if (m === 'mmpareto' && h === heads[0]) mmp = c;
       lines.push(
-        `| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | [${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${c.t.toFixed(2)} | ${fmtP(c.pGreater)} | ${c.wins}/${c.n} |`,
+        `| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | ` +
+          `[${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${c.t.toFixed(2)} | ${fmtP(c.pGreater)} | ` +
+          `${c.wins}/${c.n} |`,
       );
     }
   }
@@ -131,7 +135,13 @@ export function pairedTable(
 export function verdict(c: ReturnType<typeof pairedComparison> | null, what: string): string {
   if (!c) return `MMPareto vs uniform on ${what}: fewer than two paired seeds so far; no test yet.`;
   const sig = c.pGreater < 0.05;
-  return `**MMPareto vs uniform on ${what}, ${c.n} paired seeds:** mean difference ${signed(c.meanDiff)} points, 95% CI [${signed(c.ci95[0])}, ${signed(c.ci95[1])}], one-sided paired t-test p = ${fmtP(c.pGreater)} — ${sig ? 'significant at the 5% level' : 'not significant at the 5% level'}; MMPareto is ahead on ${c.wins} of ${c.n} seeds.`;
+  return (
+    `**MMPareto vs uniform on ${what}, ${c.n} paired seeds:** mean difference ${signed(c.meanDiff)} points, ` +
+    `95% CI [${signed(c.ci95[0])}, ${signed(c.ci95[1])}], one-sided paired t-test p = ` +
+    `${fmtP(c.pGreater)} — ` +
+    `${sig ? 'significant at the 5% level' : 'not significant at the 5% level'}; MMPareto is ` +
+    `ahead on ${c.wins} of ${c.n} seeds.`
+  );
 }
 
 /** Mean over runs of a binned telemetry column (bins align: same budget, same steps). */

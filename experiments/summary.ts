@@ -170,7 +170,9 @@ export interface SummaryInputs {
   adapter: string;
   commits: string[];
   pairing: { init: string; data: string };
-  /** Global steps at which training segments started: [0] for an uninterrupted run, [0, s, …] after resumes at step s. */
+  /**
+   * Global steps at which training segments started: [0] for an uninterrupted run, [0, s, …] after resumes at step s.
+   */
   segmentStarts: number[];
 }
 

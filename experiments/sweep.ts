@@ -77,7 +77,9 @@ export function pairingProblems(summaries: readonly { path: string; summary: Run
       for (const what of ['init', 'data'] as const) {
         if (s.summary.pairing[what] !== ref!.summary.pairing[what]) {
           problems.push(
-            `${key}: ${s.summary.method} and ${ref!.summary.method} differ in their ${what === 'init' ? 'initial weights' : 'training data or order'} (${s.summary.pairing[what]} vs ${ref!.summary.pairing[what]})`,
+            `${key}: ${s.summary.method} and ${ref!.summary.method} differ in their ` +
+              `${what === 'init' ? 'initial weights' : 'training data or order'} ` +
+              `(${s.summary.pairing[what]} vs ${ref!.summary.pairing[what]})`,
           );
         }
       }
@@ -118,7 +120,8 @@ export async function runSweep(
   const todo = plan.filter((r) => runState(r, opts.runsDir, opts.resultsDir) !== 'summarized');
   const skipped = plan.length - todo.length;
   opts.log(
-    `sweep: ${plan.length} planned runs, ${skipped} already summarized (skipped), ${todo.length} to run (${todo.reduce((a, r) => a + plannedSteps(r), 0)} steps at most)`,
+    `sweep: ${plan.length} planned runs, ${skipped} already summarized (skipped), ${todo.length} to run ` +
+      `(${todo.reduce((a, r) => a + plannedSteps(r), 0)} steps at most)`,
   );
   let stepsDone = 0;
   let ran = 0;
@@ -126,7 +129,8 @@ export async function runSweep(
   for (const [i, run] of todo.entries()) {
     const state = runState(run, opts.runsDir, opts.resultsDir);
     opts.log(
-      `[${i + 1}/${todo.length}] ${runId(run)} (${budgetLabel(run.budget)}): ${state === 'resumable' ? 'resuming from its last finished epoch' : state === 'finished' ? 'trained; writing its summary' : 'starting'}`,
+      `[${i + 1}/${todo.length}] ${runId(run)} (${budgetLabel(run.budget)}): ` +
+        `${state === 'resumable' ? 'resuming from its last finished epoch' : state === 'finished' ? 'trained; writing its summary' : 'starting'}`,
     );
     const runStart = performance.now();
     let lastLine = 0;
@@ -140,7 +144,10 @@ export async function runSweep(
         const left = todo.slice(i + 1).reduce((a, r) => a + plannedSteps(r), 0) + p.remaining;
         const eta = p.stepsPerSecond > 0 ? formatDuration(left / p.stepsPerSecond) : '--:--';
         opts.log(
-          `  [${i + 1}/${todo.length}] ${runId(run)} epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.steps} | ${p.stepsPerSecond.toFixed(2)} steps/s | run ETA ${p.stepsPerSecond > 0 ? formatDuration(p.remaining / p.stepsPerSecond) : '--:--'} | sweep ETA ${eta} at this rate`,
+          `  [${i + 1}/${todo.length}] ${runId(run)} epoch ${p.epoch}/${p.epochs} step ${p.step}/${p.steps} | ` +
+            `${p.stepsPerSecond.toFixed(2)} steps/s | run ETA ` +
+            `${p.stepsPerSecond > 0 ? formatDuration(p.remaining / p.stepsPerSecond) : '--:--'} | ` +
+            `sweep ETA ${eta} at this rate`,
         );
       },
     });
@@ -150,7 +157,8 @@ export async function runSweep(
       if (e instanceof Interrupted || e instanceof TrainingInterrupted) throw e;
       failed.push(runId(run));
       opts.log(
-        `[${i + 1}/${todo.length}] ${runId(run)} FAILED (the sweep goes on; it is retried on the next start): ${(e as Error).message}`,
+        `[${i + 1}/${todo.length}] ${runId(run)} FAILED (the sweep goes on; it is retried on the next start): ` +
+          `${(e as Error).message}`,
       );
       continue;
     }
@@ -159,7 +167,8 @@ export async function runSweep(
     const problems = pairingProblems(findSummaries(join(opts.resultsDir, run.dataset, budgetLabel(run.budget))));
     if (problems.length) throw new Error(`sweep: runs of one seed are not paired:\n  ${problems.join('\n  ')}`);
     opts.log(
-      `[${i + 1}/${todo.length}] ${runId(run)} done in ${formatDuration((performance.now() - runStart) / 1000)} (sweep so far ${formatDuration((performance.now() - t0) / 1000)}, ${stepsDone} steps)`,
+      `[${i + 1}/${todo.length}] ${runId(run)} done in ${formatDuration((performance.now() - runStart) / 1000)} ` +
+        `(sweep so far ${formatDuration((performance.now() - t0) / 1000)}, ${stepsDone} steps)`,
     );
   }
   return { ran, skipped, failed };
@@ -305,7 +314,10 @@ async function main(argv: string[]): Promise<number> {
   const log = (s: string) => console.log(`${new Date().toISOString().slice(0, 19).replace('T', ' ')} ${s}`);
   if (v.help) {
     console.log(
-      'usage: tsx experiments/sweep.ts [--dry-run] [--only REGEX] [--runs DIR] [--results DIR] [--progress-every S]\n       tsx experiments/sweep.ts --analyze [--batches N] [--only REGEX]\n       tsx experiments/sweep.ts --summarize --into DIR --commit C RUN_DIR...\n(see the header of experiments/sweep.ts)',
+      'usage: tsx experiments/sweep.ts [--dry-run] [--only REGEX] [--runs DIR] [--results DIR] [--progress-every ' +
+        'S]\n       tsx experiments/sweep.ts --analyze [--batches N] [--only REGEX]\n       tsx ' +
+        'experiments/sweep.ts --summarize --into DIR --commit C RUN_DIR...\n(see the header of ' +
+        'experiments/sweep.ts)',
     );
     return 0;
   }
@@ -337,7 +349,8 @@ async function main(argv: string[]): Promise<number> {
       const s = runState(r, runsDir, resultsDir);
       if (s !== 'summarized') left += plannedSteps(r);
       console.log(
-        `${runId(r).padEnd(40)} ${budgetLabel(r.budget)}  ${plannedSteps(r)} steps  ${s}${r.keepEpochCheckpoints ? '  (keeps epoch checkpoints)' : ''}`,
+        `${runId(r).padEnd(40)} ${budgetLabel(r.budget)}  ${plannedSteps(r)} steps  ` +
+          `${s}${r.keepEpochCheckpoints ? '  (keeps epoch checkpoints)' : ''}`,
       );
     }
     console.log(`${plan.length} runs; ${left} steps left`);
@@ -367,7 +380,9 @@ async function main(argv: string[]): Promise<number> {
       progressEvery: Number(v['progress-every'] ?? 60),
     });
     log(
-      `sweep finished: ${ran} run(s) trained, ${skipped} skipped${failed.length ? `, ${failed.length} FAILED (${failed.join(', ')})` : ''}; summaries in ${resultsDir}`,
+      `sweep finished: ${ran} run(s) trained, ${skipped} ` +
+        `skipped${failed.length ? `, ${failed.length} FAILED (${failed.join(', ')})` : ''}; ` +
+        `summaries in ${resultsDir}`,
     );
     return failed.length ? 1 : 0;
   } catch (e) {

@@ -70,7 +70,8 @@ export class LateFusionClassifier extends TrainableModel {
     const widths = names.map((n) => opts.encoders[n]!.features);
     if (fusion === 'sum' && widths.some((w) => w !== widths[0])) {
       throw new EngineError(
-        `${op}: sum fusion needs encoders of equal feature size, got ${names.map((n, i) => `${n} ${widths[i]}`).join(', ')} (use fusion 'concat')`,
+        `${op}: sum fusion needs encoders of equal feature size, got ` +
+          `${names.map((n, i) => `${n} ${widths[i]}`).join(', ')} (use fusion 'concat')`,
       );
     }
     this.modalities = names;

@@ -9,7 +9,10 @@ import { TrainableModel } from './multimodal.ts';
 export interface MBTClassifierOptions {
   modalities: Record<string, ModalitySpec>;
   classes: number;
-  /** 'concat' (default): MBT's fused logits from one head on the concatenated CLS features; 'sum': the mean of MBT's per-modality head logits. */
+  /**
+   * 'concat' (default): MBT's fused logits from one head on the concatenated CLS features; 'sum': the mean of MBT's
+   * per-modality head logits.
+   */
   fusion?: FusionKind;
   task?: string;
   size?: Partial<MBTSize>;
@@ -60,7 +63,8 @@ export class MBTClassifier extends TrainableModel {
     const extra = given.filter((n) => !this.modalities.includes(n));
     if (missing.length || extra.length) {
       throw new EngineError(
-        `MBTClassifier.logits: ${[missing.length ? `missing input ${missing.join(', ')}` : '', extra.length ? `unknown input ${extra.join(', ')}` : ''].filter(Boolean).join('; ')} (the model expects ${this.modalities.join(', ')})`,
+        `MBTClassifier.logits: ` +
+          `${[missing.length ? `missing input ${missing.join(', ')}` : '', extra.length ? `unknown input ${extra.join(', ')}` : ''].filter(Boolean).join('; ')} (the model expects ${this.modalities.join(', ')})`,
       );
     }
     // Frames (B, T, C, H, W) → (B, C, T·H, W): stacked vertically, as the registry sized the stream.

@@ -59,7 +59,10 @@ export interface MBTConfig extends Partial<MBTSize> {
   modalities: Record<string, ModalitySpec>;
   /** With a class count, the model has heads and returns fused logits. */
   numClasses?: number;
-  /** 'mean-logits' (default): one head per modality, logits averaged; 'concat': one head on the concatenated CLS features. */
+  /**
+   * 'mean-logits' (default): one head per modality, logits averaged; 'concat': one head on the concatenated CLS
+   * features.
+   */
   fusion?: 'mean-logits' | 'concat';
   dropout?: number;
   seed?: number;

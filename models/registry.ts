@@ -29,7 +29,10 @@ export interface DatasetShape {
 
 export interface BuildModelOptions {
   seed: number;
-  /** Late-fusion combination (default 'concat'); for 'mbt': 'concat' = one head on the concatenated CLS features, 'sum' = mean of per-modality head logits. */
+  /**
+   * Late-fusion combination (default 'concat'); for 'mbt': 'concat' = one head on the concatenated CLS features, 'sum'
+   * = mean of per-modality head logits.
+   */
   fusion?: FusionKind;
 }
 
@@ -43,13 +46,15 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   for (const [m, shape] of inputs) {
     if ((shape.length !== 3 && shape.length !== 4) || !shape.every((d) => Number.isInteger(d) && d > 0)) {
       throw new EngineError(
-        `buildModel: ${dataset.name} input '${m}' has item shape [${shape.join(', ')}], expected [channels, height, width] or [frames, channels, height, width]`,
+        `buildModel: ${dataset.name} input '${m}' has item shape [${shape.join(', ')}], expected [channels, ` +
+          `height, width] or [frames, channels, height, width]`,
       );
     }
     // Frames (T, C, H, W): resnet18 folds T into the batch and averages features; mbt patches every frame.
     if (shape.length === 4 && name === 'cnn')
       throw new EngineError(
-        `buildModel: model 'cnn' takes single images; ${dataset.name} input '${m}' has ${shape[0]} frames per item (use resnet18 or mbt)`,
+        `buildModel: model 'cnn' takes single images; ${dataset.name} input '${m}' has ${shape[0]} frames per item ` +
+          `(use resnet18 or mbt)`,
       );
   }
   const tasks = Object.keys(dataset.tasks);
@@ -66,7 +71,8 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   if (tasks.length === 2 && inputs.length === 1) {
     if (name === 'mbt') {
       throw new EngineError(
-        `buildModel: model 'mbt' needs one task and two or more inputs; ${dataset.name} has 1 input and 2 tasks (use cnn or resnet18)`,
+        `buildModel: model 'mbt' needs one task and two or more inputs; ${dataset.name} has 1 input and 2 tasks ` +
+          `(use cnn or resnet18)`,
       );
     }
     const [input, shape] = inputs[0]!;
@@ -74,7 +80,8 @@ export function buildModel(name: ModelName, dataset: DatasetShape, opts: BuildMo
   }
   if (tasks.length !== 1 || inputs.length < 2) {
     throw new EngineError(
-      `buildModel: ${dataset.name} has ${inputs.length} input(s) and ${tasks.length} task(s); the models take one task over two or more inputs, or two tasks over one input`,
+      `buildModel: ${dataset.name} has ${inputs.length} input(s) and ${tasks.length} task(s); the models take one ` +
+        `task over two or more inputs, or two tasks over one input`,
     );
   }
   const task = tasks[0]!;

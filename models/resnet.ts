@@ -99,7 +99,8 @@ export class ResNet18 extends Module {
       inPlanes = planes;
       return this.child(`layer${i + 1}`, layer);
     });
-    // torchvision's init: kaiming_normal_(fan_out, relu) for convs; batchnorm weight 1, bias 0 (their constructors' default).
+    // torchvision's init: kaiming_normal_(fan_out, relu) for convs; batchnorm weight 1, bias 0 (their constructors'
+    // default).
     for (const [name, p] of this.namedParameters()) {
       if (p.rank !== 4) continue;
       const w = kaimingNormalFanOut(p.shape, { generator });

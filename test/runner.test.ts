@@ -44,18 +44,21 @@ function runner(
   });
 }
 
-test('files in subfolders, filtered by path; a file past the time limit fails by name and the next one runs', async () => {
-  const r = await runner('3', 'a/', 'b/', 'c/');
-  assert.match(r.out, 'a/pass.test.ts');
-  assert.match(r.out, 'FAIL b/hang.test.ts: still running after the 3 s time limit per file');
-  assert.match(r.out, 'c/after.test.ts');
-  assert.ok(r.out.trimEnd().endsWith('2 passed, 1 failed'), r.out);
-  assert.is(r.code, 1, r.out);
-  const only = await runner('3', 'pass');
-  assert.ok(only.out.trimEnd().endsWith('1 passed, 0 failed'), only.out);
-  assert.not.match(only.out, 'hang.test.ts');
-  assert.is(only.code, 0, only.out);
-});
+test(
+  'files in subfolders, filtered by path; ' + 'a file past the time limit fails by name and the next one runs',
+  async () => {
+    const r = await runner('3', 'a/', 'b/', 'c/');
+    assert.match(r.out, 'a/pass.test.ts');
+    assert.match(r.out, 'FAIL b/hang.test.ts: still running after the 3 s time limit per file');
+    assert.match(r.out, 'c/after.test.ts');
+    assert.ok(r.out.trimEnd().endsWith('2 passed, 1 failed'), r.out);
+    assert.is(r.code, 1, r.out);
+    const only = await runner('3', 'pass');
+    assert.ok(only.out.trimEnd().endsWith('1 passed, 0 failed'), only.out);
+    assert.not.match(only.out, 'hang.test.ts');
+    assert.is(only.code, 0, only.out);
+  },
+);
 
 test('a file that blocks the process: the watchdog names it, prints the counts and ends the run', async () => {
   const r = await runner('2', 'a/', 'd/');

@@ -46,7 +46,8 @@ for (let step = 1; step <= steps; step++) {
 }
 const secs = (performance.now() - t0) / 1000;
 console.log(
-  `trained ${steps} steps in ${secs.toFixed(1)} s: mse ${first.toFixed(4)} -> ${last.toFixed(4)} (${liveTensors.count} live tensors)`,
+  `trained ${steps} steps in ${secs.toFixed(1)} s: mse ${first.toFixed(4)} -> ${last.toFixed(4)} ` +
+    `(${liveTensors.count} live tensors)`,
 );
 opt.dispose();
 device.destroy();

@@ -15,7 +15,8 @@ export const dawnGPU: GPUProvider = async ({ timestamps }) => {
     dawn = await import('webgpu');
   } catch (e) {
     throw new EngineError(
-      `The 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}. Reinstall it (npm install webgpu), or pass Device.create({ gpu }).`,
+      `The 'webgpu' package (Dawn for Node) could not be loaded: ${(e as Error).message}. Reinstall it (npm ` +
+        `install webgpu), or pass Device.create({ gpu }).`,
     );
   }
   // Dawn's constants (GPUBufferUsage, ...) as globals, as in a browser; never over the host's own.

@@ -76,7 +76,8 @@ const variants: Record<string, () => Promise<[number, number]>> = {
     }),
 };
 
-for (const [k, run] of Object.entries(variants)) console.error(`warm-up ${k}: ${(await run())[0].toFixed(0)} ms`); // compiles everything
+// compiles everything
+for (const [k, run] of Object.entries(variants)) console.error(`warm-up ${k}: ${(await run())[0].toFixed(0)} ms`);
 const ms: Record<string, number[]> = {};
 const peak: Record<string, number> = {};
 for (let r = 0; r < rounds; r++) {

@@ -74,7 +74,8 @@ export function kaldiMelBanks(
     throw new EngineError(`kaldiFbank: nMels ${nMels} must be an integer > 3`);
   if (!(lowFreq >= 0 && lowFreq < nyquist && high > 0 && high <= nyquist && lowFreq < high)) {
     throw new EngineError(
-      `kaldiFbank: lowFreq ${lowFreq} and highFreq ${highFreq} (${high} Hz) must satisfy 0 <= low < high <= Nyquist (${nyquist} Hz)`,
+      `kaldiFbank: lowFreq ${lowFreq} and highFreq ${highFreq} (${high} Hz) must satisfy 0 <= low < high <= ` +
+        `Nyquist (${nyquist} Hz)`,
     );
   }
   const bins = nFft / 2 + 1;
@@ -152,14 +153,16 @@ export function kaldiFbank(signal: Tensor, opts: KaldiFbankOptions): Tensor {
   const g = kaldiFrameGeometry(sr, opts.frameLengthMs, opts.frameShiftMs, opts.roundToPowerOfTwo ?? true);
   if (g.window < 2 || g.shift < 1)
     throw new EngineError(
-      `${op}: frameLengthMs/frameShiftMs give a window of ${g.window} and a shift of ${g.shift} samples at ${sr} Hz (need >= 2 and >= 1)`,
+      `${op}: frameLengthMs/frameShiftMs give a window of ${g.window} and a shift of ${g.shift} samples at ${sr} ` +
+        `Hz (need >= 2 and >= 1)`,
     );
   if (g.nFft % 2 !== 0)
     throw new EngineError(`${op}: the FFT size ${g.nFft} must be even; use roundToPowerOfTwo or change frameLengthMs`);
   const n = signal.shape[signal.rank - 1]!;
   if (n < g.window)
     throw new EngineError(
-      `${op}: the signal has ${n} samples, fewer than one ${g.window}-sample window (${opts.frameLengthMs ?? 25} ms at ${sr} Hz); pad or repeat it first`,
+      `${op}: the signal has ${n} samples, fewer than one ${g.window}-sample window (${opts.frameLengthMs ?? 25} ` +
+        `ms at ${sr} Hz); pad or repeat it first`,
     );
   const lowFreq = opts.lowFreq ?? 20;
   const highFreq = opts.highFreq ?? 0;

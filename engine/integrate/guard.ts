@@ -32,7 +32,9 @@ import {
 export type NonFiniteReason = keyof typeof GUARD_REASON;
 
 export interface NonFiniteGuardOptions {
-  /** 'stop' (default): the first bad step drops every later update until reset(). 'skip': only bad steps are dropped. */
+  /**
+   * 'stop' (default): the first bad step drops every later update until reset(). 'skip': only bad steps are dropped.
+   */
   mode?: 'stop' | 'skip';
   /** Tensors that change outside the optimizer (BatchNorm running statistics): restored when a step is dropped. */
   protect?: readonly Tensor[];
@@ -52,7 +54,10 @@ export interface GuardReadout {
   halted: boolean;
   /** Bad steps over the guard's life (since the last reset()). */
   badSteps: number;
-  /** The first bad step: which losses (indices as given to checkLosses), the lowest bad tensor index (checkTensors), the lowest bad group (integrator). */
+  /**
+   * The first bad step: which losses (indices as given to checkLosses), the lowest bad tensor index (checkTensors), the
+   * lowest bad group (integrator).
+   */
   first: {
     step: number;
     reasons: NonFiniteReason[];
@@ -135,7 +140,10 @@ export class NonFiniteGuard {
     }
   }
 
-  /** Checks scalar losses (bit j of the report's loss list = losses[j]) and BatchNorm's refused updates. Call once per step. */
+  /**
+   * Checks scalar losses (bit j of the report's loss list = losses[j]) and BatchNorm's refused updates. Call once per
+   * step.
+   */
   checkLosses(losses: readonly Tensor[]): void {
     this.live('checkLosses');
     if (losses.length > 32)
@@ -158,7 +166,10 @@ export class NonFiniteGuard {
     }
   }
 
-  /** Checks tensors (gradients) for NaN/±Inf; a bad one is reported by its index in `indices` (default its position). Nulls are skipped. */
+  /**
+   * Checks tensors (gradients) for NaN/±Inf; a bad one is reported by its index in `indices` (default its position).
+   * Nulls are skipped.
+   */
   checkTensors(tensors: readonly (Tensor | null | undefined)[], indices?: readonly number[]): void {
     this.live('checkTensors');
     tensors.forEach((t, k) => {

@@ -1,4 +1,5 @@
-// Gradient integrators (MMPareto and peers), their telemetry, PCGrad's host-side order, the step, and the non-finite guard.
+// Gradient integrators (MMPareto and peers), their telemetry, PCGrad's host-side order, the step, and the non-finite
+// guard.
 export { GradientIntegrator } from './integrator.ts';
 export {
   INTEGRATOR_METHODS,

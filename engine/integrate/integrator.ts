@@ -194,11 +194,13 @@ export class GradientIntegrator {
     const t = entries.get('telemetry');
     if (!(s instanceof Float32Array) || s.length !== this.state.size)
       throw new EngineError(
-        `${op}: 'state' must hold ${this.state.size} float32 values (same method, groups and tensors), got ${s ? s.length : 'none'}`,
+        `${op}: 'state' must hold ${this.state.size} float32 values (same method, groups and tensors), got ` +
+          `${s ? s.length : 'none'}`,
       );
     if (!(t instanceof Int32Array) || t.length !== this.telemetryBuffer.size)
       throw new EngineError(
-        `${op}: 'telemetry' must hold ${this.telemetryBuffer.size} int32 values (same groups and telemetrySteps), got ${t ? t.length : 'none'}`,
+        `${op}: 'telemetry' must hold ${this.telemetryBuffer.size} int32 values (same groups and telemetrySteps), ` +
+          `got ${t ? t.length : 'none'}`,
       );
     writeTensor(this.state, s);
     writeTensor(this.telemetryBuffer, t);

@@ -129,7 +129,8 @@ export class MultimodalStep {
     if (this.integrator) this.integrator.loadStateDict(entries);
     else if (entries.size)
       throw new EngineError(
-        `MultimodalStep.loadStateDict: method '${this.method}' keeps no integrator state, got ${[...entries.keys()].join(', ')}`,
+        `MultimodalStep.loadStateDict: method '${this.method}' keeps no integrator state, got ` +
+          `${[...entries.keys()].join(', ')}`,
       );
   }
 

@@ -55,7 +55,10 @@ export interface TelemetryReadout {
 }
 
 export interface TelemetryReadOptions {
-  /** 'throw' (default): an EngineError if any group saw non-finite gradients since the last read; 'return': report them in the readout. */
+  /**
+   * 'throw' (default): an EngineError if any group saw non-finite gradients since the last read; 'return': report them
+   * in the readout.
+   */
   onNonFinite?: 'throw' | 'return';
 }
 

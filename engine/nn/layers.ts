@@ -74,7 +74,10 @@ export class Conv2d extends Layer {
   }
 }
 
-/** torch.nn.BatchNorm2d (also takes (N, C) input as BatchNorm1d): weight, bias, running_mean, running_var, num_batches_tracked. */
+/**
+ * torch.nn.BatchNorm2d (also takes (N, C) input as BatchNorm1d): weight, bias, running_mean, running_var,
+ * num_batches_tracked.
+ */
 export class BatchNorm2d extends Layer {
   readonly weight: Tensor;
   readonly bias: Tensor;

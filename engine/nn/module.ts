@@ -90,7 +90,8 @@ export abstract class Module {
       const n = host ? v.length : v.size;
       if (n !== dst.size || (!host && v.shape.join() !== dst.shape.join())) {
         problems.push(
-          `'${k}' has ${host ? `${n} values` : `shape [${v.shape.join(', ')}]`}, the module expects [${dst.shape.join(', ')}]`,
+          `'${k}' has ${host ? `${n} values` : `shape [${v.shape.join(', ')}]`}, the module expects ` +
+            `[${dst.shape.join(', ')}]`,
         );
       } else if (!host && v.dtype !== dst.dtype) problems.push(`'${k}' is ${v.dtype}, the module expects ${dst.dtype}`);
     }

@@ -39,7 +39,10 @@ export interface AttentionOptions {
   scale?: number;
 }
 
-/** Above this many floats per scratch buffer (64 MiB; WebGPU's default binding limit is 128 MiB) the backward recomputes P and dS instead. */
+/**
+ * Above this many floats per scratch buffer (64 MiB; WebGPU's default binding limit is 128 MiB) the backward recomputes
+ * P and dS instead.
+ */
 export const attentionTuning = { scratchMaxFloats: 1 << 24 };
 const PINF_BITS = 0x7f800000;
 

@@ -75,7 +75,8 @@ function geometry(x: Tensor, w: Tensor, b: Tensor | null, a: Conv2dAttrs): Geome
   if (n * cin * cout * kh * kw === 0) throw new EngineError(`${op}: empty ${shapes}`);
   if (ho < 1 || wo < 1) {
     throw new EngineError(
-      `${op}: kernel ${kh}×${kw} (dilation ${d.join('×')}) is larger than the padded input ${h + 2 * p[0]}×${wd + 2 * p[1]} (${shapes}, padding ${p.join('×')})`,
+      `${op}: kernel ${kh}×${kw} (dilation ${d.join('×')}) is larger than the padded input ` +
+        `${h + 2 * p[0]}×${wd + 2 * p[1]} (${shapes}, padding ${p.join('×')})`,
     );
   }
   return { n, cin, h, w: wd, cout, ho, wo, kh, kw, s, p, d };

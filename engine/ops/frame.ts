@@ -63,7 +63,8 @@ export function frameSignal(x: Tensor, opts: FrameOptions): Tensor {
   if (n < 1) throw new EngineError(`${op}: the signal ${fmt(x.shape)} is empty`);
   if (padMode === 'reflect' && (padLeft >= n || padRight >= n)) {
     throw new EngineError(
-      `${op}: reflect padding (${padLeft}, ${padRight}) must be shorter than the signal (${n} samples); pad the signal first or use padMode 'constant'`,
+      `${op}: reflect padding (${padLeft}, ${padRight}) must be shorter than the signal (${n} samples); pad the ` +
+        `signal first or use padMode 'constant'`,
     );
   }
   const frames = frameCount(n, { frameLength: len, hop, padLeft, padRight });

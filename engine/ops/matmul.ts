@@ -44,7 +44,8 @@ function plan(op: string, a: Tensor, b: Tensor, transA: boolean, transB: boolean
   const [kb, n] = transB ? [cb!, rb!] : [rb!, cb!];
   if (ka !== kb)
     throw new EngineError(
-      `${op}: inner dimensions differ: ${fmt(a.shape)}${transA ? 'ᵀ' : ''} · ${fmt(b.shape)}${transB ? 'ᵀ' : ''} (${ka} vs ${kb})`,
+      `${op}: inner dimensions differ: ${fmt(a.shape)}${transA ? 'ᵀ' : ''} · ${fmt(b.shape)}${transB ? 'ᵀ' : ''} ` +
+        `(${ka} vs ${kb})`,
     );
   if (ba !== bb && ba !== 1 && bb !== 1)
     throw new EngineError(`${op}: batch sizes ${ba} and ${bb} of ${fmt(a.shape)} and ${fmt(b.shape)} differ`);

@@ -216,7 +216,8 @@ export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, numbe
     throw new EngineError(`${op}: outputSize [${oh}, ${ow}] must be positive integers (input ${fmt(x.shape)})`);
   if ((x.shape[2]! + 1) * (oh + 1) >= PLANE_MAX || (x.shape[3]! + 1) * (ow + 1) >= PLANE_MAX || oh * ow >= PLANE_MAX) {
     throw new EngineError(
-      `${op}: outputSize [${oh}, ${ow}] for input ${fmt(x.shape)} exceeds the supported bin arithmetic (< ${PLANE_MAX})`,
+      `${op}: outputSize [${oh}, ` +
+        `${ow}] for input ${fmt(x.shape)} exceeds the supported bin arithmetic (< ${PLANE_MAX})`,
     );
   }
   const y = output(x.device, [n, c, oh, ow]);

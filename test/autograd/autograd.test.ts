@@ -89,20 +89,23 @@ test('grad() of several outputs sums them, and leaks nothing', async () => {
   assert.is(liveTensors.count, live);
 });
 
-test('grad() of outputs where one depends on another: both paths counted (topological order across roots)', async () => {
-  const x = tensor([1, 2], [2], { requiresGrad: true });
-  const y = tidy(() => sum(mul(x, x))); // dy/dx = 2x
-  const z = tidy(() => mul(y, tensor([3]))); // z = 3y: dz/dx = 6x
-  for (const outs of [
-    [y, z],
-    [z, y],
-  ]) {
-    const [gx] = grad(outs, [x], { retainGraph: true }); // 8x whichever output comes first
-    assert.equal(await vals(gx!), [8, 16]);
-    gx!.dispose();
-  }
-  for (const t of [x, y, z]) t.dispose();
-});
+test(
+  'grad() of outputs where one depends on another: ' + 'both paths counted (topological order across roots)',
+  async () => {
+    const x = tensor([1, 2], [2], { requiresGrad: true });
+    const y = tidy(() => sum(mul(x, x))); // dy/dx = 2x
+    const z = tidy(() => mul(y, tensor([3]))); // z = 3y: dz/dx = 6x
+    for (const outs of [
+      [y, z],
+      [z, y],
+    ]) {
+      const [gx] = grad(outs, [x], { retainGraph: true }); // 8x whichever output comes first
+      assert.equal(await vals(gx!), [8, 16]);
+      gx!.dispose();
+    }
+    for (const t of [x, y, z]) t.dispose();
+  },
+);
 
 test('noGrad records nothing', () => {
   const x = tensor([1, 2], [2], { requiresGrad: true });

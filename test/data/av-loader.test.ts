@@ -91,57 +91,63 @@ test('tileClip repeats a clip end to end (np.tile then a cut) and clips to [-1, 
   assert.equal([...out], [0.5, -1, 0.25, 0.5, -1, 0.25, 0.5]);
 });
 
-test('augmentation is seeded and deterministic: same (seed, epoch) same batch; another epoch or seed differs', async () => {
-  const { out } = await preparedCremaD();
-  const visual = async (seed: number, epoch: number) => {
-    const d = buildDataset('crema-d', { seed, dataDir: out, av });
-    const b = new Loader(d.train, d, { batchSize: 6, shuffle: false, seed }).batches(epoch).next().value!;
+test(
+  'augmentation is seeded and deterministic: same (seed, ' + 'epoch) same batch; another epoch or seed differs',
+  async () => {
+    const { out } = await preparedCremaD();
+    const visual = async (seed: number, epoch: number) => {
+      const d = buildDataset('crema-d', { seed, dataDir: out, av });
+      const b = new Loader(d.train, d, { batchSize: 6, shuffle: false, seed }).batches(epoch).next().value!;
+      const v = (await b.inputs.visual!.toArray()) as Float32Array;
+      disposeBatch(b);
+      return v;
+    };
+    const a = await visual(5, 0);
+    assert.equal(await visual(5, 0), a);
+    assert.not.equal(await visual(5, 1), a);
+    assert.not.equal(await visual(6, 0), a);
+  },
+);
+
+test(
+  'frame choice: T segments of ⌊K/T⌋, random within each in training, ' + 'the middle one at test; repeats when K < T',
+  async () => {
+    assert.equal(frameIndices(4, 2, false, null), [1, 3]);
+    assert.equal(frameIndices(5, 2, false, null), [1, 3]);
+    assert.equal(frameIndices(2, 2, false, null), [0, 1]);
+    assert.equal(frameIndices(1, 3, false, null), [0, 0, 0]);
+    assert.equal(frameIndices(2, 4, true, new Generator(1)), [0, 0, 1, 1]);
+    const seen = [new Set<number>(), new Set<number>()];
+    for (let s = 0; s < 200; s++) frameIndices(6, 2, true, new Generator(s)).forEach((f, i) => seen[i]!.add(f));
+    assert.equal(
+      [[...seen[0]!].sort(), [...seen[1]!].sort()],
+      [
+        [0, 1, 2],
+        [3, 4, 5],
+      ],
+    );
+    // The validation loader's frames of the 4-frame clip are frames 2 and 4, resized whole.
+    const { fixture, out } = await preparedCremaD();
+    const d = buildDataset('crema-d', { seed: 0, dataDir: out, av });
+    const m = readManifest(out);
+    const val = m.items.filter((i) => i.split === 'val');
+    const k = val.findIndex((i) => i.name === fixture.longClip);
+    assert.ok(k >= 0, 'the long clip is in val');
+    const b = new Loader(d.val, d, { batchSize: val.length, shuffle: false, seed: 0 }).batches(0).next().value!;
     const v = (await b.inputs.visual!.toArray()) as Float32Array;
     disposeBatch(b);
-    return v;
-  };
-  const a = await visual(5, 0);
-  assert.equal(await visual(5, 0), a);
-  assert.not.equal(await visual(5, 1), a);
-  assert.not.equal(await visual(6, 0), a);
-});
-
-test('frame choice: T segments of ⌊K/T⌋, random within each in training, the middle one at test; repeats when K < T', async () => {
-  assert.equal(frameIndices(4, 2, false, null), [1, 3]);
-  assert.equal(frameIndices(5, 2, false, null), [1, 3]);
-  assert.equal(frameIndices(2, 2, false, null), [0, 1]);
-  assert.equal(frameIndices(1, 3, false, null), [0, 0, 0]);
-  assert.equal(frameIndices(2, 4, true, new Generator(1)), [0, 0, 1, 1]);
-  const seen = [new Set<number>(), new Set<number>()];
-  for (let s = 0; s < 200; s++) frameIndices(6, 2, true, new Generator(s)).forEach((f, i) => seen[i]!.add(f));
-  assert.equal(
-    [[...seen[0]!].sort(), [...seen[1]!].sort()],
-    [
-      [0, 1, 2],
-      [3, 4, 5],
-    ],
-  );
-  // The validation loader's frames of the 4-frame clip are frames 2 and 4, resized whole.
-  const { fixture, out } = await preparedCremaD();
-  const d = buildDataset('crema-d', { seed: 0, dataDir: out, av });
-  const m = readManifest(out);
-  const val = m.items.filter((i) => i.split === 'val');
-  const k = val.findIndex((i) => i.name === fixture.longClip);
-  assert.ok(k >= 0, 'the long clip is in val');
-  const b = new Loader(d.val, d, { batchSize: val.length, shuffle: false, seed: 0 }).batches(0).next().value!;
-  const v = (await b.inputs.visual!.toArray()) as Float32Array;
-  disposeBatch(b);
-  const len = 3 * 32 * 32;
-  for (const [t, f] of [
-    [0, 2],
-    [1, 4],
-  ] as const) {
-    const img = decodeJpeg(readFileSync(join(out, 'visual', fixture.longClip, `frame_0000${f}.jpg`)), 'frame');
-    const want = new Float32Array(len);
-    toNormalizedCHW(img, { top: 0, left: 0, width: img.width, height: img.height }, 32, false, want);
-    assert.equal(v.subarray((k * 2 + t) * len, (k * 2 + t + 1) * len), want, `frame ${f}`);
-  }
-});
+    const len = 3 * 32 * 32;
+    for (const [t, f] of [
+      [0, 2],
+      [1, 4],
+    ] as const) {
+      const img = decodeJpeg(readFileSync(join(out, 'visual', fixture.longClip, `frame_0000${f}.jpg`)), 'frame');
+      const want = new Float32Array(len);
+      toNormalizedCHW(img, { top: 0, left: 0, width: img.width, height: img.height }, 32, false, want);
+      assert.equal(v.subarray((k * 2 + t) * len, (k * 2 + t + 1) * len), want, `frame ${f}`);
+    }
+  },
+);
 
 test('--audio fbank: Kaldi log mel, 128 bins, 25/10 ms at 22,050 Hz → 1 × 299 × 128', async () => {
   const { out } = await preparedCremaD();
@@ -154,33 +160,41 @@ test('--audio fbank: Kaldi log mel, 128 bins, 25/10 ms at 22,050 Hz → 1 × 299
   assert.ok(a.every(Number.isFinite));
 });
 
-test('bad input: a corrupt frame names the file; stft at 16 kHz says what to do; no manifest; an unprepared --data-dir', async () => {
-  const { out } = await preparedCremaD();
-  const copy = join(root, 'prepared-copy');
-  cpSync(out, copy, { recursive: true });
-  const m = readManifest(copy);
-  const it = m.items.find((i) => i.split === 'test')!;
-  const jpg = join(copy, 'visual', it.name, 'frame_00001.jpg');
-  writeFileSync(jpg, readFileSync(jpg).subarray(0, 200));
-  const d = buildDataset('crema-d', { seed: 0, dataDir: copy, av });
-  const loader = new Loader(d.test, d, { batchSize: d.test.n, shuffle: false, seed: 0 });
-  throwsWith(() => loader.batches(0).next(), jpg, 'not a decodable JPEG', 'run `mmpareto prepare` again');
-  const edited = { ...m, recipe: { ...m.recipe, sampleRate: 16000 } };
-  writeFileSync(join(copy, 'manifest.json'), JSON.stringify(edited));
-  throwsWith(
-    () => buildDataset('crema-d', { seed: 0, dataDir: copy, av }),
-    '22,050 Hz',
-    'prepared at 16000 Hz',
-    '--audio fbank',
-  );
-  writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...m, items: m.items.slice(1) }));
-  throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: copy, av }), 'does not match its checksum');
-  const empty = join(root, 'empty-dir');
-  mkdirSync(empty, { recursive: true });
-  throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: empty, av }), 'no manifest.json', 'mmpareto prepare');
-  throwsWith(() => buildDataset('ave', { seed: 0, dataDir: out, av }), "a prepared 'crema-d' data set, not 'ave'");
-  throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: '', av }), '--data-dir DIR', 'mmpareto prepare crema-d');
-});
+test(
+  'bad input: a corrupt frame names the file; ' +
+    'stft at 16 kHz says what to do; no manifest; an unprepared --data-dir',
+  async () => {
+    const { out } = await preparedCremaD();
+    const copy = join(root, 'prepared-copy');
+    cpSync(out, copy, { recursive: true });
+    const m = readManifest(copy);
+    const it = m.items.find((i) => i.split === 'test')!;
+    const jpg = join(copy, 'visual', it.name, 'frame_00001.jpg');
+    writeFileSync(jpg, readFileSync(jpg).subarray(0, 200));
+    const d = buildDataset('crema-d', { seed: 0, dataDir: copy, av });
+    const loader = new Loader(d.test, d, { batchSize: d.test.n, shuffle: false, seed: 0 });
+    throwsWith(() => loader.batches(0).next(), jpg, 'not a decodable JPEG', 'run `mmpareto prepare` again');
+    const edited = { ...m, recipe: { ...m.recipe, sampleRate: 16000 } };
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify(edited));
+    throwsWith(
+      () => buildDataset('crema-d', { seed: 0, dataDir: copy, av }),
+      '22,050 Hz',
+      'prepared at 16000 Hz',
+      '--audio fbank',
+    );
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...m, items: m.items.slice(1) }));
+    throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: copy, av }), 'does not match its checksum');
+    const empty = join(root, 'empty-dir');
+    mkdirSync(empty, { recursive: true });
+    throwsWith(() => buildDataset('crema-d', { seed: 0, dataDir: empty, av }), 'no manifest.json', 'mmpareto prepare');
+    throwsWith(() => buildDataset('ave', { seed: 0, dataDir: out, av }), "a prepared 'crema-d' data set, not 'ave'");
+    throwsWith(
+      () => buildDataset('crema-d', { seed: 0, dataDir: '', av }),
+      '--data-dir DIR',
+      'mmpareto prepare crema-d',
+    );
+  },
+);
 
 test('WAV: 16-bit PCM mono round trip; anything else is refused naming the file', () => {
   const w = parseWav(encodeWav([0, 0.5, -1, 0.25], 8000), 'x.wav');
@@ -197,37 +211,42 @@ test('WAV: 16-bit PCM mono round trip; anything else is refused naming the file'
   }
 });
 
-test('frame transforms: crop boxes inside the image, torchvision fallback, exact resize of constant images, flip', () => {
-  for (let s = 0; s < 100; s++) {
-    const g = new Generator(s);
-    const b = randomResizedCropBox(64, 48, g);
-    assert.ok(
-      b.top >= 0 && b.left >= 0 && b.top + b.height <= 48 && b.left + b.width <= 64 && b.width > 0 && b.height > 0,
-      JSON.stringify(b),
-    );
-    const area = (b.width * b.height) / (64 * 48);
-    assert.ok(area >= 0.08 * 0.9 && area <= 1, `area ${area}`); // rounding of w and h
-  }
-  // A 1000 × 10 image cannot hold a 3/4..4/3 crop of ≥ 8% area in 10 tries: the centre-crop fallback (ratio clamped to 4/3).
-  assert.equal(randomResizedCropBox(1000, 10, new Generator(0)), { top: 0, left: 493, height: 10, width: 13 });
-  const img = { width: 5, height: 3, data: new Uint8Array(5 * 3 * 3).fill(51) };
-  const out = new Float32Array(3 * 4 * 4);
-  toNormalizedCHW(img, { top: 0, left: 0, width: 5, height: 3 }, 4, false, out);
-  for (let c = 0; c < 3; c++)
-    for (let i = 0; i < 16; i++)
-      assert.ok(Math.abs(out[c * 16 + i]! - (0.2 - IMAGENET_MEAN[c]!) / IMAGENET_STD[c]!) < 1e-6);
-  // A horizontal ramp, downscaled 4 → 2 (Pillow's taps): scale 2, support 2, output o centred at 2o + 1, weights 1 − |i + ½ − centre|/2.
-  const ramp = { width: 4, height: 1, data: Uint8Array.from([0, 0, 0, 100, 100, 100, 200, 200, 200, 250, 250, 250]) };
-  const r = new Float32Array(3 * 1 * 2);
-  const rf = new Float32Array(3 * 1 * 2);
-  toNormalizedCHW(ramp, { top: 0, left: 0, width: 4, height: 1 }, 2, false, r.subarray(0, 6));
-  toNormalizedCHW(ramp, { top: 0, left: 0, width: 4, height: 1 }, 2, true, rf);
-  const px = (v: number) => v * IMAGENET_STD[0] * 255 + IMAGENET_MEAN[0] * 255;
-  // Output 0: taps 0, 1, 2 with weights ¾, ¾, ¼; output 1: taps 1, 2, 3 with ¼, ¾, ¾.
-  assert.ok(Math.abs(px(r[0]!) - (0 * 0.75 + 100 * 0.75 + 200 * 0.25) / 1.75) < 1e-3, `${px(r[0]!)}`);
-  assert.ok(Math.abs(px(r[1]!) - (100 * 0.25 + 200 * 0.75 + 250 * 0.75) / 1.75) < 1e-3, `${px(r[1]!)}`);
-  assert.equal([rf[0], rf[1]], [r[1], r[0]]);
-});
+test(
+  'frame transforms: crop boxes inside the image, ' + 'torchvision fallback, exact resize of constant images, flip',
+  () => {
+    for (let s = 0; s < 100; s++) {
+      const g = new Generator(s);
+      const b = randomResizedCropBox(64, 48, g);
+      assert.ok(
+        b.top >= 0 && b.left >= 0 && b.top + b.height <= 48 && b.left + b.width <= 64 && b.width > 0 && b.height > 0,
+        JSON.stringify(b),
+      );
+      const area = (b.width * b.height) / (64 * 48);
+      assert.ok(area >= 0.08 * 0.9 && area <= 1, `area ${area}`); // rounding of w and h
+    }
+    // A 1000 × 10 image cannot hold a 3/4..4/3 crop of ≥ 8% area in 10 tries: the centre-crop fallback (ratio clamped to
+    // 4/3).
+    assert.equal(randomResizedCropBox(1000, 10, new Generator(0)), { top: 0, left: 493, height: 10, width: 13 });
+    const img = { width: 5, height: 3, data: new Uint8Array(5 * 3 * 3).fill(51) };
+    const out = new Float32Array(3 * 4 * 4);
+    toNormalizedCHW(img, { top: 0, left: 0, width: 5, height: 3 }, 4, false, out);
+    for (let c = 0; c < 3; c++)
+      for (let i = 0; i < 16; i++)
+        assert.ok(Math.abs(out[c * 16 + i]! - (0.2 - IMAGENET_MEAN[c]!) / IMAGENET_STD[c]!) < 1e-6);
+    // A horizontal ramp, downscaled 4 → 2 (Pillow's taps): scale 2, support 2, output o centred at 2o + 1, weights 1 − |i
+    // + ½ − centre|/2.
+    const ramp = { width: 4, height: 1, data: Uint8Array.from([0, 0, 0, 100, 100, 100, 200, 200, 200, 250, 250, 250]) };
+    const r = new Float32Array(3 * 1 * 2);
+    const rf = new Float32Array(3 * 1 * 2);
+    toNormalizedCHW(ramp, { top: 0, left: 0, width: 4, height: 1 }, 2, false, r.subarray(0, 6));
+    toNormalizedCHW(ramp, { top: 0, left: 0, width: 4, height: 1 }, 2, true, rf);
+    const px = (v: number) => v * IMAGENET_STD[0] * 255 + IMAGENET_MEAN[0] * 255;
+    // Output 0: taps 0, 1, 2 with weights ¾, ¾, ¼; output 1: taps 1, 2, 3 with ¼, ¾, ¾.
+    assert.ok(Math.abs(px(r[0]!) - (0 * 0.75 + 100 * 0.75 + 200 * 0.25) / 1.75) < 1e-3, `${px(r[0]!)}`);
+    assert.ok(Math.abs(px(r[1]!) - (100 * 0.25 + 200 * 0.75 + 250 * 0.75) / 1.75) < 1e-3, `${px(r[1]!)}`);
+    assert.equal([rf[0], rf[1]], [r[1], r[0]]);
+  },
+);
 
 test('no tensors leak', () => {
   assert.is(liveTensors.count, live0);

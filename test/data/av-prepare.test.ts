@@ -52,7 +52,8 @@ test('crema-d: manifest with counts per class and split, recipe, per-clip checks
   for (const it of m.items) {
     assert.is(it.className, fixture.clips.get(it.name));
     assert.is(it.label, m.classes.indexOf(it.className));
-    assert.is(it.frames, it.name === fixture.longClip ? 4 : 2, it.name); // 4.6 s and 2.6 s videos, one frame per second from 0.5 s
+    // 4.6 s and 2.6 s videos, one frame per second from 0.5 s
+    assert.is(it.frames, it.name === fixture.longClip ? 4 : 2, it.name);
     const h = createHash('sha256').update(readFileSync(join(out, 'audio', `${it.name}.wav`)));
     for (let f = 1; f <= it.frames; f++) h.update(readFileSync(join(out, 'visual', it.name, `frame_0000${f}.jpg`)));
     assert.is(it.sha256, h.digest('hex'), it.name);
@@ -173,35 +174,39 @@ test('a source tree that is not the layout: the first missing path is named, not
   assert.match(r.err, 'crema-d or ave');
 });
 
-test('a corrupt WAV: skipped and counted (default), or the run fails naming it with nothing half-written (--on-corrupt fail)', async () => {
-  const f = makeCremaD('crema-corrupt', 4);
-  // A clip the seeded split puts in train, so that its class keeps a training clip without it.
-  const byClass = new Map(
-    [...new Set(f.clips.values())].map((c) => [c, [...f.clips].filter(([, k]) => k === c).map(([n]) => n)]),
-  );
-  const split = stratifiedSplit(byClass, 0, { val: 0.1, test: 0.1 }, ['val', 'test']);
-  const victim = [...split].find(([n, s]) => s === 'train' && n !== f.longClip && n !== f.shortClip)![0];
-  const wav = join(f.src, 'AudioWAV', `${victim}.wav`);
-  writeFileSync(wav, Buffer.from('RIFF\x00\x00\x00\x00WAVEjunkjunkjunk'));
-  const failed = join(root, 'out-corrupt-fail');
-  let r = await cli('prepare', 'crema-d', '--src', f.src, '--out', failed, '--on-corrupt', 'fail', '--jobs', '1');
-  assert.is(r.code, 1);
-  assert.match(r.err, wav);
-  assert.ok(
-    !existsSync(failed) || (!existsSync(join(failed, 'manifest.json')) && temporaries(failed).length === 0),
-    'no manifest, no temporaries',
-  );
-  const out = join(root, 'out-corrupt-skip');
-  r = await cli('prepare', 'crema-d', '--src', f.src, '--out', out, '--quiet');
-  assert.is(r.code, 0, r.err);
-  assert.match(r.out, '1 skipped');
-  const m = readManifest(out);
-  assert.is(m.items.length, 23);
-  assert.is(m.skipped.length, 1);
-  assert.is(m.skipped[0]!.name, victim);
-  assert.match(m.skipped[0]!.reason, wav);
-  assert.not.ok(existsSync(join(out, 'audio', `${victim}.wav`)));
-});
+test(
+  'a corrupt WAV: skipped and counted (default), or the run fails naming it with nothing half-written ' +
+    '(--on-corrupt fail)',
+  async () => {
+    const f = makeCremaD('crema-corrupt', 4);
+    // A clip the seeded split puts in train, so that its class keeps a training clip without it.
+    const byClass = new Map(
+      [...new Set(f.clips.values())].map((c) => [c, [...f.clips].filter(([, k]) => k === c).map(([n]) => n)]),
+    );
+    const split = stratifiedSplit(byClass, 0, { val: 0.1, test: 0.1 }, ['val', 'test']);
+    const victim = [...split].find(([n, s]) => s === 'train' && n !== f.longClip && n !== f.shortClip)![0];
+    const wav = join(f.src, 'AudioWAV', `${victim}.wav`);
+    writeFileSync(wav, Buffer.from('RIFF\x00\x00\x00\x00WAVEjunkjunkjunk'));
+    const failed = join(root, 'out-corrupt-fail');
+    let r = await cli('prepare', 'crema-d', '--src', f.src, '--out', failed, '--on-corrupt', 'fail', '--jobs', '1');
+    assert.is(r.code, 1);
+    assert.match(r.err, wav);
+    assert.ok(
+      !existsSync(failed) || (!existsSync(join(failed, 'manifest.json')) && temporaries(failed).length === 0),
+      'no manifest, no temporaries',
+    );
+    const out = join(root, 'out-corrupt-skip');
+    r = await cli('prepare', 'crema-d', '--src', f.src, '--out', out, '--quiet');
+    assert.is(r.code, 0, r.err);
+    assert.match(r.out, '1 skipped');
+    const m = readManifest(out);
+    assert.is(m.items.length, 23);
+    assert.is(m.skipped.length, 1);
+    assert.is(m.skipped[0]!.name, victim);
+    assert.match(m.skipped[0]!.reason, wav);
+    assert.not.ok(existsSync(join(out, 'audio', `${victim}.wav`)));
+  },
+);
 
 test('classes missing from a split: named, nothing created', async () => {
   const { fixture } = await preparedCremaD();
@@ -275,7 +280,8 @@ test('ave: official lists, class names with commas, counts; a missing list is na
   assert.equal(m.classes, [...AVE_CLASSES].sort());
   assert.is(m.recipe.split, 'official');
   for (const s of ['train', 'val', 'test'] as const) assert.equal(Object.values(m.counts[s]), [1, 1, 1]);
-  for (const it of m.items) assert.is(it.split, ['train', 'val', 'test'][Number(it.name[4])], it.name); // vid<class><split>
+  // vid<class><split>
+  for (const it of m.items) assert.is(it.split, ['train', 'val', 'test'][Number(it.name[4])], it.name);
   assert.match(readFileSync(join(out, 'train.csv'), 'utf8'), 'vid10-x_Y,"Male speech, man speaking"');
   rmSync(join(a.src, 'valSet.txt'));
   const bad = await cli('prepare', 'ave', '--src', a.src, '--out', join(root, 'out-ave-2'));

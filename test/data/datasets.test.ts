@@ -41,34 +41,39 @@ function colorAccuracy(colors: Float32Array, labels: Int32Array): number {
   return hit / labels.length;
 }
 
-test('CG-FMNIST colour: train colours sit around the class colour (jitter variance 0.03); test colours do not predict the label', () => {
-  const gray = grayItems(2000, 1);
-  const train = colorModality(gray, 'train', 2);
-  const testSplit = colorModality(gray, 'test', 3);
-  // Train: per-channel deviation from the class colour has variance ≈ 0.03 (less where clamping at
-  // 0/1 cuts the tails; the palette sits 0.1 from the bounds), and the colour predicts the label.
-  let sq = 0;
-  for (let i = 0; i < gray.n; i++)
-    for (let ch = 0; ch < 3; ch++) sq += (train.colors[3 * i + ch]! - CLASS_COLORS[gray.labels[i]!]![ch]!) ** 2;
-  const variance = sq / (3 * gray.n);
-  assert.ok(
-    variance > 0.6 * COLOR_JITTER_VARIANCE && variance < 1.05 * COLOR_JITTER_VARIANCE,
-    `train jitter variance ${variance}`,
-  );
-  const accTrain = colorAccuracy(train.colors, gray.labels);
-  const accTest = colorAccuracy(testSplit.colors, gray.labels);
-  // Jitter std √0.03 ≈ 0.17 against palette colours ≥ 0.4 apart: most items stay nearest their class colour (0.83 here).
-  assert.ok(accTrain > 0.75, `train colour → label accuracy ${accTrain}`);
-  // Uniform colours: nearest-palette class is independent of the label, so ≈ 1/10 (5σ of 2000 draws ≈ 0.034).
-  assert.ok(accTest < 0.1 + 0.05, `test colour → label accuracy ${accTest}`);
-  // The colour image is the gray image times the colour, channel by channel.
-  const px = 64;
-  assert.ok(
-    Math.abs(train.color.images[(3 * 5 + 1) * px + 7]! - gray.images[5 * px + 7]! * train.colors[3 * 5 + 1]!) < 1e-7,
-  );
-  // Deterministic for a seed.
-  assert.equal(colorModality(gray, 'train', 2).colors, train.colors);
-});
+test(
+  'CG-FMNIST colour: train colours sit around the class colour (jitter variance 0.03); test colours do not ' +
+    'predict the label',
+  () => {
+    const gray = grayItems(2000, 1);
+    const train = colorModality(gray, 'train', 2);
+    const testSplit = colorModality(gray, 'test', 3);
+    // Train: per-channel deviation from the class colour has variance ≈ 0.03 (less where clamping at
+    // 0/1 cuts the tails; the palette sits 0.1 from the bounds), and the colour predicts the label.
+    let sq = 0;
+    for (let i = 0; i < gray.n; i++)
+      for (let ch = 0; ch < 3; ch++) sq += (train.colors[3 * i + ch]! - CLASS_COLORS[gray.labels[i]!]![ch]!) ** 2;
+    const variance = sq / (3 * gray.n);
+    assert.ok(
+      variance > 0.6 * COLOR_JITTER_VARIANCE && variance < 1.05 * COLOR_JITTER_VARIANCE,
+      `train jitter variance ${variance}`,
+    );
+    const accTrain = colorAccuracy(train.colors, gray.labels);
+    const accTest = colorAccuracy(testSplit.colors, gray.labels);
+    // Jitter std √0.03 ≈ 0.17 against palette colours ≥ 0.4 apart: most items stay nearest their class colour (0.83
+    // here).
+    assert.ok(accTrain > 0.75, `train colour → label accuracy ${accTrain}`);
+    // Uniform colours: nearest-palette class is independent of the label, so ≈ 1/10 (5σ of 2000 draws ≈ 0.034).
+    assert.ok(accTest < 0.1 + 0.05, `test colour → label accuracy ${accTest}`);
+    // The colour image is the gray image times the colour, channel by channel.
+    const px = 64;
+    assert.ok(
+      Math.abs(train.color.images[(3 * 5 + 1) * px + 7]! - gray.images[5 * px + 7]! * train.colors[3 * 5 + 1]!) < 1e-7,
+    );
+    // Deterministic for a seed.
+    assert.equal(colorModality(gray, 'train', 2).colors, train.colors);
+  },
+);
 
 test('Multi-FMNIST: two items side by side, left half untouched, half of the right half replaced by 0 or 1', () => {
   const gray = grayItems(50, 4); // values in (0.05, 0.95): a 0 or 1 pixel is always noise

@@ -131,48 +131,51 @@ test('split indices: val and train disjoint, sizes from valSize and trainLimit, 
 const sameItem = (a: Float32Array, i: number, b: Float32Array, j: number, len: number) =>
   a.subarray(i * len, (i + 1) * len).every((v, k) => v === b[j * len + k]);
 
-test('cg-fmnist: split sizes, items taken from the right source items, colour = gray × one colour, deterministic', () => {
-  const opts = { seed: 7, dataDir: DEFAULT_DATA_DIR, valSize: 100, trainLimit: 300 };
-  const d = buildDataset('cg-fmnist', opts);
-  assert.equal(d.inputs, { gray: [1, 28, 28], color: [3, 28, 28] });
-  assert.equal(d.tasks, { label: 10 });
-  assert.equal([d.train.n, d.val.n, d.test.n], [300, 100, 10000]);
-  assert.is(d.train.inputs.color!.length, 300 * 3 * 784);
-  const idx = fashionSplitIndices(60000, 7, 100, 300);
-  for (const [split, ids] of [
-    [d.train, idx.train],
-    [d.val, idx.val],
-  ] as const) {
-    for (let i = 0; i < split.n; i += 37) {
-      assert.ok(sameItem(split.inputs.gray!, i, fm.train.images, ids[i]!, 784), 'item comes from its source index');
-      assert.is(split.labels.label![i], fm.train.labels[ids[i]!]);
+test(
+  'cg-fmnist: split sizes, items taken from the right source items, ' + 'colour = gray × one colour, deterministic',
+  () => {
+    const opts = { seed: 7, dataDir: DEFAULT_DATA_DIR, valSize: 100, trainLimit: 300 };
+    const d = buildDataset('cg-fmnist', opts);
+    assert.equal(d.inputs, { gray: [1, 28, 28], color: [3, 28, 28] });
+    assert.equal(d.tasks, { label: 10 });
+    assert.equal([d.train.n, d.val.n, d.test.n], [300, 100, 10000]);
+    assert.is(d.train.inputs.color!.length, 300 * 3 * 784);
+    const idx = fashionSplitIndices(60000, 7, 100, 300);
+    for (const [split, ids] of [
+      [d.train, idx.train],
+      [d.val, idx.val],
+    ] as const) {
+      for (let i = 0; i < split.n; i += 37) {
+        assert.ok(sameItem(split.inputs.gray!, i, fm.train.images, ids[i]!, 784), 'item comes from its source index');
+        assert.is(split.labels.label![i], fm.train.labels[ids[i]!]);
+      }
     }
-  }
-  assert.ok(sameItem(d.test.inputs.gray!, 4321, fm.test.images, 4321, 784), 'test is the t10k file');
-  // Every colour channel is the gray image times one constant (checked on the brightest pixel).
-  for (let i = 0; i < 5; i++) {
-    const g = d.train.inputs.gray!.subarray(i * 784, (i + 1) * 784);
-    const p = g.indexOf(Math.max(...g));
-    for (let ch = 0; ch < 3; ch++) {
-      const c = d.train.inputs.color![(3 * i + ch) * 784 + p]! / g[p]!;
-      for (let q = 0; q < 784; q += 11)
-        assert.ok(Math.abs(d.train.inputs.color![(3 * i + ch) * 784 + q]! - c * g[q]!) < 1e-6);
+    assert.ok(sameItem(d.test.inputs.gray!, 4321, fm.test.images, 4321, 784), 'test is the t10k file');
+    // Every colour channel is the gray image times one constant (checked on the brightest pixel).
+    for (let i = 0; i < 5; i++) {
+      const g = d.train.inputs.gray!.subarray(i * 784, (i + 1) * 784);
+      const p = g.indexOf(Math.max(...g));
+      for (let ch = 0; ch < 3; ch++) {
+        const c = d.train.inputs.color![(3 * i + ch) * 784 + p]! / g[p]!;
+        for (let q = 0; q < 784; q += 11)
+          assert.ok(Math.abs(d.train.inputs.color![(3 * i + ch) * 784 + q]! - c * g[q]!) < 1e-6);
+      }
     }
-  }
-  const again = buildDataset('cg-fmnist', opts);
-  assert.equal(again.val.inputs.color, d.val.inputs.color, 'deterministic for a seed');
-  assert.not.equal(
-    buildDataset('cg-fmnist', { ...opts, seed: 8 }).val.labels.label,
-    d.val.labels.label,
-    'another seed, another split',
-  );
-  assert.ok(
-    d.description.includes('train 300') &&
-      d.description.includes('val 100') &&
-      d.description.includes('test 10000') &&
-      d.description.includes('seed 7'),
-  );
-});
+    const again = buildDataset('cg-fmnist', opts);
+    assert.equal(again.val.inputs.color, d.val.inputs.color, 'deterministic for a seed');
+    assert.not.equal(
+      buildDataset('cg-fmnist', { ...opts, seed: 8 }).val.labels.label,
+      d.val.labels.label,
+      'another seed, another split',
+    );
+    assert.ok(
+      d.description.includes('train 300') &&
+        d.description.includes('val 100') &&
+        d.description.includes('test 10000') &&
+        d.description.includes('seed 7'),
+    );
+  },
+);
 
 test('multi-fmnist: [1, 28, 56] pairs, two tasks, left half = a same-split item with the left label', () => {
   const d = buildDataset('multi-fmnist', { seed: 2, dataDir: DEFAULT_DATA_DIR, valSize: 50, trainLimit: 80 });

@@ -270,35 +270,42 @@ function nearestMeanAccuracy(
   return hit / yb.length;
 }
 
-test('synthetic AV: shapes, balanced labels, deterministic, audio clearly stronger than visual on held-out items', () => {
-  const a = syntheticAV({ n: 200, seed: 1 });
-  assert.is(a.audio.length, 200 * 256);
-  assert.is(a.visual.length, 200 * 3 * 256);
-  const hist = [0, 0, 0, 0];
-  for (const y of a.labels) hist[y]!++;
-  assert.equal(hist, [50, 50, 50, 50]);
-  assert.equal(syntheticAV({ n: 200, seed: 1 }).visual, a.visual, 'deterministic for a seed');
-  assert.not.equal(syntheticAV({ n: 200, seed: 2 }).audio, a.audio);
-  const held = syntheticAV({ n: 400, seed: 2 });
-  const accAudio = nearestMeanAccuracy(a.audio, a.labels, held.audio, held.labels, 256, 4);
-  const accVisual = nearestMeanAccuracy(a.visual, a.labels, held.visual, held.labels, 768, 4);
-  // Chance is 0.25; with 400 held-out items its 5σ band is ±0.11. Measured: audio ≈ 0.87, visual ≈ 0.49.
-  assert.ok(accAudio > 0.7, `audio accuracy ${accAudio}`);
-  assert.ok(accVisual > 0.25 + 0.11 && accVisual < accAudio - 0.2, `visual accuracy ${accVisual} (audio ${accAudio})`);
-  // No signal: chance level; strong visual signal: visual wins.
-  const noise = syntheticAV({ n: 400, seed: 3, audioStrength: 0, visualStrength: 0 });
-  const noiseTrain = syntheticAV({ n: 200, seed: 4, audioStrength: 0, visualStrength: 0 });
-  assert.ok(
-    Math.abs(nearestMeanAccuracy(noiseTrain.audio, noiseTrain.labels, noise.audio, noise.labels, 256, 4) - 0.25) < 0.11,
-  );
-  const vTrain = syntheticAV({ n: 200, seed: 5, visualStrength: 2 });
-  const vTest = syntheticAV({ n: 200, seed: 6, visualStrength: 2 });
-  assert.ok(nearestMeanAccuracy(vTrain.visual, vTrain.labels, vTest.visual, vTest.labels, 768, 4) > 0.95);
-  assert.is(syntheticAV({ n: 12, seed: 0, classes: 6 }).labels.filter((y) => y === 5).length, 2);
-  throwsWith(() => syntheticAV({ n: 4, seed: 0, classes: 1 }), 'classes = 1', 'from 2 to 16');
-  throwsWith(() => syntheticAV({ n: -1, seed: 0 }), 'n = -1');
-  throwsWith(() => syntheticAV({ n: 4, seed: 0, audioStrength: -1 }), 'audioStrength = -1');
-});
+test(
+  'synthetic AV: shapes, balanced labels, deterministic, ' + 'audio clearly stronger than visual on held-out items',
+  () => {
+    const a = syntheticAV({ n: 200, seed: 1 });
+    assert.is(a.audio.length, 200 * 256);
+    assert.is(a.visual.length, 200 * 3 * 256);
+    const hist = [0, 0, 0, 0];
+    for (const y of a.labels) hist[y]!++;
+    assert.equal(hist, [50, 50, 50, 50]);
+    assert.equal(syntheticAV({ n: 200, seed: 1 }).visual, a.visual, 'deterministic for a seed');
+    assert.not.equal(syntheticAV({ n: 200, seed: 2 }).audio, a.audio);
+    const held = syntheticAV({ n: 400, seed: 2 });
+    const accAudio = nearestMeanAccuracy(a.audio, a.labels, held.audio, held.labels, 256, 4);
+    const accVisual = nearestMeanAccuracy(a.visual, a.labels, held.visual, held.labels, 768, 4);
+    // Chance is 0.25; with 400 held-out items its 5σ band is ±0.11. Measured: audio ≈ 0.87, visual ≈ 0.49.
+    assert.ok(accAudio > 0.7, `audio accuracy ${accAudio}`);
+    assert.ok(
+      accVisual > 0.25 + 0.11 && accVisual < accAudio - 0.2,
+      `visual accuracy ${accVisual} (audio ${accAudio})`,
+    );
+    // No signal: chance level; strong visual signal: visual wins.
+    const noise = syntheticAV({ n: 400, seed: 3, audioStrength: 0, visualStrength: 0 });
+    const noiseTrain = syntheticAV({ n: 200, seed: 4, audioStrength: 0, visualStrength: 0 });
+    assert.ok(
+      Math.abs(nearestMeanAccuracy(noiseTrain.audio, noiseTrain.labels, noise.audio, noise.labels, 256, 4) - 0.25) <
+        0.11,
+    );
+    const vTrain = syntheticAV({ n: 200, seed: 5, visualStrength: 2 });
+    const vTest = syntheticAV({ n: 200, seed: 6, visualStrength: 2 });
+    assert.ok(nearestMeanAccuracy(vTrain.visual, vTrain.labels, vTest.visual, vTest.labels, 768, 4) > 0.95);
+    assert.is(syntheticAV({ n: 12, seed: 0, classes: 6 }).labels.filter((y) => y === 5).length, 2);
+    throwsWith(() => syntheticAV({ n: 4, seed: 0, classes: 1 }), 'classes = 1', 'from 2 to 16');
+    throwsWith(() => syntheticAV({ n: -1, seed: 0 }), 'n = -1');
+    throwsWith(() => syntheticAV({ n: 4, seed: 0, audioStrength: -1 }), 'audioStrength = -1');
+  },
+);
 
 test('synthetic-av data set: sizes, independent splits, a Loader over it; unknown names list the choices', async () => {
   const live = liveTensors.count;

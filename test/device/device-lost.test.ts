@@ -46,42 +46,46 @@ function on<T>(dev: Device, fn: () => T): T {
   }
 }
 
-test('device.destroy() in the middle of a training step: the step, the pending readback and everything after fail, naming themselves', async () => {
-  const dev = await Device.create();
-  const { m, opt, step } = on(dev, () => {
-    const m = new LateFusion(4, 3, 1);
-    const opt = new SGD(m.parameters(), { lr: 0.1 });
-    return {
-      m,
-      opt,
-      step: new MultimodalStep({
-        method: 'mmpareto',
-        encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
-        optimizer: opt,
-      }),
-    };
-  });
-  const a = tensor(new Float32Array(3 * 64).fill(0.5), [3, 1, 8, 8], { device: dev });
-  const v = tensor(new Float32Array(3 * 108).fill(-0.25), [3, 3, 6, 6], { device: dev });
-  const y = tensor(Int32Array.of(0, 1, 2), [3], { device: dev, dtype: 'int32' });
-  const first = tidy(() => m.losses(a, v, y));
-  step.step(first); // one whole step works
-  const losses = tidy(() => m.losses(a, v, y));
-  const pending = losses.mm.toArray(); // a readback in flight
-  dev.destroy(); // … and the device goes away mid-step
-  await rejectsLost(pending, 'toArray', 'destroyed');
-  await throwsLost(() => step.step(losses), 'MultimodalStep.step');
-  await rejectsLost(losses.audio.item(), 'item');
-  await rejectsLost(dev.sync(), 'sync');
-  await throwsLost(() => add(a, a), 'add');
-  await throwsLost(() => tensor([1, 2], [2], { device: dev }), 'tensor');
-  // Freeing what lived on the dead device is fine (nothing to wait for).
-  for (const t of [a, v, y, ...Object.values(first), ...Object.values(losses)] as Tensor[]) t.dispose();
-  step.dispose();
-  opt.dispose();
-  m.dispose();
-  assert.is(getDevice(), device);
-});
+test(
+  'device.destroy() in the middle of a training step: the step, the pending readback and everything after fail, ' +
+    'naming themselves',
+  async () => {
+    const dev = await Device.create();
+    const { m, opt, step } = on(dev, () => {
+      const m = new LateFusion(4, 3, 1);
+      const opt = new SGD(m.parameters(), { lr: 0.1 });
+      return {
+        m,
+        opt,
+        step: new MultimodalStep({
+          method: 'mmpareto',
+          encoders: { audio: m.audio.parameters(), visual: m.visual.parameters() },
+          optimizer: opt,
+        }),
+      };
+    });
+    const a = tensor(new Float32Array(3 * 64).fill(0.5), [3, 1, 8, 8], { device: dev });
+    const v = tensor(new Float32Array(3 * 108).fill(-0.25), [3, 3, 6, 6], { device: dev });
+    const y = tensor(Int32Array.of(0, 1, 2), [3], { device: dev, dtype: 'int32' });
+    const first = tidy(() => m.losses(a, v, y));
+    step.step(first); // one whole step works
+    const losses = tidy(() => m.losses(a, v, y));
+    const pending = losses.mm.toArray(); // a readback in flight
+    dev.destroy(); // … and the device goes away mid-step
+    await rejectsLost(pending, 'toArray', 'destroyed');
+    await throwsLost(() => step.step(losses), 'MultimodalStep.step');
+    await rejectsLost(losses.audio.item(), 'item');
+    await rejectsLost(dev.sync(), 'sync');
+    await throwsLost(() => add(a, a), 'add');
+    await throwsLost(() => tensor([1, 2], [2], { device: dev }), 'tensor');
+    // Freeing what lived on the dead device is fine (nothing to wait for).
+    for (const t of [a, v, y, ...Object.values(first), ...Object.values(losses)] as Tensor[]) t.dispose();
+    step.dispose();
+    opt.dispose();
+    m.dispose();
+    assert.is(getDevice(), device);
+  },
+);
 
 test("lost underneath the engine (GPUDevice.destroy(), as a driver reset): Dawn's reason is passed on", async () => {
   const dev = await Device.create();

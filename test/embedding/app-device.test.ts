@@ -165,60 +165,63 @@ test("the app's compute pass between engine training steps: the app's and the en
   assert.is(liveTensors.count, before, 'no leaks');
 });
 
-test("error scopes: the app's stack is left as found, the app's errors reach the app, the engine's reach the engine", async () => {
-  const engine = await Device.fromGPUDevice(appDevice);
-  // 1. The app's own scope around engine work still catches the app's error, and only its own.
-  appDevice.pushErrorScope('validation');
-  await train(engine, () => undefined);
-  appDevice.createBuffer({ size: 4, usage: U.STORAGE | U.MAP_READ }); // invalid: MAP_READ allows only COPY_DST
-  const caught = await appDevice.popErrorScope();
-  assert.ok(caught, "the app's scope caught the app's error");
-  assert.match(caught!.message, /usage/i);
-  // The engine pushed and popped its own scopes: the stack is empty again, so one more pop rejects.
-  try {
-    await appDevice.popErrorScope();
-    assert.unreachable('the error-scope stack should be empty');
-  } catch (e) {
-    assert.is((e as Error).name, 'OperationError');
-  }
-  // 2. An uncaptured app error reaches the app's listener; the engine neither swallows it nor throws it.
-  const seen: string[] = [];
-  const listener = (ev: Event) => {
-    ev.preventDefault(); // the app's choice: no console print
-    seen.push((ev as GPUUncapturedErrorEvent).error.message);
-  };
-  appDevice.addEventListener('uncapturederror', listener);
-  appDevice.createBuffer({ label: 'app bad buffer', size: 4, usage: U.STORAGE | U.MAP_READ });
-  const x = tensor([1, 2, 3], [3], { device: engine });
-  assert.equal([...(await x.toArray())], [1, 2, 3]); // an engine sync point: no error
-  await engine.sync();
-  await appDevice.queue.onSubmittedWorkDone();
-  assert.is(seen.length, 1, "the app's listener got its error");
-  // 3. An engine error (a dispatch whose output buffer lacks STORAGE usage, a validation error
-  // only the GPU reports) is the engine's: thrown at its next sync, naming the op, and never shown
-  // to the app's listener.
-  const notStorage = appDevice.createBuffer({ label: 'not storage', size: 16, usage: U.COPY_DST | U.MAP_READ });
-  engine.dispatch({
-    kernel: unaryKernel,
-    op: 'missingBinding',
-    variant: { code: 'exp' },
-    params: { n: 3, nan: 0, s: 0 },
-    bindings: { xs: x.rawBuffer, ys: notStorage },
-  });
-  try {
+test(
+  "error scopes: the app's stack is left as found, " + "the app's errors reach the app, the engine's reach the engine",
+  async () => {
+    const engine = await Device.fromGPUDevice(appDevice);
+    // 1. The app's own scope around engine work still catches the app's error, and only its own.
+    appDevice.pushErrorScope('validation');
+    await train(engine, () => undefined);
+    appDevice.createBuffer({ size: 4, usage: U.STORAGE | U.MAP_READ }); // invalid: MAP_READ allows only COPY_DST
+    const caught = await appDevice.popErrorScope();
+    assert.ok(caught, "the app's scope caught the app's error");
+    assert.match(caught!.message, /usage/i);
+    // The engine pushed and popped its own scopes: the stack is empty again, so one more pop rejects.
+    try {
+      await appDevice.popErrorScope();
+      assert.unreachable('the error-scope stack should be empty');
+    } catch (e) {
+      assert.is((e as Error).name, 'OperationError');
+    }
+    // 2. An uncaptured app error reaches the app's listener; the engine neither swallows it nor throws it.
+    const seen: string[] = [];
+    const listener = (ev: Event) => {
+      ev.preventDefault(); // the app's choice: no console print
+      seen.push((ev as GPUUncapturedErrorEvent).error.message);
+    };
+    appDevice.addEventListener('uncapturederror', listener);
+    appDevice.createBuffer({ label: 'app bad buffer', size: 4, usage: U.STORAGE | U.MAP_READ });
+    const x = tensor([1, 2, 3], [3], { device: engine });
+    assert.equal([...(await x.toArray())], [1, 2, 3]); // an engine sync point: no error
     await engine.sync();
-    assert.unreachable('expected the engine to report its validation error');
-  } catch (e) {
-    assert.instance(e, EngineError);
-    assert.match((e as Error).message, /missingBinding/);
-  }
-  await appDevice.queue.onSubmittedWorkDone();
-  assert.is(seen.length, 1, "the engine's error did not reach the app's listener");
-  appDevice.removeEventListener('uncapturederror', listener);
-  notStorage.destroy();
-  x.dispose();
-  engine.destroy();
-});
+    await appDevice.queue.onSubmittedWorkDone();
+    assert.is(seen.length, 1, "the app's listener got its error");
+    // 3. An engine error (a dispatch whose output buffer lacks STORAGE usage, a validation error
+    // only the GPU reports) is the engine's: thrown at its next sync, naming the op, and never shown
+    // to the app's listener.
+    const notStorage = appDevice.createBuffer({ label: 'not storage', size: 16, usage: U.COPY_DST | U.MAP_READ });
+    engine.dispatch({
+      kernel: unaryKernel,
+      op: 'missingBinding',
+      variant: { code: 'exp' },
+      params: { n: 3, nan: 0, s: 0 },
+      bindings: { xs: x.rawBuffer, ys: notStorage },
+    });
+    try {
+      await engine.sync();
+      assert.unreachable('expected the engine to report its validation error');
+    } catch (e) {
+      assert.instance(e, EngineError);
+      assert.match((e as Error).message, /missingBinding/);
+    }
+    await appDevice.queue.onSubmittedWorkDone();
+    assert.is(seen.length, 1, "the engine's error did not reach the app's listener");
+    appDevice.removeEventListener('uncapturederror', listener);
+    notStorage.destroy();
+    x.dispose();
+    engine.destroy();
+  },
+);
 
 test("destroy() frees the engine's buffers and leaves the app's device alive", async () => {
   const engine = await Device.fromGPUDevice(appDevice);
@@ -341,35 +344,38 @@ test('Tensor.fromGPUBuffer refuses a buffer too small or without STORAGE, before
   for (const b of [small, uniform, noCopy]) b.destroy();
 });
 
-test("a kernel binding more storage buffers than the app's device allows is refused, naming the op and the limit", async () => {
-  // The app's device has the default 8 storage buffers per stage; attention's backward binds 9.
-  assert.is(appDevice.limits.maxStorageBuffersPerShaderStage, 8);
-  const engine = await Device.fromGPUDevice(appDevice);
-  const r = (shape: number[], seed: number) =>
-    tensor(
-      Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(seed + i)),
-      shape,
-      { device: engine, requiresGrad: true },
-    );
-  const [q, k, v] = [r([1, 2, 3, 4], 1), r([1, 2, 3, 4], 2), r([1, 2, 3, 4], 3)];
-  const y = scaledDotProductAttention(q, k, v); // the forward binds 5: fine
-  const loss = sum(y);
-  try {
-    loss.backward();
-    assert.unreachable('expected an error');
-  } catch (e) {
-    assert.instance(e, EngineError);
-    assert.match(
-      (e as Error).message,
-      /attentionGradQuery: its kernel binds (9|10) storage buffers, above this device's maxStorageBuffersPerShaderStage \(8\)/,
-    );
-    assert.match((e as Error).message, /requiredLimits: \{ maxStorageBuffersPerShaderStage: (9|10) \}/);
-  }
-  await engine.sync(); // no validation error followed: nothing invalid reached the device
-  releaseGraph(loss);
-  for (const t of [q, k, v, y, loss]) t.dispose();
-  engine.destroy();
-});
+test(
+  "a kernel binding more storage buffers than the app's device allows is refused, " + 'naming the op and the limit',
+  async () => {
+    // The app's device has the default 8 storage buffers per stage; attention's backward binds 9.
+    assert.is(appDevice.limits.maxStorageBuffersPerShaderStage, 8);
+    const engine = await Device.fromGPUDevice(appDevice);
+    const r = (shape: number[], seed: number) =>
+      tensor(
+        Float32Array.from({ length: shape.reduce((a, b) => a * b) }, (_, i) => Math.sin(seed + i)),
+        shape,
+        { device: engine, requiresGrad: true },
+      );
+    const [q, k, v] = [r([1, 2, 3, 4], 1), r([1, 2, 3, 4], 2), r([1, 2, 3, 4], 3)];
+    const y = scaledDotProductAttention(q, k, v); // the forward binds 5: fine
+    const loss = sum(y);
+    try {
+      loss.backward();
+      assert.unreachable('expected an error');
+    } catch (e) {
+      assert.instance(e, EngineError);
+      assert.match(
+        (e as Error).message,
+        /attentionGradQuery: its kernel binds (9|10) storage buffers, above this device's maxStorageBuffersPerShaderStage \(8\)/,
+      );
+      assert.match((e as Error).message, /requiredLimits: \{ maxStorageBuffersPerShaderStage: (9|10) \}/);
+    }
+    await engine.sync(); // no validation error followed: nothing invalid reached the device
+    releaseGraph(loss);
+    for (const t of [q, k, v, y, loss]) t.dispose();
+    engine.destroy();
+  },
+);
 
 test('no WebGPU: Device.create names what is missing', async () => {
   setDefaultGPU(null); // as in a JavaScript runtime with no navigator.gpu and no Dawn registered

@@ -40,7 +40,8 @@ test.before(async () => {
   await buildExample(parity, [join(import.meta.dirname, 'browser', 'parity.ts')]);
   writeFileSync(
     join(parity, 'index.html'),
-    '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="./parity.js"></script>',
+    '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" ' +
+      'src="./parity.js"></script>',
   );
   server = await serveStatic({ '/': EXAMPLE_DIR, '/dist/': dist, '/parity/': parity });
   browser = await launchChromium();
@@ -94,93 +95,102 @@ test('the example page runs gradcheck of conv2d, attention and cross-entropy in 
   assert.is(await page.locator('#gradcheck-rows td.pass').count(), 3, 'three rows say pass');
 });
 
-test('the example page trains with MMPareto in a worker: the loss falls, curves and steps/s show, no console error', async () => {
-  const { page, problems } = examplePage;
-  await page.click('#start');
-  await page.waitForFunction(
-    () => {
-      const s = (globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample;
-      return s.records.length >= 60 || s.errors.length > 0;
-    },
-    null,
-    { timeout: 180_000 },
-  );
-  await page.click('#stop');
-  await page.waitForFunction(
-    () => !(globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample.running,
-    null,
-    { timeout: 60_000 },
-  );
-  const s = await exampleState(page);
-  assert.equal(s.errors, []);
-  assert.equal(
-    s.records.map((r) => r.step),
-    [...s.records.keys()],
-    'every step reported once, in order',
-  );
-  // The first steps sit near ln 4 = 1.386 (4 balanced classes); 60 steps of MMPareto on the
-  // strong audio modality must bring the multimodal loss well below that.
-  const first = mean(s.records.slice(0, 5).map((r) => r.losses.mm));
-  const last = mean(s.records.slice(-10).map((r) => r.losses.mm));
-  assert.ok(Math.abs(first - Math.log(4)) < 0.15, `first losses ${first} near ln 4`);
-  assert.ok(last < 0.6 * first, `multimodal loss fell from ${first.toFixed(3)} to ${last.toFixed(3)}`);
-  for (const r of s.records) {
-    for (const n of LOSSES) assert.ok(Number.isFinite(r.losses[n]), `step ${r.step} loss ${n}`);
-    for (const c of [r.cos.audio, r.cos.visual]) assert.ok(c >= -1 && c <= 1, `step ${r.step}: cos β ${c} in [−1, 1]`);
-  }
-  assert.ok(s.stepsPerSecond > 0);
-  assert.match((await page.locator('#step').textContent()) ?? '', /^\d+$/);
-  assert.match((await page.locator('#rate').textContent()) ?? '', /^\d+\.\d$/);
-  assert.match((await page.locator('#status').textContent()) ?? '', /Stopped after \d+ steps/);
-  const shot = join(tmp, 'example.png');
-  await page.screenshot({ path: shot, fullPage: true });
-  console.log(
-    `    screenshot: ${shot} (${s.records.length} steps, ${s.stepsPerSecond.toFixed(1)} steps/s, loss ${first.toFixed(3)} → ${last.toFixed(3)})`,
-  );
-  assert.equal(problems, [], 'no console error');
-  await page.close();
-});
-
-test('parity: first-step losses and per-loss gradient norms in Chromium (SwiftShader) equal Node (Dawn + lavapipe)', async () => {
-  const { page, problems } = await open('/parity/');
-  await page.waitForFunction(() => 'runParity' in globalThis, null, { timeout: 30_000 });
-  type Diag = { adapter: string; losses: Record<string, number>; gradNorms: Record<string, number> };
-  const web = (await page.evaluate(() =>
-    (globalThis as unknown as { runParity(): Promise<unknown> }).runParity(),
-  )) as Diag;
-  const training = new ExampleTraining(device);
-  const node = await training.firstStepDiagnostics();
-  training.dispose();
-  // Tolerance. Both run the same WGSL on the same seeded weights and batch, with the same
-  // summation orders (no atomics, fixed reduction trees), so they can differ only where WGSL lets
-  // implementations differ: fusing a·b + c (≤ 1 ulp) and the accuracy of exp, log, sqrt and
-  // division (≤ 4 ulp here). The longest chain from input to a gradient entry holds about 500
-  // roundings (conv accumulations of 27 and 72 terms, batch statistics over 8192 values, the
-  // 256-wide heads, their backward twins); if every one differed by 4 ulp in the same direction the
-  // results would differ by 500·4·2⁻²⁴ ≈ 1.2e-4 relative. rtol = 2e-4 covers that bound with a
-  // condition number up to 1.6; the observed differences are printed below.
-  const rtol = 2e-4;
-  let worst = 0;
-  for (const n of LOSSES) {
-    for (const [what, a, b] of [
-      ['loss', web.losses[n]!, node.losses[n]],
-      ['|grad|', web.gradNorms[n]!, node.gradNorms[n]],
-    ] as const) {
-      const rel = Math.abs(a - b) / Math.abs(b);
-      worst = Math.max(worst, rel);
-      assert.ok(Number.isFinite(a) && b > 0, `${n} ${what}: ${a} vs ${b}`);
-      assert.ok(
-        rel <= rtol,
-        `${n} ${what}: Chromium ${a} vs Node ${b}, relative difference ${rel.toExponential(2)} > ${rtol}`,
-      );
+test(
+  'the example page trains with MMPareto in a worker: ' + 'the loss falls, curves and steps/s show, no console error',
+  async () => {
+    const { page, problems } = examplePage;
+    await page.click('#start');
+    await page.waitForFunction(
+      () => {
+        const s = (globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample;
+        return s.records.length >= 60 || s.errors.length > 0;
+      },
+      null,
+      { timeout: 180_000 },
+    );
+    await page.click('#stop');
+    await page.waitForFunction(
+      () => !(globalThis as unknown as { mmparetoExample: ExampleState }).mmparetoExample.running,
+      null,
+      { timeout: 60_000 },
+    );
+    const s = await exampleState(page);
+    assert.equal(s.errors, []);
+    assert.equal(
+      s.records.map((r) => r.step),
+      [...s.records.keys()],
+      'every step reported once, in order',
+    );
+    // The first steps sit near ln 4 = 1.386 (4 balanced classes); 60 steps of MMPareto on the
+    // strong audio modality must bring the multimodal loss well below that.
+    const first = mean(s.records.slice(0, 5).map((r) => r.losses.mm));
+    const last = mean(s.records.slice(-10).map((r) => r.losses.mm));
+    assert.ok(Math.abs(first - Math.log(4)) < 0.15, `first losses ${first} near ln 4`);
+    assert.ok(last < 0.6 * first, `multimodal loss fell from ${first.toFixed(3)} to ${last.toFixed(3)}`);
+    for (const r of s.records) {
+      for (const n of LOSSES) assert.ok(Number.isFinite(r.losses[n]), `step ${r.step} loss ${n}`);
+      for (const c of [r.cos.audio, r.cos.visual])
+        assert.ok(c >= -1 && c <= 1, `step ${r.step}: cos β ${c} in [−1, 1]`);
     }
-  }
-  console.log(
-    `    parity (${web.adapter} vs ${device.adapterName.split(' ').slice(0, 3).join(' ')}): worst relative difference ${worst.toExponential(2)}`,
-  );
-  assert.equal(problems, []);
-  await page.close();
-});
+    assert.ok(s.stepsPerSecond > 0);
+    assert.match((await page.locator('#step').textContent()) ?? '', /^\d+$/);
+    assert.match((await page.locator('#rate').textContent()) ?? '', /^\d+\.\d$/);
+    assert.match((await page.locator('#status').textContent()) ?? '', /Stopped after \d+ steps/);
+    const shot = join(tmp, 'example.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(
+      `    screenshot: ${shot} (${s.records.length} steps, ${s.stepsPerSecond.toFixed(1)} steps/s, loss ` +
+        `${first.toFixed(3)} → ${last.toFixed(3)})`,
+    );
+    assert.equal(problems, [], 'no console error');
+    await page.close();
+  },
+);
+
+test(
+  'parity: first-step losses and per-loss gradient norms in Chromium ' + '(SwiftShader) equal Node (Dawn + lavapipe)',
+  async () => {
+    const { page, problems } = await open('/parity/');
+    await page.waitForFunction(() => 'runParity' in globalThis, null, { timeout: 30_000 });
+    type Diag = { adapter: string; losses: Record<string, number>; gradNorms: Record<string, number> };
+    const web = (await page.evaluate(() =>
+      (globalThis as unknown as { runParity(): Promise<unknown> }).runParity(),
+    )) as Diag;
+    const training = new ExampleTraining(device);
+    const node = await training.firstStepDiagnostics();
+    training.dispose();
+    // Tolerance. Both run the same WGSL on the same seeded weights and batch, with the same
+    // summation orders (no atomics, fixed reduction trees), so they can differ only where WGSL lets
+    // implementations differ: fusing a·b + c (≤ 1 ulp) and the accuracy of exp, log, sqrt and
+    // division (≤ 4 ulp here). The longest chain from input to a gradient entry holds about 500
+    // roundings (conv accumulations of 27 and 72 terms, batch statistics over 8192 values, the
+    // 256-wide heads, their backward twins); if every one differed by 4 ulp in the same direction the
+    // results would differ by 500·4·2⁻²⁴ ≈ 1.2e-4 relative. rtol = 2e-4 covers that bound with a
+    // condition number up to 1.6; the observed differences are printed below.
+    const rtol = 2e-4;
+    let worst = 0;
+    for (const n of LOSSES) {
+      for (const [what, a, b] of [
+        ['loss', web.losses[n]!, node.losses[n]],
+        ['|grad|', web.gradNorms[n]!, node.gradNorms[n]],
+      ] as const) {
+        const rel = Math.abs(a - b) / Math.abs(b);
+        worst = Math.max(worst, rel);
+        assert.ok(Number.isFinite(a) && b > 0, `${n} ${what}: ${a} vs ${b}`);
+        assert.ok(
+          rel <= rtol,
+          `${n} ${what}: Chromium ${a} vs Node ${b}, relative difference ${rel.toExponential(2)} > ${rtol}`,
+        );
+      }
+    }
+    console.log(
+      `    parity (${web.adapter} vs ${device.adapterName.split(' ').slice(0, 3).join(' ')}): worst relative ` +
+        `difference ${worst.toExponential(2)}`,
+    );
+    assert.equal(problems, []);
+    await page.close();
+  },
+);
 
 test('in Chromium too, Device.fromGPUDevice refuses a destroyed device with a clear error', async () => {
   const { page, problems } = await open('/parity/');

@@ -68,36 +68,41 @@ test.after(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test('the tarball holds dist/ (JavaScript, .d.ts, source maps) and the CLI, no TypeScript source; tsx is not a dependency', () => {
-  const paths = packed.files.map((f) => f.path);
-  for (const p of [
-    'dist/engine/index.js',
-    'dist/engine/index.d.ts',
-    'dist/engine/index.js.map',
-    'dist/train/node.js',
-    'dist/train/cli/main.js',
-    'dist/models/index.js',
-    'dist/train/data/synthetic.d.ts',
-    'bin/mmpareto.mjs',
-    'package.json',
-    'README.md',
-  ]) {
-    assert.ok(paths.includes(p), `${p} is packed`);
-  }
-  const source = paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts'));
-  assert.equal(source, [], 'no .ts source');
-  assert.equal(
-    paths.filter((p) => /^(test|bench|examples)\//.test(p)),
-    [],
-    'no tests, benches or examples',
-  );
-  const manifest = JSON.parse(readFileSync(join(app, 'node_modules', 'mmpareto-webgpu', 'package.json'), 'utf8'));
-  assert.not.ok('tsx' in manifest.dependencies, 'tsx is not a runtime dependency');
-  assert.not.ok(existsSync(join(app, 'node_modules', 'tsx')), 'tsx was not installed');
-  console.log(
-    `    tarball ${packed.filename}: ${packed.files.length} files, ${(packed.size / 1024).toFixed(0)} KiB packed, ${(packed.unpackedSize / 1024).toFixed(0)} KiB unpacked`,
-  );
-});
+test(
+  'the tarball holds dist/ (JavaScript, .d.ts, source maps) and the CLI, no TypeScript source; tsx is not a ' +
+    'dependency',
+  () => {
+    const paths = packed.files.map((f) => f.path);
+    for (const p of [
+      'dist/engine/index.js',
+      'dist/engine/index.d.ts',
+      'dist/engine/index.js.map',
+      'dist/train/node.js',
+      'dist/train/cli/main.js',
+      'dist/models/index.js',
+      'dist/train/data/synthetic.d.ts',
+      'bin/mmpareto.mjs',
+      'package.json',
+      'README.md',
+    ]) {
+      assert.ok(paths.includes(p), `${p} is packed`);
+    }
+    const source = paths.filter((p) => p.endsWith('.ts') && !p.endsWith('.d.ts'));
+    assert.equal(source, [], 'no .ts source');
+    assert.equal(
+      paths.filter((p) => /^(test|bench|examples)\//.test(p)),
+      [],
+      'no tests, benches or examples',
+    );
+    const manifest = JSON.parse(readFileSync(join(app, 'node_modules', 'mmpareto-webgpu', 'package.json'), 'utf8'));
+    assert.not.ok('tsx' in manifest.dependencies, 'tsx is not a runtime dependency');
+    assert.not.ok(existsSync(join(app, 'node_modules', 'tsx')), 'tsx was not installed');
+    console.log(
+      `    tarball ${packed.filename}: ${packed.files.length} files, ${(packed.size / 1024).toFixed(0)} KiB packed, ` +
+        `${(packed.unpackedSize / 1024).toFixed(0)} KiB unpacked`,
+    );
+  },
+);
 
 test('a plain node ESM program trains a two-modality model with MMPareto for 20 steps: the loss falls', async () => {
   const { stdout } = await run(process.execPath, ['train.mjs'], { cwd: app, env, maxBuffer: 16 << 20 });
@@ -113,7 +118,8 @@ test('a plain node ESM program trains a two-modality model with MMPareto for 20 
     `loss fell: ${losses.map((l) => l.toFixed(3)).join(' ')}`,
   );
   console.log(
-    `    node ${process.version} on ${adapter.split(' ').slice(0, 3).join(' ')}: loss ${losses[0]!.toFixed(3)} → ${losses[19]!.toFixed(3)}`,
+    `    node ${process.version} on ${adapter.split(' ').slice(0, 3).join(' ')}: loss ${losses[0]!.toFixed(3)} → ` +
+      `${losses[19]!.toFixed(3)}`,
   );
 });
 
@@ -126,27 +132,30 @@ test('the installed CLI runs from dist/ with plain node', async () => {
   assert.match(stdout, /Usage:/);
 });
 
-test('a strict TypeScript consumer, and the README snippet, typecheck against the shipped .d.ts (tsc --noEmit)', async () => {
-  const between = (text: string, start: string, end: string) => {
-    const from = text.indexOf(start) + start.length;
-    assert.ok(from >= start.length, `'${start}' not found`);
-    return text.slice(from, text.indexOf(end, from));
-  };
-  const readme = between(readFileSync(join(repo, 'README.md'), 'utf8'), '\n## Use it in a web page\n', '\n## ');
-  const snippet = between(readme, '```ts\n', '```');
-  assert.is(
-    between(readFileSync(join(fixtures, 'web-page.ts'), 'utf8'), '// --- README snippet ---\n', '// --- end ---'),
-    snippet,
-    'test/embedding/consumer/web-page.ts holds the README snippet',
-  );
-  const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
-  try {
-    await run(process.execPath, [tsc, '--noEmit', '-p', app], { cwd: app, env });
-  } catch (e) {
-    const out = (e as { stdout?: string }).stdout ?? '';
-    assert.unreachable(`tsc failed:\n${out}`);
-  }
-});
+test(
+  'a strict TypeScript consumer, and the README snippet, ' + 'typecheck against the shipped .d.ts (tsc --noEmit)',
+  async () => {
+    const between = (text: string, start: string, end: string) => {
+      const from = text.indexOf(start) + start.length;
+      assert.ok(from >= start.length, `'${start}' not found`);
+      return text.slice(from, text.indexOf(end, from));
+    };
+    const readme = between(readFileSync(join(repo, 'README.md'), 'utf8'), '\n## Use it in a web page\n', '\n## ');
+    const snippet = between(readme, '```ts\n', '```');
+    assert.is(
+      between(readFileSync(join(fixtures, 'web-page.ts'), 'utf8'), '// --- README snippet ---\n', '// --- end ---'),
+      snippet,
+      'test/embedding/consumer/web-page.ts holds the README snippet',
+    );
+    const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
+    try {
+      await run(process.execPath, [tsc, '--noEmit', '-p', app], { cwd: app, env });
+    } catch (e) {
+      const out = (e as { stdout?: string }).stdout ?? '';
+      assert.unreachable(`tsc failed:\n${out}`);
+    }
+  },
+);
 
 test('esbuild bundles the browser entry (platform browser): no Node built-in, no Dawn; size reported', async () => {
   const r = await build({
@@ -199,7 +208,8 @@ test('esbuild bundles the browser entry (platform browser): no Node built-in, no
   const size = (bytes: Uint8Array) =>
     `${kib(bytes.length)} minified, ${kib(gzipSync(bytes, { level: 9 }).length)} gzipped`;
   console.log(
-    `    browser bundles: engine ${size(engine.outputFiles[0]!.contents)}; engine + nn + models + data ${size(r.outputFiles[0]!.contents)}`,
+    `    browser bundles: engine ${size(engine.outputFiles[0]!.contents)}; engine + nn + models + data ` +
+      `${size(r.outputFiles[0]!.contents)}`,
   );
 });
 

@@ -150,65 +150,69 @@ function fake(
   };
 }
 
-test('summarize: results page from hand-made summaries — known CI and p, partial results listed, figures written', () => {
-  const results = join(root, 'results');
-  const uni = [0.7, 0.715, 0.69, 0.72, 0.705];
-  const diffs = [0.012, -0.004, 0.025, 0.009, 0.018];
-  uni.forEach((u, s) => {
+test(
+  'summarize: results page from hand-made summaries — ' + 'known CI and p, partial results listed, figures written',
+  () => {
+    const results = join(root, 'results');
+    const uni = [0.7, 0.715, 0.69, 0.72, 0.705];
+    const diffs = [0.012, -0.004, 0.025, 0.009, 0.018];
+    uni.forEach((u, s) => {
+      writeSummary(
+        summaryPath(results, { dataset: 'cg-fmnist', method: 'uniform', seed: s, budget: SWEEP_BUDGET }),
+        fake('uniform', s, u),
+      );
+      writeSummary(
+        summaryPath(results, { dataset: 'cg-fmnist', method: 'mmpareto', seed: s, budget: SWEEP_BUDGET }),
+        fake('mmpareto', s, u + diffs[s]!),
+      );
+    });
     writeSummary(
-      summaryPath(results, { dataset: 'cg-fmnist', method: 'uniform', seed: s, budget: SWEEP_BUDGET }),
-      fake('uniform', s, u),
+      summaryPath(results, { dataset: 'cg-fmnist', method: 'mgda', seed: 0, budget: SWEEP_BUDGET }),
+      fake('mgda', 0, 0.6),
     );
-    writeSummary(
-      summaryPath(results, { dataset: 'cg-fmnist', method: 'mmpareto', seed: s, budget: SWEEP_BUDGET }),
-      fake('mmpareto', s, u + diffs[s]!),
+    const pilotBudget: Budget = { ...SWEEP_BUDGET, epochs: 12, lrSchedule: 'cosine' };
+    writeSummary(join(results, 'pilot', 'cg-fmnist', 'x', 'uniform-seed0.json'), fake('uniform', 0, 0.5, pilotBudget));
+    const page = collectAndRender(results);
+    const md = page.markdown;
+    // The hand-made differences (points) are those of the paired test above.
+    assert.ok(md.includes('| MMPareto | mm | 5 (0, 1, 2, 3, 4) | +1.20 | [−0.15, +2.55] | 2.48 | 0.034 | 4/5 |'), md);
+    assert.ok(
+      md.includes(
+        '**MMPareto vs uniform on CG-FMNIST (mm head, best epoch), 5 paired seeds:** mean difference +1.20 points, ' +
+          '95% CI [−0.15, +2.55], one-sided paired t-test p = 0.034 — significant at the 5% level',
+      ),
+      md,
     );
-  });
-  writeSummary(
-    summaryPath(results, { dataset: 'cg-fmnist', method: 'mgda', seed: 0, budget: SWEEP_BUDGET }),
-    fake('mgda', 0, 0.6),
-  );
-  const pilotBudget: Budget = { ...SWEEP_BUDGET, epochs: 12, lrSchedule: 'cosine' };
-  writeSummary(join(results, 'pilot', 'cg-fmnist', 'x', 'uniform-seed0.json'), fake('uniform', 0, 0.5, pilotBudget));
-  const page = collectAndRender(results);
-  const md = page.markdown;
-  // The hand-made differences (points) are those of the paired test above.
-  assert.ok(md.includes('| MMPareto | mm | 5 (0, 1, 2, 3, 4) | +1.20 | [−0.15, +2.55] | 2.48 | 0.034 | 4/5 |'), md);
-  assert.ok(
-    md.includes(
-      '**MMPareto vs uniform on CG-FMNIST (mm head, best epoch), 5 paired seeds:** mean difference +1.20 points, 95% CI [−0.15, +2.55], one-sided paired t-test p = 0.034 — significant at the 5% level',
-    ),
-    md,
-  );
-  assert.ok(
-    md.includes('| uniform (baseline) | 0, 1, 2, 3, 4 | 70.60 ± 1.19 |'),
-    'mean ± sample std of the uniform runs',
-  );
-  assert.ok(md.includes('75.68 | 75.66 |'), "the paper's Table 3 beside uniform");
-  assert.ok(md.includes('Fashion-MNIST'), 'the data set note');
-  assert.ok(md.includes('| MGDA (conventional Pareto) | mm | 1 | — |'), 'one MGDA seed: no interval');
-  assert.ok(md.includes('Runs: 11 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
-  assert.ok(md.includes('## Multi-FMNIST\n\nNo runs yet.'), 'an empty data set says so');
-  assert.ok(md.includes('No analysis yet'), 'no Hypothesis 1 analysis yet');
-  assert.ok(
-    md.includes(`| cg-fmnist uniform ${budgetLabel(pilotBudget)} | — | — | — | — | — | — | — | 6.00 |`),
-    'the pilot table: a cosine run shows only its own E',
-  );
-  // Pairing problems are reported.
-  assert.ok(md.includes('Pairing: every seed'), md);
-  const out = writeResults(page, join(root, 'docs'));
-  assert.ok(existsSync(out.markdown));
-  const figs = readdirSync(join(root, 'docs', 'figures')).sort();
-  for (const f of ['accuracy-cg-fmnist.svg', 'cos-cg-fmnist-gray.svg', 'pilot-val.svg', 'val-curves-cg-fmnist.svg'])
-    assert.ok(figs.includes(f), `${f} in ${figs.join(', ')}`);
-  const svg = readFileSync(join(root, 'docs', 'figures', 'accuracy-cg-fmnist.svg'), 'utf8');
-  assert.ok(
-    svg.startsWith('<?xml') && svg.includes('xmlns="http://www.w3.org/2000/svg"') && svg.includes('<style>'),
-    'standalone SVG',
-  );
-  assert.ok((svg.match(/<circle/g) ?? []).length >= 11 * 3, 'every seed drawn as a dot');
-  assert.throws(() => standaloneSvg('<div/>'), /not an <svg>/);
-});
+    assert.ok(
+      md.includes('| uniform (baseline) | 0, 1, 2, 3, 4 | 70.60 ± 1.19 |'),
+      'mean ± sample std of the uniform runs',
+    );
+    assert.ok(md.includes('75.68 | 75.66 |'), "the paper's Table 3 beside uniform");
+    assert.ok(md.includes('Fashion-MNIST'), 'the data set note');
+    assert.ok(md.includes('| MGDA (conventional Pareto) | mm | 1 | — |'), 'one MGDA seed: no interval');
+    assert.ok(md.includes('Runs: 11 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
+    assert.ok(md.includes('## Multi-FMNIST\n\nNo runs yet.'), 'an empty data set says so');
+    assert.ok(md.includes('No analysis yet'), 'no Hypothesis 1 analysis yet');
+    assert.ok(
+      md.includes(`| cg-fmnist uniform ${budgetLabel(pilotBudget)} | — | — | — | — | — | — | — | 6.00 |`),
+      'the pilot table: a cosine run shows only its own E',
+    );
+    // Pairing problems are reported.
+    assert.ok(md.includes('Pairing: every seed'), md);
+    const out = writeResults(page, join(root, 'docs'));
+    assert.ok(existsSync(out.markdown));
+    const figs = readdirSync(join(root, 'docs', 'figures')).sort();
+    for (const f of ['accuracy-cg-fmnist.svg', 'cos-cg-fmnist-gray.svg', 'pilot-val.svg', 'val-curves-cg-fmnist.svg'])
+      assert.ok(figs.includes(f), `${f} in ${figs.join(', ')}`);
+    const svg = readFileSync(join(root, 'docs', 'figures', 'accuracy-cg-fmnist.svg'), 'utf8');
+    assert.ok(
+      svg.startsWith('<?xml') && svg.includes('xmlns="http://www.w3.org/2000/svg"') && svg.includes('<style>'),
+      'standalone SVG',
+    );
+    assert.ok((svg.match(/<circle/g) ?? []).length >= 11 * 3, 'every seed drawn as a dot');
+    assert.throws(() => standaloneSvg('<div/>'), /not an <svg>/);
+  },
+);
 
 test('convergence criterion: largest change over the epochs of the last 20%', () => {
   const curve = [0.4, 0.5, 0.55, 0.58, 0.6, 0.61, 0.612, 0.615, 0.61, 0.618].map((a, i) => ({

@@ -125,77 +125,83 @@ test('sweep: a second start skips every summarized run (nothing retrained or rew
   );
 });
 
-test('sweep: an interrupted run resumes on the next start and ends bit-identical to the uninterrupted one', async () => {
-  const B = { runsDir: join(root, 'b', 'runs'), resultsDir: join(root, 'b', 'results') };
-  const calls: string[] = [];
-  try {
-    await runSweep(plan, { ...B, exec: inProcess(B, calls, { run: 'uniform-seed0', epoch: 2, step: 2 }), ...quiet });
-    assert.unreachable('interrupted');
-  } catch (e) {
-    assert.ok(e instanceof TrainingInterrupted, String(e));
-  }
-  assert.is(runState(plan[0]!, B.runsDir, B.resultsDir), 'summarized');
-  assert.is(runState(plan[1]!, B.runsDir, B.resultsDir), 'resumable');
-  assert.is(runState(plan[2]!, B.runsDir, B.resultsDir), 'unstarted');
-  calls.length = 0;
-  const r = await runSweep(plan, { ...B, exec: inProcess(B, calls), ...quiet });
-  assert.equal(r, { ran: 2, skipped: 1, failed: [] });
-  assert.equal(calls, ['uniform-seed0', 'mmpareto-seed1']);
-  for (const p of plan) {
-    assert.is(
-      modelBytes(join(runDirOf(B.runsDir, p), 'latest.safetensors')),
-      modelBytes(join(runDirOf(A.runsDir, p), 'latest.safetensors')),
-      `${p.method}-seed${p.seed}: same final weights`,
-    );
-  }
-  const resumed = readSummary(summaryPath(B.resultsDir, plan[1]!));
-  assert.equal(resumed.valCurve, summaries[1]!.valCurve);
-  assert.equal(resumed.final.test, summaries[1]!.final.test);
-  assert.equal(resumed.best.test, summaries[1]!.best.test);
-  assert.is(resumed.wall.segments, 2, 'two training segments');
-});
+test(
+  'sweep: an interrupted run resumes on the next start ' + 'and ends bit-identical to the uninterrupted one',
+  async () => {
+    const B = { runsDir: join(root, 'b', 'runs'), resultsDir: join(root, 'b', 'results') };
+    const calls: string[] = [];
+    try {
+      await runSweep(plan, { ...B, exec: inProcess(B, calls, { run: 'uniform-seed0', epoch: 2, step: 2 }), ...quiet });
+      assert.unreachable('interrupted');
+    } catch (e) {
+      assert.ok(e instanceof TrainingInterrupted, String(e));
+    }
+    assert.is(runState(plan[0]!, B.runsDir, B.resultsDir), 'summarized');
+    assert.is(runState(plan[1]!, B.runsDir, B.resultsDir), 'resumable');
+    assert.is(runState(plan[2]!, B.runsDir, B.resultsDir), 'unstarted');
+    calls.length = 0;
+    const r = await runSweep(plan, { ...B, exec: inProcess(B, calls), ...quiet });
+    assert.equal(r, { ran: 2, skipped: 1, failed: [] });
+    assert.equal(calls, ['uniform-seed0', 'mmpareto-seed1']);
+    for (const p of plan) {
+      assert.is(
+        modelBytes(join(runDirOf(B.runsDir, p), 'latest.safetensors')),
+        modelBytes(join(runDirOf(A.runsDir, p), 'latest.safetensors')),
+        `${p.method}-seed${p.seed}: same final weights`,
+      );
+    }
+    const resumed = readSummary(summaryPath(B.resultsDir, plan[1]!));
+    assert.equal(resumed.valCurve, summaries[1]!.valCurve);
+    assert.equal(resumed.final.test, summaries[1]!.final.test);
+    assert.equal(resumed.best.test, summaries[1]!.best.test);
+    assert.is(resumed.wall.segments, 2, 'two training segments');
+  },
+);
 
-test('sweep: a run killed before its first epoch ended starts over; a run directory of another config is refused', async () => {
-  const C = { runsDir: join(root, 'c', 'runs'), resultsDir: join(root, 'c', 'results') };
-  const run = planned('uniform', 0);
-  const calls: string[] = [];
-  await runSweep([run], {
-    ...C,
-    exec: inProcess(C, calls, { run: 'uniform-seed0', epoch: 1, step: 2 }),
-    ...quiet,
-  }).catch((e: unknown) => assert.ok(e instanceof TrainingInterrupted));
-  const partial = runDirOf(C.runsDir, run);
-  assert.ok(
-    existsSync(join(partial, 'config.json')) && !existsSync(join(partial, 'latest.safetensors')),
-    'a partial first epoch: a run directory without a checkpoint',
-  );
-  // As if it had logged steps before dying (which makes the trainer refuse a fresh start there).
-  writeFileSync(
-    join(partial, 'metrics.jsonl'),
-    '{"type":"step","epoch":1,"step":1,"steps":1,"loss":{"mm":2},"lr":0.02,"time_s":0.1}\n',
-  );
-  assert.is(runState(run, C.runsDir, C.resultsDir), 'unstarted');
-  await runSweep([run], { ...C, exec: inProcess(C, calls), ...quiet });
-  assert.is(
-    modelBytes(join(runDirOf(C.runsDir, run), 'latest.safetensors')),
-    modelBytes(join(runDirOf(A.runsDir, run), 'latest.safetensors')),
-  );
-  // Same run directory, different lr: refused rather than mixed.
-  const other = { ...run, budget: { ...budget } };
-  const dir = runDirOf(C.runsDir, other);
-  const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, lr: 0.5 }));
-  rmSync(summaryPath(C.resultsDir, run));
-  try {
-    await executeRun(other, { device, ...C, commit: 'x' });
-    assert.unreachable();
-  } catch (e) {
+test(
+  'sweep: a run killed before its first epoch ended starts over; ' + 'a run directory of another config is refused',
+  async () => {
+    const C = { runsDir: join(root, 'c', 'runs'), resultsDir: join(root, 'c', 'results') };
+    const run = planned('uniform', 0);
+    const calls: string[] = [];
+    await runSweep([run], {
+      ...C,
+      exec: inProcess(C, calls, { run: 'uniform-seed0', epoch: 1, step: 2 }),
+      ...quiet,
+    }).catch((e: unknown) => assert.ok(e instanceof TrainingInterrupted));
+    const partial = runDirOf(C.runsDir, run);
     assert.ok(
-      (e as Error).message.includes('holds a different run (lr: 0.5 in the run directory, 0.02 planned)'),
-      (e as Error).message,
+      existsSync(join(partial, 'config.json')) && !existsSync(join(partial, 'latest.safetensors')),
+      'a partial first epoch: a run directory without a checkpoint',
     );
-  }
-});
+    // As if it had logged steps before dying (which makes the trainer refuse a fresh start there).
+    writeFileSync(
+      join(partial, 'metrics.jsonl'),
+      '{"type":"step","epoch":1,"step":1,"steps":1,"loss":{"mm":2},"lr":0.02,"time_s":0.1}\n',
+    );
+    assert.is(runState(run, C.runsDir, C.resultsDir), 'unstarted');
+    await runSweep([run], { ...C, exec: inProcess(C, calls), ...quiet });
+    assert.is(
+      modelBytes(join(runDirOf(C.runsDir, run), 'latest.safetensors')),
+      modelBytes(join(runDirOf(A.runsDir, run), 'latest.safetensors')),
+    );
+    // Same run directory, different lr: refused rather than mixed.
+    const other = { ...run, budget: { ...budget } };
+    const dir = runDirOf(C.runsDir, other);
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, lr: 0.5 }));
+    rmSync(summaryPath(C.resultsDir, run));
+    try {
+      await executeRun(other, { device, ...C, commit: 'x' });
+      assert.unreachable();
+    } catch (e) {
+      assert.ok(
+        (e as Error).message.includes('holds a different run (lr: 0.5 in the run directory, 0.02 planned)'),
+        (e as Error).message,
+      );
+    }
+  },
+);
 
 test('sweep: a failing run (e.g. diverged) is reported and the sweep goes on to the next', async () => {
   const F = { runsDir: join(root, 'f', 'runs'), resultsDir: join(root, 'f', 'results') };
@@ -261,39 +267,42 @@ test('child-process executor (the real sweep): runs a plan, streams progress, wr
   );
 });
 
-test("plan: the issue's runs (5 paired seeds of MMPareto and uniform, 3 of each peer, Multi-FMNIST) at one budget", () => {
-  const p = sweepPlan();
-  const count = (ds: string, m: string) => p.filter((r) => r.dataset === ds && r.method === m).map((r) => r.seed);
-  assert.equal(count('cg-fmnist', 'mmpareto'), [0, 1, 2, 3, 4]);
-  assert.equal(count('cg-fmnist', 'uniform'), [0, 1, 2, 3, 4]);
-  for (const m of ['mgda', 'one-joint-loss', 'pcgrad', 'mmpareto-official'])
-    assert.equal(count('cg-fmnist', m), [0, 1, 2], m);
-  for (const m of ['mmpareto', 'uniform', 'mgda']) assert.equal(count('multi-fmnist', m), [0, 1, 2], m);
-  assert.is(p.length, 31);
-  assert.ok(
-    p.every((r) => r.budget === SWEEP_BUDGET),
-    'one budget (and lr) for every method',
-  );
-  assert.equal(
-    p
-      .filter((r) => r.keepEpochCheckpoints)
-      .map((r) => `${r.method}${r.seed}`)
-      .sort(),
-    [
-      'mmpareto0',
-      'mmpareto1',
-      'mmpareto2',
-      'mmpareto3',
-      'mmpareto4',
-      'uniform0',
-      'uniform1',
-      'uniform2',
-      'uniform3',
-      'uniform4',
-    ],
-  );
-  assert.equal(analysisEpochs(10), [1, 5, 10]);
-  assert.equal(analysisEpochs(1), [1]);
-});
+test(
+  "plan: the issue's runs (5 paired seeds of MMPareto and uniform, " + '3 of each peer, Multi-FMNIST) at one budget',
+  () => {
+    const p = sweepPlan();
+    const count = (ds: string, m: string) => p.filter((r) => r.dataset === ds && r.method === m).map((r) => r.seed);
+    assert.equal(count('cg-fmnist', 'mmpareto'), [0, 1, 2, 3, 4]);
+    assert.equal(count('cg-fmnist', 'uniform'), [0, 1, 2, 3, 4]);
+    for (const m of ['mgda', 'one-joint-loss', 'pcgrad', 'mmpareto-official'])
+      assert.equal(count('cg-fmnist', m), [0, 1, 2], m);
+    for (const m of ['mmpareto', 'uniform', 'mgda']) assert.equal(count('multi-fmnist', m), [0, 1, 2], m);
+    assert.is(p.length, 31);
+    assert.ok(
+      p.every((r) => r.budget === SWEEP_BUDGET),
+      'one budget (and lr) for every method',
+    );
+    assert.equal(
+      p
+        .filter((r) => r.keepEpochCheckpoints)
+        .map((r) => `${r.method}${r.seed}`)
+        .sort(),
+      [
+        'mmpareto0',
+        'mmpareto1',
+        'mmpareto2',
+        'mmpareto3',
+        'mmpareto4',
+        'uniform0',
+        'uniform1',
+        'uniform2',
+        'uniform3',
+        'uniform4',
+      ],
+    );
+    assert.equal(analysisEpochs(10), [1, 5, 10]);
+    assert.equal(analysisEpochs(1), [1]);
+  },
+);
 
 test.run();

@@ -83,103 +83,114 @@ const lastStep = (dir: string) =>
       .map((r) => r.step),
   );
 
-test('two runs into one --out, Ctrl-C, SIGTERM and kill -9, then --resume: refused, resumable, and bitwise the uninterrupted run', async () => {
-  let out = '';
-  let err = '';
-  const io = { out: (s: string) => (out += s + '\n'), err: (s: string) => (err += s + '\n') };
-  const ref = join(root, 'ref');
-  assert.is(await main(args(ref, '--epochs', '2'), io, device), 0, err);
+test(
+  'two runs into one --out, Ctrl-C, SIGTERM and kill -9, then --resume: refused, resumable, and bitwise the ' +
+    'uninterrupted run',
+  async () => {
+    let out = '';
+    let err = '';
+    const io = { out: (s: string) => (out += s + '\n'), err: (s: string) => (err += s + '\n') };
+    const ref = join(root, 'ref');
+    assert.is(await main(args(ref, '--epochs', '2'), io, device), 0, err);
 
-  const dir = join(root, 'run');
-  // A trains (mmpareto); B, started while A holds the lock, is refused before writing anything.
-  const a = start(args(dir, '--epochs', '8'));
-  await until(() => lockPid(dir) === a.child.pid, 'A to take the lock');
-  const b = await start(args(dir, '--method', 'uniform', '--lr', '0.05', '--epochs', '4')).done;
-  assert.is(b.code, 1, b.err);
-  assert.ok(
-    b.err.includes(`${dir} is in use by PID ${a.child.pid} since `) && b.err.includes('one run per directory'),
-    b.err,
-  );
+    const dir = join(root, 'run');
+    // A trains (mmpareto); B, started while A holds the lock, is refused before writing anything.
+    const a = start(args(dir, '--epochs', '8'));
+    await until(() => lockPid(dir) === a.child.pid, 'A to take the lock');
+    const b = await start(args(dir, '--method', 'uniform', '--lr', '0.05', '--epochs', '4')).done;
+    assert.is(b.code, 1, b.err);
+    assert.ok(
+      b.err.includes(`${dir} is in use by PID ${a.child.pid} since `) && b.err.includes('one run per directory'),
+      b.err,
+    );
 
-  // Ctrl-C in A's second epoch: it stops after the step in progress (not at the epoch's readback), exit 130.
-  await until(() => evalsDone(dir) >= 1, 'A to finish epoch 1');
-  a.child.kill('SIGINT');
-  const ra = await a.done;
-  assert.is(ra.code, 130, ra.err);
-  const m = /interrupted after step (\d+) \(epoch (\d+), batch (\d+) of 16\)/.exec(ra.err);
-  assert.ok(m, ra.err);
-  assert.is(lastStep(dir), Number(m![1]), 'the steps up to the one in progress were logged, none after');
-  assert.not.ok(existsSync(join(dir, 'lock')), 'lock released');
-  assert.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).method, 'mmpareto', 'B wrote nothing');
+    // Ctrl-C in A's second epoch: it stops after the step in progress (not at the epoch's readback), exit 130.
+    await until(() => evalsDone(dir) >= 1, 'A to finish epoch 1');
+    a.child.kill('SIGINT');
+    const ra = await a.done;
+    assert.is(ra.code, 130, ra.err);
+    const m = /interrupted after step (\d+) \(epoch (\d+), batch (\d+) of 16\)/.exec(ra.err);
+    assert.ok(m, ra.err);
+    assert.is(lastStep(dir), Number(m![1]), 'the steps up to the one in progress were logged, none after');
+    assert.not.ok(existsSync(join(dir, 'lock')), 'lock released');
+    assert.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).method, 'mmpareto', 'B wrote nothing');
 
-  // C resumes; SIGTERM stops it the same way, exit 143.
-  const c = start(['train', '--resume', '--quiet', '--no-report', '--out', dir]);
-  await until(() => lockPid(dir) === c.child.pid, 'C to take the lock');
-  c.child.kill('SIGTERM');
-  const rc = await c.done;
-  assert.is(rc.code, 143, rc.err);
-  assert.ok(rc.err.includes('SIGTERM: stopping after this step') && rc.err.includes('interrupted after step'), rc.err);
-  assert.not.ok(existsSync(join(dir, 'lock')), 'lock released');
+    // C resumes; SIGTERM stops it the same way, exit 143.
+    const c = start(['train', '--resume', '--quiet', '--no-report', '--out', dir]);
+    await until(() => lockPid(dir) === c.child.pid, 'C to take the lock');
+    c.child.kill('SIGTERM');
+    const rc = await c.done;
+    assert.is(rc.code, 143, rc.err);
+    assert.ok(
+      rc.err.includes('SIGTERM: stopping after this step') && rc.err.includes('interrupted after step'),
+      rc.err,
+    );
+    assert.not.ok(existsSync(join(dir, 'lock')), 'lock released');
 
-  // E resumes and is killed with SIGKILL: its lock stays behind, stale.
-  const e = start(['train', '--resume', '--quiet', '--no-report', '--out', dir]);
-  await until(() => lockPid(dir) === e.child.pid, 'E to take the lock');
-  e.child.kill('SIGKILL');
-  assert.is((await e.done).signal, 'SIGKILL');
-  assert.is(lockPid(dir), e.child.pid, 'a stale lock');
+    // E resumes and is killed with SIGKILL: its lock stays behind, stale.
+    const e = start(['train', '--resume', '--quiet', '--no-report', '--out', dir]);
+    await until(() => lockPid(dir) === e.child.pid, 'E to take the lock');
+    e.child.kill('SIGKILL');
+    assert.is((await e.done).signal, 'SIGKILL');
+    assert.is(lockPid(dir), e.child.pid, 'a stale lock');
 
-  // The next --resume takes the stale lock over with a notice and finishes the run (2 epochs, as the reference).
-  err = '';
-  assert.is(await main(['train', '--resume', '--epochs', '2', '--out', dir, '--no-report'], io, device), 0, err);
-  assert.ok(
-    err.includes(`notice: took over the lock of ${dir} from PID ${e.child.pid} since `) &&
-      err.includes('which is no longer running'),
-    err,
-  );
-  const x = readCheckpoint(join(ref, 'latest.safetensors'));
-  const y = readCheckpoint(join(dir, 'latest.safetensors'));
-  for (const [k, t] of x.model)
-    assert.ok(Buffer.from(y.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
-  for (const [k, v] of x.optimizer)
-    assert.ok(Buffer.from(y.optimizer.get(k)!.buffer).equals(Buffer.from(v.buffer)), `optimizer ${k} identical`);
-  const recs = readRecords(join(dir, 'metrics.jsonl'));
-  assert.equal(
-    recs.filter((r) => r.type === 'step').map((r) => r.step),
-    Array.from({ length: 32 }, (_, i) => i + 1),
-    'each step logged once',
-  );
-  const finals = recs.filter((r): r is FinalRecord => r.type === 'final');
-  assert.is(finals.length, 1);
-  assert.equal(
-    finals[0]!.test,
-    readRecords(join(ref, 'metrics.jsonl')).find((r): r is FinalRecord => r.type === 'final')!.test,
-  );
-  assert.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).method, 'mmpareto');
-});
+    // The next --resume takes the stale lock over with a notice and finishes the run (2 epochs, as the reference).
+    err = '';
+    assert.is(await main(['train', '--resume', '--epochs', '2', '--out', dir, '--no-report'], io, device), 0, err);
+    assert.ok(
+      err.includes(`notice: took over the lock of ${dir} from PID ${e.child.pid} since `) &&
+        err.includes('which is no longer running'),
+      err,
+    );
+    const x = readCheckpoint(join(ref, 'latest.safetensors'));
+    const y = readCheckpoint(join(dir, 'latest.safetensors'));
+    for (const [k, t] of x.model)
+      assert.ok(Buffer.from(y.model.get(k)!.data.buffer).equals(Buffer.from(t.data.buffer)), `${k} identical`);
+    for (const [k, v] of x.optimizer)
+      assert.ok(Buffer.from(y.optimizer.get(k)!.buffer).equals(Buffer.from(v.buffer)), `optimizer ${k} identical`);
+    const recs = readRecords(join(dir, 'metrics.jsonl'));
+    assert.equal(
+      recs.filter((r) => r.type === 'step').map((r) => r.step),
+      Array.from({ length: 32 }, (_, i) => i + 1),
+      'each step logged once',
+    );
+    const finals = recs.filter((r): r is FinalRecord => r.type === 'final');
+    assert.is(finals.length, 1);
+    assert.equal(
+      finals[0]!.test,
+      readRecords(join(ref, 'metrics.jsonl')).find((r): r is FinalRecord => r.type === 'final')!.test,
+    );
+    assert.is(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).method, 'mmpareto');
+  },
+);
 
-test('a lock held on another host, or a lock file this program did not write: refused, with what to delete', async () => {
-  const { writeFileSync, mkdirSync } = await import('node:fs');
-  const dir = join(root, 'other');
-  mkdirSync(dir);
-  let err = '';
-  const io = { out: () => {}, err: (s: string) => (err += s + '\n') };
-  writeFileSync(
-    join(dir, 'lock'),
-    JSON.stringify({ pid: 1, host: `not-${hostname()}`, started: '2024-01-01T00:00:00.000Z', command: 'train' }),
-  );
-  assert.is(await main(args(dir, '--epochs', '1'), io, device), 1);
-  assert.ok(
-    err.includes(`in use by PID 1 on host not-${hostname()}`) && err.includes(`delete ${join(dir, 'lock')}`),
-    err,
-  );
-  err = '';
-  writeFileSync(join(dir, 'lock'), 'garbage');
-  assert.is(await main(args(dir, '--epochs', '1'), io, device), 1);
-  assert.ok(err.includes('not a lock this program wrote'), err);
-});
+test(
+  'a lock held on another host, ' + 'or a lock file this program did not write: refused, with what to delete',
+  async () => {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const dir = join(root, 'other');
+    mkdirSync(dir);
+    let err = '';
+    const io = { out: () => {}, err: (s: string) => (err += s + '\n') };
+    writeFileSync(
+      join(dir, 'lock'),
+      JSON.stringify({ pid: 1, host: `not-${hostname()}`, started: '2024-01-01T00:00:00.000Z', command: 'train' }),
+    );
+    assert.is(await main(args(dir, '--epochs', '1'), io, device), 1);
+    assert.ok(
+      err.includes(`in use by PID 1 on host not-${hostname()}`) && err.includes(`delete ${join(dir, 'lock')}`),
+      err,
+    );
+    err = '';
+    writeFileSync(join(dir, 'lock'), 'garbage');
+    assert.is(await main(args(dir, '--epochs', '1'), io, device), 1);
+    assert.ok(err.includes('not a lock this program wrote'), err);
+  },
+);
 
 test.after(() => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL'); // a failed test leaves no process behind
+  // a failed test leaves no process behind
+  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   rmSync(root, { recursive: true, force: true });
 });
 test.run();

@@ -73,7 +73,10 @@ function stepOn(r: Run, i: number, poison = false): void {
   r.step.step(losses);
   for (const t of [a, v, y, ...Object.values(losses)]) t.dispose();
 }
-/** Everything a step may change, read back: model state (minus the batch counter), optimizer state and step counts, integrator state. */
+/**
+ * Everything a step may change, read back: model state (minus the batch counter), optimizer state and step counts,
+ * integrator state.
+ */
 async function state(r: Run): Promise<Map<string, Uint8Array>> {
   const out = new Map<string, Uint8Array>();
   const put = (k: string, v: Float32Array | Int32Array) =>
@@ -99,33 +102,37 @@ function dispose(r: Run): void {
 for (const method of INTEGRATOR_METHODS) {
   for (const optimizer of ['sgd', 'adamw'] as const) {
     if (optimizer === 'adamw' && !['mmpareto', 'uniform'].includes(method)) continue;
-    test(`${method} + ${optimizer}, stop: a NaN input at step 3 and two more steps before the readback leave the state of step 2 (bitwise)`, async () => {
-      const r = build(method, optimizer, 'stop');
-      stepOn(r, 0);
-      stepOn(r, 1);
-      const before = await state(r);
-      stepOn(r, 2, true);
-      stepOn(r, 3);
-      stepOn(r, 4);
-      const v = await r.guard!.read();
-      assert.ok(v.halted, 'halted');
-      assert.is(v.badSteps, 1, 'only step 3 was bad; 4 and 5 were dropped by the halt');
-      assert.is(v.first!.step, 2);
-      for (const reason of ['loss', 'batchNorm'] as const)
-        assert.ok(v.first!.reasons.includes(reason), `reasons ${v.first!.reasons}`);
-      assert.equal(v.first!.losses, [0, 1], 'the mm and audio losses (indices in [mm, audio, visual]) were NaN');
-      assert.equal(
-        v.dropped.map((s) => [s.step, s.applied]),
-        [
-          [2, false],
-          [3, false],
-          [4, false],
-        ],
-      );
-      assert.equal(v.dropped[1]!.reasons, [], 'step 4 was fine but dropped');
-      sameState(await state(r), before, `${method} + ${optimizer}`);
-      dispose(r);
-    });
+    test(
+      `${method} + ${optimizer}, stop: a NaN input at step 3 and two more steps before the readback leave the ` +
+        `state of step 2 (bitwise)`,
+      async () => {
+        const r = build(method, optimizer, 'stop');
+        stepOn(r, 0);
+        stepOn(r, 1);
+        const before = await state(r);
+        stepOn(r, 2, true);
+        stepOn(r, 3);
+        stepOn(r, 4);
+        const v = await r.guard!.read();
+        assert.ok(v.halted, 'halted');
+        assert.is(v.badSteps, 1, 'only step 3 was bad; 4 and 5 were dropped by the halt');
+        assert.is(v.first!.step, 2);
+        for (const reason of ['loss', 'batchNorm'] as const)
+          assert.ok(v.first!.reasons.includes(reason), `reasons ${v.first!.reasons}`);
+        assert.equal(v.first!.losses, [0, 1], 'the mm and audio losses (indices in [mm, audio, visual]) were NaN');
+        assert.equal(
+          v.dropped.map((s) => [s.step, s.applied]),
+          [
+            [2, false],
+            [3, false],
+            [4, false],
+          ],
+        );
+        assert.equal(v.dropped[1]!.reasons, [], 'step 4 was fine but dropped');
+        sameState(await state(r), before, `${method} + ${optimizer}`);
+        dispose(r);
+      },
+    );
   }
 }
 
@@ -134,25 +141,28 @@ for (const [method, optimizer] of [
   ['uniform', 'adamw'],
   ['gradnorm', 'sgd'],
 ] as const) {
-  test(`${method} + ${optimizer}, skip: steps 0, 1, bad, 3, 4 = steps 0, 1, 3, 4 without the bad one (bitwise)`, async () => {
-    const r = build(method, optimizer, 'skip');
-    stepOn(r, 0);
-    stepOn(r, 1);
-    stepOn(r, 2, true);
-    const v = await r.guard!.read(); // rewinds AdamW's step counts for the dropped step
-    assert.not.ok(v.halted);
-    assert.equal(
-      v.dropped.map((s) => [s.step, s.applied]),
-      [[2, false]],
-    );
-    stepOn(r, 3);
-    stepOn(r, 4);
-    const ref = build(method, optimizer);
-    for (const i of [0, 1, 3, 4]) stepOn(ref, i);
-    sameState(await state(r), await state(ref), `${method} skip`);
-    dispose(r);
-    dispose(ref);
-  });
+  test(
+    `${method} + ${optimizer}, skip: steps 0, 1, bad, 3, ` + `4 = steps 0, 1, 3, 4 without the bad one (bitwise)`,
+    async () => {
+      const r = build(method, optimizer, 'skip');
+      stepOn(r, 0);
+      stepOn(r, 1);
+      stepOn(r, 2, true);
+      const v = await r.guard!.read(); // rewinds AdamW's step counts for the dropped step
+      assert.not.ok(v.halted);
+      assert.equal(
+        v.dropped.map((s) => [s.step, s.applied]),
+        [[2, false]],
+      );
+      stepOn(r, 3);
+      stepOn(r, 4);
+      const ref = build(method, optimizer);
+      for (const i of [0, 1, 3, 4]) stepOn(ref, i);
+      sameState(await state(r), await state(ref), `${method} skip`);
+      dispose(r);
+      dispose(ref);
+    },
+  );
 }
 
 test('a non-finite gradient with finite losses is caught, named by tensor index; reset() resumes updates', async () => {
@@ -188,33 +198,37 @@ test('a non-finite gradient with finite losses is caught, named by tensor index;
   guard.dispose();
 });
 
-test('a plain Linear + SGD step on a NaN input: every weight turns NaN without a guard (as PyTorch), none changes with one', async () => {
-  const x = tensor(Float32Array.of(1, NaN, 2, 0.5, -1, 3), [2, 3]);
-  const labels = tensor(Int32Array.of(0, 1), [2], { dtype: 'int32' });
-  for (const guarded of [false, true]) {
-    const lin = new Linear(3, 2);
-    const w0 = Float32Array.from(await lin.weight.toArray());
-    const opt = new SGD(lin.parameters(), { lr: 0.1 });
-    const guard = guarded ? new NonFiniteGuard(device) : undefined;
-    const loss = tidy(() => crossEntropy(lin.forward(x), labels));
-    loss.backward();
-    guard?.checkLosses([loss]);
-    guard?.checkTensors(opt.params.map((p) => p.grad));
-    opt.step(guard);
-    guard?.end();
-    const w = await lin.weight.toArray();
-    if (guarded) assert.equal(Array.from(w), Array.from(w0), 'weights unchanged');
-    else assert.ok(Array.from(w).every(Number.isNaN), 'every weight NaN');
-    if (guarded) assert.equal((await guard!.read()).first!.reasons, ['loss', 'gradient']);
-    opt.zeroGrad();
-    loss.dispose();
-    guard?.dispose();
-    opt.dispose();
-    lin.dispose();
-  }
-  x.dispose();
-  labels.dispose();
-});
+test(
+  'a plain Linear + SGD step on a NaN input: every weight turns NaN without a guard (as PyTorch), none changes ' +
+    'with one',
+  async () => {
+    const x = tensor(Float32Array.of(1, NaN, 2, 0.5, -1, 3), [2, 3]);
+    const labels = tensor(Int32Array.of(0, 1), [2], { dtype: 'int32' });
+    for (const guarded of [false, true]) {
+      const lin = new Linear(3, 2);
+      const w0 = Float32Array.from(await lin.weight.toArray());
+      const opt = new SGD(lin.parameters(), { lr: 0.1 });
+      const guard = guarded ? new NonFiniteGuard(device) : undefined;
+      const loss = tidy(() => crossEntropy(lin.forward(x), labels));
+      loss.backward();
+      guard?.checkLosses([loss]);
+      guard?.checkTensors(opt.params.map((p) => p.grad));
+      opt.step(guard);
+      guard?.end();
+      const w = await lin.weight.toArray();
+      if (guarded) assert.equal(Array.from(w), Array.from(w0), 'weights unchanged');
+      else assert.ok(Array.from(w).every(Number.isNaN), 'every weight NaN');
+      if (guarded) assert.equal((await guard!.read()).first!.reasons, ['loss', 'gradient']);
+      opt.zeroGrad();
+      loss.dispose();
+      guard?.dispose();
+      opt.dispose();
+      lin.dispose();
+    }
+    x.dispose();
+    labels.dispose();
+  },
+);
 
 test('a BatchNorm layer that refused its running-stat update makes the step bad even with finite losses', async () => {
   const guard = new NonFiniteGuard(device, { mode: 'skip' });

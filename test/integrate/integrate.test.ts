@@ -164,14 +164,18 @@ const K2: IntegratorMethod[] = [
   'metabalance',
 ];
 for (const method of K2) {
-  test(`${method}, K = 2: random gradients over tensors of ${SIZES.join(', ')} elements + a second group, 3 steps, match float64`, async () => {
-    // loss 1 = −0.4·loss 0 + noise on odd steps (conflicting), independent on even steps
-    const make = (step: number, g: number): Grads =>
-      randomGrads(2, g === 0 ? SIZES : SMALL, 10 * step + 100 * g + 1, (j, x, _t, i) =>
-        j === 1 && step % 2 === 1 ? -0.4 * x[0]![i]! + 0.3 * x[1]![i]! : x[j]![i]!,
-      );
-    await runAgainstReference(method, 2, [SIZES, SMALL], make, {}, 3);
-  });
+  test(
+    `${method}, K = 2: random gradients over tensors of ${SIZES.join(', ')} elements + a second group, 3 steps, ` +
+      `match float64`,
+    async () => {
+      // loss 1 = −0.4·loss 0 + noise on odd steps (conflicting), independent on even steps
+      const make = (step: number, g: number): Grads =>
+        randomGrads(2, g === 0 ? SIZES : SMALL, 10 * step + 100 * g + 1, (j, x, _t, i) =>
+          j === 1 && step % 2 === 1 ? -0.4 * x[0]![i]! + 0.3 * x[1]![i]! : x[j]![i]!,
+        );
+      await runAgainstReference(method, 2, [SIZES, SMALL], make, {}, 3);
+    },
+  );
 }
 for (const method of ['uniform', 'mgda', 'pcgrad', 'gradnorm', 'metabalance'] as const) {
   test(`${method}, K = 3: random gradients (loss 2 conflicts with loss 0), 2 steps, match float64`, async () => {
@@ -240,7 +244,8 @@ for (const method of ['mmpareto', 'mmpareto-official', 'mgda', 'pcgrad', 'unifor
     for (const [what, gs] of CASES) {
       const f32 = gs.map((l) => l.map((x) => Float64Array.from(Float32Array.from(x))));
       const rec = await handMade(method, f32, `${method}: ${what}`);
-      if (method === 'mmpareto' && what === 'g_u = g_m') assertClose(rec.coefficients, [1.5, 1.5], 1e-6, 0, 'h = 2γ·g'); // γ·|2g|·2g/|2g|
+      // γ·|2g|·2g/|2g|
+      if (method === 'mmpareto' && what === 'g_u = g_m') assertClose(rec.coefficients, [1.5, 1.5], 1e-6, 0, 'h = 2γ·g');
       if (method === 'mmpareto' && what.startsWith('g_u = −g_m')) assert.ok(rec.zeroDirection);
       if (method === 'mgda' && what.includes('clamped at 1')) assertClose([rec.alpha], [1], 0, 0, 'α = 1');
       if (method === 'mgda' && what.includes('clamped at 0')) assertClose([rec.alpha], [0], 0, 0, 'α = 0');
@@ -269,58 +274,61 @@ test('3 groups (3 modalities) in one step: mmpareto per group, each group only s
   await runAgainstReference('mmpareto', 2, sizes, make, { gamma: 1.25 }, 1);
 });
 
-test('NaN / Inf in a gradient: that group is not updated (zero gradient), the others are; read() reports it', async () => {
-  const s = setup([[130, 5], [7]], 2, { method: 'mmpareto', telemetrySteps: 4 });
-  const h0 = [randomGrads(2, [130, 5], 1), randomGrads(2, [7], 2)];
-  h0[0]![1]![0]![3] = NaN;
-  h0[1]![0]![0]![0] = Infinity;
-  const grads = h0.map(upload);
-  const out = byGroup(s.params, s.integrator.combine(keyed(s.params, grads)));
-  for (const t of out[0]!)
-    assert.ok(
-      (await t.toArray()).every((x) => x === 0),
-      'group 0 zero',
+test(
+  'NaN / Inf in a gradient: that group is not updated (zero gradient), ' + 'the others are; read() reports it',
+  async () => {
+    const s = setup([[130, 5], [7]], 2, { method: 'mmpareto', telemetrySteps: 4 });
+    const h0 = [randomGrads(2, [130, 5], 1), randomGrads(2, [7], 2)];
+    h0[0]![1]![0]![3] = NaN;
+    h0[1]![0]![0]![0] = Infinity;
+    const grads = h0.map(upload);
+    const out = byGroup(s.params, s.integrator.combine(keyed(s.params, grads)));
+    for (const t of out[0]!)
+      assert.ok(
+        (await t.toArray()).every((x) => x === 0),
+        'group 0 zero',
+      );
+    for (const t of out[1]!)
+      assert.ok(
+        (await t.toArray()).every((x) => x === 0),
+        'group 1 zero',
+      );
+    for (const t of out.flat()) t.dispose();
+    try {
+      await s.integrator.telemetry.read();
+      assert.unreachable('read() should throw');
+    } catch (e) {
+      assert.match((e as Error).message, /non-finite.*group 0: 1 step\(s\), first 0, last 0; group 1/);
+    }
+    // a finite step afterwards: no new report, the earlier record still flagged
+    const ok = [randomGrads(2, [130, 5], 3), randomGrads(2, [7], 4)].map(upload);
+    for (const t of s.integrator.combine(keyed(s.params, ok)).values()) t.dispose();
+    const r = await s.integrator.telemetry.read({ onNonFinite: 'return' });
+    assert.is(r.nonFinite.length, 0);
+    assert.equal(
+      r.records.map((x) => x.nonFinite),
+      [true, true, false, false],
     );
-  for (const t of out[1]!)
-    assert.ok(
-      (await t.toArray()).every((x) => x === 0),
-      'group 1 zero',
+    // fused: the flagged group's parameters and momentum stay as they were
+    const opt = new SGD(s.params.flat(), { lr: 0.1, momentum: 0.9 });
+    s.integrator.step(opt, keyed(s.params, grads));
+    for (const p of s.params.flat())
+      assert.ok(
+        (await p.toArray()).every((x) => x === 0),
+        'parameters untouched',
+      );
+    const r2 = await s.integrator.telemetry.read({ onNonFinite: 'return' });
+    assert.equal(
+      r2.nonFinite.map((n) => [n.group, n.count, n.firstStep, n.lastStep]),
+      [
+        [0, 1, 0, 2],
+        [1, 1, 0, 2],
+      ],
     );
-  for (const t of out.flat()) t.dispose();
-  try {
-    await s.integrator.telemetry.read();
-    assert.unreachable('read() should throw');
-  } catch (e) {
-    assert.match((e as Error).message, /non-finite.*group 0: 1 step\(s\), first 0, last 0; group 1/);
-  }
-  // a finite step afterwards: no new report, the earlier record still flagged
-  const ok = [randomGrads(2, [130, 5], 3), randomGrads(2, [7], 4)].map(upload);
-  for (const t of s.integrator.combine(keyed(s.params, ok)).values()) t.dispose();
-  const r = await s.integrator.telemetry.read({ onNonFinite: 'return' });
-  assert.is(r.nonFinite.length, 0);
-  assert.equal(
-    r.records.map((x) => x.nonFinite),
-    [true, true, false, false],
-  );
-  // fused: the flagged group's parameters and momentum stay as they were
-  const opt = new SGD(s.params.flat(), { lr: 0.1, momentum: 0.9 });
-  s.integrator.step(opt, keyed(s.params, grads));
-  for (const p of s.params.flat())
-    assert.ok(
-      (await p.toArray()).every((x) => x === 0),
-      'parameters untouched',
-    );
-  const r2 = await s.integrator.telemetry.read({ onNonFinite: 'return' });
-  assert.equal(
-    r2.nonFinite.map((n) => [n.group, n.count, n.firstStep, n.lastStep]),
-    [
-      [0, 1, 0, 2],
-      [1, 1, 0, 2],
-    ],
-  );
-  opt.dispose();
-  teardown(s, ...grads, ...ok);
-});
+    opt.dispose();
+    teardown(s, ...grads, ...ok);
+  },
+);
 
 test('telemetry ring wraps around: ring of 3, 5 steps → steps 2, 3, 4 with their own norms', async () => {
   const s = setup([[130, 70001]], 2, { method: 'mmpareto', telemetrySteps: 3 });
@@ -349,39 +357,43 @@ test('telemetry ring wraps around: ring of 3, 5 steps → steps 2, 3, 4 with the
 });
 
 for (const kind of ['sgd', 'adamw'] as const) {
-  test(`fused combine + ${kind} equals combine, then ${kind}.step() on the combined gradient (3 steps, mmpareto-official)`, async () => {
-    const sizes = [[130, 5], [70001]];
-    const init = sizes.map((g, gi) => g.map((n, t) => randArray(n, 500 + 10 * gi + t)));
-    const mk = () => init.map((g) => g.map((x) => tensor(Float32Array.from(x), [x.length], { requiresGrad: true })));
-    const [pa, pb] = [mk(), mk()];
-    const opt = (ps: Tensor[][]) =>
-      kind === 'sgd'
-        ? new SGD(ps.flat(), { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true })
-        : new AdamW(ps.flat(), { lr: 0.01, weightDecay: 0.1 });
-    const [oa, ob] = [opt(pa), opt(pb)];
-    const groups = (ps: Tensor[][]) => ps.map((params, g) => ({ params, losses: [lossName(g, 0), lossName(g, 1)] }));
-    const [ia, ib] = [pa, pb].map((ps) => new GradientIntegrator(groups(ps), { method: 'mmpareto-official' }));
-    for (let step = 0; step < 3; step++) {
-      const grads = sizes.map((g, gi) =>
-        upload(
-          randomGrads(2, g, 70 + 3 * step + gi, (j, x, _t, i) =>
-            j === 1 && step !== 1 ? -0.5 * x[0]![i]! + x[1]![i]! : x[j]![i]!,
+  test(
+    `fused combine + ${kind} equals combine, then ${kind}.step() on the combined gradient (3 steps, ` +
+      `mmpareto-official)`,
+    async () => {
+      const sizes = [[130, 5], [70001]];
+      const init = sizes.map((g, gi) => g.map((n, t) => randArray(n, 500 + 10 * gi + t)));
+      const mk = () => init.map((g) => g.map((x) => tensor(Float32Array.from(x), [x.length], { requiresGrad: true })));
+      const [pa, pb] = [mk(), mk()];
+      const opt = (ps: Tensor[][]) =>
+        kind === 'sgd'
+          ? new SGD(ps.flat(), { lr: 0.05, momentum: 0.9, weightDecay: 0.01, nesterov: true })
+          : new AdamW(ps.flat(), { lr: 0.01, weightDecay: 0.1 });
+      const [oa, ob] = [opt(pa), opt(pb)];
+      const groups = (ps: Tensor[][]) => ps.map((params, g) => ({ params, losses: [lossName(g, 0), lossName(g, 1)] }));
+      const [ia, ib] = [pa, pb].map((ps) => new GradientIntegrator(groups(ps), { method: 'mmpareto-official' }));
+      for (let step = 0; step < 3; step++) {
+        const grads = sizes.map((g, gi) =>
+          upload(
+            randomGrads(2, g, 70 + 3 * step + gi, (j, x, _t, i) =>
+              j === 1 && step !== 1 ? -0.5 * x[0]![i]! + x[1]![i]! : x[j]![i]!,
+            ),
           ),
-        ),
-      );
-      ia!.step(oa, keyed(pa, grads));
-      const h = ib!.combine(keyed(pb, grads));
-      for (const p of pb.flat()) p.grad = h.get(p)!;
-      ob.step();
-      for (const p of pb.flat()) p.grad = null;
-      for (const t of [...grads.flat(2), ...h.values()]) t.dispose();
-    }
-    // same float32 operations in the same order: identical up to FMA contraction choices (a few ulp)
-    for (let i = 0; i < pa.flat().length; i++)
-      assertClose(await pa.flat()[i]!.toArray(), await pb.flat()[i]!.toArray(), 1e-6, 1e-7, `parameter ${i}`);
-    for (const x of [oa, ob, ia!, ib!]) x.dispose();
-    for (const t of [...pa.flat(), ...pb.flat()]) t.dispose();
-  });
+        );
+        ia!.step(oa, keyed(pa, grads));
+        const h = ib!.combine(keyed(pb, grads));
+        for (const p of pb.flat()) p.grad = h.get(p)!;
+        ob.step();
+        for (const p of pb.flat()) p.grad = null;
+        for (const t of [...grads.flat(2), ...h.values()]) t.dispose();
+      }
+      // same float32 operations in the same order: identical up to FMA contraction choices (a few ulp)
+      for (let i = 0; i < pa.flat().length; i++)
+        assertClose(await pa.flat()[i]!.toArray(), await pb.flat()[i]!.toArray(), 1e-6, 1e-7, `parameter ${i}`);
+      for (const x of [oa, ob, ia!, ib!]) x.dispose();
+      for (const t of [...pa.flat(), ...pb.flat()]) t.dispose();
+    },
+  );
 }
 
 test('no buffer maps over 5 fused steps with telemetry off; exactly one per telemetry.read() with it on', async () => {
@@ -403,69 +415,75 @@ test('no buffer maps over 5 fused steps with telemetry off; exactly one per tele
   }
 });
 
-test('a late-fusion model: mmpareto on separately computed g_m, g_u per encoder, fused SGD step, matches the formula', async () => {
-  // audio and visual encoders (linear → relu → linear), a fusion head on their concatenation and
-  // one head per encoder; L_m on the fusion head, L_a / L_v on the unimodal heads
-  const mk = (shape: number[], seed: number) =>
-    tensor(Float32Array.from(randArray(shape[0]! * (shape[1] ?? 1), seed, -0.6, 0.6)), shape, { requiresGrad: true });
-  const enc = [
-    [mk([5, 6], 1), mk([5], 2), mk([4, 5], 3), mk([4], 4)],
-    [mk([5, 8], 5), mk([5], 6), mk([4, 5], 7), mk([4], 8)],
-  ];
-  const [fusion, headA, headV] = [[mk([3, 8], 9)], [mk([3, 4], 10)], [mk([3, 4], 11)]];
-  const x = [
-    tensor(Float32Array.from(randArray(6 * 6, 20)), [6, 6]),
-    tensor(Float32Array.from(randArray(6 * 8, 21)), [6, 8]),
-  ];
-  const y = tensor(Int32Array.from([0, 1, 2, 1, 0, 2]), [6]);
-  const feats = tidy(() => enc.map((e, k) => linear(relu(linear(x[k]!, e[0]!, e[1]!)), e[2]!, e[3]!)));
-  const [lm, ...lu] = tidy(() => [
-    crossEntropy(linear(concat(feats, 1), fusion[0]!), y),
-    crossEntropy(linear(feats[0]!, headA[0]!), y),
-    crossEntropy(linear(feats[1]!, headV[0]!), y),
-  ]);
-  const grads = enc.map((e, k) => [grad(lm!, e, { retainGraph: true }), grad(lu[k]!, e, { retainGraph: true })]);
-  const before = await Promise.all(enc.flat().map((p) => p.toArray()));
-  const host: Grads[] = await Promise.all(
-    grads.map((gk) =>
-      Promise.all(gk.map((list) => Promise.all(list.map(async (t) => Float64Array.from(await t.toArray()))))),
-    ),
-  );
-  const names = ['audio', 'visual'];
-  const integ = new GradientIntegrator(
-    enc.map((params, k) => ({ params, losses: ['mm', names[k]!] })),
-    { method: 'mmpareto', telemetrySteps: 1 },
-  );
-  const opt = new SGD(enc.flat(), { lr: 0.5 });
-  // g_m and g_u per encoder, keyed by parameter as perLossGrads gives them
-  const byParam: PerLossGradients = new Map(
-    enc.flatMap((e, k) =>
-      e.map((p, t): [Tensor, Record<string, Tensor>] => [p, { mm: grads[k]![0]![t]!, [names[k]!]: grads[k]![1]![t]! }]),
-    ),
-  );
-  integ.step(opt, byParam);
-  const rec = (await integ.telemetry.read()).records;
-  let i = 0;
-  for (let k = 0; k < 2; k++) {
-    const r = reference('mmpareto', host[k]!, {}, newState(2), k);
-    assertClose([rec[k]!.cos], [r.cos], 1e-4, 1e-6, `encoder ${k} cos`);
-    const h = applyCoef(host[k]!, r.coef);
-    // p − lr·h: one rounding of p plus h's error (see the header) times lr
-    for (const [t, p] of enc[k]!.entries())
-      assertClose(
-        await p.toArray(),
-        before[i++]!.map((v, j) => v - 0.5 * h[t]![j]!),
-        1e-5,
-        1e-5 * maxAbs(h),
-        `encoder ${k} parameter ${t}`,
-      );
-  }
-  integ.dispose();
-  opt.dispose();
-  for (const l of [lm!, ...lu]) releaseGraph(l);
-  for (const t of [...enc.flat(), ...fusion, ...headA, ...headV, ...x, y, ...feats, lm!, ...lu, ...grads.flat(2)])
-    t.dispose();
-});
+test(
+  'a late-fusion model: mmpareto on separately computed g_m, ' + 'g_u per encoder, fused SGD step, matches the formula',
+  async () => {
+    // audio and visual encoders (linear → relu → linear), a fusion head on their concatenation and
+    // one head per encoder; L_m on the fusion head, L_a / L_v on the unimodal heads
+    const mk = (shape: number[], seed: number) =>
+      tensor(Float32Array.from(randArray(shape[0]! * (shape[1] ?? 1), seed, -0.6, 0.6)), shape, { requiresGrad: true });
+    const enc = [
+      [mk([5, 6], 1), mk([5], 2), mk([4, 5], 3), mk([4], 4)],
+      [mk([5, 8], 5), mk([5], 6), mk([4, 5], 7), mk([4], 8)],
+    ];
+    const [fusion, headA, headV] = [[mk([3, 8], 9)], [mk([3, 4], 10)], [mk([3, 4], 11)]];
+    const x = [
+      tensor(Float32Array.from(randArray(6 * 6, 20)), [6, 6]),
+      tensor(Float32Array.from(randArray(6 * 8, 21)), [6, 8]),
+    ];
+    const y = tensor(Int32Array.from([0, 1, 2, 1, 0, 2]), [6]);
+    const feats = tidy(() => enc.map((e, k) => linear(relu(linear(x[k]!, e[0]!, e[1]!)), e[2]!, e[3]!)));
+    const [lm, ...lu] = tidy(() => [
+      crossEntropy(linear(concat(feats, 1), fusion[0]!), y),
+      crossEntropy(linear(feats[0]!, headA[0]!), y),
+      crossEntropy(linear(feats[1]!, headV[0]!), y),
+    ]);
+    const grads = enc.map((e, k) => [grad(lm!, e, { retainGraph: true }), grad(lu[k]!, e, { retainGraph: true })]);
+    const before = await Promise.all(enc.flat().map((p) => p.toArray()));
+    const host: Grads[] = await Promise.all(
+      grads.map((gk) =>
+        Promise.all(gk.map((list) => Promise.all(list.map(async (t) => Float64Array.from(await t.toArray()))))),
+      ),
+    );
+    const names = ['audio', 'visual'];
+    const integ = new GradientIntegrator(
+      enc.map((params, k) => ({ params, losses: ['mm', names[k]!] })),
+      { method: 'mmpareto', telemetrySteps: 1 },
+    );
+    const opt = new SGD(enc.flat(), { lr: 0.5 });
+    // g_m and g_u per encoder, keyed by parameter as perLossGrads gives them
+    const byParam: PerLossGradients = new Map(
+      enc.flatMap((e, k) =>
+        e.map((p, t): [Tensor, Record<string, Tensor>] => [
+          p,
+          { mm: grads[k]![0]![t]!, [names[k]!]: grads[k]![1]![t]! },
+        ]),
+      ),
+    );
+    integ.step(opt, byParam);
+    const rec = (await integ.telemetry.read()).records;
+    let i = 0;
+    for (let k = 0; k < 2; k++) {
+      const r = reference('mmpareto', host[k]!, {}, newState(2), k);
+      assertClose([rec[k]!.cos], [r.cos], 1e-4, 1e-6, `encoder ${k} cos`);
+      const h = applyCoef(host[k]!, r.coef);
+      // p − lr·h: one rounding of p plus h's error (see the header) times lr
+      for (const [t, p] of enc[k]!.entries())
+        assertClose(
+          await p.toArray(),
+          before[i++]!.map((v, j) => v - 0.5 * h[t]![j]!),
+          1e-5,
+          1e-5 * maxAbs(h),
+          `encoder ${k} parameter ${t}`,
+        );
+    }
+    integ.dispose();
+    opt.dispose();
+    for (const l of [lm!, ...lu]) releaseGraph(l);
+    for (const t of [...enc.flat(), ...fusion, ...headA, ...headV, ...x, y, ...feats, lm!, ...lu, ...grads.flat(2)])
+      t.dispose();
+  },
+);
 
 test('magnitudeHistogram: the per-batch |g_m|, |g_u| distribution of one group from the telemetry ring', async () => {
   const s = setup([[130], [7]], 2, { method: 'uniform', telemetrySteps: 6 });

@@ -126,55 +126,58 @@ async function cgReference(e: CGEncoder, x: Arr, shape: Shape4, stats?: [Arr, Ar
 const RTOL = 1e-4;
 const ATOL = 2e-5;
 
-test('CGEncoder: PMR convnet names and shapes; forward equals the float64 reference in training and eval mode', async () => {
-  const before = liveTensors.count;
-  const e = new CGEncoder({ inChannels: 3, seed: 5 });
-  const shapes = Object.fromEntries([...e.stateDict()].map(([k, t]) => [k, t.shape.join('x')]));
-  assert.equal(Object.keys(shapes), [
-    'bn0.weight',
-    'bn0.bias',
-    'bn0.running_mean',
-    'bn0.running_var',
-    'bn0.num_batches_tracked',
-    'conv1.weight',
-    'conv1.bias',
-    'conv2.weight',
-    'conv2.bias',
-    'conv3.weight',
-    'conv3.bias',
-    'conv4.weight',
-    'conv4.bias',
-    'fc.weight',
-    'fc.bias',
-  ]);
-  assert.is(shapes['conv1.weight'], '32x3x5x5');
-  assert.is(shapes['conv3.weight'], '64x32x3x3');
-  assert.is(shapes['fc.weight'], '512x64');
-  // 2·3 + 32·3·25 + 32 + 32·32·9 + 32 + 64·32·9 + 64 + 64·64·9 + 64 + 64·512 + 512
-  assert.is(e.numParameters(), 6 + 2432 + 9248 + 18496 + 36928 + 33280);
-  const shape: Shape4 = [2, 3, 7, 6]; // odd, non-square: exercises padding, the stride-2 layers and pool bins
-  const [x, xh] = randTensor(shape, 6, 0, 1);
-  const y = e.forward(x);
-  assert.equal(y.shape, [2, 512]);
-  assertClose(await y.toArray(), await cgReference(e, xh, shape), RTOL, ATOL, 'train-mode features');
-  // The training forward moved the running statistics (momentum 0.1, unbiased variance); eval uses them.
-  const rm = await host(e.bn0.runningMean);
-  const rv = await host(e.bn0.runningVar);
-  const m = 2 * 7 * 6;
-  for (let c = 0; c < 3; c++) {
-    let mean = 0;
-    for (let n = 0; n < 2; n++) for (let i = 0; i < 42; i++) mean += xh[(n * 3 + c) * 42 + i]! / m;
-    let v = 0;
-    for (let n = 0; n < 2; n++) for (let i = 0; i < 42; i++) v += (xh[(n * 3 + c) * 42 + i]! - mean) ** 2 / (m - 1);
-    assertClose([rm[c]!, rv[c]!], [0.1 * mean, 0.9 + 0.1 * v], 1e-5, 1e-6, `running stats channel ${c}`);
-  }
-  e.eval();
-  const ye = e.forward(x);
-  assertClose(await ye.toArray(), await cgReference(e, xh, shape, [rm, rv]), RTOL, ATOL, 'eval-mode features');
-  for (const t of [x, y, ye]) t.dispose();
-  e.dispose();
-  assert.is(liveTensors.count, before, 'no leaks');
-});
+test(
+  'CGEncoder: PMR convnet names and shapes; ' + 'forward equals the float64 reference in training and eval mode',
+  async () => {
+    const before = liveTensors.count;
+    const e = new CGEncoder({ inChannels: 3, seed: 5 });
+    const shapes = Object.fromEntries([...e.stateDict()].map(([k, t]) => [k, t.shape.join('x')]));
+    assert.equal(Object.keys(shapes), [
+      'bn0.weight',
+      'bn0.bias',
+      'bn0.running_mean',
+      'bn0.running_var',
+      'bn0.num_batches_tracked',
+      'conv1.weight',
+      'conv1.bias',
+      'conv2.weight',
+      'conv2.bias',
+      'conv3.weight',
+      'conv3.bias',
+      'conv4.weight',
+      'conv4.bias',
+      'fc.weight',
+      'fc.bias',
+    ]);
+    assert.is(shapes['conv1.weight'], '32x3x5x5');
+    assert.is(shapes['conv3.weight'], '64x32x3x3');
+    assert.is(shapes['fc.weight'], '512x64');
+    // 2·3 + 32·3·25 + 32 + 32·32·9 + 32 + 64·32·9 + 64 + 64·64·9 + 64 + 64·512 + 512
+    assert.is(e.numParameters(), 6 + 2432 + 9248 + 18496 + 36928 + 33280);
+    const shape: Shape4 = [2, 3, 7, 6]; // odd, non-square: exercises padding, the stride-2 layers and pool bins
+    const [x, xh] = randTensor(shape, 6, 0, 1);
+    const y = e.forward(x);
+    assert.equal(y.shape, [2, 512]);
+    assertClose(await y.toArray(), await cgReference(e, xh, shape), RTOL, ATOL, 'train-mode features');
+    // The training forward moved the running statistics (momentum 0.1, unbiased variance); eval uses them.
+    const rm = await host(e.bn0.runningMean);
+    const rv = await host(e.bn0.runningVar);
+    const m = 2 * 7 * 6;
+    for (let c = 0; c < 3; c++) {
+      let mean = 0;
+      for (let n = 0; n < 2; n++) for (let i = 0; i < 42; i++) mean += xh[(n * 3 + c) * 42 + i]! / m;
+      let v = 0;
+      for (let n = 0; n < 2; n++) for (let i = 0; i < 42; i++) v += (xh[(n * 3 + c) * 42 + i]! - mean) ** 2 / (m - 1);
+      assertClose([rm[c]!, rv[c]!], [0.1 * mean, 0.9 + 0.1 * v], 1e-5, 1e-6, `running stats channel ${c}`);
+    }
+    e.eval();
+    const ye = e.forward(x);
+    assertClose(await ye.toArray(), await cgReference(e, xh, shape, [rm, rv]), RTOL, ATOL, 'eval-mode features');
+    for (const t of [x, y, ye]) t.dispose();
+    e.dispose();
+    assert.is(liveTensors.count, before, 'no leaks');
+  },
+);
 
 /** Features of each encoder alone, in eval mode (deterministic), as host arrays. */
 async function encoderFeatures(
@@ -191,75 +194,82 @@ async function encoderFeatures(
 }
 
 for (const fusion of ['concat', 'sum'] as const) {
-  test(`LateFusionClassifier (${fusion}), 2 and 3 modalities: logits shapes and values, names, targets, groups`, async () => {
-    const before = liveTensors.count;
-    for (const names of [
-      ['gray', 'color'],
-      ['gray', 'color', 'depth'],
-    ]) {
-      const channels: Record<string, number> = { gray: 1, color: 3, depth: 2 };
-      const encoders: Record<string, EncoderSpec> = {};
-      names.forEach(
-        (n, i) => (encoders[n] = { module: new CGEncoder({ inChannels: channels[n]!, seed: 10 + i }), features: 512 }),
-      );
-      const model = new LateFusionClassifier({ encoders, classes: 4, fusion, seed: 7 }).eval();
-      const inputs: Record<string, Tensor> = {};
-      const hostIn: Record<string, Arr> = {};
-      names.forEach((n, i) => ([inputs[n], hostIn[n]] = randTensor([2, channels[n]!, 6, 6], 20 + i)));
-      const logits = tidy(() => model.logits(inputs));
-      assert.equal(Object.keys(logits).sort(), ['mm', ...names].sort());
-      for (const t of Object.values(logits)) assert.equal(t.shape, [2, 4]);
-      assert.equal(model.targets, Object.fromEntries(['mm', ...names].map((n) => [n, 'label'])));
-      assert.is(model.mainLoss, 'mm');
-      // The logits from the encoders' features by the float64 formula of the fusion.
-      const feats = await encoderFeatures(model, inputs);
-      const sd = model.stateDict();
-      const p = (k: string) => host(sd.get(k)!);
-      let fused: Arr;
-      if (fusion === 'concat') {
-        fused = new Float64Array(2 * 512 * names.length);
-        for (let r = 0; r < 2; r++)
-          names.forEach((n, j) =>
-            fused.set(feats[n]!.subarray(r * 512, (r + 1) * 512), r * 512 * names.length + j * 512),
-          );
-      } else fused = feats[names[0]!]!.map((_, i) => names.reduce((s, n) => s + feats[n]![i]!, 0));
-      const width = fusion === 'concat' ? 512 * names.length : 512;
-      assert.equal(sd.get('head.weight')!.shape, [4, width]);
-      // Features are float32 outputs fed to a float32 dot product over ≤ 1536 terms: rtol 1e-5 / atol 1e-5.
-      assertClose(
-        await logits.mm!.toArray(),
-        linearH(fused, 2, width, await p('head.weight'), 4, await p('head.bias')),
-        1e-5,
-        1e-5,
-        'mm logits',
-      );
-      for (const n of names) {
-        assertClose(
-          await logits[n]!.toArray(),
-          linearH(feats[n]!, 2, 512, await p(`heads.${n}.weight`), 4, await p(`heads.${n}.bias`)),
-          1e-5,
-          1e-5,
-          `${n} logits`,
+  test(
+    `LateFusionClassifier (${fusion}), 2 and 3 modalities: ` + `logits shapes and values, names, targets, groups`,
+    async () => {
+      const before = liveTensors.count;
+      for (const names of [
+        ['gray', 'color'],
+        ['gray', 'color', 'depth'],
+      ]) {
+        const channels: Record<string, number> = { gray: 1, color: 3, depth: 2 };
+        const encoders: Record<string, EncoderSpec> = {};
+        names.forEach(
+          (n, i) =>
+            (encoders[n] = { module: new CGEncoder({ inChannels: channels[n]!, seed: 10 + i }), features: 512 }),
         );
+        const model = new LateFusionClassifier({ encoders, classes: 4, fusion, seed: 7 }).eval();
+        const inputs: Record<string, Tensor> = {};
+        const hostIn: Record<string, Arr> = {};
+        names.forEach((n, i) => ([inputs[n], hostIn[n]] = randTensor([2, channels[n]!, 6, 6], 20 + i)));
+        const logits = tidy(() => model.logits(inputs));
+        assert.equal(Object.keys(logits).sort(), ['mm', ...names].sort());
+        for (const t of Object.values(logits)) assert.equal(t.shape, [2, 4]);
+        assert.equal(model.targets, Object.fromEntries(['mm', ...names].map((n) => [n, 'label'])));
+        assert.is(model.mainLoss, 'mm');
+        // The logits from the encoders' features by the float64 formula of the fusion.
+        const feats = await encoderFeatures(model, inputs);
+        const sd = model.stateDict();
+        const p = (k: string) => host(sd.get(k)!);
+        let fused: Arr;
+        if (fusion === 'concat') {
+          fused = new Float64Array(2 * 512 * names.length);
+          for (let r = 0; r < 2; r++)
+            names.forEach((n, j) =>
+              fused.set(feats[n]!.subarray(r * 512, (r + 1) * 512), r * 512 * names.length + j * 512),
+            );
+        } else fused = feats[names[0]!]!.map((_, i) => names.reduce((s, n) => s + feats[n]![i]!, 0));
+        const width = fusion === 'concat' ? 512 * names.length : 512;
+        assert.equal(sd.get('head.weight')!.shape, [4, width]);
+        // Features are float32 outputs fed to a float32 dot product over ≤ 1536 terms: rtol 1e-5 / atol 1e-5.
+        assertClose(
+          await logits.mm!.toArray(),
+          linearH(fused, 2, width, await p('head.weight'), 4, await p('head.bias')),
+          1e-5,
+          1e-5,
+          'mm logits',
+        );
+        for (const n of names) {
+          assertClose(
+            await logits[n]!.toArray(),
+            linearH(feats[n]!, 2, 512, await p(`heads.${n}.weight`), 4, await p(`heads.${n}.bias`)),
+            1e-5,
+            1e-5,
+            `${n} logits`,
+          );
+        }
+        for (const k of [
+          'encoders.gray.conv1.weight',
+          'encoders.gray.bn0.running_mean',
+          'encoders.color.fc.bias',
+          'head.bias',
+          'heads.gray.weight',
+          'heads.color.bias',
+        ])
+          assert.ok(sd.has(k), `has ${k}`);
+        checkGroups(model, ['head.', 'heads.']);
+        for (const t of [...Object.values(inputs), ...Object.values(logits)]) t.dispose();
+        model.dispose();
       }
-      for (const k of [
-        'encoders.gray.conv1.weight',
-        'encoders.gray.bn0.running_mean',
-        'encoders.color.fc.bias',
-        'head.bias',
-        'heads.gray.weight',
-        'heads.color.bias',
-      ])
-        assert.ok(sd.has(k), `has ${k}`);
-      checkGroups(model, ['head.', 'heads.']);
-      for (const t of [...Object.values(inputs), ...Object.values(logits)]) t.dispose();
-      model.dispose();
-    }
-    assert.is(liveTensors.count, before, 'no leaks');
-  });
+      assert.is(liveTensors.count, before, 'no leaks');
+    },
+  );
 }
 
-/** Groups are named like logits entries, disjoint, inside the parameters, and exactly the parameters not under `outside` prefixes. */
+/**
+ * Groups are named like logits entries, disjoint, inside the parameters, and exactly the parameters not under `outside`
+ * prefixes.
+ */
 function checkGroups(model: TrainableModel, outside: string[]): void {
   const groups = model.encoderGroups();
   const seen = new Set<Tensor>();
@@ -469,67 +479,74 @@ test('buildModel: deterministic for a seed (identical initial state dict), diffe
   }
 });
 
-test('buildModel bad input: unknown model, mbt on a two-task set, unsupported task/input counts, bad item shape', () => {
-  const before = liveTensors.count;
-  throwsWith(() => buildModel('vit' as ModelName, CG, { seed: 0 }), "unknown model 'vit'", 'cnn, resnet18, mbt');
-  throwsWith(() => buildModel('mbt', MULTI, { seed: 0 }), "'mbt'", 'multi-fmnist', '2 tasks', 'cnn or resnet18');
-  throwsWith(
-    () => buildModel('cnn', { name: 'x', inputs: { a: [1, 8, 8] }, tasks: { label: 3 } }, { seed: 0 }),
-    '1 input(s) and 1 task(s)',
-  );
-  throwsWith(
-    () => buildModel('cnn', { name: 'x', inputs: { a: [8, 8] }, tasks: { label: 3 } }, { seed: 0 }),
-    "input 'a'",
-    '[channels, height, width]',
-  );
-  throwsWith(() => buildModel('cnn', CG, { seed: 0, fusion: 'max' as 'sum' }), "unknown fusion 'max'", 'concat, sum');
-  assert.is(liveTensors.count, before, 'refused before building anything');
-  assert.equal(
-    [patchFor(16, 16), patchFor(28, 28), patchFor(28, 56), patchFor(15, 9), patchFor(7, 5)],
-    [4, 4, 4, 3, 1],
-  );
-});
+test(
+  'buildModel bad input: unknown model, mbt on a two-task set, ' + 'unsupported task/input counts, bad item shape',
+  () => {
+    const before = liveTensors.count;
+    throwsWith(() => buildModel('vit' as ModelName, CG, { seed: 0 }), "unknown model 'vit'", 'cnn, resnet18, mbt');
+    throwsWith(() => buildModel('mbt', MULTI, { seed: 0 }), "'mbt'", 'multi-fmnist', '2 tasks', 'cnn or resnet18');
+    throwsWith(
+      () => buildModel('cnn', { name: 'x', inputs: { a: [1, 8, 8] }, tasks: { label: 3 } }, { seed: 0 }),
+      '1 input(s) and 1 task(s)',
+    );
+    throwsWith(
+      () => buildModel('cnn', { name: 'x', inputs: { a: [8, 8] }, tasks: { label: 3 } }, { seed: 0 }),
+      "input 'a'",
+      '[channels, height, width]',
+    );
+    throwsWith(() => buildModel('cnn', CG, { seed: 0, fusion: 'max' as 'sum' }), "unknown fusion 'max'", 'concat, sum');
+    assert.is(liveTensors.count, before, 'refused before building anything');
+    assert.equal(
+      [patchFor(16, 16), patchFor(28, 28), patchFor(28, 56), patchFor(15, 9), patchFor(7, 5)],
+      [4, 4, 4, 3, 1],
+    );
+  },
+);
 
-test("one MultimodalStep('mmpareto') on a LateFusionClassifier of CGEncoders: finite losses, every head and encoder moves, no leaks", async () => {
-  const before = liveTensors.count;
-  const ds: DatasetShape = { name: 'tiny', inputs: { gray: [1, 8, 8], color: [3, 8, 8] }, tasks: { label: 3 } };
-  const model = buildModel('cnn', ds, { seed: 2 });
-  const opt = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
-  const step = new MultimodalStep({
-    method: 'mmpareto',
-    encoders: model.encoderGroups(),
-    optimizer: opt,
-    mainLoss: model.mainLoss,
-  });
-  const [gray] = randTensor([3, 1, 8, 8], 40, 0, 1);
-  const [color] = randTensor([3, 3, 8, 8], 41, 0, 1);
-  const y = tensor(Int32Array.of(0, 2, 1), [3], { dtype: 'int32' });
-  const p0 = await Promise.all(model.namedParameters().map(async ([n, p]) => [n, await host(p)] as const));
-  const losses = tidy(() => model.losses({ inputs: { gray, color }, labels: { label: y } }));
-  for (const [k, l] of Object.entries(losses)) assert.ok(Number.isFinite(await l.item()), `${k} loss finite`);
-  step.step(losses);
-  const moved = new Set<string>();
-  for (const [i, [n, p]] of model.namedParameters().entries()) {
-    const now = await host(p);
-    assert.ok(now.every(Number.isFinite), `${n} finite`);
-    if (now.some((v, j) => v !== p0[i]![1][j])) moved.add(n);
-  }
-  for (const n of [
-    'head.weight',
-    'heads.gray.weight',
-    'heads.color.weight',
-    'encoders.gray.conv1.weight',
-    'encoders.color.conv1.weight',
-    'encoders.gray.fc.weight',
-    'encoders.color.bn0.weight',
-  ]) {
-    assert.ok(moved.has(n), `${n} moved`);
-  }
-  for (const t of [gray, color, y, ...Object.values(losses)]) t.dispose();
-  step.dispose();
-  opt.dispose();
-  model.dispose();
-  assert.is(liveTensors.count, before, 'no leaks');
-});
+test(
+  "one MultimodalStep('mmpareto') on a LateFusionClassifier of CGEncoders: finite losses, every head and " +
+    'encoder moves, no leaks',
+  async () => {
+    const before = liveTensors.count;
+    const ds: DatasetShape = { name: 'tiny', inputs: { gray: [1, 8, 8], color: [3, 8, 8] }, tasks: { label: 3 } };
+    const model = buildModel('cnn', ds, { seed: 2 });
+    const opt = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9 });
+    const step = new MultimodalStep({
+      method: 'mmpareto',
+      encoders: model.encoderGroups(),
+      optimizer: opt,
+      mainLoss: model.mainLoss,
+    });
+    const [gray] = randTensor([3, 1, 8, 8], 40, 0, 1);
+    const [color] = randTensor([3, 3, 8, 8], 41, 0, 1);
+    const y = tensor(Int32Array.of(0, 2, 1), [3], { dtype: 'int32' });
+    const p0 = await Promise.all(model.namedParameters().map(async ([n, p]) => [n, await host(p)] as const));
+    const losses = tidy(() => model.losses({ inputs: { gray, color }, labels: { label: y } }));
+    for (const [k, l] of Object.entries(losses)) assert.ok(Number.isFinite(await l.item()), `${k} loss finite`);
+    step.step(losses);
+    const moved = new Set<string>();
+    for (const [i, [n, p]] of model.namedParameters().entries()) {
+      const now = await host(p);
+      assert.ok(now.every(Number.isFinite), `${n} finite`);
+      if (now.some((v, j) => v !== p0[i]![1][j])) moved.add(n);
+    }
+    for (const n of [
+      'head.weight',
+      'heads.gray.weight',
+      'heads.color.weight',
+      'encoders.gray.conv1.weight',
+      'encoders.color.conv1.weight',
+      'encoders.gray.fc.weight',
+      'encoders.color.bn0.weight',
+    ]) {
+      assert.ok(moved.has(n), `${n} moved`);
+    }
+    for (const t of [gray, color, y, ...Object.values(losses)]) t.dispose();
+    step.dispose();
+    opt.dispose();
+    model.dispose();
+    assert.is(liveTensors.count, before, 'no leaks');
+  },
+);
 
 test.run();

@@ -56,44 +56,50 @@ test('parameter count: the stated formula, checked against a count by hand', () 
   mc.dispose();
 });
 
-test('the formula at ViT-B/16 size: each stream has exactly timm vit_base_patch16_224 without its head (85,798,656)', () => {
-  // timm's vit_base_patch16_224 has 86,567,656 parameters, of which the 1000-class head is
-  // 768·1000 + 1000 = 769,000: 85,798,656 for patch embedding, CLS, positions, 12 blocks, norm.
-  const rgb = { channels: 3, height: 224, width: 224, patch: 16 };
-  const cfg: MBTConfig = { modalities: { a: rgb, b: rgb }, ...MBT_VIT_BASE };
-  assert.is(MBT.expectedParameters(cfg), 2 * 85_798_656 + 4 * 768);
-});
+test(
+  'the formula at ViT-B/16 size: ' + 'each stream has exactly timm vit_base_patch16_224 without its head (85,798,656)',
+  () => {
+    // timm's vit_base_patch16_224 has 86,567,656 parameters, of which the 1000-class head is
+    // 768·1000 + 1000 = 769,000: 85,798,656 for patch embedding, CLS, positions, 12 blocks, norm.
+    const rgb = { channels: 3, height: 224, width: 224, patch: 16 };
+    const cfg: MBTConfig = { modalities: { a: rgb, b: rgb }, ...MBT_VIT_BASE };
+    assert.is(MBT.expectedParameters(cfg), 2 * 85_798_656 + 4 * 768);
+  },
+);
 
 async function finite(t: Tensor): Promise<boolean> {
   return (await t.toArray()).every(Number.isFinite);
 }
 
-test('forward + backward: features (B, E) per modality, fused logits, finite gradients for every parameter, no leaks', async () => {
-  const before = liveTensors.count;
-  const m = new MBT(small);
-  const [a] = randTensor([2, 1, 16, 12], 2);
-  const [v] = randTensor([2, 3, 8, 8], 3);
-  const out = m.forward({ audio: a, video: v });
-  assert.equal(out.features.audio!.shape, [2, 16]);
-  assert.equal(out.modalityLogits.video!.shape, [2, 3]);
-  assert.equal(out.logits!.shape, [2, 3]);
-  const y = tensor(Int32Array.of(0, 2), [2], { dtype: 'int32' });
-  const loss = tidy(() =>
-    add(
-      add(crossEntropy(out.logits!, y), crossEntropy(out.modalityLogits.audio!, y)),
-      crossEntropy(out.modalityLogits.video!, y),
-    ),
-  );
-  loss.backward();
-  for (const [n, p] of m.namedParameters()) {
-    assert.ok(p.grad, `${n} has a gradient`);
-    assert.ok(await finite(p.grad!), `${n} gradient is finite`);
-  }
-  for (const t of [a, v, y, loss, out.logits!, ...Object.values(out.features), ...Object.values(out.modalityLogits)])
-    t.dispose();
-  m.dispose();
-  assert.is(liveTensors.count, before);
-});
+test(
+  'forward + backward: features (B, E) per modality, ' + 'fused logits, finite gradients for every parameter, no leaks',
+  async () => {
+    const before = liveTensors.count;
+    const m = new MBT(small);
+    const [a] = randTensor([2, 1, 16, 12], 2);
+    const [v] = randTensor([2, 3, 8, 8], 3);
+    const out = m.forward({ audio: a, video: v });
+    assert.equal(out.features.audio!.shape, [2, 16]);
+    assert.equal(out.modalityLogits.video!.shape, [2, 3]);
+    assert.equal(out.logits!.shape, [2, 3]);
+    const y = tensor(Int32Array.of(0, 2), [2], { dtype: 'int32' });
+    const loss = tidy(() =>
+      add(
+        add(crossEntropy(out.logits!, y), crossEntropy(out.modalityLogits.audio!, y)),
+        crossEntropy(out.modalityLogits.video!, y),
+      ),
+    );
+    loss.backward();
+    for (const [n, p] of m.namedParameters()) {
+      assert.ok(p.grad, `${n} has a gradient`);
+      assert.ok(await finite(p.grad!), `${n} gradient is finite`);
+    }
+    for (const t of [a, v, y, loss, out.logits!, ...Object.values(out.features), ...Object.values(out.modalityLogits)])
+      t.dispose();
+    m.dispose();
+    assert.is(liveTensors.count, before);
+  },
+);
 
 test('the bottleneck is the only path between modalities', async () => {
   const feats = async (cfg: MBTConfig, seedV: number): Promise<Float32Array> => {

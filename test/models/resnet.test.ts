@@ -40,31 +40,34 @@ async function allFinite(ts: Tensor[]): Promise<boolean> {
   return true;
 }
 
-test('forward + backward on 2×3×32×32: 512-d features, finite nonzero gradients for all 60 parameters, no leaks', async () => {
-  const before = liveTensors.count;
-  const m = new ResNet18({ seed: 2 });
-  const [x] = randTensor([2, 3, 32, 32], 3);
-  const f = m.forward(x);
-  assert.equal(f.shape, [2, 512]);
-  const loss = tidy(() => mean(f));
-  loss.backward();
-  assert.ok(Number.isFinite(await loss.item()));
-  const grads = m.parameters().map((p) => p.grad!);
-  assert.ok(
-    grads.every((g) => g),
-    'every parameter has a gradient',
-  );
-  assert.ok(await allFinite(grads), 'finite gradients');
-  let nonzero = 0;
-  for (const g of grads) if ((await g.toArray()).some((v) => v !== 0)) nonzero++;
-  assert.is(nonzero, 60);
-  // Training mode updated the running statistics of the stem's batchnorm away from (0, 1).
-  assert.ok((await m.stateDict().get('bn1.running_mean')!.toArray()).some((v) => v !== 0));
-  assert.is((await m.stateDict().get('bn1.num_batches_tracked')!.toArray())[0], 1);
-  for (const t of [x, f, loss]) t.dispose();
-  m.dispose();
-  assert.is(liveTensors.count, before);
-});
+test(
+  'forward + backward on 2×3×32×32: 512-d features, ' + 'finite nonzero gradients for all 60 parameters, no leaks',
+  async () => {
+    const before = liveTensors.count;
+    const m = new ResNet18({ seed: 2 });
+    const [x] = randTensor([2, 3, 32, 32], 3);
+    const f = m.forward(x);
+    assert.equal(f.shape, [2, 512]);
+    const loss = tidy(() => mean(f));
+    loss.backward();
+    assert.ok(Number.isFinite(await loss.item()));
+    const grads = m.parameters().map((p) => p.grad!);
+    assert.ok(
+      grads.every((g) => g),
+      'every parameter has a gradient',
+    );
+    assert.ok(await allFinite(grads), 'finite gradients');
+    let nonzero = 0;
+    for (const g of grads) if ((await g.toArray()).some((v) => v !== 0)) nonzero++;
+    assert.is(nonzero, 60);
+    // Training mode updated the running statistics of the stem's batchnorm away from (0, 1).
+    assert.ok((await m.stateDict().get('bn1.running_mean')!.toArray()).some((v) => v !== 0));
+    assert.is((await m.stateDict().get('bn1.num_batches_tracked')!.toArray())[0], 1);
+    for (const t of [x, f, loss]) t.dispose();
+    m.dispose();
+    assert.is(liveTensors.count, before);
+  },
+);
 
 test('frames (B, T, C, H, W): features are the mean over T of the per-frame features (eval mode)', async () => {
   const m = new ResNet18({ inChannels: 1, seed: 4 }).eval();

@@ -39,31 +39,35 @@ const CONFIGS: Required<AdamWOptions>[] = [
   { lr: 0.01, betas: [0, 0.5], eps: 1e-8, weightDecay: 0.5 },
 ];
 for (const o of CONFIGS) {
-  test(`AdamW lr ${o.lr}, betas [${o.betas}], eps ${o.eps}, weight decay ${o.weightDecay}: 5 steps on sizes 7 and 130 match torch.optim.AdamW`, async () => {
-    const sizes = [7, 130];
-    const params = sizes.map((n, i) => tensor(Float32Array.from(randArray(n, 10 + i)), [n], { requiresGrad: true }));
-    const refs: RefParam[] = sizes.map((n, i) => ({
-      p: randArray(n, 10 + i),
-      m: new Float64Array(n),
-      v: new Float64Array(n),
-      t: 0,
-    }));
-    const opt = new AdamW(params, o);
-    for (let step = 0; step < 5; step++) {
-      params.forEach((p, i) => {
-        const g = randArray(sizes[i]!, 100 * step + i, -2, 2);
-        g[0] = 0; // m = v = 0 on the first step: a zero update, not 0/0
-        p.grad = tensor(Float32Array.from(g), [g.length]);
-        refStep(refs[i]!, g, o);
-      });
-      opt.step();
-      opt.zeroGrad();
-    }
-    for (let i = 0; i < params.length; i++)
-      assertClose(await params[i]!.toArray(), refs[i]!.p, 1e-6, 3e-6, `parameter ${i}`);
-    opt.dispose();
-    for (const p of params) p.dispose();
-  });
+  test(
+    `AdamW lr ${o.lr}, betas [${o.betas}], eps ${o.eps}, weight decay ${o.weightDecay}: 5 steps on sizes 7 and ` +
+      `130 match torch.optim.AdamW`,
+    async () => {
+      const sizes = [7, 130];
+      const params = sizes.map((n, i) => tensor(Float32Array.from(randArray(n, 10 + i)), [n], { requiresGrad: true }));
+      const refs: RefParam[] = sizes.map((n, i) => ({
+        p: randArray(n, 10 + i),
+        m: new Float64Array(n),
+        v: new Float64Array(n),
+        t: 0,
+      }));
+      const opt = new AdamW(params, o);
+      for (let step = 0; step < 5; step++) {
+        params.forEach((p, i) => {
+          const g = randArray(sizes[i]!, 100 * step + i, -2, 2);
+          g[0] = 0; // m = v = 0 on the first step: a zero update, not 0/0
+          p.grad = tensor(Float32Array.from(g), [g.length]);
+          refStep(refs[i]!, g, o);
+        });
+        opt.step();
+        opt.zeroGrad();
+      }
+      for (let i = 0; i < params.length; i++)
+        assertClose(await params[i]!.toArray(), refs[i]!.p, 1e-6, 3e-6, `parameter ${i}`);
+      opt.dispose();
+      for (const p of params) p.dispose();
+    },
+  );
 }
 
 test('AdamW: a parameter without a gradient is skipped and keeps its own step count (bias correction)', async () => {

@@ -13,28 +13,31 @@ for (const [momentum, wd, nesterov] of [
   [0.9, 0.01, false],
   [0.9, 0.01, true],
 ] as const) {
-  test(`SGD momentum ${momentum}, weight decay ${wd}, nesterov ${nesterov}: 3 steps match torch.optim.SGD`, async () => {
-    const p0 = randArray(7, 3);
-    const grads = [randArray(7, 4), randArray(7, 5), randArray(7, 6)];
-    const p = tensor(Float32Array.from(p0), [7], { requiresGrad: true });
-    const opt = new SGD([p], { lr: 0.1, momentum, weightDecay: wd, nesterov });
-    const ref = Float64Array.from(p0);
-    const buf = new Float64Array(7);
-    for (const g of grads) {
-      p.grad = tensor(Float32Array.from(g), [7]);
-      opt.step();
-      opt.zeroGrad();
-      for (let i = 0; i < 7; i++) {
-        const d = g[i]! + wd * ref[i]!;
-        buf[i] = momentum * buf[i]! + d;
-        ref[i]! -= 0.1 * (nesterov ? d + momentum * buf[i]! : buf[i]!);
+  test(
+    `SGD momentum ${momentum}, weight decay ${wd}, ` + `nesterov ${nesterov}: 3 steps match torch.optim.SGD`,
+    async () => {
+      const p0 = randArray(7, 3);
+      const grads = [randArray(7, 4), randArray(7, 5), randArray(7, 6)];
+      const p = tensor(Float32Array.from(p0), [7], { requiresGrad: true });
+      const opt = new SGD([p], { lr: 0.1, momentum, weightDecay: wd, nesterov });
+      const ref = Float64Array.from(p0);
+      const buf = new Float64Array(7);
+      for (const g of grads) {
+        p.grad = tensor(Float32Array.from(g), [7]);
+        opt.step();
+        opt.zeroGrad();
+        for (let i = 0; i < 7; i++) {
+          const d = g[i]! + wd * ref[i]!;
+          buf[i] = momentum * buf[i]! + d;
+          ref[i]! -= 0.1 * (nesterov ? d + momentum * buf[i]! : buf[i]!);
+        }
       }
-    }
-    // three float32 multiply-adds per step on values of size ~1: a few ulp
-    assertClose(await p.toArray(), ref, 1e-6, 1e-6, 'params');
-    opt.dispose();
-    p.dispose();
-  });
+      // three float32 multiply-adds per step on values of size ~1: a few ulp
+      assertClose(await p.toArray(), ref, 1e-6, 1e-6, 'params');
+      opt.dispose();
+      p.dispose();
+    },
+  );
 }
 
 test('SGD refuses non-leaf parameters and a bad lr', () => {

@@ -346,18 +346,22 @@ test('bigger forward: B = 2, H = 3, L = 197, D = 64 against float64', async () =
   for (const t of [q, k, v, out]) t.dispose();
 });
 
-test('the recompute backward (used when the P/dS scratch would be too large): D = 64 and a masked case against float64', async () => {
-  const saved = attentionTuning.scratchMaxFloats;
-  attentionTuning.scratchMaxFloats = 0; // force the path that recomputes P and dS
-  try {
-    const c = { b: 1, h: 2, lq: 9, lk: 70, d: 64, dv: 64 };
-    await compareCase(c, inputsFor(c, 40), null, 'recompute D=64');
-    const cm = { b: 2, h: 2, lq: 5, lk: 7, d: 4, dv: 3 };
-    await compareCase(cm, inputsFor(cm, 41), causal(5, 7, -Infinity), 'recompute causal');
-  } finally {
-    attentionTuning.scratchMaxFloats = saved;
-  }
-});
+test(
+  'the recompute backward (used when the P/dS scratch would be too large): ' +
+    'D = 64 and a masked case against float64',
+  async () => {
+    const saved = attentionTuning.scratchMaxFloats;
+    attentionTuning.scratchMaxFloats = 0; // force the path that recomputes P and dS
+    try {
+      const c = { b: 1, h: 2, lq: 9, lk: 70, d: 64, dv: 64 };
+      await compareCase(c, inputsFor(c, 40), null, 'recompute D=64');
+      const cm = { b: 2, h: 2, lq: 5, lk: 7, d: 4, dv: 3 };
+      await compareCase(cm, inputsFor(cm, 41), causal(5, 7, -Infinity), 'recompute causal');
+    } finally {
+      attentionTuning.scratchMaxFloats = saved;
+    }
+  },
+);
 
 test('bad input is refused at the call, naming the op and shapes', () => {
   const z = (s: number[], requiresGrad = false) =>

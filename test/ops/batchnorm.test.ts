@@ -126,38 +126,41 @@ function assertCloseEach(a: ArrayLike<number>, e: Float64Array, atol: Float64Arr
 const f32 = (h: Float64Array, shape: number[], requiresGrad = false) =>
   tensor(Float32Array.from(h), shape, { requiresGrad });
 
-test('training forward against float64: 4-D (scalar and vec4 layouts) and (N, C); with and without affine', async () => {
-  const shapes = [
-    [2, 3, 3, 5],
-    [3, 2, 4, 2],
-    [5, 3],
-    [2, 2, 96, 96],
-    [4, 3, 20, 30],
-    [1100, 2],
-  ];
-  let seed = 100;
-  for (const shape of shapes) {
-    const c = shape[1]!;
-    const x = randArray(
-      shape.reduce((a, b) => a * b, 1),
-      seed++,
-      -2,
-      3,
-    );
-    const w = randArray(c, seed++, 0.5, 2);
-    const b = randArray(c, seed++, -1, 1);
-    for (const affine of [true, false]) {
-      const xt = f32(x, shape);
-      const wt = affine ? f32(w, [c]) : null;
-      const bt = affine ? f32(b, [c]) : null;
-      const y = batchNorm2d(xt, wt, bt, null, null, { training: true });
-      assert.equal([...y.shape], shape);
-      const ref = bnRef(x, shape, affine ? w : null, affine ? b : null, true);
-      assertCloseEach(await y.toArray(), ref.y, ref.atol, `train [${shape}] affine ${affine}`);
-      for (const t of [xt, wt, bt, y]) t?.dispose();
+test(
+  'training forward against float64: ' + '4-D (scalar and vec4 layouts) and (N, C); with and without affine',
+  async () => {
+    const shapes = [
+      [2, 3, 3, 5],
+      [3, 2, 4, 2],
+      [5, 3],
+      [2, 2, 96, 96],
+      [4, 3, 20, 30],
+      [1100, 2],
+    ];
+    let seed = 100;
+    for (const shape of shapes) {
+      const c = shape[1]!;
+      const x = randArray(
+        shape.reduce((a, b) => a * b, 1),
+        seed++,
+        -2,
+        3,
+      );
+      const w = randArray(c, seed++, 0.5, 2);
+      const b = randArray(c, seed++, -1, 1);
+      for (const affine of [true, false]) {
+        const xt = f32(x, shape);
+        const wt = affine ? f32(w, [c]) : null;
+        const bt = affine ? f32(b, [c]) : null;
+        const y = batchNorm2d(xt, wt, bt, null, null, { training: true });
+        assert.equal([...y.shape], shape);
+        const ref = bnRef(x, shape, affine ? w : null, affine ? b : null, true);
+        assertCloseEach(await y.toArray(), ref.y, ref.atol, `train [${shape}] affine ${affine}`);
+        for (const t of [xt, wt, bt, y]) t?.dispose();
+      }
     }
-  }
-});
+  },
+);
 
 test('eval forward uses the running statistics', async () => {
   for (const shape of [

@@ -279,59 +279,67 @@ test('larger stride-1 case (several column workgroups, split weight-gradient red
   for (const t of [xt0, wt0, gyt, x, w, y, dx!, dw!]) t.dispose();
 });
 
-test('CG-FMNIST encoder shapes at batch 2: 5×5 conv on 1 and 3 channels at 28×28 (dx by runs, dW over 25/75 columns), 3×3 over 32 channels (dW over 288 columns) against float64', async () => {
-  const shapes: [number[], number[], Conv2dOptions][] = [
-    [[2, 1, 28, 28], [8, 1, 5, 5], { padding: 2 }],
-    [[2, 3, 28, 28], [8, 3, 5, 5], { padding: 2 }],
-    [[2, 32, 10, 9], [8, 32, 3, 3], { padding: 1 }],
-    [[2, 32, 10, 9], [8, 32, 3, 3], { stride: 2, padding: 1 }],
-  ];
-  let seed = 600;
-  for (const [xs, ws, opts] of shapes) {
+test(
+  'CG-FMNIST encoder shapes at batch 2: 5×5 conv on 1 and 3 channels at 28×28 (dx by runs, dW over 25/75 ' +
+    'columns), 3×3 over 32 channels (dW over 288 columns) against float64',
+  async () => {
+    const shapes: [number[], number[], Conv2dOptions][] = [
+      [[2, 1, 28, 28], [8, 1, 5, 5], { padding: 2 }],
+      [[2, 3, 28, 28], [8, 3, 5, 5], { padding: 2 }],
+      [[2, 32, 10, 9], [8, 32, 3, 3], { padding: 1 }],
+      [[2, 32, 10, 9], [8, 32, 3, 3], { stride: 2, padding: 1 }],
+    ];
+    let seed = 600;
+    for (const [xs, ws, opts] of shapes) {
+      const g = geo(xs, ws, opts);
+      const [xt0, xh] = randTensor(xs, seed++);
+      const [wt0, wh] = randTensor(ws, seed++);
+      const [bt0, bh] = randTensor([ws[0]!], seed++);
+      const [gyt, gyh] = randTensor([g.n, g.o, g.ho, g.wo], seed++);
+      const x = tensor(await xt0.toArray(), xs, { requiresGrad: true });
+      const w = tensor(await wt0.toArray(), ws, { requiresGrad: true });
+      const b = tensor(await bt0.toArray(), [ws[0]!], { requiresGrad: true });
+      const y = conv2d(x, w, b, opts);
+      const f = refForward(g, xh, wh, bh);
+      const k = g.c * g.kh * g.kw;
+      assertClose(await y.toArray(), f.y, ...tol(k, f.mag), `forward [${xs}] [${ws}]`);
+      const [dx, dw, db] = grad([y], [x, w, b], { gradOutputs: [gyt] });
+      const r = refBackward(g, xh, wh, gyh);
+      assertClose(await dx!.toArray(), r.dx, ...tol(g.o * g.kh * g.kw, r.dxm), `dx [${xs}] [${ws}]`);
+      assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), `dW [${xs}] [${ws}]`);
+      assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), `db [${xs}] [${ws}]`);
+      for (const t of [xt0, wt0, bt0, gyt, x, w, b, y, dx!, dw!, db!]) t.dispose();
+    }
+  },
+);
+
+test(
+  'tiny images, many channels (split-K partial sums, ' +
+    'rows not a multiple of 4): forward, dx, dW, db against float64',
+  async () => {
+    const opts: Conv2dOptions = { padding: 1 };
+    const xs = [4, 40, 2, 2];
+    const ws = [70, 40, 3, 3];
     const g = geo(xs, ws, opts);
-    const [xt0, xh] = randTensor(xs, seed++);
-    const [wt0, wh] = randTensor(ws, seed++);
-    const [bt0, bh] = randTensor([ws[0]!], seed++);
-    const [gyt, gyh] = randTensor([g.n, g.o, g.ho, g.wo], seed++);
+    const [xt0, xh] = randTensor(xs, 500);
+    const [wt0, wh] = randTensor(ws, 501);
+    const [bt0, bh] = randTensor([70], 502);
+    const [gyt, gyh] = randTensor([g.n, g.o, g.ho, g.wo], 503);
     const x = tensor(await xt0.toArray(), xs, { requiresGrad: true });
     const w = tensor(await wt0.toArray(), ws, { requiresGrad: true });
-    const b = tensor(await bt0.toArray(), [ws[0]!], { requiresGrad: true });
+    const b = tensor(await bt0.toArray(), [70], { requiresGrad: true });
     const y = conv2d(x, w, b, opts);
     const f = refForward(g, xh, wh, bh);
-    const k = g.c * g.kh * g.kw;
-    assertClose(await y.toArray(), f.y, ...tol(k, f.mag), `forward [${xs}] [${ws}]`);
+    // Split-K only regroups the same K terms (slice partials, then their sum): the γ_K bound holds.
+    assertClose(await y.toArray(), f.y, ...tol(40 * 9, f.mag), 'forward');
     const [dx, dw, db] = grad([y], [x, w, b], { gradOutputs: [gyt] });
     const r = refBackward(g, xh, wh, gyh);
-    assertClose(await dx!.toArray(), r.dx, ...tol(g.o * g.kh * g.kw, r.dxm), `dx [${xs}] [${ws}]`);
-    assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), `dW [${xs}] [${ws}]`);
-    assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), `db [${xs}] [${ws}]`);
+    assertClose(await dx!.toArray(), r.dx, ...tol(70 * 9, r.dxm), 'dx');
+    assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), 'dW');
+    assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), 'db');
     for (const t of [xt0, wt0, bt0, gyt, x, w, b, y, dx!, dw!, db!]) t.dispose();
-  }
-});
-
-test('tiny images, many channels (split-K partial sums, rows not a multiple of 4): forward, dx, dW, db against float64', async () => {
-  const opts: Conv2dOptions = { padding: 1 };
-  const xs = [4, 40, 2, 2];
-  const ws = [70, 40, 3, 3];
-  const g = geo(xs, ws, opts);
-  const [xt0, xh] = randTensor(xs, 500);
-  const [wt0, wh] = randTensor(ws, 501);
-  const [bt0, bh] = randTensor([70], 502);
-  const [gyt, gyh] = randTensor([g.n, g.o, g.ho, g.wo], 503);
-  const x = tensor(await xt0.toArray(), xs, { requiresGrad: true });
-  const w = tensor(await wt0.toArray(), ws, { requiresGrad: true });
-  const b = tensor(await bt0.toArray(), [70], { requiresGrad: true });
-  const y = conv2d(x, w, b, opts);
-  const f = refForward(g, xh, wh, bh);
-  // Split-K only regroups the same K terms (slice partials, then their sum): the γ_K bound holds.
-  assertClose(await y.toArray(), f.y, ...tol(40 * 9, f.mag), 'forward');
-  const [dx, dw, db] = grad([y], [x, w, b], { gradOutputs: [gyt] });
-  const r = refBackward(g, xh, wh, gyh);
-  assertClose(await dx!.toArray(), r.dx, ...tol(70 * 9, r.dxm), 'dx');
-  assertClose(await dw!.toArray(), r.dw, ...tol(g.n * g.ho * g.wo, r.dwm), 'dW');
-  assertClose(await db!.toArray(), r.db, ...tol(g.n * g.ho * g.wo, r.dbm), 'db');
-  for (const t of [xt0, wt0, bt0, gyt, x, w, b, y, dx!, dw!, db!]) t.dispose();
-});
+  },
+);
 
 test('only the gradients asked for: weight alone, bias alone', async () => {
   const opts: Conv2dOptions = { stride: 2, padding: 1 };

@@ -263,41 +263,44 @@ test('labels from host data outside [0, C) throw before any dispatch', () => {
   x.dispose();
 });
 
-test('a label outside [0, C) computed on the GPU gives NaN loss and NaN gradient row, never a finite value', async () => {
-  const x = tensor(Float32Array.from(randArray(N * C, 50, -2, 2)), [N, C], { requiresGrad: true });
-  const y = gpuLabels([0, C, 2, -1, 6]);
-  const w = tensor(Float32Array.from(randArray(C, 51, 0.5, 2)), [C]);
-  const rows = crossEntropy(x, y, { reduction: 'none' });
-  const r = await rows.toArray();
-  assert.ok(Number.isNaN(r[1]) && Number.isNaN(r[3]), `rows 1 and 3 NaN: ${[...r]}`);
-  assert.ok(
-    [0, 2, 4].every((i) => Number.isFinite(r[i])),
-    'other rows finite',
-  );
-  for (const opts of [
-    {},
-    { reduction: 'sum' },
-    { weight: w },
-    { labelSmoothing: 0.1, weight: w },
-  ] as CrossEntropyOptions[]) {
-    const l = crossEntropy(x, y, opts);
-    assert.ok(Number.isNaN((await l.toArray())[0]), `reduced loss NaN for ${JSON.stringify(Object.keys(opts))}`);
-    const [g] = grad([l], [x]);
-    const gv = await g!.toArray();
-    for (let i = 0; i < N; i++) {
-      const row = [...gv.subarray(i * C, (i + 1) * C)];
-      // The bad rows are NaN; a weighted mean also divides every row by the NaN Σ w_y (all NaN).
-      if (i === 1 || i === 3 || (opts.weight && !opts.reduction))
-        assert.ok(row.every(Number.isNaN), `grad row ${i} NaN`);
-      else assert.ok(row.every(Number.isFinite), `grad row ${i} finite`);
+test(
+  'a label outside [0, ' + 'C) computed on the GPU gives NaN loss and NaN gradient row, never a finite value',
+  async () => {
+    const x = tensor(Float32Array.from(randArray(N * C, 50, -2, 2)), [N, C], { requiresGrad: true });
+    const y = gpuLabels([0, C, 2, -1, 6]);
+    const w = tensor(Float32Array.from(randArray(C, 51, 0.5, 2)), [C]);
+    const rows = crossEntropy(x, y, { reduction: 'none' });
+    const r = await rows.toArray();
+    assert.ok(Number.isNaN(r[1]) && Number.isNaN(r[3]), `rows 1 and 3 NaN: ${[...r]}`);
+    assert.ok(
+      [0, 2, 4].every((i) => Number.isFinite(r[i])),
+      'other rows finite',
+    );
+    for (const opts of [
+      {},
+      { reduction: 'sum' },
+      { weight: w },
+      { labelSmoothing: 0.1, weight: w },
+    ] as CrossEntropyOptions[]) {
+      const l = crossEntropy(x, y, opts);
+      assert.ok(Number.isNaN((await l.toArray())[0]), `reduced loss NaN for ${JSON.stringify(Object.keys(opts))}`);
+      const [g] = grad([l], [x]);
+      const gv = await g!.toArray();
+      for (let i = 0; i < N; i++) {
+        const row = [...gv.subarray(i * C, (i + 1) * C)];
+        // The bad rows are NaN; a weighted mean also divides every row by the NaN Σ w_y (all NaN).
+        if (i === 1 || i === 3 || (opts.weight && !opts.reduction))
+          assert.ok(row.every(Number.isNaN), `grad row ${i} NaN`);
+        else assert.ok(row.every(Number.isFinite), `grad row ${i} finite`);
+      }
+      l.dispose();
+      g!.dispose();
     }
-    l.dispose();
-    g!.dispose();
-  }
-  releaseGraph(rows);
-  rows.dispose();
-  for (const t of [x, y, w]) t.dispose();
-});
+    releaseGraph(rows);
+    rows.dispose();
+    for (const t of [x, y, w]) t.dispose();
+  },
+);
 
 /**
  * Forward (every reduction, ε, weights) and backward (mean/sum) against float64 at (n, c) with the

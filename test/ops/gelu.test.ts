@@ -27,7 +27,10 @@ const U = 2 ** -24;
 const SQRT2 = Math.SQRT2;
 const K = Math.sqrt(2 / Math.PI);
 
-/** erfc(z) in float64 for z >= 0: Maclaurin series of erf below 2 (terms ≤ e^4: ~1e-15 absolute), Lentz continued fraction above. */
+/**
+ * erfc(z) in float64 for z >= 0: Maclaurin series of erf below 2 (terms ≤ e^4: ~1e-15 absolute), Lentz continued
+ * fraction above.
+ */
 function erfc64(z: number): number {
   if (z < 2) {
     let term = z;

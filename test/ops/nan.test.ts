@@ -69,7 +69,10 @@ test('relu: NaN stays NaN, ±Inf as numbers; the gradient passes at NaN (torch.r
   y.dispose();
 });
 
-/** Float64 reference of max over the last axis of (rows, n): NaN if the row holds one; gradient gy/count on the NaN entries, else on the maxima. */
+/**
+ * Float64 reference of max over the last axis of (rows, n): NaN if the row holds one; gradient gy/count on the NaN
+ * entries, else on the maxima.
+ */
 function maxRowsRef(x: Float32Array, rows: number, n: number, gy: Float32Array): { y: number[]; dx: number[] } {
   const y: number[] = [];
   const dx = new Array<number>(x.length).fill(0);
@@ -85,81 +88,89 @@ function maxRowsRef(x: Float32Array, rows: number, n: number, gy: Float32Array):
   return { y, dx };
 }
 
-test('max: a set with a NaN has maximum NaN, every kernel path (strided, tree, two-pass tree, permuted); gradient split among the NaN entries', async () => {
-  // [rows, n] reduced over the last axis: n = 7 (strided), 300 (tree), 5000 (tree, two passes);
-  // and [1100, 3] over axis 0 (permuted to the tree kernel).
-  const cases: { shape: number[]; axis: number; nanAt: [number, number][] }[] = [
-    {
-      shape: [5, 7],
-      axis: 1,
-      nanAt: [
-        [1, 0],
-        [3, 6],
-        [3, 2],
-      ],
-    },
-    {
-      shape: [4, 300],
-      axis: 1,
-      nanAt: [
-        [0, 299],
-        [2, 17],
-        [2, 256],
-      ],
-    },
-    {
-      shape: [3, 5000],
-      axis: 1,
-      nanAt: [
-        [1, 4999],
-        [2, 4096],
-        [2, 11],
-      ],
-    },
-    {
-      shape: [1100, 3],
-      axis: 0,
-      nanAt: [
-        [1099, 0],
-        [5, 2],
-      ],
-    },
-  ];
-  for (const [ci, c] of cases.entries()) {
-    const [a, b] = c.shape as [number, number];
-    // Lay the data out as (rows, n) along the reduced axis for the reference.
-    const rows = c.axis === 1 ? a : b;
-    const n = c.axis === 1 ? b : a;
-    const flatRows = Float32Array.from(randArray(rows * n, 70 + ci));
-    for (const [r, j] of c.nanAt) flatRows[r * n + j] = NaN;
-    const x =
-      c.axis === 1
-        ? flatRows
-        : Float32Array.from({ length: a * b }, (_, i) => flatRows[(i % b) * n + Math.floor(i / b)]!);
-    const gy = Float32Array.from(randArray(rows, 90 + ci, 0.5, 1.5));
-    const ref = maxRowsRef(flatRows, rows, n, gy);
-    const xt = tensor(x, c.shape);
-    const y = max(xt, c.axis);
-    sameValues(await y.toArray(), ref.y, `max [${c.shape}] axis ${c.axis}`);
-    const dx = await vjp((t) => max(t, c.axis), x, c.shape, gy);
-    const dxRows =
-      c.axis === 1 ? dx : Float32Array.from({ length: rows * n }, (_, k) => dx[(k % n) * b + Math.floor(k / n)]!);
-    sameValues(dxRows, ref.dx, `max backward [${c.shape}] axis ${c.axis}`);
-    xt.dispose();
-    y.dispose();
-  }
-  // Over everything (two NaNs share the gradient), and a NaN first in the set.
-  const all = Float32Array.from(randArray(600, 77));
-  all[0] = NaN;
-  all[450] = NaN;
-  const ref = maxRowsRef(all, 1, 600, Float32Array.of(3));
-  const t = tensor(all);
-  const m = max(t);
-  sameValues(await m.toArray(), [NaN], 'max of all');
-  sameValues(await vjp((u) => max(u), all, [600], Float32Array.of(3)), ref.dx, 'max of all backward: 1.5 to each NaN');
-  t.dispose();
-  m.dispose();
-});
+test(
+  'max: a set with a NaN has maximum NaN, every kernel path (strided, tree, two-pass tree, permuted); gradient ' +
+    'split among the NaN entries',
+  async () => {
+    // [rows, n] reduced over the last axis: n = 7 (strided), 300 (tree), 5000 (tree, two passes);
+    // and [1100, 3] over axis 0 (permuted to the tree kernel).
+    const cases: { shape: number[]; axis: number; nanAt: [number, number][] }[] = [
+      {
+        shape: [5, 7],
+        axis: 1,
+        nanAt: [
+          [1, 0],
+          [3, 6],
+          [3, 2],
+        ],
+      },
+      {
+        shape: [4, 300],
+        axis: 1,
+        nanAt: [
+          [0, 299],
+          [2, 17],
+          [2, 256],
+        ],
+      },
+      {
+        shape: [3, 5000],
+        axis: 1,
+        nanAt: [
+          [1, 4999],
+          [2, 4096],
+          [2, 11],
+        ],
+      },
+      {
+        shape: [1100, 3],
+        axis: 0,
+        nanAt: [
+          [1099, 0],
+          [5, 2],
+        ],
+      },
+    ];
+    for (const [ci, c] of cases.entries()) {
+      const [a, b] = c.shape as [number, number];
+      // Lay the data out as (rows, n) along the reduced axis for the reference.
+      const rows = c.axis === 1 ? a : b;
+      const n = c.axis === 1 ? b : a;
+      const flatRows = Float32Array.from(randArray(rows * n, 70 + ci));
+      for (const [r, j] of c.nanAt) flatRows[r * n + j] = NaN;
+      const x =
+        c.axis === 1
+          ? flatRows
+          : Float32Array.from({ length: a * b }, (_, i) => flatRows[(i % b) * n + Math.floor(i / b)]!);
+      const gy = Float32Array.from(randArray(rows, 90 + ci, 0.5, 1.5));
+      const ref = maxRowsRef(flatRows, rows, n, gy);
+      const xt = tensor(x, c.shape);
+      const y = max(xt, c.axis);
+      sameValues(await y.toArray(), ref.y, `max [${c.shape}] axis ${c.axis}`);
+      const dx = await vjp((t) => max(t, c.axis), x, c.shape, gy);
+      const dxRows =
+        c.axis === 1 ? dx : Float32Array.from({ length: rows * n }, (_, k) => dx[(k % n) * b + Math.floor(k / n)]!);
+      sameValues(dxRows, ref.dx, `max backward [${c.shape}] axis ${c.axis}`);
+      xt.dispose();
+      y.dispose();
+    }
+    // Over everything (two NaNs share the gradient), and a NaN first in the set.
+    const all = Float32Array.from(randArray(600, 77));
+    all[0] = NaN;
+    all[450] = NaN;
+    const ref = maxRowsRef(all, 1, 600, Float32Array.of(3));
+    const t = tensor(all);
+    const m = max(t);
+    sameValues(await m.toArray(), [NaN], 'max of all');
+    sameValues(
+      await vjp((u) => max(u), all, [600], Float32Array.of(3)),
+      ref.dx,
+      'max of all backward: 1.5 to each NaN',
+    );
+    t.dispose();
+    m.dispose();
+  },
+);
 
 /** Float64 reference of max_pool2d on one plane: PyTorch's rule (v > best || isnan(v)), padding never taken. */
 function poolRef(x: Float32Array, h: number, w: number, k: number, s: number, p: number, gy: Float32Array) {
@@ -226,119 +237,133 @@ test("argmax (the evaluation's predictions): the first NaN, else the first maxim
   assert.equal(Array.from(argmaxRows([-Infinity, -Infinity, Infinity, 3], 2)), [0, 0]);
 });
 
-test('gradcheck with NaN inputs: NaN outputs get no cotangent, finite elements are checked, and a NaN gradient fails', async () => {
-  const r = Float32Array.of(NaN, -0.7, 0.4, 1.3, NaN, -1.1, 0.9, 2.2);
-  await check((x) => relu(x), [tensor(r, [8])]);
-  const m = Float32Array.from(randArray(15, 41));
-  m[7] = NaN; // row 1 of [3, 5]
-  await check((x) => max(x, 1), [tensor(m, [3, 5])]);
-  const p = Float32Array.from(randArray(16, 42));
-  p[5] = NaN;
-  await check((x) => maxPool2d(x, { kernelSize: 2, stride: 2 }), [tensor(p, [1, 1, 4, 4])]);
-  // Composite: the NaN in one item must not leak into the other items' gradients.
-  const c = Float32Array.from(randArray(12, 43));
-  c[2] = NaN;
-  await check((x) => tidy(() => sum(relu(mul(x, x)), 1)), [tensor(c, [3, 4])]);
-  // x·c with NaN in c: the analytic gradient of a perturbable element is NaN — a failure, never a silent pass.
-  const cn = tensor(Float32Array.of(1, NaN, 2), [3]);
-  const x = tensor(Float32Array.of(0.5, 0.25, -1), [3]);
-  const bad = await gradcheck((t) => mul(t, cn), [x], { raise: false });
-  assert.not.ok(bad.ok);
-  assert.is(bad.inputs[0]!.worstElement, 1);
-  cn.dispose();
-  x.dispose();
-});
+test(
+  'gradcheck with NaN inputs: NaN outputs get no cotangent, ' + 'finite elements are checked, and a NaN gradient fails',
+  async () => {
+    const r = Float32Array.of(NaN, -0.7, 0.4, 1.3, NaN, -1.1, 0.9, 2.2);
+    await check((x) => relu(x), [tensor(r, [8])]);
+    const m = Float32Array.from(randArray(15, 41));
+    m[7] = NaN; // row 1 of [3, 5]
+    await check((x) => max(x, 1), [tensor(m, [3, 5])]);
+    const p = Float32Array.from(randArray(16, 42));
+    p[5] = NaN;
+    await check((x) => maxPool2d(x, { kernelSize: 2, stride: 2 }), [tensor(p, [1, 1, 4, 4])]);
+    // Composite: the NaN in one item must not leak into the other items' gradients.
+    const c = Float32Array.from(randArray(12, 43));
+    c[2] = NaN;
+    await check((x) => tidy(() => sum(relu(mul(x, x)), 1)), [tensor(c, [3, 4])]);
+    // x·c with NaN in c: the analytic gradient of a perturbable element is NaN — a failure, never a silent pass.
+    const cn = tensor(Float32Array.of(1, NaN, 2), [3]);
+    const x = tensor(Float32Array.of(0.5, 0.25, -1), [3]);
+    const bad = await gradcheck((t) => mul(t, cn), [x], { raise: false });
+    assert.not.ok(bad.ok);
+    assert.is(bad.inputs[0]!.worstElement, 1);
+    cn.dispose();
+    x.dispose();
+  },
+);
 
-test('batchNorm2d: a NaN batch never reaches the running statistics (skipped per channel, counted); the other channels update', async () => {
-  // (N, C, H, W) = (2, 3, 2, 2); channel 1 holds a NaN, channel 2 an Inf.
-  const x = Float32Array.from(randArray(24, 51));
-  x[4 + 1] = NaN; // item 0, channel 1
-  x[12 + 8 + 3] = Infinity; // item 1, channel 2
-  const xt = tensor(x, [2, 3, 2, 2]);
-  const rm0 = Float32Array.of(0.5, -0.25, 1);
-  const rv0 = Float32Array.of(2, 0.5, 1.5);
-  const rm = tensor(rm0, [3]);
-  const rv = tensor(rv0, [3]);
-  const before = (await device.readNonFiniteCounts()).batchNorm;
-  const y = batchNorm2d(xt, null, null, rm, rv, { training: true, momentum: 0.1 });
-  const out = await y.toArray();
-  // Channel 0 is finite: updated as PyTorch (momentum 0.1, unbiased variance), float64 reference.
-  const c0 = [0, 1, 2, 3, 12, 13, 14, 15].map((i) => x[i]!);
-  const mean = c0.reduce((a, b) => a + b, 0) / 8;
-  const varU = c0.reduce((a, b) => a + (b - mean) ** 2, 0) / 7;
-  const rmOut = await rm.toArray();
-  const rvOut = await rv.toArray();
-  assert.ok(Math.abs(rmOut[0]! - (0.9 * 0.5 + 0.1 * mean)) < 1e-6, `running_mean[0] ${rmOut[0]}`);
-  assert.ok(Math.abs(rvOut[0]! - (0.9 * 2 + 0.1 * varU)) < 1e-5, `running_var[0] ${rvOut[0]}`);
-  // Channels 1 and 2 keep their values exactly; the counter counts the two refusals.
-  assert.equal([rmOut[1], rmOut[2], rvOut[1], rvOut[2]], [rm0[1], rm0[2], rv0[1], rv0[2]]);
-  assert.is((await device.readNonFiniteCounts()).batchNorm - before, 2);
-  // The outputs of the bad channels are NaN (as PyTorch: the batch statistics are NaN).
-  assert.ok(Number.isNaN(out[4]!) && Number.isNaN(out[8]!) && Number.isFinite(out[0]!), 'outputs');
-  for (const t of [xt, rm, rv, y]) t.dispose();
-});
+test(
+  'batchNorm2d: a NaN batch never reaches the running statistics (skipped per channel, counted); the other ' +
+    'channels update',
+  async () => {
+    // (N, C, H, W) = (2, 3, 2, 2); channel 1 holds a NaN, channel 2 an Inf.
+    const x = Float32Array.from(randArray(24, 51));
+    x[4 + 1] = NaN; // item 0, channel 1
+    x[12 + 8 + 3] = Infinity; // item 1, channel 2
+    const xt = tensor(x, [2, 3, 2, 2]);
+    const rm0 = Float32Array.of(0.5, -0.25, 1);
+    const rv0 = Float32Array.of(2, 0.5, 1.5);
+    const rm = tensor(rm0, [3]);
+    const rv = tensor(rv0, [3]);
+    const before = (await device.readNonFiniteCounts()).batchNorm;
+    const y = batchNorm2d(xt, null, null, rm, rv, { training: true, momentum: 0.1 });
+    const out = await y.toArray();
+    // Channel 0 is finite: updated as PyTorch (momentum 0.1, unbiased variance), float64 reference.
+    const c0 = [0, 1, 2, 3, 12, 13, 14, 15].map((i) => x[i]!);
+    const mean = c0.reduce((a, b) => a + b, 0) / 8;
+    const varU = c0.reduce((a, b) => a + (b - mean) ** 2, 0) / 7;
+    const rmOut = await rm.toArray();
+    const rvOut = await rv.toArray();
+    assert.ok(Math.abs(rmOut[0]! - (0.9 * 0.5 + 0.1 * mean)) < 1e-6, `running_mean[0] ${rmOut[0]}`);
+    assert.ok(Math.abs(rvOut[0]! - (0.9 * 2 + 0.1 * varU)) < 1e-5, `running_var[0] ${rvOut[0]}`);
+    // Channels 1 and 2 keep their values exactly; the counter counts the two refusals.
+    assert.equal([rmOut[1], rmOut[2], rvOut[1], rvOut[2]], [rm0[1], rm0[2], rv0[1], rv0[2]]);
+    assert.is((await device.readNonFiniteCounts()).batchNorm - before, 2);
+    // The outputs of the bad channels are NaN (as PyTorch: the batch statistics are NaN).
+    assert.ok(Number.isNaN(out[4]!) && Number.isNaN(out[8]!) && Number.isFinite(out[0]!), 'outputs');
+    for (const t of [xt, rm, rv, y]) t.dispose();
+  },
+);
 
-test('conv → batchNorm → relu with one NaN pixel: NaN out (as PyTorch), running stats untouched, eval still tells inputs apart', async () => {
-  const x = Float32Array.from(randArray(2 * 1 * 5 * 5, 61));
-  x[12] = NaN;
-  const w = tensor(Float32Array.from(randArray(3 * 9, 62)), [3, 1, 3, 3]);
-  const rm = tensor(Float32Array.of(0, 0, 0), [3]);
-  const rv = tensor(Float32Array.of(1, 1, 1), [3]);
-  const xt = tensor(x, [2, 1, 5, 5]);
-  const c = conv2d(xt, w, null, { padding: 1 });
-  const bn = batchNorm2d(c, null, null, rm, rv, { training: true });
-  const h = relu(bn);
-  assert.ok(Array.from(await h.toArray()).every(Number.isNaN), 'every output NaN: the batch statistics are NaN');
-  assert.equal(Array.from(await rm.toArray()), [0, 0, 0]);
-  assert.equal(Array.from(await rv.toArray()), [1, 1, 1]);
-  // Eval with the (intact) running statistics: two different inputs give different features.
-  const feats: Float32Array[] = [];
-  for (const seed of [63, 64]) {
-    const xi = tensor(Float32Array.from(randArray(25, seed)), [1, 1, 5, 5]);
-    const ci = conv2d(xi, w, null, { padding: 1 });
-    const bi = batchNorm2d(ci, null, null, rm, rv, { training: false });
-    feats.push((await bi.toArray()) as Float32Array);
-    for (const t of [xi, ci, bi]) t.dispose();
-  }
-  assert.ok(
-    feats[0]!.some((v, i) => v !== feats[1]![i]) && feats[0]!.every(Number.isFinite),
-    'eval features finite and input-dependent',
-  );
-  for (const t of [w, rm, rv, xt, c, bn, h]) t.dispose();
-});
+test(
+  'conv → batchNorm → relu with one NaN pixel: NaN out (as PyTorch), running stats untouched, eval still tells ' +
+    'inputs apart',
+  async () => {
+    const x = Float32Array.from(randArray(2 * 1 * 5 * 5, 61));
+    x[12] = NaN;
+    const w = tensor(Float32Array.from(randArray(3 * 9, 62)), [3, 1, 3, 3]);
+    const rm = tensor(Float32Array.of(0, 0, 0), [3]);
+    const rv = tensor(Float32Array.of(1, 1, 1), [3]);
+    const xt = tensor(x, [2, 1, 5, 5]);
+    const c = conv2d(xt, w, null, { padding: 1 });
+    const bn = batchNorm2d(c, null, null, rm, rv, { training: true });
+    const h = relu(bn);
+    assert.ok(Array.from(await h.toArray()).every(Number.isNaN), 'every output NaN: the batch statistics are NaN');
+    assert.equal(Array.from(await rm.toArray()), [0, 0, 0]);
+    assert.equal(Array.from(await rv.toArray()), [1, 1, 1]);
+    // Eval with the (intact) running statistics: two different inputs give different features.
+    const feats: Float32Array[] = [];
+    for (const seed of [63, 64]) {
+      const xi = tensor(Float32Array.from(randArray(25, seed)), [1, 1, 5, 5]);
+      const ci = conv2d(xi, w, null, { padding: 1 });
+      const bi = batchNorm2d(ci, null, null, rm, rv, { training: false });
+      feats.push((await bi.toArray()) as Float32Array);
+      for (const t of [xi, ci, bi]) t.dispose();
+    }
+    assert.ok(
+      feats[0]!.some((v, i) => v !== feats[1]![i]) && feats[0]!.every(Number.isFinite),
+      'eval features finite and input-dependent',
+    );
+    for (const t of [w, rm, rv, xt, c, bn, h]) t.dispose();
+  },
+);
 
-test('host data: assertFinite and tensor({ checkFinite }) name the index; int32 out of range is refused, not wrapped', () => {
-  throwsWith(
-    () => assertFinite(Float32Array.of(1, 2, NaN, Infinity), 'batch gray'),
-    'batch gray',
-    'NaN at index 2',
-    '2 non-finite values in 4',
-  );
-  assertFinite([0, -1e38, 3e38], 'fine');
-  rejects(
-    () =>
-      tensor(
-        [
-          [1, 2],
-          [3, -Infinity],
-        ],
-        undefined,
-        { checkFinite: true },
-      ),
-    'tensor',
-    '-Infinity at index 3',
-  );
-  rejects(
-    () => tensor([2 ** 33], [1], { dtype: 'int32' }),
-    'tensor',
-    '8589934592',
-    'outside [-2147483648, 2147483647]',
-  );
-  rejects(() => tensor([-(2 ** 31) - 1], [1], { dtype: 'int32' }), 'outside');
-  const edge = tensor([-(2 ** 31), 2 ** 31 - 1], [2], { dtype: 'int32' });
-  assert.equal(edge.valueRange, [-(2 ** 31), 2 ** 31 - 1]);
-  edge.dispose();
-});
+test(
+  'host data: assertFinite and tensor({ checkFinite }) name the index; ' + 'int32 out of range is refused, not wrapped',
+  () => {
+    throwsWith(
+      () => assertFinite(Float32Array.of(1, 2, NaN, Infinity), 'batch gray'),
+      'batch gray',
+      'NaN at index 2',
+      '2 non-finite values in 4',
+    );
+    assertFinite([0, -1e38, 3e38], 'fine');
+    rejects(
+      () =>
+        tensor(
+          [
+            [1, 2],
+            [3, -Infinity],
+          ],
+          undefined,
+          { checkFinite: true },
+        ),
+      'tensor',
+      '-Infinity at index 3',
+    );
+    rejects(
+      () => tensor([2 ** 33], [1], { dtype: 'int32' }),
+      'tensor',
+      '8589934592',
+      'outside [-2147483648, 2147483647]',
+    );
+    rejects(() => tensor([-(2 ** 31) - 1], [1], { dtype: 'int32' }), 'outside');
+    const edge = tensor([-(2 ** 31), 2 ** 31 - 1], [2], { dtype: 'int32' });
+    assert.equal(edge.valueRange, [-(2 ** 31), 2 ** 31 - 1]);
+    edge.dispose();
+  },
+);
 
 test('no tensor leaked by this file', () => {
   assert.is(liveTensors.count, live0);

@@ -218,51 +218,54 @@ test('avgPool2d forward and backward against float64 (countIncludePad true and f
 });
 
 // Output 1×1 takes the global-average backward kernel (gy[plane] / (H·W)); the others the bin gathers.
-test('adaptiveAvgPool2d forward and backward against float64: 1×1, 7×5 → 3×2, upsampling 3×4 → 5×7 and 2×3 → 7×9', async () => {
-  let seed = 70;
-  for (const [shape, out] of [
-    [
-      [2, 3, 7, 5],
-      [1, 1],
-    ],
-    [
-      [2, 3, 7, 5],
-      [3, 2],
-    ],
-    [
-      [1, 2, 3, 4],
-      [5, 7],
-    ],
-    [
-      [2, 2, 8, 8],
-      [4, 4],
-    ],
-    [
-      [1, 2, 6, 9],
-      [4, 5],
-    ],
-    [
-      [1, 2, 2, 3],
-      [7, 9],
-    ],
-    [
-      [1, 2, 40, 40],
-      [3, 3],
-    ],
-  ] as [number[], P2][]) {
-    const x = randArray(sizeOf(shape), seed++);
-    const gy = randArray(shape[0]! * shape[1]! * out[0] * out[1], seed++);
-    const ref = poolRef(x, shape, out[0], out[1], adaptiveRef(shape, out[0], out[1]), 'avg', gy);
-    const xt = tensor(Float32Array.from(x), shape, { requiresGrad: true });
-    const y = adaptiveAvgPool2d(xt, out[0] === out[1] ? out[0] : out);
-    assert.equal([...y.shape], [shape[0], shape[1], ...out]);
-    assertClose(await y.toArray(), ref.y, 0, 64 * U, `adaptive [${shape}] → [${out}]`);
-    const gyt = tensor(Float32Array.from(gy), y.shape);
-    const [dx] = grad([y], [xt], { gradOutputs: [gyt] });
-    assertClose(await dx!.toArray(), ref.dx, 0, 64 * U, `adaptive grad [${shape}] → [${out}]`);
-    for (const t of [xt, y, gyt, dx!]) t.dispose();
-  }
-});
+test(
+  'adaptiveAvgPool2d forward and backward against float64: ' + '1×1, 7×5 → 3×2, upsampling 3×4 → 5×7 and 2×3 → 7×9',
+  async () => {
+    let seed = 70;
+    for (const [shape, out] of [
+      [
+        [2, 3, 7, 5],
+        [1, 1],
+      ],
+      [
+        [2, 3, 7, 5],
+        [3, 2],
+      ],
+      [
+        [1, 2, 3, 4],
+        [5, 7],
+      ],
+      [
+        [2, 2, 8, 8],
+        [4, 4],
+      ],
+      [
+        [1, 2, 6, 9],
+        [4, 5],
+      ],
+      [
+        [1, 2, 2, 3],
+        [7, 9],
+      ],
+      [
+        [1, 2, 40, 40],
+        [3, 3],
+      ],
+    ] as [number[], P2][]) {
+      const x = randArray(sizeOf(shape), seed++);
+      const gy = randArray(shape[0]! * shape[1]! * out[0] * out[1], seed++);
+      const ref = poolRef(x, shape, out[0], out[1], adaptiveRef(shape, out[0], out[1]), 'avg', gy);
+      const xt = tensor(Float32Array.from(x), shape, { requiresGrad: true });
+      const y = adaptiveAvgPool2d(xt, out[0] === out[1] ? out[0] : out);
+      assert.equal([...y.shape], [shape[0], shape[1], ...out]);
+      assertClose(await y.toArray(), ref.y, 0, 64 * U, `adaptive [${shape}] → [${out}]`);
+      const gyt = tensor(Float32Array.from(gy), y.shape);
+      const [dx] = grad([y], [xt], { gradOutputs: [gyt] });
+      assertClose(await dx!.toArray(), ref.dx, 0, 64 * U, `adaptive grad [${shape}] → [${out}]`);
+      for (const t of [xt, y, gyt, dx!]) t.dispose();
+    }
+  },
+);
 
 test('gradcheck: max (distinct values), avg (both divisors), adaptive', async () => {
   let seed = 90;

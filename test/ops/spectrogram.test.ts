@@ -136,38 +136,41 @@ test('stft gradient (magnitude and power)', async () => {
   }
 });
 
-test('kaldiFbank matches torchaudio.compliance.kaldi.fbank (128 mel, 25/10 ms, pre-emphasis 0.97, hanning and povey)', async () => {
-  for (const [sr, win, dc] of [
-    [16000, 'hanning', true],
-    [22050, 'povey', true],
-    [16000, 'povey', false],
-  ] as const) {
-    const n = Math.round(sr * 0.31);
-    const a = signal(n, 9);
-    const b = signal(n, 10);
-    const x = tensor(Float32Array.from([...a, ...b]), [2, n]);
-    const o = {
-      sampleRate: sr,
-      nMels: 128,
-      frameLengthMs: 25,
-      frameShiftMs: 10,
-      preemphasis: 0.97,
-      removeDcOffset: dc,
-      window: win,
-    };
-    const y = kaldiFbank(x, o);
-    const ra = fbankRef(a, o);
-    const rb = fbankRef(b, o);
-    assert.equal(y.shape, [2, ra.frames, 128]);
-    withinBound(
-      await read(y),
-      Float64Array.from([...ra.out, ...rb.out]),
-      Float64Array.from([...ra.bound, ...rb.bound]),
-      `fbank ${sr} ${win} dc=${dc}`,
-    );
-    x.dispose();
-  }
-});
+test(
+  'kaldiFbank matches torchaudio.compliance.kaldi.fbank (128 mel, ' + '25/10 ms, pre-emphasis 0.97, hanning and povey)',
+  async () => {
+    for (const [sr, win, dc] of [
+      [16000, 'hanning', true],
+      [22050, 'povey', true],
+      [16000, 'povey', false],
+    ] as const) {
+      const n = Math.round(sr * 0.31);
+      const a = signal(n, 9);
+      const b = signal(n, 10);
+      const x = tensor(Float32Array.from([...a, ...b]), [2, n]);
+      const o = {
+        sampleRate: sr,
+        nMels: 128,
+        frameLengthMs: 25,
+        frameShiftMs: 10,
+        preemphasis: 0.97,
+        removeDcOffset: dc,
+        window: win,
+      };
+      const y = kaldiFbank(x, o);
+      const ra = fbankRef(a, o);
+      const rb = fbankRef(b, o);
+      assert.equal(y.shape, [2, ra.frames, 128]);
+      withinBound(
+        await read(y),
+        Float64Array.from([...ra.out, ...rb.out]),
+        Float64Array.from([...ra.bound, ...rb.bound]),
+        `fbank ${sr} ${win} dc=${dc}`,
+      );
+      x.dispose();
+    }
+  },
+);
 
 test('kaldiFbank floors silent frames at log(float32 epsilon) and frames a single signal', async () => {
   const x = tensor(new Float32Array(800), [800]);

@@ -102,7 +102,8 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
     const e = res.encoders[n]!;
     const P = host[n]![0][0]!.length;
     assert.is(e.parameters, P);
-    // Per-batch norms: a tree reduction of P squares, ⌈log2 P⌉ + 2 roundings at most (relative, all terms ≥ 0), halved by the sqrt.
+    // Per-batch norms: a tree reduction of P squares, ⌈log2 P⌉ + 2 roundings at most (relative, all terms ≥ 0), halved
+    // by the sqrt.
     const normTol = (Math.ceil(Math.log2(P)) + 2) * U;
     // tr C: relative error ≲ 3·(N + ⌈log2 P⌉ + 2)·u (the precision note in train/analyze/gradients.ts).
     const traceTol = 3 * (N + Math.ceil(Math.log2(P)) + 2) * U;
@@ -128,7 +129,8 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
       const gu = host[n]![1][i]!;
       const dot = gm.reduce((a, x, j) => a + x * gu[j]!, 0);
       const want = dot / (ref[0].norms[i]! * ref[1].norms[i]!);
-      // The dot product is a tree sum of P mixed-sign terms: bound its error by ⌈log2 P⌉·u·Σ|gm_j·gu_j|, relative to |g_m||g_u|.
+      // The dot product is a tree sum of P mixed-sign terms: bound its error by ⌈log2 P⌉·u·Σ|gm_j·gu_j|, relative to
+      // |g_m||g_u|.
       const absSum = gm.reduce((a, x, j) => a + Math.abs(x * gu[j]!), 0);
       const tol = ((Math.ceil(Math.log2(P)) + 4) * U * absSum) / (ref[0].norms[i]! * ref[1].norms[i]!) + 3 * normTol;
       assert.ok(Math.abs(c - want) <= tol, `${n} batch ${i}: cos ${c} vs ${want}`);
@@ -223,80 +225,83 @@ test('CLI: analyze a trained run; JSON written where it says, with the report li
   assert.is((JSON.parse(readFileSync(out, 'utf8')) as GradientAnalysis).checkpoint.which, 'best');
 });
 
-test('bad input: no checkpoint, --batches 1, a single-modality model, not a run → clear error, nothing written', async () => {
-  const dir = join(root, 'run');
-  const listing = () => readdirSync(dir).sort();
-  const before = listing();
-  const b1 = await cli('analyze', dir, '--batches', '1');
-  assert.is(b1.code, 2);
-  assert.ok(b1.err.includes('--batches') && b1.err.includes('at least two batches'), b1.err);
-  assert.equal(listing(), before);
-  try {
-    await analyzeGradients(
-      buildSetup(parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')])),
-      parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')]),
-      { batches: 1 },
+test(
+  'bad input: no checkpoint, --batches 1, a single-modality model, ' + 'not a run → clear error, nothing written',
+  async () => {
+    const dir = join(root, 'run');
+    const listing = () => readdirSync(dir).sort();
+    const before = listing();
+    const b1 = await cli('analyze', dir, '--batches', '1');
+    assert.is(b1.code, 2);
+    assert.ok(b1.err.includes('--batches') && b1.err.includes('at least two batches'), b1.err);
+    assert.equal(listing(), before);
+    try {
+      await analyzeGradients(
+        buildSetup(parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')])),
+        parseTrainArgs(['--dataset', 'synthetic-av', '--out', join(root, 'unused')]),
+        { batches: 1 },
+      );
+      assert.unreachable();
+    } catch (e) {
+      assert.ok(e instanceof AnalyzeError && e.message.includes('--batches must be an integer >= 2'), String(e));
+    }
+    const missing = await cli('analyze', dir, '--checkpoint', join(dir, 'nope.safetensors'));
+    assert.is(missing.code, 1);
+    assert.ok(missing.err.includes('nope.safetensors does not exist'), missing.err);
+    // A run with config.json but no finished epoch.
+    const fresh = join(root, 'fresh');
+    const stop = await cli(
+      'train',
+      '--dataset',
+      'synthetic-av',
+      '--batch-size',
+      '16',
+      '--epochs',
+      '1',
+      '--quiet',
+      '--no-report',
+      '--out',
+      fresh,
     );
-    assert.unreachable();
-  } catch (e) {
-    assert.ok(e instanceof AnalyzeError && e.message.includes('--batches must be an integer >= 2'), String(e));
-  }
-  const missing = await cli('analyze', dir, '--checkpoint', join(dir, 'nope.safetensors'));
-  assert.is(missing.code, 1);
-  assert.ok(missing.err.includes('nope.safetensors does not exist'), missing.err);
-  // A run with config.json but no finished epoch.
-  const fresh = join(root, 'fresh');
-  const stop = await cli(
-    'train',
-    '--dataset',
-    'synthetic-av',
-    '--batch-size',
-    '16',
-    '--epochs',
-    '1',
-    '--quiet',
-    '--no-report',
-    '--out',
-    fresh,
-  );
-  assert.is(stop.code, 0);
-  for (const f of ['best.safetensors', 'latest.safetensors']) rmSync(join(fresh, f));
-  const noCkpt = await cli('analyze', fresh);
-  assert.is(noCkpt.code, 1);
-  assert.ok(noCkpt.err.includes('has no best.safetensors (no epoch of the run has finished)'), noCkpt.err);
-  assert.equal(
-    readdirSync(fresh).filter((f) => f.startsWith('analysis')),
-    [],
-  );
-  const notRun = await cli('analyze', join(root, 'does-not-exist'));
-  assert.is(notRun.code, 1);
-  assert.ok(notRun.err.includes('is not a run directory'), notRun.err);
-  // Multi-FMNIST: one input (image), two tasks on a shared encoder.
-  const multi = join(root, 'multi');
-  const m = await cli(
-    'train',
-    '--dataset',
-    'multi-fmnist',
-    '--train-limit',
-    '64',
-    '--val-size',
-    '64',
-    '--batch-size',
-    '32',
-    '--epochs',
-    '1',
-    '--quiet',
-    '--no-report',
-    '--out',
-    multi,
-  );
-  assert.is(m.code, 0, m.err);
-  const before2 = readdirSync(multi).sort();
-  const s = await cli('analyze', multi, '--batches', '2');
-  assert.is(s.code, 1);
-  assert.ok(s.err.includes('has 1 input modality (image)') && s.err.includes('two or more modalities'), s.err);
-  assert.equal(readdirSync(multi).sort(), before2, 'nothing written');
-  assert.not.ok(existsSync(join(multi, 'analysis-best-epoch1.json')));
-});
+    assert.is(stop.code, 0);
+    for (const f of ['best.safetensors', 'latest.safetensors']) rmSync(join(fresh, f));
+    const noCkpt = await cli('analyze', fresh);
+    assert.is(noCkpt.code, 1);
+    assert.ok(noCkpt.err.includes('has no best.safetensors (no epoch of the run has finished)'), noCkpt.err);
+    assert.equal(
+      readdirSync(fresh).filter((f) => f.startsWith('analysis')),
+      [],
+    );
+    const notRun = await cli('analyze', join(root, 'does-not-exist'));
+    assert.is(notRun.code, 1);
+    assert.ok(notRun.err.includes('is not a run directory'), notRun.err);
+    // Multi-FMNIST: one input (image), two tasks on a shared encoder.
+    const multi = join(root, 'multi');
+    const m = await cli(
+      'train',
+      '--dataset',
+      'multi-fmnist',
+      '--train-limit',
+      '64',
+      '--val-size',
+      '64',
+      '--batch-size',
+      '32',
+      '--epochs',
+      '1',
+      '--quiet',
+      '--no-report',
+      '--out',
+      multi,
+    );
+    assert.is(m.code, 0, m.err);
+    const before2 = readdirSync(multi).sort();
+    const s = await cli('analyze', multi, '--batches', '2');
+    assert.is(s.code, 1);
+    assert.ok(s.err.includes('has 1 input modality (image)') && s.err.includes('two or more modalities'), s.err);
+    assert.equal(readdirSync(multi).sort(), before2, 'nothing written');
+    assert.not.ok(existsSync(join(multi, 'analysis-best-epoch1.json')));
+  },
+);
 
 test.run();

@@ -215,13 +215,15 @@ test('interrupted mid-epoch (as by Ctrl-C): TrainingInterrupted, then --resume =
     assert.ok(e instanceof TrainingInterrupted, String(e));
     assert.ok(
       (e as Error).message.includes(
-        `interrupted after step 23 (epoch 2, batch 7 of 16); latest.safetensors holds epoch 1: 'mmpareto train --resume --out ${dir}' continues from there, repeating the 7 step(s) of epoch 2`,
+        `interrupted after step 23 (epoch 2, batch 7 of 16); latest.safetensors holds epoch 1: 'mmpareto train ` +
+          `--resume --out ${dir}' continues from there, repeating the 7 step(s) of epoch 2`,
       ),
       (e as Error).message,
     );
   }
   assert.is(liveTensors.count, before, 'no leaks');
-  // It stopped right after step 23 (the step in progress), logging steps 17–23; resuming drops them and replays epoch 2 exactly.
+  // It stopped right after step 23 (the step in progress), logging steps 17–23; resuming drops them and replays epoch 2
+  // exactly.
   const logged = readRecords(join(dir, 'metrics.jsonl'))
     .filter((x) => x.type === 'step')
     .map((x) => x.step);

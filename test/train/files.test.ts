@@ -55,39 +55,43 @@ test('writeFileAtomic: short writes are looped until every byte is written', () 
   assert.ok(Buffer.from(readFileSync(path)).equals(Buffer.from(bytes)), 'every byte, in order');
 });
 
-test('writeFileAtomic: ENOSPC mid-write — the old file stays, the temporary file goes, the message names the file and the space needed', () => {
-  const path = join(root, 'latest.safetensors');
-  writeFileSync(path, 'previous checkpoint');
-  let written = 0;
-  fileOps.write = (fd, b, o, n) => {
-    if (written >= 4096) throw enospc();
-    const k = Math.min(n, 4096 - written);
-    written += k;
-    return NODE_OPS.write(fd, b, o, k);
-  };
-  let e: Error;
-  try {
-    e = errorOf(() => writeFileAtomic(path, new Uint8Array(1_669_080)));
-  } finally {
-    resetFileOps();
-  }
-  for (const f of [
-    path,
-    'no space left on the device (ENOSPC)',
-    'after 4,096 of 1,669,080 bytes',
-    'it needs 1,669,080 bytes (1.7 MB)',
-    'are free in',
-    'previous latest.safetensors (if any) is unchanged',
-  ]) {
-    assert.ok(e.message.includes(f), `"${e.message}" lacks "${f}"`);
-  }
-  assert.is(readFileSync(path, 'utf8'), 'previous checkpoint');
-  assert.equal(
-    readdirSync(root).filter((n) => n.includes('.tmp-')),
-    [],
-    'temporary file removed',
-  );
-});
+test(
+  'writeFileAtomic: ENOSPC mid-write — the old file stays, the temporary file goes, the message names the file ' +
+    'and the space needed',
+  () => {
+    const path = join(root, 'latest.safetensors');
+    writeFileSync(path, 'previous checkpoint');
+    let written = 0;
+    fileOps.write = (fd, b, o, n) => {
+      if (written >= 4096) throw enospc();
+      const k = Math.min(n, 4096 - written);
+      written += k;
+      return NODE_OPS.write(fd, b, o, k);
+    };
+    let e: Error;
+    try {
+      e = errorOf(() => writeFileAtomic(path, new Uint8Array(1_669_080)));
+    } finally {
+      resetFileOps();
+    }
+    for (const f of [
+      path,
+      'no space left on the device (ENOSPC)',
+      'after 4,096 of 1,669,080 bytes',
+      'it needs 1,669,080 bytes (1.7 MB)',
+      'are free in',
+      'previous latest.safetensors (if any) is unchanged',
+    ]) {
+      assert.ok(e.message.includes(f), `"${e.message}" lacks "${f}"`);
+    }
+    assert.is(readFileSync(path, 'utf8'), 'previous checkpoint');
+    assert.equal(
+      readdirSync(root).filter((n) => n.includes('.tmp-')),
+      [],
+      'temporary file removed',
+    );
+  },
+);
 
 test('writeFileAtomic: a write that makes no progress, an fsync or a rename that fails — same guarantees', () => {
   const path = join(root, 'best.safetensors');
@@ -204,33 +208,36 @@ test('CRC-32: the native and the portable implementation agree (known vector and
   assert.is(crc32(r), crc32Portable(r));
 });
 
-test('checkpoints carry a CRC-32 per tensor: a flipped bit or a NaN written into the data is named on reading', async () => {
-  const m = new Linear(3, 2);
-  const path = join(root, 'ckpt.safetensors');
-  const meta = { epoch: 1, step: 4, bestVal: 0.5, bestEpoch: 1, rng: {}, config: '{}' };
-  await saveCheckpoint(path, { model: m }, meta);
-  assert.equal(readCheckpointMeta(path), { ...meta, rng: {} });
-  readCheckpoint(path); // verifies
-  const good = new Uint8Array(readFileSync(path));
-  const end = good.length; // 'weight' (6 floats) then 'bias' (2 floats) — key order; bias is last
-  const flip = Uint8Array.from(good);
-  flip[end - 9]! ^= 0x10; // a bit of weight[5]
-  writeFileSync(path, flip);
-  let e = errorOf(() => readCheckpoint(path));
-  assert.ok(
-    e.message.includes(`checkpoint ${path} is corrupt (1 tensor)`) && e.message.includes("'weight' fails its CRC-32"),
-    e.message,
-  );
-  const nan = Uint8Array.from(good);
-  new DataView(nan.buffer).setFloat32(end - 4, NaN, true); // bias[1] = NaN
-  writeFileSync(path, nan);
-  e = errorOf(() => readCheckpoint(path));
-  assert.ok(e.message.includes("'bias' fails its CRC-32"), e.message);
-  writeFileSync(path, good.subarray(0, end - 3));
-  e = errorOf(() => readCheckpoint(path));
-  assert.ok(e.message.includes('truncated'), e.message);
-  m.dispose();
-});
+test(
+  'checkpoints carry a CRC-32 per tensor: ' + 'a flipped bit or a NaN written into the data is named on reading',
+  async () => {
+    const m = new Linear(3, 2);
+    const path = join(root, 'ckpt.safetensors');
+    const meta = { epoch: 1, step: 4, bestVal: 0.5, bestEpoch: 1, rng: {}, config: '{}' };
+    await saveCheckpoint(path, { model: m }, meta);
+    assert.equal(readCheckpointMeta(path), { ...meta, rng: {} });
+    readCheckpoint(path); // verifies
+    const good = new Uint8Array(readFileSync(path));
+    const end = good.length; // 'weight' (6 floats) then 'bias' (2 floats) — key order; bias is last
+    const flip = Uint8Array.from(good);
+    flip[end - 9]! ^= 0x10; // a bit of weight[5]
+    writeFileSync(path, flip);
+    let e = errorOf(() => readCheckpoint(path));
+    assert.ok(
+      e.message.includes(`checkpoint ${path} is corrupt (1 tensor)`) && e.message.includes("'weight' fails its CRC-32"),
+      e.message,
+    );
+    const nan = Uint8Array.from(good);
+    new DataView(nan.buffer).setFloat32(end - 4, NaN, true); // bias[1] = NaN
+    writeFileSync(path, nan);
+    e = errorOf(() => readCheckpoint(path));
+    assert.ok(e.message.includes("'bias' fails its CRC-32"), e.message);
+    writeFileSync(path, good.subarray(0, end - 3));
+    e = errorOf(() => readCheckpoint(path));
+    assert.ok(e.message.includes('truncated'), e.message);
+    m.dispose();
+  },
+);
 
 test.after(() => {
   resetFileOps();

@@ -15,7 +15,10 @@ import type { EvalRecord, RunRecord } from '../../train/run/run-log.ts';
 
 const test = suite('report');
 
-/** Host reference: bin i of `bins` over [lo, hi] holds lo + i·w ≤ v < lo + (i+1)·w (the last bin also hi), by comparison with the edges. */
+/**
+ * Host reference: bin i of `bins` over [lo, hi] holds lo + i·w ≤ v < lo + (i+1)·w (the last bin also hi), by comparison
+ * with the edges.
+ */
 function hostCounts(values: number[], bins: number, lo: number, hi: number): number[] {
   const w = (hi - lo) / bins;
   return Array.from(
@@ -165,63 +168,80 @@ test('a self-contained page: one HTML document, no network references, one <svg>
   }
 });
 
-test('comparison table: one row per run, accuracies as NN.NN%, macro-F1 to 4 places, best per column highlighted', () => {
-  const root = mkdtempSync(join(tmpdir(), 'report-'));
-  try {
-    const html = renderReport(makeRuns(root).map(loadRun));
-    const rows = tableRows(html);
-    assert.is(rows.length, 2);
-    // Columns: run, status, best epoch, val acc, test acc mm / gray / color, test macro-F1, steps/s.
-    assert.equal(
-      rows[0]!.map((c) => c.text),
-      ['#1 mmpareto', 'complete', '2', '75.00%', '81.25%', '62.50%', '50.00%', '0.8012', '12.50'],
-    );
-    assert.equal(
-      rows[1]!.map((c) => c.text),
-      ['#2 uni&lt;&amp;&gt;form', '<span class="incomplete">incomplete</span>', '1', '90.00%', '—', '—', '—', '—', '—'],
-    );
-    // Run B's val acc (0.9 so far) beats A's 0.75; A holds every test column alone; best epoch is not ranked.
-    assert.equal(
-      rows[0]!.map((c) => c.best),
-      [false, false, false, false, true, true, true, true, true],
-    );
-    assert.equal(
-      rows[1]!.map((c) => c.best),
-      [false, false, false, true, false, false, false, false, false],
-    );
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-});
+test(
+  'comparison table: one row per run, accuracies as NN.NN%, ' + 'macro-F1 to 4 places, best per column highlighted',
+  () => {
+    const root = mkdtempSync(join(tmpdir(), 'report-'));
+    try {
+      const html = renderReport(makeRuns(root).map(loadRun));
+      const rows = tableRows(html);
+      assert.is(rows.length, 2);
+      // Columns: run, status, best epoch, val acc, test acc mm / gray / color, test macro-F1, steps/s.
+      assert.equal(
+        rows[0]!.map((c) => c.text),
+        ['#1 mmpareto', 'complete', '2', '75.00%', '81.25%', '62.50%', '50.00%', '0.8012', '12.50'],
+      );
+      assert.equal(
+        rows[1]!.map((c) => c.text),
+        [
+          '#2 uni&lt;&amp;&gt;form',
+          '<span class="incomplete">incomplete</span>',
+          '1',
+          '90.00%',
+          '—',
+          '—',
+          '—',
+          '—',
+          '—',
+        ],
+      );
+      // Run B's val acc (0.9 so far) beats A's 0.75; A holds every test column alone; best epoch is not ranked.
+      assert.equal(
+        rows[0]!.map((c) => c.best),
+        [false, false, false, false, true, true, true, true, true],
+      );
+      assert.equal(
+        rows[1]!.map((c) => c.best),
+        [false, false, false, true, false, false, false, false, false],
+      );
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);
 
-test('text from configs and paths is escaped; the incomplete run and the run without telemetry are marked, not crashed on', () => {
-  const root = mkdtempSync(join(tmpdir(), 'report-'));
-  try {
-    const html = renderReport(makeRuns(root).map(loadRun));
-    assert.ok(html.includes('uni&lt;&amp;&gt;form'));
-    assert.ok(html.includes('run-b&lt;&amp;&gt;'));
-    assert.not.ok(html.includes('<&>'));
-    assert.ok(html.includes('#2 uni&lt;&amp;&gt;form: no integrator telemetry'));
-    assert.ok(html.includes('No final test evaluation (incomplete run)'));
-    // Header: A's wall time from its final record, B's from its last step record.
-    assert.ok(html.includes('<td>1 min 15 s</td><td>complete</td>'));
-    assert.ok(html.includes('<td>3.0 s so far</td><td><span class="incomplete">incomplete</span></td>'));
-    // Conflicts for 'gray': 2 of the 5 finite cos values are negative (the NaN step is left out).
-    assert.ok(html.includes('#1 mmpareto: 40.00% of 5 logged steps with cos β &lt; 0'));
-    // A NaN loss leaves a gap: run A's 'mm' curve is two pieces (a polyline and a lone marker), run B's one polyline.
-    const mmChart = html.slice(html.indexOf(`aria-label="training loss &#39;mm&#39;"`)).split('</svg>')[0]!;
-    assert.is(mmChart.split('<polyline').length - 1, 2);
-    // Confusion matrix of A's final test: counts in row order, the diagonal marked.
-    const conf = html.slice(html.indexOf('<table class="confusion">')).split('</table>')[0]!;
-    assert.equal(
-      [...conf.matchAll(/<td[^>]*>(\d+)<\/td>/g)].map((m) => Number(m[1])),
-      CONFUSION.flat(),
-    );
-    assert.is(conf.split('class="diag"').length - 1, 3);
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-});
+test(
+  'text from configs and paths is escaped; the incomplete run and the run without telemetry are marked, not ' +
+    'crashed on',
+  () => {
+    const root = mkdtempSync(join(tmpdir(), 'report-'));
+    try {
+      const html = renderReport(makeRuns(root).map(loadRun));
+      assert.ok(html.includes('uni&lt;&amp;&gt;form'));
+      assert.ok(html.includes('run-b&lt;&amp;&gt;'));
+      assert.not.ok(html.includes('<&>'));
+      assert.ok(html.includes('#2 uni&lt;&amp;&gt;form: no integrator telemetry'));
+      assert.ok(html.includes('No final test evaluation (incomplete run)'));
+      // Header: A's wall time from its final record, B's from its last step record.
+      assert.ok(html.includes('<td>1 min 15 s</td><td>complete</td>'));
+      assert.ok(html.includes('<td>3.0 s so far</td><td><span class="incomplete">incomplete</span></td>'));
+      // Conflicts for 'gray': 2 of the 5 finite cos values are negative (the NaN step is left out).
+      assert.ok(html.includes('#1 mmpareto: 40.00% of 5 logged steps with cos β &lt; 0'));
+      // A NaN loss leaves a gap: run A's 'mm' curve is two pieces (a polyline and a lone marker), run B's one polyline.
+      const mmChart = html.slice(html.indexOf(`aria-label="training loss &#39;mm&#39;"`)).split('</svg>')[0]!;
+      assert.is(mmChart.split('<polyline').length - 1, 2);
+      // Confusion matrix of A's final test: counts in row order, the diagonal marked.
+      const conf = html.slice(html.indexOf('<table class="confusion">')).split('</table>')[0]!;
+      assert.equal(
+        [...conf.matchAll(/<td[^>]*>(\d+)<\/td>/g)].map((m) => Number(m[1])),
+        CONFUSION.flat(),
+      );
+      assert.is(conf.split('class="diag"').length - 1, 3);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);
 
 test('magnitude histogram: bar counts equal a host count of |g_m| and |g_u| on their shared range', () => {
   const root = mkdtempSync(join(tmpdir(), 'report-'));
@@ -243,24 +263,28 @@ test('magnitude histogram: bar counts equal a host count of |g_m| and |g_u| on t
   }
 });
 
-test('histogram(): equal-width bins against a host count; out-of-range and NaN values not counted; bad input named; axis ticks', () => {
-  // A golden-ratio sequence spread over [-0.5, 3.5), counted over [0, 3]: some fall outside.
-  const values = Array.from({ length: 500 }, (_, i) => -0.5 + 4 * ((i * 0.6180339887) % 1));
-  values.push(NaN, Infinity, 0, 3);
-  const got = histogram(values, 7, [0, 3]);
-  assert.equal(got, hostCounts(values, 7, 0, 3));
-  assert.is(
-    got.reduce((a, b) => a + b, 0),
-    values.filter((v) => v >= 0 && v <= 3).length,
-  );
-  throwsWith(() => histogram(values, 0, [0, 1]), 'bins must be an integer >= 1', 'got 0');
-  throwsWith(() => histogram(values, 3, [1, 1]), 'hi > lo', '[1, 1]');
-  assert.equal(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
-  assert.equal(niceTicks(-1, 1), [-1, -0.5, 0, 0.5, 1]);
-  assert.equal(niceTicks(3, 117), [20, 40, 60, 80, 100]);
-  assert.equal(niceDomain(3, 117), [0, 120]);
-  assert.equal(niceDomain(-0.93, 0.41), [-1, 0.6]); // 1.34 / 5 = 0.268: step 0.2
-});
+test(
+  'histogram(): equal-width bins against a host count; out-of-range and NaN values not counted; bad input ' +
+    'named; axis ticks',
+  () => {
+    // A golden-ratio sequence spread over [-0.5, 3.5), counted over [0, 3]: some fall outside.
+    const values = Array.from({ length: 500 }, (_, i) => -0.5 + 4 * ((i * 0.6180339887) % 1));
+    values.push(NaN, Infinity, 0, 3);
+    const got = histogram(values, 7, [0, 3]);
+    assert.equal(got, hostCounts(values, 7, 0, 3));
+    assert.is(
+      got.reduce((a, b) => a + b, 0),
+      values.filter((v) => v >= 0 && v <= 3).length,
+    );
+    throwsWith(() => histogram(values, 0, [0, 1]), 'bins must be an integer >= 1', 'got 0');
+    throwsWith(() => histogram(values, 3, [1, 1]), 'hi > lo', '[1, 1]');
+    assert.equal(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+    assert.equal(niceTicks(-1, 1), [-1, -0.5, 0, 0.5, 1]);
+    assert.equal(niceTicks(3, 117), [20, 40, 60, 80, 100]);
+    assert.equal(niceDomain(3, 117), [0, 120]);
+    assert.equal(niceDomain(-0.93, 0.41), [-1, 0.6]); // 1.34 / 5 = 0.268: step 0.2
+  },
+);
 
 test('loader: a missing directory or file, a malformed or unknown line (file:line), an empty run list', () => {
   const root = mkdtempSync(join(tmpdir(), 'report-'));

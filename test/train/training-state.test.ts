@@ -65,57 +65,64 @@ function dispose(r: Run): void {
 for (const method of INTEGRATOR_METHODS) {
   for (const optimizer of ['sgd', 'adamw'] as const) {
     if (optimizer === 'adamw' && !['mmpareto', 'uniform', 'gradnorm'].includes(method)) continue;
-    test(`${method} + ${optimizer}: 2 steps, save, load into fresh objects, 2 steps = 4 uninterrupted steps (bitwise)`, async () => {
-      const before = liveTensors.count;
-      const whole = build(method, optimizer);
-      train(whole, 0, 4);
-      const first = build(method, optimizer);
-      train(first, 0, 2);
-      const modelState = new Map<string, Float32Array | Int32Array>();
-      for (const [k, t] of first.m.stateDict()) modelState.set(k, (await t.toArray()) as Float32Array | Int32Array);
-      const optState = await first.opt.stateDict();
-      const integState = await first.step.stateDict();
-      dispose(first);
-      const resumed = build(method, optimizer);
-      resumed.m.loadStateDict(modelState);
-      resumed.opt.loadStateDict(optState);
-      resumed.step.loadStateDict(integState);
-      train(resumed, 2, 4);
-      const a = whole.m.stateDict();
-      const b = resumed.m.stateDict();
-      for (const [k, t] of a) assert.equal(Array.from(await b.get(k)!.toArray()), Array.from(await t.toArray()), k);
-      const oa = await whole.opt.stateDict();
-      const ob = await resumed.opt.stateDict();
-      for (const [k, v] of oa) assert.equal(Array.from(ob.get(k)!), Array.from(v), `optimizer ${k}`);
-      const ia = await whole.step.stateDict();
-      const ib = await resumed.step.stateDict();
-      for (const [k, v] of ia) assert.equal(Array.from(ib.get(k)!), Array.from(v), `integrator ${k}`);
-      dispose(whole);
-      dispose(resumed);
-      assert.is(liveTensors.count, before, 'no leaks');
-    });
+    test(
+      `${method} + ${optimizer}: 2 steps, save, ` +
+        `load into fresh objects, 2 steps = 4 uninterrupted steps (bitwise)`,
+      async () => {
+        const before = liveTensors.count;
+        const whole = build(method, optimizer);
+        train(whole, 0, 4);
+        const first = build(method, optimizer);
+        train(first, 0, 2);
+        const modelState = new Map<string, Float32Array | Int32Array>();
+        for (const [k, t] of first.m.stateDict()) modelState.set(k, (await t.toArray()) as Float32Array | Int32Array);
+        const optState = await first.opt.stateDict();
+        const integState = await first.step.stateDict();
+        dispose(first);
+        const resumed = build(method, optimizer);
+        resumed.m.loadStateDict(modelState);
+        resumed.opt.loadStateDict(optState);
+        resumed.step.loadStateDict(integState);
+        train(resumed, 2, 4);
+        const a = whole.m.stateDict();
+        const b = resumed.m.stateDict();
+        for (const [k, t] of a) assert.equal(Array.from(await b.get(k)!.toArray()), Array.from(await t.toArray()), k);
+        const oa = await whole.opt.stateDict();
+        const ob = await resumed.opt.stateDict();
+        for (const [k, v] of oa) assert.equal(Array.from(ob.get(k)!), Array.from(v), `optimizer ${k}`);
+        const ia = await whole.step.stateDict();
+        const ib = await resumed.step.stateDict();
+        for (const [k, v] of ia) assert.equal(Array.from(ib.get(k)!), Array.from(v), `integrator ${k}`);
+        dispose(whole);
+        dispose(resumed);
+        assert.is(liveTensors.count, before, 'no leaks');
+      },
+    );
   }
 }
 
-test('loadStateDict right after construction wins over the pending zero-fill; num_batches_tracked continues', async () => {
-  const bn = new BatchNorm2d(3);
-  bn.loadStateDict(
-    new Map<string, Float32Array | Int32Array>([
-      ['weight', Float32Array.of(1, 2, 3)],
-      ['bias', Float32Array.of(4, 5, 6)],
-      ['running_mean', Float32Array.of(7, 8, 9)],
-      ['running_var', Float32Array.of(1, 1, 2)],
-      ['num_batches_tracked', Int32Array.of(41)],
-    ]),
-  );
-  assert.equal(Array.from(await bn.stateDict().get('running_mean')!.toArray()), [7, 8, 9]);
-  assert.equal(Array.from(await bn.stateDict().get('weight')!.toArray()), [1, 2, 3]);
-  const [x] = randTensor([2, 3, 2, 2], 3);
-  bn.forward(x).dispose();
-  assert.equal(Array.from(await bn.stateDict().get('num_batches_tracked')!.toArray()), [42]);
-  x.dispose();
-  bn.dispose();
-});
+test(
+  'loadStateDict right after construction wins over the pending zero-fill; ' + 'num_batches_tracked continues',
+  async () => {
+    const bn = new BatchNorm2d(3);
+    bn.loadStateDict(
+      new Map<string, Float32Array | Int32Array>([
+        ['weight', Float32Array.of(1, 2, 3)],
+        ['bias', Float32Array.of(4, 5, 6)],
+        ['running_mean', Float32Array.of(7, 8, 9)],
+        ['running_var', Float32Array.of(1, 1, 2)],
+        ['num_batches_tracked', Int32Array.of(41)],
+      ]),
+    );
+    assert.equal(Array.from(await bn.stateDict().get('running_mean')!.toArray()), [7, 8, 9]);
+    assert.equal(Array.from(await bn.stateDict().get('weight')!.toArray()), [1, 2, 3]);
+    const [x] = randTensor([2, 3, 2, 2], 3);
+    bn.forward(x).dispose();
+    assert.equal(Array.from(await bn.stateDict().get('num_batches_tracked')!.toArray()), [42]);
+    x.dispose();
+    bn.dispose();
+  },
+);
 
 test('loadStateDict lists every mismatch and writes nothing', async () => {
   const bn = new BatchNorm2d(2);

@@ -109,7 +109,10 @@ export function analyzableGroups(setup: Setup, config: Pick<RunConfig, 'dataset'
   const inputs = Object.keys(setup.dataset.inputs);
   if (inputs.length < 2 || Object.keys(groups).length < 2) {
     throw new AnalyzeError(
-      `analyze: the run's model (dataset ${config.dataset}, model ${config.model}) has ${inputs.length} input modality (${inputs.join(', ')}) and encoder group(s) ${Object.keys(groups).join(', ')}; Hypothesis 1 compares the multimodal loss's gradient with each modality's own unimodal one, which needs a model over two or more modalities`,
+      `analyze: the run's model (dataset ${config.dataset}, model ${config.model}) has ${inputs.length} input ` +
+        `modality (${inputs.join(', ')}) and encoder group(s) ${Object.keys(groups).join(', ')}; ` +
+        `Hypothesis 1 compares the multimodal loss's gradient with each modality's own unimodal ` +
+        `one, which needs a model over two or more modalities`,
     );
   }
   return groups;
@@ -242,8 +245,10 @@ export function formatAnalysis(a: Pick<GradientAnalysis, 'encoders' | 'batches'>
   const f = (x: number) => x.toPrecision(3);
   return Object.entries(a.encoders).map(
     ([n, e]) =>
-      `encoder '${n}': |g_m| ${f(e.multimodal.meanNorm)} ± ${f(e.multimodal.stdNorm)}, |g_u| ${f(e.unimodal.meanNorm)} ± ${f(e.unimodal.stdNorm)} (ratio ${f(e.normRatio)}); ` +
-      `tr C^m ${f(e.multimodal.covTrace)}, tr C^u ${f(e.unimodal.covTrace)}, k = ${f(e.k)}; cos < 0 in ${(100 * e.conflictFraction).toFixed(1)}% of ${a.batches} batches`,
+      `encoder '${n}': |g_m| ${f(e.multimodal.meanNorm)} ± ${f(e.multimodal.stdNorm)}, |g_u| ` +
+      `${f(e.unimodal.meanNorm)} ± ${f(e.unimodal.stdNorm)} (ratio ${f(e.normRatio)}); ` +
+      `tr C^m ${f(e.multimodal.covTrace)}, tr C^u ${f(e.unimodal.covTrace)}, k = ${f(e.k)}; cos < 0 in ` +
+      `${(100 * e.conflictFraction).toFixed(1)}% of ${a.batches} batches`,
   );
 }
 
@@ -280,7 +285,8 @@ export async function analyzeRun(
   if (!existsSync(path)) {
     throw new AnalyzeError(
       which === 'best' || which === 'latest'
-        ? `analyze: ${dir} has no ${which}.safetensors (no epoch of the run has finished); train it first or pass --checkpoint PATH`
+        ? `analyze: ${dir} has no ${which}.safetensors (no epoch of the run has finished); train it first or pass ` +
+            `--checkpoint PATH`
         : `analyze: checkpoint ${path} does not exist`,
     );
   }

@@ -159,7 +159,8 @@ export function resumeConfig(v: Values, argv: string[]): RunConfig {
     const done = readCheckpointMeta(files.latest).epoch;
     if (out.epochs < done)
       throw new UsageError(
-        `--resume: the run has finished ${done} epochs; --epochs ${out.epochs} would undo them (give --epochs ${done + 1} or more to train on)`,
+        `--resume: the run has finished ${done} epochs; --epochs ${out.epochs} would undo them (give --epochs ` +
+          `${done + 1} or more to train on)`,
       );
     if (
       out.epochs === done &&
@@ -167,7 +168,8 @@ export function resumeConfig(v: Values, argv: string[]): RunConfig {
       readRecords(files.metrics).some((r) => r.type === 'final')
     ) {
       throw new UsageError(
-        `--resume: the run already finished its ${done} epochs (metrics.jsonl has its final record); give --epochs ${done + 1} or more to train on`,
+        `--resume: the run already finished its ${done} epochs (metrics.jsonl has its final record); give --epochs ` +
+          `${done + 1} or more to train on`,
       );
     }
   }

@@ -26,7 +26,8 @@ export interface Io {
 export async function cmdTrain(v: Values, argv: string[], io: Io, device: () => Promise<Device>): Promise<number> {
   let interruptedCode = 130; // 128 + the signal's number
   const config = v.resume ? resumeConfig(v, argv) : trainConfig(v);
-  ensureDir(config.outDir, `--out ${config.outDir}`, false); // /proc, a file, a read-only mount: fail before the GPU starts
+  // /proc, a file, a read-only mount: fail before the GPU starts
+  ensureDir(config.outDir, `--out ${config.outDir}`, false);
   const dev = await device();
   const bar = new ProgressBar(process.stderr, !v.quiet && process.stderr.isTTY === true);
   let lastPrinted = 0;
@@ -38,7 +39,8 @@ export async function cmdTrain(v: Values, argv: string[], io: Io, device: () => 
     stop.abort(signal);
     bar.clear();
     io.err(
-      `${signal === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: stopping after this step${signal === 'SIGINT' ? ' (Ctrl-C again to kill)' : ''}…`,
+      `${signal === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: stopping after this ` +
+        `step${signal === 'SIGINT' ? ' (Ctrl-C again to kill)' : ''}…`,
     );
     if (signal === 'SIGINT') process.once('SIGINT', () => process.exit(130));
   };
@@ -73,7 +75,8 @@ export async function cmdTrain(v: Values, argv: string[], io: Io, device: () => 
       }
       const where =
         epoch > 0
-          ? `latest.safetensors holds epoch ${epoch}: 'mmpareto train --resume --out ${config.outDir}' continues from it`
+          ? `latest.safetensors holds epoch ${epoch}: 'mmpareto train --resume --out ${config.outDir}' continues ` +
+            `from it`
           : `no epoch had finished: 'mmpareto train --resume --out ${config.outDir}' starts the run over`;
       throw new Error(`${e.message}. Training stopped; ${where} (on a working GPU)`);
     })
@@ -90,7 +93,8 @@ export async function cmdTrain(v: Values, argv: string[], io: Io, device: () => 
   if (!final) return interruptedCode;
   const t = final.test;
   io.out(
-    `test (best epoch ${final.best_epoch} by validation): ${formatEval(t)}; macro-F1 ${(100 * t.macro_f1[Object.keys(t.macro_f1)[0]!]!).toFixed(2)}%`,
+    `test (best epoch ${final.best_epoch} by validation): ${formatEval(t)}; macro-F1 ` +
+      `${(100 * t.macro_f1[Object.keys(t.macro_f1)[0]!]!).toFixed(2)}%`,
   );
   io.out(
     `wall ${formatDuration(final.wall_s)} (${final.steps_per_s.toFixed(2)} steps/s); run directory ${config.outDir}`,
@@ -154,7 +158,9 @@ export async function cmdAnalyze(
     device,
   );
   io.out(
-    `${analysis.run.method} ${analysis.run.dataset} seed ${analysis.run.seed}, ${analysis.checkpoint.which} checkpoint (epoch ${analysis.checkpoint.epoch}), ${analysis.batches} batches of ${analysis.batchSize}:`,
+    `${analysis.run.method} ${analysis.run.dataset} seed ${analysis.run.seed}, ${analysis.checkpoint.which} ` +
+      `checkpoint (epoch ${analysis.checkpoint.epoch}), ${analysis.batches} batches of ` +
+      `${analysis.batchSize}:`,
   );
   for (const line of formatAnalysis(analysis)) io.out(`  ${line}`);
   io.out(`written: ${path}`);

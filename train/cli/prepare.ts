@@ -106,7 +106,9 @@ export async function cmdPrepare(
     const { counts, classes } = r.manifest;
     const total = (s: 'train' | 'val' | 'test') => classes.reduce((a, c) => a + counts[s][c]!, 0);
     io.out(
-      `prepared ${r.manifest.recipe.dataset} in ${resolve(v.out)}: train ${total('train')}, val ${total('val')}, test ${total('test')} clips over ${classes.length} classes (${r.made} made, ${r.reused} kept from an earlier run, ${r.skipped} skipped${r.skipped ? '; see manifest.json' : ''})`,
+      `prepared ${r.manifest.recipe.dataset} in ${resolve(v.out)}: train ${total('train')}, val ${total('val')}, ` +
+        `test ${total('test')} clips over ${classes.length} classes (${r.made} made, ${r.reused} ` +
+        `kept from an earlier run, ${r.skipped} skipped${r.skipped ? '; see manifest.json' : ''})`,
     );
     return 0;
   } catch (e) {

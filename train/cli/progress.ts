@@ -18,7 +18,10 @@ export function progressLine(p: ProgressState, width = 24): string {
   const bar = '█'.repeat(full) + '░'.repeat(width - full);
   const eta = p.stepsPerSecond > 0 ? formatDuration(p.remaining / p.stepsPerSecond) : '--:--';
   const loss = Number.isFinite(p.loss) ? p.loss.toFixed(3) : '  -  ';
-  return `epoch ${p.epoch}/${p.epochs} ${bar} ${String(p.step).padStart(String(p.steps).length)}/${p.steps} | loss ${loss} | ${p.stepsPerSecond.toFixed(1)} steps/s | ETA ${eta}`;
+  return (
+    `epoch ${p.epoch}/${p.epochs} ${bar} ${String(p.step).padStart(String(p.steps).length)}/${p.steps} | loss ` +
+    `${loss} | ${p.stepsPerSecond.toFixed(1)} steps/s | ETA ${eta}`
+  );
 }
 
 export class ProgressBar {

@@ -57,7 +57,8 @@ function imageSet(dir: string, imagesName: string, labelsName: string): ImageSet
   const s = FASHION_MNIST_SIDE;
   if (images.shape.length !== 3 || images.shape[1] !== s || images.shape[2] !== s) {
     throw new Error(
-      `Fashion-MNIST: ${imagesPath} has shape [${images.shape.join(', ')}], expected [N, ${s}, ${s}]; ${FASHION_MNIST_HELP}`,
+      `Fashion-MNIST: ${imagesPath} has shape [${images.shape.join(', ')}], expected [N, ${s}, ${s}]; ` +
+        `${FASHION_MNIST_HELP}`,
     );
   }
   if (labels.shape.length !== 1) {
@@ -68,7 +69,8 @@ function imageSet(dir: string, imagesName: string, labelsName: string): ImageSet
   const n = images.shape[0]!;
   if (labels.shape[0] !== n) {
     throw new Error(
-      `Fashion-MNIST: ${imagesPath} holds ${n} images but ${labelsPath} holds ${labels.shape[0]} labels; ${FASHION_MNIST_HELP}`,
+      `Fashion-MNIST: ${imagesPath} holds ${n} images but ${labelsPath} holds ${labels.shape[0]} labels; ` +
+        `${FASHION_MNIST_HELP}`,
     );
   }
   const y = new Int32Array(n);
@@ -76,7 +78,8 @@ function imageSet(dir: string, imagesName: string, labelsName: string): ImageSet
     const v = labels.data[i]!;
     if (v >= FASHION_MNIST_CLASSES) {
       throw new Error(
-        `Fashion-MNIST: ${labelsPath} has label ${v} at item ${i}, outside [0, ${FASHION_MNIST_CLASSES}); ${FASHION_MNIST_HELP}`,
+        `Fashion-MNIST: ${labelsPath} has label ${v} at item ${i}, outside [0, ${FASHION_MNIST_CLASSES}); ` +
+          `${FASHION_MNIST_HELP}`,
       );
     }
     y[i] = v;

@@ -24,7 +24,8 @@ export function parseIdx(raw: Uint8Array, what = 'IDX data'): IdxArray {
   const n = shape.reduce((a, b) => a * b, 1);
   if (bytes.length - dataStart < n) {
     throw new Error(
-      `${what}: truncated: shape [${shape.join(', ')}] needs ${n} bytes of data, the file has ${bytes.length - dataStart}`,
+      `${what}: truncated: shape [${shape.join(', ')}] needs ${n} bytes of data, the file has ` +
+        `${bytes.length - dataStart}`,
     );
   }
   return { shape, data: bytes.slice(dataStart, dataStart + n) };

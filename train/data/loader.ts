@@ -74,7 +74,8 @@ export function normalizationStats(split: Split, shapes: Record<string, number[]
       if (!Number.isFinite(mu)) {
         const k = x.findIndex((v) => !Number.isFinite(v));
         throw new Error(
-          `normalizationStats: modality '${m}' item ${Math.floor(k / (c * px))} holds ${x[k]} (element ${k % (c * px)}): the data set has non-finite values`,
+          `normalizationStats: modality '${m}' item ${Math.floor(k / (c * px))} holds ${x[k]} (element ` +
+            `${k % (c * px)}): the data set has non-finite values`,
         );
       }
       let ss = 0;
@@ -122,7 +123,8 @@ export class Loader {
     }
     if (this.dropLast && batchSize > split.n) {
       throw new Error(
-        `Loader: batch size ${batchSize} is larger than the split (${split.n} items), so dropLast leaves no batch; use a batch size of at most ${split.n}`,
+        `Loader: batch size ${batchSize} is larger than the split (${split.n} items), so dropLast leaves no batch; ` +
+          `use a batch size of at most ${split.n}`,
       );
     }
     if (!Number.isFinite(seed)) throw new Error(`Loader: seed ${seed} is not a finite number`);
@@ -167,7 +169,8 @@ export class Loader {
       const c = shape[0]!;
       if (st.mean.length !== c || st.std.length !== c) {
         throw new Error(
-          `Loader: normalize.${m} has ${st.mean.length} means and ${st.std.length} stds; modality '${m}' has ${c} channels`,
+          `Loader: normalize.${m} has ${st.mean.length} means and ${st.std.length} stds; modality '${m}' has ${c} ` +
+            `channels`,
         );
       }
       const bad = st.std.findIndex((s) => !(s > 0) || !Number.isFinite(s));
@@ -235,7 +238,8 @@ export class Loader {
               const want = [size, ...this.shapes[m]!];
               if (y.shape.join() !== want.join())
                 throw new Error(
-                  `Loader: the item source's map of modality '${m}' gave [${y.shape.join(', ')}], the data set declares [${want.join(', ')}]`,
+                  `Loader: the item source's map of modality '${m}' gave [${y.shape.join(', ')}], the data set ` +
+                    `declares [${want.join(', ')}]`,
                 );
             } finally {
               x.dispose();
@@ -276,7 +280,9 @@ function checkBatchFinite(
     if (Number.isFinite(dst[k]!)) continue;
     const i = Math.floor(k / itemLen);
     throw new Error(
-      `Loader: item ${items[i]} of the split (batch ${batch}, modality '${modality}') holds ${dst[k]} at element ${k - i * itemLen} after normalisation; non-finite inputs would turn the step's losses and gradients into NaN`,
+      `Loader: item ${items[i]} of the split (batch ${batch}, modality '${modality}') holds ${dst[k]} at element ` +
+        `${k - i * itemLen} after normalisation; non-finite inputs would turn the step's losses ` +
+        `and gradients into NaN`,
     );
   }
 }

@@ -41,7 +41,8 @@ export function fashionSplitIndices(
 ): { train: Int32Array; val: Int32Array } {
   if (!Number.isInteger(valSize) || valSize < 1 || valSize >= total) {
     throw new Error(
-      `valSize ${valSize} is invalid: it must be an integer from 1 to ${total - 1} (the training file has ${total} items)`,
+      `valSize ${valSize} is invalid: it must be an integer from 1 to ${total - 1} (the training file has ${total} ` +
+        `items)`,
     );
   }
   if (!Number.isInteger(trainLimit) || trainLimit < 0)
@@ -66,7 +67,8 @@ export function buildDataset(name: DatasetName, opts: BuildDatasetOptions): Data
     case 'ave':
       if (!opts.dataDir)
         throw new Error(
-          `--dataset ${name} needs --data-dir DIR, a directory made by \`mmpareto prepare ${name} --src RAW --out DIR\``,
+          `--dataset ${name} needs --data-dir DIR, ` +
+            `a directory made by \`mmpareto prepare ${name} --src RAW --out DIR\``,
         );
       return buildAvDataset(name, opts.dataDir, { seed: opts.seed, trainLimit: opts.trainLimit, ...opts.av });
   }
@@ -80,7 +82,9 @@ function fashionSplits(opts: BuildDatasetOptions): { sets: Record<SplitName, Ima
   const valSize = opts.valSize ?? DEFAULT_VAL_SIZE;
   const idx = fashionSplitIndices(fm.train.n, opts.seed, valSize, opts.trainLimit ?? 0);
   const sets = { train: takeItems(fm.train, idx.train), val: takeItems(fm.train, idx.val), test: fm.test };
-  const sizes = `train ${sets.train.n} and val ${sets.val.n} (disjoint, from the ${fm.train.n}-item training file), test ${sets.test.n} (t10k)`;
+  const sizes =
+    `train ${sets.train.n} and val ${sets.val.n} (disjoint, from the ${fm.train.n}-item training ` +
+    `file), test ${sets.test.n} (t10k)`;
   return { sets, sizes };
 }
 
@@ -97,7 +101,9 @@ function cgFmnist(opts: BuildDatasetOptions): Dataset {
     inputs: { gray: [1, side, side], color: [3, side, side] },
     tasks: { label: FASHION_MNIST_CLASSES },
     ...splits(split),
-    description: `CG-FMNIST (gray + class-coloured in train, randomly coloured in val/test) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
+    description:
+      `CG-FMNIST (gray + class-coloured in train, randomly coloured in val/test) from Fashion-MNIST at ` +
+      `${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
   };
 }
 
@@ -114,7 +120,9 @@ function multiFmnist(opts: BuildDatasetOptions): Dataset {
     inputs: { image: [1, side, 2 * side] },
     tasks: { left: FASHION_MNIST_CLASSES, right: FASHION_MNIST_CLASSES },
     ...splits(split),
-    description: `Multi-FMNIST (pairs side by side, right half 50% salt-and-pepper, pairs drawn within each split) from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
+    description:
+      `Multi-FMNIST (pairs side by side, right half 50% salt-and-pepper, pairs drawn within each split) ` +
+      `from Fashion-MNIST at ${opts.dataDir}: ${sizes}; seed ${opts.seed}`,
   };
 }
 
@@ -140,7 +148,9 @@ function syntheticDataset(opts: BuildDatasetOptions): Dataset {
     inputs: { audio: [1, S, S], visual: [3, S, S] },
     tasks: { label: SYNTHETIC_DEFAULT_CLASSES },
     ...splits(split),
-    description: `synthetic audio-visual (generated; audio dominant): train ${sizes.train}, val ${sizes.val}, test ${sizes.test}, each from its own derived seed; seed ${opts.seed}`,
+    description:
+      `synthetic audio-visual (generated; audio dominant): train ${sizes.train}, val ${sizes.val}, test ` +
+      `${sizes.test}, each from its own derived seed; seed ${opts.seed}`,
   };
 }
 

@@ -134,7 +134,9 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
         ? `; it needs ${mb(bytes.length)}${free === null ? '' : ` and ${mb(free)} are free`} in ${dir}`
         : '';
     throw new FileWriteError(
-      `cannot write ${path}: ${reason(e)} after ${written.toLocaleString('en-US')} of ${bytes.length.toLocaleString('en-US')} bytes${space}; the previous ${basename(path)} (if any) is unchanged`,
+      `cannot write ${path}: ${reason(e)} after ${written.toLocaleString('en-US')} of ` +
+        `${bytes.length.toLocaleString('en-US')} bytes${space}; the previous ${basename(path)} (if ` +
+        `any) is unchanged`,
       c,
     );
   }
@@ -179,7 +181,8 @@ export function appendWhole(path: string, text: string): void {
     }
     const c = codeOf(e);
     throw new FileWriteError(
-      `cannot append to ${path}: ${reason(e)}${c === 'ENOSPC' ? ` (${mb(bytes.length)} needed)` : ''}; the file keeps its previous ${start.toLocaleString('en-US')} bytes`,
+      `cannot append to ${path}: ${reason(e)}${c === 'ENOSPC' ? ` (${mb(bytes.length)} needed)` : ''}; the file ` +
+        `keeps its previous ${start.toLocaleString('en-US')} bytes`,
       c,
     );
   } finally {
@@ -223,7 +226,8 @@ export function ensureDir(path: string, what: string, create = true): EnsuredDir
     try {
       st = statSync(at, { throwIfNoEntry: false }); // follows links: a link to a directory is a directory
     } catch (e) {
-      if (codeOf(e) !== 'ENOTDIR') throw new Error(`${what}: cannot inspect ${at}: ${reason(e)}`); // ENOTDIR: a parent is a file, found above
+      // ENOTDIR: a parent is a file, found above
+      if (codeOf(e) !== 'ENOTDIR') throw new Error(`${what}: cannot inspect ${at}: ${reason(e)}`);
     }
     if (st) {
       if (!st.isDirectory())
@@ -264,7 +268,9 @@ export function ensureDir(path: string, what: string, create = true): EnsuredDir
   return { path: full, created };
 }
 
-/** A probe file tells a read-only mount or a missing permission at once (root passes access(2) on a read-only mount). */
+/**
+ * A probe file tells a read-only mount or a missing permission at once (root passes access(2) on a read-only mount).
+ */
 function probeWritable(dir: string, what: string, created: readonly string[]): void {
   const probe = `${dir}/.write-test-${process.pid}`;
   try {

@@ -86,7 +86,8 @@ export function decodeSafetensors(bytes: Uint8Array): DecodedSafetensors {
     const count = e.shape.reduce((x, y) => x * y, 1);
     if (end - b !== count * 4 || base + end > bytes.length)
       throw new Error(
-        `safetensors: '${name}' data [${b}, ${end}) does not fit shape [${e.shape.join(', ')}] in a ${bytes.length}-byte file (truncated?)`,
+        `safetensors: '${name}' data [${b}, ${end}) does not fit shape [${e.shape.join(', ')}] in a ` +
+          `${bytes.length}-byte file (truncated?)`,
       );
     const copy = bytes.slice(base + b, base + end).buffer; // aligned copy
     tensors.set(name, {

@@ -52,7 +52,10 @@ function header(runs: RunData[]): string {
         ? `${formatDuration(r.steps[r.steps.length - 1]!.time_s)} so far`
         : '—';
     const status = r.final ? 'complete' : '<span class="incomplete">incomplete</span>';
-    return `<tr><td>#${i + 1}</td><td class="path">${text(r.dir)}</td><td>${text(c.dataset)}</td><td>${text(c.model)}</td><td>${text(c.method)}</td><td>${text(c.seed)}</td><td>${text(c.epochs)}</td><td>${text(c.device)}</td><td>${text(c.version)}</td><td>${wall}</td><td>${status}</td></tr>`;
+    return (
+      `<tr><td>#${i + 1}</td><td ` +
+      `class="path">${text(r.dir)}</td><td>${text(c.dataset)}</td><td>${text(c.model)}</td><td>${text(c.method)}</td><td>${text(c.seed)}</td><td>${text(c.epochs)}</td><td>${text(c.device)}</td><td>${text(c.version)}</td><td>${wall}</td><td>${status}</td></tr>`
+    );
   });
   return `<h1>Training report: ${runs.length} run${runs.length === 1 ? '' : 's'}</h1>
 <table class="runs"><tr><th>#</th><th>run directory</th><th>dataset</th><th>model</th><th>method</th><th>seed</th><th>epochs</th><th>device</th><th>version</th><th>wall time</th><th>status</th></tr>
@@ -201,7 +204,8 @@ function telemetrySections(runs: RunData[]): string {
     .map((r, i) =>
       r.telemetry.length
         ? ''
-        : `<p class="note">${escapeHtml(label(r, i))}: no integrator telemetry in its metrics.jsonl (methods such as 'uniform' and 'one-joint-loss' log none); skipped in the charts below.</p>`,
+        : `<p class="note">${escapeHtml(label(r, i))}: no integrator telemetry in its metrics.jsonl (methods such ` +
+          `as 'uniform' and 'one-joint-loss' log none); skipped in the charts below.</p>`,
     )
     .join('');
   const head = '<h2>Gradient telemetry per encoder</h2>';
@@ -218,7 +222,10 @@ function telemetrySections(runs: RunData[]): string {
     const conflicts = per.map((p) => {
       const finite = p.t.filter((t) => Number.isFinite(t.cos));
       const n = finite.filter((t) => t.cos < 0).length;
-      return `${escapeHtml(p.name)}: ${finite.length ? formatAccuracy(n / finite.length) : '—'} of ${finite.length} logged steps with cos β &lt; 0`;
+      return (
+        `${escapeHtml(p.name)}: ${finite.length ? formatAccuracy(n / finite.length) : '—'} of ` +
+        `${finite.length} logged steps with cos β &lt; 0`
+      );
     });
     const alpha = lineChart(
       per.map((p) => ({ name: p.name, points: p.t.map((t) => [t.step, t.alpha] as const) })),
@@ -246,7 +253,11 @@ function telemetrySections(runs: RunData[]): string {
           yLabel: 'logged steps',
         },
       );
-      return `<figure class="hist" data-group="${escapeHtml(g)}" data-run="${escapeHtml(p.name)}">${chart}<figcaption>${escapeHtml(p.name)}: |g_m| ${stat(m)}; |g_u| ${stat(u)} (${ok.length} logged steps)</figcaption></figure>`;
+      return (
+        `<figure class="hist" data-group="${escapeHtml(g)}" ` +
+        `data-run="${escapeHtml(p.name)}">${chart}<figcaption>${escapeHtml(p.name)}: |g_m| ` +
+        `${stat(m)}; |g_u| ${stat(u)} (${ok.length} logged steps)</figcaption></figure>`
+      );
     });
     return `<h3>Encoder '${escapeHtml(g)}'</h3>
 <figure>${cos}<figcaption>Paper Fig. 1a. Conflicts: ${conflicts.join('; ')}.</figcaption></figure>
@@ -274,7 +285,10 @@ function confusionTables(runs: RunData[]): string {
     });
     return `${title}<table class="confusion">${head}${rows.join('')}</table>`;
   });
-  return `<h2>Confusion matrices (final test evaluation; shade = share of the true class's row)</h2>\n${parts.join('\n')}`;
+  return (
+    `<h2>Confusion matrices (final test evaluation; shade = share of the true class's ` +
+    `row)</h2>\n${parts.join('\n')}`
+  );
 }
 
 const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}

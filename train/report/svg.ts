@@ -109,7 +109,8 @@ function frame(
   const y = (v: number) => MARGIN.top + ph - ((v - y0) / (y1 - y0 || 1)) * ph;
   const r = (v: number) => v.toFixed(1);
   const svg = [
-    `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${escapeHtml(opts.title)}">`,
+    `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" ` +
+      `aria-label="${escapeHtml(opts.title)}">`,
   ];
   svg.push(
     `<text x="${W / 2 - MARGIN.right / 2}" y="16" text-anchor="middle" class="title">${escapeHtml(opts.title)}</text>`,
@@ -126,10 +127,12 @@ function frame(
   }
   svg.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${pw}" height="${ph}" class="plot"/>`);
   svg.push(
-    `<text x="${MARGIN.left + pw / 2}" y="${H - 6}" text-anchor="middle" class="label">${escapeHtml(opts.xLabel)}</text>`,
+    `<text x="${MARGIN.left + pw / 2}" y="${H - 6}" text-anchor="middle" ` +
+      `class="label">${escapeHtml(opts.xLabel)}</text>`,
   );
   svg.push(
-    `<text transform="translate(14 ${MARGIN.top + ph / 2}) rotate(-90)" text-anchor="middle" class="label">${escapeHtml(opts.yLabel)}</text>`,
+    `<text transform="translate(14 ${MARGIN.top + ph / 2}) rotate(-90)" text-anchor="middle" ` +
+      `class="label">${escapeHtml(opts.yLabel)}</text>`,
   );
   if (opts.zeroLine && y0 < 0 && y1 > 0)
     svg.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + pw}" y1="${r(y(0))}" y2="${r(y(0))}" class="zero"/>`);
@@ -152,7 +155,10 @@ function legend(
 
 function noData(opts: ChartOptions): string {
   const W = opts.width ?? 640;
-  return `<svg class="chart" width="${W}" height="60" viewBox="0 0 ${W} 60"><text x="10" y="20" class="title">${escapeHtml(opts.title)}</text><text x="10" y="44">no data</text></svg>`;
+  return (
+    `<svg class="chart" width="${W}" height="60" viewBox="0 0 ${W} 60"><text x="10" y="20" ` +
+    `class="title">${escapeHtml(opts.title)}</text><text x="10" y="44">no data</text></svg>`
+  );
 }
 
 /** A line chart of the series on shared axes, one colour per series, legend on the right. */
@@ -173,7 +179,8 @@ export function lineChart(series: readonly LineSeries[], opts: ChartOptions): st
     for (const seg of segments) {
       if (seg.length > 1)
         svg.push(
-          `<polyline points="${seg.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}" fill="none" stroke="${color}" stroke-width="1.6"/>`,
+          `<polyline points="${seg.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(' ')}" fill="none" ` +
+            `stroke="${color}" stroke-width="1.6"/>`,
         );
       // Markers where points are few (per-epoch curves) or isolated between gaps.
       if (seg.length === 1 || finite <= 40)
@@ -212,7 +219,10 @@ export interface HistogramSeries {
   counts: readonly number[];
 }
 
-/** Overlaid translucent histograms on the shared bin edges (bins + 1 of them). Each bar's <title> gives its bin and count. */
+/**
+ * Overlaid translucent histograms on the shared bin edges (bins + 1 of them). Each bar's <title> gives its bin and
+ * count.
+ */
 export function histogramChart(
   edges: readonly number[],
   series: readonly HistogramSeries[],
@@ -230,9 +240,13 @@ export function histogramChart(
       if (c === 0) return;
       const x0 = x(edges[b]!);
       const x1 = x(edges[b + 1]!);
-      const tip = `${s.name}: [${formatTick(edges[b]!)}, ${formatTick(edges[b + 1]!)}${b === bins - 1 ? ']' : ')'} ${c}`;
+      const tip =
+        `${s.name}: [${formatTick(edges[b]!)}, ` + `${formatTick(edges[b + 1]!)}${b === bins - 1 ? ']' : ')'} ${c}`;
       svg.push(
-        `<rect x="${x0.toFixed(1)}" y="${y(c).toFixed(1)}" width="${Math.max(0.5, x1 - x0 - 0.5).toFixed(1)}" height="${(y(0) - y(c)).toFixed(1)}" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}" data-series="${i}" data-bin="${b}" data-count="${c}"><title>${escapeHtml(tip)}</title></rect>`,
+        `<rect x="${x0.toFixed(1)}" y="${y(c).toFixed(1)}" width="${Math.max(0.5, x1 - x0 - 0.5).toFixed(1)}" ` +
+          `height="${(y(0) - y(c)).toFixed(1)}" fill="${seriesColor(i)}" fill-opacity="0.45" ` +
+          `stroke="${seriesColor(i)}" data-series="${i}" data-bin="${b}" ` +
+          `data-count="${c}"><title>${escapeHtml(tip)}</title></rect>`,
       );
     });
   });
@@ -241,7 +255,8 @@ export function histogramChart(
     series.map((s) => s.name),
     opts.width ?? 640,
     (i, lx, ly) =>
-      `<rect x="${lx}" y="${ly - 5}" width="18" height="10" fill="${seriesColor(i)}" fill-opacity="0.45" stroke="${seriesColor(i)}"/>`,
+      `<rect x="${lx}" y="${ly - 5}" width="18" height="10" fill="${seriesColor(i)}" fill-opacity="0.45" ` +
+      `stroke="${seriesColor(i)}"/>`,
   );
   svg.push('</svg>');
   return svg.join('');

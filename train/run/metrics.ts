@@ -39,7 +39,10 @@ export function macroF1(confusion: number[][]): number {
   return counted ? sum / counted : 0;
 }
 
-/** Row-wise argmax of (N, C) logits given as a flat array; ties and NaN as torch.argmax (the first maximum, or the first NaN). */
+/**
+ * Row-wise argmax of (N, C) logits given as a flat array; ties and NaN as torch.argmax (the first maximum, or the first
+ * NaN).
+ */
 export function argmaxRows(logits: ArrayLike<number>, classes: number): Int32Array {
   const n = logits.length / classes;
   const out = new Int32Array(n);

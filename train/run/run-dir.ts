@@ -52,7 +52,8 @@ export function openRunDir(
     }
     if (!resume && existsSync(files.metrics)) {
       throw new Error(
-        `${dir} holds a run that stopped before its first checkpoint (metrics.jsonl, no latest.safetensors); pass --resume to start it over, or choose another --out`,
+        `${dir} holds a run that stopped before its first checkpoint (metrics.jsonl, no latest.safetensors); pass ` +
+          `--resume to start it over, or choose another --out`,
       );
     }
     return { lock, created };
@@ -145,18 +146,21 @@ export function lockRunDir(dir: string, command: string, notice: (s: string) => 
       const held = readOwner(path);
       if (!held) {
         throw new Error(
-          `${dir} is locked by ${path}, which is not a lock this program wrote; if no run uses the directory, delete that file`,
+          `${dir} is locked by ${path}, which is not a lock this program wrote; if no run uses the directory, ` +
+            `delete that file`,
         );
       }
       const since = `since ${held.started} (${held.command})`;
       if (held.host !== owner.host) {
         throw new Error(
-          `${dir} is in use by PID ${held.pid} on host ${held.host} ${since}; one run per directory. If that run is gone, delete ${path}`,
+          `${dir} is in use by PID ${held.pid} on host ${held.host} ${since}; one run per directory. If that run ` +
+            `is gone, delete ${path}`,
         );
       }
       if (alive(held.pid)) {
         throw new Error(
-          `${dir} is in use by PID ${held.pid} ${since}; one run per directory: wait for it to finish, stop it, or choose another --out`,
+          `${dir} is in use by PID ${held.pid} ${since}; one run per directory: wait for it to finish, stop it, or ` +
+            `choose another --out`,
         );
       }
       // Stale: move it aside under our own name (atomic), so that of two processes taking it over only one succeeds.

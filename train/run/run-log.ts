@@ -1,5 +1,6 @@
 // A run directory's metrics.jsonl: one JSON object per line, appended as training goes (a
-// crash loses at most the line being written; a full disk none: a failed append is cut back). The record types below are the whole format;
+// crash loses at most the line being written; a full disk none: a failed append is cut back). The record types below
+// are the whole format;
 // `mmpareto report` reads them back.
 import { readFileSync } from 'node:fs';
 import { appendWhole } from '../io/files.ts';
@@ -16,7 +17,10 @@ export interface StepRecord {
   lr: number;
   /** Seconds since the run (or the resumed run) started. */
   time_s: number;
-  /** --on-nonfinite skip dropped this step (a non-finite loss or gradient): nothing was applied; non-finite losses are null. */
+  /**
+   * --on-nonfinite skip dropped this step (a non-finite loss or gradient): nothing was applied; non-finite losses are
+   * null.
+   */
   skipped?: boolean;
 }
 

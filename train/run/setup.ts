@@ -48,7 +48,8 @@ export function buildTraining(config: RunConfig, setup: Setup, device: Device): 
     config.optimizer === 'adamw'
       ? new AdamW(params, { lr: config.lr, weightDecay: config.weightDecay })
       : new SGD(params, { lr: config.lr, momentum: config.momentum, weightDecay: config.weightDecay });
-  // BatchNorm running statistics: restored if a step is dropped (num_batches_tracked counts every training batch, as a forward counter).
+  // BatchNorm running statistics: restored if a step is dropped (num_batches_tracked counts every training batch, as a
+  // forward counter).
   const running = model
     .namedBuffers()
     .filter(([k]) => !k.endsWith('num_batches_tracked'))

@@ -125,7 +125,8 @@ export class StepLog {
         .map((d) => `step ${d.step + 1} (${this.describe(d.reasons, stepLosses.get(d.step), null, null)})`)
         .join('; ');
       c.log(
-        `warning: ${skipped.length} step(s) dropped for non-finite values (--on-nonfinite skip): ${what}${skipped.length > 5 ? '; …' : ''}`,
+        `warning: ${skipped.length} step(s) dropped for non-finite values (--on-nonfinite skip): ` +
+          `${what}${skipped.length > 5 ? '; …' : ''}`,
       );
     }
     return { last };
@@ -144,7 +145,8 @@ export class StepLog {
       const ok = Object.entries(losses).filter(([, v]) => Number.isFinite(v));
       if (bad.length)
         parts.push(
-          `non-finite loss${bad.length > 1 ? 'es' : ''} ${bad.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')}${ok.length ? ` (${ok.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')})` : ''}`,
+          `non-finite loss${bad.length > 1 ? 'es' : ''} ` +
+            `${bad.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')}${ok.length ? ` (${ok.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')})` : ''}`,
         );
     }
     if (reasons.includes('gradient')) {
@@ -163,7 +165,10 @@ export class StepLog {
     return parts.join('; ') || 'dropped after an earlier non-finite step';
   }
 
-  /** Appends the telemetry records of steps lastTelemetry+1..upTo (1-based); the non-finite steps are reported by the guard. */
+  /**
+   * Appends the telemetry records of steps lastTelemetry+1..upTo (1-based); the non-finite steps are reported by the
+   * guard.
+   */
   private async logTelemetry(upTo: number): Promise<number> {
     const t = await this.c.step.integrator!.telemetry.read({ onNonFinite: 'return' });
     const after = this.lastTelemetry;

@@ -61,7 +61,10 @@ export class NonFiniteError extends Error {
 
 export interface TrainOptions {
   device: Device;
-  /** Aborting stops training after the step in progress (TrainingInterrupted); checkpoints stay as the last epoch wrote them. */
+  /**
+   * Aborting stops training after the step in progress (TrainingInterrupted); checkpoints stay as the last epoch wrote
+   * them.
+   */
   signal?: AbortSignal;
   /** Continue the run in config.outDir from its latest checkpoint (or start it over if it has none yet). */
   resume?: boolean;
@@ -121,7 +124,8 @@ class TrainingRun {
     this.files = runFiles(config.outDir);
     this.log(`data: ${dataset.description}`);
     this.log(
-      `model: ${config.model} (${model.numParameters().toLocaleString('en-US')} parameters), method ${config.method}, ${config.optimizer} lr ${config.lr}`,
+      `model: ${config.model} (${model.numParameters().toLocaleString('en-US')} parameters), method ` +
+        `${config.method}, ${config.optimizer} lr ${config.lr}`,
     );
     this.t = buildTraining(config, setup, opts.device);
     this.totalSteps = this.t.loader.batchesPerEpoch * config.epochs;
@@ -168,7 +172,8 @@ class TrainingRun {
       await saveCheckpoint(files.latest, { model: setup.model, optimizer: this.t.optimizer, step: this.t.step }, meta);
       this.opts.events?.epochEnd?.(this.epoch, files.latest);
       this.log(
-        `epoch ${this.epoch}/${config.epochs}: val ${formatEval(val)}${improved ? ' (best)' : ''} | ${((performance.now() - this.t0) / 1000).toFixed(1)} s`,
+        `epoch ${this.epoch}/${config.epochs}: val ${formatEval(val)}${improved ? ' (best)' : ''} | ` +
+          `${((performance.now() - this.t0) / 1000).toFixed(1)} s`,
       );
     }
     // Test once, with the best-by-validation weights.
@@ -300,7 +305,9 @@ class TrainingRun {
         { model: this.setup.model, optimizer: this.t.optimizer, step: this.t.step },
         this.meta(f.step),
       );
-      saved = `the weights, optimizer state and running statistics before it are in ${this.files.nonFinite} (mmpareto eval ${dir} --checkpoint ${this.files.nonFinite})`;
+      saved =
+        `the weights, optimizer state and running statistics before it are in ${this.files.nonFinite} ` +
+        `(mmpareto eval ${dir} --checkpoint ${this.files.nonFinite})`;
     } catch (e) {
       saved = `saving the state before it failed: ${(e as Error).message}`;
     }
@@ -309,7 +316,8 @@ class TrainingRun {
         ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there`
         : `no epoch finished yet: 'mmpareto train --resume --out ${dir}' starts the run over`;
     throw new NonFiniteError(
-      `training stopped at step ${s} (epoch ${epoch + 1}): ${this.stepLog.describe(f.reasons, losses, f.tensor, f.group)}. ` +
+      `training stopped at step ${s} (epoch ${epoch + 1}): ` +
+        `${this.stepLog.describe(f.reasons, losses, f.tensor, f.group)}. ` +
         `Nothing of step ${s}${after ? ` or of the ${after} step(s) after it` : ''} was applied; ${saved}. ` +
         `${resume} (with a lower --lr if training diverged, or --on-nonfinite skip to drop such steps instead).`,
       s,
@@ -322,9 +330,14 @@ class TrainingRun {
       batch > 0 ? `, repeating the ${batch} step(s) of epoch ${epoch + 1} done so far (with identical results)` : '';
     const where =
       this.epoch > 0
-        ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from there${repeat}`
-        : `no epoch finished yet, so there is no checkpoint: 'mmpareto train --resume --out ${dir}' starts the run over`;
-    return `interrupted after step ${this.globalStep} (epoch ${epoch + 1}, batch ${batch} of ${this.t.loader.batchesPerEpoch}); ${where}`;
+        ? `latest.safetensors holds epoch ${this.epoch}: 'mmpareto train --resume --out ${dir}' continues from ` +
+          `there${repeat}`
+        : `no epoch finished yet, so there is no checkpoint: ` +
+          `'mmpareto train --resume --out ${dir}' starts the run over`;
+    return (
+      `interrupted after step ${this.globalStep} (epoch ${epoch + 1}, batch ${batch} of ` +
+      `${this.t.loader.batchesPerEpoch}); ${where}`
+    );
   }
 
   dispose(): void {

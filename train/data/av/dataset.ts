@@ -74,13 +74,16 @@ function audioRecipe(features: AudioFeatures, m: Manifest): AudioRecipe {
   if (features === 'stft') {
     if (sr !== 22050)
       throw new Error(
-        `--audio stft is OGM-GE's spectrogram at 22,050 Hz; this data set was prepared at ${sr} Hz (prepare it again with --sample-rate 22050, or use --audio fbank)`,
+        `--audio stft is OGM-GE's spectrogram at 22,050 Hz; this data set was prepared at ${sr} Hz (prepare it ` +
+          `again with --sample-rate 22050, or use --audio fbank)`,
       );
     const t = 1 + Math.floor(samples / 353);
     return {
       samples,
       shape: [1, 257, t],
-      describe: `log(|STFT| + 1e-7), n_fft 512, hop 353, periodic Hann, reflect-centred, ${seconds} s at ${sr} Hz → 1×257×${t}`,
+      describe:
+        `log(|STFT| + 1e-7), n_fft 512, hop 353, periodic Hann, reflect-centred, ${seconds} s at ${sr} Hz ` +
+        `→ 1×257×${t}`,
       onDevice: (x) => tidy(() => reshape(ogmGeSpectrogram(x), [x.shape[0]!, 1, 257, t])),
     };
   }
@@ -101,7 +104,8 @@ function audioRecipe(features: AudioFeatures, m: Manifest): AudioRecipe {
   return {
     samples,
     shape: [1, t, 128],
-    describe: `Kaldi log mel fbank, 128 bins, 25/10 ms, pre-emphasis 0.97, Hanning, ${seconds} s at ${sr} Hz → 1×${t}×128`,
+    describe:
+      `Kaldi log mel fbank, 128 bins, 25/10 ms, pre-emphasis 0.97, Hanning, ${seconds} s at ${sr} Hz → ` + `1×${t}×128`,
     onDevice: (x) => tidy(() => reshape(kaldiFbank(x, o), [x.shape[0]!, 1, t, 128])),
   };
 }
@@ -147,7 +151,8 @@ class ClipSource implements ItemSource {
     } catch (e) {
       // A prepared file that vanished or was damaged after prepare: name it (the error does) and say how to repair.
       throw new Error(
-        `${(e as Error).message} — run \`mmpareto prepare\` again with --out ${this.root}: it re-checks every clip against the manifest and remakes damaged ones`,
+        `${(e as Error).message} — run \`mmpareto prepare\` again with --out ${this.root}: it re-checks every clip ` +
+          `against the manifest and remakes damaged ones`,
       );
     }
   }
@@ -162,7 +167,8 @@ class ClipSource implements ItemSource {
       const wav = parseWav(readFileSync(wavFile), wavFile);
       if (wav.sampleRate !== this.sampleRate || wav.samples.length === 0)
         throw new Error(
-          `${wavFile}: ${wav.samples.length} samples at ${wav.sampleRate} Hz, the manifest says ${it.samples} at ${this.sampleRate} Hz; run \`mmpareto prepare\` again to repair it`,
+          `${wavFile}: ${wav.samples.length} samples at ${wav.sampleRate} Hz, the manifest says ${it.samples} at ` +
+            `${this.sampleRate} Hz; run \`mmpareto prepare\` again to repair it`,
         );
       tileClip(wav.samples, this.wav);
       a.set(this.wav, b * this.audio.samples);
@@ -216,6 +222,9 @@ export function buildAvDataset(name: AvDatasetName, dir: string, o: AvDatasetOpt
     train,
     val,
     test,
-    description: `${title} prepared at ${dir} (${m.recipe.split} split): train ${train.n}, val ${val.n}, test ${test.n} clips, ${m.classes.length} classes; audio ${audio.describe}; visual ${frames} frame(s) at ${size}², RandomResizedCrop + flip in training; seed ${o.seed}`,
+    description:
+      `${title} prepared at ${dir} (${m.recipe.split} split): train ${train.n}, val ${val.n}, test ` +
+      `${test.n} clips, ${m.classes.length} classes; audio ${audio.describe}; visual ${frames} ` +
+      `frame(s) at ${size}², RandomResizedCrop + flip in training; seed ${o.seed}`,
   };
 }

@@ -5,7 +5,8 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 export const FFMPEG_INSTALL_HINT =
-  "install it with `sudo apt-get install ffmpeg` (Debian/Ubuntu; `npm test`'s setup does this), or set FFMPEG=/path/to/ffmpeg";
+  "install it with `sudo apt-get install ffmpeg` (Debian/Ubuntu; `npm test`'s setup does this), or set " +
+  'FFMPEG=/path/to/ffmpeg';
 
 export class FfmpegMissingError extends Error {}
 
@@ -38,7 +39,8 @@ export function findFfmpeg(env: NodeJS.ProcessEnv = process.env): Ffmpeg {
     throw new FfmpegMissingError(
       override !== undefined
         ? `FFMPEG=${override} is not an executable file; ${FFMPEG_INSTALL_HINT}`
-        : `ffmpeg was not found on PATH: \`mmpareto prepare\` needs it to convert audio and extract frames; ${FFMPEG_INSTALL_HINT}`,
+        : `ffmpeg was not found on PATH: \`mmpareto prepare\` needs it to convert audio and extract frames; ` +
+            `${FFMPEG_INSTALL_HINT}`,
     );
   }
   const r = spawnSync(path, ['-hide_banner', '-version'], { encoding: 'utf8' });
@@ -65,7 +67,8 @@ export function runFfmpeg(ff: Ffmpeg, args: readonly string[]): Promise<void> {
       else
         reject(
           new Error(
-            `ffmpeg ${signal ? `was killed by ${signal}` : `exited with ${code}`}: ${err.trim().split('\n').slice(-3).join(' | ') || '(no message)'}`,
+            `ffmpeg ${signal ? `was killed by ${signal}` : `exited with ${code}`}: ` +
+              `${err.trim().split('\n').slice(-3).join(' | ') || '(no message)'}`,
           ),
         );
     });

@@ -13,7 +13,10 @@ export interface Recipe {
   dataset: AvDatasetName;
   /** Mono 16-bit PCM WAV at this rate (ffmpeg -ac 1 -ar RATE -c:a pcm_s16le). */
   sampleRate: number;
-  /** Frames: one per second at t = 0.5, 1.5, … s (ffmpeg -vf trim=start=0.5,setpts=PTS-STARTPTS,fps=1), JPEG -q:v 2, at the source resolution. */
+  /**
+   * Frames: one per second at t = 0.5, 1.5, … s (ffmpeg -vf trim=start=0.5,setpts=PTS-STARTPTS,fps=1), JPEG -q:v 2, at
+   * the source resolution.
+   */
   framesPerSecond: 1;
   frameOffsetSeconds: 0.5;
   jpegQuality: 2;
@@ -66,7 +69,8 @@ export function readManifest(root: string): Manifest {
     );
   if (!existsSync(path))
     throw new Error(
-      `${root} has no manifest.json: it is not a prepared data set, or \`mmpareto prepare\` did not finish there (run it again; finished clips are kept)`,
+      `${root} has no manifest.json: it is not a prepared data set, or \`mmpareto prepare\` did not finish there ` +
+        `(run it again; finished clips are kept)`,
     );
   let m: Manifest;
   try {

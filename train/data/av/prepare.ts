@@ -148,7 +148,8 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     const first = tree.incomplete[0]!;
     if (onCorrupt === 'fail')
       throw new CorruptMediaError(
-        `${tree.incomplete.length} clip(s) lack a file (first: ${first.missing}); pass --on-corrupt skip to leave them out`,
+        `${tree.incomplete.length} clip(s) lack a file (first: ${first.missing}); pass --on-corrupt skip to leave ` +
+          `them out`,
       );
     log(`skipping ${tree.incomplete.length} clip(s) that lack a file (first: ${first.missing})`);
     for (const x of tree.incomplete) skipped.push({ name: x.name, reason: `missing ${x.missing}` });
@@ -174,7 +175,8 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     const old = JSON.parse(readFileSync(recipePath, 'utf8')) as Recipe;
     if (recipeKey(old) !== recipeKey(recipe)) {
       throw new Error(
-        `${opts.out} was prepared with a different recipe (${recipeKey(old)}); use another --out, or delete it to start over`,
+        `${opts.out} was prepared with a different recipe (${recipeKey(old)}); use another --out, or delete it to ` +
+          `start over`,
       );
     }
   } else if (existsSync(opts.out) && readdirSync(opts.out).length > 0) {
@@ -214,7 +216,9 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     const finished = done.length + skipped.length - tree.incomplete.length;
     const rate = (made || finished) / ((now - t0) / 1000);
     log(
-      `prepare ${opts.dataset}: ${finished}/${planned.length} clips (${made} made, ${reused} kept, ${skipped.length} skipped), ${rate.toFixed(1)} clips/s${made ? `, ETA ${Math.round((planned.length - finished) / rate)} s` : ''}`,
+      `prepare ${opts.dataset}: ${finished}/${planned.length} clips (${made} made, ${reused} kept, ` +
+        `${skipped.length} skipped), ${rate.toFixed(1)} ` +
+        `clips/s${made ? `, ETA ${Math.round((planned.length - finished) / rate)} s` : ''}`,
     );
   };
 

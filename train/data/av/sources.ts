@@ -90,7 +90,8 @@ export function scanCremaD(src: string, csv?: { train: string; test: string }): 
   }
   if (items.length === 0)
     throw new LayoutError(
-      `${src} holds no CREMA-D clip with both ${join(src, 'AudioWAV', '<clip>.wav')} and ${join(src, 'VideoFlash', '<clip>.flv')}`,
+      `${src} holds no CREMA-D clip with both ${join(src, 'AudioWAV', '<clip>.wav')} and ` +
+        `${join(src, 'VideoFlash', '<clip>.flv')}`,
     );
   let official: Map<string, SplitName> | null = null;
   if (csv) {
@@ -173,7 +174,8 @@ export function scanAve(src: string): SourceTree {
     const missing = Object.values(AVE_SPLIT_FILES).find((f) => !existsSync(join(src, f)));
     if (missing)
       throw new LayoutError(
-        `${src} has ${present.join(', ')} but ${join(src, missing)} is missing (the official split needs all three lists, or none for a seeded split)`,
+        `${src} has ${present.join(', ')} but ${join(src, missing)} is missing (the official split needs all three ` +
+          `lists, or none for a seeded split)`,
       );
     official = new Map();
     for (const [split, f] of Object.entries(AVE_SPLIT_FILES) as [SplitName, string][]) {

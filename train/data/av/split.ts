@@ -21,7 +21,8 @@ export function stratifiedSplit(
     const need = parts.length + 1;
     if (sorted.length < need) {
       throw new SplitError(
-        `class '${cls}' has ${sorted.length} clip(s); a stratified ${['train', ...parts].join('/')} split needs at least ${need} per class (fewer splits: give the official split lists)`,
+        `class '${cls}' has ${sorted.length} clip(s); a stratified ${['train', ...parts].join('/')} split needs at ` +
+          `least ${need} per class (fewer splits: give the official split lists)`,
       );
     }
     const order = shuffleInPlace(
@@ -59,7 +60,8 @@ export function checkEveryClassInEverySplit(counts: Record<SplitName, Record<str
       .map(([c]) => c);
     if (missing.length)
       throw new SplitError(
-        `${what}: class${missing.length > 1 ? 'es' : ''} ${missing.map((c) => `'${c}'`).join(', ')} ha${missing.length > 1 ? 've' : 's'} no clip in the ${s} split`,
+        `${what}: class${missing.length > 1 ? 'es' : ''} ${missing.map((c) => `'${c}'`).join(', ')} ` +
+          `ha${missing.length > 1 ? 've' : 's'} no clip in the ${s} split`,
       );
   }
 }

@@ -46,7 +46,8 @@ export function parseWav(bytes: Uint8Array, file: string): Wav {
   const extensiblePcm = format === 0xfffe && fmt.size >= 26 && view.getUint16(fmt.at + 24, true) === 1;
   if ((format !== 1 && !extensiblePcm) || bits !== 16 || channels !== 1) {
     throw new CorruptMediaError(
-      `${file}: expected 16-bit PCM mono, found format ${format}, ${bits} bits, ${channels} channel(s) (run \`mmpareto prepare\`, which converts with ffmpeg)`,
+      `${file}: expected 16-bit PCM mono, found format ${format}, ${bits} bits, ${channels} channel(s) (run ` +
+        `\`mmpareto prepare\`, which converts with ffmpeg)`,
     );
   }
   if (sampleRate < 1) throw new CorruptMediaError(`${file}: sample rate ${sampleRate}`);
