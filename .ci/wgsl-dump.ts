@@ -29,5 +29,5 @@ await import('../test/run.ts');
 
 mkdirSync(resolve(out), { recursive: true });
 for (const [sha, code] of sources) writeFileSync(join(out, `${sha}.wgsl`), code);
-writeFileSync(join(out, 'index.txt'), [...uses].sort().join('\n') + '\n');
+writeFileSync(join(out, 'index.txt'), `${[...uses].sort().join('\n')}\n`);
 console.log(`wgsl-dump: ${sources.size} distinct sources (${uses.size} op/entry uses) in ${out}`);

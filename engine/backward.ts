@@ -103,7 +103,9 @@ function sweep(order: readonly Tensor[], seeds: Map<Tensor, Slots>, k: number, o
       if (!s) continue;
       slots.delete(t);
       const live: number[] = [];
-      s.forEach((g, j) => g && live.push(j));
+      s.forEach((g, j) => {
+        if (g) live.push(j);
+      });
       const node = t.node;
       if (node && live.length) {
         const { rule, ctx } = ruleOf(node, t);
@@ -123,7 +125,10 @@ function sweep(order: readonly Tensor[], seeds: Map<Tensor, Slots>, k: number, o
           node.inputs.forEach((x, n) => {
             const gi = gins[m]![n];
             if (!gi) return;
-            if (!x.requiresGrad) return gi.dispose();
+            if (!x.requiresGrad) {
+              gi.dispose();
+              return;
+            }
             accumulate(x, j, gi);
           });
         });
@@ -294,7 +299,9 @@ export function perLossGrads(
   const result: PerLossGradients = new Map();
   for (const p of params) {
     const byLoss: Record<string, Tensor> = {};
-    got.get(p)?.forEach((g, j) => g && (byLoss[names[j]!] = g));
+    got.get(p)?.forEach((g, j) => {
+      if (g) byLoss[names[j]!] = g;
+    });
     result.set(p, byLoss);
   }
   return result;
@@ -308,7 +315,9 @@ export function perLossGrads(
 function checkOneGraph(op: string, names: string[], roots: Tensor[], order: readonly Tensor[]): void {
   if (roots.length < 2) return;
   const reach = new Map<Tensor, number>(); // bit mask of the losses reaching each tensor
-  roots.forEach((r, j) => reach.set(r, (reach.get(r) ?? 0) | (1 << j)));
+  roots.forEach((r, j) => {
+    reach.set(r, (reach.get(r) ?? 0) | (1 << j));
+  });
   const parent = roots.map((_, j) => j);
   const find = (j: number): number => (parent[j] === j ? j : (parent[j] = find(parent[j]!)));
   for (let k = order.length - 1; k >= 0; k--) {

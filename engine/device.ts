@@ -86,6 +86,7 @@ export class Device implements BatcherHost {
   readonly ownsDevice: boolean;
 
   // Dawn's Node instance must outlive its devices: if it is garbage collected, the process crashes.
+  // biome-ignore lint/correctness/noUnusedPrivateClassMembers: written only, to hold the reference
   private instance: GPU | null = null;
 
   private constructor(gpu: GPUDevice, adapterName: string, owns: boolean) {

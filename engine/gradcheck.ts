@@ -98,7 +98,10 @@ export async function gradcheck(
   const y0 = await y.toArray();
   const gen = new Generator(opts.seed ?? 1234);
   const v = new Float32Array(y.size);
-  for (let i = 0; i < v.length; i++) v[i] = Number.isNaN(y0[i]) ? (gen.uniform(), 0) : gen.uniform() * 2 - 1;
+  for (let i = 0; i < v.length; i++) {
+    const u = gen.uniform(); // drawn for every element, NaN outputs included, to keep the stream
+    v[i] = Number.isNaN(y0[i]) ? 0 : u * 2 - 1;
+  }
   const vt = tensor(v, y.shape, { device: y.device });
   const wrt = leaves.filter((_, i) => checked[i]);
   const grads = wrt.length ? grad([y], wrt, { gradOutputs: [vt], allowUnused: true }) : [];

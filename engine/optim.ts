@@ -85,7 +85,9 @@ export abstract class Optimizer {
   ) {
     checkParams(name, params);
     this.params = params;
-    params.forEach((p, i) => this.slots.set(p, i));
+    params.forEach((p, i) => {
+      this.slots.set(p, i);
+    });
   }
 
   /** The learning rate of the next updates (for schedules). */

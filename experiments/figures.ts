@@ -108,11 +108,11 @@ export function barChart(groups: readonly BarGroup[], opts: BarChartOptions): st
           `y2="${r(y(m - s))}" stroke="#222"/><line x1="${r(cx - 4)}" x2="${r(cx + 4)}" ` +
           `y1="${r(y(m + s))}" y2="${r(y(m + s))}" stroke="#222"/>`,
       );
-      v.forEach((p, k) =>
+      v.forEach((p, k) => {
         svg.push(
           `<circle cx="${r(cx + (k - (v.length - 1) / 2) * 3)}" cy="${r(y(p))}" r="2" fill="#222" fill-opacity="0.7"/>`,
-        ),
-      );
+        );
+      });
     });
   });
   opts.series.forEach((name, i) => {

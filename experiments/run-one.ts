@@ -21,7 +21,7 @@ if (!runJson || !runsDir || !resultsDir || !commit) {
   process.exit(2);
 }
 const run = JSON.parse(runJson) as PlannedRun;
-const send = (o: object) => process.stdout.write(JSON.stringify(o) + '\n');
+const send = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const stop = new AbortController();
 const onStop = () => stop.abort();
 process.on('SIGTERM', onStop);

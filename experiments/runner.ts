@@ -134,7 +134,7 @@ function recordMeta(path: string, commit: string, segmentStart: number): void {
     : { commits: [], segmentStarts: [] };
   if (!meta.commits.includes(commit)) meta.commits.push(commit);
   if (!meta.segmentStarts.includes(segmentStart)) meta.segmentStarts.push(segmentStart);
-  writeFileSync(path, JSON.stringify(meta) + '\n');
+  writeFileSync(path, `${JSON.stringify(meta)}\n`);
 }
 
 /** The last epoch's weights (latest.safetensors) on the test split. */

@@ -32,8 +32,8 @@ export function collectAndRender(resultsDir: string, budget: Budget = SWEEP_BUDG
   const label = budgetLabel(budget);
   const all = findSummaries(resultsDir);
   const pilotDir = join(resultsDir, 'pilot');
-  const main = all.filter((s) => !s.path.startsWith(pilotDir + '/') && s.summary.budget.label === label);
-  const pilot = all.filter((s) => s.path.startsWith(pilotDir + '/')).map((s) => s.summary);
+  const main = all.filter((s) => !s.path.startsWith(`${pilotDir}/`) && s.summary.budget.label === label);
+  const pilot = all.filter((s) => s.path.startsWith(`${pilotDir}/`)).map((s) => s.summary);
   const analyses = ['cg-fmnist', 'multi-fmnist'].flatMap((ds) => readAnalyses(join(resultsDir, ds, label, 'analysis')));
   return renderResults({
     budget,

@@ -243,7 +243,7 @@ export function buildSummary(inp: SummaryInputs): RunSummary {
 
 export function writeSummary(path: string, s: RunSummary): void {
   mkdirSync(dirname(path), { recursive: true });
-  writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(s, null, 1) + '\n'));
+  writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(s, null, 1)}\n`));
 }
 
 export function readSummary(path: string): RunSummary {

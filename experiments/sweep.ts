@@ -211,7 +211,7 @@ export function childExecutor(runsDir: string, resultsDir: string, commit: strin
         const s = d.toString();
         // Dawn's adapter warnings are noise; everything else is kept for the error message.
         for (const line of s.split('\n'))
-          if (line.trim() && !line.startsWith('Warning: maxDynamic')) err += line + '\n';
+          if (line.trim() && !line.startsWith('Warning: maxDynamic')) err += `${line}\n`;
       });
       child.on('exit', (code, signal) => {
         child = null;

@@ -6,7 +6,7 @@
 //           the authors' ConcatFusion);
 //   sum:    head = Linear(features → classes) on the summed features (all encoders equally wide).
 import { EngineError, Generator, add, concat, type Tensor } from '../engine/index.ts';
-import { Linear, Module, ModuleDict } from '../engine/nn/index.ts';
+import { Linear, type Module, ModuleDict } from '../engine/nn/index.ts';
 import { TrainableModel } from './multimodal.ts';
 
 /** A module mapping a (B, ...item) batch to (B, features). */

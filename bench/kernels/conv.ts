@@ -83,7 +83,12 @@ function ours(c: Shape) {
     input_grad: (r) => timeOurs(() => [k.inputGrad(gy)], r),
     weight_grad: (r) => timeOurs(() => [k.weightGrad(gy)[0]], r),
   };
-  return { samplers, dispose: () => [x, w, gy].forEach((t) => t.dispose()) };
+  return {
+    samplers,
+    dispose: () => {
+      for (const t of [x, w, gy]) t.dispose();
+    },
+  };
 }
 
 /** tfjs's three kernels at one shape in NHWC (its fastest layout), filter HWIO. */
@@ -103,7 +108,12 @@ function theirs(c: Shape) {
     weight_grad: (r) =>
       timeTf(() => run('Conv2DBackpropFilter', { x, dy }, { filterShape: [c.k, c.k, c.cin, c.cout] }), r),
   };
-  return { samplers, dispose: () => [x, f, dy].forEach((t) => t.dispose()) };
+  return {
+    samplers,
+    dispose: () => {
+      for (const t of [x, f, dy]) t.dispose();
+    },
+  };
 }
 
 const PASSES = ['forward', 'input_grad', 'weight_grad'] as const;

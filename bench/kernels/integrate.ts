@@ -80,7 +80,9 @@ const integrators = new Map(
   ]),
 );
 const baseline = () => {
-  params.forEach((p, i) => (p.grad = sums.flat()[i]!));
+  params.forEach((p, i) => {
+    p.grad = sums.flat()[i]!;
+  });
   opt.step();
   for (const p of params) p.grad = null;
 };

@@ -286,9 +286,13 @@ export class NonFiniteGuard {
     if (!deltas) return;
     for (const [opt, d] of deltas) {
       const c = opt.stepCounts!;
-      d.forEach((x, i) => (c[i]! -= x));
+      d.forEach((x, i) => {
+        c[i]! -= x;
+      });
       const last = this.lastCounts.get(opt)!;
-      d.forEach((x, i) => (last[i] = (last[i] ?? 0) - x));
+      d.forEach((x, i) => {
+        last[i] = (last[i] ?? 0) - x;
+      });
     }
     this.counts.delete(step);
   }

@@ -244,17 +244,17 @@ export class GradientIntegrator {
   private reduceAndSolve(grads: PerLossGradients, lossValues: LossValues | undefined): void {
     const dev = this.device;
     if (this.method === 'gradnorm') {
-      this.groups.forEach((group, g) =>
-        group.losses.forEach((name, j) =>
+      this.groups.forEach((group, g) => {
+        group.losses.forEach((name, j) => {
           dev.batcher.copy(
             lossValues![name]!.rawBuffer,
             0,
             this.work.rawBuffer,
             (this.lossBase + g * this.k + j) * 4,
             4,
-          ),
-        ),
-      );
+          );
+        });
+      });
     }
     for (const s of this.slots.flat()) {
       if (s.rows === 0) continue;

@@ -160,7 +160,9 @@ export class Sequential extends Layer {
   constructor(...layers: Layer[]) {
     super();
     this.layers = layers;
-    layers.forEach((l, i) => this.child(String(i), l));
+    layers.forEach((l, i) => {
+      this.child(String(i), l);
+    });
   }
   /** Intermediate outputs are disposed as soon as the next layer ran (the graph keeps what backward needs). */
   forward(x: Tensor): Tensor {

@@ -56,7 +56,7 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
 export function broadcastStrides(shape: Shape, out: Shape): number[] {
   const st = stridesOf(shape);
   const off = out.length - shape.length;
-  return out.map((d, i) => (i < off || shape[i - off] === 1 ? 0 : st[i - off]!));
+  return out.map((_, i) => (i < off || shape[i - off] === 1 ? 0 : st[i - off]!));
 }
 
 /** Normalises possibly negative axes; throws on out-of-range or repeated axes. */

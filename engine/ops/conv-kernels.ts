@@ -11,7 +11,7 @@ import type { Device } from '../device.ts';
 import { EngineError } from '../errors.ts';
 import type { Tensor } from '../tensor.ts';
 import type { ParamValues } from '../../shaders/kernel.ts';
-import { CONV_PARAMS, convForwardKernel, convPackKernel } from '../../shaders/conv.ts';
+import { type CONV_PARAMS, convForwardKernel, convPackKernel } from '../../shaders/conv.ts';
 import { convInputGradKernel, convInputGradRunsKernel, convWeightGradKernel } from '../../shaders/conv-backward.ts';
 import { CONV_SMALL_ROWS, convSmallKernel } from '../../shaders/conv-small.ts';
 import { output } from './common.ts';

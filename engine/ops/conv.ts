@@ -160,7 +160,9 @@ const convStacked: StackedRule<'conv2d'> = (ctx, gys) => {
     const stacked = concat(gys, 0);
     const dxs = inputGradKernel(dev, stacked, w!, { ...g, n: k * g.n });
     stacked.dispose();
-    gys.forEach((_, j) => (out[j]![0] = slice(dxs, [j * g.n, 0, 0, 0], [(j + 1) * g.n, g.cin, g.h, g.w])));
+    gys.forEach((_, j) => {
+      out[j]![0] = slice(dxs, [j * g.n, 0, 0, 0], [(j + 1) * g.n, g.cin, g.h, g.w]);
+    });
     dxs.dispose();
   }
   const needB = !!b && b.requiresGrad;
@@ -174,7 +176,10 @@ const convStacked: StackedRule<'conv2d'> = (ctx, gys) => {
     });
     dws.dispose();
     dbs?.dispose();
-  } else if (needB) gys.forEach((gy, j) => (out[j]![2] = sum(gy, [0, 2, 3])));
+  } else if (needB)
+    gys.forEach((gy, j) => {
+      out[j]![2] = sum(gy, [0, 2, 3]);
+    });
   return out;
 };
 

@@ -111,7 +111,9 @@ export const shapeRules = {
   reshape: ({ inputs: [x] }, gy) => [view(gy, x!.shape)],
   permute: ({ attrs }, gy) => {
     const inv = new Array<number>(attrs.perm.length);
-    attrs.perm.forEach((p, i) => (inv[p] = i));
+    attrs.perm.forEach((p, i) => {
+      inv[p] = i;
+    });
     return [permuteKernel(gy, inv)];
   },
   slice: ({ inputs: [x], attrs }, gy) => {

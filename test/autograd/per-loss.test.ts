@@ -34,55 +34,53 @@ function batch(seed: number, size = 8): [Tensor, Tensor, Tensor] {
 }
 
 for (const stacked of [true, false]) {
-  test(
-    `equal to one retained-graph backward per loss (stacked ${stacked}); ` + `heads get only their own loss`,
-    async () => {
-      const before = liveTensors.count;
-      const m = new LateFusion(4, 3, 1);
-      const params = m.parameters();
-      const [a, v, y] = batch(2, stacked ? 2 : 8);
-      const losses = tidy(() => m.losses(a, v, y));
-      // Reference: the official recipe, a retained-graph backward per loss (allowUnused: zeros).
-      const ref: Record<string, Tensor[]> = {};
-      for (const [n, l] of Object.entries(losses)) ref[n] = grad(l, params, { retainGraph: true, allowUnused: true });
-      const got = perLossGrads(losses, params, { stacked });
-      const names = m.namedParameters().map(([n]) => n);
-      assert.equal([...got.keys()], params, 'keyed by parameter, every parameter listed');
-      for (const loss of Object.keys(losses)) {
-        const gs = params.map((p) => got.get(p)![loss] ?? null);
-        for (let i = 0; i < params.length; i++) {
-          const reaches = names[i]!.startsWith('head.')
-            ? loss === 'mm'
-            : names[i]!.startsWith('head_audio.')
-              ? loss === 'audio'
-              : names[i]!.startsWith('head_visual.')
-                ? loss === 'visual'
-                : names[i]!.startsWith('audio.')
-                  ? loss === 'mm' || loss === 'audio'
-                  : loss === 'mm' || loss === 'visual';
-          assert.is(gs[i] !== null, reaches, `${loss} reaches ${names[i]}: ${reaches}`);
-          // The same kernels run on the same values; only a stacked GEMM's rows may be summed in
-          // another order (conv weight gradients: sums of ~100 terms of size ~0.1 → 1e-6 abs).
-          if (gs[i])
-            assertClose(await gs[i]!.toArray(), await ref[loss]![i]!.toArray(), 1e-5, 1e-6, `${loss} → ${names[i]}`);
-        }
+  const title = `equal to one retained-graph backward per loss (stacked ${stacked}); heads get only their own loss`;
+  test(title, async () => {
+    const before = liveTensors.count;
+    const m = new LateFusion(4, 3, 1);
+    const params = m.parameters();
+    const [a, v, y] = batch(2, stacked ? 2 : 8);
+    const losses = tidy(() => m.losses(a, v, y));
+    // Reference: the official recipe, a retained-graph backward per loss (allowUnused: zeros).
+    const ref: Record<string, Tensor[]> = {};
+    for (const [n, l] of Object.entries(losses)) ref[n] = grad(l, params, { retainGraph: true, allowUnused: true });
+    const got = perLossGrads(losses, params, { stacked });
+    const names = m.namedParameters().map(([n]) => n);
+    assert.equal([...got.keys()], params, 'keyed by parameter, every parameter listed');
+    for (const loss of Object.keys(losses)) {
+      const gs = params.map((p) => got.get(p)![loss] ?? null);
+      for (let i = 0; i < params.length; i++) {
+        const reaches = names[i]!.startsWith('head.')
+          ? loss === 'mm'
+          : names[i]!.startsWith('head_audio.')
+            ? loss === 'audio'
+            : names[i]!.startsWith('head_visual.')
+              ? loss === 'visual'
+              : names[i]!.startsWith('audio.')
+                ? loss === 'mm' || loss === 'audio'
+                : loss === 'mm' || loss === 'visual';
+        assert.is(gs[i] !== null, reaches, `${loss} reaches ${names[i]}: ${reaches}`);
+        // The same kernels run on the same values; only a stacked GEMM's rows may be summed in
+        // another order (conv weight gradients: sums of ~100 terms of size ~0.1 → 1e-6 abs).
+        if (gs[i])
+          assertClose(await gs[i]!.toArray(), await ref[loss]![i]!.toArray(), 1e-5, 1e-6, `${loss} → ${names[i]}`);
       }
-      // Encoders are reached by two losses each, heads by one: every encoder node ran for 2 slots.
-      assert.ok(perLossStats.singleCalls > 0);
-      // conv2d has a stacked rule (used on tiny maps like these 2×2 ones): the encoders' convs ran as one call for both
-      // slots.
-      assert.ok(
-        stacked ? perLossStats.stackedCalls >= 4 : perLossStats.stackedCalls === 0,
-        `stacked calls ${perLossStats.stackedCalls}`,
-      );
-      assert.ok(perLossStats.perSlotCalls > 0, 'ops without a stacked rule ran once per slot');
-      disposeAll(got);
-      for (const gs of Object.values(ref)) for (const g of gs) g.dispose();
-      for (const t of [a, v, y, ...Object.values(losses)]) t.dispose();
-      m.dispose();
-      assert.is(liveTensors.count, before, 'no leaks, graph freed');
-    },
-  );
+    }
+    // Encoders are reached by two losses each, heads by one: every encoder node ran for 2 slots.
+    assert.ok(perLossStats.singleCalls > 0);
+    // conv2d has a stacked rule (used on tiny maps like these 2×2 ones): the encoders' convs ran as one call for both
+    // slots.
+    assert.ok(
+      stacked ? perLossStats.stackedCalls >= 4 : perLossStats.stackedCalls === 0,
+      `stacked calls ${perLossStats.stackedCalls}`,
+    );
+    assert.ok(perLossStats.perSlotCalls > 0, 'ops without a stacked rule ran once per slot');
+    disposeAll(got);
+    for (const gs of Object.values(ref)) for (const g of gs) g.dispose();
+    for (const t of [a, v, y, ...Object.values(losses)]) t.dispose();
+    m.dispose();
+    assert.is(liveTensors.count, before, 'no leaks, graph freed');
+  });
 }
 
 test('a loss used twice and a loss that is a sum of others', async () => {

@@ -118,7 +118,10 @@ test(
     assert.equal(frameIndices(1, 3, false, null), [0, 0, 0]);
     assert.equal(frameIndices(2, 4, true, new Generator(1)), [0, 0, 1, 1]);
     const seen = [new Set<number>(), new Set<number>()];
-    for (let s = 0; s < 200; s++) frameIndices(6, 2, true, new Generator(s)).forEach((f, i) => seen[i]!.add(f));
+    for (let s = 0; s < 200; s++)
+      frameIndices(6, 2, true, new Generator(s)).forEach((f, i) => {
+        seen[i]!.add(f);
+      });
     assert.equal(
       [[...seen[0]!].sort(), [...seen[1]!].sort()],
       [

@@ -21,7 +21,9 @@ function idx(shape: number[], data: ArrayLike<number>): Uint8Array {
   const out = new Uint8Array(4 + 4 * shape.length + data.length);
   const view = new DataView(out.buffer);
   out.set([0, 0, 0x08, shape.length]);
-  shape.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  shape.forEach((d, i) => {
+    view.setUint32(4 + 4 * i, d, false);
+  });
   out.set(data, 4 + 4 * shape.length);
   return out;
 }

@@ -12,7 +12,9 @@ function idx(shape: number[]): Uint8Array {
   const out = new Uint8Array(4 + 4 * shape.length + n);
   const view = new DataView(out.buffer);
   out.set([0, 0, 0x08, shape.length]);
-  shape.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  shape.forEach((d, i) => {
+    view.setUint32(4 + 4 * i, d, false);
+  });
   for (let i = 0; i < n; i++) out[4 + 4 * shape.length + i] = i % 256;
   return out;
 }

@@ -148,9 +148,9 @@ test("the app's compute pass between engine training steps: the app's and the en
     expected.push(Float64Array.from(input, (x, i) => 2 * x + host[i]!));
   });
   // The app's results: 2·a + w of each step, exact in float32 (one multiply by 2, one add).
-  appResults.forEach((r, s) =>
-    assert.equal([...r], [...Float32Array.from(expected[s]!)], `app result after step ${s}`),
-  );
+  appResults.forEach((r, s) => {
+    assert.equal([...r], [...Float32Array.from(expected[s]!)], `app result after step ${s}`);
+  });
   assert.ok(
     appResults[0]!.some((x, i) => x !== appResults[2]![i]),
     'the weight changed between steps',
@@ -158,7 +158,9 @@ test("the app's compute pass between engine training steps: the app's and the en
   // The engine's results: bit-identical to the same training on an engine-owned device (same
   // adapter, same kernels, deterministic), where no app work ran in between.
   const alone = await train(device, () => undefined);
-  onApp.forEach((p, i) => assert.equal([...p], [...alone[i]!], `parameter ${i}`));
+  onApp.forEach((p, i) => {
+    assert.equal([...p], [...alone[i]!], `parameter ${i}`);
+  });
   engine.destroy();
   a.destroy();
   out.destroy();

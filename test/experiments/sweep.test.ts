@@ -250,8 +250,14 @@ test('child-process executor (the real sweep): runs a plan, streams progress, wr
     ...E,
     exec: (r, h) =>
       child.exec(r, {
-        log: (l) => (lines.push(l), h.log(l)),
-        progress: (p) => (progress.push(p.remaining), h.progress(p)),
+        log: (l) => {
+          lines.push(l);
+          h.log(l);
+        },
+        progress: (p) => {
+          progress.push(p.remaining);
+          h.progress(p);
+        },
       }),
     log: () => {},
     progressEvery: 0,

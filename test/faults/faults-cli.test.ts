@@ -32,7 +32,7 @@ const root = mkdtempSync(join(tmpdir(), 'mmpareto-faults-'));
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { out: (s) => (out += s + '\n'), err: (s) => (err += s + '\n') }, device);
+  const code = await main(argv, { out: (s) => (out += `${s}\n`), err: (s) => (err += `${s}\n`) }, device);
   return { code, out, err };
 }
 // 64 training items, batch 16: 4 steps an epoch (the checkpoints have their full size).
@@ -103,7 +103,7 @@ test(
       written += k;
       return NODE_OPS.write(fd, b, o, k);
     };
-    let r;
+    let r: Awaited<ReturnType<typeof run>>;
     try {
       r = await run(...small(dir, '--epochs', '2'));
     } finally {
@@ -292,9 +292,9 @@ test(
       code = await main(
         small(dir, '--epochs', '3'),
         {
-          out: (s) => (out += s + '\n'),
+          out: (s) => (out += `${s}\n`),
           err: (s) => {
-            err += s + '\n';
+            err += `${s}\n`;
             if (s.startsWith('epoch 1/3')) dev.destroy(); // right after epoch 1's checkpoint
           },
         },

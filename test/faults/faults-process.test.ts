@@ -89,7 +89,7 @@ test(
   async () => {
     let out = '';
     let err = '';
-    const io = { out: (s: string) => (out += s + '\n'), err: (s: string) => (err += s + '\n') };
+    const io = { out: (s: string) => (out += `${s}\n`), err: (s: string) => (err += `${s}\n`) };
     const ref = join(root, 'ref');
     assert.is(await main(args(ref, '--epochs', '2'), io, device), 0, err);
 
@@ -171,7 +171,7 @@ test(
     const dir = join(root, 'other');
     mkdirSync(dir);
     let err = '';
-    const io = { out: () => {}, err: (s: string) => (err += s + '\n') };
+    const io = { out: () => {}, err: (s: string) => (err += `${s}\n`) };
     writeFileSync(
       join(dir, 'lock'),
       JSON.stringify({ pid: 1, host: `not-${hostname()}`, started: '2024-01-01T00:00:00.000Z', command: 'train' }),

@@ -141,28 +141,26 @@ for (const [method, optimizer] of [
   ['uniform', 'adamw'],
   ['gradnorm', 'sgd'],
 ] as const) {
-  test(
-    `${method} + ${optimizer}, skip: steps 0, 1, bad, 3, ` + `4 = steps 0, 1, 3, 4 without the bad one (bitwise)`,
-    async () => {
-      const r = build(method, optimizer, 'skip');
-      stepOn(r, 0);
-      stepOn(r, 1);
-      stepOn(r, 2, true);
-      const v = await r.guard!.read(); // rewinds AdamW's step counts for the dropped step
-      assert.not.ok(v.halted);
-      assert.equal(
-        v.dropped.map((s) => [s.step, s.applied]),
-        [[2, false]],
-      );
-      stepOn(r, 3);
-      stepOn(r, 4);
-      const ref = build(method, optimizer);
-      for (const i of [0, 1, 3, 4]) stepOn(ref, i);
-      sameState(await state(r), await state(ref), `${method} skip`);
-      dispose(r);
-      dispose(ref);
-    },
-  );
+  const what = 'skip: steps 0, 1, bad, 3, 4 = steps 0, 1, 3, 4 without the bad one (bitwise)';
+  test(`${method} + ${optimizer}, ${what}`, async () => {
+    const r = build(method, optimizer, 'skip');
+    stepOn(r, 0);
+    stepOn(r, 1);
+    stepOn(r, 2, true);
+    const v = await r.guard!.read(); // rewinds AdamW's step counts for the dropped step
+    assert.not.ok(v.halted);
+    assert.equal(
+      v.dropped.map((s) => [s.step, s.applied]),
+      [[2, false]],
+    );
+    stepOn(r, 3);
+    stepOn(r, 4);
+    const ref = build(method, optimizer);
+    for (const i of [0, 1, 3, 4]) stepOn(ref, i);
+    sameState(await state(r), await state(ref), `${method} skip`);
+    dispose(r);
+    dispose(ref);
+  });
 }
 
 test('a non-finite gradient with finite losses is caught, named by tensor index; reset() resumes updates', async () => {

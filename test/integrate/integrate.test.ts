@@ -61,7 +61,7 @@ function teardown(s: Setup, ...more: (Tensor[] | Tensor[][])[]): void {
 /** grads[g][j][t] (null: loss j does not reach tensor t) keyed by parameter, as perLossGrads gives them. */
 function keyed(params: Tensor[][], grads: readonly (readonly (readonly (Tensor | null)[])[])[]): PerLossGradients {
   const out: PerLossGradients = new Map();
-  params.forEach((ps, g) =>
+  params.forEach((ps, g) => {
     ps.forEach((p, t) => {
       const byLoss: Record<string, Tensor> = {};
       grads[g]!.forEach((list, j) => {
@@ -69,8 +69,8 @@ function keyed(params: Tensor[][], grads: readonly (readonly (readonly (Tensor |
         if (gr) byLoss[lossName(g, j)] = gr;
       });
       out.set(p, byLoss);
-    }),
-  );
+    });
+  });
   return out;
 }
 /** The integrator's result by parameter, as [group][tensor]. */
@@ -508,7 +508,11 @@ test('magnitudeHistogram: the per-batch |g_m|, |g_u| distribution of one group f
   );
   const g0 = records.filter((r) => r.group === 0);
   const bin = (v: number) => Math.min(3, Math.floor((v - hist.edges[0]!) / (hist.edges[1]! - hist.edges[0]!)));
-  const expect = (vs: number[]) => vs.reduce((c, v) => (c[bin(v)]!++, c), [0, 0, 0, 0]);
+  const expect = (vs: number[]) => {
+    const c = [0, 0, 0, 0];
+    for (const v of vs) c[bin(v)]!++;
+    return c;
+  };
   assert.equal(hist.multimodal, expect(g0.map((r) => r.normM)));
   assert.equal(hist.unimodal, expect(g0.map((r) => r.normU)));
   assert.ok(hist.multimodal[0]! === 6, 'multimodal norms ~10x smaller: all in the first bin');

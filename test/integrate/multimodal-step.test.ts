@@ -58,7 +58,9 @@ for (const method of ['mmpareto', 'mmpareto-official', 'mgda', 'uniform'] as Int
         const ids = encoders[name as 'audio' | 'visual'].map((p) => index.get(p)!);
         const gs: Grads = [ids.map((i) => ref.mm![i]!), ids.map((i) => ref[name]![i]!)];
         const h = applyCoef(gs, reference(method, gs, {}, newState(2), k).coef);
-        ids.forEach((i, t) => (expected[i] = p0[i]!.map((x, j) => x - lr * h[t]![j]!)));
+        ids.forEach((i, t) => {
+          expected[i] = p0[i]!.map((x, j) => x - lr * h[t]![j]!);
+        });
       }
     }
     // p − lr·h: h from float32 Gram sums over ~500 values (relative error ~1e-5 of the largest

@@ -34,7 +34,11 @@ export interface RefResult {
 
 export function dotT(a: Float64Array[], b: Float64Array[]): number {
   let s = 0;
-  a.forEach((x, t) => x.forEach((v, i) => (s += v * b[t]![i]!)));
+  a.forEach((x, t) => {
+    x.forEach((v, i) => {
+      s += v * b[t]![i]!;
+    });
+  });
   return s;
 }
 const dot1 = (a: Float64Array, b: Float64Array): number => a.reduce((s, v, i) => s + v * b[i]!, 0);

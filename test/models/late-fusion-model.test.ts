@@ -194,76 +194,75 @@ async function encoderFeatures(
 }
 
 for (const fusion of ['concat', 'sum'] as const) {
-  test(
-    `LateFusionClassifier (${fusion}), 2 and 3 modalities: ` + `logits shapes and values, names, targets, groups`,
-    async () => {
-      const before = liveTensors.count;
-      for (const names of [
-        ['gray', 'color'],
-        ['gray', 'color', 'depth'],
-      ]) {
-        const channels: Record<string, number> = { gray: 1, color: 3, depth: 2 };
-        const encoders: Record<string, EncoderSpec> = {};
-        names.forEach(
-          (n, i) =>
-            (encoders[n] = { module: new CGEncoder({ inChannels: channels[n]!, seed: 10 + i }), features: 512 }),
-        );
-        const model = new LateFusionClassifier({ encoders, classes: 4, fusion, seed: 7 }).eval();
-        const inputs: Record<string, Tensor> = {};
-        const hostIn: Record<string, Arr> = {};
-        names.forEach((n, i) => ([inputs[n], hostIn[n]] = randTensor([2, channels[n]!, 6, 6], 20 + i)));
-        const logits = tidy(() => model.logits(inputs));
-        assert.equal(Object.keys(logits).sort(), ['mm', ...names].sort());
-        for (const t of Object.values(logits)) assert.equal(t.shape, [2, 4]);
-        assert.equal(model.targets, Object.fromEntries(['mm', ...names].map((n) => [n, 'label'])));
-        assert.is(model.mainLoss, 'mm');
-        // The logits from the encoders' features by the float64 formula of the fusion.
-        const feats = await encoderFeatures(model, inputs);
-        const sd = model.stateDict();
-        const p = (k: string) => host(sd.get(k)!);
-        let fused: Arr;
-        if (fusion === 'concat') {
-          fused = new Float64Array(2 * 512 * names.length);
-          for (let r = 0; r < 2; r++)
-            names.forEach((n, j) =>
-              fused.set(feats[n]!.subarray(r * 512, (r + 1) * 512), r * 512 * names.length + j * 512),
-            );
-        } else fused = feats[names[0]!]!.map((_, i) => names.reduce((s, n) => s + feats[n]![i]!, 0));
-        const width = fusion === 'concat' ? 512 * names.length : 512;
-        assert.equal(sd.get('head.weight')!.shape, [4, width]);
-        // Features are float32 outputs fed to a float32 dot product over ≤ 1536 terms: rtol 1e-5 / atol 1e-5.
+  const what = 'logits shapes and values, names, targets, groups';
+  test(`LateFusionClassifier (${fusion}), 2 and 3 modalities: ${what}`, async () => {
+    const before = liveTensors.count;
+    for (const names of [
+      ['gray', 'color'],
+      ['gray', 'color', 'depth'],
+    ]) {
+      const channels: Record<string, number> = { gray: 1, color: 3, depth: 2 };
+      const encoders: Record<string, EncoderSpec> = {};
+      names.forEach((n, i) => {
+        encoders[n] = { module: new CGEncoder({ inChannels: channels[n]!, seed: 10 + i }), features: 512 };
+      });
+      const model = new LateFusionClassifier({ encoders, classes: 4, fusion, seed: 7 }).eval();
+      const inputs: Record<string, Tensor> = {};
+      const hostIn: Record<string, Arr> = {};
+      names.forEach((n, i) => {
+        [inputs[n], hostIn[n]] = randTensor([2, channels[n]!, 6, 6], 20 + i);
+      });
+      const logits = tidy(() => model.logits(inputs));
+      assert.equal(Object.keys(logits).sort(), ['mm', ...names].sort());
+      for (const t of Object.values(logits)) assert.equal(t.shape, [2, 4]);
+      assert.equal(model.targets, Object.fromEntries(['mm', ...names].map((n) => [n, 'label'])));
+      assert.is(model.mainLoss, 'mm');
+      // The logits from the encoders' features by the float64 formula of the fusion.
+      const feats = await encoderFeatures(model, inputs);
+      const sd = model.stateDict();
+      const p = (k: string) => host(sd.get(k)!);
+      let fused: Arr;
+      if (fusion === 'concat') {
+        fused = new Float64Array(2 * 512 * names.length);
+        for (let r = 0; r < 2; r++)
+          names.forEach((n, j) => {
+            fused.set(feats[n]!.subarray(r * 512, (r + 1) * 512), r * 512 * names.length + j * 512);
+          });
+      } else fused = feats[names[0]!]!.map((_, i) => names.reduce((s, n) => s + feats[n]![i]!, 0));
+      const width = fusion === 'concat' ? 512 * names.length : 512;
+      assert.equal(sd.get('head.weight')!.shape, [4, width]);
+      // Features are float32 outputs fed to a float32 dot product over ≤ 1536 terms: rtol 1e-5 / atol 1e-5.
+      assertClose(
+        await logits.mm!.toArray(),
+        linearH(fused, 2, width, await p('head.weight'), 4, await p('head.bias')),
+        1e-5,
+        1e-5,
+        'mm logits',
+      );
+      for (const n of names) {
         assertClose(
-          await logits.mm!.toArray(),
-          linearH(fused, 2, width, await p('head.weight'), 4, await p('head.bias')),
+          await logits[n]!.toArray(),
+          linearH(feats[n]!, 2, 512, await p(`heads.${n}.weight`), 4, await p(`heads.${n}.bias`)),
           1e-5,
           1e-5,
-          'mm logits',
+          `${n} logits`,
         );
-        for (const n of names) {
-          assertClose(
-            await logits[n]!.toArray(),
-            linearH(feats[n]!, 2, 512, await p(`heads.${n}.weight`), 4, await p(`heads.${n}.bias`)),
-            1e-5,
-            1e-5,
-            `${n} logits`,
-          );
-        }
-        for (const k of [
-          'encoders.gray.conv1.weight',
-          'encoders.gray.bn0.running_mean',
-          'encoders.color.fc.bias',
-          'head.bias',
-          'heads.gray.weight',
-          'heads.color.bias',
-        ])
-          assert.ok(sd.has(k), `has ${k}`);
-        checkGroups(model, ['head.', 'heads.']);
-        for (const t of [...Object.values(inputs), ...Object.values(logits)]) t.dispose();
-        model.dispose();
       }
-      assert.is(liveTensors.count, before, 'no leaks');
-    },
-  );
+      for (const k of [
+        'encoders.gray.conv1.weight',
+        'encoders.gray.bn0.running_mean',
+        'encoders.color.fc.bias',
+        'head.bias',
+        'heads.gray.weight',
+        'heads.color.bias',
+      ])
+        assert.ok(sd.has(k), `has ${k}`);
+      checkGroups(model, ['head.', 'heads.']);
+      for (const t of [...Object.values(inputs), ...Object.values(logits)]) t.dispose();
+      model.dispose();
+    }
+    assert.is(liveTensors.count, before, 'no leaks');
+  });
 }
 
 /**
@@ -460,7 +459,9 @@ test('buildModel: deterministic for a seed (identical initial state dict), diffe
       va.map(([k]) => k),
       vb.map(([k]) => k),
     );
-    va.forEach(([k, v], i) => assert.equal([...v], [...vb[i]![1]], `${name} ${k} equal for one seed`));
+    va.forEach(([k, v], i) => {
+      assert.equal([...v], [...vb[i]![1]], `${name} ${k} equal for one seed`);
+    });
     const differs = va.filter(([k, v], i) => k.endsWith('weight') && v.some((x, j) => x !== vc[i]![1][j]));
     assert.ok(
       differs.length > 0 &&

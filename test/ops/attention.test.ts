@@ -14,8 +14,8 @@
 // gradient entry (computed by the reference, so no cancellation hides in it).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith, rejects } from '../helpers.ts';
-import { grad, liveTensors, releaseGraph, scaledDotProductAttention, tensor, type Tensor } from '../../engine/index.ts';
+import { assertClose, check, randArray, rejects } from '../helpers.ts';
+import { grad, liveTensors, releaseGraph, scaledDotProductAttention, tensor } from '../../engine/index.ts';
 import { attentionTuning } from '../../engine/ops/attention.ts';
 
 const test = suite('attention');

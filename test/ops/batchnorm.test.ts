@@ -21,7 +21,7 @@
 //  within 2·D·u·Σ|gy·x̂| + (mean error)·invstd·|Σgy| (both doubled).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, randArray, rejects } from '../helpers.ts';
 import { batchNorm2d, grad, liveTensors, tensor, type BatchNormOptions, type Tensor } from '../../engine/index.ts';
 import { BATCHNORM_SERIAL_MAX } from '../../shaders/batchnorm.ts';
 

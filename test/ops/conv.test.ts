@@ -8,7 +8,7 @@
 // final roundings; a misplaced tap or a missing term is off by a whole product, far above that.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randTensor, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, randTensor, rejects } from '../helpers.ts';
 import { conv2d, grad, liveTensors, tensor, type Conv2dOptions } from '../../engine/index.ts';
 
 const test = suite('conv');

@@ -14,7 +14,7 @@
 //  because float32 itself cannot do better (u·2000 ≈ 1.2e-4 per rounding).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, device, randArray, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, device, randArray, rejects } from '../helpers.ts';
 import {
   crossEntropy,
   grad,

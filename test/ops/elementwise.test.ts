@@ -10,7 +10,7 @@
 //    relative error (p ≤ 3 here: ≈ 1e-6), plus exp2's few ULP: rtol 1e-5.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, randTensor, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, randArray, randTensor, rejects } from '../helpers.ts';
 import {
   add,
   sub,

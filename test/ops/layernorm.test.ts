@@ -15,7 +15,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { assertClose, check, randArray, randTensor, throwsWith } from '../helpers.ts';
-import { layerNorm, grad, tensor, liveTensors, type Tensor } from '../../engine/index.ts';
+import { layerNorm, grad, tensor, liveTensors } from '../../engine/index.ts';
 
 const test = suite('layernorm');
 let live0 = 0;

@@ -4,7 +4,7 @@
 // atol = K·u·max over outputs of Σ|a·b|; linear adds the bias: K + 1 terms, Σ|a·b| + |bias|.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randTensor, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, randTensor, rejects } from '../helpers.ts';
 import { matmul, linear, tensor, liveTensors, type Tensor } from '../../engine/index.ts';
 
 const test = suite('matmul');

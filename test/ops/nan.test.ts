@@ -82,7 +82,9 @@ function maxRowsRef(x: Float32Array, rows: number, n: number, gy: Float32Array):
     const m = hasNaN ? NaN : Math.max(...row);
     const hits = row.map((v) => (hasNaN ? Number.isNaN(v) : v === m));
     const count = hits.filter(Boolean).length;
-    hits.forEach((h, j) => h && (dx[r * n + j] = Math.fround(gy[r]! / count)));
+    hits.forEach((h, j) => {
+      if (h) dx[r * n + j] = Math.fround(gy[r]! / count);
+    });
     y.push(m);
   }
   return { y, dx };

@@ -7,7 +7,7 @@
 // the gathers in backward add at most ⌈k/s⌉²·k² such terms: 64·u again.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, randArray, rejects } from '../helpers.ts';
 import {
   adaptiveAvgPool2d,
   avgPool2d,
@@ -16,7 +16,6 @@ import {
   maxPool2d,
   tensor,
   type Pool2dOptions,
-  type Tensor,
 } from '../../engine/index.ts';
 
 const test = suite('pool');
@@ -124,7 +123,9 @@ function distinct(n: number, seed: number): Float64Array {
   const r = randArray(n, seed);
   const order = [...r.keys()].sort((a, b) => r[a]! - r[b]!);
   const out = new Float64Array(n);
-  order.forEach((idx, k) => (out[idx] = Math.fround(0.1 * (k - n / 2))));
+  order.forEach((idx, k) => {
+    out[idx] = Math.fround(0.1 * (k - n / 2));
+  });
   return out;
 }
 

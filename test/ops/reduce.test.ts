@@ -9,7 +9,7 @@
 //  - mean = sum · fl(1/n): two more roundings, rtol 3u on top of the sum's atol / n.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { assertClose, check, randArray, randTensor, throwsWith, rejects } from '../helpers.ts';
+import { assertClose, check, randArray, randTensor, rejects } from '../helpers.ts';
 import { sum, mean, max, grad, tensor, liveTensors, Generator } from '../../engine/index.ts';
 
 const test = suite('reduce');

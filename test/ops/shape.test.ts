@@ -3,7 +3,7 @@
 // backward by gradcheck; bad input must throw at the call naming the op and the shapes.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { check, randTensor, throwsWith, rejects } from '../helpers.ts';
+import { check, randTensor, rejects } from '../helpers.ts';
 import {
   reshape,
   permute,
@@ -53,7 +53,9 @@ const permuteRef = (x: ArrayLike<number>, s: Shape, p: number[]) =>
     p.map((a) => s[a]!),
     (c) => {
       const o = s.map(() => 0);
-      p.forEach((a, i) => (o[a] = c[i]!));
+      p.forEach((a, i) => {
+        o[a] = c[i]!;
+      });
       return o;
     },
   );

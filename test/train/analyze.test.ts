@@ -25,7 +25,7 @@ const U = 2 ** -24; // float32 unit roundoff
 async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { out: (s) => (out += s + '\n'), err: (s) => (err += s + '\n') }, device);
+  const code = await main(argv, { out: (s) => (out += `${s}\n`), err: (s) => (err += `${s}\n`) }, device);
   return { code, out, err };
 }
 
@@ -110,9 +110,9 @@ test('analyzeGradients = float64 statistics of the same per-batch gradients (nor
     const ref = [reference(host[n]![0]), reference(host[n]![1])] as const;
     ([e.multimodal, e.unimodal] as const).forEach((s, slot) => {
       const r = ref[slot]!;
-      s.norms.forEach((v, i) =>
-        assert.ok(relErr(v, r.norms[i]!) <= normTol, `${n} slot ${slot} batch ${i}: |g| ${v} vs ${r.norms[i]}`),
-      );
+      s.norms.forEach((v, i) => {
+        assert.ok(relErr(v, r.norms[i]!) <= normTol, `${n} slot ${slot} batch ${i}: |g| ${v} vs ${r.norms[i]}`);
+      });
       assert.ok(
         relErr(s.covTrace, r.covTrace) <= traceTol,
         `${n} slot ${slot}: tr C ${s.covTrace} vs ${r.covTrace} (tol ${traceTol})`,

@@ -8,7 +8,7 @@ import { main } from '../../train/cli/main.ts';
 import { readRecords } from '../../train/run/run-log.ts';
 import { device } from '../helpers.ts';
 import { preparedCremaD, root } from '../fixtures/av.ts';
-import { buildModel, MBTClassifier } from '../../models/registry.ts';
+import { buildModel, type MBTClassifier } from '../../models/registry.ts';
 import { throwsWith } from '../helpers.ts';
 
 const test = suite('av-train');
@@ -45,7 +45,7 @@ for (const model of ['resnet18', 'mbt']) {
         '--out',
         run,
       ],
-      { out: (s) => (out += s + '\n'), err: (s) => (err += s + '\n') },
+      { out: (s) => (out += `${s}\n`), err: (s) => (err += `${s}\n`) },
       device,
     );
     assert.is(code, 0, err);

@@ -23,7 +23,7 @@ const root = mkdtempSync(join(tmpdir(), 'mmpareto-cli-'));
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await main(argv, { out: (s) => (out += s + '\n'), err: (s) => (err += s + '\n') }, device);
+  const code = await main(argv, { out: (s) => (out += `${s}\n`), err: (s) => (err += `${s}\n`) }, device);
   return { code, out, err };
 }
 // 256 training items, batch 16: 16 steps an epoch.
@@ -177,7 +177,7 @@ test('resume: 1 epoch, then --resume --epochs 2 = 2 uninterrupted epochs (bitwis
   const dir = join(root, 'b');
   assert.is((await run(...small(dir, '--epochs', '1', '--no-report'))).code, 0);
   // A crash after the checkpoint: a half-written line at the end of the log must not break resume.
-  writeFileSync(join(dir, 'metrics.jsonl'), readFileSync(join(dir, 'metrics.jsonl'), 'utf8') + '{"type":"step","ep');
+  writeFileSync(join(dir, 'metrics.jsonl'), `${readFileSync(join(dir, 'metrics.jsonl'), 'utf8')}{"type":"step","ep`);
   const r = await run('train', '--resume', '--epochs', '2', '--quiet', '--no-report', '--out', dir);
   assert.is(r.code, 0, r.err);
   const a = readCheckpoint(join(root, 'a', 'latest.safetensors'));

@@ -61,7 +61,7 @@ function writeRun(dir: string, config: Record<string, unknown>, records: RunReco
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   // JSON.stringify writes NaN as null, as the trainer's appendRecord does.
-  writeFileSync(join(dir, 'metrics.jsonl'), records.map((r) => JSON.stringify(r) + '\n').join('') + torn);
+  writeFileSync(join(dir, 'metrics.jsonl'), records.map((r) => `${JSON.stringify(r)}\n`).join('') + torn);
 }
 
 function makeRuns(root: string): [string, string] {
@@ -312,7 +312,7 @@ test('loader: a missing directory or file, a malformed or unknown line (file:lin
     writeFileSync(metrics, `${good}\n`);
     appendFileSync(
       metrics,
-      JSON.stringify({ type: 'step', epoch: 1, step: 1, steps: 1, loss: { mm: 0.25 }, lr: 0.1, time_s: 2 }) + '\n',
+      `${JSON.stringify({ type: 'step', epoch: 1, step: 1, steps: 1, loss: { mm: 0.25 }, lr: 0.1, time_s: 2 })}\n`,
     );
     const run = loadRun(dir);
     assert.equal(

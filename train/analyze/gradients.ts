@@ -24,17 +24,7 @@
 // (paired runs of different methods) are analysed on the same batches.
 import { existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import {
-  concat,
-  keep,
-  noGrad,
-  perLossGrads,
-  reshape,
-  square,
-  tidy,
-  type Device,
-  type Tensor,
-} from '../../engine/index.ts';
+import { concat, keep, noGrad, perLossGrads, square, tidy, type Device, type Tensor } from '../../engine/index.ts';
 import { loadModelState, readCheckpoint } from '../run/checkpoint.ts';
 import type { RunConfig } from '../run/config.ts';
 import { buildSetup, type Setup } from '../run/setup.ts';
@@ -317,7 +307,7 @@ export async function analyzeRun(
       wall_s: (performance.now() - t0) / 1000,
     };
     mkdirSync(dirname(out), { recursive: true });
-    writeFileAtomic(out, new TextEncoder().encode(JSON.stringify(analysis) + '\n'));
+    writeFileAtomic(out, new TextEncoder().encode(`${JSON.stringify(analysis)}\n`));
     return { path: out, analysis };
   } finally {
     setup.model.dispose();

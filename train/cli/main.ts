@@ -22,14 +22,18 @@ export async function main(
   let device: Device | null = null; // created here on first need (usage errors create none), destroyed at the end
   const getDevice = async () => given ?? (device ??= await init());
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const parsed = (() => {
+      try {
+        return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    })();
     const { values: v, positionals } = parsed;
-    if (v.version) return (io.out(VERSION), 0);
+    if (v.version) {
+      io.out(VERSION);
+      return 0;
+    }
     const [cmd, ...rest] = positionals;
     if (v.help || !cmd) {
       io.out(HELP);

@@ -12,6 +12,7 @@ import {
   renameSync,
   rmdirSync,
   statSync,
+  type Stats,
   statfsSync,
   unlinkSync,
   writeSync,
@@ -191,19 +192,19 @@ export function appendWhole(path: string, text: string): void {
 }
 
 // statfs f_type of kernel interfaces that look like directories but are no storage.
-const VIRTUAL_FS: Record<number, string> = {
-  0x9fa0: 'proc',
-  0x62656572: 'sysfs',
-  0x64626720: 'debugfs',
-  0x74726163: 'tracefs',
-  0x73636673: 'securityfs',
-  0x27e0eb: 'cgroup',
-  0x63677270: 'cgroup2',
-  0xcafe4a11: 'bpf',
-  0x1cd1: 'devpts',
-  0x42494e4d: 'binfmt_misc',
-  0x6e736673: 'nsfs',
-};
+const VIRTUAL_FS = new Map<number, string>([
+  [0x9fa0, 'proc'],
+  [0x62656572, 'sysfs'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x73636673, 'securityfs'],
+  [0x27e0eb, 'cgroup'],
+  [0x63677270, 'cgroup2'],
+  [0xcafe4a11, 'bpf'],
+  [0x1cd1, 'devpts'],
+  [0x42494e4d, 'binfmt_misc'],
+  [0x6e736673, 'nsfs'],
+]);
 
 export interface EnsuredDir {
   path: string;
@@ -222,7 +223,7 @@ export function ensureDir(path: string, what: string, create = true): EnsuredDir
   const missing: string[] = [];
   let at = full;
   for (;;) {
-    let st;
+    let st: Stats | undefined;
     try {
       st = statSync(at, { throwIfNoEntry: false }); // follows links: a link to a directory is a directory
     } catch (e) {
@@ -245,7 +246,7 @@ export function ensureDir(path: string, what: string, create = true): EnsuredDir
   } catch {
     /* unknown: the mkdir below reports */
   }
-  const virtual = fsType === undefined ? undefined : VIRTUAL_FS[fsType];
+  const virtual = fsType === undefined ? undefined : VIRTUAL_FS.get(fsType);
   if (virtual)
     throw new Error(
       `${what}: ${at} is on the ${virtual} file system (a kernel interface, not storage); choose a directory on a disk`,

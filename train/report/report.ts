@@ -4,7 +4,7 @@
 // gradients over steps (1a), α, and the distributions of |g_m| and |g_u| (1d) — per encoder.
 import { dirname, resolve } from 'node:path';
 import { ensureDir, writeFileAtomic } from '../io/files.ts';
-import type { EvalRecord, StepRecord, TelemetryLine } from '../run/run-log.ts';
+import type { EvalRecord } from '../run/run-log.ts';
 import { loadRun, type RunData } from './run-data.ts';
 import { escapeHtml, finiteRange, histogram, histogramChart, lineChart, type LineSeries } from './svg.ts';
 

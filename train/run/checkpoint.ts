@@ -11,7 +11,14 @@ import type { AdamW, MultimodalStep, SGD, Tensor } from '../../engine/index.ts';
 import type { Module } from '../../engine/nn/index.ts';
 import { crc32 } from '../io/crc32.ts';
 import { writeFileAtomic } from '../io/files.ts';
-import { decodeSafetensors, encodeSafetensors, headerLength, parseHeader, type SafeTensor } from '../io/safetensors.ts';
+import {
+  type DecodedSafetensors,
+  decodeSafetensors,
+  encodeSafetensors,
+  headerLength,
+  parseHeader,
+  type SafeTensor,
+} from '../io/safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'mmpareto-webgpu/1';
 
@@ -70,7 +77,7 @@ export interface Checkpoint {
 
 export function readCheckpoint(path: string): Checkpoint {
   if (!existsSync(path)) throw new Error(`checkpoint ${path} does not exist`);
-  let decoded;
+  let decoded: DecodedSafetensors;
   try {
     decoded = decodeSafetensors(new Uint8Array(readFileSync(path)));
   } catch (e) {

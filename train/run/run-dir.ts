@@ -130,7 +130,7 @@ export function lockRunDir(dir: string, command: string, notice: (s: string) => 
   const owner: LockOwner = { pid: process.pid, host: hostname(), started: new Date().toISOString(), command };
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    writeFileSync(tmp, JSON.stringify(owner) + '\n');
+    writeFileSync(tmp, `${JSON.stringify(owner)}\n`);
   } catch (e) {
     throw new Error(`cannot lock ${dir}: writing ${tmp} failed: ${(e as Error).message}`);
   }

@@ -69,7 +69,7 @@ export interface FinalRecord {
 export type RunRecord = StepRecord | TelemetryLine | EvalRecord | FinalRecord;
 
 export function appendRecord(path: string, r: RunRecord): void {
-  appendWhole(path, JSON.stringify(r) + '\n');
+  appendWhole(path, `${JSON.stringify(r)}\n`);
 }
 
 /** Whether a record stays when a run resumes from the checkpoint at (epoch, step): what came after it is dropped. */

@@ -155,7 +155,7 @@ class TrainingRun {
     writeFileAtomic(
       files.config,
       new TextEncoder().encode(
-        JSON.stringify({ ...config, version: VERSION, device: this.opts.device.adapterName }, null, 2) + '\n',
+        `${JSON.stringify({ ...config, version: VERSION, device: this.opts.device.adapterName }, null, 2)}\n`,
       ),
     );
     this.t0 = performance.now();
@@ -225,7 +225,7 @@ class TrainingRun {
     // Drop what was logged after the checkpoint (a crash mid-epoch), so the log reads as one run.
     if (existsSync(files.metrics)) {
       const kept = readRecords(files.metrics).filter((r) => keptOnResume(r, this.epoch, this.globalStep));
-      writeFileAtomic(files.metrics, new TextEncoder().encode(kept.map((r) => JSON.stringify(r) + '\n').join('')));
+      writeFileAtomic(files.metrics, new TextEncoder().encode(kept.map((r) => `${JSON.stringify(r)}\n`).join('')));
     }
     this.log(`resumed from ${files.latest}: epoch ${this.epoch}, step ${this.globalStep}`);
   }

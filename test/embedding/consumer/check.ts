@@ -12,7 +12,7 @@ import {
   type GradcheckResult,
   type Shape,
 } from 'mmpareto-webgpu';
-import { Conv2d, Linear, Module } from 'mmpareto-webgpu/nn';
+import { Conv2d, Linear, type Module } from 'mmpareto-webgpu/nn';
 import { CGEncoder, LateFusionClassifier, type TrainableModel } from 'mmpareto-webgpu/models';
 import { syntheticAV, type SyntheticAV } from 'mmpareto-webgpu/data';
 

@@ -36,4 +36,3 @@ const losses = tidy(() => {
 step.step(losses); // per-loss gradients, MMPareto per encoder, SGD: one submit, no readback
 console.log(await losses.mm.item()); // the one readback
 // --- end ---
-export {};

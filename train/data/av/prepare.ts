@@ -201,7 +201,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   mkdirSync(join(opts.out, 'audio'), { recursive: true });
   mkdirSync(join(opts.out, 'visual'), { recursive: true });
   removeTemporaries(opts.out);
-  writeAtomic(recipePath, JSON.stringify(recipe, null, 2) + '\n');
+  writeAtomic(recipePath, `${JSON.stringify(recipe, null, 2)}\n`);
   const done: ManifestItem[] = [];
   let made = 0;
   let reused = 0;
@@ -317,7 +317,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
       skipped,
       checksum: itemsChecksum(done),
     };
-    writeAtomic(join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 1) + '\n');
+    writeAtomic(join(opts.out, 'manifest.json'), `${JSON.stringify(manifest, null, 1)}\n`);
     return { manifest, made, reused, skipped: skipped.length };
   } catch (e) {
     if (created && done.length === 0) rmSync(opts.out, { recursive: true, force: true });

@@ -62,7 +62,11 @@ export function encodeWav(samples: ArrayLike<number>, sampleRate: number): Uint8
   const n = samples.length;
   const b = new Uint8Array(44 + 2 * n);
   const v = new DataView(b.buffer);
-  const put = (at: number, s: string) => [...s].forEach((ch, i) => (b[at + i] = ch.charCodeAt(0)));
+  const put = (at: number, s: string) => {
+    [...s].forEach((ch, i) => {
+      b[at + i] = ch.charCodeAt(0);
+    });
+  };
   put(0, 'RIFF');
   v.setUint32(4, 36 + 2 * n, true);
   put(8, 'WAVE');
