@@ -128,10 +128,13 @@ export async function runSweep(
   const failed: string[] = [];
   for (const [i, run] of todo.entries()) {
     const state = runState(run, opts.runsDir, opts.resultsDir);
-    opts.log(
-      `[${i + 1}/${todo.length}] ${runId(run)} (${budgetLabel(run.budget)}): ` +
-        `${state === 'resumable' ? 'resuming from its last finished epoch' : state === 'finished' ? 'trained; writing its summary' : 'starting'}`,
-    );
+    const doing =
+      state === 'resumable'
+        ? 'resuming from its last finished epoch'
+        : state === 'finished'
+          ? 'trained; writing its summary'
+          : 'starting';
+    opts.log(`[${i + 1}/${todo.length}] ${runId(run)} (${budgetLabel(run.budget)}): ${doing}`);
     const runStart = performance.now();
     let lastLine = 0;
     let lastSteps = 0;

@@ -96,9 +96,13 @@ export class LateFusionClassifier extends TrainableModel {
     const missing = this.modalities.filter((n) => !(n in inputs));
     const extra = given.filter((n) => !this.modalities.includes(n));
     if (missing.length || extra.length) {
-      throw new EngineError(
-        `${op}: ${missing.length ? `missing input ${missing.join(', ')}` : ''}${missing.length && extra.length ? '; ' : ''}${extra.length ? `unknown input ${extra.join(', ')}` : ''} (the model expects ${this.modalities.join(', ')})`,
-      );
+      const wrong = [
+        missing.length ? `missing input ${missing.join(', ')}` : '',
+        extra.length ? `unknown input ${extra.join(', ')}` : '',
+      ]
+        .filter(Boolean)
+        .join('; ');
+      throw new EngineError(`${op}: ${wrong} (the model expects ${this.modalities.join(', ')})`);
     }
     const batch = inputs[this.modalities[0]!]!.shape[0];
     for (const n of this.modalities) {

@@ -62,10 +62,13 @@ export class MBTClassifier extends TrainableModel {
     const missing = this.modalities.filter((n) => !(n in inputs));
     const extra = given.filter((n) => !this.modalities.includes(n));
     if (missing.length || extra.length) {
-      throw new EngineError(
-        `MBTClassifier.logits: ` +
-          `${[missing.length ? `missing input ${missing.join(', ')}` : '', extra.length ? `unknown input ${extra.join(', ')}` : ''].filter(Boolean).join('; ')} (the model expects ${this.modalities.join(', ')})`,
-      );
+      const wrong = [
+        missing.length ? `missing input ${missing.join(', ')}` : '',
+        extra.length ? `unknown input ${extra.join(', ')}` : '',
+      ]
+        .filter(Boolean)
+        .join('; ');
+      throw new EngineError(`MBTClassifier.logits: ${wrong} (the model expects ${this.modalities.join(', ')})`);
     }
     // Frames (B, T, C, H, W) → (B, C, T·H, W): stacked vertically, as the registry sized the stream.
     const stacked: Record<string, Tensor> = {};

@@ -59,11 +59,23 @@ function queryMain(
   // Scratch P and dS, rows of lkp = Lk rounded up to 8 floats (see attentionBackwardKeyScratch).
   const keep = (r: string, p: string, d: string) =>
     scratch
-      ? `    if (m0 + ${r} < Lq && k0 + c < lkp) { let si = ((bh * Lq + m0 + ${r}) * lkp + k0 + c) / 4u; pscr[si] = ${p}; dsscr[si] = ${d}; }`
+      ? `    if (m0 + ${r} < Lq && k0 + c < lkp) { let si = ((bh * Lq + m0 + ${r}) * lkp + k0 + c) / 4u; ` +
+        `pscr[si] = ${p}; dsscr[si] = ${d}; }`
       : '';
+  // Masked variant: the scaled scores and dP of this tile to workgroup memory.
+  const scores = lines((r) =>
+    [`    ds[(${r * kb}u + c) / 4u] = s${r} * params.scale;`, `    dpb[(${r * kb}u + c) / 4u] = dp${r};`].join('\n'),
+  );
   return wgsl`${bases('m0')}
   let lkp = (Lk + 7u) & ~7u;
-${lines((r) => `  let qi${r} = min(m0 + ${r}u, Lq - 1u);\n  let qr${r} = qbase + qi${r} * D;\n  let gr${r} = obase + qi${r} * Dv;\n  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`)}
+${lines((r) =>
+  [
+    `  let qi${r} = min(m0 + ${r}u, Lq - 1u);`,
+    `  let qr${r} = qbase + qi${r} * D;`,
+    `  let gr${r} = obase + qi${r} * Dv;`,
+    `  let lse${r} = vec4<f32>(lse[bh * Lq + qi${r}]);`,
+  ].join('\n'),
+)}
   // Δ of row lid: invocations lid < TM, one SIMD batch.
   if (lid < ${ATTN_TM}u) {
     let row = obase + min(m0 + lid, Lq - 1u) * Dv;
@@ -77,13 +89,19 @@ ${lines((r) => `  let delta${r} = vec4<f32>(rowdelta[${r}]);`)}
 ${columnOffsets('D', vecD)}
 ${lines((r) => `  var acc${r} = vec4<f32>(0.0);`)}
   for (var k0 = 0u; k0 < Lk; k0 += ${kb}u) {
-${quad((j) => `    let kj${j} = min(k0 + c + ${j}u, Lk - 1u);\n    let kr${j} = kbase + kj${j} * D;\n    let vr${j} = vbase + kj${j} * Dv;`)}
+${quad((j) =>
+  [
+    `    let kj${j} = min(k0 + c + ${j}u, Lk - 1u);`,
+    `    let kr${j} = kbase + kj${j} * D;`,
+    `    let vr${j} = vbase + kj${j} * Dv;`,
+  ].join('\n'),
+)}
     let valid = vec4<bool>(${J.map((j) => `k0 + c + ${j}u < Lk`).join(', ')});
 ${dotRows('s', 'q', 'qr', 'k', 'kr', 'D', vecD, unroll)}
 ${dotRows('dp', 'go', 'gr', 'v', 'vr', 'Dv', vecDv, unroll)}
 ${
   masked
-    ? `${lines((r) => `    ds[(${r * kb}u + c) / 4u] = s${r} * params.scale;\n    dpb[(${r * kb}u + c) / 4u] = dp${r};`)}
+    ? `${scores}
     for (var r = 0u; r < params.tm; r++) { // tm = TM from Params: a loop LLVM does not unroll
       let i = (r * ${kb}u + c) / 4u;
       let qi = min(m0 + r, Lq - 1u);
@@ -91,9 +109,13 @@ ${
       ds[i] = p * (dpb[i] - vec4<f32>(rowdelta[r])) * params.scale;
 ${keep('r', 'p', 'ds[i]')}
     }`
-    : lines(
-        (r) =>
-          `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);\n    let g${r} = p${r} * (dp${r} - delta${r}) * params.scale;\n    ds[(${r * kb}u + c) / 4u] = g${r};\n${keep(`${r}u`, `p${r}`, `g${r}`)}`,
+    : lines((r) =>
+        [
+          `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lse${r}), valid);`,
+          `    let g${r} = p${r} * (dp${r} - delta${r}) * params.scale;`,
+          `    ds[(${r * kb}u + c) / 4u] = g${r};`,
+          keep(`${r}u`, `p${r}`, `g${r}`),
+        ].join('\n'),
       )
 }
     workgroupBarrier();
@@ -135,11 +157,27 @@ var<workgroup> rowdelta: array<f32, ${ATTN_TM}>;`,
 
 function keyMain(vecD: boolean, vecDv: boolean, masked: boolean, wg: number, unroll: boolean): string {
   const qb = 4 * wg;
+  // Masked variant: the scaled scores and dP of this tile to workgroup memory.
+  const scores = lines((r) =>
+    [`    pt[(${r * qb}u + c) / 4u] = s${r} * params.scale;`, `    dst[(${r * qb}u + c) / 4u] = dp${r};`].join('\n'),
+  );
   return wgsl`${bases('n0')}
-${lines((r) => `  let ki${r} = min(n0 + ${r}u, Lk - 1u);\n  let kr${r} = kbase + ki${r} * D;\n  let vr${r} = vbase + ki${r} * Dv;`)}
+${lines((r) =>
+  [
+    `  let ki${r} = min(n0 + ${r}u, Lk - 1u);`,
+    `  let kr${r} = kbase + ki${r} * D;`,
+    `  let vr${r} = vbase + ki${r} * Dv;`,
+  ].join('\n'),
+)}
 ${lines((r) => `  var gk${r} = vec4<f32>(0.0);\n  var gv${r} = vec4<f32>(0.0);`)}
   for (var q0 = 0u; q0 < Lq; q0 += ${qb}u) {
-${quad((j) => `    let qj${j} = min(q0 + c + ${j}u, Lq - 1u);\n    let qr${j} = qbase + qj${j} * D;\n    let gr${j} = obase + qj${j} * Dv;`)}
+${quad((j) =>
+  [
+    `    let qj${j} = min(q0 + c + ${j}u, Lq - 1u);`,
+    `    let qr${j} = qbase + qj${j} * D;`,
+    `    let gr${j} = obase + qj${j} * Dv;`,
+  ].join('\n'),
+)}
     let valid = vec4<bool>(${J.map((j) => `q0 + c + ${j}u < Lq`).join(', ')});
     let lseq = vec4<f32>(${J.map((j) => `lse[bh * Lq + qj${j}]`).join(', ')});
     let deltaq = vec4<f32>(${J.map((j) => `delta[bh * Lq + qj${j}]`).join(', ')});
@@ -147,16 +185,19 @@ ${dotRows('s', 'k', 'kr', 'q', 'qr', 'D', vecD, unroll)}
 ${dotRows('dp', 'v', 'vr', 'go', 'gr', 'Dv', vecDv, unroll)}
 ${
   masked
-    ? `${lines((r) => `    pt[(${r * qb}u + c) / 4u] = s${r} * params.scale;\n    dst[(${r * qb}u + c) / 4u] = dp${r};`)}
+    ? `${scores}
     for (var r = 0u; r < params.tm; r++) { // tm = TM from Params: a loop LLVM does not unroll
       let i = (r * ${qb}u + c) / 4u;
       let p = select(vec4<f32>(0.0), exp(pt[i] + ${maskQuad('min(n0 + r, Lk - 1u)', 'qj', true)} - lseq), valid);
       pt[i] = p;
       dst[i] = p * (dst[i] - deltaq) * params.scale;
     }`
-    : lines(
-        (r) =>
-          `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lseq), valid);\n    pt[(${r * qb}u + c) / 4u] = p${r};\n    dst[(${r * qb}u + c) / 4u] = p${r} * (dp${r} - deltaq) * params.scale;`,
+    : lines((r) =>
+        [
+          `    let p${r} = select(vec4<f32>(0.0), exp(s${r} * params.scale - lseq), valid);`,
+          `    pt[(${r * qb}u + c) / 4u] = p${r};`,
+          `    dst[(${r * qb}u + c) / 4u] = p${r} * (dp${r} - deltaq) * params.scale;`,
+        ].join('\n'),
       )
 }
     workgroupBarrier();
@@ -208,14 +249,25 @@ var<workgroup> dst: array<vec4<f32>, ${(ATTN_TM * 4 * wg) / 4}>;`,
  */
 function keyScratchMain(vecD: boolean, vecDv: boolean): string {
   const half = (x: string, r: number) => `${x}${r >> 2}[${r & 3}]`;
-  const step = (j: string) => `    {
+  const gather = (prefix: string) => `vec4<f32>(${J.map((t) => `${prefix}${t}]`).join(', ')})`;
+  const step = (j: string) => {
+    const g = vecDv ? `go[(obase + (${j}) * Dv + xv) / 4u]` : gather(`go[obase + (${j}) * Dv + xv`);
+    const x = vecD ? `q[(qbase + (${j}) * D + xk) / 4u]` : gather(`q[qbase + (${j}) * D + xk`);
+    const fmas = lines((r) =>
+      [
+        `      gv${r} = fma(vec4<f32>(${half('p', r)}), g, gv${r});`,
+        `      gk${r} = fma(vec4<f32>(${half('s', r)}), x, gk${r});`,
+      ].join('\n'),
+    );
+    return `    {
       let si = (pbase + (${j}) * lkp) / 4u;
       let p0 = pscr[si]; let p1 = pscr[si + 1u];
       let s0 = dsscr[si]; let s1 = dsscr[si + 1u];
-      let g = ${vecDv ? `go[(obase + (${j}) * Dv + xv) / 4u]` : `vec4<f32>(${J.map((t) => `go[obase + (${j}) * Dv + xv${t}]`).join(', ')})`};
-      let x = ${vecD ? `q[(qbase + (${j}) * D + xk) / 4u]` : `vec4<f32>(${J.map((t) => `q[qbase + (${j}) * D + xk${t}]`).join(', ')})`};
-${lines((r) => `      gv${r} = fma(vec4<f32>(${half('p', r)}), g, gv${r});\n      gk${r} = fma(vec4<f32>(${half('s', r)}), x, gk${r});`)}
+      let g = ${g};
+      let x = ${x};
+${fmas}
     }`;
+  };
   return wgsl`${bases('n0')}
   let lkp = (Lk + 7u) & ~7u;
   let pbase = bh * Lq * lkp + n0;

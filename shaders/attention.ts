@@ -240,7 +240,9 @@ ${accumulateRows('o', 'sp', kb, 'v', (j) => `vbase + (k0 + ${j}) * Dv`, 'n', vec
   }
   if (lid < ${ATTN_TM}u) {
     rowsum[lid] = l_run;
-    if (m0 + lid < Lq) { lse[bh * Lq + m0 + lid] = select(bitcast<f32>(params.pinf), m_run + log(l_run), m_run > ninf); }
+    if (m0 + lid < Lq) {
+      lse[bh * Lq + m0 + lid] = select(bitcast<f32>(params.pinf), m_run + log(l_run), m_run > ninf);
+    }
   }
   workgroupBarrier();
 ${R.map((r) => `  o${r} = o${r} * select(0.0, 1.0 / rowsum[${r}], rowsum[${r}] > 0.0);`).join('\n')}

@@ -18,8 +18,9 @@
 //   coef[c] = (k1, k2, k3, mean) with dx = k1·gy + k2·(x − mean) + k3:
 //     training: k1 = w·invstd, k2 = −k1·invstd·Σgy·x̂/M, k3 = −k1·Σgy/M;  eval: (w·invstd, 0, 0).
 // - Apply: per element (or per vec4 when S % 4 == 0, so a vec4 never straddles two channels),
-//   one workgroup per (n, c) row or one invocation per unit (short rows), forward y = (x − mean)·w·invstd + b, backward dx as above. Subtracting the
-//   mean before scaling keeps y accurate when |mean| ≫ std.
+//   one workgroup per (n, c) row or one invocation per unit (short rows), forward
+//   y = (x − mean)·w·invstd + b, backward dx as above. Subtracting the mean before scaling keeps y
+//   accurate when |mean| ≫ std.
 // The walk: lane l starts at flat index l of the channel, (n, s) = (l / S, l % S), and steps by
 // wg as (n, s) += (wg / S, wg % S) with one carry, so there is no division in the loop. `vec`
 // variants count S and C·S in vec4 units ("u" suffix) and bind x (and gy) as vec4.

@@ -6,11 +6,12 @@
 //   db[co]             = Σ_{n,oh,ow} gy[n, co, oh, ow]
 //
 // GEMM view: rows = Cout (gy values at one output pixel, packed by convPackKernel into
-// [N·Ho·Wo, Cout padded] so a row tile's values are tm / 4 workgroup-uniform vec4 loads), columns = Cin·KH·KW (the OIHW weight layout, 4 per invocation, gathered
-// from x), reduction over the N·Ho·Wo output pixels, walked as output rows (n, oh) and an inner
-// loop over ow. The reduction is long and the output small, so it is split over grid z: each slice
-// sums a contiguous range of output rows into its own partial [slice, Cout, Cin·KH·KW] (the host
-// sums the slices when there is more than one).
+// [N·Ho·Wo, Cout padded] so a row tile's values are tm / 4 workgroup-uniform vec4 loads),
+// columns = Cin·KH·KW (the OIHW weight layout, 4 per invocation, gathered from x), reduction
+// over the N·Ho·Wo output pixels, walked as output rows (n, oh) and an inner loop over ow. The
+// reduction is long and the output small, so it is split over grid z: each slice sums a contiguous
+// range of output rows into its own partial [slice, Cout, Cin·KH·KW] (the host sums the slices
+// when there is more than one).
 // Bias is a variant: the workgroups of the first column group (a uniform branch) also sum gy.
 import { wgsl } from 'wgsl-preprocessor/wgsl-preprocessor.js';
 import { accumulators, CONV_BUILTINS, CONV_PARAMS, fmas, Q4, rowsOf, weightLoads } from './conv.ts';
@@ -24,11 +25,12 @@ import { kernel } from './kernel.ts';
  */
 function weightGradMain(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
+  const tap = (j: number) => `select(0.0, X[rb${j} + min(x${j}, W - 1u)], rok${j} && x${j} < W)`;
   /** One output pixel's taps: gathers b at column xs, FMAs with a<r> = `gyOf(r)`. */
   const pixel = (ind: string, gyOf: (r: number) => string) =>
     [
       ...Q4.map((j) => `${ind}let x${j} = xs + kx${j};`),
-      `${ind}let b = vec4<f32>(${Q4.map((j) => `select(0.0, X[rb${j} + min(x${j}, W - 1u)], rok${j} && x${j} < W)`).join(`,\n${ind}  `)});`,
+      `${ind}let b = vec4<f32>(${Q4.map((j) => tap(j)).join(`,\n${ind}  `)});`,
       ...R.map((r) => `${ind}c${r} = fma(vec4<f32>(${gyOf(r)}), b, c${r});`),
       ...(bias ? [`${ind}if (withBias) {`, ...R.map((r) => `${ind}  s${r} += ${gyOf(r)};`), `${ind}}`] : []),
       `${ind}xs += params.sw;`,
@@ -157,6 +159,7 @@ function inputGradMain(wg: number, tm: number): string {
     let th = i32(${ph}) - i32(t * ${d});
     if (th % i32(${s}) == 0) { ${ax}0 = t; ${ax}off = u32(th / i32(${s})); break; }
   }`;
+  const gyTap = (j: number) => `select(0.0, GY[rb${j} + min(x${j}, Wo - 1u)], rok${j} && x${j} < Wo)`;
   return wgsl`${INPUT_GRAD_START}
   let wq = params.aux1;
   let Q = params.aux2 * wq;
@@ -198,7 +201,7 @@ ${Q4.map(
       var ox = kwoff;
       for (var kw = kw0; kw < KW; kw += stepW) {
 ${Q4.map((j) => `        let x${j} = j${j} + ox;`).join('\n')}
-        let b = vec4<f32>(${Q4.map((j) => `select(0.0, GY[rb${j} + min(x${j}, Wo - 1u)], rok${j} && x${j} < Wo)`).join(',\n          ')});
+        let b = vec4<f32>(${Q4.map(gyTap).join(',\n          ')});
 ${weightLoads(tm, '(wk + kw) * Mp4 + mq')}
 ${fmas(tm, '        ')}
         ox -= dxStep;
@@ -286,6 +289,9 @@ function inputGradRunsMain(wg: number, qn: number, nc: number): string {
   const C = [...Array(nc).keys()];
   const ld = (x: string) => `select(0.0, GY[rb + min(${x}, Wo - 1u)], rok && ${x} < Wo)`;
   const window = Q.flatMap((q) => Q4.map((j) => ld(`col0 + ${q * 4 + j}u`)));
+  const store = (r: number, q: number, j: number) =>
+    `    if (iw0 + ${q * 4 + j}u < W) { DX[o + ${r === 0 ? '' : `${r}u * HW + `}${q * 4 + j}u] = c${r}${q}[${j}]; }`;
+  const stores = C.flatMap((r) => Q.flatMap((q) => Q4.map((j) => store(r, q, j)))).join('\n');
   return wgsl`${INPUT_GRAD_START}
   let P = Ho * Wo;
   let runs = params.aux1;
@@ -321,7 +327,7 @@ ${Q.slice()
   let HW = H * W;
   let o = n * ${nc}u * HW + ih * W + iw0;
   if (ok) {
-${C.flatMap((r) => Q.flatMap((q) => Q4.map((j) => `    if (iw0 + ${q * 4 + j}u < W) { DX[o + ${r === 0 ? '' : `${r}u * HW + `}${q * 4 + j}u] = c${r}${q}[${j}]; }`))).join('\n')}
+${stores}
   }`;
 }
 

@@ -48,23 +48,40 @@ function smallMain(transposed: boolean, bias: boolean, wg: number, cq: number): 
       let tx${q}${j} = i32(pb${q}${j} + params.pw) - i32(kw * params.dw);
       let sy${q}${j} = u32(ty${q}${j}) / params.sh;
       let sx${q}${j} = u32(tx${q}${j}) / params.sw;
-      let ok${q}${j} = ${q * 4 + j}u < NPIX && ty${q}${j} >= 0 && tx${q}${j} >= 0 && u32(ty${q}${j}) % params.sh == 0u && u32(tx${q}${j}) % params.sw == 0u && sy${q}${j} < SH && sx${q}${j} < SW;`
+      let ok${q}${j} = ${q * 4 + j}u < NPIX && ty${q}${j} >= 0 && tx${q}${j} >= 0 && ` +
+        `u32(ty${q}${j}) % params.sh == 0u && u32(tx${q}${j}) % params.sw == 0u && sy${q}${j} < SH && sx${q}${j} < SW;`
       : `      let sy${q}${j} = pa${q}${j} * params.sh - params.ph + kh * params.dh;
       let sx${q}${j} = pb${q}${j} * params.sw - params.pw + kw * params.dw;
       let ok${q}${j} = ${q * 4 + j}u < NPIX && sy${q}${j} < SH && sx${q}${j} < SW;`;
+  // Row r's weight offset and accumulators; its FMAs with the gathered b<q>; its stores.
+  const rowStart = (r: number) =>
+    [`  let wr${r} = min(row0 + ${r}u, M - 1u) * rs;`, ...Q.map((q) => `  var c${r}${q} = vec4<f32>(0.0);`)].join('\n');
+  const rowFmas = (r: number) =>
+    [
+      `        let a${r} = vec4<f32>(Wt[wr${r} + wk]);`,
+      ...Q.map((q) => `        c${r}${q} = fma(a${r}, b${q}, c${r}${q});`),
+    ].join('\n');
+  const store = (r: number, q: number, j: number) =>
+    `    if (${q * 4 + j}u < NPIX) { ` +
+    `Out[ob + (pn${q}${j} * M + row0 + ${r}u) * OHW + pi${q}${j} % OHW] = c${r}${q}[${j}] + bv; }`;
+  /** Pixel (q, j)'s offset into the source channel c0 (0 where the tap is out of bounds). */
+  const sourceOffset = (q: number, j: number) =>
+    `      var so${q}${j} = select(0u, pn${q}${j} * C * SHW + sy${q}${j} * SW + sx${q}${j}, ok${q}${j}) + c0 * SHW;`;
   return wgsl`  let KK = params.kh * params.kw;
   ${
     transposed
-      ? `let M = params.cin; let C = params.cout; let SH = params.ho; let SW = params.wo; let OH = params.h; let OW = params.w;
+      ? `let M = params.cin; let C = params.cout; let SH = params.ho; ` +
+        `let SW = params.wo; let OH = params.h; let OW = params.w;
   let rs = KK; let cs = params.cin * KK;`
-      : `let M = params.cout; let C = params.cin; let SH = params.h; let SW = params.w; let OH = params.ho; let OW = params.wo;
+      : `let M = params.cout; let C = params.cin; let SH = params.h; ` +
+        `let SW = params.w; let OH = params.ho; let OW = params.wo;
   let rs = params.cin * KK; let cs = KK;`
   }
   let OHW = OH * OW;
   let SHW = SH * SW;
   let NPIX = params.n * OHW;
   let row0 = (wid.x * ${wg}u + lid.x) * ${CONV_SMALL_ROWS}u;
-${R.map((r) => `  let wr${r} = min(row0 + ${r}u, M - 1u) * rs;\n${Q.map((q) => `  var c${r}${q} = vec4<f32>(0.0);`).join('\n')}`).join('\n')}
+${R.map(rowStart).join('\n')}
 ${Q.map(coord).join('\n')}
   let c0 = wid.z * params.aux0;
   let c1 = min(c0 + params.aux0, C);
@@ -75,12 +92,12 @@ ${Q.map(coord).join('\n')}
 ${Q.map((q) => Q4.map((j) => tap(q, j)).join('\n')).join('\n')}
 ${Q.map(
   (q) => `      let m${q} = vec4<f32>(${Q4.map((j) => `select(0.0, 1.0, ok${q}${j})`).join(', ')});
-${Q4.map((j) => `      var so${q}${j} = select(0u, pn${q}${j} * C * SHW + sy${q}${j} * SW + sx${q}${j}, ok${q}${j}) + c0 * SHW;`).join('\n')}`,
+${Q4.map((j) => sourceOffset(q, j)).join('\n')}`,
 ).join('\n')}
       var wk = c0 * cs + kh * params.kw + kw;
       for (var c = c0; c < c1; c++) {
 ${Q.map((q) => `        let b${q} = m${q} * vec4<f32>(${Q4.map((j) => `S[so${q}${j}]`).join(', ')});`).join('\n')}
-${R.map((r) => `        let a${r} = vec4<f32>(Wt[wr${r} + wk]);\n${Q.map((q) => `        c${r}${q} = fma(a${r}, b${q}, c${r}${q});`).join('\n')}`).join('\n')}
+${R.map(rowFmas).join('\n')}
 ${Q.map((q) => Q4.map((j) => `        so${q}${j} += SHW;`).join(' ')).join('\n')}
         wk += cs;
       }
@@ -90,7 +107,7 @@ ${Q.map((q) => Q4.map((j) => `        so${q}${j} += SHW;`).join(' ')).join('\n')
 ${R.map(
   (r) => `  if (row0 + ${r}u < M) {
     ${bias ? `let bv = select(0.0, Bias[row0 + ${r}u], wid.z == 0u);` : 'let bv = 0.0;'}
-${Q.map((q) => Q4.map((j) => `    if (${q * 4 + j}u < NPIX) { Out[ob + (pn${q}${j} * M + row0 + ${r}u) * OHW + pi${q}${j} % OHW] = c${r}${q}[${j}] + bv; }`).join('\n')).join('\n')}
+${Q.map((q) => Q4.map((j) => store(r, q, j)).join('\n')).join('\n')}
   }`,
 ).join('\n')}`;
 }

@@ -89,6 +89,7 @@ const FORWARD_START = '  let H = params.h; let W = params.w; let KH = params.kh;
  */
 function forwardMain(bias: boolean, wg: number, tm: number): string {
   const R = rowsOf(tm);
+  const tap = (j: number) => `select(0.0, X[rb${j} + min(x${j}, W - 1u)], rok${j} && x${j} < W)`;
   return wgsl`${FORWARD_START}
   let P = params.ho * params.wo;
   let NP = params.n * P;
@@ -123,7 +124,7 @@ ${Q4.map(
       for (var kw = 0u; kw < KW; kw++) {
         let dx = kw * params.dw;
 ${Q4.map((j) => `        let x${j} = iw${j} + dx;`).join('\n')}
-        let b = vec4<f32>(${Q4.map((j) => `select(0.0, X[rb${j} + min(x${j}, W - 1u)], rok${j} && x${j} < W)`).join(',\n          ')});
+        let b = vec4<f32>(${Q4.map(tap).join(',\n          ')});
 ${weightLoads(tm, '(wk + kw) * Mp4 + mq')}
 ${fmas(tm, '        ')}
       }
@@ -236,13 +237,16 @@ export const convPackKernel = flatKernel({
   variant: {},
   params: { m: 'u32', mp: 'u32', k: 'u32', kk: 'u32', sm: 'u32', sa: 'u32' },
   bindings: { Wt: { read: 'f32' }, Wp: { write: 'vec4<f32>' } },
-  main: () => `  let mp4 = params.mp / 4u;
+  main: () => {
+    const row = (j: number) => `select(0.0, Wt[min(m0 + ${j}u, last) * params.sm + base], m0 + ${j}u < params.m)`;
+    return `  let mp4 = params.mp / 4u;
   if (i >= params.k * mp4) { return; }
   let k = i / mp4;
   let m0 = (i - k * mp4) * 4u;
   let kq = k / params.kk;
   let base = kq * params.sa + (k - kq * params.kk);
   let last = params.m - 1u;
-  Wp[i] = vec4<f32>(${[0, 1, 2, 3].map((j) => `select(0.0, Wt[min(m0 + ${j}u, last) * params.sm + base], m0 + ${j}u < params.m)`).join(',\n    ')});`,
+  Wp[i] = vec4<f32>(${[0, 1, 2, 3].map(row).join(',\n    ')});`;
+  },
   count: (p) => (p.k * p.mp) / 4, // one vec4 per invocation
 });

@@ -2,7 +2,8 @@
 // buffer exists; backward runs this same kernel on the upstream gradient with the same seed
 // (dx = mask·scale·g). Element i is kept when h(seed, i) >= threshold, threshold = ⌊p·2³²⌋, so
 // P(keep) = 1 − p to within 2⁻³²; kept elements are scaled by 1/(1 − p) (passed as `scale`).
-// `drop_all` (p = 1) writes zeros; a dropped element is exactly 0, even where x is inf or NaN. Four elements per invocation (vec4) when the size allows.
+// `drop_all` (p = 1) writes zeros; a dropped element is exactly 0, even where x is inf or NaN.
+// Four elements per invocation (vec4) when the size allows.
 //
 // h is two rounds of the PCG-style integer permutation (an LCG step followed by a
 // state-dependent xorshift and a multiply), with the seed mixed in between:

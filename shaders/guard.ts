@@ -61,7 +61,9 @@ export const guardLossesKernel = kernel({
     return `  var mask = 0u;
   ${checks.join('\n  ')}
   var reasons = select(0u, ${GUARD_REASON.loss}u, mask != 0u);
-  if (counters[params.counter] != atomicLoad(&status[${GUARD.batchNormSeen}])) { reasons |= ${GUARD_REASON.batchNorm}u; }
+  if (counters[params.counter] != atomicLoad(&status[${GUARD.batchNormSeen}])) {
+    reasons |= ${GUARD_REASON.batchNorm}u;
+  }
   if (reasons != 0u) {
     ${markBad('reasons')}
     atomicOr(&status[${GUARD.stepLosses}], mask);

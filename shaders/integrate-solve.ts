@@ -89,7 +89,9 @@ const METHODS: Record<IntegratorMethod, string> = {
   let c1 = 2.0 * a.y;
   let hp2 = c0 * c0 * mm + 2.0 * c0 * c1 * mu + c1 * c1 * uu;
   let gs2 = max(mm + 2.0 * mu + uu, 0.0);
-  if (!(hp2 > ${STATIONARY_RATIO} * (c0 * c0 * mm + c1 * c1 * uu))) { return Decision(a.x, 0.0, ${FLAG.zeroDirection}u); }
+  if (!(hp2 > ${STATIONARY_RATIO} * (c0 * c0 * mm + c1 * c1 * uu))) {
+    return Decision(a.x, 0.0, ${FLAG.zeroDirection}u);
+  }
   let scale = params.gamma * sqrt(gs2 / hp2);
   coefW[0] = c0 * scale;
   coefW[1] = c1 * scale;
@@ -102,7 +104,13 @@ const METHODS: Record<IntegratorMethod, string> = {
   let uu = G(1u, 1u);
   var a = vec2<f32>(0.5);
   if (!(mu > 0.0)) {
-    if (mu >= mm) { a = vec2<f32>(0.999, 0.001); } else if (mu >= uu) { a = vec2<f32>(0.001, 0.999); } else { a = minNorm2(mm, mu, uu); }
+    if (mu >= mm) {
+      a = vec2<f32>(0.999, 0.001);
+    } else if (mu >= uu) {
+      a = vec2<f32>(0.001, 0.999);
+    } else {
+      a = minNorm2(mm, mu, uu);
+    }
   }
   coefW[0] = 2.0 * a.x;
   coefW[1] = 2.0 * a.y;
@@ -161,7 +169,9 @@ const METHODS: Record<IntegratorMethod, string> = {
     w[j] = max(w[j] - params.gnLr * sign(w[j] * n[j] - goal) * n[j], 0.0);
     total += w[j];
   }
-  for (var j = 0u; j < params.k; j++) { state[base + ${STATE.weights}u + j] = select(1.0, kf * w[j] / total, total > 0.0); }
+  for (var j = 0u; j < params.k; j++) {
+    state[base + ${STATE.weights}u + j] = select(1.0, kf * w[j] / total, total > 0.0);
+  }
   return Decision(0.0, 1.0, 0u);`,
   // He et al. 2022: aux gradient j scaled by r·m_0/m_j + (1 − r), m = moving averages of the norms.
   metabalance: `
@@ -171,7 +181,9 @@ const METHODS: Record<IntegratorMethod, string> = {
     state[base + ${STATE.normAverage}u + j] = m[j];
   }
   coefW[0] = 1.0;
-  for (var j = 1u; j < params.k; j++) { coefW[j] = select(1.0, params.relax * m[0] / m[j] + (1.0 - params.relax), m[j] > 0.0); }
+  for (var j = 1u; j < params.k; j++) {
+    coefW[j] = select(1.0, params.relax * m[0] / m[j] + (1.0 - params.relax), m[j] > 0.0);
+  }
   return Decision(0.0, 1.0, 0u);`,
 };
 
@@ -236,6 +248,8 @@ fn solveMethod(g: u32, base: u32, stepNo: u32) -> Decision {${METHODS[method]}
 }`,
   main: ({ method }) => {
     const official = method === 'mmpareto-official';
+    // The telemetry's α: the method's own (MGDA, MMPareto) or the first coefficient's share.
+    const ownAlpha = method === 'mgda' || method.startsWith('mmpareto');
     return `  let g = wid.x;
   let P = params.np;
   let t0 = tables[2u * g];
@@ -321,11 +335,12 @@ fn solveMethod(g: u32, base: u32, stepNo: u32) -> Decision {${METHODS[method]}
       let nn = G(0u, 0u) * G(1u, 1u);
       var csum = 0.0;
       for (var j = 0u; j < params.k; j++) { csum += coefW[j]; }
-      let r = params.groups * ${TELEMETRY_HEADER}u + ((stepNo % params.ring) * params.groups + g) * ${TELEMETRY_RECORD}u;
+      let r = params.groups * ${TELEMETRY_HEADER}u
+        + ((stepNo % params.ring) * params.groups + g) * ${TELEMETRY_RECORD}u;
       telem[r] = stepNo + 1u;
       telem[r + 1u] = d.flags;
       telem[r + 2u] = bitcast<u32>(select(0.0, G(0u, 1u) / sqrt(nn), nn > 0.0));
-      telem[r + 3u] = bitcast<u32>(select(select(0.0, coefW[0] / csum, csum != 0.0), d.alpha, ${method === 'mgda' || method.startsWith('mmpareto')}));
+      telem[r + 3u] = bitcast<u32>(select(select(0.0, coefW[0] / csum, csum != 0.0), d.alpha, ${ownAlpha}));
       telem[r + 4u] = bitcast<u32>(sqrt(G(0u, 0u)));
       telem[r + 5u] = bitcast<u32>(sqrt(G(1u, 1u)));
       telem[r + 6u] = bitcast<u32>(sqrt(max(hh, 0.0)));

@@ -22,7 +22,8 @@ fn sgdUpdate(pv: ${V}, gv: ${V}, mv: ${V}, lr: f32, momentum: f32, wd: f32, nest
  */
 export const adamwUpdateFn = (V: string): string => /* wgsl */ `
 struct AdamOut { p: ${V}, m: ${V}, v: ${V} }
-fn adamwUpdate(pv: ${V}, gv: ${V}, mv: ${V}, vv: ${V}, decay: f32, beta1: f32, beta2: f32, eps: f32, stepSize: f32, bc2sqrt: f32) -> AdamOut {
+fn adamwUpdate(pv: ${V}, gv: ${V}, mv: ${V}, vv: ${V}, decay: f32, beta1: f32, beta2: f32, eps: f32,
+               stepSize: f32, bc2sqrt: f32) -> AdamOut {
   let mi = beta1 * mv + (1.0 - beta1) * gv;
   let vi = beta2 * vv + (1.0 - beta2) * gv * gv;
   let denom = sqrt(vi) / bc2sqrt + eps;
@@ -55,7 +56,8 @@ export const ADAMW_RULE = {
   params: { decay: 'f32', beta1: 'f32', beta2: 'f32', eps: 'f32', stepSize: 'f32', bc2sqrt: 'f32' },
   state: ['m', 'v'],
   fn: adamwUpdateFn,
-  apply: `let r = adamwUpdate(p[i], g, m[i], v[i], params.decay, params.beta1, params.beta2, params.eps, params.stepSize, params.bc2sqrt);
+  apply: `let r = adamwUpdate(p[i], g, m[i], v[i], params.decay, params.beta1, params.beta2, params.eps,
+                            params.stepSize, params.bc2sqrt);
   p[i] = r.p;
   m[i] = r.m;
   v[i] = r.v;`,

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 say() { echo "[setup] $*"; }
 browser=0; [ "${1:-}" = --browser ] && browser=1
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-apt_install() { DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"; }
+warn() { echo "[setup] warning: $*" >&2; }
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"
+}
+apt_update() { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq; }
 
 for pkg in webgpu tsx esbuild playwright-core; do
   if [ ! -d "node_modules/$pkg" ]; then
@@ -26,15 +30,15 @@ ensure_chromium() {
   [ "$browser" = 1 ] || return 0
   [ -x "$CHROMIUM" ] && return 0
   if ! command -v apt-get >/dev/null; then
-    echo "[setup] warning: no $CHROMIUM and no apt-get; the browser tests need Chromium's headless shell (set CHROMIUM_PATH)" >&2
+    warn "no $CHROMIUM and no apt-get; the browser tests need Chromium's headless shell (set CHROMIUM_PATH)"
     return 0
   fi
   say "installing Chromium's headless shell for the browser tests (chromium-headless-shell)"
   if apt_install chromium-headless-shell >/dev/null 2>&1 \
-    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install chromium-headless-shell >/dev/null 2>&1; }; then
+    || { apt_update >/dev/null 2>&1 && apt_install chromium-headless-shell >/dev/null 2>&1; }; then
     [ -x "$CHROMIUM" ] && return 0
   fi
-  echo "[setup] warning: could not install chromium-headless-shell; the browser tests will fail" >&2
+  warn "could not install chromium-headless-shell; the browser tests will fail"
   return 0
 }
 ensure_chromium
@@ -45,15 +49,16 @@ FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ensure_dataset() {
   [ -f "$FMNIST" ] && return 0
   if ! command -v apt-get >/dev/null; then
-    echo "[setup] warning: Fashion-MNIST not found at $(dirname "$FMNIST") and no apt-get; pass --data-dir DIR to train on it" >&2
+    warn "Fashion-MNIST not found at $(dirname "$FMNIST") and no apt-get; pass --data-dir DIR to train on it"
     return 0
   fi
   say "installing the Fashion-MNIST data set (dataset-fashion-mnist)"
   if apt_install dataset-fashion-mnist >/dev/null 2>&1 \
-    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install dataset-fashion-mnist >/dev/null 2>&1; }; then
+    || { apt_update >/dev/null 2>&1 && apt_install dataset-fashion-mnist >/dev/null 2>&1; }; then
     [ -f "$FMNIST" ] && return 0
   fi
-  echo "[setup] warning: could not install dataset-fashion-mnist; \`npm start\` needs it (or --data-dir DIR with the four Fashion-MNIST IDX files)" >&2
+  warn "could not install dataset-fashion-mnist; \`npm start\` needs it" \
+    "(or --data-dir DIR with the four Fashion-MNIST IDX files)"
   return 0
 }
 
@@ -62,15 +67,15 @@ ensure_dataset() {
 ensure_ffmpeg() {
   command -v ffmpeg >/dev/null && return 0
   if ! command -v apt-get >/dev/null; then
-    echo "[setup] warning: ffmpeg not found and no apt-get; \`mmpareto prepare\` and its tests need it" >&2
+    warn "ffmpeg not found and no apt-get; \`mmpareto prepare\` and its tests need it"
     return 0
   fi
   say "installing ffmpeg (Debian package)"
   if apt_install ffmpeg >/dev/null 2>&1 \
-    || { $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null 2>&1 && apt_install ffmpeg >/dev/null 2>&1; }; then
+    || { apt_update >/dev/null 2>&1 && apt_install ffmpeg >/dev/null 2>&1; }; then
     command -v ffmpeg >/dev/null && return 0
   fi
-  echo "[setup] warning: could not install ffmpeg; \`mmpareto prepare\` and its tests need it (apt-get install ffmpeg)" >&2
+  warn "could not install ffmpeg; \`mmpareto prepare\` and its tests need it (apt-get install ffmpeg)"
   return 0
 }
 
@@ -78,7 +83,8 @@ probe() { XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} node train/probe-adapter.mjs 
 if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; ensure_ffmpeg; exit 0; fi
 
 if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null; then
-  echo "[setup] no WebGPU adapter found. Install a GPU driver with Vulkan (Linux), Metal (macOS) or D3D12 (Windows)," >&2
+  echo "[setup] no WebGPU adapter found. Install a GPU driver with Vulkan (Linux), Metal (macOS)" \
+    "or D3D12 (Windows)," >&2
   echo "[setup] or a software Vulkan driver such as Mesa lavapipe (>= 23)." >&2
   exit 1
 fi
@@ -92,13 +98,14 @@ if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
     [ -n "$uri" ] || uri=$(grep -hs '^deb ' /etc/apt/sources.list | grep -v security | head -n1 | awk '{print $2}')
     [ -n "$uri" ] || uri=http://deb.debian.org/debian
     say "adding bookworm-backports from $uri"
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+    printf '%s\n' 'Types: deb' "URIs: $uri" 'Suites: bookworm-backports' 'Components: main' \
+      'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
       | $sudo tee /etc/apt/sources.list.d/mmpareto-backports.sources >/dev/null
   fi
 fi
 say "no WebGPU adapter: installing the software Vulkan driver (libvulkan1, mesa-vulkan-drivers${suite:+ from $suite})"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq
+apt_update
 apt_install ${suite:+-t $suite} libvulkan1 mesa-vulkan-drivers >/dev/null
 if name=$(probe); then say "WebGPU adapter: $name"; ensure_dataset; ensure_ffmpeg; exit 0; fi
 echo "[setup] still no WebGPU adapter after installing Mesa; check 'vulkaninfo --summary' (Dawn needs Mesa >= 23)." >&2

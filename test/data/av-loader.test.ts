@@ -227,8 +227,8 @@ test(
       const area = (b.width * b.height) / (64 * 48);
       assert.ok(area >= 0.08 * 0.9 && area <= 1, `area ${area}`); // rounding of w and h
     }
-    // A 1000 × 10 image cannot hold a 3/4..4/3 crop of ≥ 8% area in 10 tries: the centre-crop fallback (ratio clamped to
-    // 4/3).
+    // A 1000 × 10 image cannot hold a 3/4..4/3 crop of ≥ 8% area in 10 tries: the centre-crop fallback
+    // (ratio clamped to 4/3).
     assert.equal(randomResizedCropBox(1000, 10, new Generator(0)), { top: 0, left: 493, height: 10, width: 13 });
     const img = { width: 5, height: 3, data: new Uint8Array(5 * 3 * 3).fill(51) };
     const out = new Float32Array(3 * 4 * 4);
@@ -236,8 +236,8 @@ test(
     for (let c = 0; c < 3; c++)
       for (let i = 0; i < 16; i++)
         assert.ok(Math.abs(out[c * 16 + i]! - (0.2 - IMAGENET_MEAN[c]!) / IMAGENET_STD[c]!) < 1e-6);
-    // A horizontal ramp, downscaled 4 → 2 (Pillow's taps): scale 2, support 2, output o centred at 2o + 1, weights 1 − |i
-    // + ½ − centre|/2.
+    // A horizontal ramp, downscaled 4 → 2 (Pillow's taps): scale 2, support 2, output o centred at 2o + 1,
+    // weights 1 − |i + ½ − centre|/2.
     const ramp = { width: 4, height: 1, data: Uint8Array.from([0, 0, 0, 100, 100, 100, 200, 200, 200, 250, 250, 250]) };
     const r = new Float32Array(3 * 1 * 2);
     const rf = new Float32Array(3 * 1 * 2);

@@ -69,7 +69,8 @@ common:
 
 A run directory holds config.json, metrics.jsonl (every step's losses and the
 integrator's cos β, α and gradient norms per encoder, read back every --log-every
-steps; one evaluation per epoch; the final test result), latest.safetensors and best.safetensors (PyTorch parameter names, plus
+steps; one evaluation per epoch; the final test result), latest.safetensors and \
+best.safetensors (PyTorch parameter names, plus
 optimizer and integrator state and a CRC-32 per tensor; written whole or not at all, also
 on a full disk), report.html, and while training runs, lock.
 Exit codes: 0 success, 1 the work failed (missing data, bad checkpoint, I/O, a full disk,

@@ -52,13 +52,28 @@ function header(runs: RunData[]): string {
         ? `${formatDuration(r.steps[r.steps.length - 1]!.time_s)} so far`
         : '—';
     const status = r.final ? 'complete' : '<span class="incomplete">incomplete</span>';
-    return (
-      `<tr><td>#${i + 1}</td><td ` +
-      `class="path">${text(r.dir)}</td><td>${text(c.dataset)}</td><td>${text(c.model)}</td><td>${text(c.method)}</td><td>${text(c.seed)}</td><td>${text(c.epochs)}</td><td>${text(c.device)}</td><td>${text(c.version)}</td><td>${wall}</td><td>${status}</td></tr>`
+    const cells = [c.dataset, c.model, c.method, c.seed, c.epochs, c.device, c.version].map(
+      (v) => `<td>${text(v)}</td>`,
     );
+    const path = `<td class="path">${text(r.dir)}</td>`;
+    return `<tr><td>#${i + 1}</td>${path}${cells.join('')}<td>${wall}</td><td>${status}</td></tr>`;
   });
+  const names = [
+    '#',
+    'run directory',
+    'dataset',
+    'model',
+    'method',
+    'seed',
+    'epochs',
+    'device',
+    'version',
+    'wall time',
+    'status',
+  ];
+  const head = names.map((n) => `<th>${n}</th>`).join('');
   return `<h1>Training report: ${runs.length} run${runs.length === 1 ? '' : 's'}</h1>
-<table class="runs"><tr><th>#</th><th>run directory</th><th>dataset</th><th>model</th><th>method</th><th>seed</th><th>epochs</th><th>device</th><th>version</th><th>wall time</th><th>status</th></tr>
+<table class="runs"><tr>${head}</tr>
 ${rows.join('\n')}</table>`;
 }
 
@@ -107,10 +122,15 @@ function comparisonTable(runs: RunData[]): string {
       if (v === undefined) return '<td>—</td>';
       return `<td${c.best && v === tops[j] ? ' class="best"' : ''}>${escapeHtml(c.format(v))}</td>`;
     });
-    return `<tr class="run"><td>${escapeHtml(label(r, i))}</td><td>${r.final ? 'complete' : '<span class="incomplete">incomplete</span>'}</td>${cells.join('')}</tr>`;
+    const status = r.final ? 'complete' : '<span class="incomplete">incomplete</span>';
+    return `<tr class="run"><td>${escapeHtml(label(r, i))}</td><td>${status}</td>${cells.join('')}</tr>`;
   });
+  const note =
+    "Best epoch and val acc by validation (the main head: 'mm', or the first task); test columns from the final " +
+    'test evaluation of the best epoch; the best value per column is highlighted. An incomplete run shows its best ' +
+    'validation so far.';
   return `<h2>Comparison</h2>
-<p class="note">Best epoch and val acc by validation (the main head: 'mm', or the first task); test columns from the final test evaluation of the best epoch; the best value per column is highlighted. An incomplete run shows its best validation so far.</p>
+<p class="note">${note}</p>
 <table class="compare">${head}
 ${rows.join('\n')}</table>`;
 }
@@ -137,11 +157,19 @@ function methodSummary(runs: RunData[]): string {
       return `<td>${xs.length ? escapeHtml(pm(xs, formatAccuracy)) : '—'}</td>`;
     });
     const f1 = tests.map((t) => t.macro_f1[mainKey(t) ?? '']).filter((v): v is number => v !== undefined);
-    return `<tr class="method"><td>${escapeHtml(key)}</td><td>${g.length}</td><td>${escapeHtml(g.map((r) => String(r.config.seed)).join(', '))}</td>${cells.join('')}<td>${f1.length ? escapeHtml(pm(f1, formatF1)) : '—'}</td></tr>`;
+    const seeds = escapeHtml(g.map((r) => String(r.config.seed)).join(', '));
+    const f1Cell = f1.length ? escapeHtml(pm(f1, formatF1)) : '—';
+    const lead = `<td>${escapeHtml(key)}</td><td>${g.length}</td><td>${seeds}</td>`;
+    return `<tr class="method">${lead}${cells.join('')}<td>${f1Cell}</td></tr>`;
   });
+  const note =
+    'Complete runs grouped by data set, model and method: test metrics as mean ± sample standard deviation over the ' +
+    'runs (seeds).';
+  const accHeads = accKeys.map((k) => `<th>test acc ${escapeHtml(k)}</th>`).join('');
+  const heads = `<th>dataset / model / method</th><th>runs</th><th>seeds</th>${accHeads}<th>test macro-F1</th>`;
   return `<h2>By method</h2>
-<p class="note">Complete runs grouped by data set, model and method: test metrics as mean ± sample standard deviation over the runs (seeds).</p>
-<table class="compare"><tr><th>dataset / model / method</th><th>runs</th><th>seeds</th>${accKeys.map((k) => `<th>test acc ${escapeHtml(k)}</th>`).join('')}<th>test macro-F1</th></tr>
+<p class="note">${note}</p>
+<table class="compare"><tr>${heads}</tr>
 ${rows.join('\n')}</table>`;
 }
 
@@ -197,6 +225,10 @@ function accuracyCurves(runs: RunData[]): string {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const std = (xs: number[]) => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)));
 const stat = (xs: number[]) => (xs.length ? `mean ${mean(xs).toPrecision(3)}, std ${std(xs).toPrecision(3)}` : 'none');
+
+const ALPHA_CAPTION =
+  "α: MMPareto's α_m (0.5 where the plain sum was taken), MGDA's weight of the multimodal loss, else its share " +
+  'of the coefficients.';
 
 function telemetrySections(runs: RunData[]): string {
   const withT = runs.map((r, i) => ({ r, i })).filter(({ r }) => r.telemetry.length > 0);
@@ -261,7 +293,7 @@ function telemetrySections(runs: RunData[]): string {
     });
     return `<h3>Encoder '${escapeHtml(g)}'</h3>
 <figure>${cos}<figcaption>Paper Fig. 1a. Conflicts: ${conflicts.join('; ')}.</figcaption></figure>
-<figure>${alpha}<figcaption>α: MMPareto's α_m (0.5 where the plain sum was taken), MGDA's weight of the multimodal loss, else its share of the coefficients.</figcaption></figure>
+<figure>${alpha}<figcaption>${ALPHA_CAPTION}</figcaption></figure>
 <p class="note">Paper Fig. 1d: distributions of the gradient norms over logged steps, on a shared bin range per run.</p>
 ${hists.join('\n')}`;
   });
@@ -277,10 +309,10 @@ function confusionTables(runs: RunData[]): string {
     const rows = m.map((row, t) => {
       const total = row.reduce((a, b) => a + b, 0) || 1;
       // White text on the darker half of the shades.
-      const cells = row.map(
-        (v, p) =>
-          `<td style="background:rgba(0,114,178,${(v / total).toFixed(3)})${v / total > 0.5 ? ';color:#fff' : ''}"${p === t ? ' class="diag"' : ''}>${v}</td>`,
-      );
+      const cells = row.map((v, p) => {
+        const style = `background:rgba(0,114,178,${(v / total).toFixed(3)})${v / total > 0.5 ? ';color:#fff' : ''}`;
+        return `<td style="${style}"${p === t ? ' class="diag"' : ''}>${v}</td>`;
+      });
       return `<tr><th>${t}</th>${cells.join('')}</tr>`;
     });
     return `${title}<table class="confusion">${head}${rows.join('')}</table>`;
@@ -291,13 +323,19 @@ function confusionTables(runs: RunData[]): string {
   );
 }
 
-const STYLE = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td.path{text-align:left;font-family:monospace}td.best{background:#d8f0d8;font-weight:bold}
-.incomplete{color:#b00;font-weight:bold}.note{color:#555;font-size:13px}figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}
-figcaption{font-size:12px;color:#444;max-width:640px}table.confusion td{min-width:28px}table.confusion td.diag{font-weight:bold}
-svg.chart text{font-size:11px;fill:#333}svg.chart .title{font-size:13px;font-weight:bold}svg.chart .label{font-size:12px}
-svg.chart .grid{stroke:#e4e4e4}svg.chart .axis{stroke:#555}svg.chart .plot{fill:none;stroke:#555}svg.chart .zero{stroke:#900;stroke-dasharray:5 4}`;
+const STYLE = [
+  'body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}',
+  'table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}',
+  'th{background:#f3f3f3}td.path{text-align:left;font-family:monospace}td.best{background:#d8f0d8;font-weight:bold}',
+  '.incomplete{color:#b00;font-weight:bold}.note{color:#555;font-size:13px}' +
+    'figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}',
+  'figcaption{font-size:12px;color:#444;max-width:640px}table.confusion td{min-width:28px}' +
+    'table.confusion td.diag{font-weight:bold}',
+  'svg.chart text{font-size:11px;fill:#333}svg.chart .title{font-size:13px;font-weight:bold}' +
+    'svg.chart .label{font-size:12px}',
+  'svg.chart .grid{stroke:#e4e4e4}svg.chart .axis{stroke:#555}svg.chart .plot{fill:none;stroke:#555}' +
+    'svg.chart .zero{stroke:#900;stroke-dasharray:5 4}',
+].join('\n');
 
 /** The whole page for these runs (pure: data in, HTML out). */
 export function renderReport(runs: RunData[]): string {

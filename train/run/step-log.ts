@@ -143,11 +143,9 @@ export class StepLog {
     if (losses) {
       const bad = Object.entries(losses).filter(([, v]) => !Number.isFinite(v));
       const ok = Object.entries(losses).filter(([, v]) => Number.isFinite(v));
+      const list = (es: [string, number][]) => es.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ');
       if (bad.length)
-        parts.push(
-          `non-finite loss${bad.length > 1 ? 'es' : ''} ` +
-            `${bad.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')}${ok.length ? ` (${ok.map(([n, v]) => `${n} ${fmtLoss(v)}`).join(', ')})` : ''}`,
-        );
+        parts.push(`non-finite loss${bad.length > 1 ? 'es' : ''} ${list(bad)}${ok.length ? ` (${list(ok)})` : ''}`);
     }
     if (reasons.includes('gradient')) {
       const names = this.c.model.namedParameters().map(([k]) => k);
