@@ -25,9 +25,11 @@ Device.prototype.pipeline = function (this: Device, op: string, code: string, en
   return compile.call(this, op, code, entryPoint);
 };
 
+// test/run.ts ends the process itself (process.exit after its closing line): write on 'exit'.
+process.on('exit', () => {
+  mkdirSync(resolve(out), { recursive: true });
+  for (const [sha, code] of sources) writeFileSync(join(out, `${sha}.wgsl`), code);
+  writeFileSync(join(out, 'index.txt'), `${[...uses].sort().join('\n')}\n`);
+  console.log(`wgsl-dump: ${sources.size} distinct sources (${uses.size} op/entry uses) in ${out}`);
+});
 await import('../test/run.ts');
-
-mkdirSync(resolve(out), { recursive: true });
-for (const [sha, code] of sources) writeFileSync(join(out, `${sha}.wgsl`), code);
-writeFileSync(join(out, 'index.txt'), `${[...uses].sort().join('\n')}\n`);
-console.log(`wgsl-dump: ${sources.size} distinct sources (${uses.size} op/entry uses) in ${out}`);

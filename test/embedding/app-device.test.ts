@@ -396,4 +396,7 @@ test('no WebGPU: Device.create names what is missing', async () => {
   }
 });
 
+// The app owns its device, and a live device keeps Dawn polling (and Node running): release it.
+test.after(() => appDevice.destroy());
+
 test.run();
