@@ -11,7 +11,7 @@ import type { GradientAnalysis } from '../train/analyze/gradients.ts';
 import { standaloneSvg } from './figures.ts';
 import { SWEEP_BUDGET, budgetLabel, sweepPlan, type Budget } from './plan.ts';
 import { renderResults, type ResultsPage } from './results-page.ts';
-import { findSummaries, pairingProblems } from './sweep.ts';
+import { findSummaries, pairingProblems } from './results-dir.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 

@@ -18,7 +18,7 @@
 // Stop it with SIGTERM (kill PID, PID in <runs>/sweep.pid) or Ctrl-C: the running child stops
 // after its current step, the sweep exits 130, and the next start resumes.
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,7 @@ import { readRunConfig } from '../train/run/run-dir.ts';
 import { TrainingInterrupted, type ProgressState } from '../train/run/trainer.ts';
 import { analysisEpochs, budgetLabel, runDirOf, runName, sweepPlan, type Budget, type PlannedRun } from './plan.ts';
 import { runState, summarizeRunDir } from './runner.ts';
-import { readSummary, type RunSummary } from './summary.ts';
+import { findSummaries, pairingProblems } from './results-dir.ts';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -42,50 +42,6 @@ export function gitCommit(cwd = ROOT): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** Every summary JSON under a results directory (not the analysis/ outputs). */
-export function findSummaries(resultsDir: string): { path: string; summary: RunSummary }[] {
-  const out: { path: string; summary: RunSummary }[] = [];
-  const walk = (d: string) => {
-    if (!existsSync(d)) return;
-    for (const f of readdirSync(d).sort()) {
-      const p = join(d, f);
-      if (statSync(p).isDirectory()) {
-        if (f !== 'analysis') walk(p);
-      } else if (f.endsWith('.json')) out.push({ path: p, summary: readSummary(p) });
-    }
-  };
-  walk(resultsDir);
-  return out;
-}
-
-/**
- * Pairing check: summaries of one (data set, budget, seed) must share the initial-weights and
- * data fingerprints. Returns one line per mismatch (empty when paired).
- */
-export function pairingProblems(summaries: readonly { path: string; summary: RunSummary }[]): string[] {
-  const groups = new Map<string, { path: string; summary: RunSummary }[]>();
-  for (const s of summaries) {
-    const key = `${s.summary.dataset}/${s.summary.budget.label}/seed${s.summary.seed}`;
-    groups.set(key, [...(groups.get(key) ?? []), s]);
-  }
-  const problems: string[] = [];
-  for (const [key, g] of groups) {
-    const [ref, ...rest] = g;
-    for (const s of rest) {
-      for (const what of ['init', 'data'] as const) {
-        if (s.summary.pairing[what] !== ref!.summary.pairing[what]) {
-          problems.push(
-            `${key}: ${s.summary.method} and ${ref!.summary.method} differ in their ` +
-              `${what === 'init' ? 'initial weights' : 'training data or order'} ` +
-              `(${s.summary.pairing[what]} vs ${ref!.summary.pairing[what]})`,
-          );
-        }
-      }
-    }
-  }
-  return problems;
 }
 
 /** Optimizer steps of a planned run (dropLast batches; the split has trainLimit items). */

@@ -22,7 +22,8 @@ import {
   type PlannedRun,
 } from '../../experiments/plan.ts';
 import { executeRun, runState } from '../../experiments/runner.ts';
-import { childExecutor, findSummaries, pairingProblems, runSweep, type Executor } from '../../experiments/sweep.ts';
+import { findSummaries, pairingProblems } from '../../experiments/results-dir.ts';
+import { childExecutor, runSweep, type Executor } from '../../experiments/sweep.ts';
 import { readSummary, type RunSummary } from '../../experiments/summary.ts';
 
 const test = suite('sweep');
