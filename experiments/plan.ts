@@ -73,16 +73,6 @@ export function trainFlags(r: Omit<PlannedRun, 'keepEpochCheckpoints'>): string[
   ];
 }
 
-/**
- * The budget chosen by the pilot (experiments/results/pilot; docs/RESULTS.md, "Pilot"): 9,600
- * training items for 10 epochs (1,500 steps of 64) with the lr decayed to 0 by a cosine schedule,
- * SGD momentum 0.9 and weight decay 1e-4, the same for every method. At a constant lr 0.01 the
- * uniform baseline's multimodal validation accuracy still moved by 2–6 points between epochs
- * after 12 epochs; with the cosine schedule it moved by 0.18 (lr 0.01) and 0.56 (lr 0.03) points
- * over the last 20%. Of those two, lr 0.03 — thirty times the paper's 1e-3 — is the one where the
- * baseline is best on validation (85.7% against 43.0%), chosen before any other method ran. Sized
- * so that the 31 runs fit in about 8 hours of this 2-core machine alone.
- */
 /** The pilot's conclusion, printed in docs/RESULTS.md under the pilot's tables. */
 export const PILOT_DECISION =
   "At a constant lr 0.01 the baseline's multimodal validation accuracy was still moving by 2–6 points between " +
