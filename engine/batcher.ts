@@ -18,6 +18,14 @@ import {
 } from '../shaders/kernel.ts';
 
 const SLOTS = 64; // dispatches per submit at most ("tens of dispatches per submit")
+// Submits not yet seen to finish. Dawn's Node binding on lavapipe kills the process (SIGSEGV, no
+// message) at about 1,000 of them, so past QUEUE_LIMIT the engine refuses to record more, with an
+// error that says what to do. From QUEUE_MARK_FROM on, a completion marker every QUEUE_MARK_EVERY
+// submits lets a program that yields to the event loop (but never reads back) drain the count;
+// below it nothing is added, so a loop that reads back now and then pays nothing.
+const QUEUE_LIMIT = 512;
+const QUEUE_MARK_FROM = 128;
+const QUEUE_MARK_EVERY = 16;
 const UNIFORM = 0x40 | 0x08; // GPUBufferUsage.UNIFORM | COPY_DST
 const MAP_READ_DST = 0x01 | 0x08; // GPUBufferUsage.MAP_READ | COPY_DST
 const MAP_READ = 0x01; // GPUMapMode.READ
@@ -82,6 +90,8 @@ export class Batcher {
   private readonly staging: GPUBuffer[] = [];
   readonly stats: BatchStats = { dispatches: 0, submits: 0, readbacks: 0 };
   lastOp = '(none)';
+  /** Submits known to have finished on the GPU (a readback, a sync or a completion marker resolved). */
+  private confirmed = 0;
   /** Optional observer of every recorded dispatch (profiling, bench/steps/profile.ts); null: none. */
   trace: ((d: RecordedDispatch) => void) | null = null;
   /** Optional GPU timer of every dispatch (profiling: one pass per dispatch); null: none. */
@@ -130,7 +140,10 @@ export class Batcher {
       }
     }
     const pipeline = this.host.pipeline(op, compiled.source);
-    if (this.slots === SLOTS) this.flush();
+    if (this.slots === SLOTS) {
+      this.checkQueue(op);
+      this.flush();
+    }
     const off = this.slots * this.slotStride;
     // On an app's device, the engine's calls run inside its own error scopes (engine/device-errors.ts).
     this.host.errors.guard(op, () => {
@@ -207,6 +220,35 @@ export class Batcher {
     this.slots = 0;
     this.stats.submits++;
     this.host.pool.afterSubmit();
+    const n = this.stats.submits;
+    if (n - this.confirmed >= QUEUE_MARK_FROM && n % QUEUE_MARK_EVERY === 0) {
+      // A rejection means the device went away; the next call reports that.
+      this.host.gpu.queue.onSubmittedWorkDone().then(
+        () => this.confirm(n),
+        () => {},
+      );
+    }
+  }
+
+  /** Records that the first `submits` submits have finished (after a readback or a sync). */
+  confirm(submits: number): void {
+    if (submits > this.confirmed) this.confirmed = submits;
+  }
+
+  /** Submits not yet seen to finish. */
+  get queued(): number {
+    return this.stats.submits - this.confirmed;
+  }
+
+  /** Refuses to record more work past QUEUE_LIMIT unfinished submits, instead of letting Dawn crash. */
+  private checkQueue(op: string): void {
+    if (this.queued < QUEUE_LIMIT) return;
+    throw new EngineError(
+      `${op}: ${this.queued} submits (about ${this.queued * SLOTS} dispatches) are queued on the GPU and not ` +
+        `yet seen to finish: the program records work faster than it waits for it. Await device.throttle() ` +
+        `once per step (or device.sync(), or read a value back); Dawn's Node binding crashes the process ` +
+        `at about 1,000 queued submits.`,
+    );
   }
 
   /**
@@ -230,11 +272,13 @@ export class Batcher {
     }
     this.flush();
     this.stats.readbacks++;
+    const submitted = this.stats.submits;
     try {
       await this.host.wait(
         errors.guard(op, () => stage.mapAsync(MAP_READ, 0, size)),
         op,
       );
+      this.confirm(submitted);
       const out = stage.getMappedRange(0, size).slice(0, bytes);
       stage.unmap();
       return out;

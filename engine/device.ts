@@ -288,7 +288,19 @@ export class Device implements BatcherHost {
   async sync(): Promise<void> {
     this.assertUsable('sync');
     this.batcher.flush();
+    const submitted = this.batcher.stats.submits;
     await this.wait(this.gpu.queue.onSubmittedWorkDone(), 'sync');
+    this.batcher.confirm(submitted);
+  }
+
+  /**
+   * Waits for the GPU when more than `maxQueued` submits are queued and not yet seen to finish
+   * (then all of them: see sync()); otherwise returns at once. Call it once per step in a loop
+   * that records work without reading anything back: the engine refuses to record past 512 such
+   * submits, since Dawn's Node binding crashes at about 1,000.
+   */
+  async throttle(maxQueued = 256): Promise<void> {
+    if (this.batcher.queued > maxQueued) await this.sync();
   }
 
   /**

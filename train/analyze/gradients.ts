@@ -176,6 +176,7 @@ export async function analyzeGradients(
         });
         for (const byLoss of grads.values()) for (const g of Object.values(byLoss)) g.dispose();
         done++;
+        await params[0]!.device.throttle(); // nothing is read back until the end: keep the queue shallow
         opts.progress?.(done, N);
       }
     }

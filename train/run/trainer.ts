@@ -279,6 +279,7 @@ class TrainingRun {
           stepsPerSecond: rate,
           remaining: this.totalSteps - this.globalStep,
         });
+        await this.opts.device.throttle(); // keep the GPU queue shallow between readbacks
         await new Promise<void>((r) => setImmediate(r)); // let a signal handler run
       }
     } finally {
