@@ -20,6 +20,8 @@ import { writeSummary, SUMMARY_VERSION, type RunSummary } from '../../experiment
 import { collectAndRender, writeResults } from '../../experiments/summarize.ts';
 import { lastFifthChange } from '../../experiments/results-tables.ts';
 import { standaloneSvg } from '../../experiments/figures.ts';
+import { hypothesisSection } from '../../experiments/results-hypothesis.ts';
+import type { GradientAnalysis, LossGradientStats } from '../../train/analyze/gradients.ts';
 
 const test = suite('summarize');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-summarize-'));
@@ -224,6 +226,65 @@ test('convergence criterion: largest change over the epochs of the last 20%', ()
   // E = 5: epochs 4..5 → 2 points.
   close(lastFifthChange(curve, 'mm', 5), 2, 1e-9, 'E = 5');
   assert.ok(Number.isNaN(lastFifthChange(curve, 'mm', 11)), 'beyond the curve');
+});
+
+/** A hand-made analysis of one encoder: its k, |g_u|/|g_m| and conflict share are what the page aggregates. */
+function fakeAnalysis(seed: number, epoch: number, k: number, normRatio: number, conflict: number): GradientAnalysis {
+  const stats = (norms: number[]): LossGradientStats => ({
+    norms,
+    meanNorm: mean(norms),
+    stdNorm: sampleStd(norms),
+    quantiles: { min: norms[0]!, q25: norms[0]!, median: norms[1]!, q75: norms[2]!, max: norms[2]! },
+    normOfMean: 0.5,
+    covTrace: 1,
+  });
+  return {
+    type: 'gradient-analysis',
+    run: {
+      dataset: 'cg-fmnist',
+      model: 'cnn',
+      method: 'mmpareto',
+      seed,
+      trainLimit: 9600,
+      epochs: 10,
+      lr: 0.01,
+      batchSize: 64,
+    },
+    checkpoint: { which: `epoch-${epoch}`, epoch, step: 150 * epoch },
+    batches: 3,
+    batchSize: 64,
+    mainLoss: 'mm',
+    encoders: {
+      gray: {
+        parameters: 10,
+        multimodal: stats([1, 2, 3]),
+        unimodal: stats([2, 4, 6].map((x) => x * (normRatio / 2))),
+        k,
+        normRatio,
+        cos: [0.5, -0.1, 0.2],
+        conflictFraction: conflict,
+      },
+    },
+    adapter: 'test',
+    wall_s: 1,
+  };
+}
+
+test('Hypothesis 1 section: per-checkpoint mean ± sample std over seeds, k range, k > 3 count', () => {
+  const figures: Record<string, string> = {};
+  const md = hypothesisSection(
+    [fakeAnalysis(1, 10, 4, 3, 0.3), fakeAnalysis(0, 10, 2, 2, 0.1), fakeAnalysis(0, 1, 5, 1.5, 0)],
+    figures,
+  ).join('\n');
+  // k = 2, 4: mean 3, sample std √2 = 1.41; ratio 2, 3: 2.5 ± 0.707; conflicts 10%, 30%: 20%.
+  assert.ok(md.includes('| MMPareto | 10 | gray | 2 | 2.50 ± 0.707 | 3.00 ± 1.41 | 2.00–4.00 | 1/2 | 20.00% |'), md);
+  assert.ok(md.includes('| MMPareto | 1 | gray | 1 | 1.50 | 5.00 | 5.00–5.00 | 1/1 | 0.00% |'), md);
+  assert.ok(md.includes('k > 1 in 3 of 3 (checkpoint, encoder) cases and k > 3 in 2'), md);
+  assert.ok(md.indexOf('| MMPareto | 1 | gray') < md.indexOf('| MMPareto | 10 | gray'), 'epochs in order');
+  assert.ok(
+    figures['k-by-checkpoint.svg'] && figures['grad-norms-mmpareto-seed0-epoch10-gray.svg'],
+    Object.keys(figures).join(),
+  );
 });
 
 test.run();
