@@ -11,6 +11,18 @@ import { device } from '../helpers.ts';
 const test = suite('queue depth');
 const SLOTS = 64; // dispatches per submit (engine/batcher.ts)
 
+/** Runs `fn` with a device of its own as the current one; restores the suite's and destroys it. */
+async function onOwnDevice(fn: (dev: Device) => Promise<void>): Promise<void> {
+  const dev = await Device.create();
+  setDevice(dev);
+  try {
+    await fn(dev);
+  } finally {
+    setDevice(device);
+    dev.destroy();
+  }
+}
+
 /** x ← x + 1 elementwise `n` times; every add is one dispatch. Integers below 2^24 stay exact in float32. */
 function addOnes(x: Tensor, one: Tensor, n: number): Tensor {
   for (let i = 0; i < n; i++) {
@@ -21,10 +33,8 @@ function addOnes(x: Tensor, one: Tensor, n: number): Tensor {
   return x;
 }
 
-test('a loop that never waits is refused at 512 queued submits, not crashed; after sync() it goes on', async () => {
-  const dev = await Device.create();
-  setDevice(dev);
-  try {
+test('a loop that never waits is refused at 512 queued submits, not crashed; after sync() it goes on', () =>
+  onOwnDevice(async (dev) => {
     let x = tensor([0, 10, 20, 30], [4]);
     const one = tensor([1, 1, 1, 1], [4]);
     let done = 0;
@@ -50,16 +60,10 @@ test('a loop that never waits is refused at 512 queued submits, not crashed; aft
     x = addOnes(x, one, 100);
     const expected = [0, 10, 20, 30].map((v) => v + done + 100);
     assert.equal(Array.from((await x.toArray()) as Float32Array), expected);
-  } finally {
-    setDevice(device);
-    dev.destroy();
-  }
-});
+  }));
 
-test('throttle() once per step keeps a loop without readbacks going past 1,000 submits', async () => {
-  const dev = await Device.create();
-  setDevice(dev);
-  try {
+test('throttle() once per step keeps a loop without readbacks going past 1,000 submits', () =>
+  onOwnDevice(async (dev) => {
     let x = tensor([0, -5, 5, 1], [4]);
     const one = tensor([1, 1, 1, 1], [4]);
     const steps = 300;
@@ -75,16 +79,10 @@ test('throttle() once per step keeps a loop without readbacks going past 1,000 s
     assert.ok(deepest <= 256 + 4, `deepest queue ${deepest}`);
     const n = steps * perStep;
     assert.equal(Array.from((await x.toArray()) as Float32Array), [n, n - 5, n + 5, n + 1]);
-  } finally {
-    setDevice(device);
-    dev.destroy();
-  }
-});
+  }));
 
-test('a readback or a sync empties the count; a step that reads back never reaches the limit', async () => {
-  const dev = await Device.create();
-  setDevice(dev);
-  try {
+test('a readback or a sync empties the count; a step that reads back never reaches the limit', () =>
+  onOwnDevice(async (dev) => {
     let x = tensor([1, 2, 3, 4], [4]);
     const one = tensor([1, 1, 1, 1], [4]);
     x = addOnes(x, one, 10 * SLOTS);
@@ -94,10 +92,6 @@ test('a readback or a sync empties the count; a step that reads back never reach
     assert.equal(Array.from(v), [641, 642, 643, 644]);
     await dev.throttle(); // nothing queued: returns at once
     assert.is(dev.batcher.stats.readbacks, 1);
-  } finally {
-    setDevice(device);
-    dev.destroy();
-  }
-});
+  }));
 
 test.run();
