@@ -9,6 +9,7 @@ import { mean } from './stats.ts';
 import {
   accuracyTable,
   byOrder,
+  fusedOnlyNote,
   headsOf,
   meanSeries,
   name,
@@ -62,6 +63,8 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
     ),
     '',
   );
+  const note = fusedOnlyNote(runs);
+  if (note) out.push(note, '');
   const paired = pairedTable(runs, heads, 'best');
   out.push(
     `Paired differences against uniform (same seed: same initial weights, data and order), test accuracy of the ` +

@@ -50,6 +50,10 @@ export const pct = (x: number) => (100 * x).toFixed(2);
 export const pm = (xs: number[]) =>
   xs.length ? (xs.length > 1 ? `${pct(mean(xs))} ± ${pct(sampleStd(xs))}` : `${pct(xs[0]!)} (1 seed)`) : '—';
 export const signed = (x: number, d = 2) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(d)}`;
+/** A statistic with the same minus sign as `signed`, and no plus. */
+const minus = (x: number, d = 2) => `${x < 0 ? '−' : ''}${Math.abs(x).toFixed(d)}`;
+/** Methods that train the fused head alone (L_m): their unimodal heads stay at initialization. */
+export const FUSED_ONLY: ReadonlySet<string> = new Set(['one-joint-loss']);
 export const fmtP = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
 
 /** Largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋ of a validation curve that ends at epoch E (points). */
@@ -86,7 +90,11 @@ export function accuracyTable(
   ];
   for (const m of methods) {
     const rs = runs.filter((r) => r.method === m).sort((a, b) => a.seed - b.seed);
-    const cells = heads.map((h) => pm(rs.map((r) => r[which].test.acc[h]!).filter((v) => v !== undefined)));
+    const cells = heads.map(
+      (h, i) =>
+        pm(rs.map((r) => r[which].test.acc[h]!).filter((v) => v !== undefined)) +
+        (i > 0 && FUSED_ONLY.has(m) ? ' †' : ''),
+    );
     const f1 = pm(rs.map((r) => r[which].test.macro_f1[heads[0]!]!));
     const ref = paperCols.map((_, i) => paper?.[m]?.[i]?.toFixed(2) ?? '—');
     lines.push(
@@ -95,6 +103,17 @@ export function accuracyTable(
     );
   }
   return lines;
+}
+
+/** The footnote to accuracyTable's † marks, or null where no run has them. */
+export function fusedOnlyNote(runs: readonly RunSummary[]): string | null {
+  const fused = [...new Set(runs.map((r) => r.method))].filter((m) => FUSED_ONLY.has(m));
+  if (!fused.length || headsOf(runs).length < 2) return null;
+  return (
+    `† ${fused.map(name).join(', ')} trains on the fused loss L_m alone: its unimodal heads get no gradient (their ` +
+    'encoders train only through the fused head), so their accuracy is that of an untrained classifier, and the ' +
+    'paired table leaves them out.'
+  );
 }
 
 export function pairedTable(
@@ -113,6 +132,7 @@ export function pairedTable(
   for (const m of methods) {
     const pairs = runs.filter((r) => r.method === m && base.has(r.seed)).sort((a, b) => a.seed - b.seed);
     for (const h of heads) {
+      if (FUSED_ONLY.has(m) && h !== heads[0]) continue; // an untrained head: nothing to compare
       if (pairs.length < 2) {
         lines.push(`| ${name(m)} | ${h} | ${pairs.length} | — | — | — | — | — |`);
         continue;
@@ -124,7 +144,7 @@ export function pairedTable(
       if (m === 'mmpareto' && h === heads[0]) mmp = c;
       lines.push(
         `| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | ` +
-          `[${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${c.t.toFixed(2)} | ${fmtP(c.pGreater)} | ` +
+          `[${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${minus(c.t)} | ${fmtP(c.pGreater)} | ` +
           `${c.wins}/${c.n} |`,
       );
     }

@@ -129,7 +129,7 @@ function fake(
     valCurve: curve,
     trainLoss: [],
     telemetry:
-      method === 'uniform'
+      method === 'uniform' || method === 'one-joint-loss' // as the trainer: they log none
         ? null
         : {
             gray: {
@@ -172,6 +172,12 @@ test(
       summaryPath(results, { dataset: 'cg-fmnist', method: 'mgda', seed: 0, budget: SWEEP_BUDGET }),
       fake('mgda', 0, 0.6),
     );
+    // One joint loss 10 and 12 points below uniform: t = −11 on 1 df, p = 1/2 + atan(11)/π.
+    for (const [s, d] of [0.1, 0.12].entries())
+      writeSummary(
+        summaryPath(results, { dataset: 'cg-fmnist', method: 'one-joint-loss', seed: s, budget: SWEEP_BUDGET }),
+        fake('one-joint-loss', s, uni[s]! - d),
+      );
     const pilotBudget: Budget = { ...SWEEP_BUDGET, epochs: 12, lrSchedule: 'cosine' };
     writeSummary(join(results, 'pilot', 'cg-fmnist', 'x', 'uniform-seed0.json'), fake('uniform', 0, 0.5, pilotBudget));
     const page = collectAndRender(results);
@@ -192,7 +198,14 @@ test(
     assert.ok(md.includes('75.68 | 75.66 |'), "the paper's Table 3 beside uniform");
     assert.ok(md.includes('Fashion-MNIST'), 'the data set note');
     assert.ok(md.includes('| MGDA (conventional Pareto) | mm | 1 | — |'), 'one MGDA seed: no interval');
-    assert.ok(md.includes('Runs: 11 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
+    assert.ok(
+      md.includes('| one joint loss | mm | 2 (0, 1) | −11.00 | [−23.71, +1.71] | −11.00 | 0.971 | 0/2 |'),
+      'a negative t has the same minus sign as the differences',
+    );
+    assert.ok(!md.includes('| one joint loss | gray |'), "one joint loss's untrained unimodal heads are not compared");
+    assert.ok(md.includes('| one joint loss | 0, 1 | 59.75 ± 0.35 | 59.75 ± 0.35 † |'), 'and are marked');
+    assert.ok(md.includes('† one joint loss trains on the fused loss L_m alone'), 'with the reason');
+    assert.ok(md.includes('Runs: 13 of 31 planned; **missing**: cg-fmnist/mgda-seed1'), 'missing runs are listed');
     assert.ok(md.includes('## Multi-FMNIST\n\nNo runs yet.'), 'an empty data set says so');
     assert.ok(md.includes('No analysis yet'), 'no Hypothesis 1 analysis yet');
     assert.ok(
