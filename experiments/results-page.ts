@@ -11,6 +11,7 @@ import {
   byOrder,
   fusedOnlyNote,
   headsOf,
+  mainHeads,
   meanSeries,
   name,
   pairedTable,
@@ -73,15 +74,17 @@ function datasetSection(ds: string, runs: readonly RunSummary[], figures: Record
     ...paired.lines,
     '',
   );
-  out.push(verdict(paired.mmp, `${cg ? 'CG-FMNIST' : 'Multi-FMNIST'} (${heads[0]} head, best epoch)`), '');
+  const main = mainHeads(runs);
+  for (const h of main)
+    out.push(verdict(paired.mmp.get(h), `${cg ? 'CG-FMNIST' : 'Multi-FMNIST'} (${h} head, best epoch)`), '');
   out.push(
     `The same at the last epoch (no selection on validation):`,
     '',
     ...accuracyTable(runs, 'final', null, []),
     '',
   );
-  const pf = pairedTable(runs, heads.slice(0, 1), 'final');
-  out.push(verdict(pf.mmp, `${heads[0]} head, last epoch`), '');
+  const pf = pairedTable(runs, main, 'final');
+  for (const h of main) out.push(verdict(pf.mmp.get(h), `${h} head, last epoch`), '');
   const methods = [...new Set(runs.map((r) => r.method))].sort(byOrder);
   const fig = `accuracy-${ds}.svg`;
   figures[fig] = barChart(

@@ -75,6 +75,12 @@ export const headsOf = (runs: readonly RunSummary[]): string[] => {
   return keys.includes('mm') ? ['mm', ...keys.filter((k) => k !== 'mm')] : keys;
 };
 
+/** The heads a verdict is given for: the fused head, or every task of a multitask set. */
+export const mainHeads = (runs: readonly RunSummary[]): string[] => {
+  const heads = headsOf(runs);
+  return heads.includes('mm') ? ['mm'] : heads;
+};
+
 export function accuracyTable(
   runs: readonly RunSummary[],
   which: 'best' | 'final',
@@ -120,7 +126,7 @@ export function pairedTable(
   runs: readonly RunSummary[],
   heads: string[],
   which: 'best' | 'final',
-): { lines: string[]; mmp: ReturnType<typeof pairedComparison> | null } {
+): { lines: string[]; mmp: Map<string, ReturnType<typeof pairedComparison>> } {
   const base = new Map(runs.filter((r) => r.method === 'uniform').map((r) => [r.seed, r]));
   const methods = [...new Set(runs.map((r) => r.method))].filter((m) => m !== 'uniform').sort(byOrder);
   const lines = [
@@ -128,7 +134,7 @@ export function pairedTable(
       'method > uniform) | method wins |',
     '|---|---|---|---|---|---|---|---|',
   ];
-  let mmp: ReturnType<typeof pairedComparison> | null = null;
+  const mmp = new Map<string, ReturnType<typeof pairedComparison>>(); // MMPareto's, by head
   for (const m of methods) {
     const pairs = runs.filter((r) => r.method === m && base.has(r.seed)).sort((a, b) => a.seed - b.seed);
     for (const h of heads) {
@@ -141,7 +147,7 @@ export function pairedTable(
         pairs.map((r) => 100 * r[which].test.acc[h]!),
         pairs.map((r) => 100 * base.get(r.seed)![which].test.acc[h]!),
       );
-      if (m === 'mmpareto' && h === heads[0]) mmp = c;
+      if (m === 'mmpareto') mmp.set(h, c);
       lines.push(
         `| ${name(m)} | ${h} | ${c.n} (${pairs.map((r) => r.seed).join(', ')}) | ${signed(c.meanDiff)} | ` +
           `[${signed(c.ci95[0])}, ${signed(c.ci95[1])}] | ${minus(c.t)} | ${fmtP(c.pGreater)} | ` +
@@ -152,7 +158,7 @@ export function pairedTable(
   return { lines, mmp };
 }
 
-export function verdict(c: ReturnType<typeof pairedComparison> | null, what: string): string {
+export function verdict(c: ReturnType<typeof pairedComparison> | undefined, what: string): string {
   if (!c) return `MMPareto vs uniform on ${what}: fewer than two paired seeds so far; no test yet.`;
   const sig = c.pGreater < 0.05;
   return (

@@ -22,6 +22,7 @@ import { lastFifthChange } from '../../experiments/results-tables.ts';
 import { standaloneSvg } from '../../experiments/figures.ts';
 import { hypothesisSection } from '../../experiments/results-hypothesis.ts';
 import type { GradientAnalysis, LossGradientStats } from '../../train/analyze/gradients.ts';
+import type { IntegratorMethod } from '../../engine/index.ts';
 
 const test = suite('summarize');
 const root = mkdtempSync(join(tmpdir(), 'mmpareto-summarize-'));
@@ -228,6 +229,31 @@ test(
     assert.throws(() => standaloneSvg('<div/>'), /not an <svg>/);
   },
 );
+
+test('summarize: a multitask set gets a verdict per task, best and last epoch', () => {
+  const results = join(root, 'results-multi');
+  // MMPareto 1, 2, 3 points above uniform on both tasks: mean 2, std 1, t = 2√3 on 2 df,
+  // CI 2 ± t₀.₉₇₅(2)/√3, p = 1/2 − t/(2√(2 + t²)) = 0.0371.
+  for (const [s, d] of [0.01, 0.02, 0.03].entries()) {
+    const at = (method: IntegratorMethod) =>
+      summaryPath(results, { dataset: 'multi-fmnist', method, seed: s, budget: SWEEP_BUDGET });
+    writeSummary(at('uniform'), fake('uniform', s, 0.7, SWEEP_BUDGET, 'multi-fmnist'));
+    writeSummary(at('mmpareto'), fake('mmpareto', s, 0.7 + d, SWEEP_BUDGET, 'multi-fmnist'));
+  }
+  const md = collectAndRender(results).markdown;
+  for (const task of ['left', 'right']) {
+    assert.ok(md.includes(`| MMPareto | ${task} | 3 (0, 1, 2) | +2.00 | [−0.48, +4.48] | 3.46 | 0.037 | 3/3 |`), md);
+    for (const when of [`Multi-FMNIST (${task} head, best epoch)`, `${task} head, last epoch`])
+      assert.ok(
+        md.includes(
+          `**MMPareto vs uniform on ${when}, 3 paired seeds:** mean difference +2.00 points, 95% CI [−0.48, +4.48], ` +
+            'one-sided paired t-test p = 0.037 — significant at the 5% level',
+        ),
+        `the verdict on ${when}`,
+      );
+  }
+  assert.ok(!md.includes('† '), 'no untrained-head note without one joint loss');
+});
 
 test('convergence criterion: largest change over the epochs of the last 20%', () => {
   const curve = [0.4, 0.5, 0.55, 0.58, 0.6, 0.61, 0.612, 0.615, 0.61, 0.618].map((a, i) => ({
