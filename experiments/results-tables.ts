@@ -52,7 +52,7 @@ export const pm = (xs: number[]) =>
 export const signed = (x: number, d = 2) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(d)}`;
 /** A statistic with the same minus sign as `signed`, and no plus. */
 const minus = (x: number, d = 2) => `${x < 0 ? '−' : ''}${Math.abs(x).toFixed(d)}`;
-/** Methods that train the fused head alone (L_m): their unimodal heads stay at initialization. */
+/** Methods that train on the fused loss L_m alone: their unimodal heads get no gradient. */
 export const FUSED_ONLY: ReadonlySet<string> = new Set(['one-joint-loss']);
 export const fmtP = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
 
