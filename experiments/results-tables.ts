@@ -54,6 +54,8 @@ export const signed = (x: number, d = 2) => `${x >= 0 ? '+' : '−'}${Math.abs(x
 const minus = (x: number, d = 2) => `${x < 0 ? '−' : ''}${Math.abs(x).toFixed(d)}`;
 /** Methods that train on the fused loss L_m alone: their unimodal heads get no gradient. */
 export const FUSED_ONLY: ReadonlySet<string> = new Set(['one-joint-loss']);
+/** Whether `head` is a unimodal head that `method` never trains. */
+const untrained = (method: string, head: string) => FUSED_ONLY.has(method) && head !== 'mm';
 export const fmtP = (p: number) => (p < 0.001 ? p.toExponential(1) : p.toFixed(3));
 
 /** Largest |acc(e) − acc(E)| over the epochs e ≥ ⌊0.8·E⌋ of a validation curve that ends at epoch E (points). */
@@ -97,9 +99,7 @@ export function accuracyTable(
   for (const m of methods) {
     const rs = runs.filter((r) => r.method === m).sort((a, b) => a.seed - b.seed);
     const cells = heads.map(
-      (h, i) =>
-        pm(rs.map((r) => r[which].test.acc[h]!).filter((v) => v !== undefined)) +
-        (i > 0 && FUSED_ONLY.has(m) ? ' †' : ''),
+      (h) => pm(rs.map((r) => r[which].test.acc[h]!).filter((v) => v !== undefined)) + (untrained(m, h) ? ' †' : ''),
     );
     const f1 = pm(rs.map((r) => r[which].test.macro_f1[heads[0]!]!));
     const ref = paperCols.map((_, i) => paper?.[m]?.[i]?.toFixed(2) ?? '—');
@@ -113,8 +113,9 @@ export function accuracyTable(
 
 /** The footnote to accuracyTable's † marks, or null where no run has them. */
 export function fusedOnlyNote(runs: readonly RunSummary[]): string | null {
-  const fused = [...new Set(runs.map((r) => r.method))].filter((m) => FUSED_ONLY.has(m));
-  if (!fused.length || headsOf(runs).length < 2) return null;
+  const heads = headsOf(runs);
+  const fused = [...new Set(runs.map((r) => r.method))].filter((m) => heads.some((h) => untrained(m, h)));
+  if (!fused.length) return null;
   return (
     `† ${fused.map(name).join(', ')} trains on the fused loss L_m alone: its unimodal heads get no gradient (their ` +
     'encoders train only through the fused head), so their accuracy is that of an untrained classifier, and the ' +
@@ -138,7 +139,7 @@ export function pairedTable(
   for (const m of methods) {
     const pairs = runs.filter((r) => r.method === m && base.has(r.seed)).sort((a, b) => a.seed - b.seed);
     for (const h of heads) {
-      if (FUSED_ONLY.has(m) && h !== heads[0]) continue; // an untrained head: nothing to compare
+      if (untrained(m, h)) continue; // nothing to compare
       if (pairs.length < 2) {
         lines.push(`| ${name(m)} | ${h} | ${pairs.length} | — | — | — | — | — |`);
         continue;
